@@ -1,0 +1,320 @@
+# -*- test-case-name: chatd.test.test_tap -*-
+"""
+chatd's settings: one frozen value built from defaults, a config file and the
+command line, in that order of precedence (the command line wins).
+
+Both sources speak in the same keys: each long command-line option (C{--idle-timeout
+30}) is also a key of the config file's C{[chatd]} section (C{idle-timeout = 30}).
+Every key has a parser here that turns its text into a typed value or raises
+L{ValueError} with a sentence saying what was expected; L{readConfigFile} and the
+options in L{chatd.tap} both use them, so a value means the same wherever it is
+written. L{settingsFrom} then checks the values against each other and fills in
+the defaults that depend on the data directory.
+"""
+
+import configparser
+import math
+import os
+import re
+from dataclasses import dataclass, replace
+from typing import Tuple
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+from twisted.python.usage import UsageError
+
+from chatd.datadir import tlsPaths
+from chatd.store.engines import engineForURL
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    Everything the service and its front doors are configured with.
+
+    Durations are seconds; limits are C{(count, seconds)} sliding windows.
+    """
+
+    dataDir: str = "chatd-data"
+    binary: Tuple[str, ...] = ()
+    db: str = ""
+    allowGuests: bool = True
+    idleWarning: float = 20.0
+    idleTimeout: float = 30.0
+    rateLimit: Tuple[int, float] = (5, 5.0)
+    loginLimit: Tuple[int, float] = (5, 60.0)
+    addressLimit: Tuple[int, float] = (20, 60.0)
+    registerLimit: Tuple[int, float] = (30, 60.0)
+    maxFrame: int = 1048576
+    historyLimit: int = 50
+    historyMax: int = 500
+    sendQueue: int = 4 * 1024 * 1024
+    bcryptCost: int = 12
+    clockSkew: float = 300.0
+    challengeLifetime: float = 60.0
+
+
+DEFAULTS = Settings()
+
+SECTION = "chatd"
+
+# The binary protocol's length prefix is a uint32; below this, a REGISTER with
+# a 2048-bit key would not fit.
+MIN_FRAME = 1024
+MAX_FRAME = 2**32 - 1
+
+
+class ConfigError(UsageError):
+    """
+    A setting is missing, malformed or contradicts another; the message names it.
+
+    A L{UsageError}, so that twistd reports it with the usage text rather than a
+    traceback.
+    """
+
+
+def parseText(value):
+    """
+    A non-empty string, such as a directory name.
+    """
+    value = value.strip()
+    if not value:
+        raise ValueError("expected a value, got nothing")
+    return value
+
+
+def parseDatabase(value):
+    """
+    A database URL that L{chatd.store.makeStore} accepts: C{memory:},
+    C{sqlite:relative/path} or C{sqlite:///absolute/path}.
+    """
+    value = value.strip()
+    if value != "memory:":
+        engineForURL(value)
+    return value
+
+
+def parseBoolean(value):
+    """
+    C{yes}/C{no}, C{true}/C{false}, C{on}/C{off} or C{1}/C{0}, any case.
+    """
+    try:
+        return configparser.ConfigParser.BOOLEAN_STATES[value.strip().lower()]
+    except KeyError:
+        raise ValueError("%r is not yes or no" % (value,))
+
+
+def parseSeconds(value):
+    """
+    A positive, finite number of seconds, fractions allowed.
+    """
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError("%r is not a number of seconds" % (value,))
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError("%r is not a positive number of seconds" % (value,))
+    return seconds
+
+
+def _parseWhole(value, low, high):
+    """
+    A whole number from C{low} to C{high}.
+    """
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("%r is not a whole number" % (value,))
+    if not low <= number <= high:
+        raise ValueError("%r is not between %d and %d" % (value, low, high))
+    return number
+
+
+def parseCount(value):
+    """
+    A whole number, at least 1.
+    """
+    return _parseWhole(value, 1, MAX_FRAME)
+
+
+def parseSize(value):
+    """
+    A size in bytes, of a frame or a buffer: from L{MIN_FRAME} to the largest
+    uint32.
+    """
+    return _parseWhole(value, MIN_FRAME, MAX_FRAME)
+
+
+def parseBcryptCost(value):
+    """
+    A bcrypt cost factor, 4 to 31 (each step doubles the work).
+    """
+    return _parseWhole(value, 4, 31)
+
+
+def parseRate(value):
+    """
+    C{N/SECONDS}: at most N messages in any window of SECONDS.
+
+    @return: C{(N, SECONDS)}
+    """
+    count, slash, seconds = value.partition("/")
+    if not slash:
+        raise ValueError(
+            "%r is not a rate (expected MESSAGES/SECONDS, such as 5/5)" % (value,)
+        )
+    return parseCount(count.strip()), parseSeconds(seconds.strip())
+
+
+def parseEndpoints(value):
+    """
+    A list of endpoint strings, one per line or separated by commas (the
+    config-file form of a repeated C{--binary}).
+
+    @return: a L{tuple} of endpoint strings
+    """
+    endpoints = tuple(part.strip() for part in re.split(r"[,\n]", value))
+    endpoints = tuple(part for part in endpoints if part)
+    if not endpoints:
+        raise ValueError("expected at least one endpoint")
+    return endpoints
+
+
+# Each key, the Settings field it sets, and the parser for its text.
+FIELDS = {
+    "data-dir": ("dataDir", parseText),
+    "binary": ("binary", parseEndpoints),
+    "db": ("db", parseDatabase),
+    "allow-guests": ("allowGuests", parseBoolean),
+    "idle-warning": ("idleWarning", parseSeconds),
+    "idle-timeout": ("idleTimeout", parseSeconds),
+    "rate-limit": ("rateLimit", parseRate),
+    "max-frame": ("maxFrame", parseSize),
+    "history-limit": ("historyLimit", parseCount),
+    "send-queue": ("sendQueue", parseSize),
+    "bcrypt-cost": ("bcryptCost", parseBcryptCost),
+}
+
+
+def readConfigFile(path):
+    """
+    Read the C{[chatd]} section of an INI file.
+
+    Relative paths in it (C{data-dir}, file names in endpoint strings) are
+    relative to the directory chatd runs in, not to the file.
+
+    @raise ConfigError: when the file cannot be read or parsed, has no
+        C{[chatd]} section or another section, or has an unknown key or a bad
+        value.
+    @return: a L{dict} from key to parsed value, holding only the keys the file
+        sets.
+    """
+    parser = configparser.ConfigParser(
+        interpolation=None, inline_comment_prefixes=("#",)
+    )
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError("cannot read config file %s: %s" % (path, e.strerror))
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError("cannot parse config file %s: %s" % (path, e))
+    others = [name for name in parser.sections() if name != SECTION]
+    if others:
+        raise ConfigError(
+            "%s: unknown section [%s]; chatd reads only [%s]"
+            % (path, others[0], SECTION)
+        )
+    if not parser.has_section(SECTION):
+        raise ConfigError("%s has no [%s] section" % (path, SECTION))
+    values = {}
+    for key, text in parser.items(SECTION):
+        if key not in FIELDS:
+            raise ConfigError(
+                "%s: unknown key %r (known keys: %s)"
+                % (path, key, ", ".join(sorted(FIELDS)))
+            )
+        try:
+            values[key] = FIELDS[key][1](text)
+        except ValueError as e:
+            raise ConfigError("%s: %s: %s" % (path, key, e))
+    return values
+
+
+def defaultBinaryEndpoint(dataDir):
+    """
+    The binary listener used when none is configured: TLS on port 4017 with the
+    data directory's own key and certificate.
+    """
+    privateKey, certificate = tlsPaths(dataDir)
+    return "ssl:4017:privateKey=%s:certKey=%s" % (
+        quoteEndpointArgument(privateKey),
+        quoteEndpointArgument(certificate),
+    )
+
+
+def quoteEndpointArgument(text):
+    """
+    Escape C{text} for use as one argument of an endpoint string, in which C{:}
+    separates arguments and C{\\} escapes.
+    """
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _checkEndpoint(description, dataDir):
+    """
+    Check that an endpoint string describes a server endpoint, without listening.
+
+    Parsing an C{ssl:} endpoint reads its key and certificate. Those of the data
+    directory may not exist yet, because L{chatd.datadir.prepare} makes them
+    when the service is made; only their absence is forgiven.
+
+    @raise ConfigError: when the string cannot be used.
+    """
+    try:
+        serverFromString(MemoryReactor(), description)
+    except FileNotFoundError as e:
+        generated = {os.path.abspath(p) for p in tlsPaths(dataDir)}
+        if e.filename is None or os.path.abspath(e.filename) not in generated:
+            raise ConfigError(
+                "binary: cannot use endpoint %r: %s: %s"
+                % (description, e.filename, e.strerror)
+            )
+    except Exception as e:
+        raise ConfigError("binary: cannot use endpoint %r: %s" % (description, e))
+
+
+def settingsFrom(values):
+    """
+    Build the settings from parsed values, filling in the defaults and checking
+    the values against each other.
+
+    @param values: a mapping from key (see L{FIELDS}) to parsed value; keys
+        left out take their defaults.
+    @raise ConfigError: when values contradict each other or an endpoint
+        cannot be used.
+    @return: a L{Settings}
+    """
+    settings = Settings(**{FIELDS[key][0]: value for key, value in values.items()})
+    dataDir = settings.dataDir
+    binary = settings.binary or (defaultBinaryEndpoint(dataDir),)
+    db = settings.db or "sqlite:" + os.path.join(dataDir, "chatd.sqlite")
+    if settings.idleWarning >= settings.idleTimeout:
+        raise ConfigError(
+            "idle-warning (%g) must be shorter than idle-timeout (%g)"
+            % (settings.idleWarning, settings.idleTimeout)
+        )
+    if settings.sendQueue < settings.maxFrame:
+        raise ConfigError(
+            "send-queue (%d) must be at least max-frame (%d), or one large "
+            "message would disconnect every reader"
+            % (settings.sendQueue, settings.maxFrame)
+        )
+    if settings.historyLimit > settings.historyMax:
+        raise ConfigError(
+            "history-limit (%d) must be at most %d"
+            % (settings.historyLimit, settings.historyMax)
+        )
+    for description in binary:
+        _checkEndpoint(description, dataDir)
+    return replace(settings, binary=binary, db=db)

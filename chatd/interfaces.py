@@ -1,0 +1,185 @@
+"""
+The interfaces between chatd's core, its front doors and its storage.
+
+The core (L{IChatService}) knows no protocol: each front door adapts one wire
+format to it and receives events through L{IChatClient}. Storage sits behind
+L{IMessageStore}, whose every method returns a L{Deferred} even in memory, so the
+SQLite, PostgreSQL and in-memory stores are interchangeable.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IChatClient(Interface):
+    """
+    One connected session as the core sees it: something events can be sent to.
+
+    Each method is called on the reactor thread, once per event, and must not
+    raise; a client that cannot take an event any more disconnects itself. Names
+    are as their owners wrote them; envelopes are UTF-8 JSON bytes already cut
+    down to this session's user.
+    """
+
+    def roomMessage(room, sender, timestamp, envelope):
+        """
+        A message was posted to C{room}, of which this session's user is a member.
+
+        @param timestamp: the server timestamp in ms since the epoch.
+        @type envelope: L{bytes}
+        """
+
+    def directMessage(sender, timestamp, envelope):
+        """
+        A direct message to this session's user (or, in another session of the
+        sender, a copy of one it sent).
+        """
+
+    def userJoined(room, user, publicKey):
+        """
+        C{user} joined C{room}. When C{user} is this session's own user, the
+        session has been put in the room without asking (memberships restored at
+        login, or joined from another session of the same account).
+        """
+
+    def userLeft(room, user):
+        """
+        C{user} left C{room}: by request, by disconnecting, or by being dropped.
+        """
+
+    def userRenamed(old, new):
+        """
+        A user sharing a room with this session changed name.
+        """
+
+    def keyChanged(user, publicKey):
+        """
+        A user sharing a room or a direct conversation with this session has a new
+        public key (SubjectPublicKeyInfo DER).
+        """
+
+    def warning(code, message):
+        """
+        A warning from the server, such as C{0x03}: idle, about to be disconnected.
+        """
+
+    def disconnect():
+        """
+        The server ends this session (idle timeout, or a requested close).
+        """
+
+
+class IChatService(Interface):
+    """
+    The protocol-free chat core.
+    """
+
+    settings = Attribute("The L{chatd.config.Settings} the service runs with.")
+
+    def connect(client, address):
+        """
+        Open a session for a newly connected client.
+
+        @param client: an L{IChatClient} provider.
+        @param address: a string naming the peer's host, used for per-address limits.
+        @return: a L{chatd.service.Session}, on which the front door calls one
+            method per request.
+        """
+
+
+class IMessageStore(Interface):
+    """
+    Persistent accounts, rooms, memberships and room history.
+
+    Names are unique ignoring ASCII case (L{chatd.names.fold}) and returned as they
+    were first written. Every method returns a L{Deferred}; a write has been
+    committed when its L{Deferred} fires.
+    """
+
+    def open():
+        """
+        Create or upgrade the schema.
+
+        @return: a L{Deferred} that fires with L{None} when the store is usable.
+        """
+
+    def close():
+        """
+        Release connections and threads.
+
+        @return: a L{Deferred} that fires when closed.
+        """
+
+    def getAccount(name):
+        """
+        @return: a L{Deferred} that fires with the L{chatd.model.Account} of that
+            name, or L{None}.
+        """
+
+    def createAccount(name, passwordHash, publicKey):
+        """
+        @param passwordHash: L{bytes}, or L{None} for a key-only account.
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.Conflict} when the name is taken.
+        """
+
+    def setPublicKey(name, publicKey):
+        """
+        Replace an account's public key.
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    def loadRooms():
+        """
+        @return: a L{Deferred} that fires with a list of every stored
+            L{chatd.model.RoomRecord}.
+        """
+
+    def createRoom(name, passwordHash):
+        """
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.Conflict} when the room exists.
+        """
+
+    def deleteRoom(name):
+        """
+        Remove a room with its memberships and its history.
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    def addMember(room, user):
+        """
+        Remember that account C{user} is in C{room} (idempotent).
+        """
+
+    def removeMember(room, user):
+        """
+        Forget that account C{user} is in C{room} (idempotent).
+        """
+
+    def roomsOf(user):
+        """
+        @return: a L{Deferred} that fires with the sorted names of the rooms
+            account C{user} is remembered in.
+        """
+
+    def appendMessage(room, sender, timestamp, envelopeId, envelope, readers):
+        """
+        Store one room message, encrypted at rest.
+
+        @param envelopeId: the envelope's C{id}; the pair (sender, id) is unique.
+        @param envelope: the whole envelope, UTF-8 JSON L{bytes}.
+        @param readers: the names that have a key entry in it.
+        @return: a L{Deferred} that fires with L{None} once committed, or fails
+            with L{chatd.errors.Conflict} when the sender's id is already stored.
+        """
+
+    def history(room, reader, limit, before):
+        """
+        The newest C{limit} messages of C{room} that C{reader} has a key entry in,
+        with server timestamps below C{before} (0: no bound).
+
+        @return: a L{Deferred} that fires with a list of
+            L{chatd.model.HistoryRow}, oldest first.
+        """
