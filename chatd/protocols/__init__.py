@@ -1,0 +1,3 @@
+"""
+chatd's front doors: one module per wire format, each adapting to the core.
+"""

@@ -1,0 +1,381 @@
+# -*- test-case-name: chatd.test.test_opcodes -*-
+"""
+The binary protocol's frames, without I/O: opcodes, field layouts, encoders and
+decoders for both directions, shared by the server and the stdio client.
+
+A frame on the wire is C{uint32 length} (big-endian, counting what follows), the
+magic C{04 17}, one opcode byte and the payload. Payload layouts are tuples of
+field types, so that every request, response and event is described once, as data,
+and decoded by one strict reader: bytes left over, too few bytes and invalid UTF-8
+all raise L{MalformedFrame}.
+
+Field types::
+
+    u8 u16 u32 u64   big-endian unsigned integers
+    str8 str16       u8 / u16 length + UTF-8
+    bytes16 bytes32  u16 / u32 length + bytes
+    names            u16 n + n x str8
+    keys             u16 n + n x (str8 user + bytes16 public key)
+    history          u16 n + n x (str8 from + u64 ts + bytes32 envelope)
+"""
+
+import struct
+from enum import IntEnum
+
+MAGIC = b"\x04\x17"
+GREETING = b"A long time ago in a galaxy far, far away...."
+PROTOCOL_VERSIONS = (1,)
+
+
+class Op(IntEnum):
+    """
+    Opcodes. ROOM_MSG, DM and SET_KEY/KEY_CHANGED are both a request and, with
+    another payload, an event.
+    """
+
+    LIST_ROOMS = 0x09
+    JOIN = 0x03
+    LEAVE = 0x06
+    LIST_USERS = 0x0C
+    NICK = 0x0F
+    DM = 0x12
+    HEARTBEAT = 0x13
+    ROOM_MSG = 0x15
+    REGISTER = 0x20
+    LOGIN = 0x21
+    CHALLENGE = 0x22
+    AUTH = 0x23
+    HISTORY = 0x30
+    CREATE = 0x31
+    JOINED = 0x40
+    LEFT = 0x41
+    RENAMED = 0x42
+    WARNING = 0x43
+    OFFER = 0x50
+    OFFERED = 0x51
+    ANSWER = 0x52
+    START = 0x53
+    CHUNK = 0x54
+    ACK = 0x55
+    NEXT = 0x56
+    DONE = 0x57
+    CANCEL = 0x58
+    SET_KEY = 0x81
+    KEY_CHANGED = 0x81
+    GET_KEYS = 0x83
+    RESPONSE = 0x9A
+    HELLO = 0x9B
+
+
+WARNING_IDLE = 0x03
+KIND_ROOM, KIND_USER = 0, 1
+
+# Client -> server: the payload of each request.
+REQUESTS = {
+    Op.HEARTBEAT: ("str8",),
+    Op.NICK: ("str8",),
+    Op.LIST_USERS: ("str8",),
+    Op.LIST_ROOMS: (),
+    Op.CREATE: ("str8", "str8"),
+    Op.JOIN: ("str8", "str8"),
+    Op.LEAVE: ("str8",),
+    Op.ROOM_MSG: ("str8", "bytes32"),
+    Op.DM: ("str8", "bytes32"),
+    Op.HISTORY: ("str8", "u16", "u64"),
+    Op.REGISTER: ("str8", "str8", "bytes16"),
+    Op.LOGIN: ("str8", "str8"),
+    Op.CHALLENGE: (),
+    Op.AUTH: ("str8", "bytes16"),
+    Op.SET_KEY: ("bytes16",),
+    Op.GET_KEYS: ("u8", "str8"),
+    Op.OFFER: ("u8", "str8", "u64", "u32", "u32", "bytes32"),
+    Op.ANSWER: ("u32", "u8"),
+    Op.CHUNK: ("u32", "u32", "bytes32"),
+    Op.ACK: ("u32", "u32"),
+    Op.DONE: ("u32",),
+    Op.CANCEL: ("u32", "str16"),
+}
+
+# The payload of a status-0x00 response, by the request it answers.
+OK_RESPONSES = {
+    Op.HELLO: ("str8",),
+    Op.NICK: ("str8",),
+    Op.LIST_USERS: ("names",),
+    Op.LIST_ROOMS: ("names",),
+    Op.JOIN: ("keys",),
+    Op.ROOM_MSG: ("u64",),
+    Op.DM: ("u64",),
+    Op.HISTORY: ("history",),
+    Op.CHALLENGE: ("bytes16",),
+    Op.GET_KEYS: ("keys",),
+    Op.OFFER: ("u32",),
+}
+
+# Server -> client: the payload of each event.
+EVENTS = {
+    Op.ROOM_MSG: ("str8", "str8", "u64", "bytes32"),
+    Op.DM: ("str8", "u64", "bytes32"),
+    Op.JOINED: ("str8", "str8", "bytes16"),
+    Op.LEFT: ("str8", "str8"),
+    Op.RENAMED: ("str8", "str8"),
+    Op.WARNING: ("u8", "str16"),
+    Op.KEY_CHANGED: ("str8", "bytes16"),
+    Op.OFFERED: ("u32", "str8", "u8", "str8", "u64", "u32", "u32", "bytes32"),
+    Op.START: ("u32", "u16", "u16"),
+    Op.CHUNK: ("u32", "u32", "bytes32"),
+    Op.NEXT: ("u32", "u32"),
+    Op.DONE: ("u32",),
+    Op.CANCEL: ("u32", "str16"),
+}
+
+
+class MalformedFrame(ValueError):
+    """
+    A frame or payload that does not follow its layout.
+    """
+
+
+class BadMagic(MalformedFrame):
+    """
+    A frame body that does not start with C{04 17}: the stream cannot be trusted.
+    """
+
+
+_FIXED = {"u8": struct.Struct("!B"), "u16": struct.Struct("!H"),
+          "u32": struct.Struct("!I"), "u64": struct.Struct("!Q")}
+_LENGTH = {"str8": _FIXED["u8"], "str16": _FIXED["u16"],
+           "bytes16": _FIXED["u16"], "bytes32": _FIXED["u32"]}
+_U32 = _FIXED["u32"]
+
+
+class _Reader:
+    """
+    A strict cursor over one payload.
+    """
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def fixed(self, st):
+        end = self.pos + st.size
+        if end > len(self.data):
+            raise MalformedFrame("payload too short")
+        (value,) = st.unpack_from(self.data, self.pos)
+        self.pos = end
+        return value
+
+    def blob(self, lengthStruct):
+        n = self.fixed(lengthStruct)
+        end = self.pos + n
+        if end > len(self.data):
+            raise MalformedFrame("payload too short")
+        value = self.data[self.pos:end]
+        self.pos = end
+        return value
+
+    def text(self, lengthStruct):
+        try:
+            return self.blob(lengthStruct).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedFrame("invalid UTF-8") from None
+
+    def field(self, kind):
+        if kind in _FIXED:
+            return self.fixed(_FIXED[kind])
+        if kind == "str8" or kind == "str16":
+            return self.text(_LENGTH[kind])
+        if kind == "bytes16" or kind == "bytes32":
+            return self.blob(_LENGTH[kind])
+        count = self.fixed(_FIXED["u16"])
+        u8, u16, u64 = _FIXED["u8"], _FIXED["u16"], _FIXED["u64"]
+        if kind == "names":
+            return [self.text(u8) for _ in range(count)]
+        if kind == "keys":
+            return [(self.text(u8), self.blob(u16)) for _ in range(count)]
+        if kind == "history":
+            return [(self.text(u8), self.fixed(u64), self.blob(_U32))
+                    for _ in range(count)]
+        raise AssertionError("unknown field type %r" % (kind,))
+
+
+def decode(layout, payload):
+    """
+    Decode C{payload} by C{layout}, refusing anything but an exact fit.
+
+    @return: a tuple with one value per field.
+    @raise MalformedFrame: on too few bytes, bytes left over or invalid UTF-8.
+    """
+    reader = _Reader(payload)
+    values = tuple(reader.field(kind) for kind in layout)
+    if reader.pos != len(payload):
+        raise MalformedFrame("%d unexpected bytes after the payload"
+                             % (len(payload) - reader.pos))
+    return values
+
+
+def _sized(lengthStruct, data):
+    if len(data) >= 1 << (8 * lengthStruct.size):
+        raise ValueError("field of %d bytes does not fit its length prefix" % len(data))
+    return lengthStruct.pack(len(data)) + data
+
+
+def _encodeField(kind, value):
+    if kind in _FIXED:
+        return _FIXED[kind].pack(value)
+    if kind == "str8" or kind == "str16":
+        return _sized(_LENGTH[kind], value.encode("utf-8"))
+    if kind == "bytes16" or kind == "bytes32":
+        return _sized(_LENGTH[kind], value)
+    parts = [_FIXED["u16"].pack(len(value))]
+    if kind == "names":
+        parts.extend(_encodeField("str8", name) for name in value)
+    elif kind == "keys":
+        for name, key in value:
+            parts.append(_encodeField("str8", name))
+            parts.append(_encodeField("bytes16", key))
+    elif kind == "history":
+        for sender, ts, envelope in value:
+            parts.append(_encodeField("str8", sender))
+            parts.append(_FIXED["u64"].pack(ts))
+            parts.append(_encodeField("bytes32", envelope))
+    else:
+        raise AssertionError("unknown field type %r" % (kind,))
+    return b"".join(parts)
+
+
+def encode(layout, values):
+    """
+    Encode C{values} by C{layout}; the inverse of L{decode}.
+
+    @raise ValueError: when a value does not fit its field.
+    """
+    if len(layout) != len(values):
+        raise ValueError("layout has %d fields, got %d values" % (len(layout), len(values)))
+    return b"".join(_encodeField(kind, value) for kind, value in zip(layout, values))
+
+
+def frame(op, payload=b""):
+    """
+    A whole frame: length prefix, magic, opcode, payload.
+    """
+    return _U32.pack(len(payload) + 3) + MAGIC + bytes((op,)) + payload
+
+
+def parseBody(body):
+    """
+    Split a frame body (what follows the length prefix) into opcode and payload.
+
+    @raise BadMagic: when the body does not start with the magic.
+    @raise MalformedFrame: when the opcode is missing.
+    """
+    if body[:2] != MAGIC:
+        raise BadMagic("frame does not start with 04 17")
+    if len(body) < 3:
+        raise MalformedFrame("frame has no opcode")
+    return body[2], body[3:]
+
+
+def decodeHello(payload):
+    """
+    The protocol version a HELLO asks for.
+
+    @raise MalformedFrame: on a wrong greeting.
+    """
+    if payload[:len(GREETING)] != GREETING or len(payload) > len(GREETING) + 1:
+        raise MalformedFrame("HELLO needs the greeting %r" % GREETING.decode())
+    rest = payload[len(GREETING):]
+    return rest[0] if rest else 1
+
+
+def encodeHello(version=None):
+    """
+    The HELLO payload, naming a protocol version when one is given.
+    """
+    return GREETING + (b"" if version is None else bytes((version,)))
+
+
+def request(op, *values):
+    """
+    A whole request frame (for clients).
+    """
+    if op == Op.HELLO:
+        return frame(op, encodeHello(*values))
+    return frame(op, encode(REQUESTS[op], values))
+
+
+def decodeRequest(op, payload):
+    """
+    The fields of a request (for the server).
+
+    @raise MalformedFrame: on an unknown opcode or a payload off its layout.
+    """
+    try:
+        layout = REQUESTS[op]
+    except KeyError:
+        raise MalformedFrame("unknown opcode 0x%02x" % op) from None
+    return decode(layout, payload)
+
+
+def event(op, *values):
+    """
+    A whole event frame (for the server).
+    """
+    return frame(op, encode(EVENTS[op], values))
+
+
+def decodeEvent(op, payload):
+    """
+    The fields of an event (for clients).
+
+    @raise MalformedFrame: on an unknown opcode or a payload off its layout.
+    """
+    try:
+        layout = EVENTS[op]
+    except KeyError:
+        raise MalformedFrame("unknown event opcode 0x%02x" % op) from None
+    return decode(layout, payload)
+
+
+def response(status, payload=b""):
+    """
+    A whole response frame: C{0x9a}, the status byte, then the payload.
+    """
+    return frame(Op.RESPONSE, bytes((status,)) + payload)
+
+
+def okResponse(op, *values):
+    """
+    A status-0x00 response to request C{op}, its payload laid out by L{OK_RESPONSES}.
+    """
+    return response(0, encode(OK_RESPONSES.get(op, ()), values))
+
+
+def errorResponse(status, message, members=None):
+    """
+    A refusal: a str16 message, or for status 0x09 the current members and keys.
+    """
+    if members is not None:
+        return response(status, _encodeField("keys", members))
+    data = message.encode("utf-8")[:0xFFFF]
+    return response(status, _LENGTH["str16"].pack(len(data)) + data)
+
+
+def decodeResponse(op, payload):
+    """
+    Split a response payload (for clients) into status and decoded fields.
+
+    @param op: the request this response answers.
+    @return: C{(status, values)}; values is a tuple of the ok payload's fields,
+        C{(members,)} for status 0x09, or C{(message,)} for other refusals.
+    """
+    if not payload:
+        raise MalformedFrame("response without a status")
+    status, rest = payload[0], payload[1:]
+    if status == 0:
+        return status, decode(OK_RESPONSES.get(op, ()), rest)
+    if status == 0x09:
+        return status, decode(("keys",), rest)
+    return status, decode(("str16",), rest)
