@@ -1,0 +1,900 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+The chat core: users, sessions, rooms, messages and their rules, knowing no protocol.
+
+Front doors call L{ChatService.connect} for each connection and then one
+L{Session} method per request; each method returns its result, or a L{Deferred}
+of it, or raises a L{chatd.errors.ChatError}. Events reach sessions through their
+L{IChatClient}.
+
+Vocabulary: a I{user} is a name online (a guest, or an account with one or more
+sessions); a I{session} is one connection. Membership is per user: every session
+of a member receives the room's events, except that the session whose request
+caused an event gets the response instead.
+
+Checks run in the order PROTOCOL.md section 2 ranks them, so that when several
+apply the client hears about the first.
+"""
+
+import os
+from collections import deque
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatd import e2e
+from chatd.credentials import Credentials
+from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
+                          NotFound, RateLimited, StaleRecipients)
+from chatd.interfaces import IChatService
+from chatd.names import fold, isGuestName, isRoomName, isUserName
+from chatd.observer import OneShotObserver
+from chatd.ratelimit import SlidingWindow
+
+log = Logger()
+
+WARNING_IDLE = 0x03
+PROTOCOL_VERSIONS = (1,)
+ROOM, USER = 0, 1
+
+
+def _whole(seconds):
+    return "%d s" % max(1, round(seconds + 0.4999))
+
+
+class User:
+    """
+    A name online: a guest with its one session, or an account with all of its.
+
+    @ivar key: the public key (SubjectPublicKeyInfo DER), or L{None} for a guest
+        that has not published one.
+    @ivar rooms: the rooms it is in, by folded name.
+    @ivar peers: users it has exchanged direct messages with while online, who
+        must hear of its key changes.
+    """
+
+    def __init__(self, name, key=None, account=False):
+        self.name = name
+        self.account = account
+        self.sessions = []
+        self.rooms = {}
+        self.peers = set()
+        self.setKey(key)
+
+    def setKey(self, key):
+        self.key = key
+        self.keyId = e2e.keyId(key) if key is not None else None
+
+
+class Room:
+    """
+    A room and its online members.
+
+    @ivar lastTimestamp: the newest server timestamp given to one of its messages;
+        the next is strictly greater, so that HISTORY pages without gaps.
+    """
+
+    def __init__(self, name, passwordHash=None, lastTimestamp=0):
+        self.name = name
+        self.passwordHash = passwordHash
+        self.lastTimestamp = lastTimestamp
+        self.members = {}
+        self._keyIds = None
+
+    @property
+    def hasHistory(self):
+        return self.lastTimestamp > 0
+
+    def keyIds(self):
+        """
+        The key map an envelope to this room must carry: member name -> key id.
+        Cached until membership or a member's key changes.
+        """
+        if self._keyIds is None:
+            self._keyIds = {u.name: u.keyId for u in self.members.values()}
+        return self._keyIds
+
+    def changed(self):
+        self._keyIds = None
+
+    def memberKeys(self):
+        return sorted((u.name, u.key) for u in self.members.values())
+
+
+class ReplayCache:
+    """
+    Envelope ids accepted from each sender within the clock-skew horizon.
+
+    An envelope older than the horizon is refused for its timestamp before its id
+    is looked at, so ids need only be kept that long. The store's unique index on
+    (sender, id) backs this up for room messages across restarts.
+    """
+
+    def __init__(self, clock, horizon):
+        self.clock = clock
+        self.horizon = horizon
+        self._expiry = {}
+        self._order = deque()
+
+    def __contains__(self, key):
+        self._prune()
+        return key in self._expiry
+
+    def add(self, key):
+        expires = self.clock.seconds() + self.horizon
+        self._expiry[key] = expires
+        self._order.append((expires, key))
+
+    def discard(self, key):
+        self._expiry.pop(key, None)
+
+    def _prune(self):
+        now = self.clock.seconds()
+        while self._order and self._order[0][0] <= now:
+            expires, key = self._order.popleft()
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]
+
+
+@implementer(IChatService)
+class ChatService(Service):
+    """
+    The protocol-free core shared by every front door.
+
+    @param store: an L{chatd.interfaces.IMessageStore}.
+    @param settings: a L{chatd.config.Settings}.
+    @param clock: an L{IReactorTime}, for timestamps, idle timers and limits.
+    @param credentials: bcrypt and RSA checks; by default run in threads.
+    """
+
+    def __init__(self, store, settings, clock, credentials=None, randomBytes=os.urandom):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.credentials = credentials or Credentials(settings.bcryptCost)
+        self.randomBytes = randomBytes
+        self.users = {}
+        self.rooms = {}
+        self._claimed = set()
+        self._guests = 0
+        self._ready = OneShotObserver()
+        self.messageLimit = SlidingWindow(clock, *settings.rateLimit)
+        self.nameFailures = SlidingWindow(clock, *settings.loginLimit)
+        self.addressFailures = SlidingWindow(clock, *settings.addressLimit)
+        self.registrations = SlidingWindow(clock, *settings.registerLimit)
+        self.replays = ReplayCache(clock, 2 * settings.clockSkew)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def startService(self):
+        Service.startService(self)
+        d = Deferred.fromCoroutine(self._load())
+        d.addBoth(self._ready.fire)
+
+    async def _load(self):
+        await self.store.open()
+        for record in await self.store.loadRooms():
+            self.rooms[fold(record.name)] = Room(
+                record.name, record.passwordHash, record.lastTimestamp)
+        log.info("chatd core ready: {rooms} stored rooms", rooms=len(self.rooms))
+
+    def whenReady(self):
+        """
+        @return: a L{Deferred} that fires once the store is open and the stored
+            rooms are loaded (or fails if that failed).
+        """
+        return self._ready.whenFired()
+
+    def stopService(self):
+        Service.stopService(self)
+        return self.store.close()
+
+    def connect(self, client, address):
+        return Session(self, client, address)
+
+    # -- helpers shared by sessions ---------------------------------------
+
+    def now(self):
+        """
+        The server clock in whole milliseconds since the epoch.
+        """
+        return int(self.clock.seconds() * 1000)
+
+    def nameInUse(self, name):
+        key = fold(name)
+        return key in self.users or key in self._claimed
+
+    def nextGuestName(self):
+        while True:
+            name = "rand%d" % self._guests
+            self._guests += 1
+            if not self.nameInUse(name):
+                return name
+
+    def room(self, name):
+        """
+        The room named C{name} (ignoring case).
+
+        @raise BadRequest: for a name no room can have.
+        @raise NotFound: when there is no such room.
+        """
+        if not isRoomName(name):
+            raise BadRequest("invalid room name %r" % (name,))
+        room = self.rooms.get(fold(name))
+        if room is None:
+            raise NotFound("no such room: %s" % (name,))
+        return room
+
+    def audience(self, user, exclude=None):
+        """
+        Every session that must hear of a change to C{user}: the sessions of
+        everyone sharing a room or a direct conversation with it, and its own
+        other sessions.
+        """
+        users = {user}
+        users.update(user.peers)
+        for room in user.rooms.values():
+            users.update(room.members.values())
+        return [s for u in users for s in u.sessions if s is not exclude]
+
+    def broadcast(self, sessions, method, *args):
+        """
+        Send one event to many sessions; a session that fails is logged and
+        disconnected, and the others still get the event.
+        """
+        for session in sessions:
+            try:
+                getattr(session.client, method)(*args)
+            except Exception:
+                log.failure("delivering {method} to {name}", method=method,
+                            name=session.user.name if session.user else None)
+                session.client.disconnect()
+
+    def roomSessions(self, room, exclude=None):
+        return [s for u in room.members.values() for s in u.sessions if s is not exclude]
+
+    def addMember(self, room, user, exclude):
+        """
+        Put C{user} in C{room} and tell every session concerned except C{exclude}.
+        """
+        audience = self.roomSessions(room) + [s for s in user.sessions if s is not exclude]
+        room.members[fold(user.name)] = user
+        user.rooms[fold(room.name)] = room
+        room.changed()
+        self.broadcast([s for s in audience if s is not exclude],
+                       "userJoined", room.name, user.name, user.key)
+
+    def removeMember(self, room, user, exclude=None):
+        """
+        Take C{user} out of C{room}, tell the others, and let the room go when
+        nothing keeps it.
+        """
+        del room.members[fold(user.name)]
+        del user.rooms[fold(room.name)]
+        room.changed()
+        self.broadcast(self.roomSessions(room) + [s for s in user.sessions if s is not exclude],
+                       "userLeft", room.name, user.name)
+        self.dropIfUnused(room)
+
+    def dropIfUnused(self, room):
+        """
+        Remove an empty room unless a password or history keeps it.
+        """
+        if room.members or room.passwordHash is not None or room.hasHistory:
+            return
+        if self.rooms.get(fold(room.name)) is room:
+            del self.rooms[fold(room.name)]
+            self.store.deleteRoom(room.name).addErrback(
+                lambda f: log.failure("deleting room {room}", f, room=room.name))
+
+    def goOffline(self, user):
+        """
+        The last session of C{user} is gone: it leaves every room (memberships of
+        accounts stay stored, to be restored at its next login).
+        """
+        for room in list(user.rooms.values()):
+            self.removeMember(room, user)
+        for peer in user.peers:
+            peer.peers.discard(user)
+        user.peers.clear()
+        if self.users.get(fold(user.name)) is user:
+            del self.users[fold(user.name)]
+
+    def rename(self, user, new, exclude):
+        old = user.name
+        audience = self.audience(user, exclude)
+        del self.users[fold(old)]
+        for room in user.rooms.values():
+            del room.members[fold(old)]
+            room.members[fold(new)] = user
+            room.changed()
+        user.name = new
+        self.users[fold(new)] = user
+        self.broadcast(audience, "userRenamed", old, new)
+
+    def changeKey(self, user, key, exclude):
+        user.setKey(key)
+        for room in user.rooms.values():
+            room.changed()
+        self.broadcast(self.audience(user, exclude), "keyChanged", user.name, key)
+
+    def checkLoginLimit(self, name, address):
+        """
+        @raise RateLimited: when the account (or room) C{name} or the address has
+            had too many failures lately; the same for known and unknown names.
+        """
+        wait = max(self.nameFailures.retryAfter(name) or 0,
+                   self.addressFailures.retryAfter(address) or 0)
+        if wait:
+            raise RateLimited("too many failed attempts; retry in %s" % _whole(wait))
+
+    def recordFailure(self, name, address):
+        self.nameFailures.record(name)
+        self.addressFailures.record(address)
+
+    def checkEnvelope(self, user, data, kind, target, expectedKeys, members,
+                      domain=e2e.MESSAGE):
+        """
+        Check an envelope the way section 6 ranks its rules, once.
+
+        @param expectedKeys: member name -> key id, exactly the target's members.
+        @param members: a callable giving the target's C{(name, key)} pairs, for
+            the refusal that lists them.
+        @param domain: the header domain, message or file.
+        @return: the parsed L{e2e.Envelope}.
+        """
+        envelope = e2e.Envelope.parse(data)
+        if envelope.sender != user.name:
+            raise Forbidden("envelope 'from' is %r, not you (%s)" % (envelope.sender, user.name))
+        if envelope.toKind != kind or envelope.toName != target:
+            raise BadRequest("envelope is addressed to %s:%s, not %s:%s"
+                             % (envelope.toKind, envelope.toName, kind, target))
+        skew = abs(envelope.ts - self.now()) / 1000.0
+        if skew > self.settings.clockSkew:
+            raise BadRequest("envelope timestamp is %d s off the server clock (at most %d s)"
+                             % (skew, self.settings.clockSkew))
+        if not envelope.verifySignature(user.key, domain):
+            raise Forbidden("envelope signature does not verify with your current key")
+        if (fold(user.name), envelope.id) in self.replays:
+            raise Conflict("replayed envelope id %s" % (envelope.id,))
+        if envelope.keyIds != expectedKeys or envelope.encryptedKeys.keys() != expectedKeys.keys():
+            raise StaleRecipients("envelope recipients do not match the current members and keys",
+                                  members())
+        return envelope
+
+
+class Session:
+    """
+    One connection's state and the requests it can make.
+
+    Methods are named for the requests; each returns a value or a L{Deferred}, or
+    raises L{ChatError}. The front door serialises a connection's requests, so a
+    session never runs two at once.
+    """
+
+    def __init__(self, service, client, address):
+        self.service = service
+        self.client = client
+        self.address = address
+        self.user = None
+        self._challenge = None
+        self._lastReceived = service.clock.seconds()
+        self._warned = False
+        self._timer = service.clock.callLater(service.settings.idleWarning, self._idleCheck)
+
+    # -- connection events ------------------------------------------------
+
+    def received(self):
+        """
+        Bytes arrived from the client: the idle clock starts again.
+        """
+        self._lastReceived = self.service.clock.seconds()
+
+    def _idleCheck(self):
+        settings = self.service.settings
+        idle = self.service.clock.seconds() - self._lastReceived
+        if idle >= settings.idleTimeout:
+            self._timer = None
+            log.info("closing idle session {name}", name=self.user and self.user.name)
+            self.client.disconnect()
+            return
+        if idle >= settings.idleWarning:
+            if not self._warned:
+                self._warned = True
+                self.client.warning(WARNING_IDLE, "idle for %s; disconnecting at %s without traffic"
+                                    % (_whole(idle), _whole(settings.idleTimeout)))
+            due = self._lastReceived + settings.idleTimeout
+        else:
+            self._warned = False
+            due = self._lastReceived + settings.idleWarning
+        self._timer = self.service.clock.callLater(
+            max(0, due - self.service.clock.seconds()), self._idleCheck)
+
+    def closed(self):
+        """
+        The connection is gone: forget the session, and the user with its last one.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        user, self.user = self.user, None
+        if user is not None:
+            user.sessions.remove(self)
+            if not user.sessions:
+                self.service.goOffline(user)
+
+    # -- checks -----------------------------------------------------------
+
+    def _hello(self):
+        if self.user is None:
+            raise AuthRequired("say HELLO first")
+        return self.user
+
+    def _greeted(self):
+        if self.user is None:
+            raise AuthRequired("say HELLO first")
+        if not self.user.account and not self.service.settings.allowGuests:
+            raise AuthRequired("this server has no guests: REGISTER, LOGIN or AUTH first")
+        return self.user
+
+    def _notLoggedIn(self):
+        if self._hello().account:
+            raise Conflict("already logged in as %s" % (self.user.name,))
+
+    def _hasKey(self, user):
+        if user.key is None:
+            raise BadRequest("publish a public key first (SET_KEY)")
+
+    def _messageLimit(self, user):
+        limit, seconds = self.service.settings.rateLimit
+        wait = self.service.messageLimit.hit(fold(user.name))
+        if wait is not None:
+            raise RateLimited("more than %d messages in %s; retry in %s"
+                              % (limit, _whole(seconds), _whole(wait)))
+
+    # -- requests: session ------------------------------------------------
+
+    def hello(self, version):
+        """
+        Greet the server; the session becomes a guest.
+
+        @return: the assigned guest name.
+        """
+        if self.user is not None:
+            raise Conflict("already greeted")
+        if version not in PROTOCOL_VERSIONS:
+            raise BadRequest("protocol version %d is not spoken here; this server speaks %s"
+                             % (version, ", ".join(map(str, PROTOCOL_VERSIONS))))
+        user = User(self.service.nextGuestName())
+        self._attach(user)
+        return user.name
+
+    def _attach(self, user):
+        user.sessions.append(self)
+        self.user = user
+        self.service.users[fold(user.name)] = user
+
+    def heartbeat(self):
+        """
+        Nothing to do: the bytes themselves reset the idle clock.
+        """
+
+    def nick(self, name):
+        """
+        A guest takes another name.
+
+        @return: a L{Deferred} firing with the new name.
+        """
+        user = self._greeted()
+        if user.account:
+            raise Forbidden("an account cannot change its name")
+        if not isUserName(name):
+            raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
+        if fold(name) == fold(user.name):
+            if name != user.name:
+                self.service.rename(user, name, self)
+            return succeed(name)
+        if isGuestName(name):
+            raise Conflict("names like %s are reserved for guests" % (name,))
+        if self.service.nameInUse(name):
+            raise Conflict("name in use: %s" % (name,))
+        return Deferred.fromCoroutine(self._nick(user, name))
+
+    async def _nick(self, user, name):
+        if await self.service.store.getAccount(name) is not None or self.service.nameInUse(name):
+            raise Conflict("name in use: %s" % (name,))
+        if self.user is not user:
+            raise BadRequest("the session closed meanwhile")
+        self.service.rename(user, name, self)
+        return name
+
+    def listUsers(self, roomName):
+        """
+        @return: the sorted names online, or of a room's members.
+        """
+        user = self._greeted()
+        if not roomName:
+            return sorted(u.name for u in self.service.users.values())
+        room = self.service.room(roomName)
+        if room.passwordHash is not None and fold(user.name) not in room.members:
+            raise Forbidden("the members of %s are private" % (room.name,))
+        return sorted(u.name for u in room.members.values())
+
+    def listRooms(self):
+        """
+        @return: the sorted names of every room.
+        """
+        self._greeted()
+        return sorted(r.name for r in self.service.rooms.values())
+
+    # -- requests: rooms --------------------------------------------------
+
+    def _checkRoomPassword(self, password):
+        if len(password.encode("utf-8")) > 72:
+            raise BadRequest("room passwords are at most 72 bytes")
+
+    def create(self, roomName, password):
+        """
+        Create a room without joining it.
+
+        @return: a L{Deferred} that fires when the room is stored.
+        """
+        self._greeted()
+        if not isRoomName(roomName):
+            raise BadRequest("invalid room name %r" % (roomName,))
+        self._checkRoomPassword(password)
+        if fold(roomName) in self.service.rooms:
+            raise Conflict("room exists: %s" % (roomName,))
+        return Deferred.fromCoroutine(self._create(roomName, password))
+
+    async def _create(self, roomName, password):
+        passwordHash = None
+        if password:
+            passwordHash = await self.service.credentials.hashPassword(password)
+        if fold(roomName) in self.service.rooms:
+            raise Conflict("room exists: %s" % (roomName,))
+        room = Room(roomName, passwordHash)
+        self.service.rooms[fold(roomName)] = room
+        try:
+            await self.service.store.createRoom(roomName, passwordHash)
+        except Exception:
+            if self.service.rooms.get(fold(roomName)) is room:
+                del self.service.rooms[fold(roomName)]
+            raise
+        return room
+
+    def join(self, roomName, password):
+        """
+        Join a room, creating it (with C{password}) when it does not exist.
+
+        @return: a L{Deferred} firing with the members' C{(name, key)} pairs.
+        """
+        user = self._greeted()
+        if not isRoomName(roomName):
+            raise BadRequest("invalid room name %r" % (roomName,))
+        self._checkRoomPassword(password)
+        return Deferred.fromCoroutine(self._join(user, roomName, password))
+
+    async def _join(self, user, roomName, password):
+        service = self.service
+        room = service.rooms.get(fold(roomName))
+        if room is not None and fold(user.name) in room.members:
+            raise Conflict("already in %s" % (room.name,))
+        if room is not None and room.passwordHash is not None:
+            key = "room:" + fold(room.name)
+            service.checkLoginLimit(key, self.address)
+            if not await service.credentials.checkPassword(password, room.passwordHash):
+                service.recordFailure(key, self.address)
+                raise Forbidden("wrong password for %s" % (room.name,))
+        elif room is not None and password:
+            raise Forbidden("%s has no password; join it without one" % (room.name,))
+        self._hasKey(user)
+        if room is None:
+            room = await self._create(roomName, password)
+        if self.user is not user:
+            raise BadRequest("the session closed meanwhile")
+        if fold(user.name) in room.members:
+            raise Conflict("already in %s" % (room.name,))
+        if service.rooms.get(fold(room.name)) is not room:
+            raise NotFound("%s was removed meanwhile" % (room.name,))
+        service.addMember(room, user, self)
+        if user.account:
+            await service.store.addMember(room.name, user.name)
+        return room.memberKeys()
+
+    def leave(self, roomName):
+        """
+        Leave one room, or every room for an empty name.
+
+        @return: a L{Deferred} firing with L{True} when the connection should now
+            be closed (an empty name while in no room), else L{False}.
+        """
+        user = self._greeted()
+        if not roomName:
+            if not user.rooms:
+                return succeed(True)
+            rooms = list(user.rooms.values())
+        else:
+            room = self.service.room(roomName)
+            if fold(user.name) not in room.members:
+                raise BadRequest("not a member of %s" % (room.name,))
+            rooms = [room]
+        for room in rooms:
+            self.service.removeMember(room, user, self)
+        d = succeed(None)
+        if not user.account:
+            return d.addCallback(lambda _: False)
+        for room in rooms:
+            d.addCallback(lambda _, name=room.name: self.service.store.removeMember(name, user.name))
+        return d.addCallback(lambda _: False)
+
+    # -- requests: messages -----------------------------------------------
+
+    def roomMessage(self, roomName, data):
+        """
+        Post an envelope to a room.
+
+        @return: a L{Deferred} firing with the server timestamp once the message
+            is stored; it has been delivered to the other members by then.
+        """
+        service = self.service
+        user = self._greeted()
+        room = service.room(roomName)
+        if fold(user.name) not in room.members:
+            raise BadRequest("not a member of %s" % (room.name,))
+        self._messageLimit(user)
+        envelope = service.checkEnvelope(user, data, "room", room.name, room.keyIds(),
+                                         room.memberKeys)
+        replayKey = (fold(user.name), envelope.id)
+        service.replays.add(replayKey)
+        timestamp = max(service.now(), room.lastTimestamp + 1)
+        room.lastTimestamp = timestamp
+        d = service.store.appendMessage(room.name, user.name, timestamp, envelope.id, data,
+                                        envelope.readers())
+
+        def stored(_):
+            for member in room.members.values():
+                sessions = [s for s in member.sessions if s is not self]
+                if sessions:
+                    service.broadcast(sessions, "roomMessage", room.name, user.name, timestamp,
+                                      envelope.cutFor(member.name))
+            return timestamp
+
+        def failed(failure):
+            if not failure.check(Conflict):
+                service.replays.discard(replayKey)
+                log.failure("storing a message to {room}", failure, room=room.name)
+                raise BadRequest("the message could not be stored; try again")
+            return failure
+
+        return d.addCallbacks(stored, failed)
+
+    def directMessage(self, userName, data):
+        """
+        Send an envelope to one online user. Direct messages are not stored.
+
+        @return: the server timestamp.
+        """
+        service = self.service
+        user = self._greeted()
+        if not isUserName(userName):
+            raise BadRequest("invalid user name %r" % (userName,))
+        peer = service.users.get(fold(userName))
+        if peer is None:
+            raise NotFound("%s is not online" % (userName,))
+        self._hasKey(user)
+        if peer.key is None:
+            raise BadRequest("%s has not published a key" % (peer.name,))
+        self._messageLimit(user)
+        expected = {user.name: user.keyId, peer.name: peer.keyId}
+        envelope = service.checkEnvelope(user, data, "user", peer.name, expected,
+                                         lambda: sorted({(user.name, user.key),
+                                                         (peer.name, peer.key)}))
+        service.replays.add((fold(user.name), envelope.id))
+        timestamp = service.now()
+        user.peers.add(peer)
+        peer.peers.add(user)
+        service.broadcast([s for s in peer.sessions if s is not self],
+                          "directMessage", user.name, timestamp, envelope.cutFor(peer.name))
+        if peer is not user:
+            service.broadcast([s for s in user.sessions if s is not self],
+                              "directMessage", user.name, timestamp, envelope.cutFor(user.name))
+        return timestamp
+
+    def history(self, roomName, limit, before):
+        """
+        The newest messages of a room that this user has a key entry in.
+
+        @param limit: how many (0: the configured default; capped at the maximum).
+        @param before: a server timestamp (exclusive), 0 for the newest.
+        @return: a L{Deferred} firing with C{(sender, timestamp, envelope)}
+            triples, oldest first, each envelope cut down to this user.
+        """
+        settings = self.service.settings
+        user = self._greeted()
+        room = self.service.room(roomName)
+        if fold(user.name) not in room.members:
+            raise BadRequest("not a member of %s" % (room.name,))
+        limit = min(limit or settings.historyLimit, settings.historyMax)
+        d = self.service.store.history(room.name, user.name, limit, before)
+        return d.addCallback(lambda rows: [
+            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(user.name))
+            for row in rows])
+
+    # -- requests: accounts -----------------------------------------------
+
+    def register(self, name, password, publicKey):
+        """
+        Create an account and log this session in as it. An empty password makes
+        an account that logs in by challenge-response only.
+
+        @return: a L{Deferred} that fires when the account is stored.
+        """
+        service = self.service
+        self._notLoggedIn()
+        wait = service.registrations.hit(self.address)
+        if wait is not None:
+            raise RateLimited("too many registrations from your address; retry in %s"
+                              % _whole(wait))
+        if not isUserName(name):
+            raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
+        if isGuestName(name):
+            raise Conflict("names like %s are reserved for guests" % (name,))
+        size = len(password.encode("utf-8"))
+        if password and not 8 <= size <= 72:
+            raise BadRequest("passwords are 8 to 72 bytes")
+        e2e.loadPublicKey(publicKey)
+        if service.nameInUse(name) and fold(name) != fold(self.user.name):
+            raise Conflict("name in use: %s" % (name,))
+        return Deferred.fromCoroutine(self._register(name, password, publicKey))
+
+    async def _register(self, name, password, publicKey):
+        service = self.service
+        service._claimed.add(fold(name))
+        try:
+            passwordHash = None
+            if password:
+                passwordHash = await service.credentials.hashPassword(password)
+            await service.store.createAccount(name, passwordHash, publicKey)
+        finally:
+            service._claimed.discard(fold(name))
+        await self._becomeAccount(name, publicKey)
+
+    def login(self, name, password):
+        """
+        Log in with a password.
+
+        @return: a L{Deferred} that fires once logged in; an unknown name and a
+            wrong password fail alike, after the same work.
+        """
+        self._notLoggedIn()
+        self.service.checkLoginLimit("user:" + fold(name), self.address)
+        return Deferred.fromCoroutine(self._login(name, password))
+
+    async def _login(self, name, password):
+        service = self.service
+        account = await service.store.getAccount(name) if isUserName(name) else None
+        ok = await service.credentials.checkPassword(
+            password, account.passwordHash if account else None)
+        if not (ok and account):
+            service.recordFailure("user:" + fold(name), self.address)
+            raise Forbidden("wrong user name or password")
+        await self._becomeAccount(account.name, account.publicKey)
+
+    def challenge(self):
+        """
+        A fresh challenge for AUTH, replacing any earlier one.
+        """
+        self._hello()
+        value = self.service.randomBytes(32)
+        self._challenge = (value, self.service.clock.seconds() + self.service.settings.challengeLifetime)
+        return value
+
+    def auth(self, name, signature):
+        """
+        Log in by signing the outstanding challenge; the challenge is used up
+        whatever the outcome.
+
+        @return: a L{Deferred} that fires once logged in.
+        """
+        self._notLoggedIn()
+        challenge, self._challenge = self._challenge, None
+        self.service.checkLoginLimit("user:" + fold(name), self.address)
+        return Deferred.fromCoroutine(self._auth(name, signature, challenge))
+
+    async def _auth(self, name, signature, challenge):
+        service = self.service
+        account = await service.store.getAccount(name) if isUserName(name) else None
+        live = challenge is not None and challenge[1] > service.clock.seconds()
+        ok = await service.credentials.verifyAuth(
+            account.publicKey if account else None,
+            challenge[0] if challenge else bytes(32), name, signature)
+        if not (ok and account and live):
+            service.recordFailure("user:" + fold(name), self.address)
+            raise Forbidden("authentication failed")
+        await self._becomeAccount(account.name, account.publicKey)
+
+    async def _becomeAccount(self, name, publicKey):
+        """
+        Turn this guest session into a session of account C{name}.
+
+        When the account is not online yet, the guest becomes it: co-members see
+        RENAMED (and KEY_CHANGED when the key differs) and its rooms become the
+        account's. When it is online already, the guest leaves its rooms and the
+        session joins the account. Either way the session then hears a JOINED
+        for each room of the account it did not ask for.
+        """
+        service = self.service
+        guest = self.user
+        if guest is None:
+            raise BadRequest("the session closed meanwhile")
+        online = service.users.get(fold(name))
+        if online is guest:
+            online = None
+        if online is None:
+            if guest.name != name:
+                service.rename(guest, name, self)
+            guest.account = True
+            if guest.key != publicKey:
+                service.changeKey(guest, publicKey, self)
+            user = guest
+            for room in list(user.rooms.values()):
+                await service.store.addMember(room.name, user.name)
+            for roomName in await service.store.roomsOf(name):
+                room = service.rooms.get(fold(roomName))
+                if room is not None and fold(name) not in room.members and self.user is user:
+                    service.addMember(room, user, None)
+        else:
+            guest.sessions.remove(self)
+            service.goOffline(guest)
+            self._attach(online)
+            for room in online.rooms.values():
+                service.broadcast([self], "userJoined", room.name, online.name, online.key)
+
+    def setKey(self, publicKey):
+        """
+        Publish (a guest) or replace (an account) this user's public key.
+
+        @return: a L{Deferred} that fires when the key is stored.
+        """
+        user = self._greeted()
+        e2e.loadPublicKey(publicKey)
+        if publicKey == user.key:
+            return succeed(None)
+        self.service.changeKey(user, publicKey, self)
+        if user.account:
+            return self.service.store.setPublicKey(user.name, publicKey)
+        return succeed(None)
+
+    def getKeys(self, kind, name):
+        """
+        The public keys of a room's members, or of one user.
+
+        @return: a L{Deferred} firing with sorted C{(name, key)} pairs.
+        """
+        user = self._greeted()
+        if kind == ROOM:
+            room = self.service.room(name)
+            if room.passwordHash is not None and fold(user.name) not in room.members:
+                raise Forbidden("the members of %s are private" % (room.name,))
+            return succeed(room.memberKeys())
+        if kind != USER:
+            raise BadRequest("GET_KEYS kind must be 0 (room) or 1 (user), not %d" % (kind,))
+        if not isUserName(name):
+            raise BadRequest("invalid user name %r" % (name,))
+        online = self.service.users.get(fold(name))
+        if online is not None:
+            if online.key is None:
+                raise BadRequest("%s has not published a key" % (online.name,))
+            return succeed([(online.name, online.key)])
+
+        def found(account):
+            if account is None:
+                raise NotFound("no such user: %s" % (name,))
+            return [(account.name, account.publicKey)]
+        return self.service.store.getAccount(name).addCallback(found)
+
+
+__all__ = ["ChatService", "Session", "User", "Room", "ChatError"]
