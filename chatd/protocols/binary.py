@@ -1,0 +1,296 @@
+# -*- test-case-name: chatd.test.test_binary -*-
+"""
+The binary front door: C{Int32StringReceiver} frames to and from the core.
+
+This module only parses, calls the core and encodes; the rules live in
+L{chatd.service}, the frame layouts in L{chatd.protocols.opcodes}.
+
+Ordering: each request gets exactly one response, in request order. While a
+request waits on asynchronous work (bcrypt, SQL) the protocol stops parsing and
+stops reading from the socket, so later requests wait their turn and a client that
+pipelines cannot make the server buffer without bound. Events may be written
+between responses.
+
+Slow readers: outgoing frames go through an L{Outbox} that holds what the
+transport will not take yet; past the configured send queue the connection is
+aborted, as IRC servers do on "SendQ exceeded".
+"""
+
+from collections import deque
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatd.errors import ChatError, Status
+from chatd.interfaces import IChatClient
+from chatd.protocols import opcodes
+from chatd.protocols.opcodes import Op
+
+log = Logger()
+
+# A HISTORY response frame holds magic, opcode, status and row count besides rows.
+_HISTORY_FRAME_OVERHEAD = 2 + 1 + 1 + 2
+
+
+@implementer(IPushProducer)
+class Outbox:
+    """
+    The frames a connection has yet to hand to its transport.
+
+    Registered as the transport's streaming producer: while the transport's own
+    buffer is full it pauses us, and frames wait here, counted, until it resumes.
+
+    @param limit: the most bytes that may wait; one more calls C{overflow}.
+    """
+
+    def __init__(self, transport, limit, overflow):
+        self.transport = transport
+        self.limit = limit
+        self.overflow = overflow
+        self.paused = False
+        self.size = 0
+        self._queue = deque()
+
+    def write(self, data):
+        if not self.paused:
+            self.transport.write(data)
+            return
+        self._queue.append(data)
+        self.size += len(data)
+        if self.size > self.limit:
+            self._queue.clear()
+            self.size = 0
+            self.overflow()
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        while self._queue and not self.paused:
+            data = self._queue.popleft()
+            self.size -= len(data)
+            self.transport.write(data)
+
+    def stopProducing(self):
+        self._queue.clear()
+        self.size = 0
+
+
+@implementer(IChatClient)
+class BinaryProtocol(Int32StringReceiver):
+    """
+    One binary-protocol connection: frames in, core calls, frames out.
+    """
+
+    def __init__(self, service):
+        self.service = service
+        self.MAX_LENGTH = service.settings.maxFrame
+        self.session = None
+        self.outbox = None
+        self._inFlight = False
+        self._closing = False
+        self._closeAfterResponse = False
+
+    def connectionMade(self):
+        self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded)
+        self.transport.registerProducer(self.outbox, True)
+        peer = self.transport.getPeer()
+        self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+
+    def connectionLost(self, reason):
+        session, self.session = self.session, None
+        if session is not None:
+            session.closed()
+        self._closing = True
+
+    def _sendQExceeded(self):
+        log.warn("send queue exceeded for {name}; aborting the connection",
+                 name=self.session and self.session.user and self.session.user.name)
+        self._closing = True
+        self.transport.abortConnection()
+
+    def _send(self, data):
+        if not self._closing:
+            self.outbox.write(data)
+
+    # -- input ------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if data and self.session is not None:
+            self.session.received()
+        Int32StringReceiver.dataReceived(self, data)
+
+    def lengthLimitExceeded(self, length):
+        self._send(opcodes.errorResponse(
+            Status.TOO_LARGE, "frame of %d bytes is over the limit of %d" % (length, self.MAX_LENGTH)))
+        self._closeAfterWriting()
+
+    def _closeAfterWriting(self):
+        self._closing = True
+        self.transport.loseConnection()
+
+    def stringReceived(self, body):
+        if self._closing:
+            return
+        try:
+            op, payload = opcodes.parseBody(body)
+        except opcodes.BadMagic as e:
+            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
+            self._closeAfterWriting()
+            return
+        except opcodes.MalformedFrame as e:
+            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
+            return
+        if op == Op.HEARTBEAT:
+            return
+        try:
+            result = self._dispatch(op, payload)
+        except ChatError as e:
+            self._refuse(e)
+            return
+        except opcodes.MalformedFrame as e:
+            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
+            return
+        except Exception:
+            log.failure("handling opcode 0x{op:02x}", op=op)
+            self._send(opcodes.errorResponse(Status.ERROR, "internal error"))
+            return
+        if not isinstance(result, Deferred):
+            self._respond(result)
+            return
+        self._inFlight = True
+        result.addBoth(self._finished)
+        if self._inFlight:
+            self.pauseProducing()
+
+    def _finished(self, result):
+        self._inFlight = False
+        if isinstance(result, Failure):
+            if result.check(ChatError):
+                self._refuse(result.value)
+            else:
+                log.failure("handling a request", result)
+                self._send(opcodes.errorResponse(Status.ERROR, "internal error"))
+        else:
+            self._respond(result)
+        if self.paused and not self._closing:
+            self.resumeProducing()
+
+    def _respond(self, frame):
+        self._send(frame)
+        if self._closeAfterResponse:
+            self._closeAfterWriting()
+
+    def _refuse(self, error):
+        self._send(opcodes.errorResponse(error.status, error.message,
+                                         getattr(error, "members", None)))
+
+    def _dispatch(self, op, payload):
+        """
+        Decode one request, call the core, and return the response frame (or a
+        L{Deferred} of it).
+        """
+        if op == Op.HELLO:
+            return opcodes.okResponse(op, self.session.hello(opcodes.decodeHello(payload)))
+        handler = self._handlers.get(op)
+        if handler is None:
+            raise opcodes.MalformedFrame("unknown opcode 0x%02x" % op)
+        fields = opcodes.decodeRequest(op, payload)
+        result = handler(self, *fields)
+        if isinstance(result, Deferred):
+            return result.addCallback(self._encodeOk, op)
+        return self._encodeOk(result, op)
+
+    def _encodeOk(self, value, op):
+        if op in opcodes.OK_RESPONSES:
+            return opcodes.okResponse(op, value)
+        return opcodes.okResponse(op)
+
+    # -- requests ---------------------------------------------------------
+
+    def _leave(self, room):
+        def left(close):
+            self._closeAfterResponse = close
+        return self.session.leave(room).addCallback(left)
+
+    def _history(self, room, limit, before):
+        budget = self.MAX_LENGTH - _HISTORY_FRAME_OVERHEAD
+        return self.session.history(room, limit, before).addCallback(self._fitHistory, budget)
+
+    @staticmethod
+    def _fitHistory(rows, budget):
+        """
+        Keep the newest rows that fit one frame, so that paging with C{before}
+        from the oldest row returned loses nothing.
+        """
+        first = len(rows)
+        for sender, _, envelope in reversed(rows):
+            budget -= 1 + len(sender.encode("utf-8")) + 8 + 4 + len(envelope)
+            if budget < 0:
+                break
+            first -= 1
+        return rows[first:]
+
+    _handlers = {
+        Op.NICK: lambda self, name: self.session.nick(name),
+        Op.LIST_USERS: lambda self, room: self.session.listUsers(room),
+        Op.LIST_ROOMS: lambda self: self.session.listRooms(),
+        Op.CREATE: lambda self, room, password: self.session.create(room, password),
+        Op.JOIN: lambda self, room, password: self.session.join(room, password),
+        Op.LEAVE: _leave,
+        Op.ROOM_MSG: lambda self, room, envelope: self.session.roomMessage(room, envelope),
+        Op.DM: lambda self, user, envelope: self.session.directMessage(user, envelope),
+        Op.HISTORY: _history,
+        Op.REGISTER: lambda self, user, password, key: self.session.register(user, password, key),
+        Op.LOGIN: lambda self, user, password: self.session.login(user, password),
+        Op.CHALLENGE: lambda self: self.session.challenge(),
+        Op.AUTH: lambda self, user, signature: self.session.auth(user, signature),
+        Op.SET_KEY: lambda self, key: self.session.setKey(key),
+        Op.GET_KEYS: lambda self, kind, name: self.session.getKeys(kind, name),
+    }
+
+    # -- IChatClient --------------------------------------------------------
+
+    def roomMessage(self, room, sender, timestamp, envelope):
+        self._send(opcodes.event(Op.ROOM_MSG, room, sender, timestamp, envelope))
+
+    def directMessage(self, sender, timestamp, envelope):
+        self._send(opcodes.event(Op.DM, sender, timestamp, envelope))
+
+    def userJoined(self, room, user, publicKey):
+        self._send(opcodes.event(Op.JOINED, room, user, publicKey))
+
+    def userLeft(self, room, user):
+        self._send(opcodes.event(Op.LEFT, room, user))
+
+    def userRenamed(self, old, new):
+        self._send(opcodes.event(Op.RENAMED, old, new))
+
+    def keyChanged(self, user, publicKey):
+        self._send(opcodes.event(Op.KEY_CHANGED, user, publicKey))
+
+    def warning(self, code, message):
+        self._send(opcodes.event(Op.WARNING, code, message))
+
+    def disconnect(self):
+        self._closeAfterWriting()
+
+
+class BinaryFactory(Factory):
+    """
+    Builds a L{BinaryProtocol} per connection, all on one core.
+    """
+
+    def __init__(self, service):
+        self.service = service
+
+    def buildProtocol(self, addr):
+        protocol = BinaryProtocol(self.service)
+        protocol.factory = self
+        return protocol
