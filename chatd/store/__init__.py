@@ -1,0 +1,32 @@
+# -*- test-case-name: chatd.test.test_store -*-
+"""
+chatd's storage: accounts, rooms, memberships and room history behind
+L{chatd.interfaces.IMessageStore}, chosen by a database URL.
+"""
+
+from chatd.store.engines import engineForURL
+from chatd.store.memory import MemoryStore
+from chatd.store.sql import AdbapiStore
+
+
+def makeStore(url, fernet, reactor=None):
+    """
+    Build the store a database URL names; the caller then C{open}s it.
+
+    @param url: C{memory:} (nothing kept across restarts),
+        C{sqlite:///absolute/path} or C{sqlite:relative/path}.
+    @param fernet: the at-rest key envelopes are encrypted with, a
+        L{cryptography.fernet.MultiFernet}.
+    @param reactor: the reactor the SQL store's thread pool reports to, or
+        L{None} for the global one.
+    @return: an L{IMessageStore} provider.
+    @raise ValueError: when the URL is not one of those forms (a
+        C{postgresql://} URL included, until PostgreSQL support is built).
+    """
+    if url == "memory:":
+        return MemoryStore(fernet)
+    engine, connectionArgs = engineForURL(url)
+    return AdbapiStore(engine, connectionArgs, fernet, reactor=reactor)
+
+
+__all__ = ["makeStore", "MemoryStore", "AdbapiStore"]

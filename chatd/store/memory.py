@@ -1,0 +1,185 @@
+# -*- test-case-name: chatd.test.test_store -*-
+"""
+A message store held in dictionaries, for tests and for servers that keep
+nothing across restarts.
+
+It answers exactly as L{chatd.store.sql.AdbapiStore} does, refusals included,
+so the core can be tested against it and run against either; its L{Deferred}s
+have already fired when they are returned. Envelopes are kept encrypted with
+the at-rest key here too, so that no store ever holds one in plaintext.
+"""
+
+from dataclasses import dataclass, replace
+from typing import FrozenSet, Optional
+
+from twisted.internet.defer import fail, succeed
+from zope.interface import implementer
+
+from chatd.errors import Conflict, NotFound
+from chatd.interfaces import IMessageStore
+from chatd.model import Account, HistoryRow, RoomRecord
+from chatd.names import fold
+
+
+@dataclass(frozen=True)
+class _Room:
+    """
+    A stored room: the row the SQL store's C{rooms} table holds.
+    """
+
+    name: str
+    passwordHash: Optional[bytes]
+
+
+@dataclass(frozen=True)
+class _Message:
+    """
+    One stored room message: the row the SQL store's C{messages} table holds,
+    with its readers' keys.
+    """
+
+    sender: str
+    senderKey: str
+    timestamp: int
+    envelopeId: str
+    body: bytes
+    readerKeys: FrozenSet[str]
+
+
+@implementer(IMessageStore)
+class MemoryStore:
+    """
+    An L{IMessageStore} that forgets everything when the process ends.
+
+    @ivar _messages: each room's messages by folded room name, in the order
+        they were appended.
+    @ivar _envelopeIds: every stored (folded sender, envelope id) pair, the
+        uniqueness the SQL store's constraint keeps.
+    """
+
+    def __init__(self, fernet):
+        """
+        @param fernet: the at-rest key, a L{cryptography.fernet.MultiFernet}.
+        """
+        self._fernet = fernet
+        self._accounts = {}
+        self._rooms = {}
+        self._members = {}
+        self._messages = {}
+        self._envelopeIds = set()
+
+    def open(self):
+        return succeed(None)
+
+    def close(self):
+        return succeed(None)
+
+    def getAccount(self, name):
+        return succeed(self._accounts.get(fold(name)))
+
+    def createAccount(self, name, passwordHash, publicKey):
+        key = fold(name)
+        if key in self._accounts:
+            return fail(Conflict("that name is taken"))
+        self._accounts[key] = Account(name, passwordHash, publicKey)
+        return succeed(None)
+
+    def setPublicKey(self, name, publicKey):
+        key = fold(name)
+        if key not in self._accounts:
+            return fail(NotFound("no such account"))
+        self._accounts[key] = replace(self._accounts[key], publicKey=publicKey)
+        return succeed(None)
+
+    def loadRooms(self):
+        return succeed(
+            [
+                RoomRecord(
+                    room.name,
+                    room.passwordHash,
+                    max((m.timestamp for m in self._messages[key]), default=0),
+                )
+                for key, room in sorted(self._rooms.items())
+            ]
+        )
+
+    def createRoom(self, name, passwordHash):
+        key = fold(name)
+        if key in self._rooms:
+            return fail(Conflict("that room exists"))
+        self._rooms[key] = _Room(name, passwordHash)
+        self._members[key] = set()
+        self._messages[key] = []
+        return succeed(None)
+
+    def deleteRoom(self, name):
+        key = fold(name)
+        if key in self._rooms:
+            del self._rooms[key]
+            del self._members[key]
+            for message in self._messages.pop(key):
+                self._envelopeIds.discard((message.senderKey, message.envelopeId))
+        return succeed(None)
+
+    def addMember(self, room, user):
+        roomKey = fold(room)
+        userKey = fold(user)
+        if roomKey not in self._rooms or userKey not in self._accounts:
+            return fail(NotFound("no such room or account"))
+        self._members[roomKey].add(userKey)
+        return succeed(None)
+
+    def removeMember(self, room, user):
+        self._members.get(fold(room), set()).discard(fold(user))
+        return succeed(None)
+
+    def roomsOf(self, user):
+        userKey = fold(user)
+        return succeed(
+            sorted(
+                self._rooms[roomKey].name
+                for roomKey, members in self._members.items()
+                if userKey in members
+            )
+        )
+
+    def appendMessage(self, room, sender, timestamp, envelopeId, envelope, readers):
+        roomKey = fold(room)
+        senderKey = fold(sender)
+        if (senderKey, envelopeId) in self._envelopeIds:
+            return fail(Conflict("replayed envelope id"))
+        if roomKey not in self._rooms:
+            return fail(NotFound("no such room"))
+        self._envelopeIds.add((senderKey, envelopeId))
+        self._messages[roomKey].append(
+            _Message(
+                sender,
+                senderKey,
+                timestamp,
+                envelopeId,
+                self._fernet.encrypt(envelope),
+                frozenset(fold(reader) for reader in readers),
+            )
+        )
+        return succeed(None)
+
+    def history(self, room, reader, limit, before):
+        if limit <= 0:
+            return succeed([])
+        readerKey = fold(reader)
+        visible = [
+            message
+            for message in self._messages.get(fold(room), [])
+            if readerKey in message.readerKeys
+            and (before == 0 or message.timestamp < before)
+        ]
+        # A stable sort: messages of one timestamp stay in the order they came.
+        visible.sort(key=lambda message: message.timestamp)
+        return succeed(
+            [
+                HistoryRow(
+                    message.sender, message.timestamp, self._fernet.decrypt(message.body)
+                )
+                for message in visible[-limit:]
+            ]
+        )

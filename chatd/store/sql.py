@@ -1,0 +1,453 @@
+# -*- test-case-name: chatd.test.test_store -*-
+"""
+The message store on an SQL database, through L{twisted.enterprise.adbapi}.
+
+Every query runs in a L{twisted.enterprise.adbapi.ConnectionPool} thread inside C{runInteraction}, so the
+reactor never waits on the database; what differs between databases comes from
+an L{chatd.store.engines.Engine}. The schema is the numbered files in
+C{chatd/store/schema}, applied in order by L{AdbapiStore.open}.
+
+Appending is the hot path: one sender may have many messages in flight across
+many connections, and a commit per message would cost a disk flush each. So
+appends queue up while a write is running and the next write stores all of
+them in one transaction (a group commit); a savepoint per message keeps one
+refused message from undoing the others.
+"""
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatd.errors import Conflict, NotFound
+from chatd.interfaces import IMessageStore
+from chatd.model import Account, HistoryRow, RoomRecord
+from chatd.names import fold
+
+_MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_.-]+\.sql")
+
+
+def loadMigrations(directory=None):
+    """
+    Read the schema files, named C{NNN-what.sql}, from a directory.
+
+    @param directory: a L{pathlib.Path} or L{importlib.resources} traversable,
+        or L{None} for the files shipped in C{chatd/store/schema}.
+    @return: a list of (version, script) pairs, numbered from 1 without gaps,
+        in order.
+    @raise RuntimeError: when the files are not numbered 1, 2, 3...
+    """
+    if directory is None:
+        directory = resources.files(__package__).joinpath("schema")
+    found = sorted(
+        (int(match.group(1)), entry.read_text(encoding="utf-8"))
+        for entry in directory.iterdir()
+        if (match := _MIGRATION_NAME.fullmatch(entry.name))
+    )
+    versions = [version for version, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(
+            f"schema files are numbered {versions}, not 1 to {len(found)}"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _PendingMessage:
+    """
+    The arguments of one L{AdbapiStore.appendMessage} call, waiting for a write.
+    """
+
+    room: str
+    sender: str
+    timestamp: int
+    envelopeId: str
+    envelope: bytes
+    readers: Sequence[str]
+
+
+@implementer(IMessageStore)
+class AdbapiStore:
+    """
+    An L{IMessageStore} on a database reached through a
+    L{twisted.enterprise.adbapi.ConnectionPool}.
+
+    @ivar _queue: (message, L{Deferred}) pairs appended since the running
+        write started.
+    @ivar _writing: whether a group-commit write is running.
+    @ivar _idleWaiters: L{Deferred}s of L{close} calls waiting for the writes
+        to finish.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, engine, connectionArgs, fernet, pool=None, reactor=None, migrations=None
+    ):
+        """
+        @param engine: the L{chatd.store.engines.Engine} of the database.
+        @param connectionArgs: what to connect with (for SQLite, the path);
+            used only to build a pool when C{pool} is L{None}.
+        @param fernet: the at-rest key, a L{cryptography.fernet.MultiFernet}.
+        @param pool: the L{twisted.enterprise.adbapi.ConnectionPool} to run
+            on, or L{None} to build one for C{engine}.
+        @param reactor: the reactor, for the pool and for the creation times
+            of accounts and rooms; L{None} for the global one.
+        @param migrations: (version, script) pairs numbered from 1, or
+            L{None} for the schema files shipped with chatd.
+        """
+        if reactor is None:
+            from twisted.internet import reactor
+        if pool is None:
+            pool = engine.connectionPool(connectionArgs, reactor)
+        if migrations is None:
+            migrations = loadMigrations()
+        self._engine = engine
+        self._fernet = fernet
+        self._pool = pool
+        self._clock = reactor
+        self._migrations = migrations
+        self._queue = []
+        self._writing = False
+        self._idleWaiters = []
+
+    # Plumbing
+
+    def _interact(self, interaction, *args):
+        """
+        Run C{interaction(txn, *args)} in one transaction in a pool thread.
+
+        @return: a L{Deferred} that fires with what C{interaction} returns,
+            once committed.
+        """
+        return self._pool.runInteraction(self._transaction, interaction, *args)
+
+    def _transaction(self, txn, interaction, *args):
+        """
+        Open the transaction explicitly where the engine asks for it, so that
+        schema changes and savepoints are inside it too.
+        """
+        if self._engine.beginStatement is not None:
+            txn.execute(self._engine.beginStatement)
+        return interaction(txn, *args)
+
+    def _execute(self, txn, query, parameters=()):
+        txn.execute(self._engine.sql(query), parameters)
+
+    def _now(self):
+        return int(self._clock.seconds() * 1000)
+
+    # Opening and closing
+
+    def open(self):
+        return Deferred.fromCoroutine(self._open())
+
+    async def _open(self):
+        stored = await self._interact(self._readVersion)
+        newest = len(self._migrations)
+        if stored > newest:
+            raise RuntimeError(
+                f"the database has schema version {stored}; "
+                f"this chatd knows versions up to {newest} only"
+            )
+        for version, script in self._migrations[stored:]:
+            await self._interact(self._migrate, version, script)
+            self._log.info("Applied schema version {version}.", version=version)
+
+    def _readVersion(self, txn):
+        """
+        Create the version table of a new database, and read the version.
+
+        The table holds one row (its key can only be 1) of one integer: the
+        number of the last schema file applied, 0 before the first.
+        """
+        self._execute(
+            txn,
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " singleton INTEGER PRIMARY KEY CHECK (singleton = 1),"
+            " version INTEGER NOT NULL)",
+        )
+        self._execute(
+            txn,
+            "INSERT INTO schema_version (singleton, version) VALUES (1, 0)"
+            " ON CONFLICT DO NOTHING",
+        )
+        self._execute(txn, "SELECT version FROM schema_version")
+        [(version,)] = txn.fetchall()
+        return version
+
+    def _migrate(self, txn, version, script):
+        """
+        Apply one schema file and record it, together or not at all.
+        """
+        for statement in self._engine.splitScript(script):
+            txn.execute(statement)
+        self._execute(txn, "UPDATE schema_version SET version = ?", (version,))
+
+    def close(self):
+        waiting = self._whenIdle()
+        waiting.addCallback(self._closePool)
+        return waiting
+
+    def _whenIdle(self):
+        """
+        @return: a L{Deferred} that fires once no append is queued or being
+            written, so that closing does not strand them.
+        """
+        if not self._writing:
+            return succeed(None)
+        waiter = Deferred()
+        self._idleWaiters.append(waiter)
+        return waiter
+
+    def _closePool(self, ignored):
+        self._pool.close()
+
+    # Accounts
+
+    def getAccount(self, name):
+        return self._interact(self._getAccount, fold(name))
+
+    def _getAccount(self, txn, key):
+        self._execute(
+            txn,
+            "SELECT name, password_hash, public_key FROM accounts WHERE name_key = ?",
+            (key,),
+        )
+        rows = txn.fetchall()
+        if not rows:
+            return None
+        [(name, passwordHash, publicKey)] = rows
+        return Account(name, passwordHash, publicKey)
+
+    def createAccount(self, name, passwordHash, publicKey):
+        return self._interact(self._createAccount, name, passwordHash, publicKey)
+
+    def _createAccount(self, txn, name, passwordHash, publicKey):
+        try:
+            self._execute(
+                txn,
+                "INSERT INTO accounts (name_key, name, password_hash, public_key,"
+                " created_ms) VALUES (?, ?, ?, ?, ?)",
+                (fold(name), name, passwordHash, publicKey, self._now()),
+            )
+        except Exception as error:
+            if self._engine.isUniqueViolation(error):
+                raise Conflict("that name is taken") from None
+            raise
+
+    def setPublicKey(self, name, publicKey):
+        return self._interact(self._setPublicKey, fold(name), publicKey)
+
+    def _setPublicKey(self, txn, key, publicKey):
+        self._execute(
+            txn,
+            "UPDATE accounts SET public_key = ? WHERE name_key = ?",
+            (publicKey, key),
+        )
+        if txn.rowcount == 0:
+            raise NotFound("no such account")
+
+    # Rooms and memberships
+
+    def loadRooms(self):
+        return self._interact(self._loadRooms)
+
+    def _loadRooms(self, txn):
+        self._execute(
+            txn,
+            "SELECT r.name, r.password_hash, COALESCE(MAX(m.ts), 0)"
+            " FROM rooms r LEFT JOIN messages m ON m.room_key = r.name_key"
+            " GROUP BY r.name_key, r.name, r.password_hash"
+            " ORDER BY r.name_key",
+        )
+        return [
+            RoomRecord(name, passwordHash, lastTimestamp)
+            for name, passwordHash, lastTimestamp in txn.fetchall()
+        ]
+
+    def createRoom(self, name, passwordHash):
+        return self._interact(self._createRoom, name, passwordHash)
+
+    def _createRoom(self, txn, name, passwordHash):
+        try:
+            self._execute(
+                txn,
+                "INSERT INTO rooms (name_key, name, password_hash, created_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (fold(name), name, passwordHash, self._now()),
+            )
+        except Exception as error:
+            if self._engine.isUniqueViolation(error):
+                raise Conflict("that room exists") from None
+            raise
+
+    def deleteRoom(self, name):
+        # Memberships, messages and their readers go with it (ON DELETE CASCADE).
+        return self._interact(
+            self._execute, "DELETE FROM rooms WHERE name_key = ?", (fold(name),)
+        )
+
+    def addMember(self, room, user):
+        return self._interact(self._addMember, fold(room), fold(user))
+
+    def _addMember(self, txn, roomKey, userKey):
+        try:
+            self._execute(
+                txn,
+                "INSERT INTO memberships (room_key, user_key) VALUES (?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (roomKey, userKey),
+            )
+        except Exception as error:
+            if self._engine.isForeignKeyViolation(error):
+                raise NotFound("no such room or account") from None
+            raise
+
+    def removeMember(self, room, user):
+        return self._interact(
+            self._execute,
+            "DELETE FROM memberships WHERE room_key = ? AND user_key = ?",
+            (fold(room), fold(user)),
+        )
+
+    def roomsOf(self, user):
+        return self._interact(self._roomsOf, fold(user))
+
+    def _roomsOf(self, txn, userKey):
+        self._execute(
+            txn,
+            "SELECT r.name FROM memberships m JOIN rooms r ON r.name_key = m.room_key"
+            " WHERE m.user_key = ?",
+            (userKey,),
+        )
+        # Sorted here rather than by ORDER BY, whose order depends on the
+        # database's collation.
+        return sorted(name for (name,) in txn.fetchall())
+
+    # Room history
+
+    def appendMessage(self, room, sender, timestamp, envelopeId, envelope, readers):
+        committed = Deferred()
+        self._queue.append(
+            (
+                _PendingMessage(room, sender, timestamp, envelopeId, envelope, readers),
+                committed,
+            )
+        )
+        if not self._writing:
+            self._writeQueued()
+        return committed
+
+    def _writeQueued(self):
+        """
+        Start one transaction that stores every queued message.
+        """
+        batch, self._queue = self._queue, []
+        self._writing = True
+        written = self._interact(
+            self._insertMessages, [message for message, _ in batch]
+        )
+        written.addBoth(self._messagesWritten, [committed for _, committed in batch])
+
+    def _messagesWritten(self, outcomes, waiting):
+        """
+        Tell each caller of a finished write how its message fared, in the order
+        they called, then write what queued up meanwhile.
+
+        @param outcomes: one L{None} or refusal per message; or a L{Failure}
+            when the whole transaction failed and stored none of them.
+        @param waiting: the callers' L{Deferred}s, in the same order.
+        """
+        if isinstance(outcomes, Failure):
+            outcomes = [outcomes] * len(waiting)
+        # Still writing while the callbacks run: an append they make must queue
+        # behind the messages not told yet rather than overtake them.
+        for committed, outcome in zip(waiting, outcomes):
+            if outcome is None:
+                committed.callback(None)
+            else:
+                committed.errback(outcome)
+        self._writing = False
+        if self._queue:
+            self._writeQueued()
+        else:
+            idleWaiters, self._idleWaiters = self._idleWaiters, []
+            for waiter in idleWaiters:
+                waiter.callback(None)
+
+    def _insertMessages(self, txn, messages):
+        """
+        Store C{messages}, each under its own savepoint so that a refused one
+        is undone alone; an unexpected error undoes them all.
+
+        @return: per message, L{None} when stored, else the refusal to give
+            its caller.
+        """
+        outcomes = []
+        for message in messages:
+            self._execute(txn, "SAVEPOINT append_message")
+            try:
+                self._insertMessage(txn, message)
+            except Exception as error:
+                if self._engine.isUniqueViolation(error):
+                    outcomes.append(Conflict("replayed envelope id"))
+                elif self._engine.isForeignKeyViolation(error):
+                    outcomes.append(NotFound("no such room"))
+                else:
+                    raise
+                self._execute(txn, "ROLLBACK TO SAVEPOINT append_message")
+            else:
+                outcomes.append(None)
+            self._execute(txn, "RELEASE SAVEPOINT append_message")
+        return outcomes
+
+    def _insertMessage(self, txn, message):
+        self._execute(
+            txn,
+            "INSERT INTO messages (room_key, sender, sender_key, ts, envelope_id, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                fold(message.room),
+                message.sender,
+                fold(message.sender),
+                message.timestamp,
+                message.envelopeId,
+                self._fernet.encrypt(message.envelope),
+            ),
+        )
+        [(messageId,)] = txn.fetchall()
+        txn.executemany(
+            self._engine.sql(
+                "INSERT INTO message_readers (message_id, reader_key) VALUES (?, ?)"
+            ),
+            [(messageId, key) for key in {fold(reader) for reader in message.readers}],
+        )
+
+    def history(self, room, reader, limit, before):
+        if limit <= 0:
+            # SQLite would read a negative LIMIT as no limit at all.
+            return succeed([])
+        return self._interact(self._history, fold(room), fold(reader), limit, before)
+
+    def _history(self, txn, roomKey, readerKey, limit, before):
+        bound = " AND m.ts < ?" if before else ""
+        self._execute(
+            txn,
+            "SELECT m.sender, m.ts, m.body FROM messages m"
+            " JOIN message_readers r ON r.message_id = m.id"
+            " WHERE m.room_key = ? AND r.reader_key = ?" + bound +
+            " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
+            (roomKey, readerKey) + ((before,) if before else ()) + (limit,),
+        )
+        newestFirst = txn.fetchall()
+        # Decrypted here, in the pool's thread, to keep the work off the reactor.
+        return [
+            HistoryRow(sender, timestamp, self._fernet.decrypt(body))
+            for sender, timestamp, body in reversed(newestFirst)
+        ]
