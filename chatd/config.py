@@ -154,7 +154,8 @@ def parseBcryptCost(value):
 
 def parseRate(value):
     """
-    C{N/SECONDS}: at most N messages in any window of SECONDS.
+    C{N/SECONDS}: at most N events (messages, failures, registrations) in any
+    window of SECONDS.
 
     @return: C{(N, SECONDS)}
     """
@@ -189,6 +190,9 @@ FIELDS = {
     "idle-warning": ("idleWarning", parseSeconds),
     "idle-timeout": ("idleTimeout", parseSeconds),
     "rate-limit": ("rateLimit", parseRate),
+    "login-limit": ("loginLimit", parseRate),
+    "address-limit": ("addressLimit", parseRate),
+    "register-limit": ("registerLimit", parseRate),
     "max-frame": ("maxFrame", parseSize),
     "history-limit": ("historyLimit", parseCount),
     "send-queue": ("sendQueue", parseSize),

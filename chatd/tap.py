@@ -1,0 +1,269 @@
+# -*- test-case-name: chatd.test.test_tap -*-
+"""
+C{twistd chatd}: command-line options, and the service tree they describe.
+
+The tree is::
+
+    MultiService
+        ChatService                 the core, opening the store as it starts
+        ListenWhenReady             starts its children once the core is ready
+            StreamServerEndpointService(--binary endpoint, BinaryFactory)
+            ...
+
+so that no connection is accepted before the store is open and the rooms are
+loaded, and stopping closes the listeners before the store.
+"""
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import DeferredList, maybeDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger, LogLevel
+from twisted.python import usage
+
+from chatd import datadir
+from chatd.config import (
+    DEFAULTS,
+    FIELDS,
+    parseBcryptCost,
+    parseCount,
+    parseDatabase,
+    parseRate,
+    parseSeconds,
+    parseSize,
+    parseText,
+    readConfigFile,
+    settingsFrom,
+)
+from chatd.protocols.binary import BinaryFactory
+from chatd.service import ChatService
+from chatd.store import makeStore
+
+log = Logger()
+
+
+class Options(usage.Options):
+    """
+    The options of C{twistd chatd}. After parsing, C{self["settings"]} is the
+    L{chatd.config.Settings} to run with.
+
+    Every option is left unset (L{None}) unless given, so that C{postOptions} can
+    tell an option given with its default value from one not given at all, and
+    let the command line override the config file only where it says something.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Run chatd, an end-to-end encrypted chat server. Listeners are Twisted "
+        "server endpoint strings, such as tcp:4017:interface=127.0.0.1 or "
+        "ssl:4017:privateKey=key.pem:certKey=cert.pem; the default, ssl:4017, "
+        "uses the certificate chatd generates in its data directory. Every "
+        "option but --config and --no-guests can also be set in the [chatd] "
+        "section of the config file, under the same name without dashes in "
+        "front (idle-timeout = 30); the command line wins over the file."
+    )
+
+    optParameters = [
+        ["config", None, None, "Read settings from this INI file."],
+        [
+            "data-dir",
+            None,
+            None,
+            "Directory for the database, the at-rest key and the TLS "
+            "certificate, created on first start [default: %s]." % (DEFAULTS.dataDir,),
+            parseText,
+        ],
+        [
+            "db",
+            None,
+            None,
+            "Database URL [default: sqlite:DATA-DIR/chatd.sqlite].",
+            parseDatabase,
+        ],
+        [
+            "idle-warning",
+            None,
+            None,
+            "Seconds of silence before a session is warned [default: %g]."
+            % (DEFAULTS.idleWarning,),
+            parseSeconds,
+        ],
+        [
+            "idle-timeout",
+            None,
+            None,
+            "Seconds of silence before a session is disconnected [default: %g]."
+            % (DEFAULTS.idleTimeout,),
+            parseSeconds,
+        ],
+        [
+            "rate-limit",
+            None,
+            None,
+            "Messages a user may send per window, as MESSAGES/SECONDS "
+            "[default: %d/%g]." % DEFAULTS.rateLimit,
+            parseRate,
+        ],
+        [
+            "login-limit",
+            None,
+            None,
+            "Failed logins or room passwords allowed per account or room, as "
+            "FAILURES/SECONDS [default: %d/%g]." % DEFAULTS.loginLimit,
+            parseRate,
+        ],
+        [
+            "address-limit",
+            None,
+            None,
+            "Failed logins or room passwords allowed per client address, as "
+            "FAILURES/SECONDS [default: %d/%g]." % DEFAULTS.addressLimit,
+            parseRate,
+        ],
+        [
+            "register-limit",
+            None,
+            None,
+            "Registration attempts allowed per client address, as "
+            "ATTEMPTS/SECONDS [default: %d/%g]." % DEFAULTS.registerLimit,
+            parseRate,
+        ],
+        [
+            "max-frame",
+            None,
+            None,
+            "Largest frame a client may send, in bytes [default: %d]."
+            % (DEFAULTS.maxFrame,),
+            parseSize,
+        ],
+        [
+            "history-limit",
+            None,
+            None,
+            "Messages HISTORY returns when the client asks for 0 "
+            "[default: %d, at most %d]." % (DEFAULTS.historyLimit, DEFAULTS.historyMax),
+            parseCount,
+        ],
+        [
+            "send-queue",
+            None,
+            None,
+            "Bytes that may wait to be sent to one connection before it is "
+            "dropped as too slow [default: %d]." % (DEFAULTS.sendQueue,),
+            parseSize,
+        ],
+        [
+            "bcrypt-cost",
+            None,
+            None,
+            "bcrypt cost factor for new password hashes, 4 to 31 [default: %d]."
+            % (DEFAULTS.bcryptCost,),
+            parseBcryptCost,
+        ],
+    ]
+
+    def __init__(self):
+        usage.Options.__init__(self)
+        self["binary"] = []
+        self["allow-guests"] = None
+
+    def opt_binary(self, description):
+        """Listen for the binary protocol here; repeatable [default: ssl:4017]."""
+        self["binary"].append(description)
+
+    def opt_allow_guests(self):
+        """Let people in without an account [default]."""
+        self["allow-guests"] = True
+
+    def opt_no_guests(self):
+        """Accept only registered accounts."""
+        self["allow-guests"] = False
+
+    def postOptions(self):
+        """
+        Merge the defaults, the config file and the command line into
+        C{self["settings"]}, and check the result.
+        """
+        values = readConfigFile(self["config"]) if self["config"] else {}
+        for key in FIELDS:
+            if key == "binary":
+                if self["binary"]:
+                    values[key] = tuple(self["binary"])
+            elif self[key] is not None:
+                values[key] = self[key]
+        self["settings"] = settingsFrom(values)
+
+
+class ListenWhenReady(MultiService):
+    """
+    A L{MultiService} that starts its children (the listeners) only once the core
+    is ready, so that no client connects to a server that cannot serve it yet.
+
+    Its children are not started in the privileged phase either, since that
+    comes before readiness; a port below 1024 therefore needs the process to
+    keep the right to bind it (for example systemd's
+    C{AmbientCapabilities=CAP_NET_BIND_SERVICE}).
+
+    @ivar _whenReady: a callable returning a L{Deferred} that fires when the core
+        is ready, or fails if it never will be.
+    """
+
+    def __init__(self, whenReady):
+        MultiService.__init__(self)
+        self._whenReady = whenReady
+
+    def privilegedStartService(self):
+        """
+        Bind nothing yet: see the class docstring.
+        """
+        Service.privilegedStartService(self)
+
+    def startService(self):
+        Service.startService(self)
+        self._whenReady().addCallbacks(self._ready, self._failed)
+
+    def _ready(self, ignored):
+        if self.running:
+            for child in self:
+                child.startService()
+
+    def _failed(self, failure):
+        log.failure(
+            "chatd could not start, so it does not listen", failure, LogLevel.critical
+        )
+
+    def stopService(self):
+        """
+        Stop the children that were started; those still waiting for the core
+        never will be, since L{_ready} checks that this service still runs.
+        """
+        Service.stopService(self)
+        running = [child for child in reversed(self.services) if child.running]
+        return DeferredList([maybeDeferred(child.stopService) for child in running])
+
+
+def makeService(config, reactor=None):
+    """
+    Prepare the data directory and build the service tree.
+
+    @param config: parsed L{Options}.
+    @param reactor: what the service listens and keeps time with; the global
+        reactor when L{None}.
+    @return: an L{IService} to run.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    settings = config["settings"]
+    dataDir = datadir.prepare(settings.dataDir)
+    store = makeStore(settings.db, dataDir.fernet, reactor)
+    chat = ChatService(store, settings, reactor)
+    top = MultiService()
+    chat.setServiceParent(top)
+    listeners = ListenWhenReady(chat.whenReady)
+    listeners.setServiceParent(top)
+    factory = BinaryFactory(chat)
+    for description in settings.binary:
+        StreamServerEndpointService(
+            serverFromString(reactor, description), factory
+        ).setServiceParent(listeners)
+    return top

@@ -1,0 +1,274 @@
+# -*- test-case-name: chatd.test.test_datadir -*-
+"""
+Tests for L{chatd.datadir}.
+"""
+
+import datetime
+import ipaddress
+import os
+import socket
+import ssl
+import stat
+
+from cryptography import x509
+from cryptography.fernet import Fernet
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd.datadir import DataDirError, prepare
+
+
+def mode(path):
+    """
+    The permission bits of C{path}.
+    """
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def readBytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def writeBytes(path, content):
+    with open(path, "wb") as f:
+        f.write(content)
+
+
+def certificateOf(dataDir):
+    return x509.load_pem_x509_certificate(readBytes(dataDir.certificatePath))
+
+
+class PrepareTests(SynchronousTestCase):
+    """
+    L{prepare} creates a data directory on first start and reuses it after.
+    """
+
+    def setUp(self):
+        self.path = os.path.join(self.mktemp(), "data")
+
+    def test_firstStart(self):
+        """
+        The first start creates a private directory with the key file, the TLS
+        key (both owner-only) and the certificate.
+        """
+        dataDir = prepare(self.path)
+        self.assertEqual(dataDir.path, self.path)
+        self.assertEqual(mode(self.path), 0o700)
+        self.assertEqual(dataDir.keyFilePath, os.path.join(self.path, "at-rest.key"))
+        self.assertEqual(mode(dataDir.keyFilePath), 0o600)
+        self.assertEqual(
+            dataDir.privateKeyPath, os.path.join(self.path, "tls", "server.key")
+        )
+        self.assertEqual(mode(dataDir.privateKeyPath), 0o600)
+        self.assertEqual(
+            dataDir.certificatePath, os.path.join(self.path, "tls", "server.crt")
+        )
+        self.assertTrue(os.path.isfile(dataDir.certificatePath))
+        self.assertEqual(
+            sorted(os.listdir(self.path)), ["at-rest.key", "tls"]
+        )
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(self.path, "tls"))),
+            ["server.crt", "server.key"],
+        )
+
+    def test_keyFileHoldsOneKey(self):
+        """
+        A new key file holds exactly one Fernet key, which encrypts new data.
+        """
+        dataDir = prepare(self.path)
+        lines = readBytes(dataDir.keyFilePath).splitlines()
+        self.assertEqual(len(lines), 1)
+        token = dataDir.fernet.encrypt(b"secret")
+        self.assertEqual(Fernet(lines[0]).decrypt(token), b"secret")
+
+    def test_secondStartReuses(self):
+        """
+        A second start keeps the key file, the TLS key and the certificate, so
+        data encrypted before the restart can still be read.
+        """
+        first = prepare(self.path)
+        token = first.fernet.encrypt(b"history")
+        files = [first.keyFilePath, first.privateKeyPath, first.certificatePath]
+        before = [readBytes(path) for path in files]
+        second = prepare(self.path)
+        self.assertEqual([readBytes(path) for path in files], before)
+        self.assertEqual(second.fernet.decrypt(token), b"history")
+
+    def test_rotation(self):
+        """
+        After a new key is put on top of the key file, data is encrypted with
+        the new key and data encrypted with the old one stays readable.
+        """
+        old = prepare(self.path)
+        oldToken = old.fernet.encrypt(b"before")
+        newKey = Fernet.generate_key()
+        writeBytes(old.keyFilePath, newKey + b"\n" + readBytes(old.keyFilePath))
+        rotated = prepare(self.path)
+        self.assertEqual(rotated.fernet.decrypt(oldToken), b"before")
+        self.assertEqual(
+            Fernet(newKey).decrypt(rotated.fernet.encrypt(b"after")), b"after"
+        )
+
+    def test_commentsAndBlankLines(self):
+        """
+        Empty lines and lines starting with C{#} in the key file are ignored.
+        """
+        os.makedirs(self.path)
+        key = Fernet.generate_key()
+        keyFile = os.path.join(self.path, "at-rest.key")
+        writeBytes(keyFile, b"# rotated in May\n\n" + key + b"\n")
+        os.chmod(keyFile, 0o600)
+        dataDir = prepare(self.path)
+        self.assertEqual(Fernet(key).decrypt(dataDir.fernet.encrypt(b"x")), b"x")
+
+    def test_refusesReadableKeyFile(self):
+        """
+        A key file that others may read is refused, with a message that says
+        how to fix it.
+        """
+        dataDir = prepare(self.path)
+        os.chmod(dataDir.keyFilePath, 0o644)
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn("at-rest.key", str(error))
+        self.assertIn("chmod 600", str(error))
+
+    def test_refusesReadablePrivateKey(self):
+        """
+        A TLS private key that others may read is refused.
+        """
+        dataDir = prepare(self.path)
+        os.chmod(dataDir.privateKeyPath, 0o640)
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn("server.key", str(error))
+
+    def test_refusesBadKeyLine(self):
+        """
+        A line of the key file that is not a Fernet key is refused, by number.
+        """
+        dataDir = prepare(self.path)
+        writeBytes(
+            dataDir.keyFilePath, readBytes(dataDir.keyFilePath) + b"not a key\n"
+        )
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn("line 2", str(error))
+
+    def test_refusesEmptyKeyFile(self):
+        """
+        A key file with no key in it is refused rather than replaced, since
+        replacing it would make stored data unreadable.
+        """
+        dataDir = prepare(self.path)
+        writeBytes(dataDir.keyFilePath, b"# nothing here\n")
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn("holds no key", str(error))
+
+    def test_refusesBadPrivateKey(self):
+        """
+        A TLS key file that is not a PEM private key is refused.
+        """
+        dataDir = prepare(self.path)
+        writeBytes(dataDir.privateKeyPath, b"garbage")
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn("not an unencrypted PEM private key", str(error))
+
+    def test_renewsMissingCertificate(self):
+        """
+        A deleted certificate is made again for the same private key.
+        """
+        dataDir = prepare(self.path)
+        key = readBytes(dataDir.privateKeyPath)
+        publicKey = certificateOf(dataDir).public_key()
+        os.remove(dataDir.certificatePath)
+        prepare(self.path)
+        self.assertEqual(readBytes(dataDir.privateKeyPath), key)
+        self.assertEqual(certificateOf(dataDir).public_key(), publicKey)
+
+    def test_missingKeyRenewsBoth(self):
+        """
+        A deleted private key is made again with a new certificate to match.
+        """
+        dataDir = prepare(self.path)
+        oldPublicKey = certificateOf(dataDir).public_key()
+        os.remove(dataDir.privateKeyPath)
+        prepare(self.path)
+        self.assertEqual(mode(dataDir.privateKeyPath), 0o600)
+        self.assertNotEqual(certificateOf(dataDir).public_key(), oldPublicKey)
+
+
+class CertificateTests(SynchronousTestCase):
+    """
+    The generated certificate names this machine and lasts ten years.
+    """
+
+    def setUp(self):
+        self.dataDir = prepare(os.path.join(self.mktemp(), "data"))
+        self.certificate = certificateOf(self.dataDir)
+
+    def test_subjectAlternativeNames(self):
+        """
+        The certificate is for localhost, the host name, 127.0.0.1 and ::1.
+        """
+        names = self.certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value
+        dnsNames = names.get_values_for_type(x509.DNSName)
+        self.assertIn("localhost", dnsNames)
+        self.assertIn(socket.gethostname(), dnsNames)
+        self.assertEqual(
+            names.get_values_for_type(x509.IPAddress),
+            [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")],
+        )
+
+    def test_validity(self):
+        """
+        The certificate is valid now and for about ten years.
+        """
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.assertLess(self.certificate.not_valid_before_utc, now)
+        lifetime = self.certificate.not_valid_after_utc - now
+        self.assertGreater(lifetime, datetime.timedelta(days=3640))
+
+    def test_selfSigned(self):
+        """
+        The certificate is signed by its own key and names itself as issuer.
+        """
+        self.assertEqual(self.certificate.issuer, self.certificate.subject)
+        self.certificate.verify_directly_issued_by(self.certificate)
+
+    def test_handshake(self):
+        """
+        A client that trusts exactly this certificate completes a TLS handshake
+        with a server presenting it and checks the host name, under OpenSSL's
+        strict verification (run in memory, without a socket).
+        """
+        serverContext = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        serverContext.load_cert_chain(
+            self.dataDir.certificatePath, self.dataDir.privateKeyPath
+        )
+        clientContext = ssl.create_default_context(
+            cafile=self.dataDir.certificatePath
+        )
+        clientContext.verify_flags |= ssl.VERIFY_X509_STRICT
+        toServer, toClient = ssl.MemoryBIO(), ssl.MemoryBIO()
+        fromServer, fromClient = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = clientContext.wrap_bio(
+            toClient, fromClient, server_hostname="localhost"
+        )
+        server = serverContext.wrap_bio(toServer, fromServer, server_side=True)
+        done = set()
+        for _ in range(10):
+            for name, end in [("client", client), ("server", server)]:
+                if name in done:
+                    continue
+                try:
+                    end.do_handshake()
+                    done.add(name)
+                except ssl.SSLWantReadError:
+                    pass
+            toServer.write(fromClient.read())
+            toClient.write(fromServer.read())
+        self.assertEqual(done, {"client", "server"})
+        self.assertEqual(
+            client.getpeercert()["subjectAltName"][0], ("DNS", "localhost")
+        )

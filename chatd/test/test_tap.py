@@ -1,0 +1,628 @@
+# -*- test-case-name: chatd.test.test_tap -*-
+"""
+Tests for L{chatd.tap} and the settings it builds with L{chatd.config}.
+"""
+
+import os
+import re
+import sys
+from dataclasses import replace
+
+from twisted.application.service import IService, Service
+from cryptography import x509
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+import chatd
+from chatd import config
+from chatd.config import Settings, readConfigFile
+from chatd.datadir import prepare
+from chatd.protocols.binary import BinaryFactory
+from chatd.service import ChatService
+from chatd.tap import ListenWhenReady, Options, makeService
+
+DEFAULT_SSL = (
+    "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
+)
+
+
+def parse(*args):
+    """
+    Parse C{args} as C{twistd chatd} would.
+
+    @return: the resulting L{Settings}
+    """
+    options = Options()
+    options.parseOptions(list(args))
+    return options["settings"]
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} turns a command line into L{Settings}.
+    """
+
+    def test_defaults(self):
+        """
+        With no options, chatd serves TLS on 4017 with the data directory's
+        certificate and keeps its SQLite database in the data directory.
+        """
+        self.assertEqual(
+            parse(),
+            Settings(
+                dataDir="chatd-data",
+                binary=(DEFAULT_SSL,),
+                db="sqlite:chatd-data/chatd.sqlite",
+            ),
+        )
+
+    def test_everyOption(self):
+        """
+        Every option lands in its field of the settings.
+        """
+        self.assertEqual(
+            parse(
+                "--data-dir", "/srv/chat",
+                "--binary", "tcp:4017",
+                "--binary", "tcp:4019:interface=127.0.0.1",
+                "--db", "memory:",
+                "--no-guests",
+                "--idle-warning", "40",
+                "--idle-timeout", "60.5",
+                "--rate-limit", "10/2.5",
+                "--login-limit", "3/30",
+                "--address-limit", "10/30",
+                "--register-limit", "100/60",
+                "--max-frame", "65536",
+                "--history-limit", "100",
+                "--send-queue", "131072",
+                "--bcrypt-cost", "10",
+            ),
+            Settings(
+                dataDir="/srv/chat",
+                binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+                db="memory:",
+                allowGuests=False,
+                idleWarning=40.0,
+                idleTimeout=60.5,
+                rateLimit=(10, 2.5),
+                loginLimit=(3, 30.0),
+                addressLimit=(10, 30.0),
+                registerLimit=(100, 60.0),
+                maxFrame=65536,
+                historyLimit=100,
+                sendQueue=131072,
+                bcryptCost=10,
+            ),
+        )
+
+    def test_dataDirMovesDefaults(self):
+        """
+        The default database and certificate follow C{--data-dir}.
+        """
+        settings = parse("--data-dir", "/srv/chat")
+        self.assertEqual(settings.db, "sqlite:/srv/chat/chatd.sqlite")
+        self.assertEqual(
+            settings.binary,
+            (
+                "ssl:4017:privateKey=/srv/chat/tls/server.key"
+                ":certKey=/srv/chat/tls/server.crt",
+            ),
+        )
+
+    def test_defaultEndpointEscapesPath(self):
+        """
+        A data directory whose name holds C{:} or C{\\} still gives a default
+        endpoint that names its certificate.
+        """
+        dataDir = os.path.join(self.mktemp(), "a:b\\c")
+        settings = parse("--data-dir", dataDir)
+        prepare(dataDir)
+        reactor = MemoryReactorClock()
+        serverFromString(reactor, settings.binary[0]).listen(None)
+        self.assertEqual(reactor.sslServers[0][0], 4017)
+
+    def test_allowGuests(self):
+        """
+        C{--allow-guests} and C{--no-guests} set whether guests are let in; the
+        last one given wins.
+        """
+        self.assertFalse(parse("--no-guests").allowGuests)
+        self.assertTrue(parse("--no-guests", "--allow-guests").allowGuests)
+
+    def test_helpListsEveryKey(self):
+        """
+        The help text names every setting as an option.
+        """
+        help = str(Options())
+        for key in config.FIELDS:
+            self.assertIn("--" + key, help)
+        self.assertIn("--no-guests", help)
+        self.assertIn("--config", help)
+
+
+class ConfigFileTests(SynchronousTestCase):
+    """
+    C{--config} reads the same settings from an INI file, beneath the command
+    line and above the defaults.
+    """
+
+    def writeConfig(self, text):
+        """
+        Write C{text} to a new file.
+
+        @return: its path
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_everyKey(self):
+        """
+        Every key of the file lands in its field of the settings.
+        """
+        path = self.writeConfig(
+            "[chatd]\n"
+            "data-dir = /srv/chat\n"
+            "binary = tcp:4017, tcp:4019:interface=127.0.0.1\n"
+            "db = memory:\n"
+            "allow-guests = no\n"
+            "idle-warning = 40\n"
+            "idle-timeout = 60.5  # seconds\n"
+            "rate-limit = 10/2.5\n"
+            "login-limit = 3/30\n"
+            "address-limit = 10/30\n"
+            "register-limit = 100/60\n"
+            "max-frame = 65536\n"
+            "history-limit = 100\n"
+            "send-queue = 131072\n"
+            "bcrypt-cost = 10\n"
+        )
+        self.assertEqual(
+            parse("--config", path),
+            Settings(
+                dataDir="/srv/chat",
+                binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+                db="memory:",
+                allowGuests=False,
+                idleWarning=40.0,
+                idleTimeout=60.5,
+                rateLimit=(10, 2.5),
+                loginLimit=(3, 30.0),
+                addressLimit=(10, 30.0),
+                registerLimit=(100, 60.0),
+                maxFrame=65536,
+                historyLimit=100,
+                sendQueue=131072,
+                bcryptCost=10,
+            ),
+        )
+
+    def test_endpointsOnLines(self):
+        """
+        Endpoints may also be given one per line.
+        """
+        path = self.writeConfig(
+            "[chatd]\nbinary =\n    tcp:4017\n    tcp:4019:interface=127.0.0.1\n"
+        )
+        self.assertEqual(
+            parse("--config", path).binary,
+            ("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+        )
+
+    def test_fileAboveDefaults(self):
+        """
+        Keys the file leaves out take their defaults, and derived defaults
+        follow the file's data directory.
+        """
+        path = self.writeConfig("[chatd]\ndata-dir = /srv/chat\nidle-timeout = 45\n")
+        settings = parse("--config", path)
+        self.assertEqual(settings.idleTimeout, 45.0)
+        self.assertEqual(settings.idleWarning, Settings().idleWarning)
+        self.assertEqual(settings.db, "sqlite:/srv/chat/chatd.sqlite")
+
+    def test_commandLineAboveFile(self):
+        """
+        What the command line gives overrides the file, and a command-line
+        C{--binary} replaces the file's list rather than adding to it.
+        """
+        path = self.writeConfig(
+            "[chatd]\n"
+            "binary = tcp:4017, tcp:4018\n"
+            "idle-timeout = 45\n"
+            "allow-guests = no\n"
+            "history-limit = 20\n"
+        )
+        settings = parse(
+            "--config", path,
+            "--binary", "tcp:5000",
+            "--idle-timeout", "50",
+            "--allow-guests",
+        )
+        self.assertEqual(settings.binary, ("tcp:5000",))
+        self.assertEqual(settings.idleTimeout, 50.0)
+        self.assertTrue(settings.allowGuests)
+        self.assertEqual(settings.historyLimit, 20)
+
+    def test_booleans(self):
+        """
+        C{allow-guests} takes the usual spellings of yes and no.
+        """
+        for text, value in [("yes", True), ("No", False), ("on", True),
+                            ("off", False), ("true", True), ("0", False)]:
+            path = self.writeConfig("[chatd]\nallow-guests = %s\n" % (text,))
+            self.assertEqual(parse("--config", path).allowGuests, value, text)
+
+    def test_exampleFile(self):
+        """
+        The example config file (from the source tree, or as installed) parses,
+        and shows every key.
+        """
+        places = [
+            os.path.join(os.path.dirname(os.path.dirname(chatd.__file__)), "etc"),
+            os.path.join(sys.prefix, "share", "chatd"),
+        ]
+        examples = [
+            os.path.join(place, "chatd.conf.example")
+            for place in places
+            if os.path.exists(os.path.join(place, "chatd.conf.example"))
+        ]
+        if not examples:
+            raise SkipTest("chatd.conf.example is neither in etc/ nor installed")
+        example = examples[0]
+        self.assertEqual(readConfigFile(example), {"data-dir": "/var/lib/chatd"})
+        with open(example) as f:
+            text = f.read()
+        for key in config.FIELDS:
+            self.assertTrue(
+                re.search(r"^#?\s*%s\s*=" % (re.escape(key),), text, re.MULTILINE),
+                key,
+            )
+
+
+class UsageErrorTests(SynchronousTestCase):
+    """
+    Every bad setting, from the command line or the file, is a L{UsageError}
+    whose message says what is wrong.
+    """
+
+    def assertRefused(self, args, *fragments):
+        """
+        Parsing C{args} raises a L{UsageError} whose message holds every one of
+        C{fragments}.
+        """
+        error = self.assertRaises(UsageError, parse, *args)
+        for fragment in fragments:
+            self.assertIn(fragment, str(error))
+
+    def writeConfig(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_badSeconds(self):
+        """
+        Durations must be positive, finite numbers.
+        """
+        self.assertRefused(["--idle-timeout", "soon"], "'soon' is not a number")
+        self.assertRefused(["--idle-timeout", "-1"], "positive")
+        self.assertRefused(["--idle-warning", "0"], "positive")
+        self.assertRefused(["--idle-timeout", "nan"], "positive")
+        self.assertRefused(["--idle-timeout", "inf"], "positive")
+
+    def test_idleWarningAfterTimeout(self):
+        """
+        The idle warning must come before the idle timeout.
+        """
+        self.assertRefused(
+            ["--idle-warning", "30"], "idle-warning (30) must be shorter"
+        )
+        self.assertRefused(
+            ["--idle-warning", "5", "--idle-timeout", "4"], "idle-timeout (4)"
+        )
+
+    def test_badRate(self):
+        """
+        A rate limit is a positive whole number of messages over a positive
+        number of seconds.
+        """
+        self.assertRefused(["--rate-limit", "5"], "MESSAGES/SECONDS")
+        self.assertRefused(["--rate-limit", "5/x"], "'x' is not a number")
+        self.assertRefused(["--rate-limit", "0/5"], "between 1 and")
+        self.assertRefused(["--rate-limit", "1.5/5"], "'1.5' is not a whole")
+
+    def test_badSizes(self):
+        """
+        Frame and queue sizes are whole numbers of bytes from 1024 to the
+        largest 32-bit length.
+        """
+        self.assertRefused(["--max-frame", "big"], "not a whole number")
+        self.assertRefused(["--max-frame", "100"], "between 1024 and 4294967295")
+        self.assertRefused(["--max-frame", str(2**32)], "between 1024")
+        self.assertRefused(["--send-queue", "1.5"], "not a whole number")
+
+    def test_sendQueueBelowFrame(self):
+        """
+        The send queue must hold at least one largest frame.
+        """
+        self.assertRefused(
+            ["--max-frame", "65536", "--send-queue", "4096"],
+            "send-queue (4096) must be at least max-frame (65536)",
+        )
+
+    def test_badHistoryLimit(self):
+        """
+        The default history length is from 1 to the most HISTORY returns.
+        """
+        self.assertRefused(["--history-limit", "0"], "between 1 and")
+        self.assertRefused(["--history-limit", "501"], "must be at most 500")
+
+    def test_badBcryptCost(self):
+        """
+        The bcrypt cost is from 4 to 31.
+        """
+        self.assertRefused(["--bcrypt-cost", "3"], "between 4 and 31")
+        self.assertRefused(["--bcrypt-cost", "32"], "between 4 and 31")
+
+    def test_badDatabase(self):
+        """
+        A database URL the store cannot use is refused.
+        """
+        self.assertRefused(["--db", "nonsense"], "unsupported database URL")
+        self.assertRefused(["--db", "sqlite:"], "no database path")
+
+    def test_emptyDataDir(self):
+        """
+        The data directory must be named.
+        """
+        self.assertRefused(["--data-dir", " "], "expected a value")
+
+    def test_badEndpoints(self):
+        """
+        Endpoint strings that do not describe a server endpoint are refused,
+        with the endpoint named.
+        """
+        self.assertRefused(["--binary", "carrier-pigeon:4017"], "'carrier-pigeon:4017'")
+        self.assertRefused(["--binary", "tcp:port"], "cannot use endpoint 'tcp:port'")
+        self.assertRefused(
+            ["--binary", "tcp:4017:colour=blue"], "'tcp:4017:colour=blue'"
+        )
+
+    def test_missingCertificate(self):
+        """
+        An C{ssl:} endpoint naming a key file that does not exist is refused,
+        unless the file is one the data directory will generate.
+        """
+        missing = os.path.abspath(self.mktemp())
+        self.assertRefused(
+            ["--binary", "ssl:4017:privateKey=%s" % (missing,)], missing
+        )
+        settings = parse(
+            "--data-dir", "fresh",
+            "--binary", "ssl:4019:privateKey=fresh/tls/server.key"
+            ":certKey=fresh/tls/server.crt",
+        )
+        self.assertEqual(settings.binary[0][:9], "ssl:4019:")
+
+    def test_missingConfigFile(self):
+        """
+        A config file that cannot be read is refused.
+        """
+        missing = self.mktemp()
+        self.assertRefused(
+            ["--config", missing], "cannot read config file", missing
+        )
+
+    def test_unknownKey(self):
+        """
+        A key chatd does not know, such as a misspelt one, is refused.
+        """
+        path = self.writeConfig("[chatd]\nidle-timeuot = 30\n")
+        self.assertRefused(
+            ["--config", path], path, "unknown key 'idle-timeuot'", "idle-timeout"
+        )
+
+    def test_optionOnlyKeys(self):
+        """
+        C{config} is not a key of the file.
+        """
+        path = self.writeConfig("[chatd]\nconfig = other.conf\n")
+        self.assertRefused(["--config", path], "unknown key 'config'")
+
+    def test_badValueInFile(self):
+        """
+        A bad value in the file is reported with the file and the key.
+        """
+        path = self.writeConfig("[chatd]\nallow-guests = perhaps\n")
+        self.assertRefused(
+            ["--config", path], path, "allow-guests", "'perhaps' is not yes or no"
+        )
+
+    def test_contradictionInFile(self):
+        """
+        Values that contradict each other are refused from the file too.
+        """
+        path = self.writeConfig("[chatd]\nidle-warning = 40\n")
+        self.assertRefused(["--config", path], "idle-warning (40) must be shorter")
+
+    def test_noSection(self):
+        """
+        A file without a C{[chatd]} section is refused.
+        """
+        self.assertRefused(
+            ["--config", self.writeConfig("")], "has no [chatd] section"
+        )
+        self.assertRefused(
+            ["--config", self.writeConfig("idle-timeout = 30\n")],
+            "cannot parse config file",
+        )
+
+    def test_unknownSection(self):
+        """
+        A section other than C{[chatd]} is refused.
+        """
+        path = self.writeConfig("[chatd]\n[chat]\nidle-timeout = 30\n")
+        self.assertRefused(["--config", path], "unknown section [chat]")
+
+    def test_duplicateKey(self):
+        """
+        A key given twice in the file is refused.
+        """
+        path = self.writeConfig("[chatd]\nmax-frame = 2048\nmax-frame = 4096\n")
+        self.assertRefused(["--config", path], "cannot parse", "max-frame")
+
+
+class FakeService(Service):
+    """
+    A child service that records whether it was started.
+    """
+
+    def __init__(self):
+        self.privileged = False
+
+    def privilegedStartService(self):
+        self.privileged = True
+        Service.privilegedStartService(self)
+
+
+class ListenWhenReadyTests(SynchronousTestCase):
+    """
+    L{ListenWhenReady} holds its children back until the core is ready.
+    """
+
+    def setUp(self):
+        self.ready = Deferred()
+        self.listeners = ListenWhenReady(lambda: self.ready)
+        self.child = FakeService()
+        self.child.setServiceParent(self.listeners)
+
+    def test_waitsForReady(self):
+        """
+        The children start when the core is ready, not before, and not in the
+        privileged phase.
+        """
+        self.listeners.privilegedStartService()
+        self.listeners.startService()
+        self.assertFalse(self.child.privileged)
+        self.assertFalse(self.child.running)
+        self.ready.callback(None)
+        self.assertTrue(self.child.running)
+
+    def test_failureLeavesChildrenDown(self):
+        """
+        When the core fails to start, the children stay down and the failure is
+        logged as critical.
+        """
+        self.listeners.startService()
+        with capturedLogs() as events:
+            self.ready.errback(RuntimeError("no database"))
+        self.assertFalse(self.child.running)
+        self.assertEqual([e["log_level"] for e in events], [LogLevel.critical])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_stopBeforeReady(self):
+        """
+        Stopping before the core is ready stops nothing that did not start, and
+        readiness afterwards starts nothing.
+        """
+        self.listeners.startService()
+        self.successResultOf(self.listeners.stopService())
+        self.ready.callback(None)
+        self.assertFalse(self.child.running)
+
+    def test_stopAfterReady(self):
+        """
+        Stopping after the core is ready stops the children.
+        """
+        self.listeners.startService()
+        self.ready.callback(None)
+        self.successResultOf(self.listeners.stopService())
+        self.assertFalse(self.child.running)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{makeService} builds a service tree that listens once the core is ready.
+    """
+
+    def setUp(self):
+        self.dataDir = os.path.join(self.mktemp(), "data")
+        self.reactor = MemoryReactorClock()
+
+    def makeService(self, *args):
+        """
+        Parse C{args} with a temporary data directory and an in-memory store,
+        and make the service on a memory reactor.
+        """
+        options = Options()
+        options.parseOptions(["--data-dir", self.dataDir, "--db", "memory:", *args])
+        return makeService(options, reactor=self.reactor)
+
+    def test_tree(self):
+        """
+        The service holds the core first, then the listeners.
+        """
+        service = self.makeService("--binary", "tcp:0")
+        self.assertTrue(IService.providedBy(service))
+        core, listeners = list(service)
+        self.assertIsInstance(core, ChatService)
+        self.assertIsInstance(listeners, ListenWhenReady)
+        self.assertEqual(core.settings, replace(
+            Settings(), dataDir=self.dataDir, binary=("tcp:0",), db="memory:"))
+
+    def test_listens(self):
+        """
+        Once started and ready, the service listens on every C{--binary}
+        endpoint with the binary protocol, and stops listening when stopped.
+        """
+        service = self.makeService(
+            "--binary", "tcp:0:interface=127.0.0.1",
+            "--binary", "tcp:4019:interface=\\:\\:1",
+        )
+        service.privilegedStartService()
+        self.assertEqual(self.reactor.tcpServers, [])
+        service.startService()
+        core = list(service)[0]
+        self.successResultOf(core.whenReady())
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in self.reactor.tcpServers],
+            [(0, "127.0.0.1"), (4019, "::1")],
+        )
+        for _, factory, _, _ in self.reactor.tcpServers:
+            self.assertIsInstance(factory, BinaryFactory)
+            self.assertIs(factory.service, core)
+        self.successResultOf(service.stopService())
+        self.assertEqual(
+            [child.running for child in list(service)[1]], [False, False]
+        )
+
+    def test_preparesDataDir(self):
+        """
+        Making the service creates the data directory with its key and
+        certificate.
+        """
+        self.makeService("--binary", "tcp:0")
+        self.assertEqual(
+            sorted(os.listdir(self.dataDir)), ["at-rest.key", "tls"]
+        )
+
+    def test_defaultListener(self):
+        """
+        Without C{--binary}, the service listens with TLS on port 4017,
+        presenting the data directory's certificate.
+        """
+        service = self.makeService()
+        service.startService()
+        self.assertEqual(self.reactor.tcpServers, [])
+        [(port, factory, contextFactory, _, interface)] = self.reactor.sslServers
+        self.assertEqual((port, interface), (4017, ""))
+        self.assertIsInstance(factory, BinaryFactory)
+        with open(os.path.join(self.dataDir, "tls", "server.crt"), "rb") as f:
+            generated = x509.load_pem_x509_certificate(f.read())
+        self.assertEqual(contextFactory.certificate.to_cryptography(), generated)
