@@ -68,6 +68,7 @@ class Op(IntEnum):
 
 
 WARNING_IDLE = 0x03
+STALE_RECIPIENTS = 0x09
 KIND_ROOM, KIND_USER = 0, 1
 
 # Client -> server: the payload of each request.
@@ -254,7 +255,10 @@ def encode(layout, values):
     """
     if len(layout) != len(values):
         raise ValueError("layout has %d fields, got %d values" % (len(layout), len(values)))
-    return b"".join(_encodeField(kind, value) for kind, value in zip(layout, values))
+    try:
+        return b"".join(_encodeField(kind, value) for kind, value in zip(layout, values))
+    except struct.error as e:
+        raise ValueError("value out of range for its field: %s" % (e,)) from e
 
 
 def frame(op, payload=b""):
@@ -356,10 +360,13 @@ def okResponse(op, *values):
 def errorResponse(status, message, members=None):
     """
     A refusal: a str16 message, or for status 0x09 the current members and keys.
+
+    A message too long for its field is cut at a character boundary, so that the
+    client can still decode it.
     """
-    if members is not None:
-        return response(status, _encodeField("keys", members))
-    data = message.encode("utf-8")[:0xFFFF]
+    if status == STALE_RECIPIENTS:
+        return response(status, encode(("keys",), (members,)))
+    data = message.encode("utf-8")[:0xFFFF].decode("utf-8", "ignore").encode("utf-8")
     return response(status, _LENGTH["str16"].pack(len(data)) + data)
 
 
@@ -376,6 +383,6 @@ def decodeResponse(op, payload):
     status, rest = payload[0], payload[1:]
     if status == 0:
         return status, decode(OK_RESPONSES.get(op, ()), rest)
-    if status == 0x09:
+    if status == STALE_RECIPIENTS:
         return status, decode(("keys",), rest)
     return status, decode(("str16",), rest)
