@@ -655,9 +655,12 @@ class Session:
                                         envelope.readers())
 
         def stored(_):
+            # Members who joined while the message was being stored have no key
+            # entry in it; they can only be shown what they can read.
+            readers = envelope.encryptedKeys
             for member in room.members.values():
                 sessions = [s for s in member.sessions if s is not self]
-                if sessions:
+                if sessions and member.name in readers:
                     service.broadcast(sessions, "roomMessage", room.name, user.name, timestamp,
                                       envelope.cutFor(member.name))
             return timestamp
