@@ -58,7 +58,9 @@ class Credentials:
         return bcrypt.hashpw(password, bcrypt.gensalt(self.cost))
 
     def _check(self, password, hashed):
-        if hashed is None:
+        # bcrypt reads at most 72 bytes (and bcrypt 5 refuses more); a longer
+        # password can match nothing stored, but must cost the same to refuse.
+        if hashed is None or len(password) > 72:
             if self._dummyHash is None:
                 self._dummyHash = self._hash(b"chatd stand-in password")
             bcrypt.checkpw(password, self._dummyHash)

@@ -164,7 +164,9 @@ class ChatService(Service):
         self.nameFailures = SlidingWindow(clock, *settings.loginLimit)
         self.addressFailures = SlidingWindow(clock, *settings.addressLimit)
         self.registrations = SlidingWindow(clock, *settings.registerLimit)
-        self.replays = ReplayCache(clock, 2 * settings.clockSkew)
+        # One second past the widest accepted skew: an id is forgotten only once
+        # its envelope would be refused for its timestamp.
+        self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -379,6 +381,8 @@ class Session:
         self.client = client
         self.address = address
         self.user = None
+        self.greeted = False
+        self.ended = False
         self._challenge = None
         self._lastReceived = service.clock.seconds()
         self._warned = False
@@ -391,6 +395,10 @@ class Session:
         Bytes arrived from the client: the idle clock starts again.
         """
         self._lastReceived = self.service.clock.seconds()
+        if self._warned:
+            self._warned = False
+            if self._timer is not None and self._timer.active():
+                self._timer.reset(self.service.settings.idleWarning)
 
     def _idleCheck(self):
         settings = self.service.settings
@@ -416,6 +424,7 @@ class Session:
         """
         The connection is gone: forget the session, and the user with its last one.
         """
+        self.ended = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -428,19 +437,18 @@ class Session:
     # -- checks -----------------------------------------------------------
 
     def _hello(self):
-        if self.user is None:
+        if not self.greeted:
             raise AuthRequired("say HELLO first")
         return self.user
 
     def _greeted(self):
-        if self.user is None:
-            raise AuthRequired("say HELLO first")
-        if not self.user.account and not self.service.settings.allowGuests:
-            raise AuthRequired("this server has no guests: REGISTER, LOGIN or AUTH first")
+        if self._hello() is None:
+            raise AuthRequired("authentication required: register or log in first")
         return self.user
 
     def _notLoggedIn(self):
-        if self._hello().account:
+        user = self._hello()
+        if user is not None and user.account:
             raise Conflict("already logged in as %s" % (self.user.name,))
 
     def _hasKey(self, user):
@@ -449,24 +457,33 @@ class Session:
 
     def _messageLimit(self, user):
         limit, seconds = self.service.settings.rateLimit
-        wait = self.service.messageLimit.hit(fold(user.name))
+        # An account's window outlives its sessions; a guest's goes with it
+        # (keyed by the guest itself, so that renaming does not reset it).
+        wait = self.service.messageLimit.hit(fold(user.name) if user.account else user)
         if wait is not None:
             raise RateLimited("more than %d messages in %s; retry in %s"
                               % (limit, _whole(seconds), _whole(wait)))
 
     # -- requests: session ------------------------------------------------
 
-    def hello(self, version):
+    def hello(self, version, guest=True):
         """
-        Greet the server; the session becomes a guest.
+        Greet the server.
 
-        @return: the assigned guest name.
+        @param guest: whether the session becomes a guest now; a door without
+            guests greets with L{False}, leaving the session nobody until it
+            registers or logs in (so does every door when the server allows no
+            guests).
+        @return: the assigned guest name, or L{None}.
         """
-        if self.user is not None:
+        if self.greeted:
             raise Conflict("already greeted")
         if version not in PROTOCOL_VERSIONS:
             raise BadRequest("protocol version %d is not spoken here; this server speaks %s"
                              % (version, ", ".join(map(str, PROTOCOL_VERSIONS))))
+        self.greeted = True
+        if not (guest and self.service.settings.allowGuests):
+            return None
         user = User(self.service.nextGuestName())
         self._attach(user)
         return user.name
@@ -547,7 +564,7 @@ class Session:
         self._checkRoomPassword(password)
         if fold(roomName) in self.service.rooms:
             raise Conflict("room exists: %s" % (roomName,))
-        return Deferred.fromCoroutine(self._create(roomName, password))
+        return Deferred.fromCoroutine(self._create(roomName, password)).addCallback(lambda _: None)
 
     async def _create(self, roomName, password):
         passwordHash = None
@@ -697,8 +714,9 @@ class Session:
                                                          (peer.name, peer.key)}))
         service.replays.add((fold(user.name), envelope.id))
         timestamp = service.now()
-        user.peers.add(peer)
-        peer.peers.add(user)
+        if peer is not user:
+            user.peers.add(peer)
+            peer.peers.add(user)
         service.broadcast([s for s in peer.sessions if s is not self],
                           "directMessage", user.name, timestamp, envelope.cutFor(peer.name))
         if peer is not user:
@@ -749,7 +767,7 @@ class Session:
         if password and not 8 <= size <= 72:
             raise BadRequest("passwords are 8 to 72 bytes")
         e2e.loadPublicKey(publicKey)
-        if service.nameInUse(name) and fold(name) != fold(self.user.name):
+        if service.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
             raise Conflict("name in use: %s" % (name,))
         return Deferred.fromCoroutine(self._register(name, password, publicKey))
 
@@ -821,40 +839,43 @@ class Session:
 
     async def _becomeAccount(self, name, publicKey):
         """
-        Turn this guest session into a session of account C{name}.
+        Make this session a session of account C{name}.
 
-        When the account is not online yet, the guest becomes it: co-members see
-        RENAMED (and KEY_CHANGED when the key differs) and its rooms become the
-        account's. When it is online already, the guest leaves its rooms and the
-        session joins the account. Either way the session then hears a JOINED
+        When the account is online already, the session joins it (a guest
+        leaves its rooms first). Otherwise a guest becomes the account:
+        co-members see RENAMED (and KEY_CHANGED when the key differs) and its
+        rooms become the account's. Either way the session then hears a JOINED
         for each room of the account it did not ask for.
         """
         service = self.service
-        guest = self.user
-        if guest is None:
+        if self.ended:
             raise BadRequest("the session closed meanwhile")
+        guest = self.user
         online = service.users.get(fold(name))
-        if online is guest:
-            online = None
-        if online is None:
+        if online is not None and online is not guest:
+            if guest is not None:
+                service.goOffline(guest)
+                guest.sessions.remove(self)
+            self._attach(online)
+            for room in online.rooms.values():
+                service.broadcast([self], "userJoined", room.name, online.name, online.key)
+            return
+        if guest is None:
+            user = User(name, publicKey, account=True)
+            self._attach(user)
+        else:
+            user = guest
             if guest.name != name:
                 service.rename(guest, name, self)
             guest.account = True
             if guest.key != publicKey:
                 service.changeKey(guest, publicKey, self)
-            user = guest
             for room in list(user.rooms.values()):
                 await service.store.addMember(room.name, user.name)
-            for roomName in await service.store.roomsOf(name):
-                room = service.rooms.get(fold(roomName))
-                if room is not None and fold(name) not in room.members and self.user is user:
-                    service.addMember(room, user, None)
-        else:
-            guest.sessions.remove(self)
-            service.goOffline(guest)
-            self._attach(online)
-            for room in online.rooms.values():
-                service.broadcast([self], "userJoined", room.name, online.name, online.key)
+        for roomName in await service.store.roomsOf(name):
+            room = service.rooms.get(fold(roomName))
+            if room is not None and fold(name) not in room.members and self.user is user:
+                service.addMember(room, user, None)
 
     def setKey(self, publicKey):
         """

@@ -197,7 +197,8 @@ class BinaryProtocol(Int32StringReceiver):
         L{Deferred} of it).
         """
         if op == Op.HELLO:
-            return opcodes.okResponse(op, self.session.hello(opcodes.decodeHello(payload)))
+            name = self.session.hello(opcodes.decodeHello(payload))
+            return opcodes.okResponse(op, name or "")
         handler = self._handlers.get(op)
         if handler is None:
             raise opcodes.MalformedFrame("unknown opcode 0x%02x" % op)
