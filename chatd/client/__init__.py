@@ -1,0 +1,1 @@
+"""The chatd terminal client: keys, connection and user interface."""
