@@ -52,6 +52,11 @@ class Settings:
     bcryptCost: int = 12
     clockSkew: float = 300.0
     challengeLifetime: float = 60.0
+    window: int = 8
+    offerTimeout: float = 60.0
+    chunkTimeout: float = 30.0
+    maxFileSize: int = 0
+    maxTransfers: int = 4
 
 
 DEFAULTS = Settings()
@@ -86,7 +91,8 @@ def parseText(value):
 def parseDatabase(value):
     """
     A database URL that L{chatd.store.makeStore} accepts: C{memory:},
-    C{sqlite:relative/path} or C{sqlite:///absolute/path}.
+    C{sqlite:relative/path}, C{sqlite:///absolute/path} or
+    C{postgresql://user:password@host:port/database}.
     """
     value = value.strip()
     if value != "memory:":
@@ -152,6 +158,21 @@ def parseBcryptCost(value):
     return _parseWhole(value, 4, 31)
 
 
+def parseWindow(value):
+    """
+    A file-transfer window: how many chunks a sender may be ahead, 1 to 65535
+    (1 is stop-and-wait).
+    """
+    return _parseWhole(value, 1, 0xFFFF)
+
+
+def parseFileSize(value):
+    """
+    The largest file that may be offered, in bytes; 0 for no limit.
+    """
+    return _parseWhole(value, 0, 2**64 - 1)
+
+
 def parseRate(value):
     """
     C{N/SECONDS}: at most N events (messages, failures, registrations) in any
@@ -197,6 +218,11 @@ FIELDS = {
     "history-limit": ("historyLimit", parseCount),
     "send-queue": ("sendQueue", parseSize),
     "bcrypt-cost": ("bcryptCost", parseBcryptCost),
+    "window": ("window", parseWindow),
+    "offer-timeout": ("offerTimeout", parseSeconds),
+    "chunk-timeout": ("chunkTimeout", parseSeconds),
+    "max-file-size": ("maxFileSize", parseFileSize),
+    "max-transfers": ("maxTransfers", parseCount),
 }
 
 

@@ -68,6 +68,45 @@ class IChatClient(Interface):
         """
 
 
+class IFileClient(IChatClient):
+    """
+    A session that can take part in file transfers (a door without them, such
+    as the text door, does not provide this and is never offered a file).
+    """
+
+    def fileOffered(transfer):
+        """
+        A file is offered to this session: a L{chatd.transfer.Transfer}, whose
+        C{offer} holds the sizes and the file envelope to cut for this user.
+        """
+
+    def fileStarted(transferId, accepted, window):
+        """
+        To the sender: C{accepted} recipients accepted; send chunks 0 to
+        C{window} - 1.
+        """
+
+    def fileChunk(transferId, index, data):
+        """
+        To a recipient: chunk C{index} of the file (still encrypted).
+        """
+
+    def fileNext(transferId, limit):
+        """
+        To the sender: chunks up to index C{limit} may now be sent.
+        """
+
+    def fileDone(transferId):
+        """
+        The transfer is complete for this session.
+        """
+
+    def fileCancelled(transferId, reason):
+        """
+        The transfer is over for this session without completing.
+        """
+
+
 class IChatService(Interface):
     """
     The protocol-free chat core.
@@ -182,4 +221,57 @@ class IMessageStore(Interface):
 
         @return: a L{Deferred} that fires with a list of
             L{chatd.model.HistoryRow}, oldest first.
+        """
+
+
+class IClientUI(Interface):
+    """
+    What the terminal client's logic tells the person using it. Every call is one
+    thing to show; texts are already decrypted and verified.
+    """
+
+    def messageReceived(room, sender, timestamp, text):
+        """
+        A room message, decrypted and its signature verified.
+
+        @param timestamp: the server timestamp, ms since the epoch.
+        """
+
+    def directMessageReceived(sender, peer, timestamp, text):
+        """
+        A direct message between this user and C{peer}: from C{peer}, or (when
+        C{sender} is this user) a copy of one sent from another session.
+        """
+
+    def memberJoined(room, user, fingerprint):
+        """
+        C{user} is now in C{room} (this user too, when the server put it there).
+        """
+
+    def memberLeft(room, user):
+        """
+        C{user} left C{room}.
+        """
+
+    def renamed(old, new):
+        """
+        A user changed name.
+        """
+
+    def keyChanged(user, old, new):
+        """
+        A pinned key changed: loud, and sending to C{user} is refused until the
+        person verifies or trusts the new key. C{old} and C{new} are fingerprints.
+        """
+
+    def notice(text):
+        """
+        Something to tell the person: a first-contact pin, a reconnect, a
+        server warning.
+        """
+
+    def dropped(text):
+        """
+        Something that arrived and was refused: a bad signature, a replay, an
+        envelope that does not open.
         """

@@ -26,12 +26,13 @@ from zope.interface import implementer
 
 from chatd import e2e
 from chatd.credentials import Credentials
-from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
-                          NotFound, RateLimited, StaleRecipients)
-from chatd.interfaces import IChatService
+from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden,
+                          NotFound, RateLimited, StaleRecipients, TooLarge)
+from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
 from chatd.observer import OneShotObserver
 from chatd.ratelimit import SlidingWindow
+from chatd.transfer import Offer, Transfer
 
 log = Logger()
 
@@ -167,6 +168,8 @@ class ChatService(Service):
         # One second past the widest accepted skew: an id is forgotten only once
         # its envelope would be refused for its timestamp.
         self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1)
+        self.transfers = {}
+        self.transferCounts = {}
 
     # -- lifecycle --------------------------------------------------------
 
@@ -273,6 +276,8 @@ class ChatService(Service):
         Take C{user} out of C{room}, tell the others, and let the room go when
         nothing keeps it.
         """
+        self.leaveTransfers(user, lambda t, s: t.offer.kind == ROOM and t.offer.target == room.name,
+                            "left the room")
         del room.members[fold(user.name)]
         del user.rooms[fold(room.name)]
         room.changed()
@@ -317,10 +322,49 @@ class ChatService(Service):
         self.broadcast(audience, "userRenamed", old, new)
 
     def changeKey(self, user, key, exclude):
+        self.leaveTransfers(user, lambda t, s: s is not t.sender, "key changed")
         user.setKey(key)
         for room in user.rooms.values():
             room.changed()
         self.broadcast(self.audience(user, exclude), "keyChanged", user.name, key)
+
+    def leaveTransfers(self, user, applies, reason):
+        """
+        Take C{user}'s sessions out of the transfers for which C{applies(transfer,
+        session)} holds.
+        """
+        for session in user.sessions:
+            for transfer in list(session.transfers):
+                if applies(transfer, session):
+                    transfer.sessionGone(session, reason)
+
+    def addTransfer(self, transfer, owner):
+        """
+        Track a new transfer until it ends, counted against C{owner}'s limit.
+        """
+        self.transfers[transfer.id] = transfer
+        self.transferCounts[owner] = self.transferCounts.get(owner, 0) + 1
+        participants = [transfer.sender, *transfer.recipients]
+        for session in participants:
+            session.transfers.add(transfer)
+
+        def ended(_):
+            del self.transfers[transfer.id]
+            self.transferCounts[owner] -= 1
+            if not self.transferCounts[owner]:
+                del self.transferCounts[owner]
+            for session in participants:
+                session.transfers.discard(transfer)
+        transfer.whenDone().addCallback(ended)
+
+    def newTransferId(self):
+        """
+        A random u32 no running transfer has, so that ids tell nothing.
+        """
+        while True:
+            transferId = int.from_bytes(self.randomBytes(4), "big")
+            if transferId not in self.transfers:
+                return transferId
 
     def checkLoginLimit(self, name, address):
         """
@@ -383,6 +427,7 @@ class Session:
         self.user = None
         self.greeted = False
         self.ended = False
+        self.transfers = set()
         self._challenge = None
         self._lastReceived = service.clock.seconds()
         self._warned = False
@@ -425,6 +470,8 @@ class Session:
         The connection is gone: forget the session, and the user with its last one.
         """
         self.ended = True
+        for transfer in list(self.transfers):
+            transfer.sessionGone(self, "disconnected")
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -455,11 +502,18 @@ class Session:
         if user.key is None:
             raise BadRequest("publish a public key first (SET_KEY)")
 
+    @staticmethod
+    def _owner(user):
+        """
+        The key of a user's limits: an account's outlive its sessions; a guest's
+        go with it (keyed by the guest itself, so that renaming does not reset
+        them).
+        """
+        return fold(user.name) if user.account else user
+
     def _messageLimit(self, user):
         limit, seconds = self.service.settings.rateLimit
-        # An account's window outlives its sessions; a guest's goes with it
-        # (keyed by the guest itself, so that renaming does not reset it).
-        wait = self.service.messageLimit.hit(fold(user.name) if user.account else user)
+        wait = self.service.messageLimit.hit(self._owner(user))
         if wait is not None:
             raise RateLimited("more than %d messages in %s; retry in %s"
                               % (limit, _whole(seconds), _whole(wait)))
@@ -920,5 +974,102 @@ class Session:
             return [(account.name, account.publicKey)]
         return self.service.store.getAccount(name).addCallback(found)
 
+    # -- requests: file transfer ------------------------------------------
 
-__all__ = ["ChatService", "Session", "User", "Room", "ChatError"]
+    def offer(self, kind, target, size, chunks, chunkSize, data):
+        """
+        Offer a file to a room or a user: the sizes are checked first (they rank
+        with malformed requests), then the target and the file envelope as for a
+        message, under the file header.
+
+        @return: the transfer id.
+        """
+        service, settings = self.service, self.service.settings
+        if kind not in (ROOM, USER):
+            raise BadRequest("OFFER target kind must be 0 (room) or 1 (user), not %d" % (kind,))
+        if not 1 <= chunkSize <= settings.maxFrame - 64:
+            raise TooLarge("chunk size must be 1 to %d bytes" % (settings.maxFrame - 64,))
+        if chunks != max(1, -(-size // chunkSize)):
+            raise BadRequest("%d bytes in chunks of %d make %d chunks, not %d"
+                             % (size, chunkSize, max(1, -(-size // chunkSize)), chunks))
+        if chunks > 1 << 20:
+            raise TooLarge("at most %d chunks" % (1 << 20,))
+        if settings.maxFileSize and size > settings.maxFileSize:
+            raise TooLarge("files are at most %d bytes here" % (settings.maxFileSize,))
+        user = self._greeted()
+        if service.transferCounts.get(self._owner(user), 0) >= settings.maxTransfers:
+            raise RateLimited("at most %d transfers at once; wait for one to end"
+                              % (settings.maxTransfers,))
+        if kind == ROOM:
+            room = service.room(target)
+            if fold(user.name) not in room.members:
+                raise BadRequest("not a member of %s" % (room.name,))
+            toKind, name, expected, members = "room", room.name, room.keyIds(), room.memberKeys
+            receivers = [u for u in room.members.values() if u is not user]
+        else:
+            if not isUserName(target):
+                raise BadRequest("invalid user name %r" % (target,))
+            peer = service.users.get(fold(target))
+            if peer is None:
+                raise NotFound("%s is not online" % (target,))
+            if peer.key is None:
+                raise BadRequest("%s has not published a key" % (peer.name,))
+            toKind, name = "user", peer.name
+            expected = {user.name: user.keyId, peer.name: peer.keyId}
+            members = lambda: sorted({(user.name, user.key), (peer.name, peer.key)})  # noqa: E731
+            receivers = [peer] if peer is not user else []
+        self._hasKey(user)
+        self._messageLimit(user)
+        envelope = service.checkEnvelope(user, data, toKind, name, expected, members,
+                                         domain=e2e.FILE)
+        sessions = [s for u in receivers for s in u.sessions if IFileClient.providedBy(s.client)]
+        if not sessions:
+            raise NotFound("nobody in %s can receive files" % (name,))
+        service.replays.add((fold(user.name), envelope.id))
+        transfer = Transfer(service.newTransferId(), self,
+                            Offer(kind, name, size, chunks, chunkSize, envelope), sessions,
+                            service.clock, settings.window, settings.offerTimeout,
+                            settings.chunkTimeout)
+        service.addTransfer(transfer, self._owner(user))
+        transfer.begin()
+        return transfer.id
+
+    def _transfer(self, transferId):
+        self._greeted()
+        transfer = self.service.transfers.get(transferId)
+        if transfer is None or (transfer.sender is not self and self not in transfer.recipients):
+            raise NotFound("no such transfer: %d" % (transferId,))
+        return transfer
+
+    def answer(self, transferId, accept):
+        """
+        Accept (1) or decline (0) an offered file.
+        """
+        if accept not in (0, 1):
+            raise BadRequest("ANSWER takes 1 (accept) or 0 (decline), not %d" % (accept,))
+        self._transfer(transferId).answer(self, bool(accept))
+
+    def fileChunk(self, transferId, index, data):
+        """
+        The sender's chunk C{index}, relayed to the accepting recipients.
+        """
+        self._transfer(transferId).chunk(self, index, data)
+
+    def fileAck(self, transferId, index):
+        """
+        A recipient acknowledges chunk C{index}.
+        """
+        self._transfer(transferId).ack(self, index)
+
+    def fileDone(self, transferId):
+        """
+        The sender has sent every chunk.
+        """
+        self._transfer(transferId).done(self)
+
+    def fileCancel(self, transferId, reason):
+        """
+        The sender cancels the transfer, or a recipient leaves it.
+        """
+        self._transfer(transferId).cancel(self, reason)
+

@@ -26,12 +26,14 @@ from chatd.config import (
     DEFAULTS,
     FIELDS,
     parseBcryptCost,
+    parseFileSize,
     parseCount,
     parseDatabase,
     parseRate,
     parseSeconds,
     parseSize,
     parseText,
+    parseWindow,
     readConfigFile,
     settingsFrom,
 )
@@ -159,6 +161,46 @@ class Options(usage.Options):
             "bcrypt cost factor for new password hashes, 4 to 31 [default: %d]."
             % (DEFAULTS.bcryptCost,),
             parseBcryptCost,
+        ],
+        [
+            "window",
+            None,
+            None,
+            "Chunks a file sender may send ahead of the slowest recipient, 1 to "
+            "65535 [default: %d]." % (DEFAULTS.window,),
+            parseWindow,
+        ],
+        [
+            "offer-timeout",
+            None,
+            None,
+            "Seconds recipients have to answer a file offer [default: %g]."
+            % (DEFAULTS.offerTimeout,),
+            parseSeconds,
+        ],
+        [
+            "chunk-timeout",
+            None,
+            None,
+            "Seconds a file recipient has to acknowledge a chunk, and a sender to "
+            "send the next [default: %g]." % (DEFAULTS.chunkTimeout,),
+            parseSeconds,
+        ],
+        [
+            "max-file-size",
+            None,
+            None,
+            "Largest file that may be offered, in bytes; 0 for no limit "
+            "[default: %d]." % (DEFAULTS.maxFileSize,),
+            parseFileSize,
+        ],
+        [
+            "max-transfers",
+            None,
+            None,
+            "File transfers one user may have pending or running at once "
+            "[default: %d]." % (DEFAULTS.maxTransfers,),
+            parseCount,
         ],
     ]
 

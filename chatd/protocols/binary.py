@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.errors import ChatError, Status
-from chatd.interfaces import IChatClient
+from chatd.interfaces import IFileClient
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 
@@ -82,7 +82,7 @@ class Outbox:
         self.size = 0
 
 
-@implementer(IChatClient)
+@implementer(IFileClient)
 class BinaryProtocol(Int32StringReceiver):
     """
     One binary-protocol connection: frames in, core calls, frames out.
@@ -254,6 +254,12 @@ class BinaryProtocol(Int32StringReceiver):
         Op.AUTH: lambda self, user, signature: self.session.auth(user, signature),
         Op.SET_KEY: lambda self, key: self.session.setKey(key),
         Op.GET_KEYS: lambda self, kind, name: self.session.getKeys(kind, name),
+        Op.OFFER: lambda self, *offer: self.session.offer(*offer),
+        Op.ANSWER: lambda self, tid, accept: self.session.answer(tid, accept),
+        Op.CHUNK: lambda self, tid, index, data: self.session.fileChunk(tid, index, data),
+        Op.ACK: lambda self, tid, index: self.session.fileAck(tid, index),
+        Op.DONE: lambda self, tid: self.session.fileDone(tid),
+        Op.CANCEL: lambda self, tid, reason: self.session.fileCancel(tid, reason),
     }
 
     # -- IChatClient --------------------------------------------------------
@@ -281,6 +287,29 @@ class BinaryProtocol(Int32StringReceiver):
 
     def disconnect(self):
         self._closeAfterWriting()
+
+    # -- IFileClient --------------------------------------------------------
+
+    def fileOffered(self, transfer):
+        offer = transfer.offer
+        self._send(opcodes.event(Op.OFFERED, transfer.id, transfer.sender.user.name, offer.kind,
+                                 offer.target, offer.size, offer.chunks, offer.chunkSize,
+                                 offer.envelope.cutFor(self.session.user.name)))
+
+    def fileStarted(self, transferId, accepted, window):
+        self._send(opcodes.event(Op.START, transferId, accepted, window))
+
+    def fileChunk(self, transferId, index, data):
+        self._send(opcodes.event(Op.CHUNK, transferId, index, data))
+
+    def fileNext(self, transferId, limit):
+        self._send(opcodes.event(Op.NEXT, transferId, limit))
+
+    def fileDone(self, transferId):
+        self._send(opcodes.event(Op.DONE, transferId))
+
+    def fileCancelled(self, transferId, reason):
+        self._send(opcodes.event(Op.CANCEL, transferId, reason))
 
 
 class BinaryFactory(Factory):
