@@ -25,6 +25,7 @@ from enum import IntEnum
 MAGIC = b"\x04\x17"
 GREETING = b"A long time ago in a galaxy far, far away...."
 PROTOCOL_VERSIONS = (1,)
+MAX_FRAME_DEFAULT = 1048576
 
 
 class Op(IntEnum):
