@@ -311,17 +311,21 @@ def request(op, *values):
     return frame(op, encode(REQUESTS[op], values))
 
 
+def _decodeBy(table, what, op, payload):
+    try:
+        layout = table[op]
+    except KeyError:
+        raise MalformedFrame("unknown %s 0x%02x" % (what, op)) from None
+    return decode(layout, payload)
+
+
 def decodeRequest(op, payload):
     """
     The fields of a request (for the server).
 
     @raise MalformedFrame: on an unknown opcode or a payload off its layout.
     """
-    try:
-        layout = REQUESTS[op]
-    except KeyError:
-        raise MalformedFrame("unknown opcode 0x%02x" % op) from None
-    return decode(layout, payload)
+    return _decodeBy(REQUESTS, "opcode", op, payload)
 
 
 def event(op, *values):
@@ -337,11 +341,7 @@ def decodeEvent(op, payload):
 
     @raise MalformedFrame: on an unknown opcode or a payload off its layout.
     """
-    try:
-        layout = EVENTS[op]
-    except KeyError:
-        raise MalformedFrame("unknown event opcode 0x%02x" % op) from None
-    return decode(layout, payload)
+    return _decodeBy(EVENTS, "event opcode", op, payload)
 
 
 def response(status, payload=b""):
