@@ -275,3 +275,61 @@ class IClientUI(Interface):
         Something that arrived and was refused: a bad signature, a replay, an
         envelope that does not open.
         """
+
+
+class IFanout(Interface):
+    """
+    What one chatd node shares with the other nodes of its cluster: the events
+    its users cause, and the counters and limits that must hold cluster-wide.
+
+    A node applies its own events itself and publishes them; the fan-out hands
+    other nodes' events to L{chatd.service.ChatService.remoteEvent}. The
+    in-process L{chatd.fanout.local.LocalFanout} has no other nodes.
+    """
+
+    nodeId = Attribute("This node's id, unique in the cluster (a string).")
+
+    def start(service):
+        """
+        Join the cluster: learn who is online elsewhere (through C{service}'s
+        C{remoteEvent}) and start receiving events.
+
+        @return: a L{Deferred} that fires when the node may serve clients.
+        """
+
+    def stop():
+        """
+        Leave the cluster.
+
+        @return: a L{Deferred} that fires when done.
+        """
+
+    def publish(event):
+        """
+        Send one event (a L{dict} with a C{"t"} naming its kind) to every other
+        node, fire and forget.
+        """
+
+    def guestNumber():
+        """
+        @return: the next guest number, unique in the cluster (synchronously:
+            guests are named at once).
+        """
+
+    def window(name, count, seconds):
+        """
+        A sliding-window limit shared by the cluster.
+
+        @return: an object with C{hit(key)}, C{retryAfter(key)} and
+            C{record(key)}, each returning a L{Deferred} (see
+            L{chatd.ratelimit.SlidingWindow} for their meaning).
+        """
+
+    def timestamp(room, now, last):
+        """
+        The server timestamp of the next message in C{room}: at least C{now},
+        and above every timestamp the room has had in the cluster.
+
+        @param last: the newest timestamp this node knows for the room.
+        @return: a L{Deferred} firing with the timestamp in ms.
+        """

@@ -18,6 +18,7 @@ apply the client hears about the first.
 
 import os
 from collections import deque
+from dataclasses import replace
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -30,8 +31,8 @@ from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden,
                           NotFound, RateLimited, StaleRecipients, TooLarge)
 from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
+from chatd.fanout.local import LocalFanout
 from chatd.observer import OneShotObserver
-from chatd.ratelimit import SlidingWindow
 from chatd.transfer import Offer, Transfer
 
 log = Logger()
@@ -54,12 +55,15 @@ class User:
     @ivar rooms: the rooms it is in, by folded name.
     @ivar peers: users it has exchanged direct messages with while online, who
         must hear of its key changes.
+    @ivar nodes: the other cluster nodes where it has sessions; a user known
+        only from other nodes has no C{sessions} here.
     """
 
     def __init__(self, name, key=None, account=False):
         self.name = name
         self.account = account
         self.sessions = []
+        self.nodes = set()
         self.rooms = {}
         self.peers = set()
         self.setKey(key)
@@ -148,10 +152,14 @@ class ChatService(Service):
     @param settings: a L{chatd.config.Settings}.
     @param clock: an L{IReactorTime}, for timestamps, idle timers and limits.
     @param credentials: bcrypt and RSA checks; by default run in threads.
+    @param fanout: the L{IFanout} to the other nodes of the cluster; by default
+        this node is the whole cluster.
     """
 
-    def __init__(self, store, settings, clock, credentials=None, randomBytes=os.urandom):
+    def __init__(self, store, settings, clock, credentials=None, randomBytes=os.urandom,
+                 fanout=None):
         self.store = store
+        self.fanout = fanout if fanout is not None else LocalFanout(clock)
         self.settings = settings
         self.clock = clock
         self.credentials = credentials or Credentials(settings.bcryptCost)
@@ -159,12 +167,11 @@ class ChatService(Service):
         self.users = {}
         self.rooms = {}
         self._claimed = set()
-        self._guests = 0
         self._ready = OneShotObserver()
-        self.messageLimit = SlidingWindow(clock, *settings.rateLimit)
-        self.nameFailures = SlidingWindow(clock, *settings.loginLimit)
-        self.addressFailures = SlidingWindow(clock, *settings.addressLimit)
-        self.registrations = SlidingWindow(clock, *settings.registerLimit)
+        self.messageLimit = self.fanout.window("messages", *settings.rateLimit)
+        self.nameFailures = self.fanout.window("name-failures", *settings.loginLimit)
+        self.addressFailures = self.fanout.window("address-failures", *settings.addressLimit)
+        self.registrations = self.fanout.window("registrations", *settings.registerLimit)
         # One second past the widest accepted skew: an id is forgotten only once
         # its envelope would be refused for its timestamp.
         self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1)
@@ -183,7 +190,9 @@ class ChatService(Service):
         for record in await self.store.loadRooms():
             self.rooms[fold(record.name)] = Room(
                 record.name, record.passwordHash, record.lastTimestamp)
-        log.info("chatd core ready: {rooms} stored rooms", rooms=len(self.rooms))
+        await self.fanout.start(self)
+        log.info("chatd core ready: {rooms} stored rooms, node {node}", rooms=len(self.rooms),
+                 node=self.fanout.nodeId)
 
     def whenReady(self):
         """
@@ -194,7 +203,8 @@ class ChatService(Service):
 
     def stopService(self):
         Service.stopService(self)
-        return self.store.close()
+        d = self.fanout.stop()
+        return d.addBoth(lambda _: self.store.close())
 
     def connect(self, client, address):
         return Session(self, client, address)
@@ -213,8 +223,7 @@ class ChatService(Service):
 
     def nextGuestName(self):
         while True:
-            name = "rand%d" % self._guests
-            self._guests += 1
+            name = "rand%d" % self.fanout.guestNumber()
             if not self.nameInUse(name):
                 return name
 
@@ -271,10 +280,13 @@ class ChatService(Service):
         self.broadcast([s for s in audience if s is not exclude],
                        "userJoined", room.name, user.name, user.key)
 
-    def removeMember(self, room, user, exclude=None):
+    def removeMember(self, room, user, exclude=None, local=True):
         """
         Take C{user} out of C{room}, tell the others, and let the room go when
         nothing keeps it.
+
+        @param local: whether it happened on this node (which then deletes an
+            unused room from the store), rather than being mirrored from another.
         """
         self.leaveTransfers(user, lambda t, s: t.offer.kind == ROOM and t.offer.target == room.name,
                             "left the room")
@@ -283,9 +295,9 @@ class ChatService(Service):
         room.changed()
         self.broadcast(self.roomSessions(room) + [s for s in user.sessions if s is not exclude],
                        "userLeft", room.name, user.name)
-        self.dropIfUnused(room)
+        self.dropIfUnused(room, local)
 
-    def dropIfUnused(self, room):
+    def dropIfUnused(self, room, local=True):
         """
         Remove an empty room unless a password or history keeps it.
         """
@@ -293,16 +305,17 @@ class ChatService(Service):
             return
         if self.rooms.get(fold(room.name)) is room:
             del self.rooms[fold(room.name)]
-            self.store.deleteRoom(room.name).addErrback(
-                lambda f: log.failure("deleting room {room}", f, room=room.name))
+            if local:
+                self.store.deleteRoom(room.name).addErrback(
+                    lambda f: log.failure("deleting room {room}", f, room=room.name))
 
-    def goOffline(self, user):
+    def goOffline(self, user, local=True):
         """
-        The last session of C{user} is gone: it leaves every room (memberships of
-        accounts stay stored, to be restored at its next login).
+        The last session of C{user} in the cluster is gone: it leaves every room
+        (memberships of accounts stay stored, to be restored at its next login).
         """
         for room in list(user.rooms.values()):
-            self.removeMember(room, user)
+            self.removeMember(room, user, local=local)
         for peer in user.peers:
             peer.peers.discard(user)
         user.peers.clear()
@@ -327,6 +340,134 @@ class ChatService(Service):
         for room in user.rooms.values():
             room.changed()
         self.broadcast(self.audience(user, exclude), "keyChanged", user.name, key)
+
+    def deliverRoomMessage(self, room, sender, timestamp, envelope, exclude=None):
+        """
+        Give a stored room message to the members' sessions here, each cut to
+        its reader. Members who joined while it was being stored have no key
+        entry in it; they can only be shown what they can read.
+        """
+        readers = envelope.encryptedKeys
+        for member in room.members.values():
+            sessions = [s for s in member.sessions if s is not exclude]
+            if sessions and member.name in readers:
+                self.broadcast(sessions, "roomMessage", room.name, sender, timestamp,
+                               envelope.cutFor(member.name))
+
+    def deliverDirect(self, sender, peer, timestamp, envelope, exclude=None):
+        """
+        Give a direct message to the recipient's sessions here, and a copy to the
+        sender's other sessions here, each cut to its own entry.
+        """
+        if peer is not sender:
+            sender.peers.add(peer)
+            peer.peers.add(sender)
+        self.broadcast([s for s in peer.sessions if s is not exclude],
+                       "directMessage", sender.name, timestamp, envelope.cutFor(peer.name))
+        if peer is not sender:
+            self.broadcast([s for s in sender.sessions if s is not exclude],
+                           "directMessage", sender.name, timestamp, envelope.cutFor(sender.name))
+
+    # -- the cluster ------------------------------------------------------
+
+    def publish(self, kind, **fields):
+        """
+        Tell the other nodes of something that happened here.
+        """
+        fields["t"] = kind
+        self.fanout.publish(fields)
+
+    def remoteEvent(self, node, event):
+        """
+        An event from another node: mirror it here and tell the local sessions
+        it concerns. A bad event is logged and dropped; it never stops the node.
+        """
+        handler = self._remote.get(event.get("t"))
+        if handler is None:
+            log.warn("unknown event {event!r} from node {node}", event=event, node=node)
+            return
+        try:
+            handler(self, node, event)
+        except Exception:
+            log.failure("applying {kind} from node {node}", kind=event.get("t"), node=node)
+
+    def nodeGone(self, node):
+        """
+        Node C{node} left the cluster (or died): its users' sessions there are gone.
+        """
+        for user in list(self.users.values()):
+            if node in user.nodes:
+                self._leftNode(user, node)
+
+    def _leftNode(self, user, node):
+        user.nodes.discard(node)
+        if not user.nodes and not user.sessions:
+            self.goOffline(user, local=False)
+
+    def _remoteOnline(self, node, event):
+        user = self.users.get(fold(event["user"]))
+        if user is None:
+            user = User(event["user"], event["key"], event["account"])
+            self.users[fold(user.name)] = user
+        user.nodes.add(node)
+
+    def _remoteOffline(self, node, event):
+        user = self.users.get(fold(event["user"]))
+        if user is not None:
+            self._leftNode(user, node)
+
+    def _remoteRenamed(self, node, event):
+        user = self.users.get(fold(event["old"]))
+        if user is not None:
+            user.account = event["account"]
+            if user.name != event["new"]:
+                self.rename(user, event["new"], None)
+
+    def _remoteKey(self, node, event):
+        user = self.users.get(fold(event["user"]))
+        if user is not None and user.key != event["key"]:
+            self.changeKey(user, event["key"], None)
+
+    def _remoteRoom(self, node, event):
+        if fold(event["room"]) not in self.rooms:
+            self.rooms[fold(event["room"])] = Room(event["room"], event["password"])
+
+    def _remoteJoined(self, node, event):
+        room = self.rooms.get(fold(event["room"]))
+        user = self.users.get(fold(event["user"]))
+        if room is not None and user is not None and fold(user.name) not in room.members:
+            self.addMember(room, user, None)
+
+    def _remoteLeft(self, node, event):
+        room = self.rooms.get(fold(event["room"]))
+        user = self.users.get(fold(event["user"]))
+        if room is not None and user is not None and fold(user.name) in room.members:
+            self.removeMember(room, user, local=False)
+
+    def _remoteMessage(self, node, event):
+        room = self.rooms.get(fold(event["room"]))
+        if room is not None:
+            room.lastTimestamp = max(room.lastTimestamp, event["ts"])
+            self.deliverRoomMessage(room, event["sender"], event["ts"],
+                                    e2e.Envelope.parse(event["envelope"]))
+
+    def _remoteDirect(self, node, event):
+        sender = self.users.get(fold(event["sender"]))
+        peer = self.users.get(fold(event["peer"]))
+        if sender is not None and peer is not None:
+            self.deliverDirect(sender, peer, event["ts"], e2e.Envelope.parse(event["envelope"]))
+
+    _remote = {
+        "online": _remoteOnline,
+        "offline": _remoteOffline,
+        "renamed": _remoteRenamed,
+        "key": _remoteKey,
+        "room": _remoteRoom,
+        "joined": _remoteJoined,
+        "left": _remoteLeft,
+        "message": _remoteMessage,
+        "direct": _remoteDirect,
+    }
 
     def leaveTransfers(self, user, applies, reason):
         """
@@ -366,19 +507,19 @@ class ChatService(Service):
             if transferId not in self.transfers:
                 return transferId
 
-    def checkLoginLimit(self, name, address):
+    async def checkLoginLimit(self, name, address):
         """
         @raise RateLimited: when the account (or room) C{name} or the address has
             had too many failures lately; the same for known and unknown names.
         """
-        wait = max(self.nameFailures.retryAfter(name) or 0,
-                   self.addressFailures.retryAfter(address) or 0)
+        wait = max(await self.nameFailures.retryAfter(name) or 0,
+                   await self.addressFailures.retryAfter(address) or 0)
         if wait:
             raise RateLimited("too many failed attempts; retry in %s" % _whole(wait))
 
-    def recordFailure(self, name, address):
-        self.nameFailures.record(name)
-        self.addressFailures.record(address)
+    async def recordFailure(self, name, address):
+        await self.nameFailures.record(name)
+        await self.addressFailures.record(address)
 
     def checkEnvelope(self, user, data, kind, target, expectedKeys, members,
                       domain=e2e.MESSAGE):
@@ -477,9 +618,7 @@ class Session:
         self._timer = None
         user, self.user = self.user, None
         if user is not None:
-            user.sessions.remove(self)
-            if not user.sessions:
-                self.service.goOffline(user)
+            self._detach(user)
 
     # -- checks -----------------------------------------------------------
 
@@ -509,11 +648,11 @@ class Session:
         go with it (keyed by the guest itself, so that renaming does not reset
         them).
         """
-        return fold(user.name) if user.account else user
+        return fold(user.name) if user.account else "guest:%d" % (id(user),)
 
-    def _messageLimit(self, user):
+    async def _messageLimit(self, user):
         limit, seconds = self.service.settings.rateLimit
-        wait = self.service.messageLimit.hit(self._owner(user))
+        wait = await self.service.messageLimit.hit(self._owner(user))
         if wait is not None:
             raise RateLimited("more than %d messages in %s; retry in %s"
                               % (limit, _whole(seconds), _whole(wait)))
@@ -543,9 +682,23 @@ class Session:
         return user.name
 
     def _attach(self, user):
+        first = not user.sessions
         user.sessions.append(self)
         self.user = user
         self.service.users[fold(user.name)] = user
+        if first:
+            self.service.publish("online", user=user.name, key=user.key, account=user.account)
+
+    def _detach(self, user):
+        """
+        This session no longer belongs to C{user}; with its last session in the
+        cluster gone, the user goes offline.
+        """
+        user.sessions.remove(self)
+        if not user.sessions:
+            self.service.publish("offline", user=user.name)
+            if not user.nodes:
+                self.service.goOffline(user)
 
     def heartbeat(self):
         """
@@ -565,7 +718,7 @@ class Session:
             raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
         if fold(name) == fold(user.name):
             if name != user.name:
-                self.service.rename(user, name, self)
+                self._rename(user, name)
             return succeed(name)
         if isGuestName(name):
             raise Conflict("names like %s are reserved for guests" % (name,))
@@ -578,8 +731,13 @@ class Session:
             raise Conflict("name in use: %s" % (name,))
         if self.user is not user:
             raise BadRequest("the session closed meanwhile")
-        self.service.rename(user, name, self)
+        self._rename(user, name)
         return name
+
+    def _rename(self, user, name):
+        old = user.name
+        self.service.rename(user, name, self)
+        self.service.publish("renamed", old=old, new=name, account=user.account)
 
     def listUsers(self, roomName):
         """
@@ -634,6 +792,7 @@ class Session:
             if self.service.rooms.get(fold(roomName)) is room:
                 del self.service.rooms[fold(roomName)]
             raise
+        self.service.publish("room", room=roomName, password=passwordHash)
         return room
 
     def join(self, roomName, password):
@@ -655,9 +814,9 @@ class Session:
             raise Conflict("already in %s" % (room.name,))
         if room is not None and room.passwordHash is not None:
             key = "room:" + fold(room.name)
-            service.checkLoginLimit(key, self.address)
+            await service.checkLoginLimit(key, self.address)
             if not await service.credentials.checkPassword(password, room.passwordHash):
-                service.recordFailure(key, self.address)
+                await service.recordFailure(key, self.address)
                 raise Forbidden("wrong password for %s" % (room.name,))
         elif room is not None and password:
             raise Forbidden("%s has no password; join it without one" % (room.name,))
@@ -671,6 +830,7 @@ class Session:
         if service.rooms.get(fold(room.name)) is not room:
             raise NotFound("%s was removed meanwhile" % (room.name,))
         service.addMember(room, user, self)
+        service.publish("joined", room=room.name, user=user.name)
         if user.account:
             await service.store.addMember(room.name, user.name)
         return room.memberKeys()
@@ -694,6 +854,7 @@ class Session:
             rooms = [room]
         for room in rooms:
             self.service.removeMember(room, user, self)
+            self.service.publish("left", room=room.name, user=user.name)
         d = succeed(None)
         if not user.account:
             return d.addCallback(lambda _: False)
@@ -710,46 +871,40 @@ class Session:
         @return: a L{Deferred} firing with the server timestamp once the message
             is stored; it has been delivered to the other members by then.
         """
-        service = self.service
         user = self._greeted()
-        room = service.room(roomName)
+        room = self.service.room(roomName)
         if fold(user.name) not in room.members:
             raise BadRequest("not a member of %s" % (room.name,))
-        self._messageLimit(user)
+        return Deferred.fromCoroutine(self._roomMessage(user, room, data))
+
+    async def _roomMessage(self, user, room, data):
+        service = self.service
+        await self._messageLimit(user)
         envelope = service.checkEnvelope(user, data, "room", room.name, room.keyIds(),
                                          room.memberKeys)
         replayKey = (fold(user.name), envelope.id)
         service.replays.add(replayKey)
-        timestamp = max(service.now(), room.lastTimestamp + 1)
-        room.lastTimestamp = timestamp
-        d = service.store.appendMessage(room.name, user.name, timestamp, envelope.id, data,
-                                        envelope.readers())
-
-        def stored(_):
-            # Members who joined while the message was being stored have no key
-            # entry in it; they can only be shown what they can read.
-            readers = envelope.encryptedKeys
-            for member in room.members.values():
-                sessions = [s for s in member.sessions if s is not self]
-                if sessions and member.name in readers:
-                    service.broadcast(sessions, "roomMessage", room.name, user.name, timestamp,
-                                      envelope.cutFor(member.name))
-            return timestamp
-
-        def failed(failure):
-            if not failure.check(Conflict):
-                service.replays.discard(replayKey)
-                log.failure("storing a message to {room}", failure, room=room.name)
-                raise BadRequest("the message could not be stored; try again")
-            return failure
-
-        return d.addCallbacks(stored, failed)
+        try:
+            timestamp = await service.fanout.timestamp(room.name, service.now(),
+                                                       room.lastTimestamp)
+            room.lastTimestamp = max(room.lastTimestamp, timestamp)
+            await service.store.appendMessage(room.name, user.name, timestamp, envelope.id,
+                                              data, envelope.readers())
+        except Conflict:
+            raise
+        except Exception:
+            service.replays.discard(replayKey)
+            log.failure("storing a message to {room}", room=room.name)
+            raise BadRequest("the message could not be stored; try again")
+        service.deliverRoomMessage(room, user.name, timestamp, envelope, self)
+        service.publish("message", room=room.name, sender=user.name, ts=timestamp, envelope=data)
+        return timestamp
 
     def directMessage(self, userName, data):
         """
         Send an envelope to one online user. Direct messages are not stored.
 
-        @return: the server timestamp.
+        @return: a L{Deferred} firing with the server timestamp.
         """
         service = self.service
         user = self._greeted()
@@ -761,21 +916,19 @@ class Session:
         self._hasKey(user)
         if peer.key is None:
             raise BadRequest("%s has not published a key" % (peer.name,))
-        self._messageLimit(user)
+        return Deferred.fromCoroutine(self._directMessage(user, peer, data))
+
+    async def _directMessage(self, user, peer, data):
+        service = self.service
+        await self._messageLimit(user)
         expected = {user.name: user.keyId, peer.name: peer.keyId}
         envelope = service.checkEnvelope(user, data, "user", peer.name, expected,
                                          lambda: sorted({(user.name, user.key),
                                                          (peer.name, peer.key)}))
         service.replays.add((fold(user.name), envelope.id))
         timestamp = service.now()
-        if peer is not user:
-            user.peers.add(peer)
-            peer.peers.add(user)
-        service.broadcast([s for s in peer.sessions if s is not self],
-                          "directMessage", user.name, timestamp, envelope.cutFor(peer.name))
-        if peer is not user:
-            service.broadcast([s for s in user.sessions if s is not self],
-                              "directMessage", user.name, timestamp, envelope.cutFor(user.name))
+        service.deliverDirect(user, peer, timestamp, envelope, self)
+        service.publish("direct", sender=user.name, peer=peer.name, ts=timestamp, envelope=data)
         return timestamp
 
     def history(self, roomName, limit, before):
@@ -807,9 +960,12 @@ class Session:
 
         @return: a L{Deferred} that fires when the account is stored.
         """
-        service = self.service
         self._notLoggedIn()
-        wait = service.registrations.hit(self.address)
+        return Deferred.fromCoroutine(self._register(name, password, publicKey))
+
+    async def _register(self, name, password, publicKey):
+        service = self.service
+        wait = await service.registrations.hit(self.address)
         if wait is not None:
             raise RateLimited("too many registrations from your address; retry in %s"
                               % _whole(wait))
@@ -823,10 +979,6 @@ class Session:
         e2e.loadPublicKey(publicKey)
         if service.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
             raise Conflict("name in use: %s" % (name,))
-        return Deferred.fromCoroutine(self._register(name, password, publicKey))
-
-    async def _register(self, name, password, publicKey):
-        service = self.service
         service._claimed.add(fold(name))
         try:
             passwordHash = None
@@ -845,16 +997,16 @@ class Session:
             wrong password fail alike, after the same work.
         """
         self._notLoggedIn()
-        self.service.checkLoginLimit("user:" + fold(name), self.address)
         return Deferred.fromCoroutine(self._login(name, password))
 
     async def _login(self, name, password):
         service = self.service
+        await service.checkLoginLimit("user:" + fold(name), self.address)
         account = await service.store.getAccount(name) if isUserName(name) else None
         ok = await service.credentials.checkPassword(
             password, account.passwordHash if account else None)
         if not (ok and account):
-            service.recordFailure("user:" + fold(name), self.address)
+            await service.recordFailure("user:" + fold(name), self.address)
             raise Forbidden("wrong user name or password")
         await self._becomeAccount(account.name, account.publicKey)
 
@@ -876,18 +1028,18 @@ class Session:
         """
         self._notLoggedIn()
         challenge, self._challenge = self._challenge, None
-        self.service.checkLoginLimit("user:" + fold(name), self.address)
         return Deferred.fromCoroutine(self._auth(name, signature, challenge))
 
     async def _auth(self, name, signature, challenge):
         service = self.service
+        await service.checkLoginLimit("user:" + fold(name), self.address)
         account = await service.store.getAccount(name) if isUserName(name) else None
         live = challenge is not None and challenge[1] > service.clock.seconds()
         ok = await service.credentials.verifyAuth(
             account.publicKey if account else None,
             challenge[0] if challenge else bytes(32), name, signature)
         if not (ok and account and live):
-            service.recordFailure("user:" + fold(name), self.address)
+            await service.recordFailure("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
         await self._becomeAccount(account.name, account.publicKey)
 
@@ -910,6 +1062,7 @@ class Session:
             if guest is not None:
                 service.goOffline(guest)
                 guest.sessions.remove(self)
+                service.publish("offline", user=guest.name)
             self._attach(online)
             for room in online.rooms.values():
                 service.broadcast([self], "userJoined", room.name, online.name, online.key)
@@ -919,17 +1072,20 @@ class Session:
             self._attach(user)
         else:
             user = guest
-            if guest.name != name:
-                service.rename(guest, name, self)
             guest.account = True
+            if guest.name != name:
+                self._rename(guest, name)
+            else:
+                service.publish("renamed", old=name, new=name, account=True)
             if guest.key != publicKey:
-                service.changeKey(guest, publicKey, self)
+                self._changeKey(guest, publicKey)
             for room in list(user.rooms.values()):
                 await service.store.addMember(room.name, user.name)
         for roomName in await service.store.roomsOf(name):
             room = service.rooms.get(fold(roomName))
             if room is not None and fold(name) not in room.members and self.user is user:
                 service.addMember(room, user, None)
+                service.publish("joined", room=room.name, user=user.name)
 
     def setKey(self, publicKey):
         """
@@ -941,10 +1097,14 @@ class Session:
         e2e.loadPublicKey(publicKey)
         if publicKey == user.key:
             return succeed(None)
-        self.service.changeKey(user, publicKey, self)
+        self._changeKey(user, publicKey)
         if user.account:
             return self.service.store.setPublicKey(user.name, publicKey)
         return succeed(None)
+
+    def _changeKey(self, user, publicKey):
+        self.service.changeKey(user, publicKey, self)
+        self.service.publish("key", user=user.name, key=publicKey)
 
     def getKeys(self, kind, name):
         """
@@ -1019,15 +1179,22 @@ class Session:
             members = lambda: sorted({(user.name, user.key), (peer.name, peer.key)})  # noqa: E731
             receivers = [peer] if peer is not user else []
         self._hasKey(user)
-        self._messageLimit(user)
+        return Deferred.fromCoroutine(self._offer(
+            user, Offer(kind, name, size, chunks, chunkSize, None), data, toKind, expected,
+            members, receivers))
+
+    async def _offer(self, user, offer, data, toKind, expected, members, receivers):
+        service, settings = self.service, self.service.settings
+        await self._messageLimit(user)
+        name = offer.target
         envelope = service.checkEnvelope(user, data, toKind, name, expected, members,
                                          domain=e2e.FILE)
         sessions = [s for u in receivers for s in u.sessions if IFileClient.providedBy(s.client)]
         if not sessions:
             raise NotFound("nobody in %s can receive files" % (name,))
         service.replays.add((fold(user.name), envelope.id))
-        transfer = Transfer(service.newTransferId(), self,
-                            Offer(kind, name, size, chunks, chunkSize, envelope), sessions,
+        transfer = Transfer(service.newTransferId(), self, replace(offer, envelope=envelope),
+                            sessions,
                             service.clock, settings.window, settings.offerTimeout,
                             settings.chunkTimeout)
         service.addTransfer(transfer, self._owner(user))
