@@ -9,13 +9,14 @@ from functools import lru_cache
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import maybeDeferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from chatd.config import Settings
 from chatd.credentials import Credentials
-from chatd.interfaces import IChatClient
+from chatd.fanout.local import LocalFanout
+from chatd.interfaces import IChatClient, IFanout
 from chatd.service import ChatService
 
 
@@ -51,16 +52,17 @@ def testFernet():
     return MultiFernet([Fernet(Fernet.generate_key())])
 
 
-def makeService(store=None, clock=None, **overrides):
+def makeService(store=None, clock=None, fanout=None, **overrides):
     """
     A started L{ChatService} on an in-memory store and a L{Clock}.
     """
     from chatd.store.memory import MemoryStore
-    clock = clock if clock is not None else Clock()
-    clock.advance(1_700_000_000)
+    if clock is None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
     settings = replace(Settings(bcryptCost=4), **overrides)
     service = ChatService(store if store is not None else MemoryStore(testFernet()),
-                          settings, clock, credentials=inlineCredentials())
+                          settings, clock, credentials=inlineCredentials(), fanout=fanout)
     service.startService()
     return service
 
@@ -99,3 +101,84 @@ class FakeChatClient:
         """
         events, self.events = self.events, []
         return events
+
+
+@implementer(IFanout)
+class FakeFanout:
+    """
+    One node's fan-out on a L{FakeHub}: events reach the other nodes at once.
+    """
+
+    def __init__(self, hub, nodeId):
+        self.hub = hub
+        self.nodeId = nodeId
+        self.service = None
+
+    def start(self, service):
+        self.service = service
+        for other in self.hub.nodes.values():
+            for event in snapshot(other.service):
+                service.remoteEvent(other.nodeId, event)
+        self.hub.nodes[self.nodeId] = self
+        return succeed(None)
+
+    def stop(self):
+        self.hub.nodes.pop(self.nodeId, None)
+        for other in self.hub.nodes.values():
+            other.service.nodeGone(self.nodeId)
+        return succeed(None)
+
+    def publish(self, event):
+        self.hub.published.append((self.nodeId, event))
+        for other in list(self.hub.nodes.values()):
+            if other is not self:
+                other.service.remoteEvent(self.nodeId, dict(event))
+
+    def guestNumber(self):
+        number, self.hub.guests = self.hub.guests, self.hub.guests + 1
+        return number
+
+    def window(self, name, count, seconds):
+        if name not in self.hub.windows:
+            self.hub.windows[name] = LocalFanout(self.hub.clock).window(name, count, seconds)
+        return self.hub.windows[name]
+
+    def timestamp(self, room, now, last):
+        key = room.lower()
+        self.hub.timestamps[key] = max(now, last + 1, self.hub.timestamps.get(key, 0) + 1)
+        return succeed(self.hub.timestamps[key])
+
+
+class FakeHub:
+    """
+    An in-memory cluster for tests: shared counters and limits, and events
+    delivered synchronously to every other node.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.nodes = {}
+        self.published = []
+        self.guests = 0
+        self.windows = {}
+        self.timestamps = {}
+
+    def fanout(self, nodeId):
+        return FakeFanout(self, nodeId)
+
+
+def snapshot(service):
+    """
+    The events that tell a joining node what C{service}'s node holds: its users
+    with sessions there, and their rooms.
+    """
+    events = []
+    for user in service.users.values():
+        if user.sessions:
+            events.append({"t": "online", "user": user.name, "key": user.key,
+                           "account": user.account})
+    for user in service.users.values():
+        if user.sessions:
+            for room in user.rooms.values():
+                events.append({"t": "joined", "room": room.name, "user": user.name})
+    return events
