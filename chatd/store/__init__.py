@@ -14,14 +14,15 @@ def makeStore(url, fernet, reactor=None):
     Build the store a database URL names; the caller then C{open}s it.
 
     @param url: C{memory:} (nothing kept across restarts),
-        C{sqlite:///absolute/path} or C{sqlite:relative/path}.
+        C{sqlite:///absolute/path}, C{sqlite:relative/path} or
+        C{postgresql://user:password@host:port/database}.
     @param fernet: the at-rest key envelopes are encrypted with, a
         L{cryptography.fernet.MultiFernet}.
     @param reactor: the reactor the SQL store's thread pool reports to, or
         L{None} for the global one.
     @return: an L{IMessageStore} provider.
-    @raise ValueError: when the URL is not one of those forms (a
-        C{postgresql://} URL included, until PostgreSQL support is built).
+    @raise ValueError: when the URL is not one of those forms, or names
+        PostgreSQL while psycopg is not installed.
     """
     if url == "memory:":
         return MemoryStore(fernet)

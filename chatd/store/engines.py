@@ -6,9 +6,11 @@ L{chatd.store.sql.AdbapiStore} is written once, in SQL both SQLite and PostgreSQ
 accept (C{?} placeholders, C{INSERT ... ON CONFLICT DO NOTHING}, C{RETURNING},
 savepoints). Everything that cannot be written once lives in an L{Engine}: the
 DB-API module and how to connect with it, how many connections a pool may hold,
-how a transaction is opened, how an error says which constraint it broke, and
-how a schema file is cut into statements. Adding PostgreSQL means adding one
-more L{Engine} value and one more branch to L{engineForURL}.
+how a transaction is opened, how concurrent schema upgrades are kept apart, how
+an error says which constraint it broke, and how a schema file is cut into
+statements. Where the tables themselves must be declared differently (column
+types, how message ids are generated), the schema files are per dialect too:
+see L{chatd.store.sql.loadMigrations}.
 """
 
 import sqlite3
@@ -24,14 +26,20 @@ class Engine:
     One database flavour, as data.
 
     @ivar name: a short name for messages.
+    @ivar dialect: the suffix of schema files written for this engine alone.
     @ivar dbapiName: the DB-API module that L{ConnectionPool} imports.
     @ivar placeholder: the parameter marker of that module; the store writes
         C{?} and L{sql} rewrites it.
     @ivar poolSize: how many connections (and threads) a pool holds.
+    @ivar reconnect: whether the pool replaces a connection that broke
+        (L{ConnectionPool}'s C{cp_reconnect}).
     @ivar connectionKeywords: keyword arguments for the module's C{connect}.
     @ivar connectStatements: run once on every new connection.
-    @ivar beginStatement: opens each interaction's transaction, or L{None} when
-        the module opens one implicitly.
+    @ivar beginStatement: opens each interaction's transaction.
+    @ivar schemaLockStatement: run first in each transaction that reads or
+        changes the schema version, so that servers sharing a database do not
+        upgrade it at the same time; L{None} when C{beginStatement} already
+        keeps other writers out.
     @ivar errorCodeAttribute: the attribute of the module's exceptions that
         names the failure precisely.
     @ivar uniqueViolationCodes: values of that attribute for a broken
@@ -42,12 +50,15 @@ class Engine:
     """
 
     name: str
+    dialect: str
     dbapiName: str
     placeholder: str
     poolSize: int
+    reconnect: bool
     connectionKeywords: Mapping[str, object]
     connectStatements: Sequence[str]
-    beginStatement: Optional[str]
+    beginStatement: str
+    schemaLockStatement: Optional[str]
     errorCodeAttribute: str
     uniqueViolationCodes: FrozenSet[object]
     foreignKeyViolationCodes: FrozenSet[object]
@@ -90,7 +101,7 @@ class Engine:
         Build a connection pool for this engine.
 
         @param connectionArgs: positional arguments for the module's C{connect}
-            (for SQLite, the database path).
+            (for SQLite, the database path; for PostgreSQL, the URL).
         @param reactor: the reactor the pool delivers results on, or L{None}
             for the global one.
         @param poolFactory: L{ConnectionPool} or a subclass of it (the tests
@@ -101,6 +112,7 @@ class Engine:
             *connectionArgs,
             cp_min=self.poolSize,
             cp_max=self.poolSize,
+            cp_reconnect=self.reconnect,
             cp_openfun=self.onConnect,
             cp_reactor=reactor,
             **self.connectionKeywords,
@@ -130,13 +142,25 @@ def _sqliteStatements(script):
     return statements
 
 
+def _wholeScript(script):
+    """
+    Leave a PostgreSQL script whole: psycopg sends a query without parameters
+    as one simple-protocol message, which may hold many statements, and the
+    server parses them itself, dollar-quoted bodies included.
+    """
+    return [script]
+
+
 SQLITE = Engine(
     name="SQLite",
+    dialect="sqlite",
     dbapiName="sqlite3",
     placeholder="?",
     # SQLite allows one writer at a time: a second connection would only wait
     # on the first one's lock.
     poolSize=1,
+    # A file does not hang up.
+    reconnect=False,
     connectionKeywords={
         # The pool's single thread is not the one that made the pool.
         "check_same_thread": False,
@@ -151,8 +175,10 @@ SQLITE = Engine(
         "PRAGMA foreign_keys=ON",
     ),
     # Take the write lock up front, so a transaction that reads and then
-    # writes never has to upgrade its lock against another process.
+    # writes never has to upgrade its lock against another process. That lock
+    # also keeps two processes from upgrading the schema at once.
     beginStatement="BEGIN IMMEDIATE",
+    schemaLockStatement=None,
     errorCodeAttribute="sqlite_errorcode",
     uniqueViolationCodes=frozenset(
         {sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE}
@@ -161,7 +187,45 @@ SQLITE = Engine(
     splitScript=_sqliteStatements,
 )
 
-_FORMS = "memory:, sqlite:///absolute/path or sqlite:relative/path"
+# The key of the advisory lock chatd holds while it reads or upgrades the
+# schema: "chat" in ASCII, a constant every chatd sharing a database agrees on.
+_SCHEMA_LOCK = 0x63686174
+
+POSTGRESQL = Engine(
+    name="PostgreSQL",
+    dialect="postgresql",
+    # psycopg 3, which reads BYTEA back as bytes (psycopg2 gave memoryviews),
+    # so rows need no converting.
+    dbapiName="psycopg",
+    placeholder="%s",
+    # Reads run side by side on several connections; writes still go one
+    # transaction at a time through the store's queue, in call order.
+    poolSize=5,
+    # A server restart or a network failure breaks connections; without this
+    # the pool would keep handing out a dead one.
+    reconnect=True,
+    # As with SQLite, the store opens every transaction itself, so psycopg
+    # must not open one implicitly.
+    connectionKeywords={"autocommit": True},
+    connectStatements=(),
+    # Pinned rather than left to the server's default: no interaction reads
+    # and then writes what it read except schema upgrades, which take a lock,
+    # so READ COMMITTED is enough and never fails a transaction as a
+    # serialisation conflict that would have to be retried.
+    beginStatement="BEGIN ISOLATION LEVEL READ COMMITTED",
+    # Several chatd nodes may start at once on one new database; this lock,
+    # released at commit, makes them create and upgrade the schema in turn.
+    schemaLockStatement=f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})",
+    errorCodeAttribute="sqlstate",
+    uniqueViolationCodes=frozenset({"23505"}),
+    foreignKeyViolationCodes=frozenset({"23503"}),
+    splitScript=_wholeScript,
+)
+
+_FORMS = (
+    "memory:, sqlite:///absolute/path, sqlite:relative/path"
+    " or postgresql://user:password@host:port/database"
+)
 
 # INSERT ... RETURNING arrived in SQLite 3.35.
 _SQLITE_MINIMUM = (3, 35, 0)
@@ -171,14 +235,16 @@ def engineForURL(url):
     """
     Pick the engine for a database URL, and what to connect with.
 
-    @param url: C{sqlite:///absolute/path} or C{sqlite:relative/path}.
+    @param url: C{sqlite:///absolute/path}, C{sqlite:relative/path} or
+        C{postgresql://user:password@host:port/database} (any URL libpq
+        takes, C{postgres://} and query parameters included).
     @return: an (L{Engine}, connection arguments) pair.
     @raise ValueError: when the URL is malformed, names a database chatd cannot
-        use (yet), or the SQLite library is too old.
+        use, the SQLite library is too old or psycopg is not installed.
     """
     scheme, _, rest = url.partition(":")
-    if scheme == "postgresql":
-        raise ValueError("PostgreSQL support is not built yet")
+    if scheme in ("postgresql", "postgres"):
+        return POSTGRESQL, (_checkPostgreSQL(url),)
     if scheme != "sqlite":
         raise ValueError(f"unsupported database URL {url!r}: use {_FORMS}")
     if rest.startswith("//"):
@@ -197,3 +263,28 @@ def engineForURL(url):
         )
     return SQLITE, (path,)
 
+
+def _checkPostgreSQL(url):
+    """
+    Check that a PostgreSQL URL can be used, before any connection is tried.
+
+    @return: C{url}, which psycopg's C{connect} takes as it is.
+    @raise ValueError: when psycopg is missing or libpq would not parse the
+        URL. The message leaves the URL out: it may hold a password.
+    """
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise ValueError(
+            "PostgreSQL needs psycopg: install chatd with its postgres extra"
+            " (pip install 'chatd[postgres]')"
+        ) from None
+    try:
+        conninfo_to_dict(url)
+    except ProgrammingError:
+        raise ValueError(
+            "malformed PostgreSQL URL: use"
+            " postgresql://user:password@host:port/database"
+        ) from None
+    return url

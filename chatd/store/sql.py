@@ -2,22 +2,27 @@
 """
 The message store on an SQL database, through L{twisted.enterprise.adbapi}.
 
-Every query runs in a L{twisted.enterprise.adbapi.ConnectionPool} thread inside C{runInteraction}, so the
-reactor never waits on the database; what differs between databases comes from
-an L{chatd.store.engines.Engine}. The schema is the numbered files in
-C{chatd/store/schema}, applied in order by L{AdbapiStore.open}.
+Every query runs in a L{twisted.enterprise.adbapi.ConnectionPool} thread inside
+C{runInteraction}, so the reactor never waits on the database; what differs
+between databases comes from an L{chatd.store.engines.Engine}. The schema is
+the numbered files in C{chatd/store/schema}, applied in order by
+L{AdbapiStore.open}.
+
+Writes go through one queue and commit in the order they were called, on every
+engine: on PostgreSQL the pool holds several connections, and without the
+queue a write could overtake an earlier one nobody waited for (a room dropped
+and then made again), and two appends could get message ids out of call order,
+which history breaks timestamp ties with. Reads run on any free connection.
 
 Appending is the hot path: one sender may have many messages in flight across
 many connections, and a commit per message would cost a disk flush each. So
-appends queue up while a write is running and the next write stores all of
-them in one transaction (a group commit); a savepoint per message keeps one
-refused message from undoing the others.
+writes queue up while a write is running and the next transaction stores all
+of them (a group commit); a savepoint per write keeps one refused write from
+undoing the others.
 """
 
 import re
-from dataclasses import dataclass
 from importlib import resources
-from typing import Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -29,46 +34,45 @@ from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
 
-_MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_.-]+\.sql")
+# NNN-what.sql is for every engine, NNN-what.DIALECT.sql for one.
+_MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_-]+(?:\.([a-z]+))?\.sql")
 
 
-def loadMigrations(directory=None):
+def loadMigrations(dialect, directory=None):
     """
-    Read the schema files, named C{NNN-what.sql}, from a directory.
+    Read the schema files of one engine, named C{NNN-what.sql} when every
+    engine runs them and C{NNN-what.DIALECT.sql} when the engines need
+    different DDL, from a directory.
 
+    @param dialect: the L{chatd.store.engines.Engine.dialect} to read for;
+        other dialects' files are left out.
     @param directory: a L{pathlib.Path} or L{importlib.resources} traversable,
         or L{None} for the files shipped in C{chatd/store/schema}.
     @return: a list of (version, script) pairs, numbered from 1 without gaps,
         in order.
-    @raise RuntimeError: when the files are not numbered 1, 2, 3...
+    @raise RuntimeError: when the files for C{dialect} are not numbered 1, 2,
+        3... or two of them have one number.
     """
     if directory is None:
         directory = resources.files(__package__).joinpath("schema")
-    found = sorted(
-        (int(match.group(1)), entry.read_text(encoding="utf-8"))
-        for entry in directory.iterdir()
-        if (match := _MIGRATION_NAME.fullmatch(entry.name))
-    )
-    versions = [version for version, _ in found]
+    found = {}
+    for entry in directory.iterdir():
+        match = _MIGRATION_NAME.fullmatch(entry.name)
+        if match is None or match.group(2) not in (None, dialect):
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise RuntimeError(
+                f"two {dialect} schema files are numbered {version}"
+            )
+        found[version] = entry.read_text(encoding="utf-8")
+    versions = sorted(found)
     if versions != list(range(1, len(found) + 1)):
         raise RuntimeError(
-            f"schema files are numbered {versions}, not 1 to {len(found)}"
+            f"{dialect} schema files are numbered {versions},"
+            f" not 1 to {len(found)}"
         )
-    return found
-
-
-@dataclass(frozen=True)
-class _PendingMessage:
-    """
-    The arguments of one L{AdbapiStore.appendMessage} call, waiting for a write.
-    """
-
-    room: str
-    sender: str
-    timestamp: int
-    envelopeId: str
-    envelope: bytes
-    readers: Sequence[str]
+    return [(version, found[version]) for version in versions]
 
 
 @implementer(IMessageStore)
@@ -77,8 +81,8 @@ class AdbapiStore:
     An L{IMessageStore} on a database reached through a
     L{twisted.enterprise.adbapi.ConnectionPool}.
 
-    @ivar _queue: (message, L{Deferred}) pairs appended since the running
-        write started.
+    @ivar _queue: (write, arguments, L{Deferred}) triples queued since the
+        running write started.
     @ivar _writing: whether a group-commit write is running.
     @ivar _idleWaiters: L{Deferred}s of L{close} calls waiting for the writes
         to finish.
@@ -91,22 +95,23 @@ class AdbapiStore:
     ):
         """
         @param engine: the L{chatd.store.engines.Engine} of the database.
-        @param connectionArgs: what to connect with (for SQLite, the path);
-            used only to build a pool when C{pool} is L{None}.
+        @param connectionArgs: what to connect with (for SQLite, the path; for
+            PostgreSQL, the URL); used only to build a pool when C{pool} is
+            L{None}.
         @param fernet: the at-rest key, a L{cryptography.fernet.MultiFernet}.
         @param pool: the L{twisted.enterprise.adbapi.ConnectionPool} to run
             on, or L{None} to build one for C{engine}.
         @param reactor: the reactor, for the pool and for the creation times
             of accounts and rooms; L{None} for the global one.
         @param migrations: (version, script) pairs numbered from 1, or
-            L{None} for the schema files shipped with chatd.
+            L{None} for the schema files shipped with chatd for C{engine}.
         """
         if reactor is None:
             from twisted.internet import reactor
         if pool is None:
             pool = engine.connectionPool(connectionArgs, reactor)
         if migrations is None:
-            migrations = loadMigrations()
+            migrations = loadMigrations(engine.dialect)
         self._engine = engine
         self._fernet = fernet
         self._pool = pool
@@ -129,11 +134,10 @@ class AdbapiStore:
 
     def _transaction(self, txn, interaction, *args):
         """
-        Open the transaction explicitly where the engine asks for it, so that
-        schema changes and savepoints are inside it too.
+        Open the transaction explicitly, so that schema changes and savepoints
+        are inside it too and it has the isolation the engine asks for.
         """
-        if self._engine.beginStatement is not None:
-            txn.execute(self._engine.beginStatement)
+        txn.execute(self._engine.beginStatement)
         return interaction(txn, *args)
 
     def _execute(self, txn, query, parameters=()):
@@ -156,8 +160,16 @@ class AdbapiStore:
                 f"this chatd knows versions up to {newest} only"
             )
         for version, script in self._migrations[stored:]:
-            await self._interact(self._migrate, version, script)
-            self._log.info("Applied schema version {version}.", version=version)
+            if await self._interact(self._migrate, version, script):
+                self._log.info("Applied schema version {version}.", version=version)
+
+    def _lockSchema(self, txn):
+        """
+        Keep other servers on the same database from reading or changing the
+        schema version until this transaction ends.
+        """
+        if self._engine.schemaLockStatement is not None:
+            txn.execute(self._engine.schemaLockStatement)
 
     def _readVersion(self, txn):
         """
@@ -166,6 +178,7 @@ class AdbapiStore:
         The table holds one row (its key can only be 1) of one integer: the
         number of the last schema file applied, 0 before the first.
         """
+        self._lockSchema(txn)
         self._execute(
             txn,
             "CREATE TABLE IF NOT EXISTS schema_version ("
@@ -177,6 +190,9 @@ class AdbapiStore:
             "INSERT INTO schema_version (singleton, version) VALUES (1, 0)"
             " ON CONFLICT DO NOTHING",
         )
+        return self._storedVersion(txn)
+
+    def _storedVersion(self, txn):
         self._execute(txn, "SELECT version FROM schema_version")
         [(version,)] = txn.fetchall()
         return version
@@ -184,10 +200,17 @@ class AdbapiStore:
     def _migrate(self, txn, version, script):
         """
         Apply one schema file and record it, together or not at all.
+
+        @return: whether it was applied here; L{False} when another server on
+            the same database applied it since this one read the version.
         """
+        self._lockSchema(txn)
+        if self._storedVersion(txn) >= version:
+            return False
         for statement in self._engine.splitScript(script):
             txn.execute(statement)
         self._execute(txn, "UPDATE schema_version SET version = ?", (version,))
+        return True
 
     def close(self):
         waiting = self._whenIdle()
@@ -196,8 +219,8 @@ class AdbapiStore:
 
     def _whenIdle(self):
         """
-        @return: a L{Deferred} that fires once no append is queued or being
-            written, so that closing does not strand them.
+        @return: a L{Deferred} that fires once no write is queued or running,
+            so that closing does not strand them.
         """
         if not self._writing:
             return succeed(None)
@@ -207,6 +230,78 @@ class AdbapiStore:
 
     def _closePool(self, ignored):
         self._pool.close()
+
+    # Writing, in call order
+
+    def _write(self, write, *args):
+        """
+        Queue C{write(txn, *args)} to run after every write called before it.
+
+        @param write: raises L{Conflict} or L{NotFound} to refuse; its changes
+            are then undone and the other writes of its transaction kept.
+        @return: a L{Deferred} that fires with what C{write} returns once
+            committed, or fails with its refusal.
+        """
+        committed = Deferred()
+        self._queue.append((write, args, committed))
+        if not self._writing:
+            self._writeQueued()
+        return committed
+
+    def _writeQueued(self):
+        """
+        Start one transaction that runs every queued write.
+        """
+        batch, self._queue = self._queue, []
+        self._writing = True
+        written = self._interact(
+            self._runWrites, [(write, args) for write, args, _ in batch]
+        )
+        written.addBoth(self._written, [committed for _, _, committed in batch])
+
+    def _written(self, outcomes, waiting):
+        """
+        Tell each caller of a finished transaction how its write fared, in the
+        order they called, then write what queued up meanwhile.
+
+        @param outcomes: one result or refusal (a L{Failure}) per write; or a
+            L{Failure} when the whole transaction failed and kept none of them.
+        @param waiting: the callers' L{Deferred}s, in the same order.
+        """
+        if isinstance(outcomes, Failure):
+            outcomes = [outcomes] * len(waiting)
+        # Still writing while the callbacks run: a write they make must queue
+        # behind the writes not told yet rather than overtake them.
+        for committed, outcome in zip(waiting, outcomes):
+            if isinstance(outcome, Failure):
+                committed.errback(outcome)
+            else:
+                committed.callback(outcome)
+        self._writing = False
+        if self._queue:
+            self._writeQueued()
+        else:
+            idleWaiters, self._idleWaiters = self._idleWaiters, []
+            for waiter in idleWaiters:
+                waiter.callback(None)
+
+    def _runWrites(self, txn, writes):
+        """
+        Run C{writes}, each under its own savepoint so that a refused one is
+        undone alone; an unexpected error undoes them all.
+
+        @return: per write, what it returned, or its refusal as a L{Failure}.
+        """
+        outcomes = []
+        for write, args in writes:
+            self._execute(txn, "SAVEPOINT queued_write")
+            try:
+                outcomes.append(write(txn, *args))
+            except (Conflict, NotFound):
+                outcomes.append(Failure())
+                self._execute(txn, "ROLLBACK TO SAVEPOINT queued_write")
+            self._execute(txn, "RELEASE SAVEPOINT queued_write")
+        return outcomes
 
     # Accounts
 
@@ -226,7 +321,7 @@ class AdbapiStore:
         return Account(name, passwordHash, publicKey)
 
     def createAccount(self, name, passwordHash, publicKey):
-        return self._interact(self._createAccount, name, passwordHash, publicKey)
+        return self._write(self._createAccount, name, passwordHash, publicKey)
 
     def _createAccount(self, txn, name, passwordHash, publicKey):
         try:
@@ -242,7 +337,7 @@ class AdbapiStore:
             raise
 
     def setPublicKey(self, name, publicKey):
-        return self._interact(self._setPublicKey, fold(name), publicKey)
+        return self._write(self._setPublicKey, fold(name), publicKey)
 
     def _setPublicKey(self, txn, key, publicKey):
         self._execute(
@@ -263,16 +358,19 @@ class AdbapiStore:
             txn,
             "SELECT r.name, r.password_hash, COALESCE(MAX(m.ts), 0)"
             " FROM rooms r LEFT JOIN messages m ON m.room_key = r.name_key"
-            " GROUP BY r.name_key, r.name, r.password_hash"
-            " ORDER BY r.name_key",
+            " GROUP BY r.name_key, r.name, r.password_hash",
         )
+        # Sorted here rather than by ORDER BY, whose order depends on the
+        # database's collation.
         return [
             RoomRecord(name, passwordHash, lastTimestamp)
-            for name, passwordHash, lastTimestamp in txn.fetchall()
+            for name, passwordHash, lastTimestamp in sorted(
+                txn.fetchall(), key=lambda row: fold(row[0])
+            )
         ]
 
     def createRoom(self, name, passwordHash):
-        return self._interact(self._createRoom, name, passwordHash)
+        return self._write(self._createRoom, name, passwordHash)
 
     def _createRoom(self, txn, name, passwordHash):
         try:
@@ -289,12 +387,12 @@ class AdbapiStore:
 
     def deleteRoom(self, name):
         # Memberships, messages and their readers go with it (ON DELETE CASCADE).
-        return self._interact(
+        return self._write(
             self._execute, "DELETE FROM rooms WHERE name_key = ?", (fold(name),)
         )
 
     def addMember(self, room, user):
-        return self._interact(self._addMember, fold(room), fold(user))
+        return self._write(self._addMember, fold(room), fold(user))
 
     def _addMember(self, txn, roomKey, userKey):
         try:
@@ -310,7 +408,7 @@ class AdbapiStore:
             raise
 
     def removeMember(self, room, user):
-        return self._interact(
+        return self._write(
             self._execute,
             "DELETE FROM memberships WHERE room_key = ? AND user_key = ?",
             (fold(room), fold(user)),
@@ -326,107 +424,45 @@ class AdbapiStore:
             " WHERE m.user_key = ?",
             (userKey,),
         )
-        # Sorted here rather than by ORDER BY, whose order depends on the
-        # database's collation.
+        # Sorted here too, for the same reason as in _loadRooms.
         return sorted(name for (name,) in txn.fetchall())
 
     # Room history
 
     def appendMessage(self, room, sender, timestamp, envelopeId, envelope, readers):
-        committed = Deferred()
-        self._queue.append(
-            (
-                _PendingMessage(room, sender, timestamp, envelopeId, envelope, readers),
-                committed,
+        return self._write(
+            self._appendMessage, room, sender, timestamp, envelopeId, envelope, readers
+        )
+
+    def _appendMessage(self, txn, room, sender, timestamp, envelopeId, envelope,
+                       readers):
+        try:
+            self._execute(
+                txn,
+                "INSERT INTO messages"
+                " (room_key, sender, sender_key, ts, envelope_id, body)"
+                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    fold(room),
+                    sender,
+                    fold(sender),
+                    timestamp,
+                    envelopeId,
+                    self._fernet.encrypt(envelope),
+                ),
             )
-        )
-        if not self._writing:
-            self._writeQueued()
-        return committed
-
-    def _writeQueued(self):
-        """
-        Start one transaction that stores every queued message.
-        """
-        batch, self._queue = self._queue, []
-        self._writing = True
-        written = self._interact(
-            self._insertMessages, [message for message, _ in batch]
-        )
-        written.addBoth(self._messagesWritten, [committed for _, committed in batch])
-
-    def _messagesWritten(self, outcomes, waiting):
-        """
-        Tell each caller of a finished write how its message fared, in the order
-        they called, then write what queued up meanwhile.
-
-        @param outcomes: one L{None} or refusal per message; or a L{Failure}
-            when the whole transaction failed and stored none of them.
-        @param waiting: the callers' L{Deferred}s, in the same order.
-        """
-        if isinstance(outcomes, Failure):
-            outcomes = [outcomes] * len(waiting)
-        # Still writing while the callbacks run: an append they make must queue
-        # behind the messages not told yet rather than overtake them.
-        for committed, outcome in zip(waiting, outcomes):
-            if outcome is None:
-                committed.callback(None)
-            else:
-                committed.errback(outcome)
-        self._writing = False
-        if self._queue:
-            self._writeQueued()
-        else:
-            idleWaiters, self._idleWaiters = self._idleWaiters, []
-            for waiter in idleWaiters:
-                waiter.callback(None)
-
-    def _insertMessages(self, txn, messages):
-        """
-        Store C{messages}, each under its own savepoint so that a refused one
-        is undone alone; an unexpected error undoes them all.
-
-        @return: per message, L{None} when stored, else the refusal to give
-            its caller.
-        """
-        outcomes = []
-        for message in messages:
-            self._execute(txn, "SAVEPOINT append_message")
-            try:
-                self._insertMessage(txn, message)
-            except Exception as error:
-                if self._engine.isUniqueViolation(error):
-                    outcomes.append(Conflict("replayed envelope id"))
-                elif self._engine.isForeignKeyViolation(error):
-                    outcomes.append(NotFound("no such room"))
-                else:
-                    raise
-                self._execute(txn, "ROLLBACK TO SAVEPOINT append_message")
-            else:
-                outcomes.append(None)
-            self._execute(txn, "RELEASE SAVEPOINT append_message")
-        return outcomes
-
-    def _insertMessage(self, txn, message):
-        self._execute(
-            txn,
-            "INSERT INTO messages (room_key, sender, sender_key, ts, envelope_id, body)"
-            " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                fold(message.room),
-                message.sender,
-                fold(message.sender),
-                message.timestamp,
-                message.envelopeId,
-                self._fernet.encrypt(message.envelope),
-            ),
-        )
+        except Exception as error:
+            if self._engine.isUniqueViolation(error):
+                raise Conflict("replayed envelope id") from None
+            if self._engine.isForeignKeyViolation(error):
+                raise NotFound("no such room") from None
+            raise
         [(messageId,)] = txn.fetchall()
         txn.executemany(
             self._engine.sql(
                 "INSERT INTO message_readers (message_id, reader_key) VALUES (?, ?)"
             ),
-            [(messageId, key) for key in {fold(reader) for reader in message.readers}],
+            [(messageId, key) for key in {fold(reader) for reader in readers}],
         )
 
     def history(self, room, reader, limit, before):

@@ -1,34 +1,48 @@
 # -*- test-case-name: chatd.test.test_store -*-
 """
-Tests for L{chatd.store}: one set of behaviours run against L{MemoryStore} and
-against L{AdbapiStore} on an SQLite file, plus what only the SQL store has
-(schema versions, group commit, files on disk) and the choice of store by URL.
+Tests for L{chatd.store}: one set of behaviours run against L{MemoryStore},
+against L{AdbapiStore} on an SQLite file and, when C{CHATD_TEST_POSTGRES} names
+a database, against L{AdbapiStore} on PostgreSQL; plus what only the SQL store
+has (schema versions, group commit, files on disk) and the choice of store by
+URL.
 
-The SQL store runs here on a L{ConnectionPool} without threads: its work runs
-on the calling thread and its results come back at once, so every test is
-synchronous and the group-commit tests can hold work back and let it go.
+On SQLite the store runs on a L{ConnectionPool} without threads: its work runs
+on the calling thread and its results come back at once, so the group-commit
+tests can hold work back and let it go. On PostgreSQL it runs on its real pool
+of threads, as a server does, and the tests wait for its results.
 """
 
 import base64
 import os
 import sqlite3
+import sys
+import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet, MultiFernet
 from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from chatd.errors import Conflict, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.store import makeStore
-from chatd.store.engines import SQLITE, _sqliteStatements, engineForURL
+from chatd.store.engines import POSTGRESQL, SQLITE, _sqliteStatements, engineForURL
 from chatd.store.memory import MemoryStore
 from chatd.store.sql import AdbapiStore, loadMigrations
+
+try:
+    import psycopg
+except ImportError:
+    psycopg = None
+
+# The database the PostgreSQL tests make their schemas in, if any.
+POSTGRES_URL = os.environ.get("CHATD_TEST_POSTGRES")
 
 # A fixed at-rest key, so that runs do not differ by key.
 FERNET = MultiFernet([Fernet(base64.urlsafe_b64encode(bytes(range(32))))])
@@ -121,25 +135,32 @@ class StoreTestsMixin:
     Behaviours every L{IMessageStore} shares.
 
     A test case mixing this in provides C{createStore()}, returning an unopened
-    store, and C{persistedBytes()}, returning every byte the store keeps (it
-    may close the store to get them).
+    store, and C{persistedBytes()}, a coroutine returning every byte the store
+    keeps (it may close the store to get them).
+
+    The tests await each L{Deferred}, so that they run alike on stores whose
+    results come at once and on stores whose results come from threads.
     """
 
     def setUp(self):
         self.store = self.createStore()
-        self.successResultOf(self.store.open())
+        return self.store.open()
 
     def room(self, name="#Lobby", passwordHash=None):
         """
         Create room C{name}.
+
+        @return: the L{Deferred} of the creation.
         """
-        self.successResultOf(self.store.createRoom(name, passwordHash))
+        return self.store.createRoom(name, passwordHash)
 
     def account(self, name, publicKey=b"key"):
         """
         Create a key-only account C{name}.
+
+        @return: the L{Deferred} of the creation.
         """
-        self.successResultOf(self.store.createAccount(name, None, publicKey))
+        return self.store.createAccount(name, None, publicKey)
 
     def append(self, timestamp, envelopeId, sender="Alice", room="#Lobby",
                readers=("Alice", "Bob"), envelope=None):
@@ -154,256 +175,243 @@ class StoreTestsMixin:
             room, sender, timestamp, envelopeId, envelope, readers
         )
 
-    def history(self, reader="Bob", limit=50, before=0, room="#Lobby"):
+    async def history(self, reader="Bob", limit=50, before=0, room="#Lobby"):
         """
         The envelopes of C{reader}'s history, as L{bytes}.
         """
-        rows = self.successResultOf(self.store.history(room, reader, limit, before))
+        rows = await self.store.history(room, reader, limit, before)
         return [row.envelope for row in rows]
 
-    def test_interface(self):
+    async def test_interface(self):
         """
         The store provides L{IMessageStore}.
         """
         self.assertTrue(verifyObject(IMessageStore, self.store))
 
-    def test_noAccount(self):
+    async def test_noAccount(self):
         """
         An unknown name has no account.
         """
-        self.assertIsNone(self.successResultOf(self.store.getAccount("nobody")))
+        self.assertIsNone(await self.store.getAccount("nobody"))
 
-    def test_createAccount(self):
+    async def test_createAccount(self):
         """
         An account is found under any case and keeps the case it was made with.
         """
-        self.successResultOf(self.store.createAccount("Alice", b"hash", b"key"))
+        await self.store.createAccount("Alice", b"hash", b"key")
         self.assertEqual(
-            self.successResultOf(self.store.getAccount("aLICE")),
-            Account("Alice", b"hash", b"key"),
+            await self.store.getAccount("aLICE"), Account("Alice", b"hash", b"key")
         )
 
-    def test_keyOnlyAccount(self):
+    async def test_keyOnlyAccount(self):
         """
         An account without a password keeps L{None} as its hash.
         """
-        self.account("Alice")
+        await self.account("Alice")
         self.assertEqual(
-            self.successResultOf(self.store.getAccount("alice")),
-            Account("Alice", None, b"key"),
+            await self.store.getAccount("alice"), Account("Alice", None, b"key")
         )
 
-    def test_duplicateAccount(self):
+    async def test_duplicateAccount(self):
         """
         A name taken in any case is refused with L{Conflict}, leaving the first.
         """
-        self.account("Alice")
-        failure = self.failureResultOf(
+        await self.account("Alice")
+        error = await self.assertFailure(
             self.store.createAccount("ALICE", b"hash", b"other"), Conflict
         )
-        self.assertEqual(failure.value.message, "that name is taken")
+        self.assertEqual(error.message, "that name is taken")
         self.assertEqual(
-            self.successResultOf(self.store.getAccount("alice")),
-            Account("Alice", None, b"key"),
+            await self.store.getAccount("alice"), Account("Alice", None, b"key")
         )
 
-    def test_setPublicKey(self):
+    async def test_setPublicKey(self):
         """
         setPublicKey replaces the key of the account named in any case.
         """
-        self.account("Alice")
-        self.successResultOf(self.store.setPublicKey("alice", b"new key"))
+        await self.account("Alice")
+        await self.store.setPublicKey("alice", b"new key")
         self.assertEqual(
-            self.successResultOf(self.store.getAccount("Alice")),
-            Account("Alice", None, b"new key"),
+            await self.store.getAccount("Alice"), Account("Alice", None, b"new key")
         )
 
-    def test_setPublicKeyNoAccount(self):
+    async def test_setPublicKeyNoAccount(self):
         """
         setPublicKey fails with L{NotFound} for an unknown account.
         """
-        self.failureResultOf(self.store.setPublicKey("nobody", b"key"), NotFound)
+        await self.assertFailure(self.store.setPublicKey("nobody", b"key"), NotFound)
 
-    def test_createRoom(self):
+    async def test_createRoom(self):
         """
         Created rooms are loaded with their case, password hash and no history.
         """
-        self.room("#Lobby")
-        self.room("#b", b"hash")
+        await self.room("#Lobby")
+        await self.room("#b", b"hash")
         self.assertEqual(
-            self.successResultOf(self.store.loadRooms()),
+            await self.store.loadRooms(),
             [RoomRecord("#b", b"hash", 0), RoomRecord("#Lobby", None, 0)],
         )
 
-    def test_duplicateRoom(self):
+    async def test_duplicateRoom(self):
         """
         A room name taken in any case is refused with L{Conflict}.
         """
-        self.room("#Lobby")
-        self.failureResultOf(self.store.createRoom("#LOBBY", b"hash"), Conflict)
-        self.assertEqual(
-            self.successResultOf(self.store.loadRooms()),
-            [RoomRecord("#Lobby", None, 0)],
-        )
+        await self.room("#Lobby")
+        await self.assertFailure(self.store.createRoom("#LOBBY", b"hash"), Conflict)
+        self.assertEqual(await self.store.loadRooms(), [RoomRecord("#Lobby", None, 0)])
 
-    def test_lastTimestamp(self):
+    async def test_lastTimestamp(self):
         """
         A loaded room's lastTimestamp is its newest message's, whatever order the
         messages came in.
         """
-        self.room("#Lobby")
-        self.room("#quiet")
+        await self.room("#Lobby")
+        await self.room("#quiet")
         for timestamp, envelopeId in [(100, "a"), (300, "b"), (200, "c")]:
-            self.successResultOf(self.append(timestamp, envelopeId))
+            await self.append(timestamp, envelopeId)
         self.assertEqual(
-            self.successResultOf(self.store.loadRooms()),
+            await self.store.loadRooms(),
             [RoomRecord("#Lobby", None, 300), RoomRecord("#quiet", None, 0)],
         )
 
-    def test_deleteRoom(self):
+    async def test_deleteRoom(self):
         """
         Deleting a room (named in any case) takes its memberships and history
         with it, and frees its envelope ids.
         """
-        self.account("Alice")
-        self.room("#Lobby")
-        self.successResultOf(self.store.addMember("#Lobby", "Alice"))
-        self.successResultOf(self.append(100, "e1"))
-        self.successResultOf(self.store.deleteRoom("#lobby"))
-        self.assertEqual(self.successResultOf(self.store.loadRooms()), [])
-        self.assertEqual(self.successResultOf(self.store.roomsOf("Alice")), [])
-        self.room("#Lobby")
-        self.assertEqual(self.history(), [])
-        self.successResultOf(self.append(200, "e1"))
-        self.assertEqual(self.history(), [b"envelope e1"])
+        await self.account("Alice")
+        await self.room("#Lobby")
+        await self.store.addMember("#Lobby", "Alice")
+        await self.append(100, "e1")
+        await self.store.deleteRoom("#lobby")
+        self.assertEqual(await self.store.loadRooms(), [])
+        self.assertEqual(await self.store.roomsOf("Alice"), [])
+        await self.room("#Lobby")
+        self.assertEqual(await self.history(), [])
+        await self.append(200, "e1")
+        self.assertEqual(await self.history(), [b"envelope e1"])
 
-    def test_deleteNoRoom(self):
+    async def test_deleteNoRoom(self):
         """
         Deleting a room that does not exist does nothing.
         """
-        self.assertIsNone(self.successResultOf(self.store.deleteRoom("#nowhere")))
+        self.assertIsNone(await self.store.deleteRoom("#nowhere"))
 
-    def test_roomsOf(self):
+    async def test_roomsOf(self):
         """
         roomsOf gives the display names of a user's rooms, sorted, however the
         user's name is cased.
         """
-        self.account("Alice")
+        await self.account("Alice")
         for name in ["#b", "#A", "#c", "#other"]:
-            self.room(name)
+            await self.room(name)
         for name in ["#b", "#A", "#c"]:
-            self.successResultOf(self.store.addMember(name, "alice"))
-        self.assertEqual(
-            self.successResultOf(self.store.roomsOf("ALICE")), ["#A", "#b", "#c"]
-        )
+            await self.store.addMember(name, "alice")
+        self.assertEqual(await self.store.roomsOf("ALICE"), ["#A", "#b", "#c"])
 
-    def test_addMemberTwice(self):
+    async def test_addMemberTwice(self):
         """
         Adding a member twice, in another case, keeps one membership.
         """
-        self.account("Alice")
-        self.room("#Lobby")
-        self.successResultOf(self.store.addMember("#Lobby", "Alice"))
-        self.assertIsNone(self.successResultOf(self.store.addMember("#lobby", "ALICE")))
-        self.assertEqual(self.successResultOf(self.store.roomsOf("Alice")), ["#Lobby"])
+        await self.account("Alice")
+        await self.room("#Lobby")
+        await self.store.addMember("#Lobby", "Alice")
+        self.assertIsNone(await self.store.addMember("#lobby", "ALICE"))
+        self.assertEqual(await self.store.roomsOf("Alice"), ["#Lobby"])
 
-    def test_addMemberUnknown(self):
+    async def test_addMemberUnknown(self):
         """
         A membership of a missing room or account is refused with L{NotFound}.
         """
-        self.account("Alice")
-        self.room("#Lobby")
-        self.failureResultOf(self.store.addMember("#nowhere", "Alice"), NotFound)
-        self.failureResultOf(self.store.addMember("#Lobby", "nobody"), NotFound)
-        self.assertEqual(self.successResultOf(self.store.roomsOf("Alice")), [])
+        await self.account("Alice")
+        await self.room("#Lobby")
+        await self.assertFailure(self.store.addMember("#nowhere", "Alice"), NotFound)
+        await self.assertFailure(self.store.addMember("#Lobby", "nobody"), NotFound)
+        self.assertEqual(await self.store.roomsOf("Alice"), [])
 
-    def test_removeMember(self):
+    async def test_removeMember(self):
         """
         Removing a member forgets the membership; removing it again does nothing.
         """
-        self.account("Alice")
-        self.room("#Lobby")
-        self.room("#other")
-        self.successResultOf(self.store.addMember("#Lobby", "Alice"))
-        self.successResultOf(self.store.addMember("#other", "Alice"))
-        self.successResultOf(self.store.removeMember("#LOBBY", "alice"))
-        self.assertIsNone(
-            self.successResultOf(self.store.removeMember("#Lobby", "Alice"))
-        )
-        self.assertEqual(self.successResultOf(self.store.roomsOf("Alice")), ["#other"])
+        await self.account("Alice")
+        await self.room("#Lobby")
+        await self.room("#other")
+        await self.store.addMember("#Lobby", "Alice")
+        await self.store.addMember("#other", "Alice")
+        await self.store.removeMember("#LOBBY", "alice")
+        self.assertIsNone(await self.store.removeMember("#Lobby", "Alice"))
+        self.assertEqual(await self.store.roomsOf("Alice"), ["#other"])
 
-    def test_historyOldestFirst(self):
+    async def test_historyOldestFirst(self):
         """
         History gives each message's sender, timestamp and envelope, oldest first.
         """
-        self.room()
-        self.successResultOf(self.append(100, "e1", sender="Alice"))
-        self.successResultOf(self.append(200, "e2", sender="Bob"))
+        await self.room()
+        await self.append(100, "e1", sender="Alice")
+        await self.append(200, "e2", sender="Bob")
         self.assertEqual(
-            self.successResultOf(self.store.history("#lobby", "bob", 10, 0)),
+            await self.store.history("#lobby", "bob", 10, 0),
             [
                 HistoryRow("Alice", 100, b"envelope e1"),
                 HistoryRow("Bob", 200, b"envelope e2"),
             ],
         )
 
-    def test_historyByTimestamp(self):
+    async def test_historyByTimestamp(self):
         """
         History is ordered by timestamp, messages of equal timestamp in the order
         they were appended.
         """
-        self.room()
+        await self.room()
         for timestamp, envelopeId in [(300, "late"), (100, "early"), (200, "tie1"),
                                       (200, "tie2")]:
-            self.successResultOf(self.append(timestamp, envelopeId))
+            await self.append(timestamp, envelopeId)
         self.assertEqual(
-            self.history(),
+            await self.history(),
             [b"envelope early", b"envelope tie1", b"envelope tie2", b"envelope late"],
         )
 
-    def test_historyLimit(self):
+    async def test_historyLimit(self):
         """
         History gives the newest C{limit} messages.
         """
-        self.room()
+        await self.room()
         for n in range(1, 6):
-            self.successResultOf(self.append(n * 100, f"e{n}"))
-        self.assertEqual(
-            self.history(limit=2), [b"envelope e4", b"envelope e5"]
-        )
+            await self.append(n * 100, f"e{n}")
+        self.assertEqual(await self.history(limit=2), [b"envelope e4", b"envelope e5"])
 
-    def test_historyNoLimit(self):
+    async def test_historyNoLimit(self):
         """
         A limit of zero or less gives no messages.
         """
-        self.room()
-        self.successResultOf(self.append(100, "e1"))
-        self.assertEqual(self.history(limit=0), [])
-        self.assertEqual(self.history(limit=-1), [])
+        await self.room()
+        await self.append(100, "e1")
+        self.assertEqual(await self.history(limit=0), [])
+        self.assertEqual(await self.history(limit=-1), [])
 
-    def test_historyBefore(self):
+    async def test_historyBefore(self):
         """
         History with C{before} gives only messages stamped strictly earlier.
         """
-        self.room()
+        await self.room()
         for n in range(1, 6):
-            self.successResultOf(self.append(n * 100, f"e{n}"))
+            await self.append(n * 100, f"e{n}")
         self.assertEqual(
-            self.history(before=300), [b"envelope e1", b"envelope e2"]
+            await self.history(before=300), [b"envelope e1", b"envelope e2"]
         )
 
-    def test_historyPaging(self):
+    async def test_historyPaging(self):
         """
         Paging back with C{before} set to the oldest timestamp seen gives every
         message once, with no gaps.
         """
-        self.room()
+        await self.room()
         for n in range(1, 8):
-            self.successResultOf(self.append(n * 100, f"e{n}"))
+            await self.append(n * 100, f"e{n}")
         pages = []
         before = 0
         while True:
-            rows = self.successResultOf(self.store.history("#Lobby", "Bob", 3, before))
+            rows = await self.store.history("#Lobby", "Bob", 3, before)
             if not rows:
                 break
             pages.append([row.envelope for row in rows])
@@ -417,82 +425,138 @@ class StoreTestsMixin:
             ],
         )
 
-    def test_historyReaders(self):
+    async def test_historyReaders(self):
         """
         A reader sees only the messages it has a key entry in, named in any case.
         """
-        self.room()
-        self.successResultOf(self.append(100, "e1", readers=["Alice", "Bob"]))
-        self.successResultOf(self.append(200, "e2", readers=["Alice", "Carol"]))
-        self.assertEqual(self.history(reader="BOB"), [b"envelope e1"])
-        self.assertEqual(self.history(reader="carol"), [b"envelope e2"])
-        self.assertEqual(self.history(reader="Mallory"), [])
+        await self.room()
+        await self.append(100, "e1", readers=["Alice", "Bob"])
+        await self.append(200, "e2", readers=["Alice", "Carol"])
+        self.assertEqual(await self.history(reader="BOB"), [b"envelope e1"])
+        self.assertEqual(await self.history(reader="carol"), [b"envelope e2"])
+        self.assertEqual(await self.history(reader="Mallory"), [])
 
-    def test_historyOfRoom(self):
+    async def test_historyOfRoom(self):
         """
         History gives only the messages of the room asked for.
         """
-        self.room("#Lobby")
-        self.room("#other")
-        self.successResultOf(self.append(100, "e1", room="#other"))
-        self.successResultOf(self.append(200, "e2", room="#Lobby"))
-        self.assertEqual(self.history(room="#Lobby"), [b"envelope e2"])
-        self.assertEqual(self.history(room="#nowhere"), [])
+        await self.room("#Lobby")
+        await self.room("#other")
+        await self.append(100, "e1", room="#other")
+        await self.append(200, "e2", room="#Lobby")
+        self.assertEqual(await self.history(room="#Lobby"), [b"envelope e2"])
+        self.assertEqual(await self.history(room="#nowhere"), [])
 
-    def test_replay(self):
+    async def test_replay(self):
         """
         A sender's envelope id used again, by any case of the sender's name, is
         refused with L{Conflict} and not stored.
         """
-        self.room()
-        self.successResultOf(self.append(100, "e1", sender="Alice"))
-        failure = self.failureResultOf(
+        await self.room()
+        await self.append(100, "e1", sender="Alice")
+        error = await self.assertFailure(
             self.append(200, "e1", sender="ALICE", envelope=b"again"), Conflict
         )
-        self.assertEqual(failure.value.message, "replayed envelope id")
-        self.assertEqual(self.history(), [b"envelope e1"])
+        self.assertEqual(error.message, "replayed envelope id")
+        self.assertEqual(await self.history(), [b"envelope e1"])
 
-    def test_sameIdOtherSender(self):
+    async def test_sameIdOtherSender(self):
         """
         Different senders may use the same envelope id.
         """
-        self.room()
-        self.successResultOf(self.append(100, "e1", sender="Alice"))
-        self.successResultOf(self.append(200, "e1", sender="Bob", envelope=b"Bob's"))
-        self.assertEqual(self.history(), [b"envelope e1", b"Bob's"])
+        await self.room()
+        await self.append(100, "e1", sender="Alice")
+        await self.append(200, "e1", sender="Bob", envelope=b"Bob's")
+        self.assertEqual(await self.history(), [b"envelope e1", b"Bob's"])
 
-    def test_replayAmongOthers(self):
+    async def test_replayAmongOthers(self):
         """
         A replay refused between other appends leaves them stored.
         """
-        self.room()
+        await self.room()
         first = self.append(100, "e1")
         replay = self.append(200, "e1")
         second = self.append(300, "e2")
-        self.successResultOf(first)
-        self.failureResultOf(replay, Conflict)
-        self.successResultOf(second)
-        self.assertEqual(self.history(), [b"envelope e1", b"envelope e2"])
+        await first
+        await self.assertFailure(replay, Conflict)
+        await second
+        self.assertEqual(await self.history(), [b"envelope e1", b"envelope e2"])
 
-    def test_appendNoRoom(self):
+    async def test_appendNoRoom(self):
         """
         A message to a room that was never created is refused with L{NotFound}.
         """
-        self.failureResultOf(self.append(100, "e1", room="#nowhere"), NotFound)
-        self.assertEqual(self.history(room="#nowhere"), [])
+        await self.assertFailure(self.append(100, "e1", room="#nowhere"), NotFound)
+        self.assertEqual(await self.history(room="#nowhere"), [])
 
-    def test_encryptedAtRest(self):
+    async def test_encryptedAtRest(self):
         """
         The store keeps no envelope in plaintext, while history still returns it.
         """
-        self.room()
+        await self.room()
         envelope = b'{"id": "e1", "body": "' + MARKER + b'"}'
-        self.successResultOf(self.append(100, "e1", envelope=envelope))
-        self.assertEqual(self.history(), [envelope])
-        self.assertNotIn(MARKER, self.persistedBytes())
+        await self.append(100, "e1", envelope=envelope)
+        self.assertEqual(await self.history(), [envelope])
+        self.assertNotIn(MARKER, await self.persistedBytes())
+
+    async def test_persistedBytes(self):
+        """
+        What the at-rest test reads holds what was stored: here an envelope id,
+        which is not secret.
+        """
+        await self.room()
+        await self.append(100, "ENVELOPE-ID-9c41")
+        self.assertIn(b"ENVELOPE-ID-9c41", await self.persistedBytes())
+
+    async def test_writesInCallOrder(self):
+        """
+        Writes nobody waited for take effect in the order they were called: a
+        room dropped and made again at once exists afterwards, holding only what
+        was posted to the new one.
+        """
+        await self.room()
+        await self.append(100, "e1")
+        await gatherResults(
+            [self.store.deleteRoom("#Lobby"), self.room(), self.append(200, "e2")]
+        )
+        self.assertEqual(await self.history(), [b"envelope e2"])
+
+    async def test_appendsAtOnce(self):
+        """
+        Appends made all at once are acknowledged in the order they were made
+        and kept in that order, equal timestamps included; each history read
+        made meanwhile sees a prefix of them, and paging back finds each once.
+        """
+        await self.room()
+        heard = []
+        appends = []
+        reads = []
+        for n in range(40):
+            # Two messages per timestamp: only the order of the calls orders
+            # each pair.
+            appends.append(
+                self.append(1000 + n // 2, f"e{n}").addCallback(
+                    lambda _, n=n: heard.append(n)
+                )
+            )
+            reads.append(Deferred.fromCoroutine(self.history(limit=100)))
+        await gatherResults(appends)
+        everything = [b"envelope e%d" % (n,) for n in range(40)]
+        self.assertEqual(heard, list(range(40)))
+        self.assertEqual(await self.history(limit=100), everything)
+        for seen in await gatherResults(reads):
+            self.assertEqual(seen, everything[: len(seen)])
+        paged = []
+        before = 0
+        while rows := await self.store.history("#Lobby", "Bob", 6, before):
+            # Pages of 6 end between two timestamps, where paging by
+            # timestamp can go on from.
+            paged[:0] = [row.envelope for row in rows]
+            before = rows[0].timestamp
+        self.assertEqual(paged, everything)
 
 
-class MemoryStoreTests(StoreTestsMixin, SynchronousTestCase):
+class MemoryStoreTests(StoreTestsMixin, TestCase):
     """
     The shared behaviours, in memory.
     """
@@ -500,18 +564,123 @@ class MemoryStoreTests(StoreTestsMixin, SynchronousTestCase):
     def createStore(self):
         return MemoryStore(FERNET)
 
-    def persistedBytes(self):
+    async def persistedBytes(self):
         return repr(vars(self.store)).encode("ascii", "backslashreplace")
 
 
-class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
+class SQLStoreTestsMixin(StoreTestsMixin):
     """
-    The shared behaviours on an SQLite file, and those only the SQL store has.
+    What only the SQL store has, on every engine: schema versions and their
+    upgrades.
+
+    A test case mixing this in provides, besides what L{StoreTestsMixin} asks
+    for, C{engine}, C{createStore(migrations)}, C{self.pool} (the pool of the
+    store made last) and C{syntaxError}, what the engine's module raises for
+    SQL it cannot parse.
     """
+
+    def reopen(self, migrations=None):
+        """
+        Close the store and open a new one on the same database.
+
+        @return: the L{Deferred} of the new store's C{open}.
+        """
+
+        def closed(ignored):
+            self.store = self.createStore(migrations)
+            return self.store.open()
+
+        return self.store.close().addCallback(closed)
+
+    def query(self, sql):
+        """
+        The rows of C{sql}, run directly on the store's pool.
+
+        @return: a L{Deferred} firing with a list of rows.
+        """
+        return self.pool.runQuery(sql)
+
+    def withExtraTable(self):
+        """
+        The shipped schema files and one more, which makes a table C{extra}.
+        """
+        return loadMigrations(self.engine.dialect) + [
+            (2, "CREATE TABLE extra (x INTEGER);")
+        ]
+
+    async def test_schemaVersion(self):
+        """
+        A new database is at schema version 1 after open, in one row.
+        """
+        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+
+    async def test_reopen(self):
+        """
+        Reopening keeps accounts, rooms and history, and applies nothing again.
+        """
+        await self.store.createAccount("Alice", b"hash", b"key")
+        await self.room()
+        await self.append(100, "e1")
+        await self.reopen()
+        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(
+            await self.store.getAccount("alice"), Account("Alice", b"hash", b"key")
+        )
+        self.assertEqual(
+            await self.store.loadRooms(), [RoomRecord("#Lobby", None, 100)]
+        )
+        self.assertEqual(await self.history(), [b"envelope e1"])
+        await self.assertFailure(self.append(200, "e1"), Conflict)
+
+    async def test_migrate(self):
+        """
+        Opening applies the schema files above the stored version, and records
+        the newest.
+        """
+        await self.room()
+        await self.append(100, "e1")
+        await self.reopen(self.withExtraTable())
+        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(2,)])
+        self.assertEqual(await self.query("SELECT x FROM extra"), [])
+        self.assertEqual(await self.history(), [b"envelope e1"])
+
+    async def test_failedMigration(self):
+        """
+        A schema file that fails is undone whole and its version not recorded.
+        """
+        broken = "CREATE TABLE extra (x INTEGER);\nCREATE TABLE broken (;"
+        await self.assertFailure(
+            self.reopen(loadMigrations(self.engine.dialect) + [(2, broken)]),
+            self.syntaxError,
+        )
+        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        # Making the table again succeeds only if the failed file left none.
+        await self.reopen(self.withExtraTable())
+        self.assertEqual(await self.query("SELECT x FROM extra"), [])
+
+    async def test_newerDatabase(self):
+        """
+        A database at a schema version newer than the store knows is refused.
+        """
+        await self.reopen(self.withExtraTable())
+        error = await self.assertFailure(self.reopen(), RuntimeError)
+        self.assertIn("schema version 2", str(error))
+
+
+class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
+    """
+    The shared behaviours on an SQLite file, and those only SQLite has.
+
+    Its pool runs without threads: results come back at once, so the tests of
+    group commit can hold work back and let it go.
+    """
+
+    engine = SQLITE
+    syntaxError = sqlite3.OperationalError
 
     def setUp(self):
         self.path = self.mktemp()
-        StoreTestsMixin.setUp(self)
+        return StoreTestsMixin.setUp(self)
 
     def createStore(self, migrations=None):
         """
@@ -527,117 +696,33 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
             migrations=migrations,
         )
 
-    def reopen(self, migrations=None):
-        """
-        Close the store and open a new one on the same file.
-
-        @return: the L{Deferred} of the new store's C{open}.
-        """
-        self.successResultOf(self.store.close())
-        self.store = self.createStore(migrations)
-        return self.store.open()
-
-    def query(self, sql):
-        """
-        The rows of C{sql}, run directly on the store's pool.
-        """
-        return self.successResultOf(self.pool.runQuery(sql))
-
-    def persistedBytes(self):
-        self.successResultOf(self.store.close())
+    async def persistedBytes(self):
+        await self.store.close()
         stored = FilePath(self.path).getContent()
         if os.path.exists(self.path + "-wal"):
             stored += FilePath(self.path + "-wal").getContent()
         return stored
-
-    def test_storedOnDisk(self):
-        """
-        The database file holds what was stored, so the at-rest test reads the
-        right bytes: here an envelope id, which is not secret.
-        """
-        self.room()
-        self.successResultOf(self.append(100, "ENVELOPE-ID-9c41"))
-        self.assertIn(b"ENVELOPE-ID-9c41", self.persistedBytes())
 
     def test_pragmas(self):
         """
         Connections write ahead, sync fully, wait for locks and enforce foreign
         keys.
         """
-        self.assertEqual(self.query("PRAGMA journal_mode"), [("wal",)])
-        self.assertEqual(self.query("PRAGMA synchronous"), [(2,)])
-        self.assertEqual(self.query("PRAGMA busy_timeout"), [(5000,)])
-        self.assertEqual(self.query("PRAGMA foreign_keys"), [(1,)])
-
-    def test_schemaVersion(self):
-        """
-        A new database is at schema version 1 after open, in one row.
-        """
-        self.assertEqual(self.query("SELECT version FROM schema_version"), [(1,)])
-
-    def test_reopen(self):
-        """
-        Reopening keeps accounts, rooms and history, and applies nothing again.
-        """
-        self.successResultOf(self.store.createAccount("Alice", b"hash", b"key"))
-        self.room()
-        self.successResultOf(self.append(100, "e1"))
-        self.successResultOf(self.reopen())
-        self.assertEqual(self.query("SELECT version FROM schema_version"), [(1,)])
-        self.assertEqual(
-            self.successResultOf(self.store.getAccount("alice")),
-            Account("Alice", b"hash", b"key"),
-        )
-        self.assertEqual(
-            self.successResultOf(self.store.loadRooms()),
-            [RoomRecord("#Lobby", None, 100)],
-        )
-        self.assertEqual(self.history(), [b"envelope e1"])
-        self.failureResultOf(self.append(200, "e1"), Conflict)
-
-    def test_migrate(self):
-        """
-        Opening applies the schema files above the stored version, and records
-        the newest.
-        """
-        self.room()
-        self.successResultOf(self.append(100, "e1"))
-        self.successResultOf(
-            self.reopen(loadMigrations() + [(2, "CREATE TABLE extra (x INTEGER);")])
-        )
-        self.assertEqual(self.query("SELECT version FROM schema_version"), [(2,)])
-        self.assertEqual(self.query("SELECT x FROM extra"), [])
-        self.assertEqual(self.history(), [b"envelope e1"])
-
-    def test_failedMigration(self):
-        """
-        A schema file that fails is undone whole and its version not recorded.
-        """
-        broken = "CREATE TABLE extra (x INTEGER);\nCREATE TABLE broken (;"
-        self.failureResultOf(
-            self.reopen(loadMigrations() + [(2, broken)]), sqlite3.OperationalError
-        )
-        self.assertEqual(self.query("SELECT version FROM schema_version"), [(1,)])
-        self.assertEqual(
-            self.query("SELECT name FROM sqlite_master WHERE name = 'extra'"), []
-        )
-
-    def test_newerDatabase(self):
-        """
-        A database at a schema version newer than the store knows is refused.
-        """
-        self.successResultOf(
-            self.reopen(loadMigrations() + [(2, "CREATE TABLE extra (x INTEGER);")])
-        )
-        failure = self.failureResultOf(self.reopen(), RuntimeError)
-        self.assertIn("schema version 2", str(failure.value))
+        self.assertEqual(self.successResultOf(self.query("PRAGMA journal_mode")),
+                         [("wal",)])
+        self.assertEqual(self.successResultOf(self.query("PRAGMA synchronous")),
+                         [(2,)])
+        self.assertEqual(self.successResultOf(self.query("PRAGMA busy_timeout")),
+                         [(5000,)])
+        self.assertEqual(self.successResultOf(self.query("PRAGMA foreign_keys")),
+                         [(1,)])
 
     def test_groupCommit(self):
         """
         Messages appended while a write runs are written together in the next
         transaction, and their callers hear in the order they called.
         """
-        self.room()
+        self.successResultOf(self.room())
         threadpool = self.pool.threadpool
         threadpool.hold()
         heard = []
@@ -650,16 +735,48 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
         self.assertEqual((threadpool.held, heard), ([], [1, 2, 3, 4]))
         threadpool.release()
         self.assertEqual(
-            self.history(),
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
             [b"envelope e1", b"envelope e2", b"envelope e3", b"envelope e4"],
+        )
+
+    def test_writesQueueTogether(self):
+        """
+        Writes of every kind queue behind the running write and go in one
+        transaction, in the order they were called.
+        """
+        self.successResultOf(self.room())
+        threadpool = self.pool.threadpool
+        threadpool.hold()
+        heard = []
+        for write in [
+            self.append(100, "e1"),
+            self.store.deleteRoom("#Lobby"),
+            self.room(),
+            self.account("Alice"),
+            self.store.addMember("#Lobby", "Alice"),
+            self.append(200, "e2"),
+        ]:
+            write.addCallback(heard.append)
+        threadpool.runHeld()
+        self.assertEqual((len(threadpool.held), heard), (1, [None]))
+        threadpool.runHeld()
+        self.assertEqual((threadpool.held, heard), ([], [None] * 6))
+        threadpool.release()
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
+            [b"envelope e2"],
+        )
+        self.assertEqual(
+            self.successResultOf(self.store.roomsOf("Alice")), ["#Lobby"]
         )
 
     def test_refusalsInBatch(self):
         """
-        Replays (of a stored id or one earlier in the same batch) and messages
-        to missing rooms are refused alone; the rest of their batch is stored.
+        Replays (of a stored id or one earlier in the same batch), messages to
+        missing rooms and other refused writes are refused alone; the rest of
+        their batch is stored.
         """
-        self.room()
+        self.successResultOf(self.room())
         threadpool = self.pool.threadpool
         threadpool.hold()
         results = [
@@ -667,6 +784,7 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
             self.append(200, "e2"),
             self.append(300, "e1"),
             self.append(400, "e3", room="#nowhere"),
+            self.room(),
             self.append(500, "e2"),
             self.append(600, "e4"),
         ]
@@ -677,38 +795,46 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
         self.failureResultOf(results[2], Conflict)
         self.failureResultOf(results[3], NotFound)
         self.failureResultOf(results[4], Conflict)
-        self.successResultOf(results[5])
+        self.failureResultOf(results[5], Conflict)
+        self.successResultOf(results[6])
         threadpool.release()
         self.assertEqual(
-            self.history(), [b"envelope e1", b"envelope e2", b"envelope e4"]
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
+            [b"envelope e1", b"envelope e2", b"envelope e4"],
         )
 
     def test_failedBatch(self):
         """
-        An unexpected error in a batch undoes all of its messages and fails each
+        An unexpected error in a batch undoes all of its writes and fails each
         of their callers, and the next batch still runs.
         """
-        self.room()
+        self.successResultOf(self.room())
         threadpool = self.pool.threadpool
         threadpool.hold()
         first = self.append(100, "e1")
         stored = self.append(200, "e2")
+        account = self.account("Alice")
         bad = self.append(300, "e3", envelope="not bytes")
         threadpool.runHeld()
         self.successResultOf(first)
         threadpool.runHeld()
         self.failureResultOf(stored, TypeError)
+        self.failureResultOf(account, TypeError)
         self.failureResultOf(bad, TypeError)
         threadpool.release()
         self.successResultOf(self.append(400, "e4"))
-        self.assertEqual(self.history(), [b"envelope e1", b"envelope e4"])
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
+            [b"envelope e1", b"envelope e4"],
+        )
+        self.assertIsNone(self.successResultOf(self.store.getAccount("Alice")))
 
     def test_appendFromCallback(self):
         """
         A message appended by a caller's callback queues behind the callers not
         yet told, even when writes complete at once, so order holds.
         """
-        self.room()
+        self.successResultOf(self.room())
         threadpool = self.pool.threadpool
         threadpool.hold()
         heard = []
@@ -724,15 +850,15 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
         threadpool.release()
         self.assertEqual(heard, [1, 2, 4])
         self.assertEqual(
-            self.history(),
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
             [b"envelope e0", b"envelope e1", b"envelope e2", b"envelope e4"],
         )
 
     def test_closeWaitsForWrites(self):
         """
-        close fires only after queued appends are committed.
+        close fires only after queued writes are committed.
         """
-        self.room()
+        self.successResultOf(self.room())
         threadpool = self.pool.threadpool
         threadpool.hold()
         heard = []
@@ -744,7 +870,142 @@ class SQLiteStoreTests(StoreTestsMixin, SynchronousTestCase):
         threadpool.runHeld()
         self.assertEqual(heard, ["e1", "e2", "closed"])
         self.successResultOf(self.reopen())
-        self.assertEqual(self.history(), [b"envelope e1", b"envelope e2"])
+        self.assertEqual(
+            self.successResultOf(Deferred.fromCoroutine(self.history())),
+            [b"envelope e1", b"envelope e2"],
+        )
+
+
+def _postgresSkip():
+    """
+    Why the PostgreSQL tests cannot run here, or L{None} when they can.
+    """
+    if not POSTGRES_URL:
+        return (
+            "CHATD_TEST_POSTGRES is not set: give it the postgresql:// URL of a"
+            " database the tests may make schemas in (.ci/run starts one)"
+        )
+    if psycopg is None:
+        return "psycopg is not installed: install chatd with its postgres extra"
+    return None
+
+
+class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
+    """
+    The shared behaviours on the PostgreSQL server that C{CHATD_TEST_POSTGRES}
+    names, through the store's real pool of threads and connections.
+
+    Each test runs in a schema of its own, made for it and dropped after it:
+    the store's connections find it first on their C{search_path}.
+    """
+
+    skip = _postgresSkip()
+    engine = POSTGRESQL
+    syntaxError = psycopg and psycopg.errors.SyntaxError
+
+    def setUp(self):
+        self.connectionString = self.newSchema()
+        return StoreTestsMixin.setUp(self)
+
+    def newSchema(self):
+        """
+        Make an empty schema, to be dropped when the test ends.
+
+        @return: a libpq connection string for the test database that puts the
+            schema first on the C{search_path}.
+        """
+        self.schema = f"chatd_test_{uuid.uuid4().hex}"
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+        self.addCleanup(admin.close)
+        admin.execute(f"CREATE SCHEMA {self.schema}")
+        self.addCleanup(admin.execute, f"DROP SCHEMA {self.schema} CASCADE")
+        # Named after the schema too, so that a test can find its connections.
+        return psycopg.conninfo.make_conninfo(
+            POSTGRES_URL,
+            options=f"-c search_path={self.schema}",
+            application_name=self.schema,
+        )
+
+    def createStore(self, migrations=None, connectionString=None):
+        """
+        A store on the test's schema, or on another one, with a pool of real
+        threads (C{self.pool}) that is closed when the test ends.
+        """
+        if connectionString is None:
+            connectionString = self.connectionString
+        self.pool = pool = POSTGRESQL.connectionPool((connectionString,))
+        self.addCleanup(lambda: pool.running and pool.close())
+        return AdbapiStore(
+            POSTGRESQL, (connectionString,), FERNET, pool=pool,
+            migrations=migrations,
+        )
+
+    async def persistedBytes(self):
+        stored = []
+        for (table,) in await self.query(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() ORDER BY table_name"
+        ):
+            stored.append(await self.query(f"SELECT * FROM {table}"))
+        return repr(stored).encode("ascii", "backslashreplace")
+
+    async def test_readsBesideWrites(self):
+        """
+        Reads run on other connections than the writes: one goes on while a
+        write waits for a lock.
+        """
+        await self.room()
+        await self.append(100, "e1")
+        locker = psycopg.connect(self.connectionString)
+        self.addCleanup(locker.close)
+        locker.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+        waiting = self.append(200, "e2")
+        self.assertEqual(await self.history(), [b"envelope e1"])
+        self.assertNoResult(waiting)
+        locker.commit()
+        await waiting
+        self.assertEqual(await self.history(), [b"envelope e1", b"envelope e2"])
+
+    async def test_reconnect(self):
+        """
+        Connections the server dropped are replaced: each fails the one read
+        that finds it broken, and the reads after it work.
+        """
+        await self.room()
+        await self.append(100, "e1")
+        # Reads at once, so that several threads open their connections.
+        await gatherResults(
+            [Deferred.fromCoroutine(self.history()) for _ in range(POSTGRESQL.poolSize)]
+        )
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+        self.addCleanup(admin.close)
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s",
+            (self.schema,),
+        )
+        failed = 0
+        for _ in range(3 * POSTGRESQL.poolSize):
+            try:
+                self.assertEqual(await self.history(), [b"envelope e1"])
+            except psycopg.OperationalError:
+                failed += 1
+        self.assertLessEqual(failed, POSTGRESQL.poolSize)
+        # adbapi logs each rollback that failed on a broken connection.
+        self.flushLoggedErrors()
+
+    async def test_openTogether(self):
+        """
+        Servers starting together on one new database make its schema once,
+        in turn, and all open.
+        """
+        connectionString = self.newSchema()
+        stores = [
+            self.createStore(connectionString=connectionString) for _ in range(3)
+        ]
+        await gatherResults([store.open() for store in stores])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        await gatherResults([store.close() for store in stores])
 
 
 class MigrationFileTests(SynchronousTestCase):
@@ -764,11 +1025,17 @@ class MigrationFileTests(SynchronousTestCase):
 
     def test_shipped(self):
         """
-        The shipped schema starts at version 1, which creates the tables.
+        Each engine's shipped schema starts at version 1, which creates the
+        tables in its own types.
         """
-        version, script = loadMigrations()[0]
+        [(version, sqlite)] = loadMigrations("sqlite")
         self.assertEqual(version, 1)
-        self.assertIn("CREATE TABLE messages", script)
+        self.assertIn("CREATE TABLE messages", sqlite)
+        self.assertIn("BLOB", sqlite)
+        [(version, postgresql)] = loadMigrations("postgresql")
+        self.assertEqual(version, 1)
+        self.assertIn("CREATE TABLE messages", postgresql)
+        self.assertIn("BYTEA", postgresql)
 
     def test_order(self):
         """
@@ -778,17 +1045,45 @@ class MigrationFileTests(SynchronousTestCase):
                                "README", "003-x.sql.orig")
         for n in range(3, 10):
             (directory / f"{n:03}-n.sql").write_text("")
-        migrations = loadMigrations(directory)
+        migrations = loadMigrations("sqlite", directory)
         self.assertEqual([version for version, _ in migrations], list(range(1, 11)))
         self.assertEqual(migrations[0], (1, "001-one.sql"))
         self.assertEqual(migrations[9], (10, "010-ten.sql"))
+
+    def test_dialects(self):
+        """
+        A file with a dialect before C{.sql} is read for that dialect only; one
+        without is read for every dialect.
+        """
+        directory = self.write("001-a.sqlite.sql", "001-a.postgresql.sql",
+                               "002-b.sql", "003-c.postgresql.sql")
+        self.assertEqual(
+            loadMigrations("sqlite", directory),
+            [(1, "001-a.sqlite.sql"), (2, "002-b.sql")],
+        )
+        self.assertEqual(
+            loadMigrations("postgresql", directory),
+            [(1, "001-a.postgresql.sql"), (2, "002-b.sql"),
+             (3, "003-c.postgresql.sql")],
+        )
+
+    def test_twoFiles(self):
+        """
+        Two files with one number for the same dialect are refused.
+        """
+        directory = self.write("001-a.sql", "001-a.sqlite.sql")
+        error = self.assertRaises(RuntimeError, loadMigrations, "sqlite", directory)
+        self.assertEqual(str(error), "two sqlite schema files are numbered 1")
 
     def test_gap(self):
         """
         Schema files with a gap in their numbers are refused.
         """
         self.assertRaises(
-            RuntimeError, loadMigrations, self.write("001-one.sql", "003-three.sql")
+            RuntimeError,
+            loadMigrations,
+            "sqlite",
+            self.write("001-one.sql", "003-three.sql"),
         )
 
 
@@ -845,6 +1140,80 @@ class EngineTests(SynchronousTestCase):
             [(True, False), (True, False), (False, True), (False, False)],
         )
 
+    def test_placeholders(self):
+        """
+        Queries written with C{?} get each engine's parameter marker.
+        """
+        query = "SELECT a FROM t WHERE b = ? AND c = ?"
+        self.assertEqual(SQLITE.sql(query), query)
+        self.assertEqual(
+            POSTGRESQL.sql(query), "SELECT a FROM t WHERE b = %s AND c = %s"
+        )
+
+    def test_postgresqlViolations(self):
+        """
+        PostgreSQL's constraint errors are told apart by their SQLSTATE.
+        """
+        if psycopg is None:
+            raise SkipTest("psycopg is not installed")
+        errors = [
+            psycopg.errors.UniqueViolation(),
+            psycopg.errors.ForeignKeyViolation(),
+            psycopg.errors.CheckViolation(),
+        ]
+        self.assertEqual(
+            [
+                (
+                    POSTGRESQL.isUniqueViolation(error),
+                    POSTGRESQL.isForeignKeyViolation(error),
+                )
+                for error in errors
+            ],
+            [(True, False), (False, True), (False, False)],
+        )
+
+    def test_postgresqlURL(self):
+        """
+        A C{postgresql://} or C{postgres://} URL is handed to psycopg as it is.
+        """
+        if psycopg is None:
+            raise SkipTest("psycopg is not installed")
+        for url in [
+            "postgresql://chatd:secret@db.example:5433/chatd",
+            "postgres://chatd@db/chatd?sslmode=require",
+            "postgresql:///chatd",
+        ]:
+            self.assertEqual(engineForURL(url), (POSTGRESQL, (url,)))
+
+    def test_badPostgreSQLURL(self):
+        """
+        A PostgreSQL URL libpq would not parse is refused, without repeating
+        the URL and the password in it.
+        """
+        if psycopg is None:
+            raise SkipTest("psycopg is not installed")
+        for url in [
+            "postgresql://chatd:sec ret@db/chatd",
+            "postgresql://chatd:secret@db/chatd?secret=1",
+        ]:
+            error = self.assertRaises(ValueError, engineForURL, url)
+            self.assertIn("malformed PostgreSQL URL", str(error))
+            self.assertNotIn("secret", str(error))
+            self.assertNotIn("sec ret", str(error))
+
+    def test_noPsycopg(self):
+        """
+        Without psycopg a PostgreSQL URL is refused, naming the extra to install.
+        """
+        previous = sys.modules.pop("psycopg", None)
+        if previous is not None:
+            self.addCleanup(sys.modules.__setitem__, "psycopg", previous)
+        self.addCleanup(sys.modules.pop, "psycopg")
+        # None in sys.modules makes importing it fail with ImportError.
+        sys.modules["psycopg"] = None
+        error = self.assertRaises(ValueError, engineForURL, "postgresql://db/chatd")
+        self.assertIn("chatd[postgres]", str(error))
+
     def test_absolutePath(self):
         """
         C{sqlite:///path} names an absolute path.
@@ -900,12 +1269,17 @@ class MakeStoreTests(SynchronousTestCase):
 
     def test_postgresql(self):
         """
-        A PostgreSQL URL is refused until PostgreSQL support is built.
+        A PostgreSQL URL makes an L{AdbapiStore} on PostgreSQL, which connects
+        only when used, so it can be closed unopened with no server there.
         """
-        error = self.assertRaises(
-            ValueError, makeStore, "postgresql://chatd@db/chatd", FERNET
+        if psycopg is None:
+            raise SkipTest("psycopg is not installed")
+        store = makeStore(
+            "postgresql://chatd@db.invalid/chatd", FERNET, _ThreadlessReactor()
         )
-        self.assertEqual(str(error), "PostgreSQL support is not built yet")
+        self.assertIsInstance(store, AdbapiStore)
+        self.assertEqual(store._engine, POSTGRESQL)
+        self.successResultOf(store.close())
 
     def test_unknown(self):
         """
@@ -915,3 +1289,4 @@ class MakeStoreTests(SynchronousTestCase):
         self.assertIn("memory:", str(error))
         self.assertIn("sqlite:///absolute/path", str(error))
         self.assertIn("sqlite:relative/path", str(error))
+        self.assertIn("postgresql://", str(error))

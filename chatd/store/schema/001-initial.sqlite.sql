@@ -1,4 +1,6 @@
 -- chatd schema version 1: accounts, rooms, memberships and room history.
+-- This is SQLite's; 001-initial.postgresql.sql declares the same tables with
+-- PostgreSQL's types.
 --
 -- Every name is kept twice: name_key (chatd.names.fold) makes it unique
 -- ignoring case, name keeps it as its owner wrote it. Times are milliseconds
