@@ -182,9 +182,11 @@ class IMessageStore(Interface):
 
     def deleteRoom(name):
         """
-        Remove a room with its memberships and its history.
+        Remove a room that nothing keeps any more: it has no password, no
+        account remembered in it and no history. The store decides, in one
+        transaction, so that no node drops a room another still holds.
 
-        @return: a L{Deferred} that fires with L{None}.
+        @return: a L{Deferred} that fires with L{True} when the room was removed.
         """
 
     def addMember(room, user):
@@ -274,6 +276,25 @@ class IClientUI(Interface):
         """
         Something that arrived and was refused: a bad signature, a replay, an
         envelope that does not open.
+        """
+
+    def askSecret(prompt, optional=False):
+        """
+        Ask the person for a secret (a password, a key's passphrase) without
+        showing it as it is typed.
+
+        @param optional: whether going without is fine (a new key's passphrase):
+            where nobody can be asked (a script), the answer is then empty
+            instead of a failure.
+        @return: a L{Deferred} that fires with the secret, L{str}; or fails with
+            L{chatd.client.chat.ClientError} when nobody can be asked.
+        """
+
+    def fatal(text):
+        """
+        The client stopped for good and will not reconnect (the server's
+        certificate changed, the server refused to resume the session): say so
+        loudly and end with a non-zero status.
         """
 
 

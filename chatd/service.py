@@ -299,15 +299,25 @@ class ChatService(Service):
 
     def dropIfUnused(self, room, local=True):
         """
-        Remove an empty room unless a password or history keeps it.
+        Remove an empty room unless a password or history keeps it, or an
+        account is remembered in it. The store decides (it alone knows the
+        memberships of accounts that are offline); only the node where the room
+        emptied asks it, and tells the others when the room is gone.
         """
-        if room.members or room.passwordHash is not None or room.hasHistory:
+        if not local or room.members or room.passwordHash is not None or room.hasHistory:
             return
-        if self.rooms.get(fold(room.name)) is room:
-            del self.rooms[fold(room.name)]
-            if local:
-                self.store.deleteRoom(room.name).addErrback(
-                    lambda f: log.failure("deleting room {room}", f, room=room.name))
+
+        def deleted(gone):
+            if not gone:
+                return
+            if room.members:
+                # Someone joined while the store was deciding: the room lives on.
+                return self.store.createRoom(room.name, None)
+            if self.rooms.get(fold(room.name)) is room:
+                del self.rooms[fold(room.name)]
+                self.publish("unroom", room=room.name)
+        self.store.deleteRoom(room.name).addCallback(deleted).addErrback(
+            lambda f: log.failure("deleting room {room}", f, room=room.name))
 
     def goOffline(self, user, local=True):
         """
@@ -432,6 +442,11 @@ class ChatService(Service):
         if fold(event["room"]) not in self.rooms:
             self.rooms[fold(event["room"])] = Room(event["room"], event["password"])
 
+    def _remoteUnroom(self, node, event):
+        room = self.rooms.get(fold(event["room"]))
+        if room is not None and not room.members:
+            del self.rooms[fold(room.name)]
+
     def _remoteJoined(self, node, event):
         room = self.rooms.get(fold(event["room"]))
         user = self.users.get(fold(event["user"]))
@@ -463,6 +478,7 @@ class ChatService(Service):
         "renamed": _remoteRenamed,
         "key": _remoteKey,
         "room": _remoteRoom,
+        "unroom": _remoteUnroom,
         "joined": _remoteJoined,
         "left": _remoteLeft,
         "message": _remoteMessage,

@@ -114,12 +114,12 @@ class MemoryStore:
 
     def deleteRoom(self, name):
         key = fold(name)
-        if key in self._rooms:
-            del self._rooms[key]
-            del self._members[key]
-            for message in self._messages.pop(key):
-                self._envelopeIds.discard((message.senderKey, message.envelopeId))
-        return succeed(None)
+        room = self._rooms.get(key)
+        if room is None or room.passwordHash is not None or self._members[key] \
+                or self._messages[key]:
+            return succeed(False)
+        del self._rooms[key], self._members[key], self._messages[key]
+        return succeed(True)
 
     def addMember(self, room, user):
         roomKey = fold(room)

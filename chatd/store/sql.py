@@ -386,10 +386,17 @@ class AdbapiStore:
             raise
 
     def deleteRoom(self, name):
-        # Memberships, messages and their readers go with it (ON DELETE CASCADE).
-        return self._write(
-            self._execute, "DELETE FROM rooms WHERE name_key = ?", (fold(name),)
+        return self._write(self._deleteRoom, fold(name))
+
+    def _deleteRoom(self, txn, roomKey):
+        self._execute(
+            txn,
+            "DELETE FROM rooms WHERE name_key = ? AND password_hash IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM memberships WHERE room_key = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE room_key = ?)",
+            (roomKey, roomKey, roomKey),
         )
+        return txn.rowcount == 1
 
     def addMember(self, room, user):
         return self._write(self._addMember, fold(room), fold(user))

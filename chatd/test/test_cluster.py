@@ -90,6 +90,21 @@ class PresenceTests(ClusterTestCase):
         self.assertEqual(bob.request(Op.LEAVE, "#r")[0], OK)
         self.assertEqual(alice.takeEvents(), [(Op.LEFT, ("#r", "bob"))])
 
+    def test_emptiedRoomGoneEverywhere(self):
+        """
+        A room emptied on one node disappears from every node's list, unless an
+        account is remembered in it.
+        """
+        alice, bob = self.guest(self.a, "alice"), self.guest(self.b, "bob")
+        carol = self.account(self.a, "carol")
+        alice.request(Op.JOIN, "#tmp", "")
+        carol.request(Op.JOIN, "#kept", "")
+        carol.protocol.connectionLost(None)
+        self.assertEqual(bob.request(Op.LIST_ROOMS)[1][0], ["#kept", "#tmp"])
+        self.assertEqual(alice.request(Op.LEAVE, "#tmp")[0], OK)
+        self.assertEqual(bob.request(Op.LIST_ROOMS)[1][0], ["#kept"])
+        self.assertEqual(alice.request(Op.LIST_ROOMS)[1][0], ["#kept"])
+
     def test_nodeGoneLeavesRooms(self):
         """
         When a node leaves the cluster its users leave every room and every list

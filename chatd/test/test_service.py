@@ -431,9 +431,6 @@ class GuestToAccountTests(CoreTestCase):
         self.assertEqual(again.client.take(),
                          [("userJoined", ("#alone", "alice", publicDer("alice"))),
                           ("userJoined", ("#shared", "alice", publicDer("alice")))])
-    test_accountMembershipOutlivesAnEmptyPlainRoom.todo = (
-        "bug: a plain room is dropped (with its stored memberships) once no one "
-        "online is in it, so an offline account's membership is not restored")
 
     def test_guestLoggingInToAnOnlineAccountLeavesItsRooms(self):
         """

@@ -276,26 +276,36 @@ class StoreTestsMixin:
 
     async def test_deleteRoom(self):
         """
-        Deleting a room (named in any case) takes its memberships and history
-        with it, and frees its envelope ids.
+        A room nothing keeps (named in any case) is deleted, and its name is
+        free again.
+        """
+        await self.room("#Lobby")
+        self.assertIs(await self.store.deleteRoom("#lobby"), True)
+        self.assertEqual(await self.store.loadRooms(), [])
+        await self.room("#LOBBY")
+        self.assertEqual(await self.store.loadRooms(), [RoomRecord("#LOBBY", None, 0)])
+
+    async def test_deleteRoomKept(self):
+        """
+        A room with a password, a remembered member or history is kept.
         """
         await self.account("Alice")
+        await self.room("#locked", passwordHash=b"hash")
+        await self.room("#member")
+        await self.store.addMember("#member", "Alice")
         await self.room("#Lobby")
-        await self.store.addMember("#Lobby", "Alice")
         await self.append(100, "e1")
-        await self.store.deleteRoom("#lobby")
-        self.assertEqual(await self.store.loadRooms(), [])
-        self.assertEqual(await self.store.roomsOf("Alice"), [])
-        await self.room("#Lobby")
-        self.assertEqual(await self.history(), [])
-        await self.append(200, "e1")
-        self.assertEqual(await self.history(), [b"envelope e1"])
+        for name in ("#locked", "#member", "#Lobby"):
+            self.assertIs(await self.store.deleteRoom(name), False)
+        self.assertEqual(len(await self.store.loadRooms()), 3)
+        await self.store.removeMember("#member", "Alice")
+        self.assertIs(await self.store.deleteRoom("#member"), True)
 
     async def test_deleteNoRoom(self):
         """
         Deleting a room that does not exist does nothing.
         """
-        self.assertIsNone(await self.store.deleteRoom("#nowhere"))
+        self.assertIs(await self.store.deleteRoom("#nowhere"), False)
 
     async def test_roomsOf(self):
         """
@@ -515,7 +525,6 @@ class StoreTestsMixin:
         was posted to the new one.
         """
         await self.room()
-        await self.append(100, "e1")
         await gatherResults(
             [self.store.deleteRoom("#Lobby"), self.room(), self.append(200, "e2")]
         )
@@ -749,22 +758,22 @@ class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
         threadpool.hold()
         heard = []
         for write in [
-            self.append(100, "e1"),
             self.store.deleteRoom("#Lobby"),
             self.room(),
+            self.append(100, "e1"),
             self.account("Alice"),
             self.store.addMember("#Lobby", "Alice"),
             self.append(200, "e2"),
         ]:
             write.addCallback(heard.append)
         threadpool.runHeld()
-        self.assertEqual((len(threadpool.held), heard), (1, [None]))
+        self.assertEqual((len(threadpool.held), heard), (1, [True]))
         threadpool.runHeld()
-        self.assertEqual((threadpool.held, heard), ([], [None] * 6))
+        self.assertEqual((threadpool.held, heard), ([], [True] + [None] * 5))
         threadpool.release()
         self.assertEqual(
             self.successResultOf(Deferred.fromCoroutine(self.history())),
-            [b"envelope e2"],
+            [b"envelope e1", b"envelope e2"],
         )
         self.assertEqual(
             self.successResultOf(self.store.roomsOf("Alice")), ["#Lobby"]
