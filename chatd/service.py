@@ -869,8 +869,9 @@ class Session:
                 raise BadRequest("not a member of %s" % (room.name,))
             rooms = [room]
         for room in rooms:
-            self.service.removeMember(room, user, self)
+            # Others hear of the leave before they can hear the room is gone.
             self.service.publish("left", room=room.name, user=user.name)
+            self.service.removeMember(room, user, self)
         d = succeed(None)
         if not user.account:
             return d.addCallback(lambda _: False)
