@@ -1,0 +1,615 @@
+# -*- test-case-name: chatd.test.test_jsonwire -*-
+"""
+The JSON vocabulary of the text and WebSocket doors, without I/O.
+
+Both doors speak the objects of PROTOCOL.md section 4: the WebSocket door sends
+them as text frames, the text door after C{OK::}, C{ERR::} or C{EVT::}. Writing
+each object once, here, keeps the two doors from drifting apart.
+
+Everything that leaves here is compact JSON as ASCII L{bytes}: names and
+messages are escaped (C{ensure_ascii}), so that a stray lone surrogate or a
+newline in a name can neither break the UTF-8 of a frame nor end a text line.
+Envelopes are the exception: the core hands them over as UTF-8 JSON bytes
+already cut down to the reader, and they are spliced in as they are, because
+re-parsing and re-dumping an envelope per reader would dominate fan-out.
+
+Conventions shared by every object:
+    - every public key is PEM SubjectPublicKeyInfo (L{derToPem});
+    - every timestamp is ISO 8601 UTC with exactly three fractional digits and
+      C{Z} (L{formatTimestamp});
+    - a response to a request that carried C{"id"} carries the same value, right
+      after C{"type"}; events never carry one.
+"""
+
+import base64
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+from chatd.errors import BadRequest, Status
+
+PROTOCOL_VERSION = 1
+
+_PEM_HEADER = "-----BEGIN PUBLIC KEY-----"
+_PEM_FOOTER = "-----END PUBLIC KEY-----"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{3})Z", re.ASCII)
+# Timestamps are stored as signed 64-bit integers (SQLite, PostgreSQL BIGINT).
+_MAX_TIMESTAMP = 2**63 - 1
+
+ERROR_CODES = {
+    Status.ERROR: "bad_request",
+    Status.RATE_LIMITED: "rate_limited",
+    Status.AUTH_REQUIRED: "auth_required",
+    Status.FORBIDDEN: "forbidden",
+    Status.NOT_FOUND: "not_found",
+    Status.CONFLICT: "conflict",
+    Status.TOO_LARGE: "too_large",
+    Status.STALE_RECIPIENTS: "stale_recipients",
+}
+
+
+class _NoId:
+    """
+    The type of L{NO_ID}: a request without C{"id"}, as opposed to one whose
+    C{"id"} is C{null}, which is echoed like any other value.
+    """
+
+    def __repr__(self):
+        return "NO_ID"
+
+
+NO_ID = _NoId()
+
+
+# -- values ---------------------------------------------------------------
+
+@lru_cache(maxsize=1024)
+def derToPem(der):
+    """
+    A public key as the PEM text every JSON object carries.
+
+    Cached: the same few keys go out in every member list and key event.
+
+    @type der: L{bytes}, SubjectPublicKeyInfo DER.
+    @rtype: L{str}, lines of 64 characters and a final newline, the form
+        C{cryptography} and OpenSSL write.
+    """
+    body = base64.b64encode(der).decode("ascii")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([_PEM_HEADER] + lines + [_PEM_FOOTER]) + "\n"
+
+
+def pemToDer(text):
+    """
+    The DER inside a PEM public key, unchanged, so that key ids computed by the
+    client on its own DER match the server's.
+
+    Only the armour and base64 are checked here; the core checks the key.
+
+    @type text: L{str}
+    @rtype: L{bytes}
+    @raise BadRequest: unless C{text} is one C{PUBLIC KEY} PEM block.
+    """
+    text = text.strip()
+    if not (text.startswith(_PEM_HEADER) and text.endswith(_PEM_FOOTER)):
+        raise BadRequest("publicKey must be a PEM block '%s' ... '%s'"
+                         % (_PEM_HEADER, _PEM_FOOTER))
+    body = "".join(text[len(_PEM_HEADER):-len(_PEM_FOOTER)].split())
+    der = decodeBase64(body, "publicKey")
+    if not der:
+        raise BadRequest("publicKey: the PEM block is empty")
+    return der
+
+
+def decodeBase64(text, what):
+    """
+    Decode standard padded base64, refusing anything else.
+
+    @param what: names the value in the refusal.
+    @raise BadRequest: when C{text} is not base64.
+    """
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BadRequest("%s must be standard base64" % (what,)) from None
+
+
+def encodeBase64(data):
+    """
+    Standard padded base64 as text.
+    """
+    return base64.b64encode(data).decode("ascii")
+
+
+@lru_cache(maxsize=256)
+def formatTimestamp(ms):
+    """
+    A server timestamp (ms since the epoch) as ISO 8601 UTC, such as
+    C{2023-11-14T22:13:20.000Z}.
+
+    Cached: one message goes out to every reader with the same timestamp.
+    """
+    t = _EPOCH + timedelta(milliseconds=ms)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.microsecond // 1000)
+
+
+def parseTimestamp(text):
+    """
+    The inverse of L{formatTimestamp}, exact to the millisecond.
+
+    @raise BadRequest: unless C{text} has exactly L{formatTimestamp}'s form and
+        names a real instant, not before the epoch.
+    """
+    match = _ISO.fullmatch(text)
+    if match is None:
+        raise BadRequest("timestamps look like 2023-11-14T22:13:20.000Z, not %r"
+                         % (text[:40],))
+    year, month, day, hour, minute, second, ms = map(int, match.groups())
+    try:
+        moment = datetime(year, month, day, hour, minute, second, ms * 1000,
+                          tzinfo=timezone.utc)
+    except ValueError:
+        raise BadRequest("%r is not a date and time" % (text,)) from None
+    value = (moment - _EPOCH) // _MILLISECOND
+    if value < 0:
+        raise BadRequest("%r is before 1970" % (text,))
+    return value
+
+
+def parseBefore(value):
+    """
+    A C{before} bound for history: an ISO timestamp or integer milliseconds.
+
+    @return: milliseconds since the epoch (0: no bound).
+    @raise BadRequest: for anything else, or a negative or out-of-range number.
+    """
+    if isinstance(value, str):
+        return parseTimestamp(value)
+    if type(value) is int and 0 <= value <= _MAX_TIMESTAMP:
+        return value
+    raise BadRequest("before must be an ISO 8601 timestamp or milliseconds from 0 to %d"
+                     % (_MAX_TIMESTAMP,))
+
+
+def errorCode(status):
+    """
+    The name section 4 gives a status, such as C{not_found} for 0x06.
+    """
+    return ERROR_CODES[Status(status)]
+
+
+# -- building objects -------------------------------------------------------
+
+def dumps(value):
+    """
+    Compact JSON as ASCII bytes.
+    """
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def _response(kind, requestId, **fields):
+    obj = {"type": kind}
+    if requestId is not NO_ID:
+        obj["id"] = requestId
+    obj.update(fields)
+    return dumps(obj)
+
+
+def _event(kind, **fields):
+    return dumps({"type": kind, **fields})
+
+
+def _members(pairs):
+    return [{"userId": name, "publicKey": derToPem(key)} for name, key in pairs]
+
+
+def welcome(name):
+    """
+    The text door's greeting, before any request: the guest name it was given.
+    """
+    return _event("welcome", name=name, protocol=PROTOCOL_VERSION)
+
+
+def challenge(value, requestId=NO_ID):
+    return _response("challenge", requestId, challenge=encodeBase64(value))
+
+
+def registered(userId, requestId=NO_ID):
+    return _response("registered", requestId, userId=userId)
+
+
+def authenticated(userId, requestId=NO_ID):
+    return _response("authenticated", requestId, userId=userId)
+
+
+def joined(roomId, members, requestId=NO_ID):
+    """
+    @param members: C{(name, DER key)} pairs, as the core gives them.
+    """
+    return _response("joined", requestId, roomId=roomId, members=_members(members))
+
+
+def left(roomId, requestId=NO_ID):
+    return _response("left", requestId, roomId=roomId)
+
+
+def sentToRoom(roomId, timestamp, requestId=NO_ID):
+    return _response("sent", requestId, roomId=roomId, timestamp=formatTimestamp(timestamp))
+
+
+def sentToUser(to, timestamp, requestId=NO_ID):
+    return _response("sent", requestId, to=to, timestamp=formatTimestamp(timestamp))
+
+
+def _historyRow(sender, timestamp, envelope):
+    return b"".join((b'{"userId":', dumps(sender), b',"timestamp":"',
+                     formatTimestamp(timestamp).encode("ascii"), b'","envelope":',
+                     envelope, b"}"))
+
+
+def history(roomId, rows, requestId=NO_ID, budget=None):
+    """
+    A page of history, oldest first.
+
+    @param rows: C{(sender, timestamp, envelope)} triples, oldest first, each
+        envelope UTF-8 JSON bytes already cut down to the reader.
+    @param budget: the most bytes the object may take, or L{None}. When the rows
+        do not fit, the oldest are left out, so that paging on with C{before}
+        set to the oldest row returned loses nothing.
+    """
+    head = _response("history", requestId, roomId=roomId)[:-1] + b',"messages":['
+    tail = b"]}"
+    encoded = [_historyRow(*row) for row in rows]
+    first = 0
+    if budget is not None:
+        size = len(head) + len(tail) + sum(map(len, encoded)) + max(0, len(encoded) - 1)
+        while size > budget and first < len(encoded):
+            size -= len(encoded[first]) + (1 if first < len(encoded) - 1 else 0)
+            first += 1
+    return head + b",".join(encoded[first:]) + tail
+
+
+def rooms(names, requestId=NO_ID):
+    return _response("rooms", requestId, rooms=list(names))
+
+
+def users(names, requestId=NO_ID):
+    return _response("users", requestId, users=list(names))
+
+
+def keys(members, requestId=NO_ID):
+    return _response("keys", requestId, members=_members(members))
+
+
+def keySet(requestId=NO_ID):
+    return _response("key_set", requestId)
+
+
+def pong(requestId=NO_ID):
+    return _response("pong", requestId)
+
+
+def created(roomId, requestId=NO_ID):
+    return _response("created", requestId, roomId=roomId)
+
+
+def switched(roomId, requestId=NO_ID):
+    return _response("switched", requestId, roomId=roomId)
+
+
+def bye(requestId=NO_ID):
+    return _response("bye", requestId)
+
+
+def renamed(old, new, requestId=NO_ID):
+    """
+    The RENAMED event, and the text door's answer to C{/nick}: the same object.
+    """
+    return _response("renamed", requestId, old=old, new=new)
+
+
+def error(status, message, members=None, requestId=NO_ID):
+    """
+    A refusal: C{{"type": "error", "code", "message"}}, with the current
+    C{members} for C{stale_recipients}.
+    """
+    fields = {"code": errorCode(status), "message": message}
+    if status == Status.STALE_RECIPIENTS:
+        fields["members"] = _members(members)
+    return _response("error", requestId, **fields)
+
+
+def staleRecipients(message, members):
+    """
+    The text of the text door's C{ERR::09::} line: the message and the members
+    to re-encrypt for.
+    """
+    return dumps({"message": message, "members": _members(members)})
+
+
+def chatMessage(roomId, userId, timestamp, envelope):
+    """
+    The event of a room message; C{envelope} is spliced in as given.
+    """
+    return b"".join((b'{"type":"chat_message","userId":', dumps(userId),
+                     b',"roomId":', dumps(roomId), b',"envelope":', envelope,
+                     b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}'))
+
+
+def directMessage(userId, timestamp, envelope):
+    """
+    The event of a direct message; C{envelope} is spliced in as given.
+    """
+    return b"".join((b'{"type":"dm","userId":', dumps(userId), b',"envelope":', envelope,
+                     b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}'))
+
+
+def userJoined(roomId, userId, publicKey):
+    return _event("user_joined", userId=userId, roomId=roomId, publicKey=derToPem(publicKey))
+
+
+def userLeft(roomId, userId):
+    return _event("user_left", userId=userId, roomId=roomId)
+
+
+def keyChanged(userId, publicKey):
+    return _event("key_changed", userId=userId, publicKey=derToPem(publicKey))
+
+
+def warning(code, message):
+    return _event("warning", code=code, message=message)
+
+
+def fileOk(transferId, requestId=NO_ID):
+    """
+    The answer to every file request that succeeded: C{file_offer} (with the
+    new transfer's id), C{file_answer}, C{file_chunk}, C{file_ack},
+    C{file_done} and C{file_cancel}.
+    """
+    return _response("file_ok", requestId, transferId=transferId)
+
+
+def fileOffered(transferId, sender, toRoom, target, size, chunks, chunkSize, envelope):
+    """
+    A file offered to this reader, in a room (C{roomId}) or to it (C{to});
+    C{envelope}, the file envelope already cut for the reader, is spliced in.
+    """
+    head = dumps({"type": "file_offered", "transferId": transferId, "from": sender,
+                  ("roomId" if toRoom else "to"): target, "size": size, "chunks": chunks,
+                  "chunkSize": chunkSize})
+    return head[:-1] + b',"envelope":' + envelope + b"}"
+
+
+def fileStart(transferId, accepted, window):
+    return _event("file_start", transferId=transferId, accepted=accepted, window=window)
+
+
+def fileChunk(transferId, index, data):
+    return _event("file_chunk", transferId=transferId, index=index, data=encodeBase64(data))
+
+
+def fileNext(transferId, limit):
+    return _event("file_next", transferId=transferId, limit=limit)
+
+
+def fileDone(transferId):
+    return _event("file_done", transferId=transferId)
+
+
+def fileCancel(transferId, reason):
+    return _event("file_cancel", transferId=transferId, reason=reason)
+
+
+# -- parsing requests -------------------------------------------------------
+
+class MalformedRequest(BadRequest):
+    """
+    A WebSocket message that is not a well-formed request (bad_request).
+
+    @ivar requestId: the request's C{"id"} when it got far enough to have one,
+        so that even this refusal can be matched to its request.
+    """
+
+    def __init__(self, message, requestId=NO_ID):
+        BadRequest.__init__(self, message)
+        self.requestId = requestId
+
+
+def _uniqueObject(pairs):
+    """
+    A C{json} object hook refusing duplicate keys, which different readers of
+    one object would resolve differently.
+    """
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise MalformedRequest("duplicate key %r" % (key[:40],))
+            seen.add(key)
+    return obj
+
+
+def _refuseConstant(name):
+    """
+    A C{json} hook refusing C{NaN} and C{Infinity}, which Python accepts but
+    JSON does not have.
+    """
+    raise MalformedRequest("%s is not JSON" % (name,))
+
+
+class _Field:
+    """
+    How one request field is checked and converted.
+
+    @ivar what: the expected value, for refusals ("a string").
+    @ivar accepts: whether a parsed JSON value has the right type and range.
+    @ivar convert: turns an accepted value into what the core takes; may raise
+        L{BadRequest}.
+    """
+
+    def __init__(self, what, accepts, convert=lambda value: value):
+        self.what = what
+        self.accepts = accepts
+        self.convert = convert
+
+
+def _envelopeBytes(value):
+    """
+    An envelope object as the UTF-8 JSON bytes the core parses; ASCII escapes
+    keep any lone surrogate encodable, for the core to refuse.
+    """
+    return dumps(value)
+
+
+def _isText(value, limit=None):
+    """
+    Whether C{value} is a string with a UTF-8 form (JSON lets a string hold a
+    lone surrogate, which has none and would fail deep in the core), of at most
+    C{limit} bytes when a limit is given.
+    """
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return limit is None or len(value) <= limit
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return limit is None or size <= limit
+
+
+def _whole(maximum):
+    """
+    A field holding an integer from 0 to C{maximum} (booleans are not integers
+    here, although Python counts them as such).
+    """
+    return _Field("a whole number from 0 to %d" % (maximum,),
+                  lambda v: type(v) is int and 0 <= v <= maximum)
+
+
+_STRING = _Field("a string of valid Unicode", _isText)
+_COUNT = _Field("a whole number from 0", lambda v: type(v) is int and v >= 0)
+_U32 = _whole(2**32 - 1)
+_U64 = _whole(2**64 - 1)
+# The core takes 1 to accept and 0 to decline, as the binary door sends them.
+_FLAG = _Field("true or false", lambda v: isinstance(v, bool), int)
+_REASON = _Field("text of at most 65535 UTF-8 bytes", lambda v: _isText(v, 0xFFFF))
+_DATA = _Field("base64", lambda v: isinstance(v, str), lambda v: decodeBase64(v, "data"))
+_BEFORE = _Field("an ISO 8601 timestamp or milliseconds",
+                 lambda v: isinstance(v, str) or type(v) is int, parseBefore)
+_PEM = _Field("a PEM public key", lambda v: isinstance(v, str), pemToDer)
+_SIGNATURE = _Field("base64", lambda v: isinstance(v, str),
+                    lambda v: decodeBase64(v, "signature"))
+_ENVELOPE = _Field("an envelope object", lambda v: isinstance(v, dict), _envelopeBytes)
+
+REQUIRED, OPTIONAL = True, False
+
+# Each request type, its fields, and whether each is required.
+REQUESTS = {
+    "get_challenge": {},
+    "register": {"userId": (_STRING, REQUIRED), "publicKey": (_PEM, REQUIRED),
+                 "password": (_STRING, OPTIONAL)},
+    "authenticate": {"userId": (_STRING, REQUIRED), "signature": (_SIGNATURE, REQUIRED)},
+    "login": {"userId": (_STRING, REQUIRED), "password": (_STRING, REQUIRED)},
+    "join": {"roomId": (_STRING, OPTIONAL), "password": (_STRING, OPTIONAL)},
+    "switch_room": {"roomId": (_STRING, REQUIRED), "password": (_STRING, OPTIONAL)},
+    "leave": {"roomId": (_STRING, REQUIRED)},
+    "chat_message": {"roomId": (_STRING, REQUIRED), "envelope": (_ENVELOPE, REQUIRED)},
+    "dm": {"to": (_STRING, REQUIRED), "envelope": (_ENVELOPE, REQUIRED)},
+    "history": {"roomId": (_STRING, REQUIRED), "limit": (_COUNT, OPTIONAL),
+                "before": (_BEFORE, OPTIONAL)},
+    "list_rooms": {},
+    "list_users": {"roomId": (_STRING, OPTIONAL)},
+    "get_keys": {"roomId": (_STRING, OPTIONAL), "userId": (_STRING, OPTIONAL)},
+    "set_key": {"publicKey": (_PEM, REQUIRED)},
+    "ping": {},
+    "file_offer": {"roomId": (_STRING, OPTIONAL), "to": (_STRING, OPTIONAL),
+                   "size": (_U64, REQUIRED), "chunks": (_U32, REQUIRED),
+                   "chunkSize": (_U32, REQUIRED), "envelope": (_ENVELOPE, REQUIRED)},
+    "file_answer": {"transferId": (_U32, REQUIRED), "accept": (_FLAG, REQUIRED)},
+    "file_chunk": {"transferId": (_U32, REQUIRED), "index": (_U32, REQUIRED),
+                   "data": (_DATA, REQUIRED)},
+    "file_ack": {"transferId": (_U32, REQUIRED), "index": (_U32, REQUIRED)},
+    "file_done": {"transferId": (_U32, REQUIRED)},
+    "file_cancel": {"transferId": (_U32, REQUIRED), "reason": (_REASON, REQUIRED)},
+}
+
+# Requests that name their target by exactly one of two fields.
+_ONE_OF = {
+    "get_keys": ("roomId", "userId"),
+    "file_offer": ("roomId", "to"),
+}
+
+
+class Request:
+    """
+    One well-formed request.
+
+    @ivar type: its C{"type"}, a key of L{REQUESTS}.
+    @ivar fields: the fields it carried, converted: C{publicKey} to DER,
+        C{signature} and C{data} to bytes, C{envelope} to UTF-8 JSON bytes,
+        C{before} to milliseconds, C{accept} to 1 or 0. Optional fields it
+        left out are absent.
+    @ivar id: its C{"id"}, or L{NO_ID}.
+    """
+
+    def __init__(self, type, fields, id=NO_ID):
+        self.type = type
+        self.fields = fields
+        self.id = id
+
+    def __repr__(self):
+        return "<Request %s id=%r fields=%s>" % (self.type, self.id, sorted(self.fields))
+
+
+def parseRequest(text):
+    """
+    Parse one request strictly: a JSON object without duplicate keys, a known
+    string C{"type"}, every required field present with the right type and no
+    field the type does not have.
+
+    @type text: L{str}
+    @rtype: L{Request}
+    @raise MalformedRequest: saying what is wrong.
+    """
+    try:
+        obj = json.loads(text, object_pairs_hook=_uniqueObject,
+                         parse_constant=_refuseConstant)
+    except RecursionError:
+        raise MalformedRequest("JSON nested too deeply") from None
+    except ValueError as e:
+        raise MalformedRequest("not JSON: %s" % (e,)) from None
+    if not isinstance(obj, dict):
+        raise MalformedRequest("a request is a JSON object")
+    requestId = obj.pop("id", NO_ID)
+    kind = obj.pop("type", None)
+    if not isinstance(kind, str):
+        raise MalformedRequest("a request needs a string 'type'", requestId)
+    spec = REQUESTS.get(kind)
+    if spec is None:
+        raise MalformedRequest("Unknown message type: %s" % (kind[:64],), requestId)
+    unknown = obj.keys() - spec.keys()
+    if unknown:
+        raise MalformedRequest("%s has no field %r" % (kind, min(unknown)[:40]), requestId)
+    fields = {}
+    for name, (field, required) in spec.items():
+        if name not in obj:
+            if required:
+                raise MalformedRequest("%s needs the field %r" % (kind, name), requestId)
+            continue
+        value = obj[name]
+        if not field.accepts(value):
+            raise MalformedRequest("%s.%s must be %s" % (kind, name, field.what), requestId)
+        try:
+            fields[name] = field.convert(value)
+        except BadRequest as e:
+            raise MalformedRequest(e.message, requestId) from None
+    if kind in _ONE_OF and sum(name in fields for name in _ONE_OF[kind]) != 1:
+        raise MalformedRequest("%s needs exactly one of %r and %r" % ((kind,) + _ONE_OF[kind]),
+                               requestId)
+    return Request(kind, fields, requestId)

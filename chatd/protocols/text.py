@@ -1,0 +1,454 @@
+# -*- test-case-name: chatd.test.test_text -*-
+"""
+The text front door (seeds 000 and 002): UTF-8 lines, usable by hand with
+C{openssl s_client} or netcat.
+
+Lines end in LF; a CR just before it is ignored; the server ends its lines with
+LF. A line holds at most C{max-frame} bytes (default 1,048,576) without its
+ending; a longer one gets C{ERR::08::...} and the connection is closed.
+
+On connect, before reading anything, the server greets with the guest name it
+gave the session::
+
+    <- OK::{"type":"welcome","name":"rand0","protocol":1}
+
+Then every client line gets exactly one C{OK::} or C{ERR::} line, in order;
+C{EVT::} lines may come in between. Arguments are separated by single spaces
+and hold no whitespace::
+
+    -> CMD::/register NAME PASSWORD KEY      <- OK::{"type":"registered","userId"}
+    -> CMD::/login NAME PASSWORD             <- OK::{"type":"authenticated","userId"}
+    -> CMD::/challenge                       <- OK::{"type":"challenge","challenge"}
+    -> CMD::/auth NAME SIGNATURE             <- OK::{"type":"authenticated","userId"}
+    -> CMD::/nick NAME                       <- OK::{"type":"renamed","old","new"}
+    -> CMD::/key KEY                         <- OK::{"type":"key_set"}
+    -> CMD::/create ROOM [PASSWORD]          <- OK::{"type":"created","roomId"}
+    -> CMD::/join ROOM [PASSWORD]            <- OK::{"type":"joined","roomId","members"}
+    -> CMD::/switch ROOM                     <- OK::{"type":"switched","roomId"}
+    -> CMD::/leave ROOM                      <- OK::{"type":"left","roomId"}
+    -> CMD::/pm USER ENVELOPE                <- OK::{"type":"sent","to","timestamp"}
+    -> MSG::ENVELOPE                         <- OK::{"type":"sent","roomId","timestamp"}
+    -> CMD::/history ROOM [N [BEFORE]]       <- OK::{"type":"history","roomId","messages"}
+    -> CMD::/users [ROOM]                    <- OK::{"type":"users","users"}
+    -> CMD::/rooms                           <- OK::{"type":"rooms","rooms"}
+    -> CMD::/keys room|user NAME             <- OK::{"type":"keys","members"}
+    -> CMD::/ping                            <- OK::{"type":"pong"}
+    -> CMD::/exit                            <- OK::{"type":"bye"}, then the server closes
+
+KEY is base64 SubjectPublicKeyInfo DER and SIGNATURE base64; ENVELOPE is the
+envelope JSON (section 6) on one line, the rest of the line for C{/pm}. BEFORE
+is milliseconds or an ISO 8601 timestamp. C{/join} makes the room the active
+room, C{MSG::} posts to it (its envelope must be addressed to it), C{/switch}
+makes another room the session is in active, and leaving the active room
+clears it.
+
+Refusals are C{ERR::<status as two lowercase hex digits>::<message>}, for
+example C{ERR::06::no such room: #x}; for status 09 the message is a JSON
+object C{{"message", "members":[{"userId","publicKey"}]}} to re-encrypt for.
+Events are C{EVT::} and the WebSocket door's event object: C{chat_message},
+C{dm}, C{user_joined}, C{user_left}, C{renamed}, C{key_changed}, C{warning}.
+
+Ordering and flow control follow the binary door: while a request waits on
+asynchronous work the protocol stops reading, and replies go through an
+L{Outbox} bounded by C{send-queue}, past which a reader that does not read is
+aborted.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatd.errors import AuthRequired, BadRequest, ChatError, Status
+from chatd.interfaces import IChatClient
+from chatd.names import fold
+from chatd.protocols import jsonwire
+from chatd.protocols.binary import Outbox
+from chatd.service import ROOM, USER
+
+log = Logger()
+
+_KINDS = {"room": ROOM, "user": USER}
+# Commands whose last argument is the rest of the line, spaces and all.
+_REST_OF_LINE = frozenset({"/pm"})
+# More digits than any u64 has: refused before int() spends time on them.
+_MAX_DIGITS = 20
+
+
+def _then(result, callback):
+    """
+    Apply C{callback} to a core result, now or when its L{Deferred} fires.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(callback)
+    return callback(result)
+
+
+def _isWord(text):
+    """
+    Whether C{text} can be an argument: not empty, no whitespace.
+    """
+    return text.split() == [text]
+
+
+def _isDecimal(text):
+    """
+    Whether C{text} is ASCII decimal digits (C{str.isdigit} alone takes other
+    scripts' digits too).
+    """
+    return text.isascii() and text.isdigit()
+
+
+def _count(text, what):
+    """
+    A whole number written in ASCII decimal digits.
+    """
+    if not _isDecimal(text) or len(text) > _MAX_DIGITS:
+        raise BadRequest("%s must be a whole number, not %r" % (what, text[:40]))
+    return int(text)
+
+
+def _before(text):
+    """
+    A history bound written as milliseconds or as an ISO 8601 timestamp.
+    """
+    if _isDecimal(text):
+        return jsonwire.parseBefore(_count(text, "before"))
+    return jsonwire.parseTimestamp(text)
+
+
+@implementer(IChatClient)
+class TextProtocol(LineReceiver):
+    """
+    One text-protocol connection: lines in, core calls, lines out.
+
+    @ivar activeRoom: the room C{MSG::} posts to, named as the core names it,
+        or L{None}.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, service):
+        self.service = service
+        self.maxLine = service.settings.maxFrame
+        # LineReceiver counts the CR that may precede the LF; lineReceived
+        # applies the limit to the line without it.
+        self.MAX_LENGTH = self.maxLine + 1
+        self.session = None
+        self.outbox = None
+        self.activeRoom = None
+        self._inFlight = False
+        self._closing = False
+        self._closeAfterResponse = False
+
+    def connectionMade(self):
+        self.outbox = Outbox(self.transport, self.service.settings.sendQueue,
+                             self._sendQExceeded)
+        self.transport.registerProducer(self.outbox, True)
+        peer = self.transport.getPeer()
+        self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+        self._send(b"OK::" + jsonwire.welcome(self.session.hello(1)))
+
+    def connectionLost(self, reason):
+        session, self.session = self.session, None
+        self._closing = True
+        if session is not None:
+            session.closed()
+
+    # -- output -----------------------------------------------------------
+
+    def _send(self, line):
+        if not self._closing:
+            self.outbox.write(line + b"\n")
+
+    def _closeAfterWriting(self):
+        """
+        Close once what is queued has been written.
+
+        The outbox is unregistered first: a TLS transport does not start its
+        shutdown while a producer is registered, so the connection would
+        otherwise stay open until the client hung up.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self.outbox.resumeProducing()
+        self.transport.unregisterProducer()
+        self.transport.loseConnection()
+
+    def _sendQExceeded(self):
+        log.warn("send queue exceeded for {name}; aborting the connection",
+                 name=self.session and self.session.user and self.session.user.name)
+        self._closing = True
+        self.transport.abortConnection()
+
+    def _respond(self, payload):
+        self._send(b"OK::" + payload)
+        if self._closeAfterResponse:
+            self._closeAfterWriting()
+
+    def _refuse(self, error):
+        if error.status == Status.STALE_RECIPIENTS:
+            text = jsonwire.staleRecipients(error.message, error.members)
+        else:
+            message = error.message.replace("\r", " ").replace("\n", " ")
+            text = message.encode("utf-8", "backslashreplace")
+        self._send(b"ERR::%02x::%s" % (error.status, text))
+
+    # -- input ------------------------------------------------------------
+
+    def dataReceived(self, data):
+        if data and self.session is not None:
+            self.session.received()
+        LineReceiver.dataReceived(self, data)
+
+    def lineLengthExceeded(self, line):
+        self._tooLong()
+
+    def _tooLong(self):
+        self._send(b"ERR::08::line longer than %d bytes" % (self.maxLine,))
+        self._closeAfterWriting()
+
+    def lineReceived(self, line):
+        if self._closing:
+            return
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > self.maxLine:
+            self._tooLong()
+            return
+        try:
+            result = self._dispatch(line)
+        except ChatError as e:
+            self._refuse(e)
+            return
+        except Exception:
+            log.failure("handling a text line")
+            self._refuse(BadRequest("internal error"))
+            return
+        if not isinstance(result, Deferred):
+            self._respond(result)
+            return
+        self._inFlight = True
+        result.addBoth(self._finished)
+        if self._inFlight:
+            self.pauseProducing()
+
+    def _finished(self, result):
+        self._inFlight = False
+        if isinstance(result, Failure):
+            if result.check(ChatError):
+                self._refuse(result.value)
+            else:
+                log.failure("handling a text line", result)
+                self._refuse(BadRequest("internal error"))
+        else:
+            self._respond(result)
+        if self.paused and not self._closing:
+            self.resumeProducing()
+
+    def _dispatch(self, line):
+        """
+        Parse one line, call the core, and return the C{OK::} payload (or a
+        L{Deferred} of it).
+        """
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the line is not UTF-8") from None
+        if "\r" in text:
+            raise BadRequest("a CR may only come just before the LF")
+        if text.startswith("MSG::"):
+            return self._roomMessage(line[5:])
+        if not text.startswith("CMD::"):
+            raise BadRequest("empty line" if not text else "a line starts with CMD:: or MSG::")
+        command = text[5:].split(" ", 1)[0]
+        if not command:
+            raise BadRequest("CMD:: needs a command, such as CMD::/rooms")
+        spec = self._commands.get(command)
+        if spec is None:
+            raise BadRequest("unknown command %s" % (command[:40],))
+        handler, low, high, usage = spec
+        rest = command in _REST_OF_LINE
+        args = text[5:].split(" ", high if rest else -1)[1:]
+        words = args[:-1] if rest else args
+        if not low <= len(args) <= high or not all(args) or not all(map(_isWord, words)):
+            raise BadRequest("usage: %s" % (usage,))
+        return handler(self, *args)
+
+    # -- commands ---------------------------------------------------------
+
+    def _register(self, name, password, key):
+        der = jsonwire.decodeBase64(key, "the public key")
+        session = self.session
+        return session.register(name, password, der).addCallback(
+            lambda _: jsonwire.registered(session.user.name))
+
+    def _login(self, name, password):
+        session = self.session
+        return session.login(name, password).addCallback(
+            lambda _: jsonwire.authenticated(session.user.name))
+
+    def _challenge(self):
+        return jsonwire.challenge(self.session.challenge())
+
+    def _auth(self, name, signature):
+        signature = jsonwire.decodeBase64(signature, "the signature")
+        session = self.session
+        return session.auth(name, signature).addCallback(
+            lambda _: jsonwire.authenticated(session.user.name))
+
+    def _nick(self, name):
+        old = self.session.user and self.session.user.name
+        return self.session.nick(name).addCallback(lambda new: jsonwire.renamed(old, new))
+
+    def _key(self, key):
+        der = jsonwire.decodeBase64(key, "the public key")
+        return self.session.setKey(der).addCallback(lambda _: jsonwire.keySet())
+
+    def _create(self, room, password=""):
+        return self.session.create(room, password).addCallback(
+            lambda _: jsonwire.created(room))
+
+    def _roomName(self, room):
+        """
+        The name the core knows C{room} by (its first writer's spelling), or
+        C{room} itself for a room that does not exist yet.
+        """
+        try:
+            return self.service.room(room).name
+        except ChatError as e:
+            if e.status == Status.NOT_FOUND:
+                return room
+            raise
+
+    def _join(self, room, password=""):
+        name = self._roomName(room)
+
+        def joined(members):
+            self.activeRoom = name
+            return jsonwire.joined(name, members)
+        return self.session.join(room, password).addCallback(joined)
+
+    def _switch(self, room):
+        user = self.session.user
+        if user is None:
+            raise AuthRequired("authentication required: register or log in first")
+        name = self.service.room(room).name
+        if fold(name) not in user.rooms:
+            raise BadRequest("not a member of %s; /join it first" % (name,))
+        self.activeRoom = name
+        return jsonwire.switched(name)
+
+    def _leave(self, room):
+        def left(_):
+            if self.activeRoom is not None and fold(room) == fold(self.activeRoom):
+                self.activeRoom = None
+            return jsonwire.left(room)
+        return self.session.leave(room).addCallback(left)
+
+    def _directMessage(self, user, envelope):
+        return _then(self.session.directMessage(user, envelope.encode("utf-8")),
+                     lambda timestamp: jsonwire.sentToUser(user, timestamp))
+
+    def _roomMessage(self, envelope):
+        room = self.activeRoom
+        if room is None:
+            raise BadRequest("no active room: /join or /switch to one first")
+        return self.session.roomMessage(room, envelope).addCallback(
+            lambda timestamp: jsonwire.sentToRoom(room, timestamp))
+
+    def _history(self, room, limit="0", before="0"):
+        limit = _count(limit, "the number of messages")
+        before = _before(before)
+        budget = self.maxLine - len(b"OK::")
+        return self.session.history(room, limit, before).addCallback(
+            lambda rows: jsonwire.history(room, rows, budget=budget))
+
+    def _users(self, room=""):
+        return jsonwire.users(self.session.listUsers(room))
+
+    def _rooms(self):
+        return jsonwire.rooms(self.session.listRooms())
+
+    def _keys(self, kind, name):
+        if kind not in _KINDS:
+            raise BadRequest("usage: /keys room|user NAME")
+        return _then(self.session.getKeys(_KINDS[kind], name), jsonwire.keys)
+
+    def _ping(self):
+        return jsonwire.pong()
+
+    def _exit(self):
+        self._closeAfterResponse = True
+        return jsonwire.bye()
+
+    # Each command: handler, fewest and most arguments, usage.
+    _commands = {
+        "/register": (_register, 3, 3, "/register NAME PASSWORD KEY"),
+        "/login": (_login, 2, 2, "/login NAME PASSWORD"),
+        "/challenge": (_challenge, 0, 0, "/challenge"),
+        "/auth": (_auth, 2, 2, "/auth NAME SIGNATURE"),
+        "/nick": (_nick, 1, 1, "/nick NAME"),
+        "/key": (_key, 1, 1, "/key KEY"),
+        "/create": (_create, 1, 2, "/create ROOM [PASSWORD]"),
+        "/join": (_join, 1, 2, "/join ROOM [PASSWORD]"),
+        "/switch": (_switch, 1, 1, "/switch ROOM"),
+        "/leave": (_leave, 1, 1, "/leave ROOM"),
+        "/pm": (_directMessage, 2, 2, "/pm USER ENVELOPE"),
+        "/history": (_history, 1, 3, "/history ROOM [N [BEFORE]]"),
+        "/users": (_users, 0, 1, "/users [ROOM]"),
+        "/rooms": (_rooms, 0, 0, "/rooms"),
+        "/keys": (_keys, 2, 2, "/keys room|user NAME"),
+        "/ping": (_ping, 0, 0, "/ping"),
+        "/exit": (_exit, 0, 0, "/exit"),
+    }
+
+    # -- IChatClient --------------------------------------------------------
+
+    def _event(self, obj):
+        self._send(b"EVT::" + obj)
+
+    def roomMessage(self, room, sender, timestamp, envelope):
+        self._event(jsonwire.chatMessage(room, sender, timestamp, envelope))
+
+    def directMessage(self, sender, timestamp, envelope):
+        self._event(jsonwire.directMessage(sender, timestamp, envelope))
+
+    def userJoined(self, room, user, publicKey):
+        self._event(jsonwire.userJoined(room, user, publicKey))
+
+    def userLeft(self, room, user):
+        own = self.session is not None and self.session.user is not None and (
+            fold(user) == fold(self.session.user.name))
+        if own and self.activeRoom is not None and fold(room) == fold(self.activeRoom):
+            self.activeRoom = None
+        self._event(jsonwire.userLeft(room, user))
+
+    def userRenamed(self, old, new):
+        self._event(jsonwire.renamed(old, new))
+
+    def keyChanged(self, user, publicKey):
+        self._event(jsonwire.keyChanged(user, publicKey))
+
+    def warning(self, code, message):
+        self._event(jsonwire.warning(code, message))
+
+    def disconnect(self):
+        self._closeAfterWriting()
+
+
+class TextFactory(Factory):
+    """
+    Builds a L{TextProtocol} per connection, all on one core.
+    """
+
+    def __init__(self, service):
+        self.service = service
+
+    def buildProtocol(self, addr):
+        protocol = TextProtocol(self.service)
+        protocol.factory = self
+        return protocol

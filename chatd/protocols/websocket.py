@@ -1,0 +1,589 @@
+# -*- test-case-name: chatd.test.test_websocket -*-
+"""
+The WebSocket front door (seed 003): JSON text frames at C{/ws}, served by the
+same C{twisted.web} site as the browser client.
+
+Each frame is one JSON object with a string C{"type"}. A request may carry
+C{"id"}, echoed in its response (errors included); events never carry one.
+Public keys are PEM, timestamps ISO 8601 UTC (C{2023-11-14T22:13:20.000Z}),
+C{envelope} the envelope object of section 6. Requests and their responses::
+
+    -> get_challenge                          <- challenge {challenge}
+    -> register {userId, publicKey, password?} <- registered {userId}
+    -> authenticate {userId, signature}       <- authenticated {userId}
+    -> login {userId, password}               <- authenticated {userId}
+    -> join {roomId?, password?}              <- joined {roomId, members}
+    -> switch_room {roomId, password?}        <- joined {roomId, members}
+    -> leave {roomId}                         <- left {roomId}
+    -> chat_message {roomId, envelope}        <- sent {roomId, timestamp}
+    -> dm {to, envelope}                      <- sent {to, timestamp}
+    -> history {roomId, limit?, before?}      <- history {roomId, messages}
+    -> list_rooms                             <- rooms {rooms}
+    -> list_users {roomId?}                   <- users {users}
+    -> get_keys {roomId} | {userId}           <- keys {members}
+    -> set_key {publicKey}                    <- key_set
+    -> ping                                   <- pong
+    any refused request                       <- error {code, message, members?}
+
+File transfer mirrors the binary door's (PROTOCOL.md section 5), with the
+transfer id as C{transferId} (C{id} is the request's) and chunks in base64;
+every file request that succeeds is answered C{file_ok {transferId}}::
+
+    -> file_offer {roomId | to, size, chunks, chunkSize, envelope}
+    -> file_answer {transferId, accept}       (accept: true or false)
+    -> file_chunk {transferId, index, data}
+    -> file_ack {transferId, index}
+    -> file_done {transferId}
+    -> file_cancel {transferId, reason}
+
+Events, between responses::
+
+    <- chat_message {userId, roomId, envelope, timestamp}
+    <- dm {userId, envelope, timestamp}
+    <- user_joined {userId, roomId, publicKey}
+    <- user_left {userId, roomId}
+    <- renamed {old, new}
+    <- key_changed {userId, publicKey}
+    <- warning {code, message}
+    <- file_offered {transferId, from, roomId | to, size, chunks, chunkSize, envelope}
+    <- file_start {transferId, accepted, window}
+    <- file_chunk {transferId, index, data}
+    <- file_next {transferId, limit}
+    <- file_done {transferId}
+    <- file_cancel {transferId, reason}
+
+Rules: until C{register}, C{authenticate} or C{login} succeeds every request
+but those, C{get_challenge} and C{ping} gets C{error auth_required}; there are
+no WebSocket guests. C{join} without C{roomId} joins the room named as the user.
+C{switch_room} joins the new room first and only then leaves the current one
+(the room last joined or switched to), so a refused switch changes nothing.
+A binary frame or a malformed request gets C{error bad_request} and the
+connection stays open; a message over C{max-frame} bytes gets C{error
+too_large} and close code 1009, as soon as its size is known to be over,
+without waiting for the rest of it.
+
+Ordering and flow control follow the binary door: one response per request, in
+request order, reading paused while a request waits on asynchronous work; the
+replies wait in an L{Outbox} bounded by C{send-queue}.
+"""
+
+from collections import deque
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.static import File
+from twisted.web.websocket import WebSocketResource
+from wsproto.events import BytesMessage, CloseConnection, Message
+from zope.interface import implementer
+
+from chatd.errors import AuthRequired, BadRequest, ChatError, Status
+from chatd.interfaces import IFileClient
+from chatd.names import fold
+from chatd.protocols import jsonwire
+from chatd.protocols.binary import Outbox
+from chatd.service import ROOM, USER
+
+log = Logger()
+
+# Requests a session may make before it has logged in.
+_BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"})
+
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+
+
+def _then(result, callback):
+    """
+    Apply C{callback} to a core result, now or when its L{Deferred} fires.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(callback)
+    return callback(result)
+
+
+class _MessageSizeGuard:
+    """
+    Counts each incoming message's bytes as its pieces arrive, and stops
+    delivering once a message passes the limit.
+
+    Twisted's websocket support buffers a whole message before handing it on
+    and has no size limit, so a client could make it hold any amount of data.
+    wsproto, below it, yields each piece of a frame as soon as it is read, and
+    Twisted pulls those pieces from its connection's C{events()}. This guard
+    stands in for that connection (Twisted's private C{_wsconn}; there is no
+    public hook) and sees every piece first: at most the limit plus one read is
+    ever buffered. Everything else is passed through unchanged.
+
+    @ivar stopped: once set, no further event is delivered; set when a message
+        is over the limit and when the door closes the connection itself.
+    """
+
+    def __init__(self, connection, limit, received, tooLarge, peerClosed):
+        self._connection = connection
+        self._limit = limit
+        self._received = received
+        self._tooLarge = tooLarge
+        self._peerClosed = peerClosed
+        self._size = 0
+        self.stopped = False
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+    def receive_data(self, data):
+        if data:
+            self._received()
+        self._connection.receive_data(data)
+
+    def events(self):
+        for event in self._connection.events():
+            if self.stopped:
+                continue
+            if isinstance(event, Message):
+                data = event.data
+                if isinstance(event, BytesMessage) or data.isascii():
+                    self._size += len(data)
+                else:
+                    self._size += len(data.encode("utf-8"))
+                if self._size > self._limit:
+                    self.stopped = True
+                    self._tooLarge()
+                    continue
+                if event.message_finished:
+                    self._size = 0
+            elif isinstance(event, CloseConnection):
+                self._peerClosed()
+            yield event
+
+
+class _TextFrames:
+    """
+    The L{Outbox}'s view of a WebSocket: each write is one text message.
+    """
+
+    def __init__(self, wire):
+        self.wire = wire
+
+    def write(self, data):
+        self.wire.sendTextMessage(data.decode("utf-8"))
+
+
+@implementer(IFileClient)
+class WebSocketChatProtocol:
+    """
+    One WebSocket connection: JSON messages in, core calls, JSON messages out.
+
+    A L{twisted.web.websocket.WebSocketProtocol}.
+
+    @ivar currentRoom: the room C{switch_room} leaves, named as the core names
+        it: the last one joined or switched to, unless left since.
+    """
+
+    def __init__(self, service, address):
+        self.service = service
+        self.address = address
+        self.maxMessage = service.settings.maxFrame
+        self.wire = None
+        self.guard = None
+        self.outbox = None
+        self.session = None
+        self.currentRoom = None
+        self._queue = deque()
+        self._busy = False
+        self._draining = False
+        self._readingPaused = False
+        self._closing = False
+
+    # -- WebSocketProtocol ------------------------------------------------
+
+    def negotiationStarted(self, transport):
+        self.wire = transport
+        self.guard = _MessageSizeGuard(transport._wsconn, self.maxMessage, self._bytesReceived,
+                                       self._messageTooLarge, self._closeReceived)
+        transport._wsconn = self.guard
+
+    def negotiationFinished(self):
+        self.outbox = Outbox(_TextFrames(self.wire), self.service.settings.sendQueue,
+                             self._sendQExceeded)
+        # The HTTP channel that served the upgrade is still registered as the
+        # connection's producer, and a transport takes only one: without this,
+        # attaching the outbox raises on a real connection.
+        self.wire.detachProducer()
+        self.wire.attachProducer(self.outbox)
+        self.session = self.service.connect(self, self.address)
+        self.session.hello(1, guest=False)
+
+    def connectionLost(self, reason):
+        session, self.session = self.session, None
+        self._closing = True
+        if session is not None:
+            session.closed()
+
+    def textMessageReceived(self, message):
+        self._input(message)
+
+    def bytesMessageReceived(self, data):
+        self._input(None)
+
+    def pongReceived(self, payload):
+        """
+        Pongs carry nothing for chatd; their bytes already reset the idle clock.
+        """
+
+    # -- input ------------------------------------------------------------
+
+    def _bytesReceived(self):
+        if self.session is not None:
+            self.session.received()
+
+    def _input(self, message):
+        """
+        Take one message (L{None} for a binary one) in its turn: requests are
+        handled one at a time, in order.
+        """
+        if not self._closing:
+            self._queue.append(message)
+            self._drain()
+
+    def _drain(self):
+        """
+        Handle queued messages until one waits on asynchronous work; reading
+        from the network stays paused while one does.
+
+        A response that is ready at once is sent from within the loop, which
+        is why it is not re-entered: a long queue then costs no stack.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue and not self._busy and not self._closing:
+                self._handle(self._queue.popleft())
+        finally:
+            self._draining = False
+        if self._busy != self._readingPaused and not self._closing:
+            self._readingPaused = self._busy
+            if self._busy:
+                self.wire.transport.pauseProducing()
+            else:
+                self.wire.transport.resumeProducing()
+
+    def _handle(self, message):
+        if message is None:
+            self._refuse(BadRequest("binary frames are not understood; send JSON text"))
+            return
+        try:
+            request = jsonwire.parseRequest(message)
+        except jsonwire.MalformedRequest as e:
+            self._refuse(e, e.requestId)
+            return
+        try:
+            result = self._dispatch(request)
+        except ChatError as e:
+            self._refuse(e, request.id)
+            return
+        except Exception:
+            log.failure("handling {request}", request=request)
+            self._refuse(BadRequest("internal error"), request.id)
+            return
+        if not isinstance(result, Deferred):
+            self._send(result)
+            return
+        self._busy = True
+        result.addBoth(self._finished, request)
+
+    def _finished(self, result, request):
+        self._busy = False
+        if isinstance(result, Failure):
+            if result.check(ChatError):
+                self._refuse(result.value, request.id)
+            else:
+                log.failure("handling {request}", result, request=request)
+                self._refuse(BadRequest("internal error"), request.id)
+        else:
+            self._send(result)
+        self._drain()
+
+    def _dispatch(self, request):
+        """
+        Call the core for one request and return its response (or a
+        L{Deferred} of it).
+        """
+        if self.session.user is None and request.type not in _BEFORE_LOGIN:
+            raise AuthRequired("Authentication required")
+        return self._handlers[request.type](self, request.id, **request.fields)
+
+    # -- output -----------------------------------------------------------
+
+    def _send(self, data):
+        if not self._closing:
+            self.outbox.write(data)
+
+    def _refuse(self, error, requestId=jsonwire.NO_ID):
+        self._send(jsonwire.error(error.status, error.message,
+                                  getattr(error, "members", None), requestId))
+
+    def _messageTooLarge(self):
+        self._send(jsonwire.error(Status.TOO_LARGE, "a message holds at most %d bytes"
+                                  % (self.maxMessage,)))
+        self._close(CLOSE_TOO_BIG)
+
+    def _closeReceived(self):
+        """
+        The client sent a close frame: Twisted answers it and hangs up, and
+        nothing more may be sent, so what is queued is dropped.
+
+        The outbox is detached before Twisted hangs up, because a TLS transport
+        does not start its shutdown while a producer is registered.
+        """
+        self._closing = True
+        self.outbox.stopProducing()
+        self.wire.detachProducer()
+
+    def _close(self, code):
+        """
+        Send what is queued, then a close frame with C{code}, then hang up.
+
+        The outbox is detached first: a TLS transport does not start its
+        shutdown while a producer is registered.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self.guard.stopped = True
+        self.outbox.resumeProducing()
+        self.wire.detachProducer()
+        self.wire.loseConnection(code)
+
+    def _sendQExceeded(self):
+        log.warn("send queue exceeded for {name}; aborting the connection",
+                 name=self.session and self.session.user and self.session.user.name)
+        self._closing = True
+        self.guard.stopped = True
+        self.wire.transport.abortConnection()
+
+    # -- requests ---------------------------------------------------------
+
+    def _roomName(self, room):
+        """
+        The name the core knows C{room} by (its first writer's spelling), or
+        C{room} itself for a room that does not exist yet.
+        """
+        try:
+            return self.service.room(room).name
+        except ChatError as e:
+            if e.status == Status.NOT_FOUND:
+                return room
+            raise
+
+    def _getChallenge(self, requestId):
+        return jsonwire.challenge(self.session.challenge(), requestId)
+
+    def _register(self, requestId, userId, publicKey, password=""):
+        session = self.session
+        return session.register(userId, password, publicKey).addCallback(
+            lambda _: jsonwire.registered(session.user.name, requestId))
+
+    def _authenticate(self, requestId, userId, signature):
+        session = self.session
+        return session.auth(userId, signature).addCallback(
+            lambda _: jsonwire.authenticated(session.user.name, requestId))
+
+    def _login(self, requestId, userId, password):
+        session = self.session
+        return session.login(userId, password).addCallback(
+            lambda _: jsonwire.authenticated(session.user.name, requestId))
+
+    def _join(self, requestId, roomId=None, password=""):
+        if roomId is None:
+            roomId = self.session.user.name
+        name = self._roomName(roomId)
+
+        def joined(members):
+            self.currentRoom = name
+            return jsonwire.joined(name, members, requestId)
+        return self.session.join(roomId, password).addCallback(joined)
+
+    def _switchRoom(self, requestId, roomId, password=""):
+        name = self._roomName(roomId)
+
+        def joined(members):
+            old, self.currentRoom = self.currentRoom, name
+            response = jsonwire.joined(name, members, requestId)
+            if old is None:
+                return response
+            return self.session.leave(old).addCallback(lambda _: response)
+        return self.session.join(roomId, password).addCallback(joined)
+
+    def _leave(self, requestId, roomId):
+        if not roomId:
+            # The core reads an empty name as "every room".
+            raise BadRequest("leave needs a roomId")
+
+        def left(_):
+            if self.currentRoom is not None and fold(roomId) == fold(self.currentRoom):
+                self.currentRoom = None
+            return jsonwire.left(roomId, requestId)
+        return self.session.leave(roomId).addCallback(left)
+
+    def _chatMessage(self, requestId, roomId, envelope):
+        return self.session.roomMessage(roomId, envelope).addCallback(
+            lambda timestamp: jsonwire.sentToRoom(roomId, timestamp, requestId))
+
+    def _directMessage(self, requestId, to, envelope):
+        return _then(self.session.directMessage(to, envelope),
+                     lambda timestamp: jsonwire.sentToUser(to, timestamp, requestId))
+
+    def _history(self, requestId, roomId, limit=0, before=0):
+        return self.session.history(roomId, limit, before).addCallback(
+            lambda rows: jsonwire.history(roomId, rows, requestId, budget=self.maxMessage))
+
+    def _listRooms(self, requestId):
+        return jsonwire.rooms(self.session.listRooms(), requestId)
+
+    def _listUsers(self, requestId, roomId=""):
+        return jsonwire.users(self.session.listUsers(roomId), requestId)
+
+    def _getKeys(self, requestId, roomId=None, userId=None):
+        kind, name = (ROOM, roomId) if roomId is not None else (USER, userId)
+        return _then(self.session.getKeys(kind, name),
+                     lambda members: jsonwire.keys(members, requestId))
+
+    def _setKey(self, requestId, publicKey):
+        return self.session.setKey(publicKey).addCallback(lambda _: jsonwire.keySet(requestId))
+
+    def _ping(self, requestId):
+        return jsonwire.pong(requestId)
+
+    def _fileOffer(self, requestId, size, chunks, chunkSize, envelope, roomId=None, to=None):
+        kind, target = (ROOM, roomId) if roomId is not None else (USER, to)
+        return _then(self.session.offer(kind, target, size, chunks, chunkSize, envelope),
+                     lambda transferId: jsonwire.fileOk(transferId, requestId))
+
+    def _fileAnswer(self, requestId, transferId, accept):
+        self.session.answer(transferId, accept)
+        return jsonwire.fileOk(transferId, requestId)
+
+    def _fileChunk(self, requestId, transferId, index, data):
+        self.session.fileChunk(transferId, index, data)
+        return jsonwire.fileOk(transferId, requestId)
+
+    def _fileAck(self, requestId, transferId, index):
+        self.session.fileAck(transferId, index)
+        return jsonwire.fileOk(transferId, requestId)
+
+    def _fileDone(self, requestId, transferId):
+        self.session.fileDone(transferId)
+        return jsonwire.fileOk(transferId, requestId)
+
+    def _fileCancel(self, requestId, transferId, reason):
+        self.session.fileCancel(transferId, reason)
+        return jsonwire.fileOk(transferId, requestId)
+
+    _handlers = {
+        "get_challenge": _getChallenge,
+        "register": _register,
+        "authenticate": _authenticate,
+        "login": _login,
+        "join": _join,
+        "switch_room": _switchRoom,
+        "leave": _leave,
+        "chat_message": _chatMessage,
+        "dm": _directMessage,
+        "history": _history,
+        "list_rooms": _listRooms,
+        "list_users": _listUsers,
+        "get_keys": _getKeys,
+        "set_key": _setKey,
+        "ping": _ping,
+        "file_offer": _fileOffer,
+        "file_answer": _fileAnswer,
+        "file_chunk": _fileChunk,
+        "file_ack": _fileAck,
+        "file_done": _fileDone,
+        "file_cancel": _fileCancel,
+    }
+
+    # -- IChatClient --------------------------------------------------------
+
+    def roomMessage(self, room, sender, timestamp, envelope):
+        self._send(jsonwire.chatMessage(room, sender, timestamp, envelope))
+
+    def directMessage(self, sender, timestamp, envelope):
+        self._send(jsonwire.directMessage(sender, timestamp, envelope))
+
+    def userJoined(self, room, user, publicKey):
+        self._send(jsonwire.userJoined(room, user, publicKey))
+
+    def userLeft(self, room, user):
+        own = self.session is not None and self.session.user is not None and (
+            fold(user) == fold(self.session.user.name))
+        if own and self.currentRoom is not None and fold(room) == fold(self.currentRoom):
+            self.currentRoom = None
+        self._send(jsonwire.userLeft(room, user))
+
+    def userRenamed(self, old, new):
+        self._send(jsonwire.renamed(old, new))
+
+    def keyChanged(self, user, publicKey):
+        self._send(jsonwire.keyChanged(user, publicKey))
+
+    def warning(self, code, message):
+        self._send(jsonwire.warning(code, message))
+
+    def disconnect(self):
+        self._close(CLOSE_NORMAL)
+
+    # -- IFileClient --------------------------------------------------------
+
+    def fileOffered(self, transfer):
+        offer = transfer.offer
+        self._send(jsonwire.fileOffered(
+            transfer.id, transfer.sender.user.name, offer.kind == ROOM, offer.target, offer.size,
+            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self.session.user.name)))
+
+    def fileStarted(self, transferId, accepted, window):
+        self._send(jsonwire.fileStart(transferId, accepted, window))
+
+    def fileChunk(self, transferId, index, data):
+        self._send(jsonwire.fileChunk(transferId, index, data))
+
+    def fileNext(self, transferId, limit):
+        self._send(jsonwire.fileNext(transferId, limit))
+
+    def fileDone(self, transferId):
+        self._send(jsonwire.fileDone(transferId))
+
+    def fileCancelled(self, transferId, reason):
+        self._send(jsonwire.fileCancel(transferId, reason))
+
+
+class WebSocketChatFactory:
+    """
+    Builds a L{WebSocketChatProtocol} per upgraded request, all on one core.
+
+    A L{twisted.web.websocket.WebSocketServerFactory}.
+    """
+
+    def __init__(self, service):
+        self.service = service
+
+    def buildProtocol(self, request):
+        peer = request.getClientAddress()
+        return WebSocketChatProtocol(self.service, getattr(peer, "host", str(peer)))
+
+
+def makeWebResource(service, staticDirectory=None):
+    """
+    The root of chatd's web site: the WebSocket door at C{/ws} and, when a
+    directory is given, the files of the browser client from it at C{/}.
+
+    @param service: the L{chatd.service.ChatService}.
+    @param staticDirectory: a path, or L{None} to serve only C{/ws}.
+    @rtype: L{twisted.web.resource.IResource}
+    """
+    root = File(staticDirectory) if staticDirectory is not None else Resource()
+    root.putChild(b"ws", WebSocketResource(WebSocketChatFactory(service)))
+    return root
