@@ -16,6 +16,7 @@ import configparser
 import math
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass, replace
 from typing import Tuple
 
@@ -37,6 +38,8 @@ class Settings:
 
     dataDir: str = "chatd-data"
     binary: Tuple[str, ...] = ()
+    text: Tuple[str, ...] = ()
+    web: Tuple[str, ...] = ()
     db: str = ""
     allowGuests: bool = True
     idleWarning: float = 20.0
@@ -57,6 +60,8 @@ class Settings:
     chunkTimeout: float = 30.0
     maxFileSize: int = 0
     maxTransfers: int = 4
+    redis: str = ""
+    keyFile: str = ""
 
 
 DEFAULTS = Settings()
@@ -202,10 +207,45 @@ def parseEndpoints(value):
     return endpoints
 
 
+def redisAddress(url):
+    """
+    Split a Redis URL, C{redis://[:password@]host[:port][/db]}.
+
+    @return: C{(host, port, db, password)}, the password L{None} when not given.
+    @raise ValueError: when C{url} is not such a URL.
+    """
+    expected = "(expected redis://host:port/N)"
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme != "redis" or not parts.hostname:
+        raise ValueError("%r is not a redis:// URL %s" % (url, expected))
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError("%r has a bad port %s" % (url, expected))
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError("%r: the database must be a number %s" % (url, expected))
+    if parts.query or parts.fragment:
+        raise ValueError("%r: no query or fragment, please %s" % (url, expected))
+    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port, int(db), password
+
+
+def parseRedis(value):
+    """
+    The Redis URL of a cluster's fan-out: C{redis://host:port/N}.
+    """
+    value = value.strip()
+    redisAddress(value)
+    return value
+
+
 # Each key, the Settings field it sets, and the parser for its text.
 FIELDS = {
     "data-dir": ("dataDir", parseText),
     "binary": ("binary", parseEndpoints),
+    "text": ("text", parseEndpoints),
+    "web": ("web", parseEndpoints),
     "db": ("db", parseDatabase),
     "allow-guests": ("allowGuests", parseBoolean),
     "idle-warning": ("idleWarning", parseSeconds),
@@ -223,6 +263,8 @@ FIELDS = {
     "chunk-timeout": ("chunkTimeout", parseSeconds),
     "max-file-size": ("maxFileSize", parseFileSize),
     "max-transfers": ("maxTransfers", parseCount),
+    "redis": ("redis", parseRedis),
+    "key-file": ("keyFile", parseText),
 }
 
 
@@ -271,16 +313,28 @@ def readConfigFile(path):
     return values
 
 
-def defaultBinaryEndpoint(dataDir):
+def defaultTLSEndpoint(dataDir, port):
     """
-    The binary listener used when none is configured: TLS on port 4017 with the
-    data directory's own key and certificate.
+    A TLS listener on C{port} with the data directory's own key and certificate:
+    the default of the binary (4017) and text (4018) doors.
     """
     privateKey, certificate = tlsPaths(dataDir)
-    return "ssl:4017:privateKey=%s:certKey=%s" % (
+    return "ssl:%d:privateKey=%s:certKey=%s" % (
+        port,
         quoteEndpointArgument(privateKey),
         quoteEndpointArgument(certificate),
     )
+
+
+# The listeners of each door when none is configured. The web door defaults to
+# plain HTTP on loopback: browsers treat localhost as a secure context, which
+# WebCrypto needs, and a person puts TLS in front for anything else.
+DEFAULT_LISTENERS = {
+    "binary": lambda dataDir: defaultTLSEndpoint(dataDir, 4017),
+    "text": lambda dataDir: defaultTLSEndpoint(dataDir, 4018),
+    "web": lambda dataDir: "tcp:8017:interface=127.0.0.1",
+}
+DISABLED = "none"
 
 
 def quoteEndpointArgument(text):
@@ -291,7 +345,7 @@ def quoteEndpointArgument(text):
     return text.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def _checkEndpoint(description, dataDir):
+def _checkEndpoint(door, description, dataDir):
     """
     Check that an endpoint string describes a server endpoint, without listening.
 
@@ -307,11 +361,11 @@ def _checkEndpoint(description, dataDir):
         generated = {os.path.abspath(p) for p in tlsPaths(dataDir)}
         if e.filename is None or os.path.abspath(e.filename) not in generated:
             raise ConfigError(
-                "binary: cannot use endpoint %r: %s: %s"
-                % (description, e.filename, e.strerror)
+                "%s: cannot use endpoint %r: %s: %s"
+                % (door, description, e.filename, e.strerror)
             )
     except Exception as e:
-        raise ConfigError("binary: cannot use endpoint %r: %s" % (description, e))
+        raise ConfigError("%s: cannot use endpoint %r: %s" % (door, description, e))
 
 
 def settingsFrom(values):
@@ -327,7 +381,10 @@ def settingsFrom(values):
     """
     settings = Settings(**{FIELDS[key][0]: value for key, value in values.items()})
     dataDir = settings.dataDir
-    binary = settings.binary or (defaultBinaryEndpoint(dataDir),)
+    listeners = {}
+    for door, default in DEFAULT_LISTENERS.items():
+        chosen = getattr(settings, door) or (default(dataDir),)
+        listeners[door] = () if chosen == (DISABLED,) else chosen
     db = settings.db or "sqlite:" + os.path.join(dataDir, "chatd.sqlite")
     if settings.idleWarning >= settings.idleTimeout:
         raise ConfigError(
@@ -345,6 +402,7 @@ def settingsFrom(values):
             "history-limit (%d) must be at most %d"
             % (settings.historyLimit, settings.historyMax)
         )
-    for description in binary:
-        _checkEndpoint(description, dataDir)
-    return replace(settings, binary=binary, db=db)
+    for door, descriptions in listeners.items():
+        for description in descriptions:
+            _checkEndpoint(door, description, dataDir)
+    return replace(settings, db=db, **listeners)

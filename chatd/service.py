@@ -39,6 +39,8 @@ log = Logger()
 
 WARNING_IDLE = 0x03
 PROTOCOL_VERSIONS = (1,)
+# Timestamps are signed 64-bit in the database; a larger bound means the same.
+MAX_TIMESTAMP = 2**63 - 1
 ROOM, USER = 0, 1
 
 
@@ -795,6 +797,11 @@ class Session:
         return Deferred.fromCoroutine(self._create(roomName, password)).addCallback(lambda _: None)
 
     async def _create(self, roomName, password):
+        # A room named like an account is that user's own room (the WebSocket
+        # door's default room): only its user may make it.
+        if isUserName(roomName) and fold(roomName) != fold(self.user.name) \
+                and await self.service.store.getAccount(roomName) is not None:
+            raise Forbidden("%s is the own room of the user %s" % (roomName, roomName))
         passwordHash = None
         if password:
             passwordHash = await self.service.credentials.hashPassword(password)
@@ -963,6 +970,7 @@ class Session:
         if fold(user.name) not in room.members:
             raise BadRequest("not a member of %s" % (room.name,))
         limit = min(limit or settings.historyLimit, settings.historyMax)
+        before = min(before, MAX_TIMESTAMP)
         d = self.service.store.history(room.name, user.name, limit, before)
         return d.addCallback(lambda rows: [
             (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(user.name))

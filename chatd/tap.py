@@ -14,15 +14,20 @@ so that no connection is accepted before the store is open and the rooms are
 loaded, and stopping closes the listeners before the store.
 """
 
+import os
+
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
+from twisted.web.server import Site
 
+import chatd
 from chatd import datadir
 from chatd.config import (
+    DEFAULT_LISTENERS,
     DEFAULTS,
     FIELDS,
     parseBcryptCost,
@@ -38,6 +43,8 @@ from chatd.config import (
     settingsFrom,
 )
 from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.text import TextFactory
+from chatd.protocols.websocket import makeWebResource
 from chatd.service import ChatService
 from chatd.store import makeStore
 
@@ -206,12 +213,24 @@ class Options(usage.Options):
 
     def __init__(self):
         usage.Options.__init__(self)
-        self["binary"] = []
+        for door in DEFAULT_LISTENERS:
+            self[door] = []
         self["allow-guests"] = None
 
     def opt_binary(self, description):
-        """Listen for the binary protocol here; repeatable [default: ssl:4017]."""
+        """Listen for the binary protocol here; repeatable; "none" for no
+        binary door [default: ssl:4017]."""
         self["binary"].append(description)
+
+    def opt_text(self, description):
+        """Listen for the text protocol here; repeatable; "none" for no text
+        door [default: ssl:4018]."""
+        self["text"].append(description)
+
+    def opt_web(self, description):
+        """Serve the browser client and its WebSocket door (/ws) here;
+        repeatable; "none" for no web door [default: tcp:8017:interface=127.0.0.1]."""
+        self["web"].append(description)
 
     def opt_allow_guests(self):
         """Let people in without an account [default]."""
@@ -228,12 +247,16 @@ class Options(usage.Options):
         """
         values = readConfigFile(self["config"]) if self["config"] else {}
         for key in FIELDS:
-            if key == "binary":
-                if self["binary"]:
-                    values[key] = tuple(self["binary"])
+            if key in DEFAULT_LISTENERS:
+                if self[key]:
+                    values[key] = tuple(self[key])
             elif self[key] is not None:
                 values[key] = self[key]
         self["settings"] = settingsFrom(values)
+
+
+# The browser client, served at / by the web door.
+WEB_DIRECTORY = os.path.join(os.path.dirname(os.path.abspath(chatd.__file__)), "web")
 
 
 class ListenWhenReady(MultiService):
@@ -303,9 +326,14 @@ def makeService(config, reactor=None):
     chat.setServiceParent(top)
     listeners = ListenWhenReady(chat.whenReady)
     listeners.setServiceParent(top)
-    factory = BinaryFactory(chat)
-    for description in settings.binary:
-        StreamServerEndpointService(
-            serverFromString(reactor, description), factory
-        ).setServiceParent(listeners)
+    doors = {
+        "binary": BinaryFactory(chat),
+        "text": TextFactory(chat),
+        "web": Site(makeWebResource(chat, WEB_DIRECTORY), reactor=reactor),
+    }
+    for door, factory in doors.items():
+        for description in getattr(settings, door):
+            StreamServerEndpointService(
+                serverFromString(reactor, description), factory
+            ).setServiceParent(listeners)
     return top

@@ -132,7 +132,11 @@ class BinaryProtocol(Int32StringReceiver):
         self._closeAfterWriting()
 
     def _closeAfterWriting(self):
+        # Hand over what waits in the outbox and let go of the transport: a TLS
+        # transport waits for its producer to go before it shuts down.
         self._closing = True
+        self.outbox.resumeProducing()
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def stringReceived(self, body):

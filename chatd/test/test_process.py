@@ -93,7 +93,8 @@ class TwistdTests(TestCase):
         process = reactor.spawnProcess(
             child, sys.executable,
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", data, "--binary", tls],
+             "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", data, "--binary", tls,
+             "--text", "none", "--web", "none"],
             env=env, path=workdir)
         self.addCleanup(lambda: child.ended if child.ended.called else self.stop(process, child))
 

@@ -457,6 +457,18 @@ class RoomTests(CoreTestCase):
     Creating, joining and dropping rooms, their passwords, lists and keys.
     """
 
+    def test_ownRoomOnlyForItsUser(self):
+        """
+        A room named like an account can be created only by that account;
+        others may join it once it exists.
+        """
+        alice = self.account("alice")
+        bob = self.guest("bob")
+        self.assertEqual(self.status(bob.join, "alice", ""), Status.FORBIDDEN)
+        self.assertEqual(self.status(bob.create, "alice", ""), Status.FORBIDDEN)
+        self.result(alice.join, "alice", "")
+        self.result(bob.join, "alice", "")
+
     settings = NO_IDLE
 
     def test_joinCreatesAPasswordRoom(self):

@@ -16,18 +16,22 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.web.server import Site
 
 import chatd
 from chatd import config
 from chatd.config import Settings, readConfigFile
 from chatd.datadir import prepare
 from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.text import TextFactory
 from chatd.service import ChatService
 from chatd.tap import ListenWhenReady, Options, makeService
 
 DEFAULT_SSL = (
     "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
 )
+DEFAULT_TEXT = DEFAULT_SSL.replace("4017", "4018")
+DEFAULT_WEB = "tcp:8017:interface=127.0.0.1"
 
 
 def parse(*args):
@@ -48,14 +52,17 @@ class OptionsTests(SynchronousTestCase):
 
     def test_defaults(self):
         """
-        With no options, chatd serves TLS on 4017 with the data directory's
-        certificate and keeps its SQLite database in the data directory.
+        With no options, chatd serves the binary and text doors with TLS on 4017
+        and 4018 with the data directory's certificate, the web door on
+        loopback port 8017, and keeps its SQLite database in the data directory.
         """
         self.assertEqual(
             parse(),
             Settings(
                 dataDir="chatd-data",
                 binary=(DEFAULT_SSL,),
+                text=(DEFAULT_TEXT,),
+                web=(DEFAULT_WEB,),
                 db="sqlite:chatd-data/chatd.sqlite",
             ),
         )
@@ -69,6 +76,8 @@ class OptionsTests(SynchronousTestCase):
                 "--data-dir", "/srv/chat",
                 "--binary", "tcp:4017",
                 "--binary", "tcp:4019:interface=127.0.0.1",
+                "--text", "none",
+                "--web", "tcp:8080",
                 "--db", "memory:",
                 "--no-guests",
                 "--idle-warning", "40",
@@ -81,10 +90,17 @@ class OptionsTests(SynchronousTestCase):
                 "--history-limit", "100",
                 "--send-queue", "131072",
                 "--bcrypt-cost", "10",
+                "--window", "1",
+                "--offer-timeout", "30",
+                "--chunk-timeout", "15",
+                "--max-file-size", "1000000",
+                "--max-transfers", "2",
             ),
             Settings(
                 dataDir="/srv/chat",
                 binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+                text=(),
+                web=("tcp:8080",),
                 db="memory:",
                 allowGuests=False,
                 idleWarning=40.0,
@@ -97,6 +113,11 @@ class OptionsTests(SynchronousTestCase):
                 historyLimit=100,
                 sendQueue=131072,
                 bcryptCost=10,
+                window=1,
+                offerTimeout=30.0,
+                chunkTimeout=15.0,
+                maxFileSize=1000000,
+                maxTransfers=2,
             ),
         )
 
@@ -170,6 +191,8 @@ class ConfigFileTests(SynchronousTestCase):
             "[chatd]\n"
             "data-dir = /srv/chat\n"
             "binary = tcp:4017, tcp:4019:interface=127.0.0.1\n"
+            "text = none\n"
+            "web = tcp:8080\n"
             "db = memory:\n"
             "allow-guests = no\n"
             "idle-warning = 40\n"
@@ -182,12 +205,19 @@ class ConfigFileTests(SynchronousTestCase):
             "history-limit = 100\n"
             "send-queue = 131072\n"
             "bcrypt-cost = 10\n"
+            "window = 1\n"
+            "offer-timeout = 30\n"
+            "chunk-timeout = 15\n"
+            "max-file-size = 1000000\n"
+            "max-transfers = 2\n"
         )
         self.assertEqual(
             parse("--config", path),
             Settings(
                 dataDir="/srv/chat",
                 binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+                text=(),
+                web=("tcp:8080",),
                 db="memory:",
                 allowGuests=False,
                 idleWarning=40.0,
@@ -200,6 +230,11 @@ class ConfigFileTests(SynchronousTestCase):
                 historyLimit=100,
                 sendQueue=131072,
                 bcryptCost=10,
+                window=1,
+                offerTimeout=30.0,
+                chunkTimeout=15.0,
+                maxFileSize=1000000,
+                maxTransfers=2,
             ),
         )
 
@@ -568,7 +603,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         The service holds the core first, then the listeners.
         """
-        service = self.makeService("--binary", "tcp:0")
+        service = self.makeService("--binary", "tcp:0", "--text", "none", "--web", "none")
         self.assertTrue(IService.providedBy(service))
         core, listeners = list(service)
         self.assertIsInstance(core, ChatService)
@@ -584,6 +619,7 @@ class MakeServiceTests(SynchronousTestCase):
         service = self.makeService(
             "--binary", "tcp:0:interface=127.0.0.1",
             "--binary", "tcp:4019:interface=\\:\\:1",
+            "--text", "none", "--web", "none",
         )
         service.privilegedStartService()
         self.assertEqual(self.reactor.tcpServers, [])
@@ -614,15 +650,20 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_defaultListener(self):
         """
-        Without C{--binary}, the service listens with TLS on port 4017,
-        presenting the data directory's certificate.
+        Without listener options, the binary and text doors listen with TLS on
+        ports 4017 and 4018, presenting the data directory's certificate, and
+        the web door on loopback port 8017.
         """
         service = self.makeService()
         service.startService()
-        self.assertEqual(self.reactor.tcpServers, [])
-        [(port, factory, contextFactory, _, interface)] = self.reactor.sslServers
-        self.assertEqual((port, interface), (4017, ""))
+        [(webPort, site, _, webInterface)] = self.reactor.tcpServers
+        self.assertEqual((webPort, webInterface), (8017, "127.0.0.1"))
+        self.assertIsInstance(site, Site)
+        [(port, factory, contextFactory, _, interface),
+         (textPort, textFactory, _, _, _)] = self.reactor.sslServers
+        self.assertEqual((port, interface, textPort), (4017, "", 4018))
         self.assertIsInstance(factory, BinaryFactory)
+        self.assertIsInstance(textFactory, TextFactory)
         with open(os.path.join(self.dataDir, "tls", "server.crt"), "rb") as f:
             generated = x509.load_pem_x509_certificate(f.read())
         self.assertEqual(contextFactory.certificate.to_cryptography(), generated)
