@@ -1211,6 +1211,11 @@ class Session:
     async def _offer(self, user, offer, data, toKind, expected, members, receivers):
         service, settings = self.service, self.service.settings
         await self._messageLimit(user)
+        if self.ended:
+            raise BadRequest("the session closed meanwhile")
+        if service.transferCounts.get(self._owner(user), 0) >= settings.maxTransfers:
+            raise RateLimited("at most %d transfers at once; wait for one to end"
+                              % (settings.maxTransfers,))
         name = offer.target
         envelope = service.checkEnvelope(user, data, toKind, name, expected, members,
                                          domain=e2e.FILE)

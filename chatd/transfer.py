@@ -111,10 +111,15 @@ class Transfer:
         """
         answers = []
         for recipient in self.recipients.values():
-            recipient.session.client.fileOffered(self)
             answer = recipient.answer.addTimeout(self.offerTimeout, self.clock)
             answer.addErrback(self._expired, recipient)
             answers.append(answer)
+            try:
+                recipient.session.client.fileOffered(self)
+            except Exception:
+                log.failure("offering transfer {id}", id=self.id)
+                recipient.state = DECLINED
+                recipient.answer.callback(False)
         if not answers:
             self._cancelSender("no recipients")
             return
@@ -202,6 +207,8 @@ class Transfer:
         A recipient acknowledges chunk C{index}.
         """
         recipient = self._recipient(session)
+        if index >= self.offer.chunks:
+            raise BadRequest("chunk index %d is past the last (%d)" % (index, self.offer.chunks - 1))
         if recipient.state != ACCEPTED or self.state != STARTED:
             if recipient.state == FINISHED:
                 return
@@ -244,10 +251,19 @@ class Transfer:
         self.sent[index >> 3] |= 1 << (index & 7)
         self.sentCount += 1
         now = self._senderActive = self.clock.seconds()
+        failed = []
         for recipient in self._remaining():
             recipient.inFlight[index] = now
-            recipient.session.client.fileChunk(self.id, index, data)
-        self._schedule()
+            try:
+                recipient.session.client.fileChunk(self.id, index, data)
+            except Exception:
+                log.failure("relaying chunk {index} of transfer {id}", index=index, id=self.id)
+                failed.append(recipient)
+        for recipient in failed:
+            if self.state == STARTED:
+                self._drop(recipient, None)
+        if self.state == STARTED:
+            self._schedule()
 
     def done(self, session):
         """
@@ -303,7 +319,8 @@ class Transfer:
         if pending:
             recipient.answer.callback(False)
         elif self.state == STARTED:
-            if not self._remaining():
+            finished = any(r.state == FINISHED for r in self.recipients.values())
+            if not self._remaining() and not finished:
                 self._cancelSender("no recipients left")
             else:
                 self._progress()
@@ -360,13 +377,13 @@ class Transfer:
 
     def _timedOut(self):
         self._timer = None
-        expired = self.clock.seconds() - self.chunkTimeout
+        now = self.clock.seconds()
         for recipient in self._remaining():
-            if recipient.inFlight and min(recipient.inFlight.values()) <= expired:
+            if recipient.inFlight and min(recipient.inFlight.values()) + self.chunkTimeout <= now:
                 self._drop(recipient, "chunk timeout")
                 if self.state != STARTED:
                     return
-        if self._senderMaySend() and self._senderActive <= expired:
+        if self._senderMaySend() and self._senderActive + self.chunkTimeout <= now:
             self._cancelAll("sender stalled")
             self.sender.client.fileCancelled(self.id, "sender stalled")
             return
