@@ -1085,9 +1085,9 @@ class Session:
         online = service.users.get(fold(name))
         if online is not None and online is not guest:
             if guest is not None:
+                service.publish("offline", user=guest.name)
                 service.goOffline(guest)
                 guest.sessions.remove(self)
-                service.publish("offline", user=guest.name)
             self._attach(online)
             for room in online.rooms.values():
                 service.broadcast([self], "userJoined", room.name, online.name, online.key)
