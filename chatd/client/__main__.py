@@ -1,0 +1,200 @@
+# -*- test-case-name: chatd.test.test_client_process -*-
+"""
+C{python -m chatd.client}: the terminal client.
+
+    python -m chatd.client [--host H] [--port 4017] [--tls | --no-tls] [--ca FILE]
+                           [--home DIR] [--user NAME] [--script FILE]
+
+TLS is the default. With C{--ca} the server's certificate must chain to that
+certificate and name the host (service_identity checks it); without it, the
+certificate is pinned on first use in C{HOME/known_servers} and a different one
+later is refused, as SSH does with host keys.
+"""
+
+import os
+import sys
+
+from twisted.internet import stdio, task
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
+                            globalLogBeginner, textFileLogObserver)
+from twisted.python import usage
+
+from chatd.client.chat import ChatClient
+from chatd.client.connection import PinningTLSOptions, ServerPin
+from chatd.client.console import Console
+from chatd.client.keystore import Home, KeystoreError
+
+DEFAULT_PORT = 4017
+PASSPHRASE_VARIABLE = "CHATD_PASSPHRASE"
+
+
+def _port(value):
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError("a port is 1 to 65535")
+    return port
+
+
+class Options(usage.Options):
+    """
+    The client's command line.
+    """
+
+    synopsis = "Usage: python -m chatd.client [options]"
+    longdesc = ("A terminal client for chatd, with end-to-end encryption. Type /help "
+                "once connected. The passphrase of an identity key is read from "
+                "CHATD_PASSPHRASE when set, else asked for.")
+
+    optParameters = [
+        ["host", None, "localhost", "The server's host name."],
+        ["port", None, DEFAULT_PORT, "The server's binary-protocol port.", _port],
+        ["ca", None, None, "Verify the server's certificate against this CA "
+                           "certificate (PEM) instead of pinning it on first use."],
+        ["home", None, None, "Directory for keys and pins [default: ~/.chatd]."],
+        ["user", None, None, "Log in as this user at start (/auth), with the key "
+                             "already in the home directory."],
+        ["script", None, None, "Run the lines of this file instead of reading the "
+                               "terminal, then exit."],
+    ]
+
+    optFlags = [
+        ["tls", None, "Connect over TLS (the default)."],
+        ["no-tls", None, "Connect over plain TCP (only for a server on this machine "
+                         "or in tests: anyone on the way sees who talks when)."],
+    ]
+
+    def postOptions(self):
+        if self["tls"] and self["no-tls"]:
+            raise usage.UsageError("--tls and --no-tls contradict each other")
+        if self["no-tls"] and self["ca"]:
+            raise usage.UsageError("--ca is for TLS; it makes no sense with --no-tls")
+
+
+def makeEndpoint(reactor, options, home):
+    """
+    The server's endpoint, and the C{checkPeer} its certificate needs.
+
+    @return: C{(endpoint, checkPeer)}; C{checkPeer} is L{None} on plain TCP and
+        when a CA verifies the certificate.
+    """
+    host, port = options["host"], options["port"]
+    tcp = HostnameEndpoint(reactor, host, port)
+    if options["no-tls"]:
+        return tcp, None
+    if options["ca"]:
+        with open(options["ca"], "rb") as f:
+            trustRoot = Certificate.loadPEM(f.read())
+        return wrapClientTLS(optionsForClientTLS(host, trustRoot=trustRoot), tcp), None
+    return (wrapClientTLS(PinningTLSOptions(host), tcp),
+            ServerPin(home.knownServers, "%s:%d" % (host, port)))
+
+
+def terminalEcho(fd):
+    """
+    A C{setEcho} for the terminal on C{fd}: typed secrets are not shown.
+    """
+    import termios
+
+    def setEcho(on):
+        try:
+            attributes = termios.tcgetattr(fd)
+        except termios.error:
+            return
+        if on:
+            attributes[3] |= termios.ECHO
+        else:
+            attributes[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSANOW, attributes)
+    return setEcho
+
+
+def _logWarnings():
+    """
+    Twisted's own warnings and errors go to standard error; standard output is
+    the conversation.
+    """
+    observer = FilteringLogObserver(
+        textFileLogObserver(sys.stderr),
+        [LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def _fail(message, code=2):
+    sys.stderr.write("chatd.client: %s\n" % (message,))
+    raise SystemExit(code)
+
+
+async def run(reactor, options):
+    """
+    Run the client until the person (or the script) is done.
+
+    @return: the exit status.
+    """
+    home = Home(os.path.expanduser(options["home"]) if options["home"] else None)
+    script = None
+    if options["script"]:
+        try:
+            with open(options["script"], encoding="utf-8") as f:
+                script = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail("cannot read the script: %s" % (e,))
+    interactive = script is None and os.isatty(0)
+    setEcho = terminalEcho(0) if interactive else (lambda on: None)
+    # Whatever ends the run (Ctrl-C at a password prompt included), the
+    # terminal gets its echo back.
+    reactor.addSystemEventTrigger("before", "shutdown", setEcho, True)
+    try:
+        endpoint, checkPeer = makeEndpoint(reactor, options, home)
+    except (OSError, ValueError) as e:
+        _fail("cannot use the CA certificate: %s" % (e,))
+
+    startup, hint = [], None
+    user = options["user"]
+    if user:
+        try:
+            known = home.hasIdentity(user)
+        except KeystoreError as e:
+            _fail(str(e))
+        if known:
+            startup.append("/auth %s" % (user,))
+        else:
+            hint = ("there is no key for %s in %s: /register %s [PASSWORD] creates the account"
+                    % (user, home.path, user))
+
+    def makeClient(ui):
+        return ChatClient(home, ui, endpoint, reactor, checkPeer=checkPeer,
+                          passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None)
+
+    console = Console(makeClient, reactor, interactive=interactive, script=script,
+                      startup=startup, setEcho=setEcho)
+    stdio.StandardIO(console, reactor=reactor)
+    if hint:
+        console.notice(hint)
+    console.client.start()
+    try:
+        code = await console.done
+    finally:
+        setEcho(True)
+    await console.client.stop()
+    return code
+
+
+def main(reactor, *argv):
+    options = Options()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        _fail("%s (see --help)" % (e,))
+    _logWarnings()
+
+    def exit(code):
+        if code:
+            raise SystemExit(code)
+    return Deferred.fromCoroutine(run(reactor, options)).addCallback(exit)
+
+
+if __name__ == "__main__":
+    task.react(main, sys.argv[1:])

@@ -1,0 +1,647 @@
+# -*- test-case-name: chatd.test.test_console -*-
+"""
+The terminal side of the client: a C{LineReceiver} on standard input and
+output that turns typed lines into L{chatd.client.chat.ChatClient} commands and
+shows what the client is told (L{IClientUI}) as readable lines.
+
+Lines are handled one at a time, in order: a command runs to completion (its
+result or error printed) before the next line is looked at, so a script reads
+like a transcript and a typed line never overtakes the one before it.
+
+Three ways to run:
+    - interactive (standard input is a terminal): a prompt naming the active
+      room, secrets asked for without echo;
+    - piped (standard input is not a terminal): lines from standard input, no
+      prompt, nothing asked for (a missing password is an error), and the
+      client ends at end of input;
+    - script (C{--script FILE}): the same, with lines from the file.
+Piped and script runs also take C{/wait SECONDS} and C{/expect TEXT [SECONDS]},
+so that tests and bots can wait for what others say.
+
+Everything shown that came from elsewhere (messages, names) has its control
+characters replaced, so nobody can move the cursor, recolour the terminal or
+fake a line by sending escape sequences or newlines.
+"""
+
+import re
+import time
+from collections import deque
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionClosed
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatd.client.chat import ClientError
+from chatd.client.connection import ServerError
+from chatd.client.keystore import KeystoreError
+from chatd.interfaces import IClientUI
+from chatd.names import fold
+
+log = Logger()
+
+EXPECT_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+# Shown lines kept for /expect; a bot that never expects must not grow forever.
+UNREAD_LINES = 10000
+
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+HELP = [
+    ("/register USER [PASSWORD]", "create an account with this device's key "
+                                  "(no password: log in with the key only)"),
+    ("/login USER [PASSWORD]", "log in with a password (asked for when left out)"),
+    ("/auth USER", "log in by signing with this device's key"),
+    ("/nick NAME", "take another name (guests only)"),
+    ("/create ROOM [PASSWORD]", "create a room without joining it"),
+    ("/join ROOM [PASSWORD]", "join a room (creating it if need be) and talk there"),
+    ("/leave [ROOM]", "leave a room (the one you talk in by default)"),
+    ("/switch ROOM", "talk in another of your rooms"),
+    ("/rooms", "list the rooms"),
+    ("/users [ROOM]", "list who is online, or in a room"),
+    ("/send TEXT", "say TEXT in your room; so does any line not starting with /"),
+    ("/pm USER TEXT", "send USER a direct message"),
+    ("/history [ROOM] [N]", "show a room's last N messages (default 50)"),
+    ("/keys room|user NAME", "show the keys of a room's members or of a user"),
+    ("/fingerprint [USER]", "show your key's fingerprint, or USER's"),
+    ("/verify USER FINGERPRINT", "mark USER's key verified, after comparing its "
+                                 "fingerprint with USER in person or by phone"),
+    ("/trust USER", "accept USER's new key without comparing fingerprints"),
+    ("/help", "show this list"),
+    ("/exit", "leave"),
+]
+
+SCRIPT_HELP = [
+    ("/wait SECONDS", "pause the script"),
+    ("/expect TEXT [SECONDS]", "wait until a line containing TEXT is shown "
+                               "(quote TEXT that ends in a number); fail the "
+                               "script after SECONDS (default 10)"),
+]
+
+
+class UsageError(Exception):
+    """
+    A command line that does not fit its command; the message shows the usage.
+    """
+
+
+def roomLabel(name):
+    """
+    How a room is shown: with its C{#}, whether or not its name has one.
+    """
+    return name if name.startswith("#") else "#" + name
+
+
+def shortFingerprint(fingerprint):
+    """
+    The first four groups of a fingerprint: enough to notice a change in a join
+    line; the whole one is for comparing (C{/fingerprint}, C{/keys}).
+    """
+    return " ".join(fingerprint.split()[:4])
+
+
+def clean(text):
+    """
+    C{text} made safe to write to a terminal: control characters (escape
+    sequences, carriage returns, bidirectional overrides) become U+FFFD.
+    Newlines are left for L{Console.show} to turn into indented lines.
+    """
+    return _CONTROL.sub("\ufffd", text)
+
+
+def _words(rest, least, most, usage):
+    words = rest.split()
+    if not least <= len(words) <= most:
+        raise UsageError(usage)
+    return words + [None] * (most - len(words))
+
+
+def _splitFirst(rest, usage):
+    """
+    The first word of C{rest} and everything after it, spacing kept.
+    """
+    rest = rest.lstrip()
+    first, _, text = rest.partition(" ")
+    if not first or not text.strip():
+        raise UsageError(usage)
+    return first, text
+
+
+def parseExpect(rest):
+    """
+    The text and timeout of C{/expect TEXT [SECONDS]}: a last word that is a
+    number is the timeout, unless TEXT is quoted.
+
+    @raise UsageError: when there is no text.
+    """
+    rest = rest.strip()
+    usage = "/expect TEXT [SECONDS]"
+    if rest[:1] in ('"', "'"):
+        end = rest.find(rest[0], 1)
+        if end < 0:
+            raise UsageError(usage + ": unterminated quote")
+        text, after = rest[1:end], rest[end + 1:].strip()
+        if not after:
+            return text, EXPECT_TIMEOUT
+        try:
+            return text, float(after)
+        except ValueError:
+            raise UsageError(usage) from None
+    head, _, last = rest.rpartition(" ")
+    if head.strip():
+        try:
+            return head.strip(), float(last)
+        except ValueError:
+            pass
+    if not rest:
+        raise UsageError(usage)
+    return rest, EXPECT_TIMEOUT
+
+
+@implementer(IClientUI, IHalfCloseableProtocol)
+class Console(LineReceiver):
+    """
+    The person's terminal (or a script) for one L{ChatClient}.
+
+    @param makeClient: called with this console (the client's L{IClientUI}) to
+        make the client it drives.
+    @param clock: an L{IReactorTime}: event times, C{/wait}, C{/expect}.
+    @param interactive: whether a person is typing on a terminal.
+    @param script: the lines of a C{--script} file, or L{None} to read lines
+        from standard input.
+    @param startup: lines to run before anything else (C{/auth USER}).
+    @param localtime: turns seconds since the epoch into a C{struct_time}.
+    @param setEcho: turns the terminal's echo on (L{True}) or off.
+
+    @ivar exitCode: L{None} while running; then the status to exit with.
+    @ivar done: fires with C{exitCode} once the output is closed.
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 1 << 20
+
+    def __init__(self, makeClient, clock, interactive=False, script=None, startup=(),
+                 localtime=time.localtime, setEcho=lambda on: None):
+        self.clock = clock
+        self.interactive = interactive
+        self.scripted = script is not None
+        self.localtime = localtime
+        self.setEcho = setEcho
+        self.exitCode = None
+        self.done = Deferred()
+        self._queue = deque(startup)
+        if script is not None:
+            self._queue.extend(script)
+        self._endOfInput = self.scripted
+        self._busy = False
+        self._pumping = False
+        self._secret = None
+        self._unread = deque(maxlen=UNREAD_LINES)
+        self._expecting = None
+        self.client = makeClient(self)
+
+    # -- output -----------------------------------------------------------
+
+    def _time(self, timestamp=None):
+        """
+        C{HH:MM:SS} in local time, of a server timestamp (ms) or of now.
+        """
+        seconds = self.clock.seconds() if timestamp is None else timestamp / 1000.0
+        return time.strftime("%H:%M:%S", self.localtime(seconds))
+
+    def prompt(self):
+        """
+        What the prompt shows: the room plain text goes to.
+        """
+        active = getattr(self.client, "active", None)
+        return "%s> " % (roomLabel(active),) if active else "> "
+
+    def show(self, text, stamp=False, timestamp=None):
+        """
+        Write C{text} as one line (more when it holds newlines: the others are
+        indented, so that they cannot pass for lines of their own).
+
+        @param stamp: start with the time, of C{timestamp} (ms) or now.
+        """
+        lines = text.split("\n")
+        if stamp:
+            lines[0] = "[%s] %s" % (self._time(timestamp), lines[0])
+        lines[1:] = ["    " + line for line in lines[1:]]
+        out = "\n".join(lines) + "\n"
+        if self.interactive:
+            # Clear the prompt, print, and draw the prompt again below.
+            out = "\r\x1b[K" + out + (self._secretPrompt or self.prompt())
+        if self.transport is not None and not self.done.called:
+            self.transport.write(out.encode("utf-8", "replace"))
+        if not self.interactive:
+            for line in lines:
+                self._saw(line)
+
+    @property
+    def _secretPrompt(self):
+        return self._secret[1] if self._secret is not None else None
+
+    def _saw(self, line):
+        """
+        Remember a shown line for C{/expect}, and end a wait it satisfies.
+        """
+        if self._expecting is not None:
+            text, d = self._expecting
+            if text in line:
+                self._expecting = None
+                d.callback(True)
+                return
+        self._unread.append(line)
+
+    # -- IClientUI --------------------------------------------------------
+
+    def messageReceived(self, room, sender, timestamp, text):
+        self.show("%s <%s> %s" % (clean(roomLabel(room)), clean(sender), clean(text)),
+                  stamp=True, timestamp=timestamp)
+
+    def directMessageReceived(self, sender, peer, timestamp, text):
+        if fold(sender) == fold(peer):
+            where = "*dm*"
+        else:
+            where = "*dm to %s*" % (clean(peer),)
+        self.show("%s <%s> %s" % (where, clean(sender), clean(text)),
+                  stamp=True, timestamp=timestamp)
+
+    def memberJoined(self, room, user, fingerprint):
+        self.show("%s * %s joined (key %s)" % (clean(roomLabel(room)), clean(user),
+                                                shortFingerprint(fingerprint)), stamp=True)
+
+    def memberLeft(self, room, user):
+        self.show("%s * %s left" % (clean(roomLabel(room)), clean(user)), stamp=True)
+
+    def renamed(self, old, new):
+        self.show("* %s is now known as %s" % (clean(old), clean(new)), stamp=True)
+
+    def keyChanged(self, user, old, new):
+        user = clean(user)
+        for line in [
+            "!!! WARNING: THE KEY OF %s HAS CHANGED !!!" % (user,),
+            "!!!   pinned key: %s" % (old,),
+            "!!!   new key:    %s" % (new,),
+            "!!! Either %s has a new device or reinstalled, or someone (perhaps the server)"
+            % (user,),
+            "!!! is trying to read what you send to %s. Nothing is sent to or accepted from"
+            % (user,),
+            "!!! %s until you compare the new fingerprint with %s by phone or in person"
+            % (user, user),
+            "!!! and then run:  /verify %s FINGERPRINT   (or, unchecked:  /trust %s)"
+            % (user, user),
+        ]:
+            self.show(line, stamp=True)
+
+    def notice(self, text):
+        self.show("-- %s" % (clean(text),), stamp=True)
+
+    def dropped(self, text):
+        self.show("!! %s" % (clean(text),), stamp=True)
+
+    def fatal(self, text):
+        for line in clean(text).split("\n"):
+            self.show("!!! %s" % (line,), stamp=True)
+        self.finish(1)
+
+    def askSecret(self, prompt, optional=False):
+        if not self.interactive:
+            if optional:
+                return succeed("")
+            return fail(ClientError("cannot ask for the %s without a terminal (a key's "
+                                    "passphrase can be given in CHATD_PASSPHRASE)"
+                                    % (prompt.strip().rstrip(":"),)))
+        if self._secret is not None:
+            return fail(ClientError("already asking for a secret"))
+        d = Deferred()
+        self._secret = (d, prompt)
+        self.setEcho(False)
+        self.transport.write(b"\r\x1b[K" + prompt.encode("utf-8"))
+
+        def answered(result):
+            self._secret = None
+            self.setEcho(True)
+            self.transport.write(b"\n")
+            return result
+        return d.addBoth(answered)
+
+    # -- input ------------------------------------------------------------
+
+    def connectionMade(self):
+        if self.interactive:
+            self.transport.write(self.prompt().encode("utf-8"))
+        self._pump()
+
+    def lineReceived(self, data):
+        line = data.decode("utf-8", "replace")
+        if line.endswith("\r"):
+            line = line[:-1]
+        if self._secret is not None:
+            self._secret[0].callback(line)
+            return
+        if self.scripted or self.exitCode is not None:
+            return
+        self._queue.append(line)
+        self._pump()
+
+    def lineLengthExceeded(self, line):
+        self.show("error: line too long (at most %d bytes)" % (self.MAX_LENGTH,))
+
+    def readConnectionLost(self):
+        """
+        End of standard input: finish what was typed, then exit. A script's
+        end is its own; standard input does not matter to it.
+        """
+        if self._secret is not None:
+            self._secret[0].errback(ClientError("end of input"))
+        if not self.scripted:
+            self._endOfInput = True
+            self._pump()
+
+    def writeConnectionLost(self):
+        """
+        Standard output is gone (a closed pipe): nobody can see anything now.
+        """
+        self.finish(0)
+
+    def connectionLost(self, reason=None):
+        if self.exitCode is None:
+            self.finish(0)
+        if not self.done.called:
+            self.done.callback(self.exitCode)
+
+    def _pump(self):
+        """
+        Start the next queued line unless one is running; at the end of input,
+        exit once the last command is done.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while not self._busy and self.exitCode is None:
+                if not self._queue:
+                    if self._endOfInput:
+                        self.finish(0)
+                    break
+                line = self._queue.popleft()
+                self._busy = True
+                d = Deferred.fromCoroutine(self._run(line))
+                d.addErrback(lambda f: log.failure("running a command", f))
+                d.addBoth(self._ran)
+        finally:
+            self._pumping = False
+
+    def _ran(self, _):
+        self._busy = False
+        self._pump()
+
+    async def _run(self, line):
+        """
+        Run one line, and show its result or why it failed.
+        """
+        if not line.strip():
+            return
+        if line.startswith("/"):
+            name, _, rest = line[1:].partition(" ")
+            handler = self._commands.get(name.lower())
+            if handler is None:
+                self.show("error: unknown command /%s; /help lists the commands" % (clean(name),))
+                return
+        else:
+            handler, rest = Console._send, line
+        try:
+            await handler(self, rest)
+        except UsageError as e:
+            self.show("usage: %s" % (e,))
+        except (ClientError, ServerError, KeystoreError) as e:
+            self.show("error: %s" % (clean(str(e)),))
+        except ConnectionClosed as e:
+            self.show("error: the connection to the server was lost (%s)" % (e.__class__.__name__,))
+        except Exception as e:
+            log.failure("command {line!r}", Failure(), line=line)
+            self.show("error: %s" % (clean(str(e) or e.__class__.__name__),))
+
+    def finish(self, code):
+        """
+        Stop the client, close the output (once written) and exit with C{code}.
+        """
+        if self.exitCode is not None:
+            return
+        self.exitCode = code
+        self._queue.clear()
+        if self._expecting is not None:
+            _, d = self._expecting
+            self._expecting = None
+            d.callback(False)
+        if self._secret is not None:
+            self._secret[0].errback(ClientError("exiting"))
+        d = Deferred.fromCoroutine(self._stopClient())
+        d.addBoth(lambda _: self.transport.loseConnection() if self.transport else None)
+
+    async def _stopClient(self):
+        try:
+            await self.client.stop().addTimeout(STOP_TIMEOUT, self.clock)
+        except Exception:
+            pass
+
+    # -- commands ---------------------------------------------------------
+
+    async def _register(self, rest):
+        user, password = _words(rest, 1, 2, "/register USER [PASSWORD]")
+        await self.client.register(user, password or "")
+        self.show("registered and logged in as %s; your key's fingerprint is %s"
+                  % (self.client.user, self.client.fingerprint()))
+
+    async def _login(self, rest):
+        user, password = _words(rest, 1, 2, "/login USER [PASSWORD]")
+        if password is None:
+            if not self.interactive:
+                raise ClientError("a password is needed: /login USER PASSWORD "
+                                  "(nothing can be asked for without a terminal)")
+            password = await self.askSecret("password of %s: " % (user,))
+        await self.client.login(user, password)
+        self.show("logged in as %s" % (self.client.user,))
+
+    async def _auth(self, rest):
+        (user,) = _words(rest, 1, 1, "/auth USER")
+        await self.client.auth(user)
+        self.show("logged in as %s with this device's key" % (self.client.user,))
+
+    async def _nick(self, rest):
+        (name,) = _words(rest, 1, 1, "/nick NAME")
+        name = await self.client.nick(name)
+        self.show("you are now known as %s" % (clean(name),))
+
+    async def _create(self, rest):
+        room, password = _words(rest, 1, 2, "/create ROOM [PASSWORD]")
+        await self.client.create(room, password or "")
+        self.show("created %s (/join %s to talk there)" % (clean(roomLabel(room)), clean(room)))
+
+    async def _join(self, rest):
+        room, password = _words(rest, 1, 2, "/join ROOM [PASSWORD]")
+        room = await self.client.join(room, password or "")
+        members = sorted(room.members, key=fold)
+        self.show("joined %s: %d member%s (%s)"
+                  % (clean(roomLabel(room.name)), len(members), "" if len(members) == 1 else "s",
+                     clean(", ".join(members))))
+
+    async def _leave(self, rest):
+        (room,) = _words(rest, 0, 1, "/leave [ROOM]")
+        name = await self.client.leave(room)
+        self.show("left %s" % (clean(roomLabel(name)),))
+
+    async def _switch(self, rest):
+        (room,) = _words(rest, 1, 1, "/switch ROOM")
+        name = self.client.switch(room)
+        self.show("now talking in %s" % (clean(roomLabel(name)),))
+
+    async def _rooms(self, rest):
+        _words(rest, 0, 0, "/rooms")
+        names = await self.client.listRooms()
+        self.show("rooms: %s" % (clean(", ".join(roomLabel(n) for n in names)) or "none",))
+
+    async def _users(self, rest):
+        (room,) = _words(rest, 0, 1, "/users [ROOM]")
+        names = await self.client.listUsers(room or "")
+        where = "in %s" % (roomLabel(room),) if room else "online"
+        self.show("%s: %s" % (clean(where), clean(", ".join(names)) or "nobody"))
+
+    async def _send(self, rest):
+        if not rest.strip():
+            raise UsageError("/send TEXT")
+        timestamp, room = await self.client.send(rest)
+        self.show("%s <%s> %s" % (clean(roomLabel(room)), clean(self.client.user), clean(rest)),
+                  stamp=True, timestamp=timestamp)
+
+    async def _pm(self, rest):
+        user, text = _splitFirst(rest, "/pm USER TEXT")
+        timestamp, name = await self.client.pm(user, text)
+        self.show("*dm to %s* <%s> %s" % (clean(name), clean(self.client.user), clean(text)),
+                  stamp=True, timestamp=timestamp)
+
+    async def _history(self, rest):
+        words = _words(rest, 0, 2, "/history [ROOM] [N]")
+        room, count = words
+        if (count is None and room is not None and room.isdigit()
+                and fold(room) not in self.client.rooms):
+            room, count = None, room
+        try:
+            limit = int(count) if count is not None else 0
+        except ValueError:
+            raise UsageError("/history [ROOM] [N]: N is a number") from None
+        if not 0 <= limit <= 500:
+            raise UsageError("/history [ROOM] [N]: N is at most 500")
+        name, rows = await self.client.history(room, limit)
+        label = clean(roomLabel(name))
+        for sender, timestamp, text, problem in rows:
+            if text is None:
+                self.show("%s <%s> (cannot be shown: %s)" % (label, clean(sender), clean(problem)),
+                          stamp=True, timestamp=timestamp)
+            else:
+                self.show("%s <%s> %s" % (label, clean(sender), clean(text)),
+                          stamp=True, timestamp=timestamp)
+        self.show("history of %s: %d message%s" % (label, len(rows), "" if len(rows) == 1 else "s"))
+
+    async def _keys(self, rest):
+        kind, name = _words(rest, 2, 2, "/keys room|user NAME")
+        if kind not in ("room", "user"):
+            raise UsageError("/keys room|user NAME")
+        rows = await self.client.keysOf(kind, name)
+        label = roomLabel(name) if kind == "room" else name
+        self.show("keys of %s (%d):" % (clean(label), len(rows)))
+        for user, fingerprint, state in rows:
+            self.show("  %-12s %s  [%s]" % (clean(user), fingerprint, state))
+
+    async def _fingerprint(self, rest):
+        (user,) = _words(rest, 0, 1, "/fingerprint [USER]")
+        fingerprint = self.client.fingerprint(user)
+        whose = user or self.client.user or "your key"
+        self.show("fingerprint of %s: %s" % (clean(whose), fingerprint))
+
+    async def _verify(self, rest):
+        user, fingerprint = _splitFirst(rest, "/verify USER FINGERPRINT")
+        verified = await self.client.verify(user, fingerprint)
+        self.show("%s's key is verified: %s" % (clean(user), verified))
+
+    async def _trust(self, rest):
+        (user,) = _words(rest, 1, 1, "/trust USER")
+        fingerprint = await self.client.trust(user)
+        self.show("trusting %s's key %s without verifying it (compare fingerprints and "
+                  "/verify when you can)" % (clean(user), fingerprint))
+
+    async def _help(self, rest):
+        entries = HELP + ([] if self.interactive else SCRIPT_HELP)
+        width = max(len(usage) for usage, _ in entries)
+        self.show("commands:")
+        for usage, what in entries:
+            self.show("  %-*s  %s" % (width, usage, what))
+
+    async def _exit(self, rest):
+        self.finish(0)
+
+    async def _wait(self, rest):
+        self._scriptOnly("/wait")
+        (seconds,) = _words(rest, 1, 1, "/wait SECONDS")
+        try:
+            seconds = float(seconds)
+        except ValueError:
+            raise UsageError("/wait SECONDS") from None
+        await deferLater(self.clock, seconds)
+
+    async def _expect(self, rest):
+        self._scriptOnly("/expect")
+        text, timeout = parseExpect(rest)
+        while self._unread:
+            if text in self._unread.popleft():
+                return
+        d = Deferred()
+        self._expecting = (text, d)
+
+        def expire():
+            if self._expecting is not None and self._expecting[1] is d:
+                self._expecting = None
+                d.callback(False)
+        timer = self.clock.callLater(timeout, expire)
+        found = await d
+        if timer.active():
+            timer.cancel()
+        if not found and self.exitCode is None:
+            self.show("expect failed: nothing containing %r was shown within %g s"
+                      % (text, timeout))
+            self.finish(1)
+
+    def _scriptOnly(self, command):
+        if self.interactive:
+            raise ClientError("%s is for scripts and piped input" % (command,))
+
+    _commands = {
+        "register": _register,
+        "login": _login,
+        "auth": _auth,
+        "nick": _nick,
+        "create": _create,
+        "join": _join,
+        "leave": _leave,
+        "switch": _switch,
+        "rooms": _rooms,
+        "users": _users,
+        "send": _send,
+        "pm": _pm,
+        "msg": _pm,
+        "history": _history,
+        "keys": _keys,
+        "fingerprint": _fingerprint,
+        "verify": _verify,
+        "trust": _trust,
+        "help": _help,
+        "exit": _exit,
+        "quit": _exit,
+        "wait": _wait,
+        "expect": _expect,
+    }

@@ -1,0 +1,581 @@
+"""
+Tests for L{chatd.client.console}: the terminal side of the client, over a
+L{StringTransport} standing in for standard input and output, driving a fake
+client that records every call.
+"""
+
+import time
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from chatd.client.chat import ClientError, Room
+from chatd.client.connection import ServerError
+from chatd.client.console import HELP, SCRIPT_HELP, Console, parseExpect
+from chatd.interfaces import IClientUI
+
+# 2023-11-14 22:13:20 UTC; the console is given gmtime, so times read alike
+# everywhere.
+T0 = 1_700_000_000
+NOW = "[22:13:20]"
+FP_ALICE = " ".join(["a11c"] * 16)
+FP_BOB = " ".join(["b0b0"] * 16)
+FP_NEW = " ".join(["ffff"] * 16)
+
+
+class FakeClient:
+    """
+    Stands in for L{chatd.client.chat.ChatClient}: records C{(method, args)}
+    in C{calls} and answers from C{answers} (a value, a L{Deferred} to wait
+    on, or an exception to raise), else with a plausible default.
+    """
+
+    def __init__(self, ui):
+        self.ui = ui
+        self.calls = []
+        self.answers = {}
+        self.user = "alice"
+        self.active = None
+        self.rooms = {}
+        self.stopped = False
+
+    def _answer(self, name, *args, default=None, synchronous=False):
+        """
+        Record a call; answer as the real method would: directly for the
+        synchronous ones, else with a L{Deferred}.
+        """
+        self.calls.append((name,) + args)
+        answer = self.answers.pop(name, default)
+        if synchronous:
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        if isinstance(answer, Exception):
+            return fail(answer)
+        return answer if isinstance(answer, Deferred) else succeed(answer)
+
+    def register(self, user, password):
+        return self._answer("register", user, password)
+
+    def login(self, user, password):
+        return self._answer("login", user, password)
+
+    def auth(self, user):
+        return self._answer("auth", user)
+
+    def nick(self, name):
+        return self._answer("nick", name, default=name)
+
+    def create(self, room, password):
+        return self._answer("create", room, password)
+
+    def join(self, name, password):
+        room = Room(name)
+        room.members = {"alice": b"", "bob": b""}
+        result = self._answer("join", name, password, default=room)
+        self.active = name
+        return result
+
+    def leave(self, name):
+        return self._answer("leave", name, default=name or self.active)
+
+    def switch(self, name):
+        self.active = name
+        return self._answer("switch", name, default=name, synchronous=True)
+
+    def listRooms(self):
+        return self._answer("listRooms", default=["#b", "a"])
+
+    def listUsers(self, room):
+        return self._answer("listUsers", room, default=["alice", "bob"])
+
+    def send(self, text):
+        return self._answer("send", text, default=(T0 * 1000, self.active or "lobby"))
+
+    def pm(self, user, text):
+        return self._answer("pm", user, text, default=(T0 * 1000, user.lower()))
+
+    def history(self, room, limit):
+        return self._answer("history", room, limit, default=("lobby", []))
+
+    def keysOf(self, kind, name):
+        return self._answer("keysOf", kind, name, default=[])
+
+    def fingerprint(self, user=None):
+        return self._answer("fingerprint", user, default=FP_ALICE, synchronous=True)
+
+    def verify(self, user, fingerprint):
+        return self._answer("verify", user, fingerprint, default=FP_BOB)
+
+    def trust(self, user):
+        return self._answer("trust", user, default=FP_NEW)
+
+    def stop(self):
+        self.stopped = True
+        return succeed(None)
+
+
+class ConsoleTestCase(SynchronousTestCase):
+    """
+    A console on a fake transport and a clock at L{T0}.
+    """
+
+    def console(self, interactive=False, script=None, startup=()):
+        self.clock = Clock()
+        self.clock.advance(T0)
+        self.echo = []
+        console = Console(FakeClient, self.clock, interactive=interactive, script=script,
+                          startup=startup, localtime=time.gmtime, setEcho=self.echo.append)
+        self.transport = StringTransport()
+        console.makeConnection(self.transport)
+        return console
+
+    def type(self, console, *lines):
+        for line in lines:
+            console.dataReceived(line.encode("utf-8") + b"\n")
+
+    def output(self):
+        """
+        The lines written since the last call.
+        """
+        data = self.transport.value().decode("utf-8")
+        self.transport.clear()
+        return data.splitlines()
+
+
+class CommandTests(ConsoleTestCase):
+    """
+    Lines become client calls, and their results readable lines.
+    """
+
+    def test_interface(self):
+        """
+        The console provides L{IClientUI}.
+        """
+        verifyObject(IClientUI, self.console())
+
+    def test_plainTextSends(self):
+        """
+        A line not starting with C{/} is sent to the active room and shown with
+        the server's time, the room and the sender.
+        """
+        console = self.console()
+        self.type(console, "hello  there", "/send /not a command")
+        self.assertEqual(console.client.calls,
+                         [("send", "hello  there"), ("send", "/not a command")])
+        self.assertEqual(self.output(), ["%s #lobby <alice> hello  there" % (NOW,),
+                                         "%s #lobby <alice> /not a command" % (NOW,)])
+
+    def test_commands(self):
+        """
+        Every command calls the client with its arguments and shows one line.
+        """
+        console = self.console()
+        console.client.answers["history"] = ("lobby", [("bob", T0 * 1000 - 60000, "earlier", None),
+                                                       ("eve", T0 * 1000, None, "bad signature")])
+        console.client.answers["keysOf"] = [("alice", FP_ALICE, "self"), ("bob", FP_BOB, "tofu")]
+        self.type(console, "/register alice")
+        console.client.answers["fingerprint"] = FP_BOB
+        self.type(console,
+                  "/login alice s3cret!!",
+                  "/auth alice",
+                  "/nick ally",
+                  "/create quiet pw",
+                  "/join lobby",
+                  "/switch lobby",
+                  "/rooms",
+                  "/users",
+                  "/users lobby",
+                  "/pm Bob psst  there",
+                  "/history lobby 20",
+                  "/keys room lobby",
+                  "/fingerprint bob",
+                  "/verify bob %s" % (FP_BOB,),
+                  "/trust bob",
+                  "/leave")
+        self.assertEqual(console.client.calls, [
+            ("register", "alice", ""),
+            ("fingerprint", None),
+            ("login", "alice", "s3cret!!"),
+            ("auth", "alice"),
+            ("nick", "ally"),
+            ("create", "quiet", "pw"),
+            ("join", "lobby", ""),
+            ("switch", "lobby"),
+            ("listRooms",),
+            ("listUsers", ""),
+            ("listUsers", "lobby"),
+            ("pm", "Bob", "psst  there"),
+            ("history", "lobby", 20),
+            ("keysOf", "room", "lobby"),
+            ("fingerprint", "bob"),
+            ("verify", "bob", FP_BOB),
+            ("trust", "bob"),
+            ("leave", None),
+        ])
+        self.assertEqual(self.output(), [
+            "registered and logged in as alice; your key's fingerprint is %s" % (FP_ALICE,),
+            "logged in as alice",
+            "logged in as alice with this device's key",
+            "you are now known as ally",
+            "created #quiet (/join quiet to talk there)",
+            "joined #lobby: 2 members (alice, bob)",
+            "now talking in #lobby",
+            "rooms: #b, #a",
+            "online: alice, bob",
+            "in #lobby: alice, bob",
+            "%s *dm to bob* <alice> psst  there" % (NOW,),
+            "[22:12:20] #lobby <bob> earlier",
+            "%s #lobby <eve> (cannot be shown: bad signature)" % (NOW,),
+            "history of #lobby: 2 messages",
+            "keys of #lobby (2):",
+            "  alice        %s  [self]" % (FP_ALICE,),
+            "  bob          %s  [tofu]" % (FP_BOB,),
+            "fingerprint of bob: %s" % (FP_BOB,),
+            "bob's key is verified: %s" % (FP_BOB,),
+            "trusting bob's key %s without verifying it (compare fingerprints and /verify "
+            "when you can)" % (FP_NEW,),
+            "left #lobby",
+        ])
+
+    def test_historyArguments(self):
+        """
+        C{/history N} takes a number as a count, unless we are in a room of
+        that name.
+        """
+        console = self.console()
+        console.client.rooms = {"123": object()}
+        self.type(console, "/history", "/history 5", "/history 123", "/history lobby")
+        self.assertEqual([call[1:] for call in console.client.calls],
+                         [(None, 0), (None, 5), ("123", 0), ("lobby", 0)])
+
+    def test_usage(self):
+        """
+        A command with the wrong arguments shows its usage and calls nothing.
+        """
+        console = self.console()
+        self.type(console, "/join", "/pm bob", "/keys group x", "/history a 1 2",
+                  "/wait soon", "/verify bob", "/history a many", "/send   ")
+        self.assertEqual(console.client.calls, [])
+        self.assertEqual(self.output(), [
+            "usage: /join ROOM [PASSWORD]",
+            "usage: /pm USER TEXT",
+            "usage: /keys room|user NAME",
+            "usage: /history [ROOM] [N]",
+            "usage: /wait SECONDS",
+            "usage: /verify USER FINGERPRINT",
+            "usage: /history [ROOM] [N]: N is a number",
+            "usage: /send TEXT",
+        ])
+
+    def test_unknownCommandAndBlankLines(self):
+        """
+        An unknown command says so and points to /help; blank lines do nothing.
+        """
+        console = self.console()
+        self.type(console, "", "   ", "/frobnicate now")
+        self.assertEqual(self.output(),
+                         ["error: unknown command /frobnicate; /help lists the commands"])
+
+    def test_errorsThenGoOn(self):
+        """
+        A refused command shows the reason on one line, and the next line runs.
+        """
+        console = self.console()
+        console.client.answers["join"] = ServerError(7, "already in lobby")
+        console.client.answers["send"] = ClientError("no active room: /join or /switch to one")
+        self.type(console, "/join lobby", "hi", "/rooms")
+        self.assertEqual(self.output(), ["error: already in lobby",
+                                         "error: no active room: /join or /switch to one",
+                                         "rooms: #b, #a"])
+
+    def test_linesWaitTheirTurn(self):
+        """
+        A line is not looked at until the command before it has finished.
+        """
+        console = self.console()
+        joining = Deferred()
+        console.client.answers["join"] = joining
+        self.type(console, "/join lobby", "first words", "/rooms")
+        self.assertEqual(console.client.calls, [("join", "lobby", "")])
+        room = Room("lobby")
+        room.members = {"alice": b""}
+        joining.callback(room)
+        self.assertEqual(console.client.calls, [("join", "lobby", ""), ("send", "first words"),
+                                                ("listRooms",)])
+        self.assertEqual(self.output(), ["joined #lobby: 1 member (alice)",
+                                         "%s #lobby <alice> first words" % (NOW,),
+                                         "rooms: #b, #a"])
+
+    def test_help(self):
+        """
+        /help lists every command, the script commands only where scripts run.
+        """
+        console = self.console()
+        self.type(console, "/help")
+        lines = self.output()
+        self.assertEqual(lines[0], "commands:")
+        self.assertEqual([line.split()[0] for line in lines[1:]],
+                         [usage.split()[0] for usage, _ in HELP + SCRIPT_HELP])
+        console = self.console(interactive=True)
+        self.type(console, "/help")
+        self.assertNotIn("/expect", self.transport.value().decode())
+
+    def test_exit(self):
+        """
+        /exit stops the client, closes the output and exits 0; later lines are
+        not run.
+        """
+        console = self.console()
+        self.type(console, "/exit", "/rooms")
+        self.assertEqual(console.client.calls, [])
+        self.assertTrue(console.client.stopped)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(console.exitCode, 0)
+        console.connectionLost(None)
+        self.assertEqual(self.successResultOf(console.done), 0)
+
+
+class EventTests(ConsoleTestCase):
+    """
+    What the client is told, as lines with time, room and sender.
+    """
+
+    def test_eventLines(self):
+        """
+        Messages, direct messages (ours from another session too), joins,
+        leaves, renames, notices and drops each make one stamped line.
+        """
+        console = self.console()
+        console.messageReceived("general", "bob", T0 * 1000 + 7000, "hi")
+        console.messageReceived("#dev", "bob", T0 * 1000, "yo")
+        console.directMessageReceived("bob", "bob", T0 * 1000 + 9000, "psst")
+        console.directMessageReceived("alice", "bob", T0 * 1000, "copy")
+        console.memberJoined("general", "carol", FP_BOB)
+        console.memberLeft("general", "carol")
+        console.renamed("rand3", "dave")
+        console.notice("first contact with bob")
+        console.dropped("dropped a message from eve in room lobby: replayed")
+        self.assertEqual(self.output(), [
+            "[22:13:27] #general <bob> hi",
+            "%s #dev <bob> yo" % (NOW,),
+            "[22:13:29] *dm* <bob> psst",
+            "%s *dm to bob* <alice> copy" % (NOW,),
+            "%s #general * carol joined (key b0b0 b0b0 b0b0 b0b0)" % (NOW,),
+            "%s #general * carol left" % (NOW,),
+            "%s * rand3 is now known as dave" % (NOW,),
+            "%s -- first contact with bob" % (NOW,),
+            "%s !! dropped a message from eve in room lobby: replayed" % (NOW,),
+        ])
+
+    def test_keyChangedIsLoud(self):
+        """
+        A key change is several marked lines with both whole fingerprints and
+        the commands that end it.
+        """
+        console = self.console()
+        console.keyChanged("bob", FP_BOB, FP_NEW)
+        lines = self.output()
+        self.assertGreaterEqual(len(lines), 5)
+        for line in lines:
+            self.assertTrue(line.startswith(NOW + " !!! "), line)
+        text = "\n".join(lines)
+        self.assertIn("THE KEY OF bob HAS CHANGED", text)
+        self.assertIn("pinned key: " + FP_BOB, text)
+        self.assertIn("new key:    " + FP_NEW, text)
+        self.assertIn("/verify bob FINGERPRINT", text)
+        self.assertIn("/trust bob", text)
+
+    def test_hostileTextCleaned(self):
+        """
+        Control characters from others cannot reach the terminal, and a newline
+        cannot start a line that looks like another message.
+        """
+        console = self.console()
+        console.messageReceived("general", "bob", T0 * 1000,
+                                "clear\x1b[2J\rme\nfake [22:13:20] #general <carol> hi\u202e")
+        self.assertEqual(self.output(), [
+            "%s #general <bob> clear\ufffd[2J\ufffdme" % (NOW,),
+            "    fake [22:13:20] #general <carol> hi\ufffd",
+        ])
+
+    def test_fatal(self):
+        """
+        A fatal error is shown as marked lines and the client exits 1.
+        """
+        console = self.console()
+        console.fatal("THE CERTIFICATE CHANGED\npinned: aa\npresented: bb")
+        self.assertEqual(self.output(), ["%s !!! THE CERTIFICATE CHANGED" % (NOW,),
+                                         "%s !!! pinned: aa" % (NOW,),
+                                         "%s !!! presented: bb" % (NOW,)])
+        self.assertEqual(console.exitCode, 1)
+        self.assertTrue(console.client.stopped)
+        self.assertTrue(self.transport.disconnecting)
+
+
+class TerminalTests(ConsoleTestCase):
+    """
+    The prompt, and secrets typed without echo.
+    """
+
+    def test_promptShowsActiveRoom(self):
+        """
+        On a terminal the prompt names the active room and is drawn again
+        after every line; piped, there is no prompt.
+        """
+        console = self.console(interactive=True)
+        self.assertEqual(self.transport.value(), b"> ")
+        self.transport.clear()
+        self.type(console, "/join lobby")
+        self.assertEqual(self.transport.value(),
+                         b"\r\x1b[Kjoined #lobby: 2 members (alice, bob)\n#lobby> ")
+        console = self.console()
+        self.type(console, "/join lobby")
+        self.assertEqual(self.transport.value(), b"joined #lobby: 2 members (alice, bob)\n")
+
+    def test_passwordAskedWithoutEcho(self):
+        """
+        /login without a password asks for it with echo off; the next line is
+        the password, never run as a command nor shown.
+        """
+        console = self.console(interactive=True)
+        self.transport.clear()
+        self.type(console, "/login alice")
+        self.assertEqual(self.transport.value(), b"\r\x1b[Kpassword of alice: ")
+        self.assertEqual(self.echo, [False])
+        self.type(console, "/exit secret")
+        self.assertEqual(self.echo, [False, True])
+        self.assertEqual(console.client.calls, [("login", "alice", "/exit secret")])
+        self.assertNotIn(b"secret", self.transport.value())
+        self.assertIsNone(console.exitCode)
+
+    def test_noPasswordInScripts(self):
+        """
+        Piped or scripted, a missing password is an error, not a prompt.
+        """
+        console = self.console()
+        self.type(console, "/login alice")
+        self.assertEqual(console.client.calls, [])
+        self.assertEqual(self.output(), ["error: a password is needed: /login USER PASSWORD "
+                                         "(nothing can be asked for without a terminal)"])
+
+    def test_askSecret(self):
+        """
+        Without a terminal an optional secret is empty and a required one fails.
+        """
+        console = self.console()
+        self.assertEqual(self.successResultOf(console.askSecret("passphrase: ", optional=True)), "")
+        self.failureResultOf(console.askSecret("passphrase: "), ClientError)
+
+    def test_scriptCommandsNeedAScript(self):
+        """
+        /wait and /expect are refused at the terminal.
+        """
+        console = self.console(interactive=True)
+        self.transport.clear()
+        self.type(console, "/wait 1")
+        self.assertIn(b"error: /wait is for scripts and piped input", self.transport.value())
+
+
+class ScriptTests(ConsoleTestCase):
+    """
+    Scripts and piped input: /wait, /expect, and exiting at the end.
+    """
+
+    def test_scriptRunsThenExits(self):
+        """
+        A script's lines run after the startup lines, and the client exits 0
+        once the last command has finished; standard input is ignored.
+        """
+        listing = Deferred()
+        self.clock = None
+        console = Console(FakeClient, Clock(), script=["/rooms", "/users"],
+                          startup=["/auth alice"], localtime=time.gmtime)
+        console.client.answers["listUsers"] = listing
+        transport = StringTransport()
+        console.makeConnection(transport)
+        console.dataReceived(b"/nick typed\n")
+        self.assertEqual(console.client.calls,
+                         [("auth", "alice"), ("listRooms",), ("listUsers", "")])
+        self.assertIsNone(console.exitCode)
+        listing.callback(["alice"])
+        self.assertEqual(console.exitCode, 0)
+        self.assertTrue(transport.disconnecting)
+        self.assertTrue(console.client.stopped)
+
+    def test_endOfPipedInput(self):
+        """
+        Piped input runs to its end; the client then exits 0.
+        """
+        console = self.console()
+        self.type(console, "/rooms")
+        console.readConnectionLost()
+        self.assertEqual(console.exitCode, 0)
+
+    def test_wait(self):
+        """
+        /wait holds the next line for that many seconds.
+        """
+        console = self.console()
+        self.type(console, "/wait 2.5", "/rooms")
+        self.clock.advance(2)
+        self.assertEqual(console.client.calls, [])
+        self.clock.advance(0.5)
+        self.assertEqual(console.client.calls, [("listRooms",)])
+
+    def test_expectSeenEarlier(self):
+        """
+        /expect is satisfied by a line shown since the last /expect, even one
+        shown before the /expect line was read; each line satisfies one.
+        """
+        console = self.console()
+        console.messageReceived("lobby", "bob", T0 * 1000, "hello alice")
+        self.type(console, "/expect <bob> hello", "/rooms", "/expect <bob> hello 1", "/users")
+        self.assertEqual(console.client.calls, [("listRooms",)])
+        self.clock.advance(1)
+        self.assertEqual(console.exitCode, 1)
+        self.assertEqual(console.client.calls, [("listRooms",)])
+
+    def test_expectWaits(self):
+        """
+        /expect waits for a line containing the text, then the script goes on.
+        """
+        console = self.console()
+        self.type(console, "/expect <bob> see you 5", "/rooms")
+        self.clock.advance(4)
+        console.messageReceived("lobby", "bob", T0 * 1000, "not yet")
+        self.assertEqual(console.client.calls, [])
+        console.messageReceived("lobby", "bob", T0 * 1000, "see you later")
+        self.assertEqual(console.client.calls, [("listRooms",)])
+        self.clock.advance(10)
+        self.assertIsNone(console.exitCode)
+
+    def test_expectTimesOut(self):
+        """
+        An /expect that is not met in time fails the script: a message, exit
+        status 1, and nothing after it runs.
+        """
+        console = self.console()
+        self.type(console, "/expect never", "/rooms")
+        self.clock.advance(9.9)
+        self.assertIsNone(console.exitCode)
+        self.clock.advance(0.1)
+        self.assertEqual(self.output(),
+                         ["expect failed: nothing containing 'never' was shown within 10 s"])
+        self.assertEqual(console.exitCode, 1)
+        self.assertEqual(console.client.calls, [])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_parseExpect(self):
+        """
+        The last word of /expect is a timeout when it is a number, unless the
+        text is quoted.
+        """
+        self.assertEqual(parseExpect("hello"), ("hello", 10.0))
+        self.assertEqual(parseExpect("<bob> hi there 3"), ("<bob> hi there", 3.0))
+        self.assertEqual(parseExpect('"the answer is 42"'), ("the answer is 42", 10.0))
+        self.assertEqual(parseExpect("'the answer is 42' 2.5"), ("the answer is 42", 2.5))
+        self.assertEqual(parseExpect("42"), ("42", 10.0))
