@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from chatd import e2e
 from chatd.credentials import Credentials
-from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden,
+from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
                           NotFound, RateLimited, StaleRecipients, TooLarge)
 from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
@@ -668,12 +668,31 @@ class Session:
         """
         return fold(user.name) if user.account else "guest:%d" % (id(user),)
 
-    async def _messageLimit(self, user):
+    async def _underMessageLimit(self, user, check):
+        """
+        Run C{check} (the envelope checks of a message, DM or offer) under the
+        user's message limit. A request over the limit is refused before
+        anything else and does not count; every other request counts, except
+        one refused only because the recipients changed (0x09), which the client
+        retries at once through no fault of its own.
+
+        @return: what C{check} returns.
+        """
         limit, seconds = self.service.settings.rateLimit
-        wait = await self.service.messageLimit.hit(self._owner(user))
+        window, owner = self.service.messageLimit, self._owner(user)
+        wait = await window.retryAfter(owner)
         if wait is not None:
             raise RateLimited("more than %d messages in %s; retry in %s"
                               % (limit, _whole(seconds), _whole(wait)))
+        try:
+            result = check()
+        except (StaleRecipients, RateLimited):
+            raise
+        except ChatError:
+            await window.record(owner)
+            raise
+        await window.record(owner)
+        return result
 
     # -- requests: session ------------------------------------------------
 
@@ -903,9 +922,8 @@ class Session:
 
     async def _roomMessage(self, user, room, data):
         service = self.service
-        await self._messageLimit(user)
-        envelope = service.checkEnvelope(user, data, "room", room.name, room.keyIds(),
-                                         room.memberKeys)
+        envelope = await self._underMessageLimit(user, lambda: service.checkEnvelope(
+            user, data, "room", room.name, room.keyIds(), room.memberKeys))
         replayKey = (fold(user.name), envelope.id)
         service.replays.add(replayKey)
         try:
@@ -944,11 +962,10 @@ class Session:
 
     async def _directMessage(self, user, peer, data):
         service = self.service
-        await self._messageLimit(user)
         expected = {user.name: user.keyId, peer.name: peer.keyId}
-        envelope = service.checkEnvelope(user, data, "user", peer.name, expected,
-                                         lambda: sorted({(user.name, user.key),
-                                                         (peer.name, peer.key)}))
+        envelope = await self._underMessageLimit(user, lambda: service.checkEnvelope(
+            user, data, "user", peer.name, expected,
+            lambda: sorted({(user.name, user.key), (peer.name, peer.key)})))
         service.replays.add((fold(user.name), envelope.id))
         timestamp = service.now()
         service.deliverDirect(user, peer, timestamp, envelope, self)
@@ -1210,15 +1227,17 @@ class Session:
 
     async def _offer(self, user, offer, data, toKind, expected, members, receivers):
         service, settings = self.service, self.service.settings
-        await self._messageLimit(user)
-        if self.ended:
-            raise BadRequest("the session closed meanwhile")
-        if service.transferCounts.get(self._owner(user), 0) >= settings.maxTransfers:
-            raise RateLimited("at most %d transfers at once; wait for one to end"
-                              % (settings.maxTransfers,))
         name = offer.target
-        envelope = service.checkEnvelope(user, data, toKind, name, expected, members,
+
+        def check():
+            if self.ended:
+                raise BadRequest("the session closed meanwhile")
+            if service.transferCounts.get(self._owner(user), 0) >= settings.maxTransfers:
+                raise RateLimited("at most %d transfers at once; wait for one to end"
+                                  % (settings.maxTransfers,))
+            return service.checkEnvelope(user, data, toKind, name, expected, members,
                                          domain=e2e.FILE)
+        envelope = await self._underMessageLimit(user, check)
         sessions = [s for u in receivers for s in u.sessions if IFileClient.providedBy(s.client)]
         if not sessions:
             raise NotFound("nobody in %s can receive files" % (name,))

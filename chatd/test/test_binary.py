@@ -378,6 +378,23 @@ class ChatTests(ProtocolTestCase):
         blob = self.seal("alice", ("room", "#r"), members, "later")
         self.assertEqual(alice.request(Op.ROOM_MSG, "#r", blob)[0], OK)
 
+    def test_staleRecipientsDoNotCount(self):
+        """
+        A message refused only because the members changed (0x09) does not use up
+        the sender's rate limit; one refused for its envelope does.
+        """
+        alice, bob = self.guest("alice"), self.guest("bob")
+        members = self.room("#r", alice, bob)
+        stale = {"alice": publicDer("alice")}
+        for _ in range(5):
+            blob = self.seal("alice", ("room", "#r"), stale, "x")
+            self.assertEqual(alice.request(Op.ROOM_MSG, "#r", blob)[0], STALE)
+        self.assertEqual(alice.request(Op.ROOM_MSG, "#r", b"not an envelope")[0], ERR)
+        statuses = [alice.request(Op.ROOM_MSG, "#r", self.seal("alice", ("room", "#r"),
+                                                                 members, "m"))[0]
+                    for _ in range(5)]
+        self.assertEqual(statuses, [OK] * 4 + [RATE])
+
     def test_history(self):
         """
         HISTORY returns the stored messages oldest first, cut to the reader.
