@@ -37,6 +37,19 @@ log = Logger()
 _HISTORY_FRAME_OVERHEAD = 2 + 1 + 1 + 2
 
 
+# Requests that may overlap on one connection: each message's checks finish
+# before its store write starts, so several writes can share a transaction; at
+# most this many wait at once before the connection stops reading.
+_OVERLAPPING = frozenset({Op.ROOM_MSG, Op.DM})
+_MAX_OVERLAPPING = 64
+
+
+class _Closing(bytes):
+    """
+    A response frame after which the connection closes.
+    """
+
+
 @implementer(IPushProducer)
 class Outbox:
     """
@@ -93,9 +106,10 @@ class BinaryProtocol(Int32StringReceiver):
         self.MAX_LENGTH = service.settings.maxFrame
         self.session = None
         self.outbox = None
-        self._inFlight = False
         self._closing = False
-        self._closeAfterResponse = False
+        self._responses = deque()
+        self._pending = {"ordered": 0, "overlapping": 0}
+        self._held = None
 
     def connectionMade(self):
         self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded)
@@ -145,55 +159,79 @@ class BinaryProtocol(Int32StringReceiver):
         try:
             op, payload = opcodes.parseBody(body)
         except opcodes.BadMagic as e:
-            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
-            self._closeAfterWriting()
+            self._answer(_Closing(opcodes.errorResponse(Status.ERROR, str(e))))
             return
         except opcodes.MalformedFrame as e:
-            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
+            self._answer(opcodes.errorResponse(Status.ERROR, str(e)))
             return
         if op == Op.HEARTBEAT:
             return
+        if self._pending["overlapping"] and op not in _OVERLAPPING:
+            # Everything but messages waits for the messages before it, so that
+            # it sees their effects (a HISTORY sees the message just sent).
+            self._held = (op, payload)
+            self.pauseProducing()
+            return
+        self._request(op, payload)
+
+    def _request(self, op, payload):
         try:
             result = self._dispatch(op, payload)
-        except ChatError as e:
-            self._refuse(e)
-            return
-        except opcodes.MalformedFrame as e:
-            self._send(opcodes.errorResponse(Status.ERROR, str(e)))
-            return
         except Exception:
-            log.failure("handling opcode 0x{op:02x}", op=op)
-            self._send(opcodes.errorResponse(Status.ERROR, "internal error"))
-            return
-        if not isinstance(result, Deferred):
-            self._respond(result)
-            return
-        self._inFlight = True
-        result.addBoth(self._finished)
-        if self._inFlight:
+            result = self._failureFrame(Failure())
+        self._answer(result, op)
+
+    def _answer(self, result, op=None):
+        """
+        Queue a response (a frame, or a L{Deferred} of one) behind the earlier
+        ones; write every response that is ready, in request order.
+        """
+        slot = [result, None]
+        self._responses.append(slot)
+        if isinstance(result, Deferred):
+            result.addBoth(self._ready, slot)
+            if isinstance(slot[0], Deferred):
+                slot[1] = "overlapping" if op in _OVERLAPPING else "ordered"
+                self._pending[slot[1]] += 1
+        self._drain()
+        if self._pending["ordered"] or self._pending["overlapping"] >= _MAX_OVERLAPPING:
             self.pauseProducing()
 
-    def _finished(self, result):
-        self._inFlight = False
-        if isinstance(result, Failure):
-            if result.check(ChatError):
-                self._refuse(result.value)
-            else:
-                log.failure("handling a request", result)
-                self._send(opcodes.errorResponse(Status.ERROR, "internal error"))
-        else:
-            self._respond(result)
-        if self.paused and not self._closing:
+    def _ready(self, result, slot):
+        slot[0] = self._failureFrame(result) if isinstance(result, Failure) else result
+        if slot[1] is not None:
+            self._pending[slot[1]] -= 1
+            slot[1] = None
+        self._drain()
+        if not self.paused or self._closing or self._pending["ordered"]:
+            return
+        if self._held is not None:
+            if self._pending["overlapping"]:
+                return
+            held, self._held = self._held, None
+            self._request(*held)
+            if self._pending["ordered"] or self._held is not None:
+                return
+        if self._pending["overlapping"] < _MAX_OVERLAPPING:
             self.resumeProducing()
 
-    def _respond(self, frame):
-        self._send(frame)
-        if self._closeAfterResponse:
-            self._closeAfterWriting()
+    def _drain(self):
+        while self._responses and not isinstance(self._responses[0][0], Deferred):
+            frame = self._responses.popleft()[0]
+            self._send(frame)
+            if isinstance(frame, _Closing):
+                self._closeAfterWriting()
+                return
 
-    def _refuse(self, error):
-        self._send(opcodes.errorResponse(error.status, error.message,
-                                         getattr(error, "members", None)))
+    def _failureFrame(self, failure):
+        if failure.check(ChatError):
+            error = failure.value
+            return opcodes.errorResponse(error.status, error.message,
+                                         getattr(error, "members", None))
+        if failure.check(opcodes.MalformedFrame):
+            return opcodes.errorResponse(Status.ERROR, failure.getErrorMessage())
+        log.failure("handling a request", failure)
+        return opcodes.errorResponse(Status.ERROR, "internal error")
 
     def _dispatch(self, op, payload):
         """
@@ -213,6 +251,8 @@ class BinaryProtocol(Int32StringReceiver):
         return self._encodeOk(result, op)
 
     def _encodeOk(self, value, op):
+        if isinstance(value, _Closing):
+            return value
         if op in opcodes.OK_RESPONSES:
             return opcodes.okResponse(op, value)
         return opcodes.okResponse(op)
@@ -220,9 +260,8 @@ class BinaryProtocol(Int32StringReceiver):
     # -- requests ---------------------------------------------------------
 
     def _leave(self, room):
-        def left(close):
-            self._closeAfterResponse = close
-        return self.session.leave(room).addCallback(left)
+        return self.session.leave(room).addCallback(
+            lambda close: _Closing(opcodes.okResponse(Op.LEAVE)) if close else None)
 
     def _history(self, room, limit, before):
         budget = self.MAX_LENGTH - _HISTORY_FRAME_OVERHEAD

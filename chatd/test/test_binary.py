@@ -13,7 +13,8 @@ from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
-from chatd.test.fakes import makeService, privateKey, publicDer
+from chatd.store.memory import MemoryStore
+from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
 
 OK, ERR, RATE, AUTHREQ, FORBIDDEN, NOTFOUND, CONFLICT, TOOLARGE, STALE = 0, 1, 2, 4, 5, 6, 7, 8, 9
 
@@ -603,3 +604,73 @@ class OrderingAndBackpressureTests(ProtocolTestCase):
                 break
         self.assertTrue(bob.transport.disconnecting)
         self.assertLess(i, 39)
+
+
+class _HeldStore(MemoryStore):
+    """
+    A store whose appends wait until the test lets them through.
+    """
+
+    def __init__(self, fernet):
+        MemoryStore.__init__(self, fernet)
+        self.held = []
+
+    def appendMessage(self, *args):
+        d = Deferred()
+        self.held.append((d, args))
+        return d
+
+    def release(self):
+        held, self.held = self.held, []
+        for d, args in held:
+            MemoryStore.appendMessage(self, *args).chainDeferred(d)
+
+
+class OverlappingMessagesTests(ProtocolTestCase):
+    """
+    Messages on one connection overlap while their store writes wait; every
+    other request waits for the messages before it.
+    """
+
+    def setUp(self):
+        self.service = makeService(store=_HeldStore(testFernet()), rateLimit=(1000, 1.0))
+        self.clock = self.service.clock
+        self.factory = BinaryFactory(self.service)
+
+    def test_messagesOverlapAndAnswerInOrder(self):
+        """
+        Three messages sent back to back all reach the store before any is
+        answered; their answers come in request order; a HISTORY behind them is
+        only handled once they are stored, and sees them.
+        """
+        alice, bob = self.guest("alice"), self.guest("bob")
+        members = self.room("#r", alice, bob)
+        blobs = [self.seal("alice", ("room", "#r"), members, "m%d" % i) for i in range(3)]
+        for blob in blobs:
+            alice.send(Op.ROOM_MSG, "#r", blob)
+        alice.send(Op.HISTORY, "#r", 0, 0)
+        self.assertEqual((len(self.service.store.held), alice.frames()), (3, []))
+        self.service.store.release()
+        frames = alice.frames()
+        stamps = [opcodes.decodeResponse(Op.ROOM_MSG, payload)[1][0]
+                  for _, payload in frames[:3]]
+        self.assertEqual(stamps, sorted(stamps))
+        [(_, payload)] = frames[3:]
+        self.assertEqual(len(opcodes.decodeResponse(Op.HISTORY, payload)[1][0]), 3)
+
+    def test_tooManyOverlappingPause(self):
+        """
+        A connection with the most messages waiting stops reading until one is
+        answered.
+        """
+        alice, bob = self.guest("alice"), self.guest("bob")
+        members = self.room("#r", alice, bob)
+        for i in range(70):
+            alice.send(Op.ROOM_MSG, "#r", self.seal("alice", ("room", "#r"), members, "%d" % i))
+        self.assertEqual(len(self.service.store.held), 64)
+        self.assertTrue(alice.protocol.paused)
+        self.service.store.release()
+        self.service.store.release()
+        statuses = [opcodes.decodeResponse(Op.ROOM_MSG, p)[0] for _, p in alice.frames()]
+        self.assertEqual(statuses, [OK] * 70)
+        self.assertFalse(alice.protocol.paused)
