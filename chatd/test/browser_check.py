@@ -1,0 +1,648 @@
+#!/usr/bin/env python
+"""
+The browser client in a real browser, against the real server.
+
+    python chatd/test/browser_check.py [--keep] [--screenshot PATH]
+
+Starts C{twistd -n chatd} on loopback ports (binary, web and, when the server
+has it, text), opens two pages of the browser client in Debian's Chromium
+through Playwright (alice and bob, each with a profile of its own), runs one
+stdio client (C{python -m chatd.client}, carol) from a script, and checks that
+the three chat in one room: every message sent by each appears in the other
+two. It also checks, in the browser: the envelope against the worked example of
+docs/protocol.rst, direct messages across doors, key-only login (the key kept
+in IndexedDB) and history, the key-change warning that blocks sending until the
+person trusts the new key, file transfer (or that the page degrades gracefully
+where the server has none over WebSocket), and that the page fetches nothing
+from anywhere but its own server.
+
+Needs: C{pip install playwright} (its Python package only: the browser is
+Debian's C{chromium}, never a downloaded one). Every wait is bounded; every
+process started is stopped. Prints one line per check and then
+C{browser check: N passed, M failed}; exits 0 only when all passed.
+
+This is a script, not a trial test: it needs a browser, which the unit tests
+do not.
+"""
+
+import argparse
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHROMIUM = os.environ.get("CHATD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ROOM = "#general"
+PASSWORD = "correct-horse-battery"  # the stdio client splits on spaces
+WAIT_MS = 20000
+START_SECONDS = 30
+
+# What each one says; none ends in a digit (the stdio client's /expect reads a
+# trailing number as its timeout).
+ALICE_SAYS = "Hi all, alice here in the browser"
+BOB_SAYS = "Hello from bob, also in a browser"
+CAROL_SAYS = "carol on the terminal client says hi"
+CAROL_DM = "psst alice, a direct message from the terminal"
+ALICE_DM = "bob, this one is just for you"
+AFTER_TRUST = "after verifying bob's new key"
+
+# The launcher used while `twistd chatd` has no --web option yet: the same
+# service tree as twistd builds, plus the web resource on the --web endpoint.
+STAND_IN = r'''
+import os, sys
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.web.server import Site
+from chatd import tap
+from chatd.protocols.websocket import makeWebResource
+from chatd.service import ChatService
+
+args = sys.argv[1:]
+at = args.index("--web")
+web = args[at + 1]
+del args[at:at + 2]
+options = tap.Options()
+options.parseOptions(args)
+top = tap.makeService(options, reactor)
+chat = next(s for s in top if isinstance(s, ChatService))
+listeners = next(s for s in top if isinstance(s, tap.ListenWhenReady))
+static = os.path.join(os.path.dirname(os.path.abspath(tap.__file__)), "web")
+StreamServerEndpointService(serverFromString(reactor, web),
+                            Site(makeWebResource(chat, static))).setServiceParent(listeners)
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+reactor.callWhenRunning(top.startService)
+reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+reactor.run()
+'''
+
+
+class Results:
+    """
+    Named checks, each passed or failed, printed as they are decided.
+    """
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("ok      %s" % (name,), flush=True)
+        else:
+            self.failed += 1
+            print("FAILED  %s%s" % (name, ": " + detail if detail else ""), flush=True)
+        return ok
+
+    def attempt(self, name, function, *args):
+        """
+        Run C{function} as check C{name}: it fails when it raises, returns
+        L{False}, or returns a string starting with C{!} (the rest says why).
+        """
+        try:
+            outcome = function(*args)
+        except Exception as e:
+            detail = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            if os.environ.get("CHATD_CHECK_DEBUG"):
+                traceback.print_exc()
+            return self.check(name, False, detail)
+        if isinstance(outcome, str) and outcome.startswith("!"):
+            return self.check(name, False, outcome[1:])
+        return self.check(name, outcome is not False,
+                          "" if outcome is not False else "not as expected")
+
+
+def freePort():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def waitForPort(port, process, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def environment():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def twistdCommand(*args):
+    return [sys.executable, "-c",
+            "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+            *args]
+
+
+def serverHelp():
+    try:
+        result = subprocess.run(twistdCommand("chatd", "--help"), cwd=ROOT, env=environment(),
+                                capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return ""
+    return result.stdout
+
+
+class Process:
+    """
+    A child process whose output is collected line by line, stopped for sure.
+    """
+
+    def __init__(self, command, logPath, env, stdin=subprocess.DEVNULL):
+        self.log = open(logPath, "w", encoding="utf-8")
+        self.lines = []
+        self.changed = threading.Condition()
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
+            start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.log.write(line)
+            self.log.flush()
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
+        with self.changed:
+            self.changed.notify_all()
+
+    def waitFor(self, text, seconds):
+        """
+        Whether a line containing C{text} was printed within C{seconds}.
+        """
+        deadline = time.monotonic() + seconds
+        with self.changed:
+            while True:
+                if any(text in line for line in self.lines):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.process.poll() is not None and not self.reader.is_alive()):
+                    return any(text in line for line in self.lines)
+                self.changed.wait(min(left, 0.5))
+
+    def output(self):
+        with self.changed:
+            return "\n".join(self.lines)
+
+    def wait(self, seconds):
+        try:
+            return self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self):
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            if self.wait(10) is None:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.wait(5)
+        self.reader.join(5)
+        self.log.close()
+
+
+# -- the browser side -------------------------------------------------------------
+
+WORKED_EXAMPLE_JS = """
+async () => {
+  const c = await import("/crypto.js");
+  const subtle = crypto.subtle;
+  const K = new Uint8Array(32).map((_, i) => 0x20 + i);
+  const hmac = await subtle.importKey("raw", K, {name: "HMAC", hash: "SHA-256"}, false, ["sign"]);
+  const kc = c.b64(new Uint8Array(await subtle.sign("HMAC", hmac, c.utf8("chatd-commit-v1"))));
+  const env = {alg: c.ALG, from: "alice", to: {room: "#general"},
+               id: c.b64url(new Uint8Array(16).map((_, i) => i)), ts: 1700000000000,
+               nonce: c.b64(new Uint8Array(12).map((_, i) => 0x10 + i)), kc};
+  const header = c.header(c.MESSAGE, env);
+  const aes = await subtle.importKey("raw", K, "AES-GCM", false, ["encrypt"]);
+  const params = {name: "AES-GCM", iv: c.unb64(env.nonce), additionalData: header};
+  const sealed = await subtle.encrypt(params, aes, c.utf8("hello"));
+  return {id: env.id, nonce: env.nonce, kc, headerLength: header.length,
+          headerHex: c.hex(header), encrypted: c.b64(new Uint8Array(sealed)),
+          chunkNonce: c.hex(c.chunkNonce(7)),
+          chunkAad: new TextDecoder().decode(c.chunkAad(env.id, 7))};
+}
+"""
+
+SANITISE_JS = """
+async () => {
+  const f = await import("/files.js");
+  return ["../../etc/passwd", "C:\\\\x\\\\evil.exe", "a\\u202egpj.exe", "..", "report.pdf"]
+    .map(f.sanitizeFileName);
+}
+"""
+
+NON_EXTRACTABLE_JS = """
+async (user) => new Promise((resolve, reject) => {
+  const open = indexedDB.open("chatd");
+  open.onerror = () => reject(open.error);
+  open.onsuccess = () => {
+    const get = open.result.transaction("identities").objectStore("identities").get(user);
+    get.onerror = () => reject(get.error);
+    get.onsuccess = async () => {
+      const r = get.result;
+      if (!r) return resolve(null);
+      let exported = false;
+      try { await crypto.subtle.exportKey("pkcs8", r.oaep); exported = true; } catch (e) {}
+      try { await crypto.subtle.exportKey("pkcs8", r.pss); exported = true; } catch (e) {}
+      resolve({oaep: r.oaep.extractable, pss: r.pss.extractable, oaepAlg: r.oaep.algorithm.name,
+               pssAlg: r.pss.algorithm.name, exported, spkiBytes: r.spki.byteLength});
+    };
+  };
+})
+"""
+
+EXPECTED_HEADER = (
+    "chatd-e2e-v1\nRSA-OAEP-256/A256GCM/PS256\nalice\nroom:#general\nAAECAwQFBgcICQoLDA0ODw\n"
+    "1700000000000\nEBESExQVFhcYGRob\nTfBFtg3tEmdZTPtaljI9CbPsxSn3ccIn8mn5oVQstFI=\n")
+
+
+class Browser:
+    """
+    The pages of one run, and what they did that they should not have.
+    """
+
+    def __init__(self, playwright, base):
+        self.base = base
+        # Playwright starts Chromium with a new, empty --user-data-dir of its
+        # own (and removes it afterwards); each context is a fresh profile.
+        self.browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60000)
+        self.contexts = []
+        self.foreign = []
+        self.errors = []
+
+    def newContext(self):
+        context = self.browser.new_context(viewport={"width": 1360, "height": 820},
+                                           accept_downloads=True)
+        context.set_default_timeout(WAIT_MS)
+        context.on("request", self._request)
+        self.contexts.append(context)
+        return context
+
+    def _request(self, request):
+        url = request.url
+        if not (url.startswith(self.base) or url.startswith(self.base.replace("http", "ws", 1))
+                or url.startswith("blob:") or url.startswith("data:")):
+            self.foreign.append(url)
+
+    def page(self, context, name):
+        page = context.new_page()
+        page.on("pageerror", lambda e: self.errors.append("%s: %s" % (name, e)))
+        page.on("console", lambda m: m.type == "error" and self.errors.append(
+            "%s console: %s" % (name, m.text)))
+        page.goto(self.base, wait_until="load")
+        return page
+
+    def close(self):
+        for context in self.contexts:
+            try:
+                context.close()
+            except Exception:
+                pass
+        try:
+            self.browser.close()
+        except Exception:
+            pass
+
+
+def signIn(page, user, password, register):
+    page.fill("#login-user", user)
+    page.fill("#login-pass", password)
+    page.click("#btn-register" if register else "#btn-login")
+    page.wait_for_selector("#app-screen:not(.hidden)", timeout=60000)
+    page.wait_for_function("name => document.querySelector('#me-name').textContent === name",
+                           arg=user)
+
+
+def joinRoom(page, room):
+    page.click("#btn-join-open")
+    page.fill("#join-room", room)
+    page.click("#join-submit")
+    page.wait_for_selector("#room-list li.active[data-conv='%s']" % room)
+    page.wait_for_selector("#join-dialog", state="hidden")
+
+
+def say(page, text):
+    page.fill("#composer-input", text)
+    page.press("#composer-input", "Enter")
+    sent = page.locator("#messages .message:not(.pending):not(.failed) .text", has_text=text)
+    sent.first.wait_for()
+
+
+def shows(page, text, timeout=WAIT_MS):
+    page.locator("#messages .message .text", has_text=text).first.wait_for(timeout=timeout)
+    return True
+
+
+def openConversation(page, listId, name):
+    page.locator("#%s li[data-conv='%s'] button" % (listId, name)).click()
+    page.wait_for_selector("#%s li.active[data-conv='%s']" % (listId, name))
+
+
+# -- the run ----------------------------------------------------------------------
+
+def run(results, args, work):
+    helpText = serverHelp()
+    p1, p2, p3 = freePort(), freePort(), freePort()
+    base = "http://127.0.0.1:%d/" % (p2,)
+    env = environment()
+    serverArgs = ["chatd", "--data-dir", os.path.join(work, "data"),
+                  "--binary", "tcp:%d:interface=127.0.0.1" % (p1,),
+                  "--web", "tcp:%d:interface=127.0.0.1" % (p2,),
+                  "--bcrypt-cost", "4"]
+    if "--text" in helpText:
+        serverArgs += ["--text", "tcp:%d:interface=127.0.0.1" % (p3,)]
+    if "--web" in helpText:
+        command = twistdCommand("-n", "--pidfile=", "--logfile=-", *serverArgs)
+    else:
+        print("note    twistd chatd has no --web option yet: serving makeWebResource "
+              "from a stand-in launcher", flush=True)
+        launcher = os.path.join(work, "web_stand_in.py")
+        with open(launcher, "w") as f:
+            f.write(STAND_IN)
+        command = [sys.executable, launcher] + serverArgs[1:]
+    server = Process(command, os.path.join(work, "server.log"), env)
+    processes = [server]
+    browser = None
+    try:
+        up = all(waitForPort(port, server.process, START_SECONDS) for port in (p1, p2))
+        if not results.check("server listens (binary and web)", up, "see the end of its log below"):
+            print(server.output()[-3000:])
+            return
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as playwright:
+            browser = Browser(playwright, base)
+            try:
+                conversation(results, args, work, browser, p1, env, processes)
+            finally:
+                browser.close()
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        if results.failed:
+            print("--- end of the server's log ---")
+            print(server.output()[-2500:])
+
+
+def conversation(results, args, work, browser, binaryPort, env, processes):
+    def snap(page, name):
+        """With --keep, a picture of a moment worth looking at, in the work directory."""
+        if args.keep:
+            page.screenshot(path=os.path.join(work, name + ".png"))
+
+    aliceContext, bobContext = browser.newContext(), browser.newContext()
+    alice = browser.page(aliceContext, "alice")
+    bob = browser.page(bobContext, "bob")
+
+    def workedExample():
+        got = alice.evaluate(WORKED_EXAMPLE_JS)
+        expected = {"id": "AAECAwQFBgcICQoLDA0ODw", "nonce": "EBESExQVFhcYGRob",
+                    "kc": "TfBFtg3tEmdZTPtaljI9CbPsxSn3ccIn8mn5oVQstFI=", "headerLength": 159,
+                    "headerHex": EXPECTED_HEADER.encode().hex(),
+                    "encrypted": "SLiTfiDQxgHta/1SDO1T4R66Pe+S",
+                    "chunkNonce": "000000000000000000000007",
+                    "chunkAad": "chatd-chunk-v1\nAAECAwQFBgcICQoLDA0ODw\n7"}
+        wrong = [k for k in expected if got.get(k) != expected[k]]
+        return "!differs in %s" % (", ".join(wrong),) if wrong else True
+    results.attempt("envelope matches the worked example (WebCrypto in the page)", workedExample)
+
+    def sanitised():
+        got = alice.evaluate(SANITISE_JS)
+        bad = [n for n in got if "/" in n or "\\" in n or "\u202e" in n or n in ("", ".", "..")]
+        return "!%r" % (got,) if bad or got[0] != "passwd" or got[-1] != "report.pdf" else True
+    results.attempt("received file names are sanitised", sanitised)
+
+    for page, name in ((alice, "alice"), (bob, "bob")):
+        if not results.attempt("%s registers in the browser" % (name,),
+                               signIn, page, name, PASSWORD, True):
+            return
+
+    def nonExtractable():
+        got = alice.evaluate(NON_EXTRACTABLE_JS, "alice")
+        ok = (got and got["oaep"] is False and got["pss"] is False and not got["exported"]
+              and got["oaepAlg"] == "RSA-OAEP" and got["pssAlg"] == "RSA-PSS"
+              and got["spkiBytes"] > 300)
+        return True if ok else "!%r" % (got,)
+    results.attempt("the key is in IndexedDB, non-extractable, as RSA-OAEP and RSA-PSS",
+                    nonExtractable)
+
+    results.attempt("alice joins %s" % ROOM, joinRoom, alice, ROOM)
+    results.attempt("bob joins %s" % ROOM, joinRoom, bob, ROOM)
+
+    # carol: the project's stdio client, from a script.
+    script = os.path.join(work, "carol.txt")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write("\n".join([
+            "/register carol %s" % (PASSWORD,),
+            "/join %s" % (ROOM,),
+            '/expect "%s" 60' % (ALICE_SAYS,),
+            '/expect "%s" 60' % (BOB_SAYS,),
+            "/send %s" % (CAROL_SAYS,),
+            "/pm alice %s" % (CAROL_DM,),
+            '/expect "%s" 60' % (AFTER_TRUST,),
+            "/wait 1",
+            "/exit",
+        ]) + "\n")
+    carolEnv = dict(env, CHATD_PASSPHRASE="carol's passphrase for the check")
+    carol = Process([sys.executable, "-m", "chatd.client", "--no-tls", "--host", "127.0.0.1",
+                     "--port", str(binaryPort), "--script", script,
+                     "--home", os.path.join(work, "carol-home")],
+                    os.path.join(work, "carol.log"), carolEnv)
+    processes.append(carol)
+    joined = carol.waitFor("joined %s" % (ROOM,), 60)
+    if not results.check("carol (stdio client) registers and joins %s" % ROOM, joined,
+                         carol.output()[-500:]):
+        return
+    results.attempt("alice sees carol join", lambda: alice.locator(
+        "#messages .system", has_text="carol joined").first.wait_for() or True)
+
+    results.attempt("alice sends in the browser", say, alice, ALICE_SAYS)
+    results.attempt("bob sees alice's message", shows, bob, ALICE_SAYS)
+    results.check("carol sees alice's message", carol.waitFor(ALICE_SAYS, 30))
+    results.attempt("bob sends in the browser", say, bob, BOB_SAYS)
+    results.attempt("alice sees bob's message", shows, alice, BOB_SAYS)
+    results.check("carol sees bob's message", carol.waitFor(BOB_SAYS, 30))
+    results.attempt("alice sees carol's message", shows, alice, CAROL_SAYS, 40000)
+    results.attempt("bob sees carol's message", shows, bob, CAROL_SAYS, 40000)
+
+    def carolsDm():
+        alice.locator("#dm-list li[data-conv='carol']").wait_for()
+        openConversation(alice, "dm-list", "carol")
+        return shows(alice, CAROL_DM)
+    results.attempt("alice gets carol's direct message (binary door to WebSocket)", carolsDm)
+
+    def aliceDm():
+        alice.click("#btn-dm-open")
+        alice.fill("#dm-user", "bob")
+        alice.click("#dm-submit")
+        alice.wait_for_selector("#dm-list li.active[data-conv='bob']")
+        say(alice, ALICE_DM)
+        bob.locator("#dm-list li[data-conv='alice']").wait_for()
+        openConversation(bob, "dm-list", "alice")
+        return shows(bob, ALICE_DM)
+    results.attempt("alice and bob exchange a direct message", aliceDm)
+
+    # The picture for the README: the room, with members and fingerprints.
+    def screenshot():
+        openConversation(alice, "room-list", ROOM)
+        alice.click("#btn-members")
+        alice.locator("#member-list li[data-user='bob'] button", has_text="Verify").click()
+        alice.click("#verify-ok")
+        alice.locator("#member-list li[data-user='bob'] .tag.verified").wait_for()
+        alice.fill("#composer-input", "Sounds good, see you all at 3")
+        alice.wait_for_timeout(300)
+        os.makedirs(os.path.dirname(args.screenshot), exist_ok=True)
+        alice.screenshot(path=args.screenshot)
+        alice.fill("#composer-input", "")
+        return os.path.getsize(args.screenshot) > 10000
+    results.attempt("screenshot saved to %s" % (os.path.relpath(args.screenshot, ROOT),),
+                    screenshot)
+
+    # bob signs in again in a new tab, by key alone: the key is in IndexedDB.
+    def keyOnlyAndHistory():
+        again = browser.page(bobContext, "bob (second tab)")
+        signIn(again, "bob", "", False)
+        again.wait_for_selector("#room-list li[data-conv='%s']" % ROOM)
+        openConversation(again, "room-list", ROOM)
+        for text in (ALICE_SAYS, BOB_SAYS, CAROL_SAYS):
+            shows(again, text)
+        again.close()
+        return True
+    results.attempt("bob signs in by key only; history shows all three", keyOnlyAndHistory)
+
+    # bob signs in from a browser that has never seen him: a new key, which
+    # alice must be warned about and must trust before she can send again.
+    newBobContext = browser.newContext()
+    newBob = browser.page(newBobContext, "bob (new browser)")
+    if not results.attempt("bob signs in from a new browser with his password (new key)",
+                           signIn, newBob, "bob", PASSWORD, False):
+        return
+
+    def warned():
+        openConversation(alice, "room-list", ROOM)
+        alice.locator("#key-alerts .key-alert[data-user='bob']").wait_for()
+        blocked = alice.locator("#composer-send").is_disabled()
+        note = alice.locator("#composer-blocked").is_visible()
+        snap(alice, "key-change")
+        return True if blocked and note else "!sending was not blocked"
+    results.attempt("alice gets a loud key-change warning for bob; sending is blocked", warned)
+
+    def trusted():
+        alice.locator("#key-alerts .key-alert[data-user='bob'] button.trust").click()
+        alice.locator("#key-alerts .key-alert").wait_for(state="detached")
+        if alice.locator("#composer-send").is_disabled():
+            return "!still blocked"
+        say(alice, AFTER_TRUST)
+        newBob.wait_for_selector("#room-list li[data-conv='%s']" % ROOM)
+        openConversation(newBob, "room-list", ROOM)
+        return shows(newBob, AFTER_TRUST)
+    results.attempt("after alice trusts the new key, bob's new browser reads her", trusted)
+    results.check("carol sees the message sent after the trust", carol.waitFor(AFTER_TRUST, 30))
+    results.check("carol's script ends cleanly", carol.wait(30) == 0, carol.output()[-800:])
+
+    def fileTransfer():
+        payload = os.urandom(300 * 1024) + b"end of the file"
+        alice.set_input_files("#file-input", files=[{
+            "name": "../holiday photos.bin", "mimeType": "application/octet-stream",
+            "buffer": payload}])
+        card = alice.locator(".file-card").last
+        alice.wait_for_function(
+            "() => { const c = [...document.querySelectorAll('.file-card')].pop();"
+            " return c && !['offering'].includes(c.dataset.state); }")
+        stateNow = card.get_attribute("data-state")
+        if stateNow == "unsupported":
+            disabled = alice.locator("#btn-file").is_disabled()
+            return True if disabled else "!the send button stayed enabled"
+        offer = newBob.locator(".file-card[data-state='offered']").last
+        offer.wait_for()
+        if "holiday photos.bin" not in offer.inner_text():
+            return "!offer shows %r" % (offer.inner_text(),)
+        offer.locator("button.file-accept").click()
+        link = newBob.locator(".file-card[data-state='done'] a.download").last
+        link.wait_for(timeout=60000)
+        with newBob.expect_download(timeout=WAIT_MS) as download:
+            link.click()
+        if download.value.suggested_filename != "holiday photos.bin":
+            return "!saved as %r" % (download.value.suggested_filename,)
+        with open(download.value.path(), "rb") as f:
+            got = f.read()
+        if hashlib.sha256(got).digest() != hashlib.sha256(payload).digest():
+            return "!the received file differs"
+        alice.locator(".file-card[data-state='done']").last.wait_for(timeout=60000)
+        snap(alice, "file-sent")
+        snap(newBob, "file-received")
+        return True
+    results.attempt("file send and receive (or a clear 'not supported' where the server has none)",
+                    fileTransfer)
+
+    results.check("no request left the page's own server", not browser.foreign,
+                  ", ".join(browser.foreign[:5]))
+    errors = [e for e in browser.errors if "WebSocket" not in e]
+    results.check("no uncaught errors in the pages", not errors, "; ".join(errors[:3]))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--screenshot", default=os.path.join(ROOT, "docs", "screenshot.png"))
+    args = parser.parse_args()
+    results = Results()
+    work = tempfile.mkdtemp(prefix="chatd-browser-")
+    try:
+        if not os.path.exists(CHROMIUM):
+            results.check("Chromium at %s" % (CHROMIUM,), False,
+                          "install Debian's chromium (apt-get install -y chromium)")
+        else:
+            try:
+                import playwright.sync_api  # noqa: F401
+            except ImportError:
+                results.check("Playwright", False, "pip install playwright")
+            else:
+                run(results, args, work)
+    except Exception as e:
+        traceback.print_exc()
+        results.check("the check ran to its end", False, "%s: %s" % (type(e).__name__, e))
+    finally:
+        if args.keep:
+            print("work directory kept: %s" % (work,))
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print("browser check: %d passed, %d failed" % (results.passed, results.failed))
+    return 0 if results.failed == 0 and results.passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+// What the browser keeps between visits, in IndexedDB:
+//
+//   identities  one per user name: the public SPKI and two non-extractable
+//               private CryptoKeys (RSA-OAEP and RSA-PSS) of the same RSA key
+//   pins        per (owner, user): the key first seen for that user (TOFU), and
+//               whether the owner has verified it
+//   rooms       per (owner, room): the rooms to rejoin after a reconnect
+//
+// Names are compared ignoring ASCII case, as the server does, so every key is
+// folded.
+
+const DB_NAME = "chatd";
+const DB_VERSION = 1;
+
+export function fold(name) {
+  return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+function promised(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+let opening = null;
+
+function open() {
+  if (!opening) {
+    opening = new Promise((resolve, reject) => {
+      const request = indexedDB.open(DB_NAME, DB_VERSION);
+      request.onupgradeneeded = () => {
+        const db = request.result;
+        if (!db.objectStoreNames.contains("identities")) db.createObjectStore("identities", { keyPath: "key" });
+        if (!db.objectStoreNames.contains("pins")) db.createObjectStore("pins", { keyPath: ["owner", "user"] });
+        if (!db.objectStoreNames.contains("rooms")) db.createObjectStore("rooms", { keyPath: ["owner", "room"] });
+      };
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+      request.onblocked = () => reject(new Error("the key store is blocked by another tab"));
+    });
+    opening.catch(() => { opening = null; });
+  }
+  return opening;
+}
+
+async function run(storeName, mode, work) {
+  const db = await open();
+  const tx = db.transaction(storeName, mode);
+  const result = work(tx.objectStore(storeName));
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error("key store transaction aborted"));
+  });
+  return result instanceof IDBRequest ? result.result : result;
+}
+
+// -- identities ---------------------------------------------------------------
+
+export async function loadIdentity(user) {
+  const record = await run("identities", "readonly", (s) => s.get(fold(user)));
+  if (!record) return null;
+  return { spki: new Uint8Array(record.spki), oaep: record.oaep, pss: record.pss, created: record.created };
+}
+
+export async function saveIdentity(user, identity) {
+  await run("identities", "readwrite", (s) => s.put({
+    key: fold(user),
+    user,
+    spki: identity.spki.slice().buffer,
+    oaep: identity.oaep,
+    pss: identity.pss,
+    created: Date.now(),
+  }));
+}
+
+export async function deleteIdentity(user) {
+  await run("identities", "readwrite", (s) => s.delete(fold(user)));
+}
+
+// -- pins -----------------------------------------------------------------
+
+export async function loadPins(owner) {
+  const all = await run("pins", "readonly", (s) => s.getAll(IDBKeyRange.bound([fold(owner), ""], [fold(owner), "\uffff"])));
+  const pins = new Map();
+  for (const pin of all) {
+    pins.set(pin.user, { name: pin.name, spki: new Uint8Array(pin.spki), verified: pin.verified, firstSeen: pin.firstSeen });
+  }
+  return pins;
+}
+
+export async function savePin(owner, name, pin) {
+  await run("pins", "readwrite", (s) => s.put({
+    owner: fold(owner),
+    user: fold(name),
+    name,
+    spki: pin.spki.slice().buffer,
+    verified: pin.verified,
+    firstSeen: pin.firstSeen,
+  }));
+}
+
+// -- rooms ----------------------------------------------------------------
+
+export async function loadRooms(owner) {
+  const all = await run("rooms", "readonly", (s) => s.getAll(IDBKeyRange.bound([fold(owner), ""], [fold(owner), "\uffff"])));
+  return all.map((r) => r.name);
+}
+
+export async function rememberRoom(owner, name) {
+  await run("rooms", "readwrite", (s) => s.put({ owner: fold(owner), room: fold(name), name }));
+}
+
+export async function forgetRoom(owner, name) {
+  await run("rooms", "readwrite", (s) => s.delete([fold(owner), fold(name)]));
+}
