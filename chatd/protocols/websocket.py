@@ -421,24 +421,29 @@ class WebSocketChatProtocol:
         if not roomId:
             # The core reads an empty name as "every room".
             raise BadRequest("leave needs a roomId")
+        name = self._roomName(roomId)
 
         def left(_):
             if self.currentRoom is not None and fold(roomId) == fold(self.currentRoom):
                 self.currentRoom = None
-            return jsonwire.left(roomId, requestId)
+            return jsonwire.left(name, requestId)
         return self.session.leave(roomId).addCallback(left)
 
     def _chatMessage(self, requestId, roomId, envelope):
+        name = self._roomName(roomId)
         return self.session.roomMessage(roomId, envelope).addCallback(
-            lambda timestamp: jsonwire.sentToRoom(roomId, timestamp, requestId))
+            lambda timestamp: jsonwire.sentToRoom(name, timestamp, requestId))
 
     def _directMessage(self, requestId, to, envelope):
+        peer = self.service.users.get(fold(to))
+        name = peer.name if peer is not None else to
         return _then(self.session.directMessage(to, envelope),
-                     lambda timestamp: jsonwire.sentToUser(to, timestamp, requestId))
+                     lambda timestamp: jsonwire.sentToUser(name, timestamp, requestId))
 
     def _history(self, requestId, roomId, limit=0, before=0):
+        name = self._roomName(roomId)
         return self.session.history(roomId, limit, before).addCallback(
-            lambda rows: jsonwire.history(roomId, rows, requestId, budget=self.maxMessage))
+            lambda rows: jsonwire.history(name, rows, requestId, budget=self.maxMessage))
 
     def _listRooms(self, requestId):
         return jsonwire.rooms(self.session.listRooms(), requestId)

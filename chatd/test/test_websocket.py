@@ -448,12 +448,13 @@ class RoomTests(WebSocketTestCase):
 
     def test_switchAfterLeavingJoinsOnly(self):
         """
-        Once the current room has been left, a switch only joins.
+        Once the current room has been left, a switch only joins; the answer
+        names the room as the server spells it.
         """
         self.alice.ok("join", roomId="#a")
         self.alice.ok("join", roomId="#b")
         self.assertEqual(self.alice.request("leave", roomId="#B"),
-                         {"type": "left", "roomId": "#B"})
+                         {"type": "left", "roomId": "#b"})
         self.alice.ok("switch_room", roomId="#c")
         self.assertEqual(self.alice.ok("list_users", roomId="#a")["users"], ["alice"])
 
