@@ -263,6 +263,8 @@ FIELDS = {
     "chunk-timeout": ("chunkTimeout", parseSeconds),
     "max-file-size": ("maxFileSize", parseFileSize),
     "max-transfers": ("maxTransfers", parseCount),
+    "redis": ("redis", parseRedis),
+    "key-file": ("keyFile", parseText),
 }
 
 

@@ -80,17 +80,28 @@ def tlsPaths(path):
     return os.path.join(path, PRIVATE_KEY_FILE), os.path.join(path, CERTIFICATE_FILE)
 
 
-def prepare(path):
+def prepare(path, keyFile=None):
     """
     Create whatever is missing in the data directory at C{path} and load its
     at-rest keys.
+
+    @param keyFile: the file of at-rest keys to use instead of the data
+        directory's own C{at-rest.key}; it must exist, since the nodes of a
+        cluster share one (a node making a key of its own could not read the
+        others' history).
 
     @raise DataDirError: when a key file is open to other users, or holds no
         usable key.
     @return: a L{DataDir}
     """
     os.makedirs(path, mode=0o700, exist_ok=True)
-    keyFilePath = os.path.join(path, KEY_FILE)
+    if keyFile is not None:
+        keyFilePath = keyFile
+        if not os.path.exists(keyFilePath):
+            raise DataDirError("key file %s does not exist: copy the cluster's at-rest.key "
+                               "there (mode 0600)" % (keyFilePath,))
+    else:
+        keyFilePath = os.path.join(path, KEY_FILE)
     fernet = _loadAtRestKeys(keyFilePath)
     os.makedirs(os.path.join(path, TLS_DIRECTORY), mode=0o700, exist_ok=True)
     privateKeyPath, certificatePath = tlsPaths(path)

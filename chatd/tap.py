@@ -29,12 +29,14 @@ from chatd import datadir
 from chatd.config import (
     DEFAULT_LISTENERS,
     DEFAULTS,
+    ConfigError,
     FIELDS,
     parseBcryptCost,
     parseFileSize,
     parseCount,
     parseDatabase,
     parseRate,
+    parseRedis,
     parseSeconds,
     parseSize,
     parseText,
@@ -209,6 +211,23 @@ class Options(usage.Options):
             "[default: %d]." % (DEFAULTS.maxTransfers,),
             parseCount,
         ],
+        [
+            "redis",
+            None,
+            None,
+            "Join a cluster through this Redis, redis://host:port/N; every node "
+            "of it shares one database (--db postgresql://...) and one at-rest "
+            "key (--key-file) [default: no cluster].",
+            parseRedis,
+        ],
+        [
+            "key-file",
+            None,
+            None,
+            "Read the at-rest keys from this file (mode 0600) instead of "
+            "DATA-DIR/at-rest.key; every node of a cluster gets a copy of one.",
+            parseText,
+        ],
     ]
 
     def __init__(self):
@@ -307,6 +326,25 @@ class ListenWhenReady(MultiService):
         return DeferredList([maybeDeferred(child.stopService) for child in running])
 
 
+def makeFanout(settings, reactor):
+    """
+    The fan-out C{--redis} asks for, or L{None} for a node that is its own
+    cluster.
+
+    @raise ConfigError: when txredisapi, which C{--redis} needs, is missing.
+    """
+    if not settings.redis:
+        return None
+    try:
+        from chatd.fanout.redis import RedisFanout
+    except ImportError as e:
+        raise ConfigError("--redis needs txredisapi (pip install 'chatd[redis]'): %s" % (e,))
+    if not settings.db.startswith("postgresql:"):
+        log.warn("--redis with a database no other node shares ({db}): the nodes will "
+                 "not see each other's accounts and history", db=settings.db)
+    return RedisFanout(settings.redis, reactor)
+
+
 def makeService(config, reactor=None):
     """
     Prepare the data directory and build the service tree.
@@ -319,9 +357,9 @@ def makeService(config, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
     settings = config["settings"]
-    dataDir = datadir.prepare(settings.dataDir)
+    dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
     store = makeStore(settings.db, dataDir.fernet, reactor)
-    chat = ChatService(store, settings, reactor)
+    chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor))
     top = MultiService()
     chat.setServiceParent(top)
     listeners = ListenWhenReady(chat.whenReady)

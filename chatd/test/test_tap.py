@@ -210,6 +210,8 @@ class ConfigFileTests(SynchronousTestCase):
             "chunk-timeout = 15\n"
             "max-file-size = 1000000\n"
             "max-transfers = 2\n"
+            "redis = redis://127.0.0.1:6380/2\n"
+            "key-file = /etc/chatd/at-rest.key\n"
         )
         self.assertEqual(
             parse("--config", path),
@@ -235,6 +237,8 @@ class ConfigFileTests(SynchronousTestCase):
                 chunkTimeout=15.0,
                 maxFileSize=1000000,
                 maxTransfers=2,
+                redis="redis://127.0.0.1:6380/2",
+                keyFile="/etc/chatd/at-rest.key",
             ),
         )
 
@@ -667,3 +671,76 @@ class MakeServiceTests(SynchronousTestCase):
         with open(os.path.join(self.dataDir, "tls", "server.crt"), "rb") as f:
             generated = x509.load_pem_x509_certificate(f.read())
         self.assertEqual(contextFactory.certificate.to_cryptography(), generated)
+
+
+class ClusterOptionsTests(SynchronousTestCase):
+    """
+    C{--redis} makes the node part of a cluster; C{--key-file} gives it the
+    cluster's at-rest key.
+    """
+
+    def setUp(self):
+        self.dataDir = self.mktemp()
+        self.reactor = MemoryReactorClock()
+
+    def makeService(self, *args):
+        options = Options()
+        options.parseOptions(["--data-dir", self.dataDir, "--db", "memory:", "--binary",
+                              "tcp:0", "--text", "none", "--web", "none", *args])
+        return makeService(options, reactor=self.reactor)
+
+    def test_parsed(self):
+        """
+        Both options land in the settings; neither is set by default.
+        """
+        settings = parse("--redis", "redis://10.1.2.3:6380/4", "--key-file", "/k")
+        self.assertEqual((settings.redis, settings.keyFile), ("redis://10.1.2.3:6380/4", "/k"))
+        self.assertEqual((parse().redis, parse().keyFile), ("", ""))
+
+    def test_badRedis(self):
+        """
+        A Redis URL that is not C{redis://host:port/N} is refused, saying so.
+        """
+        for url in ["localhost:6379", "redis://", "redis://h:x/0", "redis://h/zero"]:
+            error = self.assertRaises(UsageError, parse, "--redis", url)
+            self.assertIn("redis://host:port/N", str(error))
+
+    def test_redisFanout(self):
+        """
+        With C{--redis} the core publishes through a L{RedisFanout} to that
+        Redis; without it, it is its own cluster.
+        """
+        from chatd.fanout.local import LocalFanout
+        try:
+            from chatd.fanout.redis import RedisFanout
+        except ImportError:
+            raise SkipTest("the Redis fan-out needs txredisapi")
+        core = list(self.makeService("--redis", "redis://127.0.0.1:6390/5"))[0]
+        self.assertIsInstance(core.fanout, RedisFanout)
+        self.assertEqual(core.fanout.where, "127.0.0.1:6390/5")
+        self.assertIsInstance(list(self.makeService())[0].fanout, LocalFanout)
+
+    def test_keyFile(self):
+        """
+        C{--key-file} reads the at-rest keys from that file, and makes no key in
+        the data directory.
+        """
+        from cryptography.fernet import Fernet
+        keyFile = os.path.abspath(self.mktemp())
+        key = Fernet.generate_key()
+        with open(os.open(keyFile, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(key + b"\n")
+        self.makeService("--key-file", keyFile)
+        self.assertNotIn("at-rest.key", os.listdir(self.dataDir))
+        dataDir = prepare(self.dataDir, keyFile=keyFile)
+        self.assertEqual(Fernet(key).decrypt(dataDir.fernet.encrypt(b"x")), b"x")
+        self.assertEqual(dataDir.keyFilePath, keyFile)
+
+    def test_missingKeyFile(self):
+        """
+        A key file that does not exist stops chatd: a node making a key of its
+        own could not read the cluster's history.
+        """
+        from chatd.datadir import DataDirError
+        error = self.assertRaises(DataDirError, self.makeService, "--key-file", "/nonexistent/k")
+        self.assertIn("/nonexistent/k", str(error))
