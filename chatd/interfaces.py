@@ -216,6 +216,16 @@ class IMessageStore(Interface):
             with L{chatd.errors.Conflict} when the sender's id is already stored.
         """
 
+    def messagesAfter(room, after, limit):
+        """
+        The oldest C{limit} messages of C{room} with server timestamps above
+        C{after}, whoever their readers: for a node catching its members up on
+        what it missed while cut off from its cluster.
+
+        @return: a L{Deferred} that fires with a list of
+            L{chatd.model.HistoryRow}, oldest first (ties in the order stored).
+        """
+
     def history(room, reader, limit, before):
         """
         The newest C{limit} messages of C{room} that C{reader} has a key entry in,
@@ -295,6 +305,32 @@ class IClientUI(Interface):
         The client stopped for good and will not reconnect (the server's
         certificate changed, the server refused to resume the session): say so
         loudly and end with a non-zero status.
+        """
+
+    def fileOffered(number, sender, room, name, size):
+        """
+        Someone offers us a file; its envelope opened and verified with the
+        sender's pinned key, and its sizes are the signed ones.
+
+        @param number: the local number C{/accept} and C{/decline} take.
+        @param room: the room it was offered in, or L{None} for a direct offer.
+        @param name: the file name the sender chose, unchecked (show it
+            cleaned; it is made safe only when the file is saved).
+        @param size: its size in bytes.
+        """
+
+    def fileProgress(number, direction, name, done, total):
+        """
+        File transfer C{number} moved on: C{done} of C{total} bytes sent
+        (C{direction} C{"sending"}) or written (C{"receiving"}). Called for
+        every chunk; showing it is the UI's to pace.
+        """
+
+    def fileEnded(number, text, failed):
+        """
+        The last word on file transfer or offer C{number}: C{text} says how it
+        ended (delivered, saved and where, declined, cancelled and why);
+        C{failed} tells success from the rest.
         """
 
 

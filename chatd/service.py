@@ -403,6 +403,29 @@ class ChatService(Service):
         except Exception:
             log.failure("applying {kind} from node {node}", kind=event.get("t"), node=node)
 
+    async def adoptStoredRoom(self, roomName):
+        """
+        Learn a room that another node of the cluster stored, when this node has
+        not heard of it yet.
+
+        @return: the L{Room}, or L{None} when the store has none of that name.
+        """
+        if fold(roomName) not in self.rooms:
+            for record in await self.store.loadRooms():
+                if fold(record.name) == fold(roomName) and fold(roomName) not in self.rooms:
+                    self.rooms[fold(roomName)] = Room(record.name, record.passwordHash,
+                                                      record.lastTimestamp)
+        return self.rooms.get(fold(roomName))
+
+    def messagesSince(self, roomName, after, limit):
+        """
+        Stored messages of a room after a timestamp, for a fan-out catching this
+        node's members up after it was cut off.
+
+        @return: a L{Deferred} firing with L{chatd.model.HistoryRow}s, oldest first.
+        """
+        return self.store.messagesAfter(roomName, after, limit)
+
     def nodeGone(self, node):
         """
         Node C{node} left the cluster (or died): its users' sessions there are gone.
@@ -864,7 +887,13 @@ class Session:
             raise Forbidden("%s has no password; join it without one" % (room.name,))
         self._hasKey(user)
         if room is None:
-            room = await self._create(roomName, password)
+            try:
+                room = await self._create(roomName, password)
+            except Conflict:
+                # Another node stored the same new room first: join that one.
+                if await service.adoptStoredRoom(roomName) is None:
+                    raise
+                return await self._join(user, roomName, password)
         if self.user is not user:
             raise BadRequest("the session closed meanwhile")
         if fold(user.name) in room.members:

@@ -50,7 +50,7 @@ and then publishes its whole state (C{sync}), so that nodes that gave it up take
 its users back, followed by its queue. It reads everyone else's hashes, and
 catches its local members up on room messages from the database, from
 C{CATCH_UP_MARGIN} seconds before the connection was lost (through the core's
-C{messagesSince}, when the core has it). It remembers which messages it
+C{messagesSince}). It remembers which messages it
 delivered in that span (the fan-out sees every delivery here, local ones as they
 are published, and knows when it was cut off), so none is delivered twice. While the command connection is down, limits are
 counted per node and room timestamps come from this node's clock (they may then
@@ -370,7 +370,6 @@ class RedisFanout:
         self._windowEvents = 0
         self._beats = 0
         self._beating = None
-        self._warnedNoCatchUp = False
         self._unsettled = (set(), set())
         self._settling = None
 
@@ -921,17 +920,11 @@ class RedisFanout:
         Deliver to local members the stored messages of rooms C{keys} from
         C{CATCH_UP_MARGIN} seconds before C{since} that were not delivered here.
 
-        This needs the core's C{messagesSince(room, after, limit)}: a L{Deferred}
-        of L{chatd.model.HistoryRow}s with timestamps above C{after}, oldest
-        first, at most C{limit}.
+        The core's C{messagesSince(room, after, limit)} gives a L{Deferred} of
+        L{chatd.model.HistoryRow}s with timestamps above C{after}, oldest first,
+        at most C{limit}.
         """
-        fetch = getattr(self.service, "messagesSince", None)
-        if fetch is None:
-            if not self._warnedNoCatchUp:
-                self._warnedNoCatchUp = True
-                log.warn("this core cannot list stored messages (messagesSince): room "
-                         "messages missed while redis was away are only in HISTORY")
-            return
+        fetch = self.service.messagesSince
         after = int((since - CATCH_UP_MARGIN) * 1000)
         delivered = 0
         for key in keys:

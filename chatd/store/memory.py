@@ -163,6 +163,14 @@ class MemoryStore:
         )
         return succeed(None)
 
+    def messagesAfter(self, room, after, limit):
+        later = [m for m in self._messages.get(fold(room), []) if m.timestamp > after]
+        later.sort(key=lambda message: message.timestamp)
+        return succeed([
+            HistoryRow(message.sender, message.timestamp, self._fernet.decrypt(message.body))
+            for message in later[:max(limit, 0)]
+        ])
+
     def history(self, room, reader, limit, before):
         if limit <= 0:
             return succeed([])

@@ -472,6 +472,23 @@ class AdbapiStore:
             [(messageId, key) for key in {fold(reader) for reader in readers}],
         )
 
+    def messagesAfter(self, room, after, limit):
+        if limit <= 0:
+            return succeed([])
+        return self._interact(self._messagesAfter, fold(room), after, limit)
+
+    def _messagesAfter(self, txn, roomKey, after, limit):
+        self._execute(
+            txn,
+            "SELECT sender, ts, body FROM messages WHERE room_key = ? AND ts > ?"
+            " ORDER BY ts, id LIMIT ?",
+            (roomKey, after, limit),
+        )
+        return [
+            HistoryRow(sender, timestamp, self._fernet.decrypt(body))
+            for sender, timestamp, body in txn.fetchall()
+        ]
+
     def history(self, room, reader, limit, before):
         if limit <= 0:
             # SQLite would read a negative LIMIT as no limit at all.

@@ -33,7 +33,6 @@ from chatd.model import HistoryRow
 from chatd.names import fold
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
-from chatd.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
 from chatd.test.test_binary import CONFLICT, OK, RATE, STALE, Wire
@@ -1195,22 +1194,10 @@ class InterfaceTests(SynchronousTestCase):
         for url in ["http://h/0", "redis://", "redis://h/x", "redis://h:port/0"]:
             self.assertRaises(ValueError, RedisFanout, url, Clock())
 
-    def test_coreCatchUpHook(self):
-        """
-        The core lists stored messages after a timestamp, for a node catching
-        up after a Redis outage: C{ChatService.messagesSince(room, after,
-        limit)} over C{IMessageStore.messagesAfter(room, after, limit)}.
-        """
-        self.assertTrue(callable(getattr(ChatService, "messagesSince", None)))
-        self.assertTrue(callable(getattr(MemoryStore, "messagesAfter", None)))
-
-    test_coreCatchUpHook.todo = ("the core and store changes the Redis fan-out asks for "
-                                 "(see chatd/fanout/redis.py, RedisFanout._catchUp)")
-
 
 class CoreGapTests(FakeMode, TestCase):
     """
-    What the core does not do yet for a cluster.
+    Races only a cluster has.
     """
 
     skip = skip
@@ -1229,6 +1216,4 @@ class CoreGapTests(FakeMode, TestCase):
         self.assertEqual([alice.responses(Op.JOIN)[0][0], bob.responses(Op.JOIN)[0][0]],
                          [OK, OK])
 
-    test_sameNewRoomOnTwoNodes.todo = (
-        "core: Session._create should adopt the stored room when createRoom "
-        "fails with Conflict because another node made it")
+

@@ -274,6 +274,20 @@ class StoreTestsMixin:
             [RoomRecord("#Lobby", None, 300), RoomRecord("#quiet", None, 0)],
         )
 
+    async def test_messagesAfter(self):
+        """
+        Messages after a timestamp come oldest first, whoever reads them, at most
+        the limit.
+        """
+        await self.room()
+        for timestamp, envelopeId in [(100, "a"), (300, "c"), (200, "b")]:
+            await self.append(timestamp, envelopeId)
+        rows = await self.store.messagesAfter("#lobby", 100, 10)
+        self.assertEqual([(r.timestamp, r.envelope) for r in rows],
+                         [(200, b"envelope b"), (300, b"envelope c")])
+        self.assertEqual(len(await self.store.messagesAfter("#Lobby", 0, 2)), 2)
+        self.assertEqual(await self.store.messagesAfter("#Lobby", 300, 10), [])
+
     async def test_deleteRoom(self):
         """
         A room nothing keeps (named in any case) is deleted, and its name is
