@@ -65,6 +65,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IChatClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
+from chatd.protocols.jsonevents import JSONEvents
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -120,7 +121,7 @@ def _before(text):
 
 
 @implementer(IChatClient)
-class TextProtocol(LineReceiver):
+class TextProtocol(JSONEvents, LineReceiver):
     """
     One text-protocol connection: lines in, core calls, lines out.
 
@@ -410,31 +411,6 @@ class TextProtocol(LineReceiver):
 
     def _event(self, obj):
         self._send(b"EVT::" + obj)
-
-    def roomMessage(self, room, sender, timestamp, envelope):
-        self._event(jsonwire.chatMessage(room, sender, timestamp, envelope))
-
-    def directMessage(self, sender, timestamp, envelope):
-        self._event(jsonwire.directMessage(sender, timestamp, envelope))
-
-    def userJoined(self, room, user, publicKey):
-        self._event(jsonwire.userJoined(room, user, publicKey))
-
-    def userLeft(self, room, user):
-        own = self.session is not None and self.session.user is not None and (
-            fold(user) == fold(self.session.user.name))
-        if own and self.activeRoom is not None and fold(room) == fold(self.activeRoom):
-            self.activeRoom = None
-        self._event(jsonwire.userLeft(room, user))
-
-    def userRenamed(self, old, new):
-        self._event(jsonwire.renamed(old, new))
-
-    def keyChanged(self, user, publicKey):
-        self._event(jsonwire.keyChanged(user, publicKey))
-
-    def warning(self, code, message):
-        self._event(jsonwire.warning(code, message))
 
     def disconnect(self):
         self._closeAfterWriting()

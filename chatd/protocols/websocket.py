@@ -82,6 +82,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
+from chatd.protocols.jsonevents import JSONEvents
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -171,13 +172,13 @@ class _TextFrames:
 
 
 @implementer(IFileClient)
-class WebSocketChatProtocol:
+class WebSocketChatProtocol(JSONEvents):
     """
     One WebSocket connection: JSON messages in, core calls, JSON messages out.
 
     A L{twisted.web.websocket.WebSocketProtocol}.
 
-    @ivar currentRoom: the room C{switch_room} leaves, named as the core names
+    @ivar activeRoom: the room C{switch_room} leaves, named as the core names
         it: the last one joined or switched to, unless left since.
     """
 
@@ -189,7 +190,7 @@ class WebSocketChatProtocol:
         self.guard = None
         self.outbox = None
         self.session = None
-        self.currentRoom = None
+        self.activeRoom = None
         self._queue = deque()
         self._busy = False
         self._draining = False
@@ -402,7 +403,7 @@ class WebSocketChatProtocol:
         name = self._roomName(roomId)
 
         def joined(members):
-            self.currentRoom = name
+            self.activeRoom = name
             return jsonwire.joined(name, members, requestId)
         return self.session.join(roomId, password).addCallback(joined)
 
@@ -410,7 +411,7 @@ class WebSocketChatProtocol:
         name = self._roomName(roomId)
 
         def joined(members):
-            old, self.currentRoom = self.currentRoom, name
+            old, self.activeRoom = self.activeRoom, name
             response = jsonwire.joined(name, members, requestId)
             if old is None:
                 return response
@@ -424,8 +425,8 @@ class WebSocketChatProtocol:
         name = self._roomName(roomId)
 
         def left(_):
-            if self.currentRoom is not None and fold(roomId) == fold(self.currentRoom):
-                self.currentRoom = None
+            if self.activeRoom is not None and fold(roomId) == fold(self.activeRoom):
+                self.activeRoom = None
             return jsonwire.left(name, requestId)
         return self.session.leave(roomId).addCallback(left)
 
@@ -513,30 +514,8 @@ class WebSocketChatProtocol:
 
     # -- IChatClient --------------------------------------------------------
 
-    def roomMessage(self, room, sender, timestamp, envelope):
-        self._send(jsonwire.chatMessage(room, sender, timestamp, envelope))
-
-    def directMessage(self, sender, timestamp, envelope):
-        self._send(jsonwire.directMessage(sender, timestamp, envelope))
-
-    def userJoined(self, room, user, publicKey):
-        self._send(jsonwire.userJoined(room, user, publicKey))
-
-    def userLeft(self, room, user):
-        own = self.session is not None and self.session.user is not None and (
-            fold(user) == fold(self.session.user.name))
-        if own and self.currentRoom is not None and fold(room) == fold(self.currentRoom):
-            self.currentRoom = None
-        self._send(jsonwire.userLeft(room, user))
-
-    def userRenamed(self, old, new):
-        self._send(jsonwire.renamed(old, new))
-
-    def keyChanged(self, user, publicKey):
-        self._send(jsonwire.keyChanged(user, publicKey))
-
-    def warning(self, code, message):
-        self._send(jsonwire.warning(code, message))
+    def _event(self, obj):
+        self._send(obj)
 
     def disconnect(self):
         self._close(CLOSE_NORMAL)
