@@ -20,7 +20,6 @@ from collections import deque
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
@@ -28,7 +27,7 @@ from zope.interface import implementer
 
 from chatd.errors import ChatError, Status
 from chatd.interfaces import IFileClient
-from chatd.protocols import opcodes
+from chatd.protocols import DoorFactory, opcodes
 from chatd.protocols.opcodes import Op
 
 log = Logger()
@@ -355,15 +354,9 @@ class BinaryProtocol(Int32StringReceiver):
         self._send(opcodes.event(Op.CANCEL, transferId, reason))
 
 
-class BinaryFactory(Factory):
+class BinaryFactory(DoorFactory):
     """
     Builds a L{BinaryProtocol} per connection, all on one core.
     """
 
-    def __init__(self, service):
-        self.service = service
-
-    def buildProtocol(self, addr):
-        protocol = BinaryProtocol(self.service)
-        protocol.factory = self
-        return protocol
+    protocol = BinaryProtocol

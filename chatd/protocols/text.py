@@ -55,7 +55,6 @@ aborted.
 """
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -64,7 +63,7 @@ from zope.interface import implementer
 from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IChatClient
 from chatd.names import fold
-from chatd.protocols import jsonwire
+from chatd.protocols import DoorFactory, jsonwire
 from chatd.protocols.jsonevents import JSONEvents
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
@@ -416,15 +415,9 @@ class TextProtocol(JSONEvents, LineReceiver):
         self._closeAfterWriting()
 
 
-class TextFactory(Factory):
+class TextFactory(DoorFactory):
     """
     Builds a L{TextProtocol} per connection, all on one core.
     """
 
-    def __init__(self, service):
-        self.service = service
-
-    def buildProtocol(self, addr):
-        protocol = TextProtocol(self.service)
-        protocol.factory = self
-        return protocol
+    protocol = TextProtocol
