@@ -63,7 +63,7 @@ class Credentials:
         if hashed is None or len(password) > 72:
             if self._dummyHash is None:
                 self._dummyHash = self._hash(b"chatd stand-in password")
-            bcrypt.checkpw(password, self._dummyHash)
+            bcrypt.checkpw(password[:72], self._dummyHash)
             return False
         return bcrypt.checkpw(password, hashed)
 

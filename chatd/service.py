@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import replace
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -923,16 +923,16 @@ class Session:
             if fold(user.name) not in room.members:
                 raise BadRequest("not a member of %s" % (room.name,))
             rooms = [room]
+        stored = []
         for room in rooms:
-            # Others hear of the leave before they can hear the room is gone.
+            # The store forgets an account's membership before it is asked
+            # whether the emptied room may go (its writes run in call order),
+            # and others hear of the leave before they can hear the room is gone.
+            if user.account:
+                stored.append(self.service.store.removeMember(room.name, user.name))
             self.service.publish("left", room=room.name, user=user.name)
             self.service.removeMember(room, user, self)
-        d = succeed(None)
-        if not user.account:
-            return d.addCallback(lambda _: False)
-        for room in rooms:
-            d.addCallback(lambda _, name=room.name: self.service.store.removeMember(name, user.name))
-        return d.addCallback(lambda _: False)
+        return gatherResults(stored).addCallback(lambda _: False)
 
     # -- requests: messages -----------------------------------------------
 

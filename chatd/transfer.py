@@ -303,6 +303,8 @@ class Transfer:
             return
         if session is self.sender:
             self._cancelAll("the sender is gone")
+            if reason != "disconnected":
+                self.sender.client.fileCancelled(self.id, reason)
             return
         recipient = self.recipients.get(session)
         if recipient is not None and recipient.state in (PENDING, ACCEPTED):

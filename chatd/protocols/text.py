@@ -64,7 +64,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IChatClient
 from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire
-from chatd.protocols.jsonevents import JSONEvents
+from chatd.protocols.jsondoor import JSONDoor
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -120,7 +120,7 @@ def _before(text):
 
 
 @implementer(IChatClient)
-class TextProtocol(JSONEvents, LineReceiver):
+class TextProtocol(JSONDoor, LineReceiver):
     """
     One text-protocol connection: lines in, core calls, lines out.
 
@@ -312,18 +312,6 @@ class TextProtocol(JSONEvents, LineReceiver):
         return self.session.create(room, password).addCallback(
             lambda _: jsonwire.created(room))
 
-    def _roomName(self, room):
-        """
-        The name the core knows C{room} by (its first writer's spelling), or
-        C{room} itself for a room that does not exist yet.
-        """
-        try:
-            return self.service.room(room).name
-        except ChatError as e:
-            if e.status == Status.NOT_FOUND:
-                return room
-            raise
-
     def _join(self, room, password=""):
         name = self._roomName(room)
 
@@ -343,15 +331,18 @@ class TextProtocol(JSONEvents, LineReceiver):
         return jsonwire.switched(name)
 
     def _leave(self, room):
+        name = self._roomName(room)
+
         def left(_):
             if self.activeRoom is not None and fold(room) == fold(self.activeRoom):
                 self.activeRoom = None
-            return jsonwire.left(room)
+            return jsonwire.left(name)
         return self.session.leave(room).addCallback(left)
 
     def _directMessage(self, user, envelope):
+        name = self._userName(user)
         return _then(self.session.directMessage(user, envelope.encode("utf-8")),
-                     lambda timestamp: jsonwire.sentToUser(user, timestamp))
+                     lambda timestamp: jsonwire.sentToUser(name, timestamp))
 
     def _roomMessage(self, envelope):
         room = self.activeRoom
@@ -364,8 +355,9 @@ class TextProtocol(JSONEvents, LineReceiver):
         limit = _count(limit, "the number of messages")
         before = _before(before)
         budget = self.maxLine - len(b"OK::")
+        name = self._roomName(room)
         return self.session.history(room, limit, before).addCallback(
-            lambda rows: jsonwire.history(room, rows, budget=budget))
+            lambda rows: jsonwire.history(name, rows, budget=budget))
 
     def _users(self, room=""):
         return jsonwire.users(self.session.listUsers(room))

@@ -82,7 +82,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
-from chatd.protocols.jsonevents import JSONEvents
+from chatd.protocols.jsondoor import JSONDoor
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -172,7 +172,7 @@ class _TextFrames:
 
 
 @implementer(IFileClient)
-class WebSocketChatProtocol(JSONEvents):
+class WebSocketChatProtocol(JSONDoor):
     """
     One WebSocket connection: JSON messages in, core calls, JSON messages out.
 
@@ -367,18 +367,6 @@ class WebSocketChatProtocol(JSONEvents):
 
     # -- requests ---------------------------------------------------------
 
-    def _roomName(self, room):
-        """
-        The name the core knows C{room} by (its first writer's spelling), or
-        C{room} itself for a room that does not exist yet.
-        """
-        try:
-            return self.service.room(room).name
-        except ChatError as e:
-            if e.status == Status.NOT_FOUND:
-                return room
-            raise
-
     def _getChallenge(self, requestId):
         return jsonwire.challenge(self.session.challenge(), requestId)
 
@@ -436,8 +424,7 @@ class WebSocketChatProtocol(JSONEvents):
             lambda timestamp: jsonwire.sentToRoom(name, timestamp, requestId))
 
     def _directMessage(self, requestId, to, envelope):
-        peer = self.service.users.get(fold(to))
-        name = peer.name if peer is not None else to
+        name = self._userName(to)
         return _then(self.session.directMessage(to, envelope),
                      lambda timestamp: jsonwire.sentToUser(name, timestamp, requestId))
 

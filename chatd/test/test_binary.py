@@ -473,6 +473,27 @@ class GuestAndAccountTests(ProtocolTestCase):
         self.assertEqual(weak.request(Op.REGISTER, "weak", "password1", publicDer("w", 1024))[0],
                          ERR)
 
+    def test_accountLeaveDropsEmptiedRoom(self):
+        """
+        An account leaving the room only it was in removes the room, as a guest
+        leaving does.
+        """
+        alice = self.account("alice")
+        self.assertEqual(alice.request(Op.JOIN, "#solo", "")[0], OK)
+        self.assertEqual(alice.request(Op.LEAVE, "#solo")[0], OK)
+        self.assertEqual(alice.request(Op.LIST_ROOMS), (OK, ([],)))
+
+    def test_overlongPasswordIsWrong(self):
+        """
+        A LOGIN password over bcrypt's 72 bytes is a wrong password (0x05), not
+        an error.
+        """
+        self.account("alice", "password1")
+        wire = self.connect()
+        wire.hello()
+        self.assertEqual(wire.request(Op.LOGIN, "alice", "x" * 100)[0], FORBIDDEN)
+        self.assertEqual(wire.request(Op.LOGIN, "nobody", "x" * 100)[0], FORBIDDEN)
+
     def test_unknownUserAndWrongPasswordAlike(self):
         """
         An unknown user and a wrong password get the same status and message.

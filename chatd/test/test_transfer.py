@@ -1524,14 +1524,17 @@ class CoreTransferTests(CoreTestCase):
 
     def test_senderLeavesTheRoom(self):
         """
-        A sender that leaves the room cancels its transfer to that room.
+        A sender that leaves the room cancels its transfer to that room, and is
+        told why.
         """
         tid = self.roomOffer()
         self.bob.client.take()
+        self.alice.client.take()
         self.result(self.alice.leave, "#r")
         self.assertEqual(self.bob.client.take(),
                          [("fileCancelled", (tid, "the sender is gone")),
                           ("userLeft", ("#r", "alice"))])
+        self.assertEqual(self.alice.client.take(), [("fileCancelled", (tid, "left the room"))])
         self.assertEqual(self.service.transfers, {})
 
     def test_keyChangeDropsTheRecipient(self):

@@ -1,24 +1,45 @@
 # -*- test-case-name: chatd.test.test_text,chatd.test.test_websocket -*-
 """
-The chat events of the doors that speak JSON objects (text and WebSocket), said
-once: each door only says how an event object goes out.
+What the two doors that speak JSON objects (text and WebSocket) share: their
+chat events, and naming rooms and users as the server spells them. Each door
+only says how an object goes out.
 """
 
+from chatd.errors import ChatError, Status
 from chatd.names import fold
 from chatd.protocols import jsonwire
 
 
-class JSONEvents:
+class JSONDoor:
     """
     L{chatd.interfaces.IChatClient}'s events as the JSON objects of the text and
-    WebSocket doors.
+    WebSocket doors, and the names their answers use.
 
     A door mixing this in provides C{_event(obj)} to send one encoded object,
-    C{session}, and C{activeRoom}: the room its plain messages go to, forgotten
-    when its own user leaves that room.
+    C{service}, C{session}, and C{activeRoom}: the room its plain messages go
+    to, forgotten when its own user leaves that room.
     """
 
     activeRoom = None
+
+    def _roomName(self, room):
+        """
+        The name the core knows C{room} by (its first writer's spelling), or
+        C{room} itself for a room that does not exist yet.
+        """
+        try:
+            return self.service.room(room).name
+        except ChatError as e:
+            if e.status == Status.NOT_FOUND:
+                return room
+            raise
+
+    def _userName(self, user):
+        """
+        The name the core knows an online C{user} by, or C{user} itself.
+        """
+        online = self.service.users.get(fold(user))
+        return online.name if online is not None else user
 
     def roomMessage(self, room, sender, timestamp, envelope):
         self._event(jsonwire.chatMessage(room, sender, timestamp, envelope))
