@@ -307,6 +307,32 @@ class IClientUI(Interface):
         loudly and end with a non-zero status.
         """
 
+    def fileOffered(number, sender, room, name, size):
+        """
+        Someone offers us a file; its envelope opened and verified with the
+        sender's pinned key, and its sizes are the signed ones.
+
+        @param number: the local number C{/accept} and C{/decline} take.
+        @param room: the room it was offered in, or L{None} for a direct offer.
+        @param name: the file name the sender chose, unchecked (show it
+            cleaned; it is made safe only when the file is saved).
+        @param size: its size in bytes.
+        """
+
+    def fileProgress(number, direction, name, done, total):
+        """
+        File transfer C{number} moved on: C{done} of C{total} bytes sent
+        (C{direction} C{"sending"}) or written (C{"receiving"}). Called for
+        every chunk; showing it is the UI's to pace.
+        """
+
+    def fileEnded(number, text, failed):
+        """
+        The last word on file transfer or offer C{number}: C{text} says how it
+        ended (delivered, saved and where, declined, cancelled and why);
+        C{failed} tells success from the rest.
+        """
+
 
 class IFanout(Interface):
     """

@@ -4,6 +4,7 @@ C{python -m chatd.client}: the terminal client.
 
     python -m chatd.client [--host H] [--port 4017] [--tls | --no-tls] [--ca FILE]
                            [--home DIR] [--user NAME] [--script FILE]
+                           [--downloads DIR] [--chunk-size KIB]
 
 TLS is the default. With C{--ca} the server's certificate must chain to that
 certificate and name the host (service_identity checks it); without it, the
@@ -25,10 +26,20 @@ from twisted.python import usage
 from chatd.client.chat import ChatClient
 from chatd.client.connection import PinningTLSOptions, ServerPin
 from chatd.client.console import Console
+from chatd.client.files import CHUNK_SIZE, DEFAULT_DOWNLOADS
 from chatd.client.keystore import Home, KeystoreError
 
 DEFAULT_PORT = 4017
 PASSPHRASE_VARIABLE = "CHATD_PASSPHRASE"
+
+
+def _chunkSize(value):
+    kib = int(value)
+    # The server takes chunks up to its frame limit - 64 bytes (1 MiB frames
+    # by default); a chunk is sealed with 16 bytes of tag and framed.
+    if not 1 <= kib <= 1008:
+        raise ValueError("a chunk is 1 to 1008 KiB")
+    return kib * 1024
 
 
 def _port(value):
@@ -58,6 +69,10 @@ class Options(usage.Options):
                              "already in the home directory."],
         ["script", None, None, "Run the lines of this file instead of reading the "
                                "terminal, then exit."],
+        ["downloads", None, DEFAULT_DOWNLOADS, "Folder that accepted files are saved in "
+                                               "(/accept ID DIR picks another)."],
+        ["chunk-size", None, None, "Size of the chunks of files sent, in KiB "
+                                         "[default: %d]." % (CHUNK_SIZE // 1024,), _chunkSize],
     ]
 
     optFlags = [
@@ -166,7 +181,9 @@ async def run(reactor, options):
 
     def makeClient(ui):
         return ChatClient(home, ui, endpoint, reactor, checkPeer=checkPeer,
-                          passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None)
+                          passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
+                          downloads=options["downloads"],
+                          chunkSize=options["chunk-size"] or CHUNK_SIZE)
 
     console = Console(makeClient, reactor, interactive=interactive, script=script,
                       startup=startup, setEcho=setEcho)

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 
 from chatd import e2e
 from chatd.client.connection import CertificateRefused, ClientProtocol, ServerError
+from chatd.client.files import CHUNK_SIZE, FileTransfers
 from chatd.client.keystore import KeystoreError, publicKeyDer
 from chatd.names import fold, isGuestName
 from chatd.protocols.opcodes import KIND_ROOM, KIND_USER, Op
@@ -85,17 +86,23 @@ class ChatClient:
         needs checking.
     @param passphrase: the identity key's passphrase, when known in advance
         (C{CHATD_PASSPHRASE}); otherwise the UI is asked when a key needs one.
-    @param runInThread: runs slow RSA work; C{maybeDeferred} in tests.
+    @param runInThread: runs slow RSA work, and the disk and cipher work of
+        file transfers; C{maybeDeferred} in tests.
+    @param downloads: the folder accepted files go to by default
+        (C{~/Downloads/chatd} when L{None}).
+    @param chunkSize: the size of the chunks of files we send.
 
     @ivar user: our name on the server (a guest name until logged in).
     @ivar account: whether we are logged in to an account.
     @ivar active: the name of the room plain text goes to, or L{None}.
     @ivar rooms: our rooms, by folded name.
     @ivar blocked: folded names whose pinned key changed and is not yet trusted.
+    @ivar files: the L{FileTransfers}: offers, sending and receiving.
     """
 
     def __init__(self, home, ui, endpoint, clock, checkPeer=None, passphrase=None,
-                 runInThread=deferToThread, retryPolicy=None):
+                 runInThread=deferToThread, retryPolicy=None, downloads=None,
+                 chunkSize=CHUNK_SIZE):
         self.home = home
         self.ui = ui
         self.clock = clock
@@ -119,6 +126,7 @@ class ChatClient:
         self._seen = set()
         self._seenOrder = deque()
         self._inbound = succeed(None)
+        self.files = FileTransfers(self, downloads, chunkSize)
         self._service = ClientService(
             endpoint, Factory.forProtocol(self._buildProtocol),
             retryPolicy=retryPolicy or backoffPolicy(maxDelay=30),
@@ -152,9 +160,16 @@ class ChatClient:
             await preparing.prepared
             await deferLater(self.clock, 0)
         await self._service.stopService()
+        # The connection is gone, and with it every transfer: let their
+        # temporary files be deleted before the process may end.
+        await self.files.settled()
 
     def _buildProtocol(self):
-        return ClientProtocol(self.clock, self._event, self.checkPeer)
+        # Events carry the connection they came on: a file transfer lives and
+        # dies with its connection.
+        protocol = ClientProtocol(self.clock, None, self.checkPeer)
+        protocol.onEvent = lambda op, values: self._event(op, values, protocol)
+        return protocol
 
     async def _prepare(self, proxy):
         """
@@ -228,6 +243,7 @@ class ChatClient:
         self.clock.callLater(0, tell)
 
     def _lost(self, reason, protocol):
+        self.files.connectionLost(protocol)
         if self.protocol is protocol:
             self.protocol = None
             if not self._stopping:
@@ -663,13 +679,9 @@ class ChatClient:
 
         @return: the server timestamp and the room's name.
         """
-        target = self.room(room)
-
-        def recipients():
-            return dict(target.members)
-        timestamp = await self._post(Op.ROOM_MSG, target.name, ("room", target.name), recipients,
-                                     lambda members: self._setMembers(target, members), text)
-        return timestamp, target.name
+        name, to, recipients, update = await self._audience("room", room)
+        timestamp = await self._post(Op.ROOM_MSG, name, to, recipients, update, text)
+        return timestamp, name
 
     async def pm(self, user, text):
         """
@@ -677,8 +689,29 @@ class ChatClient:
 
         @return: the server timestamp and the user's name as the server spells it.
         """
+        name, to, recipients, update = await self._audience("user", user)
+        timestamp = await self._post(Op.DM, name, to, recipients, update, text)
+        return timestamp, name
+
+    async def _audience(self, kind, name):
+        """
+        Whom an envelope to a room (the active one when C{name} is L{None}) or
+        to a user goes to.
+
+        @return: C{(name, to, recipients, update)}: the target's name as the
+            server spells it, the envelope's C{to}, a function giving the
+            current readers and their keys (for a user: that user and us, for
+            our other sessions), and a function taking the server's 0x09
+            member list.
+        """
+        if kind == "room":
+            target = self.room(name)
+
+            def update(members):
+                self._setMembers(target, members)
+            return target.name, ("room", target.name), lambda: dict(target.members), update
         await self._withKey()
-        name, der = await self._userKey(user)
+        name, der = await self._userKey(name)
         self._sawKey(name, der)
         peer = {name: der}
 
@@ -691,10 +724,24 @@ class ChatClient:
                 if not self._isMe(member):
                     peer.clear()
                     peer[member] = key
-        timestamp = await self._post(Op.DM, name, ("user", name), recipients, update, text)
-        return timestamp, name
+        return name, ("user", name), recipients, update
 
     async def _post(self, op, target, to, recipients, update, text):
+        (timestamp,) = await self._sealAndCall(
+            to, recipients, update, text.encode("utf-8"), lambda blob: self.call(op, target, blob))
+        return timestamp
+
+    async def _sealAndCall(self, to, recipients, update, plaintext, request, domain=e2e.MESSAGE):
+        """
+        Seal C{plaintext} to the current C{recipients()} and hand the envelope
+        to C{request}; when the server says the readers changed (0x09), take
+        its list (C{update}), seal again and try once more.
+
+        @param request: takes the envelope, returns a L{Deferred} of the
+            response's values.
+        @param domain: L{e2e.MESSAGE}, or L{e2e.FILE} for a file envelope.
+        @return: what C{request} gave.
+        """
         await self._withKey()
         for attempt in (1, 2):
             members = recipients()
@@ -705,18 +752,68 @@ class ChatClient:
                                   "/verify USER FINGERPRINT, or /trust USER"
                                   % (", ".join(refused),))
             blob = await self.runInThread(e2e.seal, self.user, self.privateKey, to, members,
-                                          text.encode("utf-8"), ts=int(self.clock.seconds() * 1000))
+                                          plaintext, domain=domain,
+                                          ts=int(self.clock.seconds() * 1000))
             try:
-                (timestamp,) = await self.call(op, target, blob)
-                return timestamp
+                return await request(blob)
             except ServerError as e:
                 if e.status != STALE or attempt == 2:
                     raise
                 update(e.members)
 
+    # -- files ------------------------------------------------------------
+
+    async def sendFile(self, kind, name, path):
+        """
+        Offer a file to a room (C{kind} C{"room"}) or a user; it is sent in the
+        background once recipients accept, and the UI hears how it goes.
+
+        @return: the L{chatd.client.files.Outgoing} transfer.
+        """
+        return await self.files.send(kind, name, path)
+
+    async def acceptFile(self, number=None, folder=None):
+        """
+        Accept file offer C{number} (the newest when L{None}) into C{folder}
+        (the download folder when L{None}).
+
+        @return: the L{chatd.client.files.Incoming} transfer.
+        """
+        return await self.files.accept(number, folder)
+
+    async def declineFile(self, number=None):
+        """
+        Decline file offer C{number} (the newest when L{None}).
+        """
+        return await self.files.decline(number)
+
+    async def cancelFile(self, number):
+        """
+        Stop file transfer C{number}: one we send, for everyone; one we
+        receive, for us.
+        """
+        return await self.files.cancel(number)
+
+    def fileTransfers(self):
+        """
+        The running transfers and pending offers, oldest first.
+        """
+        return self.files.running()
+
     # -- receiving --------------------------------------------------------
 
-    def _event(self, op, values):
+    def _event(self, op, values, protocol=None):
+        """
+        An event from the server, on C{protocol} (the current connection when
+        L{None}).
+        """
+        if op in _FILE_EVENTS:
+            protocol = protocol or self.protocol
+            if op == Op.OFFERED:
+                self.files.offered(protocol, *values)
+            else:
+                self.files.event(protocol, op, *values)
+            return
         handler = self._events.get(op)
         if handler is not None:
             handler(self, *values)
@@ -755,9 +852,10 @@ class ChatClient:
         self._inbound.addCallback(open_).addCallbacks(shown, refused).addErrback(
             lambda f: log.failure("showing a message from {sender}", f, sender=sender))
 
-    async def _open(self, blob, sender, to):
+    async def _open(self, blob, sender, to, domain=e2e.MESSAGE):
         """
-        Check and decrypt one incoming envelope.
+        Check and decrypt one incoming envelope (a file envelope when C{domain}
+        is L{e2e.FILE}: file and message ids share one replay set).
 
         @return: the envelope and its plaintext.
         @raise Exception: whatever check fails.
@@ -786,7 +884,8 @@ class ChatClient:
             raise ClientError("%s's key changed and is not trusted yet" % (sender,))
         if seen in self._seen:
             raise ClientError("replayed message id %s" % (envelope.id,))
-        data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key)
+        data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key,
+                                      domain)
         self._remember(seen)
         return envelope, data
 
@@ -876,17 +975,6 @@ class ChatClient:
     def _onWarning(self, code, message):
         self._tell(self.ui.notice, "server: %s" % (message,))
 
-    def _onOffered(self, transfer, sender, kind, target, size, chunks, chunkSize, envelope):
-        """
-        This client does not take files: decline at once, so that the sender
-        is not kept waiting for the offer to expire.
-        """
-        self._tell(self.ui.notice,
-                   "%s offered a file of %d bytes; this client cannot receive files, declined"
-                       % (sender, size))
-        if self.protocol is not None:
-            self.protocol.request(Op.ANSWER, transfer, 0).addErrback(lambda f: None)
-
     _events = {
         Op.ROOM_MSG: _onRoomMessage,
         Op.DM: _onDirectMessage,
@@ -895,7 +983,6 @@ class ChatClient:
         Op.RENAMED: _onRenamed,
         Op.KEY_CHANGED: _onKeyChanged,
         Op.WARNING: _onWarning,
-        Op.OFFERED: _onOffered,
     }
 
     # -- history ----------------------------------------------------------
@@ -935,6 +1022,9 @@ class ChatClient:
             return None
         self._sawKey(name, der)
         return self._trustedKey(name)
+
+
+_FILE_EVENTS = frozenset({Op.OFFERED, Op.START, Op.CHUNK, Op.NEXT, Op.DONE, Op.CANCEL})
 
 
 def _sslReason(error):

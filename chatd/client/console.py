@@ -21,11 +21,19 @@ so that tests and bots can wait for what others say.
 Everything shown that came from elsewhere (messages, names) has its control
 characters replaced, so nobody can move the cursor, recolour the terminal or
 fake a line by sending escape sequences or newlines.
+
+File transfers run in the background: C{/file} returns once the server has
+the offer, and how the transfer goes arrives later (L{IClientUI.fileProgress},
+L{IClientUI.fileEnded}). On a terminal their progress is one line that updates
+in place: the prompt line, with a bar in front of the prompt. In scripts and
+piped runs, where nothing is redrawn, it is an occasional line instead (at a
+quarter, half and three quarters), so a log stays short; scripts wait for the
+end with C{/expect}.
 """
 
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
@@ -38,6 +46,7 @@ from zope.interface import implementer
 
 from chatd.client.chat import ClientError
 from chatd.client.connection import ServerError
+from chatd.client.files import Incoming, formatSize
 from chatd.client.keystore import KeystoreError
 from chatd.interfaces import IClientUI
 from chatd.names import fold
@@ -48,6 +57,13 @@ EXPECT_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 # Shown lines kept for /expect; a bot that never expects must not grow forever.
 UNREAD_LINES = 10000
+# A terminal's progress line is drawn again at most this often (seconds).
+PROGRESS_INTERVAL = 0.2
+# Progress lines per transfer in scripts: at 1/4, 2/4 and 3/4; the end has a
+# line of its own.
+SCRIPT_STEPS = 4
+PROGRESS_WIDTH = 10
+PROGRESS_NAME = 24
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
@@ -71,6 +87,15 @@ HELP = [
     ("/verify USER FINGERPRINT", "mark USER's key verified, after comparing its "
                                  "fingerprint with USER in person or by phone"),
     ("/trust USER", "accept USER's new key without comparing fingerprints"),
+    ("/file [room|user] NAME PATH", "offer the file at PATH to a room or a user; without "
+                                    "room|user, a NAME starting with # is a room (#x also "
+                                    "finds a room named x) and any other NAME a user"),
+    ("/accept [ID] [DIR]", "take file offer ID (default: the newest) into DIR "
+                           "(default: the download folder, ~/Downloads/chatd or --downloads)"),
+    ("/decline [ID]", "refuse file offer ID (default: the newest)"),
+    ("/cancel ID", "stop file transfer ID: one you send for everyone, one you "
+                   "receive for you"),
+    ("/files", "list file offers and transfers"),
     ("/help", "show this list"),
     ("/exit", "leave"),
 ]
@@ -111,6 +136,30 @@ def clean(text):
     Newlines are left for L{Console.show} to turn into indented lines.
     """
     return _CONTROL.sub("\ufffd", text)
+
+
+def progressBar(done, total):
+    """
+    C{[####......]  40%}: how far a transfer is.
+    """
+    fraction = done / total if total else 1.0
+    filled = int(fraction * PROGRESS_WIDTH)
+    return "[%s%s] %3d%%" % ("#" * filled, "." * (PROGRESS_WIDTH - filled), int(fraction * 100))
+
+
+def _shortName(name):
+    name = clean(name)
+    return name if len(name) <= PROGRESS_NAME else name[:PROGRESS_NAME - 1] + "\u2026"
+
+
+def _transferNumber(word, usage):
+    """
+    The number of C{ID} or C{#ID}.
+    """
+    digits = word[1:] if word.startswith("#") else word
+    if not digits.isdigit():
+        raise UsageError(usage)
+    return int(digits)
 
 
 def _words(rest, least, most, usage):
@@ -202,6 +251,9 @@ class Console(LineReceiver):
         self._secret = None
         self._unread = deque(maxlen=UNREAD_LINES)
         self._expecting = None
+        self._progress = OrderedDict()
+        self._progressDrawn = None
+        self._progressSteps = {}
         self.client = makeClient(self)
 
     # -- output -----------------------------------------------------------
@@ -218,7 +270,14 @@ class Console(LineReceiver):
         What the prompt shows: the room plain text goes to.
         """
         active = getattr(self.client, "active", None)
-        return "%s> " % (roomLabel(active),) if active else "> "
+        prompt = "%s> " % (roomLabel(active),) if active else "> "
+        if not self._progress:
+            return prompt
+        number, (direction, name, done, total) = next(iter(self._progress.items()))
+        more = " (+%d)" % (len(self._progress) - 1,) if len(self._progress) > 1 else ""
+        arrow = "\u2191" if direction == "sending" else "\u2193"
+        return "%s %s #%d %s%s %s" % (arrow, progressBar(done, total), number, _shortName(name),
+                                      more, prompt)
 
     def show(self, text, stamp=False, timestamp=None):
         """
@@ -308,6 +367,41 @@ class Console(LineReceiver):
         for line in clean(text).split("\n"):
             self.show("!!! %s" % (line,), stamp=True)
         self.finish(1)
+
+    def fileOffered(self, number, sender, room, name, size):
+        where = " in %s" % (roomLabel(room),) if room is not None else ""
+        self.show('file offer #%d from %s%s: "%s" (%s) \u2014 /accept %d [DIR] or /decline %d'
+                  % (number, clean(sender), clean(where), clean(name), formatSize(size),
+                     number, number), stamp=True)
+
+    def fileProgress(self, number, direction, name, done, total):
+        if self.interactive:
+            self._progress[number] = (direction, name, done, total)
+            now = self.clock.seconds()
+            if (self._progressDrawn is None or now - self._progressDrawn >= PROGRESS_INTERVAL
+                    or done >= total):
+                self._progressDrawn = now
+                self._redrawPrompt()
+            return
+        step = done * SCRIPT_STEPS // total if total else SCRIPT_STEPS
+        if 0 < step < SCRIPT_STEPS and step > self._progressSteps.get(number, 0):
+            self._progressSteps[number] = step
+            self.show('%s #%d "%s": %d%% (%s of %s)'
+                      % (direction, number, clean(name), done * 100 // total, formatSize(done),
+                         formatSize(total)), stamp=True)
+
+    def fileEnded(self, number, text, failed):
+        self._progress.pop(number, None)
+        self._progressSteps.pop(number, None)
+        self.show(("!! " if failed else "") + clean(text), stamp=True)
+
+    def _redrawPrompt(self):
+        """
+        Draw the prompt line again in place (it carries the progress bar),
+        unless a secret is being typed on it.
+        """
+        if self._secret is None and self.transport is not None and not self.done.called:
+            self.transport.write(("\r\x1b[K" + self.prompt()).encode("utf-8", "replace"))
 
     def askSecret(self, prompt, optional=False):
         if not self.interactive:
@@ -575,6 +669,69 @@ class Console(LineReceiver):
         self.show("trusting %s's key %s without verifying it (compare fingerprints and "
                   "/verify when you can)" % (clean(user), fingerprint))
 
+    async def _file(self, rest):
+        usage = "/file [room|user] NAME PATH"
+        parts = rest.strip().split(None, 2)
+        if len(parts) == 3 and parts[0].lower() in ("room", "user"):
+            kind, name, path = parts[0].lower(), parts[1], parts[2]
+        else:
+            parts = rest.strip().split(None, 1)
+            if len(parts) != 2:
+                raise UsageError(usage)
+            name, path = parts
+            kind = "room" if name.startswith("#") else "user"
+        out = await self.client.sendFile(kind, name, path)
+        self.show("offered %s (%s in %d chunk%s); waiting for answers"
+                  % (clean(out.label()), formatSize(out.size), out.chunks,
+                     "" if out.chunks == 1 else "s"))
+
+    async def _accept(self, rest):
+        usage = "/accept [ID] [DIR]"
+        words = rest.strip().split(None, 1)
+        number = folder = None
+        if words and words[0].lstrip("#").isdigit():
+            number = _transferNumber(words[0], usage)
+            folder = words[1] if len(words) > 1 else None
+        elif words:
+            folder = rest.strip()
+        incoming = await self.client.acceptFile(number, folder)
+        self.show("accepted %s (%s); saving into %s"
+                  % (clean(incoming.label()), formatSize(incoming.size), clean(incoming.folder)))
+
+    async def _decline(self, rest):
+        usage = "/decline [ID]"
+        (word,) = _words(rest, 0, 1, usage)
+        number = _transferNumber(word, usage) if word is not None else None
+        incoming = await self.client.declineFile(number)
+        self.show("declined %s" % (clean(incoming.label()),))
+
+    async def _cancel(self, rest):
+        usage = "/cancel ID"
+        (word,) = _words(rest, 1, 1, usage)
+        transfer = await self.client.cancelFile(_transferNumber(word, usage))
+        self.show("cancelled %s" % (clean(transfer.label()),))
+
+    async def _files(self, rest):
+        _words(rest, 0, 0, "/files")
+        transfers = self.client.fileTransfers()
+        if not transfers:
+            self.show("no file offers or transfers")
+            return
+        for transfer in transfers:
+            if isinstance(transfer, Incoming) and transfer.state == Incoming.OFFERED:
+                where = " in %s" % (roomLabel(transfer.room),) if transfer.room else ""
+                self.show('  #%d offer from %s%s: "%s" (%s) \u2014 /accept %d or /decline %d'
+                          % (transfer.number, clean(transfer.sender), clean(where),
+                             clean(transfer.name), formatSize(transfer.size), transfer.number,
+                             transfer.number))
+            elif getattr(transfer, "accepted", 0) is None:
+                self.show("  %s (%s): waiting for answers"
+                          % (clean(transfer.label()), formatSize(transfer.size)))
+            else:
+                self.show("  %s: %s %s of %s"
+                          % (clean(transfer.label()), transfer.direction,
+                             progressBar(transfer.done, transfer.size), formatSize(transfer.size)))
+
     async def _help(self, rest):
         entries = HELP + ([] if self.interactive else SCRIPT_HELP)
         width = max(len(usage) for usage, _ in entries)
@@ -639,6 +796,11 @@ class Console(LineReceiver):
         "fingerprint": _fingerprint,
         "verify": _verify,
         "trust": _trust,
+        "file": _file,
+        "accept": _accept,
+        "decline": _decline,
+        "cancel": _cancel,
+        "files": _files,
         "help": _help,
         "exit": _exit,
         "quit": _exit,

@@ -76,6 +76,15 @@ class RecordingUI:
     def fatal(self, text):
         self.events.append(("fatal", text))
 
+    def fileOffered(self, number, sender, room, name, size):
+        self.events.append(("offered", number, sender, room, name, size))
+
+    def fileProgress(self, number, direction, name, done, total):
+        self.events.append(("progress", number, direction, done, total))
+
+    def fileEnded(self, number, text, failed):
+        self.events.append(("ended", number, text, failed))
+
     def take(self, *kinds):
         """
         The events recorded since the last call (only those of C{kinds}, when
@@ -379,17 +388,18 @@ class ChattingTests(ClientTestCase):
                          ("not in a",))
         self.assertEqual(self.runFails(alice.join("b"), ServerError).status, 0x07)
 
-    def test_offeredFileDeclined(self):
+    def test_brokenFileOfferDeclined(self):
         """
-        This client does not take files: an offer is declined at once and the
-        person told.
+        A file offer whose envelope does not open is dropped, the person told,
+        and declined at once, so that the sender is not kept waiting for the
+        offer to expire. (Transfers themselves: L{chatd.test.test_client_files}.)
         """
         alice, aliceUI = self.account("alice", "lobby")
         alice.protocol.dataReceived(opcodes.event(
             Op.OFFERED, 7, "bob", 0, "lobby", 10, 1, 10, b"{}"))
         self.assertEqual(aliceUI.take(), [
-            ("notice",
-             "bob offered a file of 10 bytes; this client cannot receive files, declined")])
+            ("dropped",
+             "dropped a file offer from bob in lobby: envelope: missing field 'v'; declined")])
         self.assertEqual(alice.protocol._pending[-1][0], Op.ANSWER)
 
 

@@ -14,7 +14,8 @@ from zope.interface.verify import verifyObject
 
 from chatd.client.chat import ClientError, Room
 from chatd.client.connection import ServerError
-from chatd.client.console import HELP, SCRIPT_HELP, Console, parseExpect
+from chatd.client.console import HELP, SCRIPT_HELP, Console, parseExpect, progressBar
+from chatd.client.files import Incoming, Outgoing
 from chatd.interfaces import IClientUI
 
 # 2023-11-14 22:13:20 UTC; the console is given gmtime, so times read alike
@@ -113,9 +114,36 @@ class FakeClient:
     def trust(self, user):
         return self._answer("trust", user, default=FP_NEW)
 
+    def sendFile(self, kind, name, path):
+        out = Outgoing(1, path, (kind, name.lstrip("#")), 1000)
+        out.size, out.chunks = 5 << 20, 5243
+        return self._answer("sendFile", kind, name, path, default=out)
+
+    def acceptFile(self, number=None, folder=None):
+        incoming = offer(number or 2)
+        incoming.folder = folder or "/home/alice/Downloads/chatd"
+        return self._answer("acceptFile", number, folder, default=incoming)
+
+    def declineFile(self, number=None):
+        return self._answer("declineFile", number, default=offer(number or 2))
+
+    def cancelFile(self, number):
+        return self._answer("cancelFile", number, default=offer(number))
+
+    def fileTransfers(self):
+        return self._answer("fileTransfers", default=[], synchronous=True)
+
     def stop(self):
         self.stopped = True
         return succeed(None)
+
+
+def offer(number, name="report.pdf"):
+    """
+    An offer from bob in #lobby of 1.5 MiB, as the client would hold it.
+    """
+    return Incoming(number, None, 77, "bob", "lobby", name, 3 << 19, 2, 1 << 20, "0" * 64,
+                    bytes(32), "id")
 
 
 class ConsoleTestCase(SynchronousTestCase):
@@ -579,3 +607,188 @@ class ScriptTests(ConsoleTestCase):
         self.assertEqual(parseExpect('"the answer is 42"'), ("the answer is 42", 10.0))
         self.assertEqual(parseExpect("'the answer is 42' 2.5"), ("the answer is 42", 2.5))
         self.assertEqual(parseExpect("42"), ("42", 10.0))
+
+
+class FileTests(ConsoleTestCase):
+    """
+    The file commands, and how transfers are shown.
+    """
+
+    def test_fileCommands(self):
+        """
+        /file picks a room or a user by its first word, or by a leading C{#};
+        /accept, /decline and /cancel take an optional (or, for /cancel, a
+        required) number, /accept a folder that may hold spaces.
+        """
+        console = self.console()
+        self.type(console,
+                  "/file #lobby ~/report.pdf",
+                  "/file bob my notes.txt",
+                  "/file room lobby /tmp/a b.txt",
+                  "/file user carol x",
+                  "/file room x",
+                  "/accept",
+                  "/accept 3",
+                  "/accept #4 /tmp/my downloads",
+                  "/accept /tmp/elsewhere",
+                  "/decline",
+                  "/decline #2",
+                  "/cancel 2")
+        self.assertEqual(console.client.calls, [
+            ("sendFile", "room", "#lobby", "~/report.pdf"),
+            ("sendFile", "user", "bob", "my notes.txt"),
+            ("sendFile", "room", "lobby", "/tmp/a b.txt"),
+            ("sendFile", "user", "carol", "x"),
+            ("sendFile", "user", "room", "x"),
+            ("acceptFile", None, None),
+            ("acceptFile", 3, None),
+            ("acceptFile", 4, "/tmp/my downloads"),
+            ("acceptFile", None, "/tmp/elsewhere"),
+            ("declineFile", None),
+            ("declineFile", 2),
+            ("cancelFile", 2),
+        ])
+        lines = self.output()
+        self.assertEqual(lines[0], 'offered file #1 "report.pdf" to #lobby (5.0 MiB in 5243 '
+                                   'chunks); waiting for answers')
+        self.assertEqual(lines[1], 'offered file #1 "my notes.txt" to bob (5.0 MiB in 5243 '
+                                   'chunks); waiting for answers')
+        self.assertEqual(lines[5:], [
+            'accepted file #2 "report.pdf" from bob (1.5 MiB); saving into '
+            '/home/alice/Downloads/chatd',
+            'accepted file #3 "report.pdf" from bob (1.5 MiB); saving into '
+            '/home/alice/Downloads/chatd',
+            'accepted file #4 "report.pdf" from bob (1.5 MiB); saving into /tmp/my downloads',
+            'accepted file #2 "report.pdf" from bob (1.5 MiB); saving into /tmp/elsewhere',
+            'declined file #2 "report.pdf" from bob',
+            'declined file #2 "report.pdf" from bob',
+            'cancelled file #2 "report.pdf" from bob',
+        ])
+
+    def test_fileUsage(self):
+        """
+        File commands with the wrong arguments show their usage.
+        """
+        console = self.console()
+        self.type(console, "/file", "/file bob", "/file   ", "/cancel", "/cancel x",
+                  "/decline 1 2", "/decline x", "/files now")
+        self.assertEqual(console.client.calls, [])
+        self.assertEqual(self.output(), [
+            "usage: /file [room|user] NAME PATH",
+            "usage: /file [room|user] NAME PATH",
+            "usage: /file [room|user] NAME PATH",
+            "usage: /cancel ID",
+            "usage: /cancel ID",
+            "usage: /decline [ID]",
+            "usage: /decline [ID]",
+            "usage: /files",
+        ])
+
+    def test_fileErrors(self):
+        """
+        A refused file command shows why, on one line.
+        """
+        console = self.console()
+        console.client.answers["sendFile"] = ClientError("cannot read /x: No such file")
+        console.client.answers["acceptFile"] = ClientError("no file offer is waiting")
+        self.type(console, "/file bob /x", "/accept")
+        self.assertEqual(self.output(), ["error: cannot read /x: No such file",
+                                         "error: no file offer is waiting"])
+
+    def test_offerAndEndLines(self):
+        """
+        An offer is announced with its number, sender, room, cleaned name and
+        size and how to answer it; the end of a transfer is one line, marked
+        when it failed.
+        """
+        console = self.console()
+        console.fileOffered(3, "bob", "lobby", "evil\u202etxt.exe", 1258291)
+        console.fileOffered(4, "carol", None, "a.txt", 12)
+        console.fileEnded(3, 'saved file #3 "x" from bob (1.2 MiB, SHA-256 checked) as /d/x',
+                          False)
+        console.fileEnded(4, 'file #4 "a.txt" from carol failed: chunk 0 does not decrypt; '
+                             'nothing was kept', True)
+        self.assertEqual(self.output(), [
+            '%s file offer #3 from bob in #lobby: "evil\ufffdtxt.exe" (1.2 MiB) \u2014 '
+            '/accept 3 [DIR] or /decline 3' % (NOW,),
+            '%s file offer #4 from carol: "a.txt" (12 B) \u2014 /accept 4 [DIR] or /decline 4'
+            % (NOW,),
+            '%s saved file #3 "x" from bob (1.2 MiB, SHA-256 checked) as /d/x' % (NOW,),
+            '%s !! file #4 "a.txt" from carol failed: chunk 0 does not decrypt; nothing was kept'
+            % (NOW,),
+        ])
+
+    def test_scriptProgress(self):
+        """
+        In scripts, progress is a line at each quarter, however many chunks;
+        the end has its own line.
+        """
+        console = self.console()
+        total = 4000
+        for done in range(100, total + 1, 100):
+            console.fileProgress(1, "sending", "big.iso", done, total)
+        console.fileEnded(1, 'file #1 "big.iso" to #lobby delivered; 2 recipients accepted it',
+                          False)
+        self.assertEqual(self.output(), [
+            '%s sending #1 "big.iso": 25%% (1000 B of 3.9 KiB)' % (NOW,),
+            '%s sending #1 "big.iso": 50%% (2.0 KiB of 3.9 KiB)' % (NOW,),
+            '%s sending #1 "big.iso": 75%% (2.9 KiB of 3.9 KiB)' % (NOW,),
+            '%s file #1 "big.iso" to #lobby delivered; 2 recipients accepted it' % (NOW,),
+        ])
+
+    def test_terminalProgress(self):
+        """
+        On a terminal, progress is a bar in front of the prompt, drawn again
+        in place at most five times a second (and at the end); the end line
+        takes the bar away.
+        """
+        console = self.console(interactive=True)
+        self.transport.clear()
+        console.fileProgress(1, "sending", "big.iso", 1000, 4000)
+        self.assertEqual(self.transport.value().decode(),
+                         "\r\x1b[K\u2191 [##........]  25% #1 big.iso > ")
+        self.transport.clear()
+        console.fileProgress(1, "sending", "big.iso", 2000, 4000)
+        self.assertEqual(self.transport.value(), b"")
+        self.clock.advance(0.2)
+        console.fileProgress(1, "sending", "big.iso", 3000, 4000)
+        self.assertEqual(self.transport.value().decode(),
+                         "\r\x1b[K\u2191 [#######...]  75% #1 big.iso > ")
+        self.transport.clear()
+        console.fileProgress(2, "receiving", "a-rather-long-file-name-indeed.tar.gz", 5, 10)
+        self.assertEqual(self.transport.value(), b"")
+        console.fileProgress(1, "sending", "big.iso", 4000, 4000)
+        self.assertEqual(self.transport.value().decode(),
+                         "\r\x1b[K\u2191 [##########] 100% #1 big.iso (+1) > ")
+        self.transport.clear()
+        console.fileEnded(1, "done", False)
+        self.assertEqual(self.transport.value().decode(),
+                         "\r\x1b[K[22:13:20] done\n\u2193 [#####.....]  50% #2 "
+                         "a-rather-long-file-name\u2026 > ")
+
+    def test_progressBar(self):
+        self.assertEqual(progressBar(0, 10), "[..........]   0%")
+        self.assertEqual(progressBar(10, 10), "[##########] 100%")
+        self.assertEqual(progressBar(0, 0), "[##########] 100%")
+
+    def test_filesList(self):
+        """
+        /files lists offers waiting for an answer and transfers under way.
+        """
+        console = self.console()
+        self.type(console, "/files")
+        waiting = Outgoing(1, "/tmp/big.iso", ("room", "lobby"), 1000)
+        waiting.size = 4000
+        sending = Outgoing(2, "/tmp/small.txt", ("user", "carol"), 1000)
+        sending.size, sending.accepted, sending.done = 4000, 1, 1000
+        receiving = offer(4, "in.bin")
+        receiving.state, receiving.done = Incoming.RECEIVING, 3 << 18
+        console.client.answers["fileTransfers"] = [waiting, sending, offer(3), receiving]
+        self.type(console, "/files")
+        self.assertEqual(self.output(), [
+            "no file offers or transfers",
+            '  file #1 "big.iso" to #lobby (3.9 KiB): waiting for answers',
+            '  file #2 "small.txt" to carol: sending [##........]  25% of 3.9 KiB',
+            '  #3 offer from bob in #lobby: "report.pdf" (1.5 MiB) \u2014 /accept 3 or /decline 3',
+            '  file #4 "in.bin" from bob: receiving [#####.....]  50% of 1.5 MiB',
+        ])
