@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from chatd.errors import ChatError, Status
 from chatd.interfaces import IFileClient
-from chatd.protocols import DoorFactory, opcodes
+from chatd.protocols import DoorFactory, noDelay, opcodes
 from chatd.protocols.opcodes import Op
 
 log = Logger()
@@ -111,6 +111,7 @@ class BinaryProtocol(Int32StringReceiver):
         self._held = None
 
     def connectionMade(self):
+        noDelay(self.transport)
         self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded)
         self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()

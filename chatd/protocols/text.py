@@ -63,7 +63,7 @@ from zope.interface import implementer
 from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IChatClient
 from chatd.names import fold
-from chatd.protocols import DoorFactory, jsonwire
+from chatd.protocols import DoorFactory, jsonwire, noDelay
 from chatd.protocols.jsondoor import JSONDoor
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
@@ -144,6 +144,7 @@ class TextProtocol(JSONDoor, LineReceiver):
         self._closeAfterResponse = False
 
     def connectionMade(self):
+        noDelay(self.transport)
         self.outbox = Outbox(self.transport, self.service.settings.sendQueue,
                              self._sendQExceeded)
         self.transport.registerProducer(self.outbox, True)
