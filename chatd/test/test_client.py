@@ -177,16 +177,24 @@ class ClientTestCase(SynchronousTestCase):
     """
     A server core with its binary front door, and clients connected to it in
     memory; L{flush} moves every byte and runs whatever is due now.
+
+    @ivar settings: overrides for the server's settings.
+    @ivar rounds: how many rounds of moving bytes L{flush} allows before it
+        calls the connections stuck (a subclass whose exchanges take many
+        round trips allows more).
     """
 
+    settings = {}
+    rounds = 100
+
     def setUp(self):
-        self.service = makeService()
+        self.service = makeService(**self.settings)
         self.clock = self.service.clock
         self.factory = BinaryFactory(self.service)
         self.pumps = []
 
     def flush(self):
-        for _ in range(100):
+        for _ in range(self.rounds):
             moved = False
             for pump in list(self.pumps):
                 moved = pump.flush() or moved

@@ -14,9 +14,8 @@ from chatd import e2e, transfer
 from chatd.client.files import (Incoming, Outgoing, TransferError, fileInfo, formatSize,
                                 placeFile, safeName)
 from chatd.protocols import opcodes
-from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
-from chatd.test.fakes import makeService, privateKey
+from chatd.test.fakes import privateKey
 from chatd.test.test_client import ClientTestCase, der
 
 # Small chunks, so a small file makes many of them and the window matters.
@@ -43,24 +42,9 @@ class FileTestCase(ClientTestCase):
     @ivar settings: overrides for the server's settings (C{window=1}).
     """
 
-    settings = {}
-
-    def setUp(self):
-        self.service = makeService(**self.settings)
-        self.clock = self.service.clock
-        self.factory = BinaryFactory(self.service)
-        self.pumps = []
-
-    def flush(self):
-        # A transfer takes a round trip per window of chunks: more rounds
-        # than chat needs.
-        for _ in range(100000):
-            moved = False
-            for pump in list(self.pumps):
-                moved = pump.flush() or moved
-            if not moved:
-                return
-        self.fail("the connections never went quiet")
+    # A transfer takes a round trip per window of chunks: more rounds than
+    # chat needs.
+    rounds = 100000
 
     def account(self, name, room=None, **kwargs):
         client, ui = ClientTestCase.account(self, name, room, **kwargs)

@@ -6,16 +6,8 @@ one person's typing to the other's screen.
 """
 
 import os
-import signal
-import sys
 
-from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
-from twisted.trial.unittest import TestCase
-
-import chatd
-from chatd.test.test_process import _Twistd, freePort
+from chatd.test.processes import ScriptedClientTestCase, waitFor
 
 ALICE = """\
 /register alice
@@ -39,25 +31,7 @@ hi alice
 """
 
 
-class _Process(_Twistd):
-    """
-    Collects a child's standard output and error apart.
-    """
-
-    def __init__(self):
-        _Twistd.__init__(self)
-        self.errors = b""
-        self.status = None
-
-    def errReceived(self, data):
-        self.errors += data
-
-    def processEnded(self, reason):
-        self.status = reason.value.exitCode
-        _Twistd.processEnded(self, reason)
-
-
-class ClientProcessTests(TestCase):
+class ClientProcessTests(ScriptedClientTestCase):
     """
     Two scripted clients talk through a real server.
     """
@@ -71,29 +45,15 @@ class ClientProcessTests(TestCase):
         exit 0 having printed the conversation, decrypted, with times, rooms
         and senders.
         """
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
-        port = freePort()
-        self.env = dict(os.environ, PYTHONPATH=os.path.dirname(
-            os.path.dirname(os.path.abspath(chatd.__file__))))
-        self.env.pop("CHATD_PASSPHRASE", None)
-        server = self.spawn(
-            workdir, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", os.path.join(workdir, "data"),
-            "--binary", "tcp:%d:interface=127.0.0.1" % (port,), "--text", "none", "--web", "none",
-            "--bcrypt-cost", "4")
-        await self.listening(port, server)
+        server = await self.startServer()
 
-        alice = self.client(workdir, port, "alice", ALICE)
-        await self.until(lambda: b"joined #lobby" in alice.output, alice, 60)
-        bob = self.client(workdir, port, "bob", BOB)
-        await self.until(lambda: alice.ended.called and bob.ended.called, alice, 90)
+        alice = self.client(server.port, "alice", ALICE)
+        await waitFor(lambda: b"joined #lobby" in alice.output, 60, "alice to join", alice)
+        bob = self.client(server.port, "bob", BOB)
+        await waitFor(lambda: alice.ended.called and bob.ended.called, 90,
+                      "both clients to end", alice)
 
-        for name, child in (("alice", alice), ("bob", bob)):
-            with open(os.path.join(workdir, name + ".out"), "wb") as f:
-                f.write(child.output)
-            self.assertEqual((child.status, child.errors), (0, b""),
-                             "%s:\n%s" % (name, child.output.decode()))
+        self.assertCleanExits({"alice": alice, "bob": bob})
         aliceSaw, bobSaw = alice.output.decode(), bob.output.decode()
         for line in ["registered and logged in as alice",
                      "joined #lobby: 1 member (alice)",
@@ -112,57 +72,7 @@ class ClientProcessTests(TestCase):
                      "*dm to alice* <bob> got it"]:
             self.assertIn(line, bobSaw)
         self.assertRegex(aliceSaw, r"\[\d\d:\d\d:\d\d\] #lobby <bob> hi alice\n")
-        self.assertTrue(os.path.exists(os.path.join(workdir, "alice", "keys", "alice.pem")))
+        self.assertTrue(os.path.exists(os.path.join(self.workdir, "alice", "keys", "alice.pem")))
 
-        await self.stop(server)
+        await server.signal("TERM")
         self.assertNotIn(b"Traceback", server.output)
-
-    def spawn(self, workdir, *args):
-        child = _Process()
-        process = reactor.spawnProcess(child, sys.executable, [sys.executable] + list(args),
-                                       env=self.env, path=workdir)
-        child.process = process
-        self.addCleanup(lambda: None if child.ended.called else self.stop(child))
-        return child
-
-    def client(self, workdir, port, name, script):
-        path = os.path.join(workdir, name + ".script")
-        with open(path, "w") as f:
-            f.write(script)
-        child = self.spawn(workdir, "-m", "chatd.client", "--no-tls", "--host", "127.0.0.1",
-                           "--port", str(port), "--home", os.path.join(workdir, name),
-                           "--script", path)
-        child.process.closeStdin()
-        return child
-
-    async def listening(self, port, server, attempts=200):
-        """
-        Wait until twistd accepts connections (bounded: 20 s).
-        """
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-        for _ in range(attempts):
-            if server.ended.called:
-                self.fail("twistd exited early:\n" + server.output.decode())
-            try:
-                protocol = await connectProtocol(endpoint, Protocol())
-            except Exception:
-                await task.deferLater(reactor, 0.1)
-            else:
-                protocol.transport.loseConnection()
-                return
-        self.fail("twistd never listened:\n" + server.output.decode())
-
-    async def until(self, condition, child, seconds):
-        """
-        Wait until C{condition()} holds, for at most C{seconds}.
-        """
-        for _ in range(int(seconds * 10)):
-            if condition():
-                return
-            await task.deferLater(reactor, 0.1)
-        self.fail("timed out; output so far:\n" + child.output.decode() + child.errors.decode())
-
-    def stop(self, child):
-        if not child.ended.called:
-            child.process.signalProcess(signal.SIGTERM)
-        return defer.gatherResults([child.ended])

@@ -8,11 +8,7 @@ the disk and cipher work.
 
 import os
 
-from twisted.trial.unittest import TestCase
-
-import chatd
-from chatd.test import test_client_process
-from chatd.test.test_process import freePort
+from chatd.test.processes import ScriptedClientTestCase, waitFor
 
 SIZE = 5 * 1024 * 1024
 
@@ -34,28 +30,21 @@ RECIPIENT = """\
 """
 
 
-class FileProcessTests(TestCase):
+class FileProcessTests(ScriptedClientTestCase):
     """
     Alice sends a file to a room of three.
     """
 
     timeout = 300
 
-    spawn = test_client_process.ClientProcessTests.spawn
-    listening = test_client_process.ClientProcessTests.listening
-    until = test_client_process.ClientProcessTests.until
-    stop = test_client_process.ClientProcessTests.stop
-
-    def client(self, workdir, port, name, script):
-        path = os.path.join(workdir, name + ".script")
-        with open(path, "w") as f:
-            f.write(script)
-        child = self.spawn(workdir, "-m", "chatd.client", "--no-tls", "--host", "127.0.0.1",
-                           "--port", str(port), "--home", os.path.join(workdir, name),
-                           "--downloads", os.path.join(workdir, name + "-downloads"),
-                           "--script", path)
-        child.process.closeStdin()
-        return child
+    def client(self, port, name, script):
+        """
+        A client that saves what it receives in C{name-downloads} in the work
+        directory, where the test looks for it.
+        """
+        return ScriptedClientTestCase.client(
+            self, port, name, script,
+            "--downloads", os.path.join(self.workdir, name + "-downloads"))
 
     async def test_fileToARoom(self):
         """
@@ -64,39 +53,24 @@ class FileProcessTests(TestCase):
         folder; alice is told it was delivered to both, with progress lines on
         the way; every process exits 0 with nothing on standard error.
         """
-        workdir = os.path.abspath(self.mktemp())
-        os.makedirs(workdir)
         original = os.urandom(SIZE)
-        source = os.path.join(workdir, "holiday photos.zip")
+        source = os.path.join(self.workdir, "holiday photos.zip")
         with open(source, "wb") as f:
             f.write(original)
-        port = freePort()
-        self.env = dict(os.environ, PYTHONPATH=os.path.dirname(
-            os.path.dirname(os.path.abspath(chatd.__file__))))
-        self.env.pop("CHATD_PASSPHRASE", None)
-        server = self.spawn(
-            workdir, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", os.path.join(workdir, "data"),
-            "--binary", "tcp:%d:interface=127.0.0.1" % (port,), "--text", "none", "--web", "none",
-            "--bcrypt-cost", "4")
-        await self.listening(port, server)
+        server = await self.startServer()
 
         # One at a time into the room, so that alice sees bob join before
         # carol, as her script expects.
-        alice = self.client(workdir, port, "alice", ALICE.format(path=source))
-        await self.until(lambda: b"joined #lobby" in alice.output, alice, 60)
-        bob = self.client(workdir, port, "bob", RECIPIENT.format(name="bob"))
-        await self.until(lambda: b"joined #lobby" in bob.output, bob, 60)
-        carol = self.client(workdir, port, "carol", RECIPIENT.format(name="carol"))
+        alice = self.client(server.port, "alice", ALICE.format(path=source))
+        await waitFor(lambda: b"joined #lobby" in alice.output, 60, "alice to join", alice)
+        bob = self.client(server.port, "bob", RECIPIENT.format(name="bob"))
+        await waitFor(lambda: b"joined #lobby" in bob.output, 60, "bob to join", bob)
+        carol = self.client(server.port, "carol", RECIPIENT.format(name="carol"))
         children = {"alice": alice, "bob": bob, "carol": carol}
-        await self.until(lambda: all(child.ended.called for child in children.values()),
-                         alice, 180)
+        await waitFor(lambda: all(child.ended.called for child in children.values()), 180,
+                      "every client to end", alice)
 
-        for name, child in children.items():
-            with open(os.path.join(workdir, name + ".out"), "wb") as f:
-                f.write(child.output)
-            self.assertEqual((child.status, child.errors), (0, b""),
-                             "%s:\n%s" % (name, child.output.decode()))
+        self.assertCleanExits(children)
         aliceSaw = alice.output.decode()
         self.assertIn('offered file #1 "holiday photos.zip" to #lobby (5.0 MiB in 80 chunks); '
                       'waiting for answers', aliceSaw)
@@ -106,7 +80,7 @@ class FileProcessTests(TestCase):
         self.assertIn('file #1 "holiday photos.zip" to #lobby delivered; 2 recipients '
                       'accepted it', aliceSaw)
         for name in ("bob", "carol"):
-            folder = os.path.join(workdir, name + "-downloads")
+            folder = os.path.join(self.workdir, name + "-downloads")
             saw = children[name].output.decode()
             self.assertIn('file offer #1 from alice in #lobby: "holiday photos.zip" (5.0 MiB)',
                           saw)
@@ -116,5 +90,5 @@ class FileProcessTests(TestCase):
             with open(os.path.join(folder, "holiday photos.zip"), "rb") as f:
                 self.assertTrue(f.read() == original, "%s's copy differs" % (name,))
 
-        await self.stop(server)
+        await server.signal("TERM")
         self.assertNotIn(b"Traceback", server.output)

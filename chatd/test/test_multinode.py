@@ -11,19 +11,15 @@ a shared one; the test needs C{redis-server} on the PATH for that.
 
 import os
 import shutil
-import socket
-import sys
 import time
 import uuid
 
 from cryptography.fernet import Fernet
 from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import SkipTest, TestCase
 
-import chatd
 from chatd import e2e
 try:
     from chatd.fanout.redis import BEAT, TTL
@@ -32,63 +28,10 @@ except ImportError:  # the redis extra is not installed: the test skips
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
+from chatd.test.processes import (connectWhenListening, freePort, listening, spawn, spawnChatd,
+                                  waitFor)
 
 OK = 0
-
-
-def freePort():
-    """
-    A loopback port nobody listens on right now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Child(ProcessProtocol):
-    """
-    A child process: its output, and a L{Deferred} for its end.
-    """
-
-    def __init__(self, name):
-        self.name = name
-        self.output = b""
-        self.ended = defer.Deferred()
-        self.process = None
-
-    def outReceived(self, data):
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended.callback(None)
-
-    def signal(self, name):
-        if not self.ended.called:
-            self.process.signalProcess(name)
-        return self.ended
-
-
-def spawn(name, argv, cwd):
-    child = Child(name)
-    child.process = reactor.spawnProcess(child, argv[0], argv, env=dict(
-        os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__)))),
-        path=cwd)
-    return child
-
-
-async def waitFor(condition, seconds, what, interval=0.05):
-    """
-    Poll C{condition} (which may return a L{Deferred}) until true, at most
-    C{seconds}.
-    """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await defer.maybeDeferred(condition):
-            return
-        await task.deferLater(reactor, interval)
-    raise AssertionError("waited %g s in vain for %s" % (seconds, what))
 
 
 class Peer(Int32StringReceiver):
@@ -148,16 +91,6 @@ class Peer(Int32StringReceiver):
                         ts=int(time.time() * 1000))
 
 
-async def connectPeer(port, attempts=200):
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-    for _ in range(attempts):
-        try:
-            return await connectProtocol(endpoint, Peer())
-        except Exception:
-            await task.deferLater(reactor, 0.1)
-    raise AssertionError("nobody listens on %d" % (port,))
-
-
 class Cluster:
     """
     A redis-server and chatd nodes, each a child process, in one directory.
@@ -177,14 +110,7 @@ class Cluster:
         self.redis = spawn("redis", [
             shutil.which("redis-server"), "--port", str(self.redisPort), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", self.workdir], self.workdir)
-        await waitFor(self.redisUp, 10, "redis-server to listen")
-
-    def redisUp(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.redisPort), 0.2).close()
-            return True
-        except OSError:
-            return False
+        await listening(self.redisPort, self.redis, 10)
 
     async def restartRedis(self):
         await self.redis.signal("TERM")
@@ -193,17 +119,15 @@ class Cluster:
     async def startNode(self, name, *extra):
         port = freePort()
         data = os.path.join(self.workdir, name)
-        child = spawn(name, [
-            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", data,
+        child = spawnChatd(
+            name, self.workdir, "--data-dir", data,
             "--binary", "tcp:%d:interface=127.0.0.1" % (port,), "--text", "none", "--web", "none",
             "--db", self.database, "--redis", "redis://127.0.0.1:%d/0" % (self.redisPort,),
             "--key-file", self.keyFile, "--rate-limit", "100000/1", "--bcrypt-cost", "4",
-            *extra], self.workdir)
+            *extra)
         child.port = port
         self.nodes[name] = child
-        peer = await connectPeer(port)
-        peer.transport.loseConnection()
+        await listening(port, child)
         return child
 
     async def stop(self):
@@ -247,7 +171,9 @@ class MultiNodeTests(TestCase):
                 await peer.lost
 
     async def peer(self, node, name):
-        peer = await connectPeer(self.cluster.nodes[node].port)
+        child = self.cluster.nodes[node]
+        peer = await connectWhenListening(TCP4ClientEndpoint(reactor, "127.0.0.1", child.port),
+                                          Peer, child)
         self.peers.append(peer)
         return await peer.guest(name)
 

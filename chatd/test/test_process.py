@@ -5,51 +5,20 @@ generated certificate, a clean shutdown).
 """
 
 import os
-import signal
-import socket
 import stat
-import sys
 
 from cryptography.x509.oid import ExtensionOID
-from twisted.internet import defer, reactor, task
-from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import SSL4ClientEndpoint
 from twisted.internet.ssl import CertificateOptions
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import TestCase
 
-import chatd
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
+from chatd.test.processes import connectWhenListening, freePort, spawnChatd
 
 _SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
-
-
-def freePort():
-    """
-    A loopback port nobody listens on right now.
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Twistd(ProcessProtocol):
-    """
-    Collects a child process's output and tells when it has ended.
-    """
-
-    def __init__(self):
-        self.output = b""
-        self.ended = defer.Deferred()
-
-    def outReceived(self, data):
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended.callback(None)
 
 
 class _Client(Int32StringReceiver):
@@ -87,18 +56,12 @@ class TwistdTests(TestCase):
         port = freePort()
         tls = "ssl:%d:interface=127.0.0.1:privateKey=%s:certKey=%s" % (
             port, os.path.join(data, "tls", "server.key"), os.path.join(data, "tls", "server.crt"))
-        env = dict(os.environ,
-                   PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__))))
-        child = _Twistd()
-        process = reactor.spawnProcess(
-            child, sys.executable,
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-             "-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", data, "--binary", tls,
-             "--text", "none", "--web", "none"],
-            env=env, path=workdir)
-        self.addCleanup(lambda: child.ended if child.ended.called else self.stop(process, child))
+        child = spawnChatd("twistd", workdir, "--data-dir", data, "--binary", tls,
+                           "--text", "none", "--web", "none")
+        self.addCleanup(child.signal, "TERM")
 
-        protocol = await self.connect(port, child)
+        protocol = await connectWhenListening(
+            SSL4ClientEndpoint(reactor, "127.0.0.1", port, CertificateOptions()), _Client, child)
         op, payload = await protocol.answer
         self.assertEqual(opcodes.decodeResponse(Op.HELLO, payload), (0, ("rand0",)))
         certificate = protocol.transport.getPeerCertificate()
@@ -108,24 +71,6 @@ class TwistdTests(TestCase):
 
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(data, "at-rest.key")).st_mode), 0o600)
         self.assertTrue(os.path.exists(os.path.join(data, "chatd.sqlite")))
-        await self.stop(process, child)
+        await child.signal("TERM")
         self.assertIn(b"Server Shut Down", child.output)
         self.assertNotIn(b"Traceback", child.output)
-
-    async def connect(self, port, child, attempts=200):
-        """
-        Connect over TLS once the listener is up (bounded: 20 s).
-        """
-        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", port, CertificateOptions())
-        for _ in range(attempts):
-            if child.ended.called:
-                self.fail("twistd exited early:\n" + child.output.decode())
-            try:
-                return await connectProtocol(endpoint, _Client())
-            except Exception:
-                await task.deferLater(reactor, 0.1)
-        self.fail("twistd never listened:\n" + child.output.decode())
-
-    def stop(self, process, child):
-        process.signalProcess(signal.SIGTERM)
-        return child.ended

@@ -33,6 +33,34 @@ DEFAULT_SSL = (
 DEFAULT_TEXT = DEFAULT_SSL.replace("4017", "4018")
 DEFAULT_WEB = "tcp:8017:interface=127.0.0.1"
 
+# The settings that OptionsTests.test_everyOption gives on the command line
+# and ConfigFileTests.test_everyKey in a config file (which adds redis and
+# key-file), each one away from its default: written once, so that the two
+# tests expect the same and stay in step when a setting is added.
+EVERY_OPTION = Settings(
+    dataDir="/srv/chat",
+    binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
+    text=(),
+    web=("tcp:8080",),
+    db="memory:",
+    allowGuests=False,
+    idleWarning=40.0,
+    idleTimeout=60.5,
+    rateLimit=(10, 2.5),
+    loginLimit=(3, 30.0),
+    addressLimit=(10, 30.0),
+    registerLimit=(100, 60.0),
+    maxFrame=65536,
+    historyLimit=100,
+    sendQueue=131072,
+    bcryptCost=10,
+    window=1,
+    offerTimeout=30.0,
+    chunkTimeout=15.0,
+    maxFileSize=1000000,
+    maxTransfers=2,
+)
+
 
 def parse(*args):
     """
@@ -96,29 +124,7 @@ class OptionsTests(SynchronousTestCase):
                 "--max-file-size", "1000000",
                 "--max-transfers", "2",
             ),
-            Settings(
-                dataDir="/srv/chat",
-                binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
-                text=(),
-                web=("tcp:8080",),
-                db="memory:",
-                allowGuests=False,
-                idleWarning=40.0,
-                idleTimeout=60.5,
-                rateLimit=(10, 2.5),
-                loginLimit=(3, 30.0),
-                addressLimit=(10, 30.0),
-                registerLimit=(100, 60.0),
-                maxFrame=65536,
-                historyLimit=100,
-                sendQueue=131072,
-                bcryptCost=10,
-                window=1,
-                offerTimeout=30.0,
-                chunkTimeout=15.0,
-                maxFileSize=1000000,
-                maxTransfers=2,
-            ),
+            EVERY_OPTION,
         )
 
     def test_dataDirMovesDefaults(self):
@@ -215,31 +221,8 @@ class ConfigFileTests(SynchronousTestCase):
         )
         self.assertEqual(
             parse("--config", path),
-            Settings(
-                dataDir="/srv/chat",
-                binary=("tcp:4017", "tcp:4019:interface=127.0.0.1"),
-                text=(),
-                web=("tcp:8080",),
-                db="memory:",
-                allowGuests=False,
-                idleWarning=40.0,
-                idleTimeout=60.5,
-                rateLimit=(10, 2.5),
-                loginLimit=(3, 30.0),
-                addressLimit=(10, 30.0),
-                registerLimit=(100, 60.0),
-                maxFrame=65536,
-                historyLimit=100,
-                sendQueue=131072,
-                bcryptCost=10,
-                window=1,
-                offerTimeout=30.0,
-                chunkTimeout=15.0,
-                maxFileSize=1000000,
-                maxTransfers=2,
-                redis="redis://127.0.0.1:6380/2",
-                keyFile="/etc/chatd/at-rest.key",
-            ),
+            replace(EVERY_OPTION, redis="redis://127.0.0.1:6380/2",
+                    keyFile="/etc/chatd/at-rest.key"),
         )
 
     def test_endpointsOnLines(self):
