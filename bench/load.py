@@ -1,9 +1,11 @@
 """
-Load measurements against a running chatd server, over the binary protocol.
+Load measurements against running chatd servers, over the binary protocol and
+the WebSocket door.
 
-The tool starts no server: it connects to the address given with C{--server},
-so that the server runs with exactly the options being measured (see
-C{bench/README.rst}) and its memory can be read from outside (C{--pid}).
+The tool starts no server: it connects to the addresses given with C{--server}
+or C{--nodes}, so that each server runs with exactly the options being measured
+(see C{bench/README.rst}) and its memory and CPU time can be read from outside
+(C{--pid}).
 
 Subcommands:
 
@@ -11,31 +13,41 @@ Subcommands:
                 time and then pipelined, and the rate at which a second
                 member receives them
     idle        server memory per idle connection
+    websocket   room messages per second delivered to many WebSocket clients
+                in one room
+    cluster     room messages per second delivered through one or more nodes
+                of a cluster, over the binary protocol
 
-Frames are built and read with L{chatd.protocols.opcodes}, and envelopes sealed
-with L{chatd.e2e.seal}, the same code the server and its clients run, so the
-tool measures the real protocol rather than an imitation of it.
+Frames are built and read with L{chatd.protocols.opcodes} (binary) and
+L{chatd.protocols.jsonwire} (WebSocket), and envelopes sealed with
+L{chatd.e2e.seal}, the same code the server and its clients run, so the tool
+measures the real protocol rather than an imitation of it.
 
 Run it from the repository root: C{.venv/bin/python -m bench.load --help}.
 """
 
 import argparse
 import json
+import multiprocessing
+import os
 import resource
 import time
+import uuid
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import task
 from twisted.internet.defer import (
-    Deferred, DeferredSemaphore, FirstError, TimeoutError, gatherResults)
+    Deferred, DeferredList, DeferredSemaphore, FirstError, TimeoutError, gatherResults)
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.protocols.basic import Int32StringReceiver
+from twisted.web.websocket import ConnectionRejected, WebSocketClientEndpoint
 
 from chatd import e2e
-from chatd.protocols import opcodes
+from chatd.protocols import jsonwire, opcodes
 from chatd.protocols.opcodes import Op
 
 # Clients are expected to send something after 6 s of silence (PROTOCOL.md 2);
@@ -50,23 +62,64 @@ class BenchError(Exception):
     """
 
 
-class BenchClient(Int32StringReceiver):
+class RoomMessageLog:
+    """
+    Room messages recorded with their time of arrival, and a way to wait for
+    a number of them: what every kind of bench client has in common.
+
+    @ivar roomMessages: C{(perf_counter time, event)} for every room message
+        event, the event kept undecoded (binary payload or JSON text) so that
+        receiving costs the client little while the clock runs.
+    """
+
+    def __init__(self):
+        self._messageTarget = None
+        self.roomMessages = []
+
+    def whenRoomMessages(self, count):
+        """
+        @return: a L{Deferred} that fires once C{count} room message events
+            have arrived in all.
+        """
+        reached = Deferred()
+        if len(self.roomMessages) >= count:
+            reached.callback(None)
+        else:
+            self._messageTarget = (count, reached)
+        return reached
+
+    def roomMessageArrived(self, event):
+        """
+        Record one room message event as it arrives.
+        """
+        self.roomMessages.append((time.perf_counter(), event))
+        if self._messageTarget and len(self.roomMessages) >= self._messageTarget[0]:
+            reached = self._messageTarget[1]
+            self._messageTarget = None
+            reached.callback(None)
+
+    def stopWaitingForMessages(self, failure):
+        """
+        Fail whoever waits in L{whenRoomMessages}: no more will come.
+        """
+        if self._messageTarget:
+            self._messageTarget[1].errback(failure)
+            self._messageTarget = None
+
+
+class BenchClient(Int32StringReceiver, RoomMessageLog):
     """
     A bare binary-protocol client: requests whose responses come back in the
     order sent, and room messages recorded with their time of arrival.
 
-    @ivar roomMessages: C{(perf_counter time, event payload)} for every
-        ROOM_MSG event, kept undecoded so receiving costs the client little
-        while the clock runs.
     @ivar lost: a L{Deferred} that fires when the connection is gone.
     """
 
     MAX_LENGTH = opcodes.MAX_FRAME_DEFAULT
 
     def __init__(self):
+        RoomMessageLog.__init__(self)
         self._waiting = deque()
-        self._messageTarget = None
-        self.roomMessages = []
         self.lost = Deferred()
 
     def call(self, op, frame):
@@ -100,17 +153,8 @@ class BenchClient(Int32StringReceiver):
         """
         self.transport.write(opcodes.request(Op.HEARTBEAT, "stayin alive..."))
 
-    def whenRoomMessages(self, count):
-        """
-        @return: a L{Deferred} that fires once C{count} ROOM_MSG events have
-            arrived in all.
-        """
-        reached = Deferred()
-        if len(self.roomMessages) >= count:
-            reached.callback(None)
-        else:
-            self._messageTarget = (count, reached)
-        return reached
+    def close(self):
+        self.transport.loseConnection()
 
     def stringReceived(self, body):
         # Events other than ROOM_MSG (JOINED, LEFT, WARNING...) play no part
@@ -120,11 +164,7 @@ class BenchClient(Int32StringReceiver):
             requestOp, answered = self._waiting.popleft()
             answered.callback(opcodes.decodeResponse(requestOp, payload))
         elif op == Op.ROOM_MSG:
-            self.roomMessages.append((time.perf_counter(), payload))
-            if self._messageTarget and len(self.roomMessages) >= self._messageTarget[0]:
-                reached = self._messageTarget[1]
-                self._messageTarget = None
-                reached.callback(None)
+            self.roomMessageArrived(payload)
 
     def connectionLost(self, reason):
         # Whoever still waits would otherwise wait until its timeout.
@@ -132,9 +172,10 @@ class BenchClient(Int32StringReceiver):
         waiting, self._waiting = self._waiting, deque()
         for _, answered in waiting:
             answered.errback(failure)
-        if self._messageTarget:
-            self._messageTarget[1].errback(failure)
-            self._messageTarget = None
+            # After a failed run, nobody may be left to hear it; the run has
+            # reported its own error, so this one is not reported again.
+            answered.addErrback(lambda _: None)
+        self.stopWaitingForMessages(failure)
         self.lost.callback(None)
 
 
@@ -294,15 +335,22 @@ async def runPhase(reactor, args, name, send, sender, receiver, identity, recipi
         raise BenchError(f"{name}: the receiver did not get exactly the messages sent")
 
 
+async def greet(client, name, der):
+    """
+    Greet, take C{name} as a guest and publish a key.
+    """
+    await client.ok(Op.HELLO)
+    await client.ok(Op.NICK, name)
+    await client.ok(Op.SET_KEY, der)
+
+
 async def setUpMember(client, name, der, room):
     """
     Greet, take C{name}, publish a key and join C{room}.
 
     @return: the room's members after joining, as C{(name, key)} pairs.
     """
-    await client.ok(Op.HELLO)
-    await client.ok(Op.NICK, name)
-    await client.ok(Op.SET_KEY, der)
+    await greet(client, name, der)
     (members,) = await client.ok(Op.JOIN, room, "")
     return members
 
@@ -454,6 +502,548 @@ async def idle(reactor, args):
     print(f"after closing them: RSS {serverRSS(args.pid)} KiB")
 
 
+# -- keys and envelopes, made before the clock starts ------------------------
+
+# Accounts made by the websocket measurement log in with this; only bcrypt
+# sees it, at the cost given with the server's --bcrypt-cost.
+PASSWORD = "bench-password"
+
+
+def _keyPair(_):
+    """
+    One RSA-2048 key pair as DER, PKCS#8 private and SPKI public: plain bytes,
+    so that it can come back from a worker process.
+    """
+    key, der = newKey()
+    private = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return private, der
+
+
+def _sealBatch(job):
+    """
+    Seal a batch of envelopes in a worker process; see L{sealAll}.
+    """
+    senderName, privateDer, room, recipients, size, ts, count = job
+    key = serialization.load_der_private_key(privateDer, None)
+    plaintext = b"x" * size
+    return [e2e.seal(senderName, key, ("room", room), recipients, plaintext, ts=ts)
+            for _ in range(count)]
+
+
+def sealAll(pool, processes, count, sender, privateDer, room, recipients, size):
+    """
+    Seal C{count} envelopes from C{sender} to C{room}, each for every one of
+    C{recipients}, in the worker processes of C{pool}.
+
+    An envelope for a hundred readers takes a hundred RSA encryptions (about
+    5 ms here), so sealing a few thousand in one process would take longer
+    than the measurement; in small batches, the workers share them evenly.
+    Every envelope carries the same C{ts}, taken now: the server accepts
+    timestamps within 5 minutes of its clock, which a run stays inside.
+
+    @return: C{(envelopes, ids)}, the envelopes in sending order and the set
+        of their ids.
+    """
+    ts = int(time.time() * 1000)
+    batch = max(1, min(50, -(-count // (4 * processes))))
+    jobs = [(sender, privateDer, room, recipients, size, ts, min(batch, count - first))
+            for first in range(0, count, batch)]
+    envelopes = [envelope for sealed in pool.map(_sealBatch, jobs) for envelope in sealed]
+    return envelopes, {json.loads(envelope)["id"] for envelope in envelopes}
+
+
+def prepare(args, names, room):
+    """
+    Make an RSA-2048 key for each of C{names}, and seal C{args.messages}
+    envelopes from the first of them to C{room}, for all of them: the client's
+    RSA work, all done before any connection opens and so before the clock
+    starts.
+
+    The work runs in C{args.processes} worker processes, started with
+    C{spawn}: a forked child would inherit a copy of this process's reactor.
+
+    @return: C{(recipients, envelopes, ids)}: name to SPKI DER for every name,
+        the envelopes in sending order, and the set of their ids.
+    """
+    start = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.processes, mp_context=context) as pool:
+        pairs = list(pool.map(_keyPair, range(len(names))))
+        keyed = time.perf_counter()
+        recipients = {name: der for name, (_, der) in zip(names, pairs)}
+        envelopes, ids = sealAll(pool, args.processes, args.messages, names[0], pairs[0][0],
+                                 room, recipients, args.size)
+    print(f"made {len(names)} RSA-2048 keys in {keyed - start:.1f} s; sealed"
+          f" {len(envelopes)} envelopes for {len(names)} readers each in"
+          f" {time.perf_counter() - keyed:.1f} s ({args.processes} processes,"
+          f" {len(envelopes[0])} bytes an envelope)")
+    return recipients, envelopes, ids
+
+
+# -- CPU accounting -----------------------------------------------------------
+
+def processTreeCPU(pid):
+    """
+    The CPU seconds (user and system) that process C{pid} and every process
+    below it have used so far, from C{/proc}: a PostgreSQL server's work is
+    done by the postmaster's children, one per connection.
+
+    Children already reaped are counted in their parent's C{cutime} and
+    C{cstime}, which are added too, so nothing that ends mid-run is lost.
+    """
+    parents, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # gone since the listing
+        # The command name, in parentheses, may hold spaces; fields follow it.
+        fields = text[text.rindex(")") + 2:].split()
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = sum(int(value) for value in fields[11:15])
+    if pid not in used:
+        raise BenchError(f"no process {pid}")
+    total = 0
+    for child, ticks in used.items():
+        ancestor = child
+        for _ in range(64):
+            if ancestor == pid:
+                total += ticks
+                break
+            ancestor = parents.get(ancestor, 0)
+            if ancestor <= 1:
+                break
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def processName(pid):
+    """
+    The command name of C{pid} (C{twistd}, C{redis-server}, C{postgres}), or
+    C{"pid"} when it is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return "pid"
+
+
+def cpuSnapshot(pids):
+    """
+    CPU seconds used so far by this process and by each of C{pids} (with
+    their children), to tell afterwards which of them the run kept busy.
+    """
+    return [time.process_time()] + [processTreeCPU(pid) for pid in pids]
+
+
+def cpuReport(before, after, pids, elapsed):
+    """
+    One line: the CPU seconds each process used over C{elapsed} wall seconds,
+    and that as a share of one CPU. A share near 100 % names the bottleneck:
+    the Python work of a server, and of this client, runs on one thread.
+    """
+    labels = ["this client"] + [f"{processName(pid)} {pid}" for pid in pids]
+    parts = [f"{label} {end - begin:.1f} s ({(end - begin) / elapsed:.0%})"
+             for label, begin, end in zip(labels, before, after)]
+    return f"CPU over those {elapsed:.2f} s: " + ", ".join(parts)
+
+
+# -- delivery to many receivers -------------------------------------------------
+
+async def timeDelivery(reactor, args, send, receivers, ids, envelopeId):
+    """
+    Run C{send} and time it, then wait until every receiver has every message
+    and print the rates, the CPU used and whether each receiver got exactly
+    the envelopes sent, each once.
+
+    @param send: a coroutine function of no arguments that sends every message
+        and returns how many the server refused.
+    @param receivers: clients with a L{RoomMessageLog}.
+    @param envelopeId: gives the envelope id of one recorded event.
+    @raise BenchError: when a message is refused, or a receiver did not get
+        exactly the messages sent.
+    """
+    count = len(ids)
+    already = [len(receiver.roomMessages) for receiver in receivers]
+    cpuBefore = cpuSnapshot(args.pid)
+    start = time.perf_counter()
+    refused = await bounded(Deferred.fromCoroutine(send()), reactor, args.timeout, "sending")
+    acknowledged = time.perf_counter() - start
+    if refused:
+        raise BenchError(f"the server refused {refused} of {count} messages"
+                         " (is --rate-limit high enough?)")
+    await bounded(gatherResults([receiver.whenRoomMessages(first + count)
+                                 for receiver, first in zip(receivers, already)],
+                                consumeErrors=True),
+                  reactor, args.timeout, "receiving")
+    received = time.perf_counter() - start
+    cpuAfter = cpuSnapshot(args.pid)
+    last = max(receiver.roomMessages[-1][0] for receiver in receivers) - start
+    deliveries = count * len(receivers)
+    print(f"sent {count} in {acknowledged:.2f} s = {count / acknowledged:.0f} msg/s acknowledged")
+    print(f"{deliveries} deliveries to {len(receivers)} receivers, last after {last:.2f} s"
+          f" = {deliveries / last:.0f} deliveries/s ({count / last:.0f} msg/s)")
+    print(cpuReport(cpuBefore, cpuAfter, args.pid, received))
+    # A late duplicate would arrive after the count was reached: give it time.
+    await task.deferLater(reactor, 1, lambda: None)
+    wrong = 0
+    for receiver, first in zip(receivers, already):
+        got = [envelopeId(event) for _, event in receiver.roomMessages[first:]]
+        wrong += len(got) != count or set(got) != ids
+    if wrong:
+        raise BenchError(f"{wrong} of {len(receivers)} receivers did not get exactly"
+                         " the messages sent, each once")
+    print(f"every receiver got all {count} messages, each once")
+
+
+async def poll(reactor, check, seconds, what):
+    """
+    Ask C{check} (a coroutine function) ten times a second until it says
+    yes, for at most C{seconds}: what one node of a cluster did reaches the
+    others a little later.
+    """
+    deadline = time.monotonic() + seconds
+    while not await bounded(Deferred.fromCoroutine(check()), reactor, seconds, what):
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what}: not within {seconds:g} s")
+        await task.deferLater(reactor, 0.1, lambda: None)
+
+
+async def closeAll(reactor, clients, attempts=()):
+    """
+    Close every client and wait (a little) until each connection is gone;
+    never raises, so that it cannot hide the error that ended a run.
+
+    A connection still open when the reactor stops is cut, and a request still
+    waiting on it then fails with nobody left to hear it. So the clients that
+    are still being set up (C{attempts}, L{Deferred}s) are first given time to
+    fail on their closed connections or to finish, and whatever connected
+    meanwhile is closed too.
+    """
+    def closeOpen():
+        for client in clients:
+            if client.connected:
+                client.close()
+
+    closeOpen()
+    if attempts:
+        await DeferredList(list(attempts), consumeErrors=True).addTimeout(30, reactor)
+        closeOpen()
+    gone = DeferredList([client.lost for client in clients], consumeErrors=True)
+    await gone.addTimeout(10, reactor).addErrback(lambda _: None)
+
+
+# -- websocket ----------------------------------------------------------------
+
+# How the server starts every chat_message event (jsonwire.chatMessage): the
+# receivers tell those apart without parsing them while the clock runs.
+CHAT_MESSAGE_EVENT = '{"type":"chat_message",'
+
+
+class WebSocketBenchClient(RoomMessageLog):
+    """
+    A bare client of the WebSocket door, a
+    L{twisted.web.websocket.WebSocketProtocol}: requests matched to their
+    responses by C{"id"}, room messages recorded undecoded with their time of
+    arrival.
+
+    @ivar connected: whether the connection is open, for L{heartbeats}.
+    @ivar lost: a L{Deferred} that fires when the connection is gone.
+    """
+
+    def __init__(self):
+        RoomMessageLog.__init__(self)
+        self.wire = None
+        self.connected = False
+        self.lost = Deferred()
+        self._waiting = {}
+        self._requests = 0
+
+    def negotiationStarted(self, transport):
+        self.wire = transport
+
+    def negotiationFinished(self):
+        self.connected = True
+
+    def textMessageReceived(self, text):
+        if text.startswith(CHAT_MESSAGE_EVENT):
+            self.roomMessageArrived(text)
+            return
+        # Other events (user_joined, warning...) carry no "id" and play no
+        # part in any measurement.
+        message = json.loads(text)
+        answered = self._waiting.pop(message.get("id"), None)
+        if answered is not None:
+            answered.callback(message)
+
+    def bytesMessageReceived(self, data):
+        """
+        The server sends text only.
+        """
+
+    def pongReceived(self, payload):
+        """
+        Pongs answer L{heartbeat}; nothing waits for them.
+        """
+
+    def connectionLost(self, reason):
+        self.connected = False
+        failure = BenchError(f"connection lost: {reason.getErrorMessage()}")
+        waiting, self._waiting = self._waiting, {}
+        for answered in waiting.values():
+            answered.errback(failure)
+            # After a failed run, nobody may be left to hear it; the run has
+            # reported its own error, so this one is not reported again.
+            answered.addErrback(lambda _: None)
+        self.stopWaitingForMessages(failure)
+        self.lost.callback(None)
+
+    def send(self, requestId, text):
+        """
+        Send a request that is already encoded, carrying C{"id": requestId},
+        so that a timed loop does no encoding of its own.
+
+        @return: a L{Deferred} firing with the decoded response.
+        """
+        answered = Deferred()
+        self._waiting[requestId] = answered
+        self.wire.sendTextMessage(text)
+        return answered
+
+    async def ok(self, kind, expected, **fields):
+        """
+        Make a request that must be answered with a response of type
+        C{expected}. Its id is a string, so that it never collides with the
+        whole numbers of timed messages.
+
+        @return: the response.
+        @raise BenchError: when the server answers anything else.
+        """
+        self._requests += 1
+        requestId = f"r{self._requests}"
+        response = await self.send(requestId, json.dumps(
+            {"type": kind, "id": requestId, **fields}))
+        if response["type"] != expected:
+            raise BenchError(f"{kind} answered {response['type']}"
+                             f" {response.get('code', '')}: {response.get('message', '')}")
+        return response
+
+    def heartbeat(self):
+        """
+        A WebSocket ping: any bytes reset the server's idle clock, and Twisted
+        answers it before chatd sees it.
+        """
+        self.wire.ping(b"")
+
+    def close(self):
+        """
+        Send a close frame and hang up, once: a second close frame is a
+        protocol error.
+        """
+        if self.connected:
+            self.connected = False
+            self.wire.loseConnection()
+
+
+class WebSocketBenchFactory:
+    """
+    A L{twisted.web.websocket.WebSocketClientFactory} of L{WebSocketBenchClient}s.
+    """
+
+    def buildProtocol(self, url):
+        return WebSocketBenchClient()
+
+
+async def connectWebSocket(reactor, url):
+    """
+    Open one WebSocket connection to C{url}.
+
+    @return: the connected L{WebSocketBenchClient}.
+    """
+    endpoint = WebSocketClientEndpoint.new(reactor, url, connectTimeout=10)
+    try:
+        return await endpoint.connect(WebSocketBenchFactory())
+    except ConnectionRejected as e:
+        raise BenchError(f"{url} refused the WebSocket upgrade ({e})") from None
+
+
+async def openAccount(reactor, url, name, der, room, clients, over=lambda: False):
+    """
+    Connect, register C{name} with the public key C{der}, and join C{room}.
+
+    @param clients: where the client is added as soon as it is connected, so
+        that it gets heartbeats and is closed whatever happens next.
+    @param over: says whether the run has ended (another account failed):
+        then no connection is opened any more.
+    @return: the client and the room's members after joining, as a dict of
+        name to SPKI DER.
+    """
+    if over():
+        raise BenchError("the run is over")
+    client = await connectWebSocket(reactor, url)
+    clients.append(client)
+    await client.ok("register", "registered", userId=name,
+                    publicKey=jsonwire.derToPem(der), password=PASSWORD)
+    joined = await client.ok("join", "joined", roomId=room)
+    return client, {member["userId"]: jsonwire.pemToDer(member["publicKey"])
+                    for member in joined["members"]}
+
+
+def chatMessageRequest(requestId, room, envelope):
+    """
+    A C{chat_message} request as text, the envelope spliced in as sealed.
+    """
+    return '{"type":"chat_message","id":%d,"roomId":%s,"envelope":%s}' % (
+        requestId, json.dumps(room), envelope.decode("ascii"))
+
+
+async def sendWebSocketPipelined(sender, texts, window):
+    """
+    Keep up to C{window} C{chat_message} requests unanswered; request C{i} of
+    C{texts} carries the id C{i}.
+
+    @return: 0, as every message was accepted.
+    @raise BenchError: naming the first refusal, when there is one.
+    """
+    slots = DeferredSemaphore(window)
+    responses = await gatherResults(
+        [slots.run(sender.send, requestId, text) for requestId, text in enumerate(texts)],
+        consumeErrors=True)
+    refused = [response for response in responses if response["type"] != "sent"]
+    if refused:
+        raise BenchError(f"the server refused {len(refused)} of {len(texts)} messages; the"
+                         f" first: {refused[0].get('code')}: {refused[0].get('message')}")
+    return 0
+
+
+def webSocketEnvelopeId(text):
+    """
+    The envelope id of a recorded C{chat_message} event.
+    """
+    return json.loads(text)["envelope"]["id"]
+
+
+async def websocket(reactor, args):
+    """
+    C{args.clients} registered WebSocket clients in one room, and one more
+    that sends C{args.messages} messages there: the rate at which the server
+    delivers them to all the others.
+
+    Accounts, room and names are new on every run (a random tag), so runs can
+    follow each other on one server.
+    """
+    raiseOpenFileLimit(args.clients + 64)
+    tag = uuid.uuid4().hex[:6]
+    names = [f"{args.name}{tag}-tx"] + [f"{args.name}{tag}-{i}" for i in range(args.clients)]
+    room = f"{args.room}-{tag}"
+    recipients, envelopes, ids = prepare(args, names, room)
+    texts = [chatMessageRequest(i, room, envelope) for i, envelope in enumerate(envelopes)]
+    clients, attempts = [], []
+    over = False
+    loop = heartbeats(reactor, clients)
+    try:
+        start = time.perf_counter()
+        slots = DeferredSemaphore(args.parallel)
+        attempts.extend(
+            slots.run(lambda name=name: Deferred.fromCoroutine(openAccount(
+                reactor, args.server, name, recipients[name], room, clients,
+                lambda: over)))
+            for name in names[1:])
+        opened = await bounded(gatherResults(attempts, consumeErrors=True), reactor,
+                               args.timeout, "registering the receivers")
+        receivers = [client for client, _ in opened]
+        sender, members = await bounded(Deferred.fromCoroutine(openAccount(
+            reactor, args.server, names[0], recipients[names[0]], room, clients)),
+            reactor, 30, "registering the sender")
+        if members != recipients:
+            # Envelopes are sealed for exactly these members.
+            raise BenchError(f"room {room} has {len(members)} members, not the"
+                             f" {len(recipients)} the envelopes are sealed for")
+        print(f"{args.server}: {len(clients)} accounts registered and in room {room} in"
+              f" {time.perf_counter() - start:.1f} s; {len(texts)} messages, window"
+              f" {args.window}, {len(texts[0])} bytes a request")
+        await timeDelivery(reactor, args,
+                           lambda: sendWebSocketPipelined(sender, texts, args.window),
+                           receivers, ids, webSocketEnvelopeId)
+    finally:
+        loop.stop()
+        over = True
+        await closeAll(reactor, clients, attempts)
+
+
+# -- cluster ------------------------------------------------------------------
+
+def binaryEnvelopeId(payload):
+    """
+    The envelope id of a recorded ROOM_MSG event.
+    """
+    return json.loads(opcodes.decodeEvent(Op.ROOM_MSG, payload)[3])["id"]
+
+
+async def cluster(reactor, args):
+    """
+    One sender on the first of C{args.nodes} and C{args.receivers} receivers
+    spread over all of them, round robin, in one room: the rate at which the
+    cluster delivers the sender's messages to all the receivers.
+
+    With one node this measures the node alone; with more, every message the
+    first node stores is published once in Redis and each node delivers it to
+    its own receivers.
+    """
+    raiseOpenFileLimit(args.receivers + 64)
+    tag = uuid.uuid4().hex[:6]
+    names = [f"{args.name}{tag}tx"] + [f"{args.name}{tag}r{i}" for i in range(args.receivers)]
+    room = f"{args.room}-{tag}"
+    recipients, envelopes, ids = prepare(args, names, room)
+    frames = [opcodes.request(Op.ROOM_MSG, room, envelope) for envelope in envelopes]
+    clients = []
+    loop = heartbeats(reactor, clients)
+    try:
+        start = time.perf_counter()
+        sender = await bounded(connect(reactor, args.nodes[0]), reactor, 15, "connecting")
+        clients.append(sender)
+        await bounded(Deferred.fromCoroutine(setUpMember(
+            sender, names[0], recipients[names[0]], room)), reactor, 30, "sender setup")
+        receivers, nodesSeen = [], set()
+        for index, name in enumerate(names[1:]):
+            node = args.nodes[index % len(args.nodes)]
+            client = await bounded(connect(reactor, node), reactor, 15, "connecting")
+            clients.append(client)
+            await bounded(Deferred.fromCoroutine(greet(client, name, recipients[name])),
+                          reactor, 30, "receiver setup")
+            if node not in nodesSeen:
+                # The room is made on the first node; the others hear of it
+                # through Redis, a little later.
+                async def roomKnown(client=client):
+                    (rooms,) = await client.ok(Op.LIST_ROOMS)
+                    return room.lower() in {known.lower() for known in rooms}
+                await poll(reactor, roomKnown, 15, f"room {room} to reach {node[0]}:{node[1]}")
+                nodesSeen.add(node)
+            await bounded(Deferred.fromCoroutine(client.ok(Op.JOIN, room, "")), reactor, 30,
+                          "joining")
+            receivers.append(client)
+
+        async def everyoneKnown():
+            # The sender's node refuses envelopes not sealed for exactly the
+            # members it knows of.
+            (members,) = await sender.ok(Op.GET_KEYS, opcodes.KIND_ROOM, room)
+            return dict(members) == recipients
+        await poll(reactor, everyoneKnown, 30, "every member to reach the sender's node")
+        spread = ", ".join(f"{host}:{port}" for host, port in args.nodes)
+        print(f"{len(args.nodes)} nodes ({spread}): {len(receivers)} receivers and the sender"
+              f" in room {room} in {time.perf_counter() - start:.1f} s; {len(frames)}"
+              f" messages, window {args.window}, {len(frames[0])} bytes a frame")
+        await timeDelivery(reactor, args, lambda: sendPipelined(sender, frames, args.window),
+                           receivers, ids, binaryEnvelopeId)
+    finally:
+        loop.stop()
+        await closeAll(reactor, clients)
+
+
 # -- command line -----------------------------------------------------------
 
 def serverAddress(text):
@@ -464,6 +1054,18 @@ def serverAddress(text):
     if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
     return host, int(port)
+
+
+def webSocketURL(text):
+    """
+    Parse C{http://HOST:PORT} (or C{ws://}) for argparse into the URL of the
+    WebSocket door, C{ws://HOST:PORT/ws}.
+    """
+    scheme, sep, rest = text.partition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if scheme not in ("http", "ws") or not sep or not colon or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, not {text!r}")
+    return f"ws://{host}:{port}/ws"
 
 
 def atLeast(minimum):
@@ -487,11 +1089,26 @@ def parseArguments(argv=None):
         prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    timing = argparse.ArgumentParser(add_help=False)
+    timing.add_argument("--timeout", type=float, default=300,
+                        help="seconds any one step may take [%(default)s]")
+    common = argparse.ArgumentParser(add_help=False, parents=[timing])
     common.add_argument("--server", type=serverAddress, required=True,
                         help="HOST:PORT of a chatd binary listener on plain TCP")
-    common.add_argument("--timeout", type=float, default=300,
-                        help="seconds any one step may take [%(default)s]")
+
+    # What the websocket and cluster measurements share.
+    fanout = argparse.ArgumentParser(add_help=False, parents=[timing])
+    fanout.add_argument("--window", type=atLeast(1), default=64,
+                        help="messages outstanding, unacknowledged [%(default)s]")
+    fanout.add_argument("--size", type=atLeast(1), default=64,
+                        help="plaintext bytes per message [%(default)s]")
+    fanout.add_argument("--processes", type=atLeast(1), default=os.cpu_count() or 1,
+                        help="worker processes making keys and sealing envelopes"
+                             " before the clock starts [%(default)s]")
+    fanout.add_argument("--pid", type=int, action="append", default=[],
+                        help="report the CPU time of this process and its children"
+                             " (a server, redis-server, the postmaster) over the timed"
+                             " run; repeatable")
 
     tp = commands.add_parser("throughput", parents=[common],
                              help="room messages per second, sequential and pipelined")
@@ -522,6 +1139,43 @@ def parseArguments(argv=None):
     idl.add_argument("--parallel", type=atLeast(1), default=50,
                      help="connections being set up at once [%(default)s]")
     idl.set_defaults(run=idle)
+
+    ws = commands.add_parser("websocket", parents=[fanout],
+                             help="deliveries per second to many WebSocket clients in a room")
+    ws.add_argument("--server", type=webSocketURL, required=True,
+                    help="http://HOST:PORT of a chatd web listener (--web); the tool"
+                         " connects to ws://HOST:PORT/ws")
+    ws.add_argument("--clients", type=atLeast(1), default=100,
+                    help="receiving clients, each a registered account; one more"
+                         " sends [%(default)s]")
+    ws.add_argument("--messages", type=atLeast(1), default=1000,
+                    help="messages sent [%(default)s]")
+    ws.add_argument("--room", default="wsbench",
+                    help="room name prefix; the room is ROOM-TAG, TAG new each run"
+                         " [%(default)s]")
+    ws.add_argument("--name", default="ws",
+                    help="account name prefix, at most 16 characters; accounts are"
+                         " NAMETAG-tx and NAMETAG-0... [%(default)s]")
+    ws.add_argument("--parallel", type=atLeast(1), default=20,
+                    help="accounts being registered at once [%(default)s]")
+    ws.set_defaults(run=websocket)
+
+    cl = commands.add_parser("cluster", parents=[fanout],
+                             help="deliveries per second through the nodes of a cluster")
+    cl.add_argument("--nodes", type=serverAddress, nargs="+", required=True,
+                    metavar="HOST:PORT",
+                    help="a binary listener (plain TCP) of each node; the sender uses"
+                         " the first")
+    cl.add_argument("--receivers", type=atLeast(1), default=30,
+                    help="receiving guests, spread round robin over the nodes"
+                         " [%(default)s]")
+    cl.add_argument("--messages", type=atLeast(1), default=2000,
+                    help="messages sent [%(default)s]")
+    cl.add_argument("--room", default="clbench",
+                    help="room name prefix; the room is ROOM-TAG [%(default)s]")
+    cl.add_argument("--name", default="cl",
+                    help="guest name prefix, at most 20 characters [%(default)s]")
+    cl.set_defaults(run=cluster)
     return parser.parse_args(argv)
 
 
