@@ -50,7 +50,7 @@ from chatd import e2e
 from chatd.protocols import jsonwire, opcodes
 from chatd.protocols.opcodes import Op
 
-# Clients are expected to send something after 6 s of silence (PROTOCOL.md 2);
+# Clients are expected to send something after 6 s of silence (docs/protocol.rst);
 # the server warns at 20 s and disconnects at 30 s by default.
 HEARTBEAT_INTERVAL = 6.0
 

@@ -12,7 +12,7 @@ sessions); a I{session} is one connection. Membership is per user: every session
 of a member receives the room's events, except that the session whose request
 caused an event gets the response instead.
 
-Checks run in the order PROTOCOL.md section 2 ranks them, so that when several
+Checks run in the order docs/protocol.rst ranks them, so that when several
 apply the client hears about the first.
 """
 

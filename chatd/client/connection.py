@@ -112,7 +112,7 @@ class ClientProtocol(Int32StringReceiver):
     def _beat(self):
         """
         Send a HEARTBEAT after C{heartbeat} seconds without sending anything, as
-        the server expects of a quiet client (PROTOCOL.md section 2).
+        the server expects of a quiet client (docs/protocol.rst).
         """
         if self._timer is not None and self._timer.active():
             self._timer.reset(self.heartbeat)

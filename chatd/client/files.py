@@ -1,6 +1,6 @@
 # -*- test-case-name: chatd.test.test_client_files -*-
 """
-File transfer for the terminal client (PROTOCOL.md section 5).
+File transfer for the terminal client (docs/protocol.rst).
 
 Sending: the file is read once to learn its size and SHA-256, a file envelope
 (header C{chatd-file-v1}) carrying its name, sizes, hash and a fresh 32-byte
@@ -335,7 +335,7 @@ class Outgoing(_Transfer):
 
     def envelopePlaintext(self):
         """
-        The plaintext of the file envelope (PROTOCOL.md section 5).
+        The plaintext of the file envelope (docs/protocol.rst).
         """
         return json.dumps({
             "name": self.name, "size": self.size, "sha256": self.sha256,

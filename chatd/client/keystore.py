@@ -16,7 +16,7 @@ created on first use::
 End-to-end encryption is only as good as the public keys a client encrypts to,
 and the server hands those out. The server could hand out its own instead, so
 the client remembers the first key it sees for each user (trust on first use,
-PROTOCOL.md section 6) and refuses to carry on silently when that key changes;
+docs/protocol.rst) and refuses to carry on silently when that key changes;
 people who want more than first-use trust compare fingerprints out of band.
 Server certificates are pinned the same way when no CA is given, as SSH does
 with host keys.
@@ -81,8 +81,8 @@ class KeystoreError(Exception):
 
 def generateKey():
     """
-    A new identity key: RSA-3072, the size PROTOCOL.md section 6 asks clients
-    for, with the usual public exponent.
+    A new identity key: RSA-3072, the size chatd's clients use (see
+    docs/protocol.rst), with the usual public exponent.
 
     This takes about half a second of CPU, so a client running a reactor calls
     it (and L{Home.identity} or L{Home.ephemeral}, which may call it) through

@@ -2,7 +2,7 @@
 """
 The JSON vocabulary of the text and WebSocket doors, without I/O.
 
-Both doors speak the objects of PROTOCOL.md section 4: the WebSocket door sends
+Both doors speak the objects docs/protocol.rst describes: the WebSocket door sends
 them as text frames, the text door after C{OK::}, C{ERR::} or C{EVT::}. Writing
 each object once, here, keeps the two doors from drifting apart.
 

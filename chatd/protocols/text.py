@@ -1,6 +1,6 @@
 # -*- test-case-name: chatd.test.test_text -*-
 """
-The text front door (seeds 000 and 002): UTF-8 lines, usable by hand with
+The text front door: UTF-8 lines, usable by hand with
 C{openssl s_client} or netcat.
 
 Lines end in LF; a CR just before it is ignored; the server ends its lines with

@@ -1,6 +1,6 @@
 # -*- test-case-name: chatd.test.test_websocket -*-
 """
-The WebSocket front door (seed 003): JSON text frames at C{/ws}, served by the
+The WebSocket front door: JSON text frames at C{/ws}, served by the
 same C{twisted.web} site as the browser client.
 
 Each frame is one JSON object with a string C{"type"}. A request may carry
@@ -25,7 +25,7 @@ C{envelope} the envelope object of section 6. Requests and their responses::
     -> ping                                   <- pong
     any refused request                       <- error {code, message, members?}
 
-File transfer mirrors the binary door's (PROTOCOL.md section 5), with the
+File transfer mirrors the binary door's (docs/protocol.rst), with the
 transfer id as C{transferId} (C{id} is the request's) and chunks in base64;
 every file request that succeeds is answered C{file_ok {transferId}}::
 

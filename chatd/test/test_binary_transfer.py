@@ -1,7 +1,7 @@
 """
 Tests for file transfer through L{chatd.protocols.binary}: OFFER, OFFERED,
 ANSWER, START, CHUNK, ACK, NEXT, DONE and CANCEL byte for byte over a
-L{StringTransport}, with the statuses of PROTOCOL.md section 5 for misuse.
+L{StringTransport}, with the statuses docs/protocol.rst gives for misuse.
 
 The expected frames are built here with C{struct}, not with the codec under
 test, so that a codec mistake cannot hide in both halves.
@@ -304,7 +304,7 @@ class WindowWireTests(TransferWireTestCase):
 
 class StopAndWaitTests(TransferWireTestCase):
     """
-    Window 1: seed 004's stop-and-wait.
+    Window 1: stop-and-wait.
     """
 
     settings = dict(NO_IDLE, window=1)

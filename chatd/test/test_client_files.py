@@ -242,7 +242,7 @@ class _WindowTestCase(FileTestCase):
 
 class WindowOneTests(_WindowTestCase):
     """
-    A server whose window is 1: seed 004's stop-and-wait.
+    A server whose window is 1: stop-and-wait.
     """
 
     settings = {"window": 1}

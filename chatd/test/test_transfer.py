@@ -3,7 +3,7 @@ Tests for L{chatd.transfer}: the per-transfer state machine, fed directly with
 recording fake sessions and a L{Clock}, and the same machine as the core runs it
 behind L{chatd.service.Session.offer} and its sibling requests.
 
-PROTOCOL.md section 5 is the contract; each rule there has a test here.
+docs/protocol.rst is the contract; each rule there has a test here.
 """
 
 import json
@@ -1076,8 +1076,8 @@ class BrokenFileClient(FileClient):
 
 class FanOutFailureTests(MachineTestCase):
     """
-    One recipient's client failing does not stop the others' (STYLE.md item 3:
-    fan-out tolerates failure).
+    One recipient's client failing does not stop the others' (a fan-out tolerates
+    failure).
     """
 
     def test_failingRecipientDoesNotStopTheRelay(self):

@@ -1,4 +1,4 @@
-// The WebSocket to chatd (PROTOCOL.md section 4): JSON requests that carry an
+// The WebSocket to chatd (docs/protocol.rst): JSON requests that carry an
 // "id" and get one response echoing it, and events that carry none.
 
 export class ServerError extends Error {

@@ -1,5 +1,5 @@
-// chatd's end-to-end envelope in WebCrypto (PROTOCOL.md section 6, files in
-// section 5). It must agree byte for byte with chatd/e2e.py: a browser opens what
+// chatd's end-to-end envelope in WebCrypto (docs/protocol.rst, envelope and
+// files). It must agree byte for byte with chatd/e2e.py: a browser opens what
 // the Python clients seal and the other way round.
 //
 // Nothing here touches the page or the network, so it runs in Node too (the

@@ -1,4 +1,4 @@
-// File transfer (PROTOCOL.md section 5) over the WebSocket door: the file is
+// File transfer (docs/protocol.rst) over the WebSocket door: the file is
 // described by a signed file envelope (header chatd-file-v1) that carries a fresh
 // 32-byte file key, and travels in AES-256-GCM chunks the server relays within a
 // window, never storing them.
