@@ -5,9 +5,22 @@ chat events, and naming rooms and users as the server spells them. Each door
 only says how an object goes out.
 """
 
+from twisted.internet.defer import Deferred
+
 from chatd.errors import ChatError, Status
 from chatd.names import fold
 from chatd.protocols import jsonwire
+
+
+
+def then(result, callback):
+    """
+    Apply C{callback} to a core result, now or when its L{Deferred} fires: the
+    core answers some requests at once and others later.
+    """
+    if isinstance(result, Deferred):
+        return result.addCallback(callback)
+    return callback(result)
 
 
 class JSONDoor:

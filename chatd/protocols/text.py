@@ -64,7 +64,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IChatClient
 from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
-from chatd.protocols.jsondoor import JSONDoor
+from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -75,15 +75,6 @@ _KINDS = {"room": ROOM, "user": USER}
 _REST_OF_LINE = frozenset({"/pm"})
 # More digits than any u64 has: refused before int() spends time on them.
 _MAX_DIGITS = 20
-
-
-def _then(result, callback):
-    """
-    Apply C{callback} to a core result, now or when its L{Deferred} fires.
-    """
-    if isinstance(result, Deferred):
-        return result.addCallback(callback)
-    return callback(result)
 
 
 def _isWord(text):
@@ -342,7 +333,7 @@ class TextProtocol(JSONDoor, LineReceiver):
 
     def _directMessage(self, user, envelope):
         name = self._userName(user)
-        return _then(self.session.directMessage(user, envelope.encode("utf-8")),
+        return then(self.session.directMessage(user, envelope.encode("utf-8")),
                      lambda timestamp: jsonwire.sentToUser(name, timestamp))
 
     def _roomMessage(self, envelope):
@@ -369,7 +360,7 @@ class TextProtocol(JSONDoor, LineReceiver):
     def _keys(self, kind, name):
         if kind not in _KINDS:
             raise BadRequest("usage: /keys room|user NAME")
-        return _then(self.session.getKeys(_KINDS[kind], name), jsonwire.keys)
+        return then(self.session.getKeys(_KINDS[kind], name), jsonwire.keys)
 
     def _ping(self):
         return jsonwire.pong()

@@ -82,7 +82,7 @@ from chatd.errors import AuthRequired, BadRequest, ChatError, Status
 from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
-from chatd.protocols.jsondoor import JSONDoor
+from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.binary import Outbox
 from chatd.service import ROOM, USER
 
@@ -93,15 +93,6 @@ _BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login",
 
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
-
-
-def _then(result, callback):
-    """
-    Apply C{callback} to a core result, now or when its L{Deferred} fires.
-    """
-    if isinstance(result, Deferred):
-        return result.addCallback(callback)
-    return callback(result)
 
 
 class _MessageSizeGuard:
@@ -425,7 +416,7 @@ class WebSocketChatProtocol(JSONDoor):
 
     def _directMessage(self, requestId, to, envelope):
         name = self._userName(to)
-        return _then(self.session.directMessage(to, envelope),
+        return then(self.session.directMessage(to, envelope),
                      lambda timestamp: jsonwire.sentToUser(name, timestamp, requestId))
 
     def _history(self, requestId, roomId, limit=0, before=0):
@@ -441,7 +432,7 @@ class WebSocketChatProtocol(JSONDoor):
 
     def _getKeys(self, requestId, roomId=None, userId=None):
         kind, name = (ROOM, roomId) if roomId is not None else (USER, userId)
-        return _then(self.session.getKeys(kind, name),
+        return then(self.session.getKeys(kind, name),
                      lambda members: jsonwire.keys(members, requestId))
 
     def _setKey(self, requestId, publicKey):
@@ -452,7 +443,7 @@ class WebSocketChatProtocol(JSONDoor):
 
     def _fileOffer(self, requestId, size, chunks, chunkSize, envelope, roomId=None, to=None):
         kind, target = (ROOM, roomId) if roomId is not None else (USER, to)
-        return _then(self.session.offer(kind, target, size, chunks, chunkSize, envelope),
+        return then(self.session.offer(kind, target, size, chunks, chunkSize, envelope),
                      lambda transferId: jsonwire.fileOk(transferId, requestId))
 
     def _fileAnswer(self, requestId, transferId, accept):
