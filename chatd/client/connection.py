@@ -23,7 +23,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.protocols import opcodes
+from chatd.protocols import noDelay, opcodes
 from chatd.protocols.opcodes import Op
 
 log = Logger()
@@ -87,7 +87,7 @@ class ClientProtocol(Int32StringReceiver):
         self._timer = None
 
     def connectionMade(self):
-        _noDelay(self.transport)
+        noDelay(self.transport)
         if self.checkPeer is None:
             self._start()
 
@@ -190,27 +190,6 @@ class ClientProtocol(Int32StringReceiver):
         for _, d in pending:
             d.errback(reason)
 
-
-def _noDelay(transport):
-    """
-    Turn Nagle's algorithm off on the TCP connection under C{transport} (under
-    TLS too). Nagle holds a small frame written while an earlier one is not yet
-    acknowledged until the peer's delayed acknowledgement comes (up to 40 ms
-    on Linux): a request right after a request (an ACK after an ACK, a chat
-    line after a chat line) would wait for it. Frames are written whole, so
-    nothing is gained by waiting.
-    """
-    for _ in range(4):
-        if transport is None:
-            return
-        setTcpNoDelay = getattr(transport, "setTcpNoDelay", None)
-        if setTcpNoDelay is not None:
-            try:
-                setTcpNoDelay(True)
-            except OSError:
-                pass
-            return
-        transport = getattr(transport, "transport", None)
 
 
 def certificateFingerprint(certDer):
