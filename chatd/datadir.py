@@ -4,9 +4,10 @@ The data directory: where one chatd node keeps what must outlive a restart.
 
 Layout, all created on first start::
 
-    <data-dir>/              mode 0700
+    <data-dir>/              mode 0700; refused when open to other users
         at-rest.key          mode 0600: Fernet keys, one per line, newest first
-        chatd.sqlite         the default SQLite store (made by L{chatd.store})
+        chatd.sqlite         mode 0600, with its -wal and -shm: the default
+                             SQLite store (made by L{chatd.store})
         tls/                 mode 0700
             server.key       mode 0600: the listener's private key (EC P-256, PEM)
             server.crt       its self-signed certificate (PEM, ten years)
@@ -90,11 +91,12 @@ def prepare(path, keyFile=None):
         cluster share one (a node making a key of its own could not read the
         others' history).
 
-    @raise DataDirError: when a key file is open to other users, or holds no
-        usable key.
+    @raise DataDirError: when the directory or a key file is open to other
+        users, or the key file holds no usable key.
     @return: a L{DataDir}
     """
     os.makedirs(path, mode=0o700, exist_ok=True)
+    _checkPrivateDirectory(path)
     if keyFile is not None:
         keyFilePath = keyFile
         if not os.path.exists(keyFilePath):
@@ -113,6 +115,21 @@ def prepare(path, keyFile=None):
         privateKeyPath=privateKeyPath,
         keyFilePath=keyFilePath,
     )
+
+
+def _checkPrivateDirectory(path):
+    """
+    Refuse a data directory that other users may enter, list or write: the
+    database, its WAL and the TLS key inside it would be theirs to read or
+    replace, whatever the mode of each file.
+    """
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise DataDirError(
+            "data directory %s is open to other users (mode %04o); it holds the "
+            "database and keys and must be accessible by its owner only: "
+            "chmod 700 it" % (path, mode)
+        )
 
 
 def _createExclusively(path, content):
@@ -222,9 +239,11 @@ def selfSignedCertificate(key, hostName):
     """
     A certificate for C{key}, signed by C{key}, naming this machine.
 
-    It is a CA for itself, as C{openssl req -x509} makes them, so a client can
+    It is a leaf (C{CA:FALSE}, for server authentication only): a client can
     trust exactly this certificate (C{--ca server.crt}) and still check the host
-    name, besides pinning it on first use.
+    name, besides pinning it on first use, but its key cannot vouch for any
+    other certificate, so a stolen copy of it cannot mint certificates for
+    other names that a client trusting it would accept.
 
     @param hostName: this machine's name: the subject's common name and, with
         C{localhost}, C{127.0.0.1} and C{::1}, a subject alternative name.
@@ -250,7 +269,7 @@ def selfSignedCertificate(key, hostName):
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + CERTIFICATE_LIFETIME)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -258,7 +277,7 @@ def selfSignedCertificate(key, hostName):
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=False,
                 crl_sign=False,
                 encipher_only=False,
                 decipher_only=False,

@@ -49,6 +49,7 @@ from chatd.protocols.text import TextFactory
 from chatd.protocols.websocket import makeWebResource
 from chatd.service import ChatService
 from chatd.store import makeStore
+from chatd.tls import RestrictedTLSReactor
 
 log = Logger()
 
@@ -369,9 +370,10 @@ def makeService(config, reactor=None):
         "text": TextFactory(chat),
         "web": Site(makeWebResource(chat, WEB_DIRECTORY), reactor=reactor),
     }
+    listening = RestrictedTLSReactor(reactor)
     for door, factory in doors.items():
         for description in getattr(settings, door):
             StreamServerEndpointService(
-                serverFromString(reactor, description), factory
+                serverFromString(listening, description), factory
             ).setServiceParent(listeners)
     return top

@@ -13,7 +13,9 @@ types, how message ids are generated), the schema files are per dialect too:
 see L{chatd.store.sql.loadMigrations}.
 """
 
+import os
 import sqlite3
+import stat
 from dataclasses import dataclass
 from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence
 
@@ -47,6 +49,9 @@ class Engine:
     @ivar foreignKeyViolationCodes: values of that attribute for a broken
         C{REFERENCES} constraint.
     @ivar splitScript: cuts a schema file into what one C{execute} accepts.
+    @ivar protectFiles: called with a cursor on every new connection, before
+        C{connectStatements}, to make the files the connection opened readable
+        by their owner only; L{None} for a database that is not a local file.
     """
 
     name: str
@@ -63,6 +68,7 @@ class Engine:
     uniqueViolationCodes: FrozenSet[object]
     foreignKeyViolationCodes: FrozenSet[object]
     splitScript: Callable[[str], List[str]]
+    protectFiles: Optional[Callable[[object], None]] = None
 
     def sql(self, query):
         """
@@ -75,6 +81,8 @@ class Engine:
         Set up a new DB-API connection; a L{ConnectionPool} C{cp_openfun}.
         """
         cursor = connection.cursor()
+        if self.protectFiles is not None:
+            self.protectFiles(cursor)
         for statement in self.connectStatements:
             cursor.execute(statement)
         cursor.close()
@@ -117,6 +125,30 @@ class Engine:
             cp_reactor=reactor,
             **self.connectionKeywords,
         )
+
+
+def _protectSQLiteFiles(cursor):
+    """
+    Take every permission but the owner's off the database file and, when they
+    exist, its C{-wal} and C{-shm} files.
+
+    SQLite creates C{-wal} and C{-shm} with the mode of the database file, so
+    once the database file is C{0600} they are born C{0600} too. This runs as
+    soon as the file is opened, before anything is written to it (its
+    directory, refused when open to others, keeps it from anyone else in the
+    meantime), and also tightens files an older chatd left readable.
+    """
+    cursor.execute("PRAGMA database_list")
+    for _, schema, path in cursor.fetchall():
+        if schema != "main" or not path:
+            continue
+        for name in (path, path + "-wal", path + "-shm"):
+            try:
+                mode = stat.S_IMODE(os.stat(name).st_mode)
+                if mode & 0o077:
+                    os.chmod(name, mode & 0o700)
+            except FileNotFoundError:
+                pass
 
 
 def _sqliteStatements(script):
@@ -185,6 +217,7 @@ SQLITE = Engine(
     ),
     foreignKeyViolationCodes=frozenset({sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY}),
     splitScript=_sqliteStatements,
+    protectFiles=_protectSQLiteFiles,
 )
 
 # The key of the advisory lock chatd holds while it reads or upgrades the

@@ -114,7 +114,7 @@ class PrepareTests(SynchronousTestCase):
         """
         Empty lines and lines starting with C{#} in the key file are ignored.
         """
-        os.makedirs(self.path)
+        os.makedirs(self.path, mode=0o700)
         key = Fernet.generate_key()
         keyFile = os.path.join(self.path, "at-rest.key")
         writeBytes(keyFile, b"# rotated in May\n\n" + key + b"\n")
@@ -132,6 +132,19 @@ class PrepareTests(SynchronousTestCase):
         error = self.assertRaises(DataDirError, prepare, self.path)
         self.assertIn("at-rest.key", str(error))
         self.assertIn("chmod 600", str(error))
+
+    def test_refusesOpenDirectory(self):
+        """
+        A data directory that other users may enter or list is refused, with a
+        message that names it and says how to fix it; nothing is created in it.
+        """
+        os.makedirs(self.path, mode=0o700)
+        os.chmod(self.path, 0o755)
+        error = self.assertRaises(DataDirError, prepare, self.path)
+        self.assertIn(self.path, str(error))
+        self.assertIn("mode 0755", str(error))
+        self.assertIn("chmod 700", str(error))
+        self.assertEqual(os.listdir(self.path), [])
 
     def test_refusesReadablePrivateKey(self):
         """
@@ -235,6 +248,23 @@ class CertificateTests(SynchronousTestCase):
         """
         self.assertEqual(self.certificate.issuer, self.certificate.subject)
         self.certificate.verify_directly_issued_by(self.certificate)
+
+    def test_leaf(self):
+        """
+        The certificate is a leaf for servers: not a CA, its key signs no
+        certificates, and it is for server authentication only.
+        """
+        extensions = self.certificate.extensions
+        constraints = extensions.get_extension_for_class(x509.BasicConstraints)
+        self.assertTrue(constraints.critical)
+        self.assertFalse(constraints.value.ca)
+        usage = extensions.get_extension_for_class(x509.KeyUsage).value
+        self.assertTrue(usage.digital_signature)
+        self.assertFalse(usage.key_cert_sign)
+        self.assertEqual(
+            list(extensions.get_extension_for_class(x509.ExtendedKeyUsage).value),
+            [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH],
+        )
 
     def test_handshake(self):
         """

@@ -15,6 +15,7 @@ of threads, as a server does, and the tests wait for its results.
 import base64
 import os
 import sqlite3
+import stat
 import sys
 import uuid
 from pathlib import Path
@@ -739,6 +740,21 @@ class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
                          [(5000,)])
         self.assertEqual(self.successResultOf(self.query("PRAGMA foreign_keys")),
                          [(1,)])
+
+    def test_filesPrivate(self):
+        """
+        The database file and its WAL and shared-memory files are readable and
+        writable by their owner only, whatever the umask, and a database left
+        readable by others is tightened when opened.
+        """
+        self.successResultOf(self.room())
+        for name in (self.path, self.path + "-wal", self.path + "-shm"):
+            self.assertEqual(stat.S_IMODE(os.stat(name).st_mode), 0o600, name)
+        self.successResultOf(self.store.close())
+        os.chmod(self.path, 0o644)
+        self.store = self.createStore()
+        self.successResultOf(self.store.open())
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
 
     def test_groupCommit(self):
         """

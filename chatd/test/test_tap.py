@@ -12,6 +12,7 @@ from twisted.application.service import IService, Service
 from cryptography import x509
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
+from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.usage import UsageError
@@ -654,6 +655,17 @@ class MakeServiceTests(SynchronousTestCase):
         with open(os.path.join(self.dataDir, "tls", "server.crt"), "rb") as f:
             generated = x509.load_pem_x509_certificate(f.read())
         self.assertEqual(contextFactory.certificate.to_cryptography(), generated)
+
+    def test_tlsListenersRestricted(self):
+        """
+        Every TLS listener offers only AEAD suites under TLS 1.2.
+        """
+        service = self.makeService("--web", "none")
+        service.startService()
+        for _, _, contextFactory, _, _ in self.reactor.sslServers:
+            names = SSL.Connection(contextFactory.getContext()).get_cipher_list()
+            self.assertNotIn("ECDHE-ECDSA-AES128-SHA", names)
+            self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", names)
 
 
 class ClusterOptionsTests(SynchronousTestCase):
