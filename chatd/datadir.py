@@ -5,7 +5,7 @@ The data directory: where one chatd node keeps what must outlive a restart.
 Layout, all created on first start::
 
     <data-dir>/              mode 0700; refused when open to other users
-        at-rest.key          mode 0600: Fernet keys, one per line, newest first
+        at-rest.key          mode 0600: at-rest keys, one per line, newest first
         chatd.sqlite         mode 0600, with its -wal and -shm: the default
                              SQLite store (made by L{chatd.store})
         tls/                 mode 0700
@@ -16,11 +16,20 @@ Everything here runs synchronously, before the reactor starts, from
 L{chatd.tap.makeService}: nothing can be served until these files exist, so there
 is nothing for the reactor to do in the meantime and no reason to defer the work.
 
-Rotating the at-rest key: put a new key (C{Fernet.generate_key()}) on a line of
-its own at the top of C{at-rest.key} and restart. New data is encrypted with the
-first key; every key in the file is tried when reading, so older rows stay
-readable. Drop an old key only once nothing encrypted with it is left. Lines
-that are empty or start with C{#} are ignored, so keys can be annotated.
+Rotating the at-rest key: put a new key (C{python -c "from chatd.store.seal import
+generateKey; print(generateKey().decode())"}, the format of
+C{Fernet.generate_key()}) on a line of its own at the top of C{at-rest.key}
+and restart. New messages are sealed with the first key; every key in the file
+opens what it sealed, so older rows stay readable. Drop an old key only once
+nothing sealed with it is left: chatd refuses to start while stored messages
+name a key the file does not hold. Lines that are empty or start with C{#} are
+ignored, so keys can be annotated.
+
+The key file is made only where none exists. Once made, it is the only way to
+read the history it sealed, so keep a copy of it: a database whose key file
+is lost or replaced is refused at start by the store
+(L{chatd.store.keycheck}), naming the file, rather than served with its
+history unreadable.
 """
 
 import datetime
@@ -31,10 +40,11 @@ import stat
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from chatd.store.seal import AtRestKeys, generateKey
 
 KEY_FILE = "at-rest.key"
 TLS_DIRECTORY = "tls"
@@ -56,15 +66,15 @@ class DataDir:
     A prepared data directory.
 
     @ivar path: the directory, as configured.
-    @ivar fernet: encrypts and decrypts data at rest; encrypts with the first key
-        of L{keyFilePath} and decrypts with any of them.
+    @ivar keys: seal and open data at rest: seal with the first key of
+        L{keyFilePath}, open with any of them.
     @ivar certificatePath: the PEM certificate the default TLS listener presents.
     @ivar privateKeyPath: the PEM private key of L{certificatePath}.
     @ivar keyFilePath: the file of at-rest keys.
     """
 
     path: str
-    fernet: MultiFernet
+    keys: AtRestKeys
     certificatePath: str
     privateKeyPath: str
     keyFilePath: str
@@ -104,13 +114,13 @@ def prepare(path, keyFile=None):
                                "there (mode 0600)" % (keyFilePath,))
     else:
         keyFilePath = os.path.join(path, KEY_FILE)
-    fernet = _loadAtRestKeys(keyFilePath)
+    keys = _loadAtRestKeys(keyFilePath)
     os.makedirs(os.path.join(path, TLS_DIRECTORY), mode=0o700, exist_ok=True)
     privateKeyPath, certificatePath = tlsPaths(path)
     _ensureCertificate(privateKeyPath, certificatePath)
     return DataDir(
         path=path,
-        fernet=fernet,
+        keys=keys,
         certificatePath=certificatePath,
         privateKeyPath=privateKeyPath,
         keyFilePath=keyFilePath,
@@ -178,23 +188,26 @@ def _loadAtRestKeys(path):
     """
     Load the at-rest keys, creating the file with one new key on first start.
     """
-    if not os.path.exists(path):
-        _createExclusively(path, Fernet.generate_key() + b"\n")
-    fernets = []
+    created = not os.path.exists(path) and _createExclusively(path, generateKey() + b"\n")
+    keys = []
     for number, line in enumerate(_readPrivateFile(path).splitlines(), 1):
         line = line.strip()
         if not line or line.startswith(b"#"):
             continue
         try:
-            fernets.append(Fernet(line))
+            AtRestKeys([line])
         except ValueError:
             raise DataDirError(
-                "%s, line %d: not a Fernet key (32 url-safe base64-encoded bytes)"
+                "%s, line %d: not an at-rest key (32 url-safe base64-encoded bytes)"
                 % (path, number)
             )
-    if not fernets:
+        keys.append(line)
+    if not keys:
         raise DataDirError("%s holds no key" % (path,))
-    return MultiFernet(fernets)
+    try:
+        return AtRestKeys(keys, source=path, created=created)
+    except ValueError as e:
+        raise DataDirError("%s: %s" % (path, e))
 
 
 def _loadPrivateKey(path):

@@ -359,7 +359,7 @@ def makeService(config, reactor=None):
         from twisted.internet import reactor
     settings = config["settings"]
     dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
-    store = makeStore(settings.db, dataDir.fernet, reactor)
+    store = makeStore(settings.db, dataDir.keys, reactor)
     chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor))
     top = MultiService()
     chat.setServiceParent(top)

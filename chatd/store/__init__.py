@@ -9,15 +9,15 @@ from chatd.store.memory import MemoryStore
 from chatd.store.sql import AdbapiStore
 
 
-def makeStore(url, fernet, reactor=None):
+def makeStore(url, keys, reactor=None):
     """
     Build the store a database URL names; the caller then C{open}s it.
 
     @param url: C{memory:} (nothing kept across restarts),
         C{sqlite:///absolute/path}, C{sqlite:relative/path} or
         C{postgresql://user:password@host:port/database}.
-    @param fernet: the at-rest key envelopes are encrypted with, a
-        L{cryptography.fernet.MultiFernet}.
+    @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
+        with at rest.
     @param reactor: the reactor the SQL store's thread pool reports to, or
         L{None} for the global one.
     @return: an L{IMessageStore} provider.
@@ -25,9 +25,9 @@ def makeStore(url, fernet, reactor=None):
         PostgreSQL while psycopg is not installed.
     """
     if url == "memory:":
-        return MemoryStore(fernet)
+        return MemoryStore(keys)
     engine, connectionArgs = engineForURL(url)
-    return AdbapiStore(engine, connectionArgs, fernet, reactor=reactor)
+    return AdbapiStore(engine, connectionArgs, keys, reactor=reactor)
 
 
 __all__ = ["makeStore", "MemoryStore", "AdbapiStore"]

@@ -5,7 +5,7 @@ nothing across restarts.
 
 It answers exactly as L{chatd.store.sql.AdbapiStore} does, refusals included,
 so the core can be tested against it and run against either; its L{Deferred}s
-have already fired when they are returned. Envelopes are kept encrypted with
+have already fired when they are returned. Envelopes are kept sealed with
 the at-rest key here too, so that no store ever holds one in plaintext.
 """
 
@@ -19,6 +19,7 @@ from chatd.errors import Conflict, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
+from chatd.store.seal import DamageReport, openRows
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class _Message:
     senderKey: str
     timestamp: int
     envelopeId: str
+    keyId: str
     body: bytes
     readerKeys: FrozenSet[str]
 
@@ -57,11 +59,13 @@ class MemoryStore:
         uniqueness the SQL store's constraint keeps.
     """
 
-    def __init__(self, fernet):
+    def __init__(self, keys):
         """
-        @param fernet: the at-rest key, a L{cryptography.fernet.MultiFernet}.
+        @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
+            with.
         """
-        self._fernet = fernet
+        self._keys = keys
+        self._damage = DamageReport()
         self._accounts = {}
         self._rooms = {}
         self._members = {}
@@ -151,43 +155,46 @@ class MemoryStore:
         if roomKey not in self._rooms:
             return fail(NotFound("no such room"))
         self._envelopeIds.add((senderKey, envelopeId))
+        keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
         self._messages[roomKey].append(
             _Message(
                 sender,
                 senderKey,
                 timestamp,
                 envelopeId,
-                self._fernet.encrypt(envelope),
+                keyId,
+                body,
                 frozenset(fold(reader) for reader in readers),
             )
         )
         return succeed(None)
 
     def messagesAfter(self, room, after, limit):
-        later = [m for m in self._messages.get(fold(room), []) if m.timestamp > after]
+        roomKey = fold(room)
+        later = [m for m in self._messages.get(roomKey, []) if m.timestamp > after]
         later.sort(key=lambda message: message.timestamp)
-        return succeed([
-            HistoryRow(message.sender, message.timestamp, self._fernet.decrypt(message.body))
-            for message in later[:max(limit, 0)]
-        ])
+        return succeed(self._open(roomKey, later[:max(limit, 0)]))
 
     def history(self, room, reader, limit, before):
         if limit <= 0:
             return succeed([])
+        roomKey = fold(room)
         readerKey = fold(reader)
         visible = [
             message
-            for message in self._messages.get(fold(room), [])
+            for message in self._messages.get(roomKey, [])
             if readerKey in message.readerKeys
             and (before == 0 or message.timestamp < before)
         ]
         # A stable sort: messages of one timestamp stay in the order they came.
         visible.sort(key=lambda message: message.timestamp)
-        return succeed(
-            [
-                HistoryRow(
-                    message.sender, message.timestamp, self._fernet.decrypt(message.body)
-                )
-                for message in visible[-limit:]
-            ]
-        )
+        return succeed(self._open(roomKey, visible[-limit:]))
+
+    def _open(self, roomKey, messages):
+        """
+        Open C{messages} of one room as the SQL store does: those that do not
+        open are left out and logged once.
+        """
+        return self._damage.keep(openRows(self._keys, roomKey, [
+            (m.sender, m.timestamp, m.envelopeId, m.keyId, m.body) for m in messages
+        ]))

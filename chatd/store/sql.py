@@ -33,6 +33,8 @@ from chatd.errors import Conflict, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
+from chatd.store.keycheck import checkStoredKeys
+from chatd.store.seal import DamageReport, openRows
 
 # NNN-what.sql is for every engine, NNN-what.DIALECT.sql for one.
 _MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_-]+(?:\.([a-z]+))?\.sql")
@@ -91,14 +93,15 @@ class AdbapiStore:
     _log = Logger()
 
     def __init__(
-        self, engine, connectionArgs, fernet, pool=None, reactor=None, migrations=None
+        self, engine, connectionArgs, keys, pool=None, reactor=None, migrations=None
     ):
         """
         @param engine: the L{chatd.store.engines.Engine} of the database.
         @param connectionArgs: what to connect with (for SQLite, the path; for
             PostgreSQL, the URL); used only to build a pool when C{pool} is
             L{None}.
-        @param fernet: the at-rest key, a L{cryptography.fernet.MultiFernet}.
+        @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
+            with.
         @param pool: the L{twisted.enterprise.adbapi.ConnectionPool} to run
             on, or L{None} to build one for C{engine}.
         @param reactor: the reactor, for the pool and for the creation times
@@ -113,7 +116,8 @@ class AdbapiStore:
         if migrations is None:
             migrations = loadMigrations(engine.dialect)
         self._engine = engine
-        self._fernet = fernet
+        self._keys = keys
+        self._damage = DamageReport()
         self._pool = pool
         self._clock = reactor
         self._migrations = migrations
@@ -162,6 +166,7 @@ class AdbapiStore:
         for version, script in self._migrations[stored:]:
             if await self._interact(self._migrate, version, script):
                 self._log.info("Applied schema version {version}.", version=version)
+        await self._interact(checkStoredKeys, self._execute, self._keys)
 
     def _lockSchema(self, txn):
         """
@@ -443,20 +448,15 @@ class AdbapiStore:
 
     def _appendMessage(self, txn, room, sender, timestamp, envelopeId, envelope,
                        readers):
+        roomKey = fold(room)
+        keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
         try:
             self._execute(
                 txn,
                 "INSERT INTO messages"
-                " (room_key, sender, sender_key, ts, envelope_id, body)"
-                " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    fold(room),
-                    sender,
-                    fold(sender),
-                    timestamp,
-                    envelopeId,
-                    self._fernet.encrypt(envelope),
-                ),
+                " (room_key, sender, sender_key, ts, envelope_id, key_id, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (roomKey, sender, fold(sender), timestamp, envelopeId, keyId, body),
             )
         except Exception as error:
             if self._engine.isUniqueViolation(error):
@@ -472,42 +472,41 @@ class AdbapiStore:
             [(messageId, key) for key in {fold(reader) for reader in readers}],
         )
 
+    # Bodies are opened in the pool's thread, to keep the work off the reactor;
+    # what did not open is logged back on the reactor's (DamageReport.keep).
+
     def messagesAfter(self, room, after, limit):
         if limit <= 0:
             return succeed([])
-        return self._interact(self._messagesAfter, fold(room), after, limit)
+        return self._interact(
+            self._messagesAfter, fold(room), after, limit
+        ).addCallback(self._damage.keep)
 
     def _messagesAfter(self, txn, roomKey, after, limit):
         self._execute(
             txn,
-            "SELECT sender, ts, body FROM messages WHERE room_key = ? AND ts > ?"
-            " ORDER BY ts, id LIMIT ?",
+            "SELECT sender, ts, envelope_id, key_id, body FROM messages"
+            " WHERE room_key = ? AND ts > ? ORDER BY ts, id LIMIT ?",
             (roomKey, after, limit),
         )
-        return [
-            HistoryRow(sender, timestamp, self._fernet.decrypt(body))
-            for sender, timestamp, body in txn.fetchall()
-        ]
+        return openRows(self._keys, roomKey, txn.fetchall())
 
     def history(self, room, reader, limit, before):
         if limit <= 0:
             # SQLite would read a negative LIMIT as no limit at all.
             return succeed([])
-        return self._interact(self._history, fold(room), fold(reader), limit, before)
+        return self._interact(
+            self._history, fold(room), fold(reader), limit, before
+        ).addCallback(self._damage.keep)
 
     def _history(self, txn, roomKey, readerKey, limit, before):
         bound = " AND m.ts < ?" if before else ""
         self._execute(
             txn,
-            "SELECT m.sender, m.ts, m.body FROM messages m"
+            "SELECT m.sender, m.ts, m.envelope_id, m.key_id, m.body FROM messages m"
             " JOIN message_readers r ON r.message_id = m.id"
             " WHERE m.room_key = ? AND r.reader_key = ?" + bound +
             " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
             (roomKey, readerKey) + ((before,) if before else ()) + (limit,),
         )
-        newestFirst = txn.fetchall()
-        # Decrypted here, in the pool's thread, to keep the work off the reactor.
-        return [
-            HistoryRow(sender, timestamp, self._fernet.decrypt(body))
-            for sender, timestamp, body in reversed(newestFirst)
-        ]
+        return openRows(self._keys, roomKey, reversed(txn.fetchall()))

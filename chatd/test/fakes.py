@@ -6,7 +6,6 @@ keys made once per test run, and a service wired to an in-memory store.
 from dataclasses import replace
 from functools import lru_cache
 
-from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.defer import maybeDeferred, succeed
@@ -18,6 +17,7 @@ from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatClient, IFanout
 from chatd.service import ChatService
+from chatd.store.seal import AtRestKeys, generateKey
 
 
 def inlineCredentials():
@@ -48,8 +48,11 @@ def publicDer(name, bits=2048):
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def testFernet():
-    return MultiFernet([Fernet(Fernet.generate_key())])
+def testKeys():
+    """
+    Fresh at-rest keys for a store under test.
+    """
+    return AtRestKeys([generateKey()])
 
 
 def makeService(store=None, clock=None, fanout=None, **overrides):
@@ -61,7 +64,7 @@ def makeService(store=None, clock=None, fanout=None, **overrides):
         clock = Clock()
         clock.advance(1_700_000_000)
     settings = replace(Settings(bcryptCost=4), **overrides)
-    service = ChatService(store if store is not None else MemoryStore(testFernet()),
+    service = ChatService(store if store is not None else MemoryStore(testKeys()),
                           settings, clock, credentials=inlineCredentials(), fanout=fanout)
     service.startService()
     return service

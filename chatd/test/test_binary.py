@@ -14,7 +14,7 @@ from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
+from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 
 OK, ERR, RATE, AUTHREQ, FORBIDDEN, NOTFOUND, CONFLICT, TOOLARGE, STALE = 0, 1, 2, 4, 5, 6, 7, 8, 9
 
@@ -632,8 +632,8 @@ class _HeldStore(MemoryStore):
     A store whose appends wait until the test lets them through.
     """
 
-    def __init__(self, fernet):
-        MemoryStore.__init__(self, fernet)
+    def __init__(self, keys):
+        MemoryStore.__init__(self, keys)
         self.held = []
 
     def appendMessage(self, *args):
@@ -654,7 +654,7 @@ class OverlappingMessagesTests(ProtocolTestCase):
     """
 
     def setUp(self):
-        self.service = makeService(store=_HeldStore(testFernet()), rateLimit=(1000, 1.0))
+        self.service = makeService(store=_HeldStore(testKeys()), rateLimit=(1000, 1.0))
         self.clock = self.service.clock
         self.factory = BinaryFactory(self.service)
 

@@ -12,7 +12,7 @@ from chatd import e2e
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import FakeHub, makeService, privateKey, publicDer, testFernet
+from chatd.test.fakes import FakeHub, makeService, privateKey, publicDer, testKeys
 from chatd.test.test_binary import CONFLICT, OK, RATE, STALE, Wire
 
 
@@ -24,7 +24,7 @@ class ClusterTestCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        self.store = MemoryStore(testFernet())
+        self.store = MemoryStore(testKeys())
         self.hub = FakeHub(self.clock)
         self.a = self.node("A")
         self.b = self.node("B")

@@ -11,10 +11,10 @@ import ssl
 import stat
 
 from cryptography import x509
-from cryptography.fernet import Fernet
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.datadir import DataDirError, prepare
+from chatd.store.seal import AtRestKeys, generateKey
 
 
 def mode(path):
@@ -32,6 +32,21 @@ def readBytes(path):
 def writeBytes(path, content):
     with open(path, "wb") as f:
         f.write(content)
+
+
+def seal(keys, data):
+    """
+    Seal C{data} with C{keys} for one made-up row.
+    """
+    return keys.seal(data, "#room", "Alice", "e1")
+
+
+def unseal(keys, sealed):
+    """
+    Open what L{seal} made with C{keys}.
+    """
+    keyId, body = sealed
+    return keys.open(keyId, body, "#room", "Alice", "e1")
 
 
 def certificateOf(dataDir):
@@ -74,13 +89,16 @@ class PrepareTests(SynchronousTestCase):
 
     def test_keyFileHoldsOneKey(self):
         """
-        A new key file holds exactly one Fernet key, which encrypts new data.
+        A new key file holds exactly one key, which seals new data; the keys
+        say the file was made on this start, and name it.
         """
         dataDir = prepare(self.path)
         lines = readBytes(dataDir.keyFilePath).splitlines()
         self.assertEqual(len(lines), 1)
-        token = dataDir.fernet.encrypt(b"secret")
-        self.assertEqual(Fernet(lines[0]).decrypt(token), b"secret")
+        sealed = seal(dataDir.keys, b"secret")
+        self.assertEqual(unseal(AtRestKeys([lines[0]]), sealed), b"secret")
+        self.assertTrue(dataDir.keys.created)
+        self.assertEqual(dataDir.keys.source, dataDir.keyFilePath)
 
     def test_secondStartReuses(self):
         """
@@ -88,26 +106,27 @@ class PrepareTests(SynchronousTestCase):
         data encrypted before the restart can still be read.
         """
         first = prepare(self.path)
-        token = first.fernet.encrypt(b"history")
+        sealed = seal(first.keys, b"history")
         files = [first.keyFilePath, first.privateKeyPath, first.certificatePath]
         before = [readBytes(path) for path in files]
         second = prepare(self.path)
         self.assertEqual([readBytes(path) for path in files], before)
-        self.assertEqual(second.fernet.decrypt(token), b"history")
+        self.assertEqual(unseal(second.keys, sealed), b"history")
+        self.assertFalse(second.keys.created)
 
     def test_rotation(self):
         """
-        After a new key is put on top of the key file, data is encrypted with
-        the new key and data encrypted with the old one stays readable.
+        After a new key is put on top of the key file, data is sealed with
+        the new key and data sealed with the old one stays readable.
         """
         old = prepare(self.path)
-        oldToken = old.fernet.encrypt(b"before")
-        newKey = Fernet.generate_key()
+        oldSealed = seal(old.keys, b"before")
+        newKey = generateKey()
         writeBytes(old.keyFilePath, newKey + b"\n" + readBytes(old.keyFilePath))
         rotated = prepare(self.path)
-        self.assertEqual(rotated.fernet.decrypt(oldToken), b"before")
+        self.assertEqual(unseal(rotated.keys, oldSealed), b"before")
         self.assertEqual(
-            Fernet(newKey).decrypt(rotated.fernet.encrypt(b"after")), b"after"
+            unseal(AtRestKeys([newKey]), seal(rotated.keys, b"after")), b"after"
         )
 
     def test_commentsAndBlankLines(self):
@@ -115,12 +134,12 @@ class PrepareTests(SynchronousTestCase):
         Empty lines and lines starting with C{#} in the key file are ignored.
         """
         os.makedirs(self.path, mode=0o700)
-        key = Fernet.generate_key()
+        key = generateKey()
         keyFile = os.path.join(self.path, "at-rest.key")
         writeBytes(keyFile, b"# rotated in May\n\n" + key + b"\n")
         os.chmod(keyFile, 0o600)
         dataDir = prepare(self.path)
-        self.assertEqual(Fernet(key).decrypt(dataDir.fernet.encrypt(b"x")), b"x")
+        self.assertEqual(unseal(AtRestKeys([key]), seal(dataDir.keys, b"x")), b"x")
 
     def test_refusesReadableKeyFile(self):
         """
@@ -157,7 +176,7 @@ class PrepareTests(SynchronousTestCase):
 
     def test_refusesBadKeyLine(self):
         """
-        A line of the key file that is not a Fernet key is refused, by number.
+        A line of the key file that is not a key is refused, by number.
         """
         dataDir = prepare(self.path)
         writeBytes(

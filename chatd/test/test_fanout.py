@@ -34,7 +34,7 @@ from chatd.names import fold
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
+from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_binary import CONFLICT, OK, RATE, STALE, Wire
 
 try:
@@ -445,8 +445,10 @@ def messagesSince(store, room, after, limit):
     """
     rows = sorted((m for m in store._messages.get(fold(room), []) if m.timestamp > after),
                   key=lambda m: m.timestamp)[:limit]
-    return succeed([HistoryRow(m.sender, m.timestamp, store._fernet.decrypt(m.body))
-                    for m in rows])
+    return succeed([
+        HistoryRow(m.sender, m.timestamp,
+                   store._keys.open(m.keyId, m.body, fold(room), m.sender, m.envelopeId))
+        for m in rows])
 
 
 # -- running nodes -----------------------------------------------------------
@@ -461,7 +463,7 @@ class _Nodes:
     ttl, beat = 10.0, 3.0
 
     def setUp(self):
-        self.store = MemoryStore(testFernet())
+        self.store = MemoryStore(testKeys())
         self.wires = []
         self.services = []
         self.endpoints = {}

@@ -12,7 +12,7 @@ from chatd import e2e
 from chatd.config import Settings
 from chatd.service import ChatService
 from chatd.store import makeStore
-from chatd.test.fakes import FakeChatClient, inlineCredentials, privateKey, publicDer, testFernet
+from chatd.test.fakes import FakeChatClient, inlineCredentials, privateKey, publicDer, testKeys
 
 
 class RestartTests(TestCase):
@@ -22,10 +22,10 @@ class RestartTests(TestCase):
 
     def setUp(self):
         self.path = self.mktemp() + ".sqlite"
-        self.fernet = testFernet()
+        self.keys = testKeys()
 
     async def start(self):
-        service = ChatService(makeStore("sqlite:" + self.path, self.fernet, reactor),
+        service = ChatService(makeStore("sqlite:" + self.path, self.keys, reactor),
                               Settings(bcryptCost=4), reactor, credentials=inlineCredentials())
         service.startService()
         await service.whenReady()

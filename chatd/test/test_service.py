@@ -26,7 +26,7 @@ from chatd.interfaces import IChatClient, IChatService
 from chatd.service import ROOM, USER, WARNING_IDLE, ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import (FakeChatClient, makeService, privateKey, publicDer,
-                              testFernet)
+                              testKeys)
 
 # Idle timers far enough away that tests which move the clock by minutes do not
 # collect warnings they are not about.
@@ -80,8 +80,8 @@ class HistoryLimitStore(MemoryStore):
     A L{MemoryStore} that remembers the limit of every history query.
     """
 
-    def __init__(self, fernet):
-        MemoryStore.__init__(self, fernet)
+    def __init__(self, keys):
+        MemoryStore.__init__(self, keys)
         self.limits = []
 
     def history(self, room, reader, limit, before):
@@ -1215,7 +1215,7 @@ class HistoryTests(CoreTestCase):
         The store is asked for the default for a limit of 0, and for at most
         500 rows whatever the limit.
         """
-        store = HistoryLimitStore(testFernet())
+        store = HistoryLimitStore(testKeys())
         self.service = makeService(store=store)
         alice = self.guest("alice")
         self.joinAll("#r", alice)
@@ -1273,7 +1273,7 @@ class InFlightTests(CoreTestCase):
         self.threads = HeldThreads()
         clock = Clock()
         clock.advance(1_700_000_000)
-        service = ChatService(MemoryStore(testFernet()), Settings(bcryptCost=4), clock,
+        service = ChatService(MemoryStore(testKeys()), Settings(bcryptCost=4), clock,
                               credentials=Credentials(4, runInThread=self.threads))
         service.startService()
         return service

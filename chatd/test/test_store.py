@@ -20,7 +20,6 @@ import sys
 import uuid
 from pathlib import Path
 
-from cryptography.fernet import Fernet, MultiFernet
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
@@ -35,6 +34,7 @@ from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.store import makeStore
 from chatd.store.engines import POSTGRESQL, SQLITE, _sqliteStatements, engineForURL
 from chatd.store.memory import MemoryStore
+from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore, loadMigrations
 
 try:
@@ -46,7 +46,7 @@ except ImportError:
 POSTGRES_URL = os.environ.get("CHATD_TEST_POSTGRES")
 
 # A fixed at-rest key, so that runs do not differ by key.
-FERNET = MultiFernet([Fernet(base64.urlsafe_b64encode(bytes(range(32))))])
+KEYS = AtRestKeys([base64.urlsafe_b64encode(bytes(range(32)))])
 
 # Written inside an envelope; no store may keep it where it can be read.
 MARKER = b"PLAINTEXT-MARKER-5d1e07"
@@ -131,9 +131,9 @@ class _ThreadlessConnectionPool(ConnectionPool):
         self.threadpool = _HeldThreadPool()
 
 
-class StoreTestsMixin:
+class StoreFixture:
     """
-    Behaviours every L{IMessageStore} shares.
+    A store to test, opened for each test, and ways to fill it.
 
     A test case mixing this in provides C{createStore()}, returning an unopened
     store, and C{persistedBytes()}, a coroutine returning every byte the store
@@ -141,7 +141,11 @@ class StoreTestsMixin:
 
     The tests await each L{Deferred}, so that they run alike on stores whose
     results come at once and on stores whose results come from threads.
+
+    @ivar keys: the at-rest keys C{createStore} gives the store.
     """
+
+    keys = KEYS
 
     def setUp(self):
         self.store = self.createStore()
@@ -182,6 +186,12 @@ class StoreTestsMixin:
         """
         rows = await self.store.history(room, reader, limit, before)
         return [row.envelope for row in rows]
+
+
+class StoreTestsMixin(StoreFixture):
+    """
+    Behaviours every L{IMessageStore} shares.
+    """
 
     async def test_interface(self):
         """
@@ -586,21 +596,19 @@ class MemoryStoreTests(StoreTestsMixin, TestCase):
     """
 
     def createStore(self):
-        return MemoryStore(FERNET)
+        return MemoryStore(self.keys)
 
     async def persistedBytes(self):
         return repr(vars(self.store)).encode("ascii", "backslashreplace")
 
 
-class SQLStoreTestsMixin(StoreTestsMixin):
+class SQLFixture(StoreFixture):
     """
-    What only the SQL store has, on every engine: schema versions and their
-    upgrades.
+    A store on an SQL database, which a test can reopen and query directly.
 
-    A test case mixing this in provides, besides what L{StoreTestsMixin} asks
-    for, C{engine}, C{createStore(migrations)}, C{self.pool} (the pool of the
-    store made last) and C{syntaxError}, what the engine's module raises for
-    SQL it cannot parse.
+    A test case mixing this in provides, besides what L{StoreFixture} asks
+    for, C{engine}, C{createStore(migrations)} and C{self.pool} (the pool of
+    the store made last).
     """
 
     def reopen(self, migrations=None):
@@ -624,19 +632,37 @@ class SQLStoreTestsMixin(StoreTestsMixin):
         """
         return self.pool.runQuery(sql)
 
+    @property
+    def newest(self):
+        """
+        The version of the newest schema file shipped for the engine.
+        """
+        return len(loadMigrations(self.engine.dialect))
+
+
+class SQLStoreTestsMixin(SQLFixture, StoreTestsMixin):
+    """
+    What only the SQL store has, on every engine: schema versions and their
+    upgrades.
+
+    A test case mixing this in provides, besides what L{SQLFixture} asks for,
+    C{syntaxError}, what the engine's module raises for SQL it cannot parse.
+    """
+
     def withExtraTable(self):
         """
         The shipped schema files and one more, which makes a table C{extra}.
         """
         return loadMigrations(self.engine.dialect) + [
-            (2, "CREATE TABLE extra (x INTEGER);")
+            (self.newest + 1, "CREATE TABLE extra (x INTEGER);")
         ]
 
     async def test_schemaVersion(self):
         """
-        A new database is at schema version 1 after open, in one row.
+        A new database is at the newest schema version after open, in one row.
         """
-        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"),
+                         [(self.newest,)])
 
     async def test_reopen(self):
         """
@@ -646,7 +672,8 @@ class SQLStoreTestsMixin(StoreTestsMixin):
         await self.room()
         await self.append(100, "e1")
         await self.reopen()
-        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"),
+                         [(self.newest,)])
         self.assertEqual(
             await self.store.getAccount("alice"), Account("Alice", b"hash", b"key")
         )
@@ -664,7 +691,8 @@ class SQLStoreTestsMixin(StoreTestsMixin):
         await self.room()
         await self.append(100, "e1")
         await self.reopen(self.withExtraTable())
-        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(2,)])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"),
+                         [(self.newest + 1,)])
         self.assertEqual(await self.query("SELECT x FROM extra"), [])
         self.assertEqual(await self.history(), [b"envelope e1"])
 
@@ -674,10 +702,11 @@ class SQLStoreTestsMixin(StoreTestsMixin):
         """
         broken = "CREATE TABLE extra (x INTEGER);\nCREATE TABLE broken (;"
         await self.assertFailure(
-            self.reopen(loadMigrations(self.engine.dialect) + [(2, broken)]),
+            self.reopen(loadMigrations(self.engine.dialect) + [(self.newest + 1, broken)]),
             self.syntaxError,
         )
-        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"),
+                         [(self.newest,)])
         # Making the table again succeeds only if the failed file left none.
         await self.reopen(self.withExtraTable())
         self.assertEqual(await self.query("SELECT x FROM extra"), [])
@@ -688,23 +717,22 @@ class SQLStoreTestsMixin(StoreTestsMixin):
         """
         await self.reopen(self.withExtraTable())
         error = await self.assertFailure(self.reopen(), RuntimeError)
-        self.assertIn("schema version 2", str(error))
+        self.assertIn("schema version %d" % (self.newest + 1,), str(error))
 
 
-class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
+class SQLiteFixture(SQLFixture):
     """
-    The shared behaviours on an SQLite file, and those only SQLite has.
+    A store on an SQLite file, C{self.path}.
 
-    Its pool runs without threads: results come back at once, so the tests of
-    group commit can hold work back and let it go.
+    Its pool runs without threads: results come back at once, so a test can
+    hold work back and let it go.
     """
 
     engine = SQLITE
-    syntaxError = sqlite3.OperationalError
 
     def setUp(self):
         self.path = self.mktemp()
-        return StoreTestsMixin.setUp(self)
+        return SQLFixture.setUp(self)
 
     def createStore(self, migrations=None):
         """
@@ -716,7 +744,7 @@ class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
         )
         self.addCleanup(self.pool.close)
         return AdbapiStore(
-            SQLITE, (self.path,), FERNET, pool=self.pool, reactor=reactor,
+            SQLITE, (self.path,), self.keys, pool=self.pool, reactor=reactor,
             migrations=migrations,
         )
 
@@ -726,6 +754,14 @@ class SQLiteStoreTests(SQLStoreTestsMixin, TestCase):
         if os.path.exists(self.path + "-wal"):
             stored += FilePath(self.path + "-wal").getContent()
         return stored
+
+
+class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
+    """
+    The shared behaviours on an SQLite file, and those only SQLite has.
+    """
+
+    syntaxError = sqlite3.OperationalError
 
     def test_pragmas(self):
         """
@@ -929,10 +965,10 @@ def _postgresSkip():
     return None
 
 
-class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
+class PostgreSQLFixture(SQLFixture):
     """
-    The shared behaviours on the PostgreSQL server that C{CHATD_TEST_POSTGRES}
-    names, through the store's real pool of threads and connections.
+    A store on the PostgreSQL server that C{CHATD_TEST_POSTGRES} names,
+    through the store's real pool of threads and connections.
 
     Each test runs in a schema of its own, made for it and dropped after it:
     the store's connections find it first on their C{search_path}.
@@ -940,11 +976,10 @@ class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
 
     skip = _postgresSkip()
     engine = POSTGRESQL
-    syntaxError = psycopg and psycopg.errors.SyntaxError
 
     def setUp(self):
         self.connectionString = self.newSchema()
-        return StoreTestsMixin.setUp(self)
+        return SQLFixture.setUp(self)
 
     def newSchema(self):
         """
@@ -975,7 +1010,7 @@ class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
         self.pool = pool = POSTGRESQL.connectionPool((connectionString,))
         self.addCleanup(lambda: pool.running and pool.close())
         return AdbapiStore(
-            POSTGRESQL, (connectionString,), FERNET, pool=pool,
+            POSTGRESQL, (connectionString,), self.keys, pool=pool,
             migrations=migrations,
         )
 
@@ -987,6 +1022,15 @@ class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
         ):
             stored.append(await self.query(f"SELECT * FROM {table}"))
         return repr(stored).encode("ascii", "backslashreplace")
+
+
+
+class PostgreSQLStoreTests(PostgreSQLFixture, SQLStoreTestsMixin, TestCase):
+    """
+    The shared behaviours on PostgreSQL, and those only PostgreSQL has.
+    """
+
+    syntaxError = psycopg and psycopg.errors.SyntaxError
 
     async def test_readsBesideWrites(self):
         """
@@ -1043,7 +1087,8 @@ class PostgreSQLStoreTests(SQLStoreTestsMixin, TestCase):
             self.createStore(connectionString=connectionString) for _ in range(3)
         ]
         await gatherResults([store.open() for store in stores])
-        self.assertEqual(await self.query("SELECT version FROM schema_version"), [(1,)])
+        self.assertEqual(await self.query("SELECT version FROM schema_version"),
+                         [(self.newest,)])
         await gatherResults([store.close() for store in stores])
 
 
@@ -1067,11 +1112,11 @@ class MigrationFileTests(SynchronousTestCase):
         Each engine's shipped schema starts at version 1, which creates the
         tables in its own types.
         """
-        [(version, sqlite)] = loadMigrations("sqlite")
+        (version, sqlite), *later = loadMigrations("sqlite")
         self.assertEqual(version, 1)
         self.assertIn("CREATE TABLE messages", sqlite)
         self.assertIn("BLOB", sqlite)
-        [(version, postgresql)] = loadMigrations("postgresql")
+        (version, postgresql), *later = loadMigrations("postgresql")
         self.assertEqual(version, 1)
         self.assertIn("CREATE TABLE messages", postgresql)
         self.assertIn("BYTEA", postgresql)
@@ -1296,13 +1341,13 @@ class MakeStoreTests(SynchronousTestCase):
         """
         C{memory:} makes a L{MemoryStore}.
         """
-        self.assertIsInstance(makeStore("memory:", FERNET), MemoryStore)
+        self.assertIsInstance(makeStore("memory:", KEYS), MemoryStore)
 
     def test_sqlite(self):
         """
         An SQLite URL makes an L{AdbapiStore} that can be closed unopened.
         """
-        store = makeStore("sqlite:" + self.mktemp(), FERNET, _ThreadlessReactor())
+        store = makeStore("sqlite:" + self.mktemp(), KEYS, _ThreadlessReactor())
         self.assertIsInstance(store, AdbapiStore)
         self.successResultOf(store.close())
 
@@ -1314,7 +1359,7 @@ class MakeStoreTests(SynchronousTestCase):
         if psycopg is None:
             raise SkipTest("psycopg is not installed")
         store = makeStore(
-            "postgresql://chatd@db.invalid/chatd", FERNET, _ThreadlessReactor()
+            "postgresql://chatd@db.invalid/chatd", KEYS, _ThreadlessReactor()
         )
         self.assertIsInstance(store, AdbapiStore)
         self.assertEqual(store._engine, POSTGRESQL)
@@ -1324,7 +1369,7 @@ class MakeStoreTests(SynchronousTestCase):
         """
         Any other URL is refused with a message naming the accepted forms.
         """
-        error = self.assertRaises(ValueError, makeStore, "mysql://db/chatd", FERNET)
+        error = self.assertRaises(ValueError, makeStore, "mysql://db/chatd", KEYS)
         self.assertIn("memory:", str(error))
         self.assertIn("sqlite:///absolute/path", str(error))
         self.assertIn("sqlite:relative/path", str(error))

@@ -26,6 +26,7 @@ from chatd.datadir import prepare
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.service import ChatService
+from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, Options, makeService
 
 DEFAULT_SSL = (
@@ -720,15 +721,14 @@ class ClusterOptionsTests(SynchronousTestCase):
         C{--key-file} reads the at-rest keys from that file, and makes no key in
         the data directory.
         """
-        from cryptography.fernet import Fernet
         keyFile = os.path.abspath(self.mktemp())
-        key = Fernet.generate_key()
+        key = generateKey()
         with open(os.open(keyFile, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
             f.write(key + b"\n")
         self.makeService("--key-file", keyFile)
         self.assertNotIn("at-rest.key", os.listdir(self.dataDir))
         dataDir = prepare(self.dataDir, keyFile=keyFile)
-        self.assertEqual(Fernet(key).decrypt(dataDir.fernet.encrypt(b"x")), b"x")
+        self.assertEqual(dataDir.keys.ids, AtRestKeys([key]).ids)
         self.assertEqual(dataDir.keyFilePath, keyFile)
 
     def test_missingKeyFile(self):

@@ -19,7 +19,7 @@ from chatd.protocols import jsonwire
 from chatd.protocols.text import TextFactory
 from chatd.service import ChatService
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
+from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 
 
 def b64(data):
@@ -584,7 +584,7 @@ class OrderingTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(1_700_000_000)
         slow = Credentials(cost=4, runInThread=lambda f, *a: deferLater(clock, 1, f, *a))
-        service = ChatService(MemoryStore(testFernet()), Settings(bcryptCost=4), clock,
+        service = ChatService(MemoryStore(testKeys()), Settings(bcryptCost=4), clock,
                               credentials=slow)
         service.startService()
         client = LineClient(TextFactory(service))

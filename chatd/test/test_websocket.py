@@ -39,7 +39,7 @@ from chatd.protocols.text import TextFactory
 from chatd.protocols.websocket import WebSocketChatProtocol, makeWebResource
 from chatd.service import ChatService
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import makeService, privateKey, publicDer, testFernet
+from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_text import LineClient
 
 
@@ -678,7 +678,7 @@ class FlowTests(WebSocketTestCase):
         after it, in order.
         """
         slow = Credentials(cost=4, runInThread=lambda f, *a: deferLater(self.reactor, 1, f, *a))
-        self.service = ChatService(MemoryStore(testFernet()), Settings(bcryptCost=4),
+        self.service = ChatService(MemoryStore(testKeys()), Settings(bcryptCost=4),
                                    self.reactor, credentials=slow)
         self.service.startService()
         site = Site(makeWebResource(self.service), reactor=self.reactor)
