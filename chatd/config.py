@@ -52,6 +52,15 @@ class Settings:
     historyLimit: int = 50
     historyMax: int = 500
     sendQueue: int = 4 * 1024 * 1024
+    sendBudget: int = 64 * 1024 * 1024
+    createLimit: Tuple[int, float] = (20, 60.0)
+    createAddressLimit: Tuple[int, float] = (60, 60.0)
+    joinLimit: Tuple[int, float] = (60, 60.0)
+    joinAddressLimit: Tuple[int, float] = (300, 60.0)
+    guestRooms: int = 3
+    addressConnections: int = 256
+    helloTimeout: float = 10.0
+    replayEntries: int = 200000
     bcryptCost: int = 12
     clockSkew: float = 300.0
     challengeLifetime: float = 60.0
@@ -156,6 +165,13 @@ def parseSize(value):
     return _parseWhole(value, MIN_FRAME, MAX_FRAME)
 
 
+def parseGuestRooms(value):
+    """
+    How many rooms one guest may create: a whole number, 0 for none.
+    """
+    return _parseWhole(value, 0, MAX_FRAME)
+
+
 def parseBcryptCost(value):
     """
     A bcrypt cost factor, 4 to 31 (each step doubles the work).
@@ -257,6 +273,15 @@ FIELDS = {
     "max-frame": ("maxFrame", parseSize),
     "history-limit": ("historyLimit", parseCount),
     "send-queue": ("sendQueue", parseSize),
+    "send-budget": ("sendBudget", parseSize),
+    "create-limit": ("createLimit", parseRate),
+    "create-address-limit": ("createAddressLimit", parseRate),
+    "join-limit": ("joinLimit", parseRate),
+    "join-address-limit": ("joinAddressLimit", parseRate),
+    "guest-rooms": ("guestRooms", parseGuestRooms),
+    "address-connections": ("addressConnections", parseCount),
+    "hello-timeout": ("helloTimeout", parseSeconds),
+    "replay-entries": ("replayEntries", parseCount),
     "bcrypt-cost": ("bcryptCost", parseBcryptCost),
     "window": ("window", parseWindow),
     "offer-timeout": ("offerTimeout", parseSeconds),
@@ -396,6 +421,12 @@ def settingsFrom(values):
             "send-queue (%d) must be at least max-frame (%d), or one large "
             "message would disconnect every reader"
             % (settings.sendQueue, settings.maxFrame)
+        )
+    if settings.sendBudget < settings.sendQueue:
+        raise ConfigError(
+            "send-budget (%d) must be at least send-queue (%d), or one slow "
+            "reader could use more than all of them together"
+            % (settings.sendBudget, settings.sendQueue)
         )
     if settings.historyLimit > settings.historyMax:
         raise ConfigError(

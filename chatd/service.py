@@ -33,6 +33,7 @@ from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
 from chatd.fanout.local import LocalFanout
 from chatd.observer import OneShotObserver
+from chatd.quotas import WARNING_NO_HELLO, Quotas
 from chatd.transfer import Offer, Transfer
 
 log = Logger()
@@ -117,11 +118,16 @@ class ReplayCache:
     An envelope older than the horizon is refused for its timestamp before its id
     is looked at, so ids need only be kept that long. The store's unique index on
     (sender, id) backs this up for room messages across restarts.
+
+    At most C{capacity} ids are kept, so that memory stays bounded whatever the
+    message rate: past it the oldest are forgotten first (each sender's message
+    rate limit keeps a full cache rare; see docs/security.rst).
     """
 
-    def __init__(self, clock, horizon):
+    def __init__(self, clock, horizon, capacity):
         self.clock = clock
         self.horizon = horizon
+        self.capacity = capacity
         self._expiry = {}
         self._order = deque()
 
@@ -133,6 +139,13 @@ class ReplayCache:
         expires = self.clock.seconds() + self.horizon
         self._expiry[key] = expires
         self._order.append((expires, key))
+        while len(self._order) > self.capacity:
+            expires, key = self._order.popleft()
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]
+
+    def __len__(self):
+        return len(self._expiry)
 
     def discard(self, key):
         self._expiry.pop(key, None)
@@ -176,7 +189,8 @@ class ChatService(Service):
         self.registrations = self.fanout.window("registrations", *settings.registerLimit)
         # One second past the widest accepted skew: an id is forgotten only once
         # its envelope would be refused for its timestamp.
-        self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1)
+        self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1, settings.replayEntries)
+        self.quotas = Quotas(self.fanout, settings)
         self.transfers = {}
         self.transferCounts = {}
 
@@ -209,6 +223,10 @@ class ChatService(Service):
         return d.addBoth(lambda _: self.store.close())
 
     def connect(self, client, address):
+        """
+        @raise RateLimited: when C{address} holds as many connections as allowed.
+        """
+        self.quotas.connect(address)
         return Session(self, client, address)
 
     # -- helpers shared by sessions ---------------------------------------
@@ -614,6 +632,7 @@ class Session:
         self._lastReceived = service.clock.seconds()
         self._warned = False
         self._timer = service.clock.callLater(service.settings.idleWarning, self._idleCheck)
+        self._helloTimer = service.clock.callLater(service.settings.helloTimeout, self._noHello)
 
     # -- connection events ------------------------------------------------
 
@@ -647,11 +666,27 @@ class Session:
         self._timer = self.service.clock.callLater(
             max(0, due - self.service.clock.seconds()), self._idleCheck)
 
+    def _noHello(self):
+        self._helloTimer = None
+        log.info("closing a connection from {address} that never said HELLO",
+                 address=self.address)
+        self.client.warning(WARNING_NO_HELLO, "no HELLO within %s; closing the connection"
+                            % _whole(self.service.settings.helloTimeout))
+        self.client.disconnect()
+
+    def _cancelHelloTimer(self):
+        if self._helloTimer is not None and self._helloTimer.active():
+            self._helloTimer.cancel()
+        self._helloTimer = None
+
     def closed(self):
         """
         The connection is gone: forget the session, and the user with its last one.
         """
+        if not self.ended:
+            self.service.quotas.disconnect(self.address)
         self.ended = True
+        self._cancelHelloTimer()
         for transfer in list(self.transfers):
             transfer.sessionGone(self, "disconnected")
         if self._timer is not None and self._timer.active():
@@ -735,6 +770,7 @@ class Session:
             raise BadRequest("protocol version %d is not spoken here; this server speaks %s"
                              % (version, ", ".join(map(str, PROTOCOL_VERSIONS))))
         self.greeted = True
+        self._cancelHelloTimer()
         if not (guest and self.service.settings.allowGuests):
             return None
         user = User(self.service.nextGuestName())
@@ -830,13 +866,25 @@ class Session:
 
         @return: a L{Deferred} that fires when the room is stored.
         """
-        self._greeted()
+        user = self._greeted()
         if not isRoomName(roomName):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
         if fold(roomName) in self.service.rooms:
             raise Conflict("room exists: %s" % (roomName,))
-        return Deferred.fromCoroutine(self._create(roomName, password)).addCallback(lambda _: None)
+        return Deferred.fromCoroutine(self._newRoom(user, roomName, password)).addCallback(
+            lambda _: None)
+
+    async def _newRoom(self, user, roomName, password):
+        """
+        Create a room under the create limits (see L{chatd.quotas}).
+        """
+        quotas = self.service.quotas
+        quotas.checkGuestCreate(user, password)
+        await quotas.checkCreate(self._owner(user), self.address)
+        room = await self._create(roomName, password)
+        quotas.created(user)
+        return room
 
     async def _create(self, roomName, password):
         # A room named like an account is that user's own room (the WebSocket
@@ -874,6 +922,7 @@ class Session:
 
     async def _join(self, user, roomName, password):
         service = self.service
+        await service.quotas.checkJoin(self._owner(user), self.address)
         room = service.rooms.get(fold(roomName))
         if room is not None and fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
@@ -888,7 +937,7 @@ class Session:
         self._hasKey(user)
         if room is None:
             try:
-                room = await self._create(roomName, password)
+                room = await self._newRoom(user, roomName, password)
             except Conflict:
                 # Another node stored the same new room first: join that one.
                 if await service.adoptStoredRoom(roomName) is None:

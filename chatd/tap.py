@@ -33,6 +33,7 @@ from chatd.config import (
     FIELDS,
     parseBcryptCost,
     parseFileSize,
+    parseGuestRooms,
     parseCount,
     parseDatabase,
     parseRate,
@@ -163,6 +164,79 @@ class Options(usage.Options):
             "Bytes that may wait to be sent to one connection before it is "
             "dropped as too slow [default: %d]." % (DEFAULTS.sendQueue,),
             parseSize,
+        ],
+        [
+            "send-budget",
+            None,
+            None,
+            "Bytes that may wait to be sent to all connections together; the "
+            "connection that goes over it is dropped [default: %d]."
+            % (DEFAULTS.sendBudget,),
+            parseSize,
+        ],
+        [
+            "create-limit",
+            None,
+            None,
+            "Rooms a user may create per window, as ROOMS/SECONDS "
+            "[default: %d/%g]." % DEFAULTS.createLimit,
+            parseRate,
+        ],
+        [
+            "create-address-limit",
+            None,
+            None,
+            "Rooms that may be created from one client address per window, as "
+            "ROOMS/SECONDS [default: %d/%g]." % DEFAULTS.createAddressLimit,
+            parseRate,
+        ],
+        [
+            "join-limit",
+            None,
+            None,
+            "JOIN requests a user may make per window, as JOINS/SECONDS "
+            "[default: %d/%g]." % DEFAULTS.joinLimit,
+            parseRate,
+        ],
+        [
+            "join-address-limit",
+            None,
+            None,
+            "JOIN requests one client address may make per window, as "
+            "JOINS/SECONDS [default: %d/%g]." % DEFAULTS.joinAddressLimit,
+            parseRate,
+        ],
+        [
+            "guest-rooms",
+            None,
+            None,
+            "Rooms one guest may create, 0 for none [default: %d]."
+            % (DEFAULTS.guestRooms,),
+            parseGuestRooms,
+        ],
+        [
+            "address-connections",
+            None,
+            None,
+            "Connections one client address may hold open at once [default: %d]."
+            % (DEFAULTS.addressConnections,),
+            parseCount,
+        ],
+        [
+            "hello-timeout",
+            None,
+            None,
+            "Seconds a new connection has to say HELLO before it is closed "
+            "[default: %g]." % (DEFAULTS.helloTimeout,),
+            parseSeconds,
+        ],
+        [
+            "replay-entries",
+            None,
+            None,
+            "Envelope ids the replay cache holds at most [default: %d]."
+            % (DEFAULTS.replayEntries,),
+            parseCount,
         ],
         [
             "bcrypt-cost",

@@ -115,7 +115,11 @@ class BinaryProtocol(Int32StringReceiver):
         self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded)
         self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()
-        self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+        try:
+            self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+        except ChatError as e:
+            self._send(opcodes.errorResponse(e.status, e.message))
+            self._closeAfterWriting()
 
     def connectionLost(self, reason):
         session, self.session = self.session, None

@@ -140,7 +140,12 @@ class TextProtocol(JSONDoor, LineReceiver):
                              self._sendQExceeded)
         self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()
-        self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+        try:
+            self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
+        except ChatError as e:
+            self._refuse(e)
+            self._closeAfterWriting()
+            return
         self._send(b"OK::" + jsonwire.welcome(self.session.hello(1)))
 
     def connectionLost(self, reason):

@@ -93,6 +93,7 @@ _BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login",
 
 CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
 
 
 class _MessageSizeGuard:
@@ -204,7 +205,12 @@ class WebSocketChatProtocol(JSONDoor):
         # attaching the outbox raises on a real connection.
         self.wire.detachProducer()
         self.wire.attachProducer(self.outbox)
-        self.session = self.service.connect(self, self.address)
+        try:
+            self.session = self.service.connect(self, self.address)
+        except ChatError as e:
+            self._refuse(e)
+            self._close(CLOSE_TRY_LATER)
+            return
         self.session.hello(1, guest=False)
 
     def connectionLost(self, reason):

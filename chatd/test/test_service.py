@@ -476,7 +476,7 @@ class RoomTests(CoreTestCase):
         A join that creates a room with a password stores its bcrypt hash; a
         later join with the wrong password is Forbidden, with the right one ok.
         """
-        alice, bob = self.guest("alice"), self.guest("bob")
+        alice, bob = self.account("alice"), self.guest("bob")
         self.result(alice.join, "#p", "sesame")
         [record] = self.successResultOf(self.store.loadRooms())
         self.assertEqual(record.name, "#p")
@@ -491,7 +491,7 @@ class RoomTests(CoreTestCase):
         After five wrong passwords for one room, even the right one gets
         RateLimited, from any address; a minute later it works again.
         """
-        owner = self.guest("owner", "10.0.0.9")
+        owner = self.account("owner", address="10.0.0.9")
         self.result(owner.create, "#p", "sesame")
         bob, carol = self.guest("bob", "10.0.0.1"), self.guest("carol", "10.0.0.2")
         for _ in range(5):
@@ -506,7 +506,7 @@ class RoomTests(CoreTestCase):
         Twenty failures from one address, spread over rooms, make that address
         RateLimited for a fresh room and for LOGIN too; another address is not.
         """
-        owner = self.guest("owner", "10.0.0.9")
+        owner = self.account("owner", address="10.0.0.9")
         for i in range(5):
             self.result(owner.create, "#p%d" % i, "sesame")
         bob = self.guest("bob", "10.0.0.1")
@@ -568,7 +568,7 @@ class RoomTests(CoreTestCase):
         A room with a password, or with a stored message, stays when its last
         member leaves.
         """
-        alice = self.guest("alice")
+        alice = self.account("alice")
         self.result(alice.join, "#secret", "sesame")
         self.joinAll("#talk", alice)
         timestamp = self.post(alice, "#talk")
@@ -596,7 +596,7 @@ class RoomTests(CoreTestCase):
         The members and keys of a password room are Forbidden to non-members
         and given to members; those of an open room are given to anyone.
         """
-        alice, bob = self.guest("alice"), self.guest("bob")
+        alice, bob = self.account("alice"), self.guest("bob")
         self.result(alice.join, "#p", "sesame")
         self.joinAll("#open", alice)
         self.assertIsInstance(self.refusal(bob.listUsers, "#p"), Forbidden)
@@ -1001,6 +1001,7 @@ class IdleTests(IdleTestCase):
         disconnect back to twenty and thirty seconds after them.
         """
         session = self.connect()
+        session.hello(1)
         self.clock.advance(15)
         session.received()
         self.clock.advance(19.5)
@@ -1018,6 +1019,7 @@ class IdleTests(IdleTestCase):
         which gets its own single warning.
         """
         session = self.connect()
+        session.hello(1)
         self.clock.advance(20)
         self.assertEqual(self.warnings(session), [WARNING_IDLE])
         self.clock.advance(5)
@@ -1056,6 +1058,8 @@ class ConfiguredIdleTests(IdleTestCase):
         11 s and disconnected at 14 s.
         """
         silent, talking = self.connect(), self.connect()
+        silent.hello(1)
+        talking.hello(1)
         self.clock.advance(4.5)
         self.assertEqual([self.warnings(silent), self.warnings(talking)], [[], []])
         self.clock.advance(0.5)
@@ -1090,6 +1094,7 @@ class LongIdleTimeoutTests(IdleTestCase):
         fresh warning 5 s later and the disconnect 20 s later.
         """
         session = self.connect()
+        session.hello(1)
         self.clock.advance(5)
         self.assertEqual(self.warnings(session), [WARNING_IDLE])
         self.clock.advance(1)
@@ -1321,7 +1326,7 @@ class InFlightTests(CoreTestCase):
         A member-to-be that closes while its room password is being checked
         does not end up in the room, and the members hear nothing.
         """
-        alice, bob = self.guest("alice"), self.guest("bob")
+        alice, bob = self.account("alice"), self.guest("bob")
         self.result(alice.join, "#p", "sesame")
         self.threads.held = True
         d = maybeDeferred(bob.join, "#p", "sesame")

@@ -542,9 +542,11 @@ class CommandTests(TextTestCase):
     def test_passwordRoom(self):
         """
         A room created with a password needs it to join (05 otherwise), and its
-        member list is for members only.
+        member list is for members only; a guest may not create one.
         """
-        alice, bob = self.guest("alice"), self.guest("bob")
+        alice, bob = self.connect(), self.guest("bob")
+        alice.ok("CMD::/register alice secret123 " + b64(publicDer("alice")))
+        self.assertEqual(bob.status("CMD::/create #other hunter2"), 5)
         alice.ok("CMD::/create #club hunter2")
         self.assertEqual(bob.status("CMD::/join #club"), 5)
         self.assertEqual(bob.status("CMD::/users #club"), 5)
