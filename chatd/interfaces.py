@@ -276,6 +276,14 @@ class IClientUI(Interface):
         person verifies or trusts the new key. C{old} and C{new} are fingerprints.
         """
 
+    def ownKeyChanged(user, ours, claimed):
+        """
+        The server gives our own name C{user} another key than the one this
+        device holds: the server lies, or someone with our password (perhaps
+        another device of ours) published a key. Loud, and nothing more is
+        sent. C{ours} and C{claimed} are fingerprints.
+        """
+
     def notice(text):
         """
         Something to tell the person: a first-contact pin, a reconnect, a

@@ -40,6 +40,7 @@ from chatd import e2e
 from chatd.client.connection import CertificateRefused, ClientProtocol, ServerError
 from chatd.client.files import CHUNK_SIZE, FileTransfers
 from chatd.client.keystore import KeystoreError, publicKeyDer
+from chatd.client.ownkey import OwnKey
 from chatd.names import fold, isGuestName
 from chatd.protocols.opcodes import KIND_ROOM, KIND_USER, Op
 
@@ -97,6 +98,7 @@ class ChatClient:
     @ivar active: the name of the room plain text goes to, or L{None}.
     @ivar rooms: our rooms, by folded name.
     @ivar blocked: folded names whose pinned key changed and is not yet trusted.
+    @ivar ownKey: the L{OwnKey} that checks what the server says our key is.
     @ivar files: the L{FileTransfers}: offers, sending and receiving.
     """
 
@@ -119,6 +121,7 @@ class ChatClient:
         self.protocol = None
         self._preparing = None
         self._becoming = None
+        self._becomingKey = None
         self._unchecked = set()
         self._restoredNames = set()
         self._everConnected = False
@@ -126,6 +129,7 @@ class ChatClient:
         self._seen = set()
         self._seenOrder = deque()
         self._inbound = succeed(None)
+        self.ownKey = OwnKey(lambda *told: self._tell(self.ui.ownKeyChanged, *told))
         self.files = FileTransfers(self, downloads, chunkSize)
         self._service = ClientService(
             endpoint, Factory.forProtocol(self._buildProtocol),
@@ -380,8 +384,13 @@ class ChatClient:
         """
         self._notLoggedIn()
         key = await self._loadIdentity(user, False)
-        await self._asAccount(user, key, self.call(Op.LOGIN, user, password))
-        await self._settle(user, publish=True)
+        replaced = None
+        self.ownKey.setAside()
+        try:
+            await self._asAccount(user, key, self.call(Op.LOGIN, user, password))
+            replaced = await self._settle(user, publish=True)
+        finally:
+            self.ownKey.resume(replaced)
 
     async def auth(self, user):
         """
@@ -399,11 +408,11 @@ class ChatClient:
         C{user} in its stored rooms (JOINED events come before the response),
         and those events are ours.
         """
-        self._becoming = user
+        self._becoming, self._becomingKey = user, key
         try:
             await loggingIn
         finally:
-            self._becoming = None
+            self._becoming = self._becomingKey = None
         self._becomeAccount(user, key)
 
     async def _authenticate(self, protocol, user, key):
@@ -429,7 +438,10 @@ class ChatClient:
         After a login: take the account's name as the server spells it (the
         person may have typed it in another case, and envelopes must name the
         sender exactly), and, after a password login, publish this device's key
-        when the server holds another (the others are told).
+        when the server holds another (the others are told). After a login by
+        key, the server must hold our key: it checked our signature with it.
+
+        @return: the key this replaced on the server, or L{None}.
         """
         name, stored = await self._userKey(user)
         if name != self.user:
@@ -439,6 +451,9 @@ class ChatClient:
             await self.call(Op.SET_KEY, self.publicKey)
             self.ui.notice("the server had another key for %s; published this device's key"
                            % (name,))
+            return stored
+        self.ownKey.check(name, stored, self.publicKey)
+        return None
 
     async def _publishGuestKey(self, protocol):
         """
@@ -463,6 +478,23 @@ class ChatClient:
     def _isMe(self, name):
         return fold(name) in {fold(n) for n in (self.user, self._becoming) if n}
 
+    def _ourKey(self, name):
+        """
+        The key this device holds for our name C{name} (the account being
+        logged in to, while a login runs), or L{None} while it holds none.
+        """
+        if self._becoming is not None and fold(name) == fold(self._becoming):
+            return publicKeyDer(self._becomingKey)
+        return self.publicKey if self.privateKey is not None else None
+
+    def _withOurKey(self, members):
+        """
+        C{members} (reader to key) with our own entry sealed to the key this
+        device holds, whatever the server said ours is.
+        """
+        return {name: (self._ourKey(name) or der) if self._isMe(name) else der
+                for name, der in members.items()}
+
     async def nick(self, name):
         (name,) = await self.call(Op.NICK, name)
         self._renamed(self.user, name)
@@ -473,12 +505,16 @@ class ChatClient:
     def _sawKey(self, user, der):
         """
         Pin or check C{user}'s key. Guests' names are reused by others, so their
-        keys are shown but never pinned.
+        keys are shown but never pinned. Our own key is only compared with the
+        one this device holds (L{OwnKey}).
         """
+        if self._isMe(user):
+            self.ownKey.check(user, der, self._ourKey(user))
+            return
         old = self.keys.get(fold(user))
         self.keys[fold(user)] = der
         self._unchecked.discard(fold(user))
-        if self._isMe(user) or isGuestName(user):
+        if isGuestName(user):
             return
         state = self.home.knownKeys.check(user, der)
         if state == "new":
@@ -506,10 +542,12 @@ class ChatClient:
 
     def _trustedKey(self, user):
         """
-        The key to check C{user}'s signatures with: the pinned one, or for
-        guests the one the server gave.
+        The key to check C{user}'s signatures with: the pinned one, for guests
+        the one the server gave, and for us the one this device holds.
         """
-        if not isGuestName(user) and not self._isMe(user):
+        if self._isMe(user):
+            return self._ourKey(user)
+        if not isGuestName(user):
             pinned = self.home.knownKeys.pinned(user)
             if pinned is not None:
                 return pinned[0]
@@ -544,7 +582,7 @@ class ChatClient:
 
     def _state(self, user, der):
         if self._isMe(user):
-            return "self"
+            return "self" if der == self._ourKey(user) else "changed"
         if isGuestName(user):
             return "guest"
         pinned = self.home.knownKeys.pinned(user)
@@ -645,6 +683,7 @@ class ChatClient:
         for user, der in members:
             self._sawKey(user, der)
             room.members[user] = der
+        room.members = self._withOurKey(room.members)
 
     async def leave(self, name=None):
         room = self.room(name)
@@ -744,7 +783,10 @@ class ChatClient:
         """
         await self._withKey()
         for attempt in (1, 2):
-            members = recipients()
+            refusal = self.ownKey.refusal()
+            if refusal is not None:
+                raise ClientError(refusal)
+            members = self._withOurKey(recipients())
             self._checkRenamed(members)
             refused = sorted(m for m in members if fold(m) in self.blocked)
             if refused:
@@ -906,6 +948,7 @@ class ChatClient:
 
     def _onJoined(self, room, user, der):
         if self._isMe(user):
+            self.ownKey.check(user, der, self._ourKey(user))
             self._restoredNames.add(fold(room))
             d = Deferred.fromCoroutine(self._restored(room, user, der))
             d.addErrback(self._restoreFailed, room)
@@ -960,14 +1003,9 @@ class ChatClient:
         self._tell(self.ui.renamed, old, new)
 
     def _onKeyChanged(self, user, der):
-        if self._isMe(user):
-            if self.privateKey is not None and der != self.publicKey:
-                self._tell(self.ui.notice,
-                           "another device published a new key for %s (%s); this device "
-                           "cannot read what is sent to you from now on, nor log in again "
-                           "with its key" % (user, e2e.fingerprint(der)))
-            return
         self._sawKey(user, der)
+        if self._isMe(user):
+            return
         for room in self.rooms.values():
             if user in room.members:
                 room.members[user] = der

@@ -357,6 +357,20 @@ class Console(LineReceiver):
         ]:
             self.show(line, stamp=True)
 
+    def ownKeyChanged(self, user, ours, claimed):
+        user = clean(user)
+        for line in [
+            "!!! WARNING: THE SERVER GIVES ANOTHER KEY FOR YOU (%s) !!!" % (user,),
+            "!!!   this device's key: %s" % (ours,),
+            "!!!   the server's key:  %s" % (claimed,),
+            "!!! Either the server is lying, or someone with your password (perhaps you, on",
+            "!!! another device) changed your key: whoever holds it may read what is sent to %s."
+            % (user,),
+            "!!! Nothing more is sent from this session. If it was not you, do not trust this",
+            "!!! server; to take the account back, start again and /login %s PASSWORD." % (user,),
+        ]:
+            self.show(line, stamp=True)
+
     def notice(self, text):
         self.show("-- %s" % (clean(text),), stamp=True)
 

@@ -12,7 +12,9 @@ the three chat in one room: every message sent by each appears in the other
 two. It also checks, in the browser: the envelope against the worked example of
 docs/protocol.rst, direct messages across doors, key-only login (the key kept
 in IndexedDB) and history, the key-change warning that blocks sending until the
-person trusts the new key, file transfer (or that the page degrades gracefully
+person trusts the new key, a lying server (its WebSocket rewritten in the
+page) that gives the person's own name another key and gets nothing sent,
+file transfer (or that the page degrades gracefully
 where the server has none over WebSocket), and that the page fetches nothing
 from anywhere but its own server.
 
@@ -27,6 +29,7 @@ do not.
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -608,10 +611,109 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("file send and receive (or a clear 'not supported' where the server has none)",
                     fileTransfer)
 
+    results.attempt("a server that lies about dave's own key gets a loud warning and nothing "
+                    "sent", lyingAboutOwnKey, browser)
+
     results.check("no request left the page's own server", not browser.foreign,
                   ", ".join(browser.foreign[:5]))
     errors = [e for e in browser.errors if "WebSocket" not in e]
     results.check("no uncaught errors in the pages", not errors, "; ".join(errors[:3]))
+
+
+class LyingSocket:
+    """
+    Stands between a page and the server's WebSocket (Playwright's
+    C{route_web_socket}): passes everything on, lies about C{user}'s key in
+    JOIN answers once C{lying} is set, and keeps the page's requests.
+
+    @ivar sent: the page's requests, as dicts.
+    @ivar lies: how many keys were replaced.
+    """
+
+    def __init__(self, user, claimedPem):
+        self.user = user
+        self.claimedPem = claimedPem
+        self.lying = True
+        self.sent = []
+        self.lies = 0
+
+    def route(self, ws):
+        server = ws.connect_to_server()
+
+        def toServer(message):
+            if isinstance(message, str):
+                self.sent.append(json.loads(message))
+            server.send(message)
+
+        def toPage(message):
+            if isinstance(message, str):
+                message = self.rewrite(message)
+            ws.send(message)
+
+        ws.on_message(toServer)
+        server.on_message(toPage)
+
+    def rewrite(self, message):
+        event = json.loads(message)
+        if not self.lying or event.get("type") != "joined":
+            return message
+        for member in event.get("members", []):
+            if member.get("userId") == self.user:
+                member["publicKey"] = self.claimedPem
+                self.lies += 1
+        return json.dumps(event)
+
+    def envelopesSent(self):
+        return [m for m in self.sent if m.get("type") in ("chat_message", "dm", "file_offer")]
+
+
+def otherKeyPem():
+    """
+    A public key nobody in the check holds the private half of.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def lyingAboutOwnKey(browser):
+    """
+    dave's page talks through a lying WebSocket: its JOIN answer lists dave
+    with another key. The page warns, blocks sending, and sends no envelope;
+    once dave publishes this browser's key again, he can send.
+    """
+    liar = LyingSocket("dave", otherKeyPem())
+    context = browser.newContext()
+    context.route_web_socket("**/ws", liar.route)
+    dave = browser.page(context, "dave (lied to)")
+    signIn(dave, "dave", PASSWORD, True)
+    joinRoom(dave, ROOM)
+    alert = dave.locator("#self-key-alert:not(.hidden)")
+    alert.wait_for()
+    text = alert.inner_text()
+    if "another key for you" not in text or "someone with your password" not in text:
+        return "!the warning says %r" % (text,)
+    if not dave.locator("#composer-send").is_disabled():
+        return "!sending is not blocked"
+    if "another key for you" not in dave.locator("#composer-blocked").inner_text():
+        return "!no note under the composer"
+    # Even a message forced past the disabled composer is not sent.
+    dave.evaluate("""() => {
+      const input = document.querySelector('#composer-input');
+      input.disabled = false;
+      input.value = 'forced past the block';
+      document.querySelector('#composer').requestSubmit();
+    }""")
+    dave.locator("#messages .message.failed", has_text="the server changed your key").wait_for()
+    if liar.lies < 1 or liar.envelopesSent():
+        return "!lies %d, envelopes sent %r" % (liar.lies, liar.envelopesSent())
+    liar.lying = False
+    alert.locator("button.publish-own-key").click()
+    dave.locator("#self-key-alert").wait_for(state="hidden")
+    say(dave, "dave's own key again")
+    return len(liar.envelopesSent()) == 1 or "!%r" % (liar.envelopesSent(),)
 
 
 def main():

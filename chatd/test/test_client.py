@@ -64,6 +64,9 @@ class RecordingUI:
     def keyChanged(self, user, old, new):
         self.events.append(("keyChanged", user, old, new))
 
+    def ownKeyChanged(self, user, ours, claimed):
+        self.events.append(("ownKeyChanged", user, ours, claimed))
+
     def notice(self, text):
         self.events.append(("notice", text))
 
@@ -823,9 +826,10 @@ class ConnectionTests(ClientTestCase):
 
     def test_ownKeyReplacedElsewhere(self):
         """
-        When another device publishes a new key for our account we are told
-        that this device is shut out; when the connection drops, the server
-        refuses our old key and the client stops instead of redialling.
+        When another device publishes a new key for our account we are warned
+        loudly and this device sends nothing more; when the connection drops,
+        the server refuses our old key and the client stops instead of
+        redialling.
         """
         alice, aliceUI = self.account("alice", "lobby")
         home = TestHome(self.mktemp())
@@ -833,9 +837,9 @@ class ConnectionTests(ClientTestCase):
         other, _ = self.client(home)
         self.do(other.login("alice", PASSWORD))
         self.assertEqual(aliceUI.take(), [
-            ("notice", "another device published a new key for alice (%s); this device cannot "
-             "read what is sent to you from now on, nor log in again with its key"
-             % (e2e.fingerprint(der("alice2")),))])
+            ("ownKeyChanged", "alice", e2e.fingerprint(der("alice")),
+             e2e.fingerprint(der("alice2")))])
+        self.runFails(alice.send("still here?"), ClientError)
         alice.endpoint.drop()
         self.flush()
         self.advance(3)

@@ -8,6 +8,7 @@ import * as e2e from "./crypto.js";
 import * as store from "./store.js";
 import { Connection, ServerError, Disconnected } from "./connection.js";
 import { FileTransfers, formatSize } from "./files.js";
+import { OwnKey } from "./ownkey.js";
 
 const fold = store.fold;
 const USER_RE = /^[A-Za-z0-9_.-]{1,32}$/;
@@ -41,7 +42,7 @@ const state = {
   conn: null,
   me: null, // the server's spelling of our name
   identity: null, // { spki, oaep, pss }
-  myServerSpki: null, // the key the server holds for us
+  ownKey: null, // an OwnKey: what the server says our key is
   pins: new Map(), // fold(name) -> { name, spki, verified, firstSeen, fp }
   alerts: new Map(), // fold(name) -> { name, spki, fp, oldFp }
   rooms: new Map(), // fold(room) -> conversation
@@ -75,6 +76,24 @@ class Conversation {
   get key() {
     return fold(this.name);
   }
+}
+
+function newOwnKey() {
+  return new OwnKey(() => {
+    console.warn("chatd: the server gives another key for", state.me);
+    renderSelfKey();
+    renderComposer();
+  });
+}
+state.ownKey = newOwnKey();
+
+// The server says our name has key `spki`: compared with this browser's key,
+// never used. Called before any await, so that a claim is checked in the
+// order the server made it.
+function checkOwnKey(name, spki) {
+  if (!state.me || fold(name) !== fold(state.me)) return false;
+  state.ownKey.check(spki, state.identity?.spki);
+  return true;
 }
 
 const transfers = new FileTransfers({
@@ -170,11 +189,7 @@ function remember(seenKey) {
 // from the pin, raise the alarm (and keep the pin until the person decides).
 // Returns "self", "new", "same" or "changed".
 async function observeKey(name, spki) {
-  if (fold(name) === fold(state.me)) {
-    state.myServerSpki = spki;
-    renderSelfKey();
-    return "self";
-  }
+  if (fold(name) === fold(state.me)) return "self";
   const key = fold(name);
   const pin = state.pins.get(key);
   if (!pin) {
@@ -294,10 +309,12 @@ function removeRoom(room, why) {
 }
 
 async function setMembers(room, members, announce) {
+  for (const m of members) checkOwnKey(m.userId, e2e.pemToDer(m.publicKey));
   const before = new Map(room.members);
   const now = new Map();
   for (const m of members) {
-    const spki = e2e.pemToDer(m.publicKey);
+    const own = fold(m.userId) === fold(state.me);
+    const spki = own && state.identity ? state.identity.spki : e2e.pemToDer(m.publicKey);
     now.set(fold(m.userId), { name: m.userId, spki, fp: await fingerprintOf(spki) });
   }
   room.members = now;
@@ -351,6 +368,7 @@ async function refreshPeerKey(conv) {
   const reply = await state.conn.request("get_keys", { userId: conv.name });
   const entry = reply.members.find((m) => fold(m.userId) === conv.key);
   if (!entry) throw new Error(`no key for ${conv.name}`);
+  checkOwnKey(entry.userId, e2e.pemToDer(entry.publicKey));
   conv.name = entry.userId;
   conv.peerSpki = e2e.pemToDer(entry.publicKey);
   conv.peerFp = await fingerprintOf(conv.peerSpki);
@@ -410,9 +428,10 @@ async function receive(job) {
     }
     return dropped(conv, sender, e.message.replace(/^envelope: /, ""), !history);
   }
+  // Our own messages are checked with this browser's key (senderKey), never
+  // with the key the server gives for us.
   const spki = await senderKey(sender, conv);
-  let ok = spki && (await e2e.verifySignature(env, spki));
-  if (!ok && fold(sender) === fold(state.me) && state.myServerSpki) ok = await e2e.verifySignature(env, state.myServerSpki);
+  const ok = spki && (await e2e.verifySignature(env, spki));
   if (!ok) {
     if (state.alerts.has(fold(sender))) {
       state.held.push({ ...job, retry: true });
@@ -484,27 +503,33 @@ class Blocked extends Error {
   }
 }
 
+class OwnKeyBlocked extends Error {
+  constructor() {
+    super("Sending is blocked: the server gives another key for you; the server, or someone with your password, changed your key.");
+  }
+}
+
+// Who a message to `conv` is sealed for. Our own entry is always sealed with
+// this browser's key, whatever the server says ours is.
 async function recipientsFor(conv) {
+  if (state.ownKey.conflict) throw new OwnKeyBlocked();
   const recipients = new Map();
   const blocked = [];
   if (conv.kind === "room") {
     for (const m of conv.members.values()) {
-      if (fold(m.name) !== fold(state.me)) {
-        await observeKey(m.name, m.spki);
-        if (state.alerts.has(fold(m.name))) blocked.push(m.name);
-      }
+      if (fold(m.name) === fold(state.me)) continue;
+      await observeKey(m.name, m.spki);
+      if (state.alerts.has(fold(m.name))) blocked.push(m.name);
       recipients.set(m.name, m.spki);
-    }
-    if (![...recipients.keys()].some((n) => fold(n) === fold(state.me))) {
-      recipients.set(state.me, state.myServerSpki || state.identity.spki);
     }
   } else {
     if (!conv.peerSpki) await refreshPeerKey(conv);
     await observeKey(conv.name, conv.peerSpki);
     if (state.alerts.has(conv.key)) blocked.push(conv.name);
-    recipients.set(state.me, state.myServerSpki || state.identity.spki);
     if (conv.key !== fold(state.me)) recipients.set(conv.name, conv.peerSpki);
   }
+  recipients.set(state.me, state.identity.spki);
+  if (state.ownKey.conflict) throw new OwnKeyBlocked();
   if (blocked.length) throw new Blocked(blocked);
   return recipients;
 }
@@ -528,12 +553,14 @@ async function sealAndSend(conv, plaintext, domain, send) {
 }
 
 async function applyStaleMembers(conv, members) {
+  for (const m of members) checkOwnKey(m.userId, e2e.pemToDer(m.publicKey));
   if (conv.kind === "room") {
     await setMembers(conv, members, true);
     return;
   }
   for (const m of members) {
     const spki = e2e.pemToDer(m.publicKey);
+    if (fold(m.userId) === fold(state.me)) continue;
     if (fold(m.userId) === conv.key) {
       conv.name = m.userId;
       conv.peerSpki = spki;
@@ -578,9 +605,10 @@ async function sendNow(conv, item) {
       }
       item.pending = false;
       item.waiting = null;
-      item.failed = e instanceof Blocked ? "not sent: key change not verified" : `not sent: ${describeError(e)}`;
+      item.failed = e instanceof Blocked ? "not sent: key change not verified"
+        : e instanceof OwnKeyBlocked ? "not sent: the server changed your key" : `not sent: ${describeError(e)}`;
       if (state.active === conv) renderMessages();
-      if (!(e instanceof Blocked) && !(e instanceof ServerError)) toast(describeError(e), "error");
+      if (!(e instanceof Blocked) && !(e instanceof OwnKeyBlocked) && !(e instanceof ServerError)) toast(describeError(e), "error");
       renderComposer();
       return;
     }
@@ -628,7 +656,7 @@ async function onEvent(message) {
     }
     case "user_joined": {
       const spki = e2e.pemToDer(message.publicKey);
-      if (fold(message.userId) === fold(state.me)) {
+      if (checkOwnKey(message.userId, spki)) {
         // Our account is in a room we did not ask for here: restored at sign-in,
         // or joined by another of our sessions.
         if (!state.rooms.has(fold(message.roomId))) {
@@ -680,6 +708,7 @@ async function onEvent(message) {
     }
     case "key_changed": {
       const spki = e2e.pemToDer(message.publicKey);
+      if (checkOwnKey(message.userId, spki)) return;
       const fp = await fingerprintOf(spki);
       for (const room of state.rooms.values()) {
         const m = room.members.get(fold(message.userId));
@@ -789,23 +818,39 @@ function renderAlerts() {
   }
 }
 
-function renderSelfKey() {
+async function renderSelfKey() {
   const box = $("self-key-alert");
-  const mismatch = state.myServerSpki && state.identity && !e2e.equalBytes(state.myServerSpki, state.identity.spki);
-  box.classList.toggle("hidden", !mismatch);
-  if (!mismatch) return;
+  const claimed = state.ownKey.conflict;
+  box.classList.toggle("hidden", !claimed);
+  if (!claimed || !state.identity) return;
+  const [ours, theirs] = [await fingerprintOf(state.identity.spki), await fingerprintOf(claimed)];
+  if (state.ownKey.conflict !== claimed) return;
   box.replaceChildren(
-    el("h3", { text: "Your account uses another key" }),
-    el("p", { text: "The server holds a key for your account that is not this browser's (another browser or client replaced it). You cannot read messages sealed for that key here." }),
+    el("h3", { text: `⚠ The server gives another key for you (${state.me})` }),
+    el("p", { text: "Either the server is lying, or someone with your password (perhaps you, in another browser or client) changed your key. Whoever holds that key may read what is sent to you. Nothing is sent from this page until you choose to use this browser's key again." }),
+    el("p", { text: "This browser's key:" }), el("pre", { class: "fingerprint", text: fingerprintLines(ours) }),
+    el("p", { text: "The key the server gives for you:" }), el("pre", { class: "fingerprint", text: fingerprintLines(theirs) }),
     el("div", { class: "alert-actions" },
-      el("button", { type: "button", onclick: publishOwnKey }, "Use this browser's key for my account")));
+      el("button", { type: "button", class: "publish-own-key", onclick: publishOwnKey }, "Use this browser's key for my account")));
 }
 
 async function publishOwnKey() {
   try {
-    await state.conn.request("set_key", { publicKey: e2e.derToPem(state.identity.spki) });
-    state.myServerSpki = state.identity.spki;
+    state.ownKey.setAside();
+    let replaced = state.ownKey.conflict;
+    try {
+      await state.conn.request("set_key", { publicKey: e2e.derToPem(state.identity.spki) });
+      // Events the server sent before it had our key still name the old one.
+      await state.events;
+      state.ownKey.clear();
+    } catch (e) {
+      replaced = null;
+      throw e;
+    } finally {
+      state.ownKey.resume(replaced);
+    }
     renderSelfKey();
+    renderComposer();
     toast("Your account now uses this browser's key; your contacts are told it changed.");
     for (const room of state.rooms.values()) refreshRoom(room, false);
   } catch (e) {
@@ -825,12 +870,14 @@ function renderComposer() {
   }
   const names = (conv.kind === "dm" ? [conv.key] : [...conv.members.keys()])
     .filter((k) => state.alerts.has(k)).map((k) => state.alerts.get(k).name);
-  const isBlocked = names.length > 0;
+  const ownKey = Boolean(state.ownKey.conflict);
+  const isBlocked = names.length > 0 || ownKey;
   $("composer-send").disabled = isBlocked;
   input.disabled = isBlocked;
   input.placeholder = isBlocked ? "Sending is blocked until you verify the changed key" : `Message ${conv.kind === "room" ? conv.name : "@" + conv.name}`;
   blocked.classList.toggle("hidden", !isBlocked);
-  blocked.textContent = isBlocked ? `Sending is blocked: ${names.join(", ")} changed key. Verify it above to continue.` : "";
+  blocked.textContent = ownKey ? "Sending is blocked: the server gives another key for you. See the warning above."
+    : isBlocked ? `Sending is blocked: ${names.join(", ")} changed key. Verify it above to continue.` : "";
 }
 
 function renderMessages(toBottom = false) {
@@ -960,7 +1007,7 @@ function renderMembers() {
   if (conv.kind === "room") {
     for (const m of conv.members.values()) entries.push(m);
   } else {
-    entries.push({ name: state.me, spki: state.myServerSpki || state.identity.spki });
+    entries.push({ name: state.me, spki: state.identity.spki });
     if (conv.peerSpki && conv.key !== fold(state.me)) entries.push({ name: conv.name, spki: conv.peerSpki, fp: conv.peerFp });
   }
   entries.sort((a, b) => fold(a.name).localeCompare(fold(b.name)));
@@ -1199,6 +1246,7 @@ async function signIn(mode) {
   if (password && new TextEncoder().encode(password).length < 8) return loginStatus("Passwords are at least 8 bytes (or leave it empty).", true);
   for (const button of [$("btn-login"), $("btn-register")]) button.disabled = true;
   let release = null;
+  let replaced = null;
   try {
     if (!state.conn || !state.conn.isOpen) {
       loginStatus("Connecting…");
@@ -1230,18 +1278,21 @@ async function signIn(mode) {
     }
     state.me = reply.userId;
     const keys = await state.conn.request("get_keys", { userId: state.me });
-    state.myServerSpki = e2e.pemToDer(keys.members[0].publicKey);
+    const serverSpki = e2e.pemToDer(keys.members[0].publicKey);
     if (!identity) {
       // A password sign-in on a browser that has never seen this account: it
       // makes its own key and publishes it (contacts are warned of the change).
+      // The events held meanwhile still name the key it replaces.
       loginStatus("Making a key for this browser (RSA-3072)…");
       identity = await e2e.generateIdentity();
+      state.ownKey.setAside();
+      replaced = serverSpki;
       await state.conn.request("set_key", { publicKey: e2e.derToPem(identity.spki) });
       await store.saveIdentity(state.me, identity);
-      state.myServerSpki = identity.spki;
       toast("This browser made a new key for your account; your contacts will see that it changed.");
     }
     state.identity = identity;
+    state.ownKey.check(serverSpki, identity.spki);
     $("login-pass").value = "";
     await enterApp();
   } catch (e) {
@@ -1250,6 +1301,7 @@ async function signIn(mode) {
     if (e instanceof Disconnected) state.conn = null;
   } finally {
     release?.();
+    if (replaced) state.events = state.events.then(() => state.ownKey.resume(replaced));
     for (const button of [$("btn-login"), $("btn-register")]) button.disabled = false;
   }
 }
@@ -1349,7 +1401,7 @@ function signOut() {
   conn?.close();
   for (const t of transfers.byId.values()) if (t.url) URL.revokeObjectURL(t.url);
   Object.assign(state, {
-    me: null, identity: null, myServerSpki: null, active: null, held: [],
+    me: null, identity: null, active: null, held: [], ownKey: newOwnKey(),
   });
   state.pins.clear();
   state.alerts.clear();
