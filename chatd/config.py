@@ -13,6 +13,7 @@ the defaults that depend on the data directory.
 """
 
 import configparser
+import ipaddress
 import math
 import os
 import re
@@ -71,6 +72,8 @@ class Settings:
     maxTransfers: int = 4
     redis: str = ""
     keyFile: str = ""
+    webOrigins: Tuple[str, ...] = ()
+    trustedProxies: Tuple[str, ...] = ()
 
 
 DEFAULTS = Settings()
@@ -256,6 +259,68 @@ def parseRedis(value):
     return value
 
 
+def _splitList(value):
+    """
+    The items of a list written one per line, or separated by commas or spaces.
+    """
+    return [part for part in re.split(r"[,\s]+", value) if part]
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalOrigin(text):
+    """
+    An origin as browsers write it: C{scheme://host} with the port only when it
+    is not the scheme's default, in lower case.
+
+    @raise ValueError: when C{text} is not an C{http} or C{https} origin.
+    """
+    parts = urllib.parse.urlsplit(text.strip())
+    expected = "(expected an origin such as https://chat.example.com)"
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError("%r is not an http or https origin %s" % (text, expected))
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("%r has more than scheme, host and port %s" % (text, expected))
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("%r has a bad port %s" % (text, expected))
+    host = parts.hostname
+    if ":" in host:
+        host = "[%s]" % (host,)
+    if port is None or port == DEFAULT_PORTS[parts.scheme]:
+        return "%s://%s" % (parts.scheme, host)
+    return "%s://%s:%d" % (parts.scheme, host, port)
+
+
+def parseOrigins(value):
+    """
+    Web origins allowed to open the WebSocket door besides the site's own,
+    such as C{https://chat.example.com}, separated by commas or spaces.
+
+    @return: a L{tuple} of origins, as browsers write them.
+    """
+    return tuple(normalOrigin(part) for part in _splitList(value))
+
+
+def parseNetworks(value):
+    """
+    IP addresses or networks (C{10.0.0.0/8}, C{::1}), separated by commas or
+    spaces.
+
+    @return: a L{tuple} of networks, written as L{ipaddress} writes them.
+    """
+    networks = []
+    for part in _splitList(value):
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ValueError("%r is not an IP address or network (such as 10.0.0.0/8)"
+                             % (part,))
+    return tuple(networks)
+
+
 # Each key, the Settings field it sets, and the parser for its text.
 FIELDS = {
     "data-dir": ("dataDir", parseText),
@@ -290,6 +355,8 @@ FIELDS = {
     "max-transfers": ("maxTransfers", parseCount),
     "redis": ("redis", parseRedis),
     "key-file": ("keyFile", parseText),
+    "web-origins": ("webOrigins", parseOrigins),
+    "trusted-proxies": ("trustedProxies", parseNetworks),
 }
 
 

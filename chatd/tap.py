@@ -19,10 +19,8 @@ import os
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger, LogLevel
 from twisted.python import usage
-from twisted.web.server import Site
 
 import chatd
 from chatd import datadir
@@ -35,6 +33,8 @@ from chatd.config import (
     parseFileSize,
     parseGuestRooms,
     parseCount,
+    parseNetworks,
+    parseOrigins,
     parseDatabase,
     parseRate,
     parseRedis,
@@ -47,7 +47,8 @@ from chatd.config import (
 )
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
-from chatd.protocols.websocket import makeWebResource
+from chatd.protocols.proxied import serverEndpoint
+from chatd.protocols.website import makeSite
 from chatd.service import ChatService
 from chatd.store import makeStore
 from chatd.tls import RestrictedTLSReactor
@@ -303,6 +304,24 @@ class Options(usage.Options):
             "DATA-DIR/at-rest.key; every node of a cluster gets a copy of one.",
             parseText,
         ],
+        [
+            "web-origins",
+            None,
+            None,
+            "Web origins whose pages may open the WebSocket door besides the "
+            "site's own, such as https://chat.example.com, separated by commas "
+            "[default: none].",
+            parseOrigins,
+        ],
+        [
+            "trusted-proxies",
+            None,
+            None,
+            "Addresses or networks (10.0.0.0/8) of HTTP proxies in front of the "
+            "web door; from these, X-Forwarded-For names the client "
+            "[default: none].",
+            parseNetworks,
+        ],
     ]
 
     def __init__(self):
@@ -442,12 +461,12 @@ def makeService(config, reactor=None):
     doors = {
         "binary": BinaryFactory(chat),
         "text": TextFactory(chat),
-        "web": Site(makeWebResource(chat, WEB_DIRECTORY), reactor=reactor),
+        "web": makeSite(chat, WEB_DIRECTORY, reactor),
     }
     listening = RestrictedTLSReactor(reactor)
     for door, factory in doors.items():
         for description in getattr(settings, door):
             StreamServerEndpointService(
-                serverFromString(listening, description), factory
+                serverEndpoint(listening, description), factory
             ).setServiceParent(listeners)
     return top

@@ -72,9 +72,6 @@ from collections import deque
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.static import File
-from twisted.web.websocket import WebSocketResource
 from wsproto.events import BytesMessage, CloseConnection, Message
 from zope.interface import implementer
 
@@ -528,30 +525,28 @@ class WebSocketChatProtocol(JSONDoor):
         self._send(jsonwire.fileCancel(transferId, reason))
 
 
+def peerHost(request):
+    """
+    The host of the peer that sent C{request}.
+    """
+    peer = request.getClientAddress()
+    return getattr(peer, "host", str(peer))
+
+
 class WebSocketChatFactory:
     """
     Builds a L{WebSocketChatProtocol} per upgraded request, all on one core.
 
     A L{twisted.web.websocket.WebSocketServerFactory}.
+
+    @param addressOf: gives the client address of a request, which the core's
+        per-address limits count; L{peerHost} unless the site knows better
+        (see L{chatd.protocols.website.clientAddress}).
     """
 
-    def __init__(self, service):
+    def __init__(self, service, addressOf=peerHost):
         self.service = service
+        self.addressOf = addressOf
 
     def buildProtocol(self, request):
-        peer = request.getClientAddress()
-        return WebSocketChatProtocol(self.service, getattr(peer, "host", str(peer)))
-
-
-def makeWebResource(service, staticDirectory=None):
-    """
-    The root of chatd's web site: the WebSocket door at C{/ws} and, when a
-    directory is given, the files of the browser client from it at C{/}.
-
-    @param service: the L{chatd.service.ChatService}.
-    @param staticDirectory: a path, or L{None} to serve only C{/ws}.
-    @rtype: L{twisted.web.resource.IResource}
-    """
-    root = File(staticDirectory) if staticDirectory is not None else Resource()
-    root.putChild(b"ws", WebSocketResource(WebSocketChatFactory(service)))
-    return root
+        return WebSocketChatProtocol(self.service, self.addressOf(request))

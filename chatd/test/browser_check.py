@@ -71,7 +71,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 from chatd import tap
-from chatd.protocols.websocket import makeWebResource
+from chatd.protocols.website import makeWebResource
 from chatd.service import ChatService
 
 args = sys.argv[1:]

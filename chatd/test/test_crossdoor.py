@@ -15,7 +15,7 @@ from chatd.protocols import jsonwire
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
-from chatd.protocols.websocket import makeWebResource
+from chatd.protocols.website import makeWebResource
 from chatd.test.fakes import makeService, privateKey, publicDer
 from chatd.test.test_binary import OK, Wire
 from chatd.test.test_text import LineClient

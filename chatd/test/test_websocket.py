@@ -36,7 +36,8 @@ from chatd.interfaces import IFileClient
 from chatd.protocols import jsonwire
 from chatd.protocols.binary import Outbox
 from chatd.protocols.text import TextFactory
-from chatd.protocols.websocket import WebSocketChatProtocol, makeWebResource
+from chatd.protocols.website import makeWebResource
+from chatd.protocols.websocket import WebSocketChatProtocol
 from chatd.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
