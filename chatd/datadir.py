@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chatd.store.seal import AtRestKeys, generateKey
+from chatd.startup import StartupError
 
 KEY_FILE = "at-rest.key"
 TLS_DIRECTORY = "tls"
@@ -54,7 +55,7 @@ CERTIFICATE_FILE = os.path.join(TLS_DIRECTORY, "server.crt")
 CERTIFICATE_LIFETIME = datetime.timedelta(days=3650)
 
 
-class DataDirError(Exception):
+class DataDirError(StartupError):
     """
     The data directory cannot be used as it is; the message says what to fix.
     """
@@ -102,8 +103,20 @@ def prepare(path, keyFile=None):
         others' history).
 
     @raise DataDirError: when the directory or a key file is open to other
-        users, or the key file holds no usable key.
+        users, or the key file holds no usable key, or a file or directory
+        cannot be read or made.
     @return: a L{DataDir}
+    """
+    try:
+        return _prepare(path, keyFile)
+    except OSError as e:
+        raise DataDirError("cannot use the data directory %s: %s: %s"
+                           % (path, e.filename or path, e.strerror or e)) from None
+
+
+def _prepare(path, keyFile):
+    """
+    The work of L{prepare}.
     """
     os.makedirs(path, mode=0o700, exist_ok=True)
     _checkPrivateDirectory(path)

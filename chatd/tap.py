@@ -19,7 +19,7 @@ import os
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import DeferredList, maybeDeferred
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python import usage
 
 import chatd
@@ -27,7 +27,6 @@ from chatd import datadir
 from chatd.config import (
     DEFAULT_LISTENERS,
     DEFAULTS,
-    ConfigError,
     FIELDS,
     parseBcryptCost,
     parseFileSize,
@@ -50,6 +49,7 @@ from chatd.protocols.text import TextFactory
 from chatd.protocols.proxied import serverEndpoint
 from chatd.protocols.website import makeSite
 from chatd.service import ChatService
+from chatd.startup import FailedStart, StartupError, describe
 from chatd.store import makeStore
 from chatd.tls import RestrictedTLSReactor
 
@@ -382,13 +382,33 @@ class ListenWhenReady(MultiService):
     keep the right to bind it (for example systemd's
     C{AmbientCapabilities=CAP_NET_BIND_SERVICE}).
 
+    If the core never becomes ready, or a door cannot listen, the start has
+    failed: see L{chatd.startup}.
+
     @ivar _whenReady: a callable returning a L{Deferred} that fires when the core
         is ready, or fails if it never will be.
+    @ivar _failedStart: called with the L{Failure} of a start that failed, a
+        L{chatd.startup.FailedStart}.
+    @ivar _doors: what each listener added by L{listen} serves, for messages.
     """
 
-    def __init__(self, whenReady):
+    def __init__(self, whenReady, failedStart):
         MultiService.__init__(self)
         self._whenReady = whenReady
+        self._failedStart = failedStart
+        self._doors = {}
+
+    def listen(self, door, description, endpoint, factory):
+        """
+        Add a listener of C{door} on C{endpoint} (made from C{description}),
+        serving C{factory}.
+        """
+        listener = StreamServerEndpointService(endpoint, factory)
+        # Raise from startService when the endpoint cannot listen, rather than
+        # only log it, as twisted.application.strports.service has it do.
+        listener._raiseSynchronously = True
+        self._doors[listener] = (door, description)
+        listener.setServiceParent(self)
 
     def privilegedStartService(self):
         """
@@ -398,17 +418,25 @@ class ListenWhenReady(MultiService):
 
     def startService(self):
         Service.startService(self)
-        self._whenReady().addCallbacks(self._ready, self._failed)
+        self._whenReady().addCallback(self._ready).addErrback(self._failedStart)
 
     def _ready(self, ignored):
         if self.running:
             for child in self:
-                child.startService()
+                self._startListener(child)
 
-    def _failed(self, failure):
-        log.failure(
-            "chatd could not start, so it does not listen", failure, LogLevel.critical
-        )
+    def _startListener(self, child):
+        """
+        Start one listener; a port in use or not allowed is a failed start,
+        naming the door and the endpoint.
+        """
+        try:
+            child.startService()
+        except Exception as e:
+            door, description = self._doors.get(child, ("a", repr(child)))
+            reason = getattr(getattr(e, "socketError", None), "strerror", None) or str(e)
+            raise StartupError("the %s door cannot listen on %s: %s"
+                               % (door, description, reason)) from e
 
     def stopService(self):
         """
@@ -425,38 +453,56 @@ def makeFanout(settings, reactor):
     The fan-out C{--redis} asks for, or L{None} for a node that is its own
     cluster.
 
-    @raise ConfigError: when txredisapi, which C{--redis} needs, is missing.
+    @raise StartupError: when txredisapi, which C{--redis} needs, is missing.
     """
     if not settings.redis:
         return None
     try:
         from chatd.fanout.redis import RedisFanout
     except ImportError as e:
-        raise ConfigError("--redis needs txredisapi (pip install 'chatd[redis]'): %s" % (e,))
+        raise StartupError("--redis needs txredisapi (pip install 'chatd[redis]'): %s"
+                           % (e,)) from None
     if not settings.db.startswith("postgresql:"):
         log.warn("--redis with a database no other node shares ({db}): the nodes will "
                  "not see each other's accounts and history", db=settings.db)
     return RedisFanout(settings.redis, reactor)
 
 
-def makeService(config, reactor=None):
+def makeService(config, reactor=None, failedStart=None):
     """
     Prepare the data directory and build the service tree.
 
     @param config: parsed L{Options}.
     @param reactor: what the service listens and keeps time with; the global
         reactor when L{None}.
+    @param failedStart: called with the L{Failure} of a start that fails once
+        the service runs; by default a L{FailedStart} that stops C{reactor}
+        and makes the process exit with an error status.
     @return: an L{IService} to run.
+    @raise SystemExit: with one line saying why, when chatd cannot start.
     """
     if reactor is None:
         from twisted.internet import reactor
-    settings = config["settings"]
+    if failedStart is None:
+        failedStart = FailedStart(reactor)
+    try:
+        return _buildService(config["settings"], reactor, failedStart)
+    except StartupError as e:
+        raise SystemExit(describe(e)) from None
+
+
+def _buildService(settings, reactor, failedStart):
+    """
+    The work of L{makeService}.
+
+    @raise StartupError: when chatd cannot start.
+    """
     dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
     store = makeStore(settings.db, dataDir.keys, reactor)
     chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor))
     top = MultiService()
     chat.setServiceParent(top)
-    listeners = ListenWhenReady(chat.whenReady)
+    listeners = ListenWhenReady(chat.whenReady, failedStart)
     listeners.setServiceParent(top)
     doors = {
         "binary": BinaryFactory(chat),
@@ -466,7 +512,6 @@ def makeService(config, reactor=None):
     listening = RestrictedTLSReactor(reactor)
     for door, factory in doors.items():
         for description in getattr(settings, door):
-            StreamServerEndpointService(
-                serverEndpoint(listening, description), factory
-            ).setServiceParent(listeners)
+            listeners.listen(door, description, serverEndpoint(listening, description),
+                             factory)
     return top

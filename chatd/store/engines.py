@@ -13,6 +13,7 @@ types, how message ids are generated), the schema files are per dialect too:
 see L{chatd.store.sql.loadMigrations}.
 """
 
+import importlib
 import os
 import sqlite3
 import stat
@@ -52,6 +53,8 @@ class Engine:
     @ivar protectFiles: called with a cursor on every new connection, before
         C{connectStatements}, to make the files the connection opened readable
         by their owner only; L{None} for a database that is not a local file.
+    @ivar remote: whether the database is a server that may be down for a
+        while and come back (worth waiting for at start), rather than a file.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Engine:
     uniqueViolationCodes: FrozenSet[object]
     foreignKeyViolationCodes: FrozenSet[object]
     splitScript: Callable[[str], List[str]]
+    remote: bool
     protectFiles: Optional[Callable[[object], None]] = None
 
     def sql(self, query):
@@ -86,6 +90,26 @@ class Engine:
         for statement in self.connectStatements:
             cursor.execute(statement)
         cursor.close()
+
+    def describe(self, connectionArgs):
+        """
+        Name the database C{connectionArgs} connect to, for messages: the
+        file of SQLite, C{host:port/database} of PostgreSQL (never the
+        password a URL may hold).
+        """
+        if not self.remote:
+            return connectionArgs[0]
+        from psycopg.conninfo import conninfo_to_dict
+        parts = conninfo_to_dict(connectionArgs[0])
+        return "%s:%s/%s" % (parts.get("host", "localhost"), parts.get("port", 5432),
+                             parts.get("dbname", ""))
+
+    def isDatabaseError(self, error):
+        """
+        Whether C{error} comes from the database (its DB-API module's
+        C{Error}), rather than from chatd.
+        """
+        return isinstance(error, importlib.import_module(self.dbapiName).Error)
 
     def isUniqueViolation(self, error):
         """
@@ -218,6 +242,7 @@ SQLITE = Engine(
     foreignKeyViolationCodes=frozenset({sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY}),
     splitScript=_sqliteStatements,
     protectFiles=_protectSQLiteFiles,
+    remote=False,
 )
 
 # The key of the advisory lock chatd holds while it reads or upgrades the
@@ -253,6 +278,7 @@ POSTGRESQL = Engine(
     uniqueViolationCodes=frozenset({"23505"}),
     foreignKeyViolationCodes=frozenset({"23503"}),
     splitScript=_wholeScript,
+    remote=True,
 )
 
 _FORMS = (

@@ -35,6 +35,7 @@ from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.seal import DamageReport, openRows
+from chatd.startup import StartupError
 
 # NNN-what.sql is for every engine, NNN-what.DIALECT.sql for one.
 _MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_-]+(?:\.([a-z]+))?\.sql")
@@ -116,6 +117,7 @@ class AdbapiStore:
         if migrations is None:
             migrations = loadMigrations(engine.dialect)
         self._engine = engine
+        self._where = engine.describe(connectionArgs)
         self._keys = keys
         self._damage = DamageReport()
         self._pool = pool
@@ -153,14 +155,28 @@ class AdbapiStore:
     # Opening and closing
 
     def open(self):
-        return Deferred.fromCoroutine(self._open())
+        """
+        Create or upgrade the schema.
+
+        @return: a L{Deferred} that fires once the database is ready, or fails
+            with L{StartupError} when it cannot be used (a damaged file, a
+            schema newer than this chatd).
+        """
+        return Deferred.fromCoroutine(self._open()).addErrback(self._cannotOpen)
+
+    def _cannotOpen(self, failure):
+        if self._engine.isDatabaseError(failure.value):
+            raise StartupError(
+                f"cannot open the {self._engine.name} database {self._where}:"
+                f" {failure.getErrorMessage()}") from failure.value
+        return failure
 
     async def _open(self):
         stored = await self._interact(self._readVersion)
         newest = len(self._migrations)
         if stored > newest:
-            raise RuntimeError(
-                f"the database has schema version {stored}; "
+            raise StartupError(
+                f"the database {self._where} has schema version {stored}; "
                 f"this chatd knows versions up to {newest} only"
             )
         for version, script in self._migrations[stored:]:

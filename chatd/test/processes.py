@@ -36,7 +36,7 @@ def freePort():
         return s.getsockname()[1]
 
 
-def environment():
+def environment(pythonPath=None):
     """
     The environment for a child: this process's, with C{PYTHONPATH} naming the
     directory that holds the imported C{chatd} package, so that the child runs
@@ -44,9 +44,14 @@ def environment():
     finds the chatd plugin beside it; and without C{CHATD_PASSPHRASE}, so that
     a passphrase in the environment of whoever runs the tests does not change
     how a scripted client keeps its keys.
+
+    @param pythonPath: a directory to search before that one, for a test that
+        shadows a module.
     """
-    env = dict(os.environ,
-               PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__))))
+    path = os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__)))
+    if pythonPath is not None:
+        path = os.pathsep.join([pythonPath, path])
+    env = dict(os.environ, PYTHONPATH=path)
     env.pop("CHATD_PASSPHRASE", None)
     return env
 
@@ -110,18 +115,19 @@ class Child(ProcessProtocol):
         return self.ended
 
 
-def spawn(name, argv, cwd, errorsApart=False):
+def spawn(name, argv, cwd, errorsApart=False, pythonPath=None):
     """
     Start C{argv} in C{cwd} with the L{environment} for a child.
 
     @return: its L{Child}
     """
     child = Child(name, errorsApart)
-    child.process = reactor.spawnProcess(child, argv[0], argv, env=environment(), path=cwd)
+    child.process = reactor.spawnProcess(child, argv[0], argv, env=environment(pythonPath),
+                                         path=cwd)
     return child
 
 
-def spawnChatd(name, cwd, *options, errorsApart=False):
+def spawnChatd(name, cwd, *options, errorsApart=False, pythonPath=None):
     """
     Start C{twistd -n chatd} with C{options} in C{cwd}: in the foreground, with
     no pid file (tests side by side would fight over one), logging to standard
@@ -131,7 +137,8 @@ def spawnChatd(name, cwd, *options, errorsApart=False):
     @return: its L{Child}
     """
     return spawn(name, [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                        "-n", "--pidfile=", "--logfile=-", "chatd", *options], cwd, errorsApart)
+                        "-n", "--pidfile=", "--logfile=-", "chatd", *options], cwd, errorsApart,
+                 pythonPath)
 
 
 async def connectWhenListening(endpoint, protocolFactory, child, seconds=20):

@@ -31,6 +31,7 @@ from zope.interface.verify import verifyObject
 from chatd.errors import Conflict, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
+from chatd.startup import StartupError
 from chatd.store import makeStore
 from chatd.store.engines import POSTGRESQL, SQLITE, _sqliteStatements, engineForURL
 from chatd.store.memory import MemoryStore
@@ -698,13 +699,15 @@ class SQLStoreTestsMixin(SQLFixture, StoreTestsMixin):
 
     async def test_failedMigration(self):
         """
-        A schema file that fails is undone whole and its version not recorded.
+        A schema file that fails is undone whole and its version not recorded;
+        the store cannot open, saying why.
         """
         broken = "CREATE TABLE extra (x INTEGER);\nCREATE TABLE broken (;"
-        await self.assertFailure(
+        error = await self.assertFailure(
             self.reopen(loadMigrations(self.engine.dialect) + [(self.newest + 1, broken)]),
-            self.syntaxError,
+            StartupError,
         )
+        self.assertIsInstance(error.__cause__, self.syntaxError)
         self.assertEqual(await self.query("SELECT version FROM schema_version"),
                          [(self.newest,)])
         # Making the table again succeeds only if the failed file left none.
@@ -716,7 +719,7 @@ class SQLStoreTestsMixin(SQLFixture, StoreTestsMixin):
         A database at a schema version newer than the store knows is refused.
         """
         await self.reopen(self.withExtraTable())
-        error = await self.assertFailure(self.reopen(), RuntimeError)
+        error = await self.assertFailure(self.reopen(), StartupError)
         self.assertIn("schema version %d" % (self.newest + 1,), str(error))
 
 
@@ -762,6 +765,17 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
     """
 
     syntaxError = sqlite3.OperationalError
+
+    async def test_damagedFile(self):
+        """
+        A file that is not an SQLite database cannot be opened: the failure is
+        a L{StartupError} naming the file and what is wrong with it.
+        """
+        self.path = self.mktemp()
+        FilePath(self.path).setContent(b"\x42" * 8192)
+        error = await self.assertFailure(self.reopen(), StartupError)
+        self.assertEqual(str(error), "cannot open the SQLite database %s: file is not a"
+                         " database" % (self.path,))
 
     def test_pragmas(self):
         """

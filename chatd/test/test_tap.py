@@ -14,7 +14,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogLevel, capturedLogs
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web.server import Site
@@ -522,7 +521,8 @@ class ListenWhenReadyTests(SynchronousTestCase):
 
     def setUp(self):
         self.ready = Deferred()
-        self.listeners = ListenWhenReady(lambda: self.ready)
+        self.failures = []
+        self.listeners = ListenWhenReady(lambda: self.ready, self.failures.append)
         self.child = FakeService()
         self.child.setServiceParent(self.listeners)
 
@@ -540,15 +540,14 @@ class ListenWhenReadyTests(SynchronousTestCase):
 
     def test_failureLeavesChildrenDown(self):
         """
-        When the core fails to start, the children stay down and the failure is
-        logged as critical.
+        When the core fails to start, the children stay down and the start is
+        reported as failed.
         """
         self.listeners.startService()
-        with capturedLogs() as events:
-            self.ready.errback(RuntimeError("no database"))
+        self.ready.errback(RuntimeError("no database"))
         self.assertFalse(self.child.running)
-        self.assertEqual([e["log_level"] for e in events], [LogLevel.critical])
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        [failure] = self.failures
+        self.assertEqual(str(failure.value), "no database")
 
     def test_stopBeforeReady(self):
         """
@@ -733,9 +732,8 @@ class ClusterOptionsTests(SynchronousTestCase):
 
     def test_missingKeyFile(self):
         """
-        A key file that does not exist stops chatd: a node making a key of its
-        own could not read the cluster's history.
+        A key file that does not exist stops chatd, saying so in one line: a
+        node making a key of its own could not read the cluster's history.
         """
-        from chatd.datadir import DataDirError
-        error = self.assertRaises(DataDirError, self.makeService, "--key-file", "/nonexistent/k")
-        self.assertIn("/nonexistent/k", str(error))
+        error = self.assertRaises(SystemExit, self.makeService, "--key-file", "/nonexistent/k")
+        self.assertTrue(str(error).startswith("chatd cannot start: key file /nonexistent/k"))

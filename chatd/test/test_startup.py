@@ -1,0 +1,158 @@
+"""
+Tests for L{chatd.startup}, and for the failed starts L{chatd.tap} reports
+through it.
+"""
+
+import os
+
+from twisted.internet.defer import succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd.startup import EXIT_STATUS, FailedStart, StartupError
+from chatd.tap import ListenWhenReady, Options, makeService
+
+
+class RecordingReactor:
+    """
+    The part of a reactor L{FailedStart} uses: it runs, and records being
+    stopped.
+    """
+
+    def __init__(self):
+        self.stopped = 0
+
+    def callWhenRunning(self, f, *args):
+        f(*args)
+
+    def stop(self):
+        self.stopped += 1
+
+
+def fail(error):
+    """
+    A L{Failure} of C{error} with a traceback, as a start would report it.
+    """
+    try:
+        raise error
+    except type(error):
+        return Failure()
+
+
+class FailedStartTests(SynchronousTestCase):
+    """
+    L{FailedStart} reports a failed start in one line and ends the process.
+    """
+
+    def setUp(self):
+        self.reactor = RecordingReactor()
+        self.exits = []
+        self.failedStart = FailedStart(self.reactor, self.exits.append)
+
+    def test_startupError(self):
+        """
+        A L{StartupError} is logged as one critical line naming its cause,
+        without a traceback; the reactor stops and the process is to exit with
+        a non-zero status.
+        """
+        with capturedLogs() as events:
+            self.failedStart(fail(StartupError("port 4017 is in use")))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertEqual(event["line"], "chatd cannot start: port 4017 is in use")
+        self.assertNotIn("log_failure", event)
+        self.assertEqual((self.exits, self.reactor.stopped), ([EXIT_STATUS], 1))
+        self.assertNotEqual(EXIT_STATUS, 0)
+
+    def test_bug(self):
+        """
+        Any other exception is a bug: it is logged with its traceback, and the
+        process ends just the same.
+        """
+        with capturedLogs() as events:
+            self.failedStart(fail(KeyError("oops")))
+        [event] = events
+        self.assertEqual(event["log_level"], LogLevel.critical)
+        self.assertIsInstance(event["log_failure"].value, KeyError)
+        self.assertEqual((self.exits, self.reactor.stopped), ([EXIT_STATUS], 1))
+        self.flushLoggedErrors(KeyError)
+
+    def test_firstOnly(self):
+        """
+        Only the first failure is reported: the others are often its
+        consequences.
+        """
+        with capturedLogs() as events:
+            self.failedStart(fail(StartupError("first")))
+            self.failedStart(fail(StartupError("second")))
+        self.assertEqual([e["line"] for e in events], ["chatd cannot start: first"])
+        self.assertEqual((self.exits, self.reactor.stopped), ([EXIT_STATUS], 1))
+
+
+class RefusingReactor(MemoryReactorClock):
+    """
+    A memory reactor on which one TCP port is taken.
+    """
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        if port == 4017:
+            raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+        return MemoryReactorClock.listenTCP(self, port, factory, backlog, interface)
+
+
+class ListenerFailureTests(SynchronousTestCase):
+    """
+    A door that cannot listen fails the start, naming the door, the endpoint
+    and the reason.
+    """
+
+    def test_portInUse(self):
+        """
+        The failure names the door and its endpoint; the doors that did listen
+        are closed again when the service stops.
+        """
+        reactor = RefusingReactor()
+        failures = []
+        listeners = ListenWhenReady(lambda: succeed(None), failures.append)
+        for door, description in [("web", "tcp:8017"),
+                                  ("binary", "tcp:4017:interface=127.0.0.1")]:
+            listeners.listen(door, description, serverFromString(reactor, description),
+                             object())
+        listeners.startService()
+        [failure] = failures
+        self.assertIsInstance(failure.value, StartupError)
+        self.assertEqual(str(failure.value), "the binary door cannot listen on "
+                         "tcp:4017:interface=127.0.0.1: Address already in use")
+        self.assertEqual([port for port, *_ in reactor.tcpServers], [8017])
+        self.successResultOf(listeners.stopService())
+        self.assertFalse(list(listeners)[0].running)
+
+
+class MakeServiceFailureTests(SynchronousTestCase):
+    """
+    What L{makeService} finds wrong before the reactor runs ends twistd with
+    one line.
+    """
+
+    def makeService(self, *args):
+        options = Options()
+        options.parseOptions(["--db", "memory:", "--binary", "tcp:0", "--text", "none",
+                              "--web", "none", *args])
+        return makeService(options, reactor=MemoryReactorClock(),
+                           failedStart=self.fail)
+
+    def test_dataDirUnderAFile(self):
+        """
+        A data directory that cannot be made or read is named, with the reason.
+        """
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w"):
+            pass
+        error = self.assertRaises(SystemExit, self.makeService,
+                                  "--data-dir", os.path.join(path, "data"))
+        self.assertEqual(str(error), "chatd cannot start: cannot use the data directory "
+                         "%s/data: %s/data: Not a directory" % (path, path))
