@@ -246,13 +246,15 @@ class IClientUI(Interface):
         """
         A room message, decrypted and its signature verified.
 
-        @param timestamp: the server timestamp, ms since the epoch.
+        @param timestamp: the time the sender signed (the envelope's C{ts}),
+            ms since the epoch; the server's own timestamp is not shown.
         """
 
     def directMessageReceived(sender, peer, timestamp, text):
         """
         A direct message between this user and C{peer}: from C{peer}, or (when
         C{sender} is this user) a copy of one sent from another session.
+        C{timestamp} is the signed one, as for L{messageReceived}.
         """
 
     def memberJoined(room, user, fingerprint):

@@ -25,7 +25,7 @@ ordinary disconnection and redials. What cannot get better by redialling (a
 refused certificate, a refused login) stops the client instead.
 """
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from OpenSSL import SSL
 from twisted.application.internet import ClientService, backoffPolicy
@@ -41,6 +41,7 @@ from chatd.client.connection import CertificateRefused, ClientProtocol, ServerEr
 from chatd.client.files import CHUNK_SIZE, FileTransfers
 from chatd.client.keystore import KeystoreError, publicKeyDer
 from chatd.client.ownkey import OwnKey
+from chatd.client.replay import SeenEnvelopes
 from chatd.names import fold, isGuestName
 from chatd.protocols.opcodes import KIND_ROOM, KIND_USER, Op
 
@@ -49,7 +50,6 @@ log = Logger()
 RATE_LIMITED = 0x02
 CONFLICT = 0x07
 STALE = 0x09
-SEEN_IDS = 4096
 
 # How many times a command waits for a fresh connection before giving up; each
 # wait ends with a connection, or a failed attempt.
@@ -99,6 +99,8 @@ class ChatClient:
     @ivar rooms: our rooms, by folded name.
     @ivar blocked: folded names whose pinned key changed and is not yet trusted.
     @ivar ownKey: the L{OwnKey} that checks what the server says our key is.
+    @ivar seenEnvelopes: the L{SeenEnvelopes} that catch replays, kept with
+        the account's key once logged in.
     @ivar files: the L{FileTransfers}: offers, sending and receiving.
     """
 
@@ -126,8 +128,7 @@ class ChatClient:
         self._restoredNames = set()
         self._everConnected = False
         self._stopping = False
-        self._seen = set()
-        self._seenOrder = deque()
+        self.seenEnvelopes = SeenEnvelopes()
         self._inbound = succeed(None)
         self.ownKey = OwnKey(lambda *told: self._tell(self.ui.ownKeyChanged, *told))
         self.files = FileTransfers(self, downloads, chunkSize)
@@ -427,6 +428,7 @@ class ChatClient:
     def _becomeAccount(self, user, key):
         old = self.user
         self.user, self.account, self.privateKey = user, True, key
+        self.seenEnvelopes.attach(self.home.seenPath(user))
         self.keys[fold(user)] = self.publicKey
         for room in self.rooms.values():
             if old is not None:
@@ -716,7 +718,7 @@ class ChatClient:
         post it; when the server says the members changed, update them and try
         once more.
 
-        @return: the server timestamp and the room's name.
+        @return: the signed time of the message and the room's name.
         """
         name, to, recipients, update = await self._audience("room", room)
         timestamp = await self._post(Op.ROOM_MSG, name, to, recipients, update, text)
@@ -726,7 +728,8 @@ class ChatClient:
         """
         Encrypt C{text} to C{user} (and ourselves, for our other sessions).
 
-        @return: the server timestamp and the user's name as the server spells it.
+        @return: the signed time of the message and the user's name as the
+            server spells it.
         """
         name, to, recipients, update = await self._audience("user", user)
         timestamp = await self._post(Op.DM, name, to, recipients, update, text)
@@ -766,9 +769,16 @@ class ChatClient:
         return name, ("user", name), recipients, update
 
     async def _post(self, op, target, to, recipients, update, text):
-        (timestamp,) = await self._sealAndCall(
-            to, recipients, update, text.encode("utf-8"), lambda blob: self.call(op, target, blob))
-        return timestamp
+        """
+        @return: the signed time of the envelope the server took.
+        """
+        sent = []
+
+        def request(blob):
+            sent.append(blob)
+            return self.call(op, target, blob)
+        await self._sealAndCall(to, recipients, update, text.encode("utf-8"), request)
+        return e2e.Envelope.parse(sent[-1]).ts
 
     async def _sealAndCall(self, to, recipients, update, plaintext, request, domain=e2e.MESSAGE):
         """
@@ -797,11 +807,15 @@ class ChatClient:
                                           plaintext, domain=domain,
                                           ts=int(self.clock.seconds() * 1000))
             try:
-                return await request(blob)
+                result = await request(blob)
             except ServerError as e:
                 if e.status != STALE or attempt == 2:
                     raise
                 update(e.members)
+                continue
+            # Our own envelope, seen again from the server, is a replay.
+            self._remember(e2e.Envelope.parse(blob))
+            return result
 
     # -- files ------------------------------------------------------------
 
@@ -861,14 +875,16 @@ class ChatClient:
             handler(self, *values)
 
     def _onRoomMessage(self, room, sender, timestamp, blob):
+        # The time shown is the one the sender signed; the server's is only
+        # its word.
         def show(text, envelope):
-            self.ui.messageReceived(room, sender, timestamp, text)
+            self.ui.messageReceived(room, sender, envelope.ts, text)
         self._openInOrder(blob, sender, ("room", room), show)
 
     def _onDirectMessage(self, sender, timestamp, blob):
         def show(text, envelope):
             peer = envelope.toName if self._isMe(sender) else sender
-            self.ui.directMessageReceived(sender, peer, timestamp, text)
+            self.ui.directMessageReceived(sender, peer, envelope.ts, text)
         self._openInOrder(blob, sender, None, show)
 
     def _openInOrder(self, blob, sender, to, show):
@@ -911,9 +927,7 @@ class ChatClient:
                            or not (self._isMe(sender) or self._isMe(envelope.toName))):
             raise ClientError("direct message addressed to %s %s"
                               % (envelope.toKind, envelope.toName))
-        seen = (fold(sender), envelope.id)
-        if seen in self._seen:
-            raise ClientError("replayed message id %s" % (envelope.id,))
+        self._refuseReplay(envelope)
         self._checkRenamed([sender])
         key = self._trustedKey(sender)
         if key is None:
@@ -924,12 +938,20 @@ class ChatClient:
             key = self._trustedKey(sender)
         if fold(sender) in self.blocked:
             raise ClientError("%s's key changed and is not trusted yet" % (sender,))
-        if seen in self._seen:
-            raise ClientError("replayed message id %s" % (envelope.id,))
+        self._refuseReplay(envelope)
         data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key,
                                       domain)
-        self._remember(seen)
+        self._remember(envelope)
         return envelope, data
+
+    def _refuseReplay(self, envelope):
+        replayed = self.seenEnvelopes.replayed(envelope.sender, envelope.id, envelope.ts)
+        if replayed is not None:
+            raise ClientError(replayed)
+
+    def _remember(self, envelope):
+        self.seenEnvelopes.remember(envelope.sender, envelope.id, envelope.ts,
+                                    int(self.clock.seconds() * 1000))
 
     def _tell(self, f, *args):
         """
@@ -939,12 +961,6 @@ class ChatClient:
         """
         self._inbound.addCallback(lambda _: f(*args)).addErrback(
             lambda failure: log.failure("showing an event", failure))
-
-    def _remember(self, seen):
-        self._seen.add(seen)
-        self._seenOrder.append(seen)
-        if len(self._seenOrder) > SEEN_IDS:
-            self._seen.discard(self._seenOrder.popleft())
 
     def _onJoined(self, room, user, der):
         if self._isMe(user):
@@ -1028,8 +1044,9 @@ class ChatClient:
     async def history(self, room=None, limit=0):
         """
         The room's stored messages we can read, decrypted: C{[(sender, timestamp,
-        text, problem)]}, oldest first; C{text} is L{None} and C{problem} says
-        why for one that fails its checks.
+        text, problem)]}, oldest first, with the time the sender signed (the
+        server's, for one that cannot be shown); C{text} is L{None} and
+        C{problem} says why for one that fails its checks.
 
         @return: the room's name and the rows.
         """
@@ -1048,7 +1065,7 @@ class ChatClient:
                     raise ClientError("no key known for %s" % (sender,))
                 data = await self.runInThread(e2e.openEnvelope, envelope, self.user,
                                               self.privateKey, key)
-                shown.append((sender, timestamp, data.decode("utf-8", "replace"), None))
+                shown.append((sender, envelope.ts, data.decode("utf-8", "replace"), None))
             except Exception as e:
                 shown.append((sender, timestamp, None, str(e)))
         return target.name, shown

@@ -260,7 +260,8 @@ class Console(LineReceiver):
 
     def _time(self, timestamp=None):
         """
-        C{HH:MM:SS} in local time, of a server timestamp (ms) or of now.
+        C{HH:MM:SS} in local time, of a timestamp (ms: the one a message's
+        sender signed) or of now.
         """
         seconds = self.clock.seconds() if timestamp is None else timestamp / 1000.0
         return time.strftime("%H:%M:%S", self.localtime(seconds))

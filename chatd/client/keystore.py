@@ -10,6 +10,8 @@ created on first use::
         keys/                mode 0700
             <user>.pem       mode 0600: the user's RSA identity key, PKCS8 PEM,
                              encrypted when the user gave a passphrase
+            <user>.seen      mode 0600: the envelopes the user has seen
+                             (chatd.client.replay)
         known_keys           mode 0600: users' public keys, pinned on first use
         known_servers        mode 0600: servers' certificates, pinned on first use
 
@@ -222,6 +224,14 @@ class Home:
         """
         _requireUserName(user)
         return os.path.join(self.path, KEYS_DIRECTORY, fold(user) + ".pem")
+
+    def seenPath(self, user):
+        """
+        Where the envelopes C{user} has seen are kept (see
+        L{chatd.client.replay}): next to its key, since they belong to it.
+        """
+        _requireUserName(user)
+        return os.path.join(self.path, KEYS_DIRECTORY, fold(user) + ".seen")
 
     def hasIdentity(self, user):
         """

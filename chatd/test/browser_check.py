@@ -13,8 +13,9 @@ two. It also checks, in the browser: the envelope against the worked example of
 docs/protocol.rst, direct messages across doors, key-only login (the key kept
 in IndexedDB) and history, the key-change warning that blocks sending until the
 person trusts the new key, a lying server (its WebSocket rewritten in the
-page) that gives the person's own name another key and gets nothing sent,
-file transfer (or that the page degrades gracefully
+page) that gives the person's own name another key and gets nothing sent, a
+direct message replayed after the page is loaded again (dropped) and the
+signed time shown rather than the server's, file transfer (or that the page degrades gracefully
 where the server has none over WebSocket), and that the page fetches nothing
 from anywhere but its own server.
 
@@ -28,6 +29,7 @@ do not.
 """
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -60,6 +62,8 @@ CAROL_SAYS = "carol on the terminal client says hi"
 CAROL_DM = "psst alice, a direct message from the terminal"
 ALICE_DM = "bob, this one is just for you"
 AFTER_TRUST = "after verifying bob's new key"
+REPLAYED_DM = "dave, this one must be shown only once"
+SKEWED_TIME = "2001-02-03T04:05:06.000Z"
 
 # The launcher used while `twistd chatd` has no --web option yet: the same
 # service tree as twistd builds, plus the web resource on the --web endpoint.
@@ -611,8 +615,16 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("file send and receive (or a clear 'not supported' where the server has none)",
                     fileTransfer)
 
+    liar = LyingSocket("dave", otherKeyPem())
+    daveContext = browser.newContext()
+    daveContext.route_web_socket("**/ws", liar.route)
+    dave = browser.page(daveContext, "dave (lied to)")
     results.attempt("a server that lies about dave's own key gets a loud warning and nothing "
-                    "sent", lyingAboutOwnKey, browser)
+                    "sent", lyingAboutOwnKey, liar, dave)
+    results.attempt("a direct message shows the time its sender signed, not the server's",
+                    signedTime, liar, alice, dave)
+    results.attempt("replayed after dave's page is loaded again, it is dropped",
+                    replayAfterReload, liar, dave)
 
     results.check("no request left the page's own server", not browser.foreign,
                   ", ".join(browser.foreign[:5]))
@@ -624,9 +636,12 @@ class LyingSocket:
     """
     Stands between a page and the server's WebSocket (Playwright's
     C{route_web_socket}): passes everything on, lies about C{user}'s key in
-    JOIN answers once C{lying} is set, and keeps the page's requests.
+    JOIN answers while C{lying} is set, gives every message event another
+    server time while C{skewTimes} is set, keeps the page's requests and the
+    server's events, and can replay an event to the page.
 
     @ivar sent: the page's requests, as dicts.
+    @ivar received: the events the server sent the page, as dicts.
     @ivar lies: how many keys were replaced.
     """
 
@@ -634,10 +649,20 @@ class LyingSocket:
         self.user = user
         self.claimedPem = claimedPem
         self.lying = True
+        self.skewTimes = False
         self.sent = []
+        self.received = []
         self.lies = 0
+        self.ws = None
+
+    def inject(self, event):
+        """
+        Send C{event} to the page, as if the server did.
+        """
+        self.ws.send(json.dumps(event))
 
     def route(self, ws):
+        self.ws = ws
         server = ws.connect_to_server()
 
         def toServer(message):
@@ -655,6 +680,11 @@ class LyingSocket:
 
     def rewrite(self, message):
         event = json.loads(message)
+        if "id" not in event:
+            self.received.append(event)
+        if self.skewTimes and event.get("type") in ("dm", "chat_message"):
+            event["timestamp"] = SKEWED_TIME
+            return json.dumps(event)
         if not self.lying or event.get("type") != "joined":
             return message
         for member in event.get("members", []):
@@ -678,16 +708,12 @@ def otherKeyPem():
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-def lyingAboutOwnKey(browser):
+def lyingAboutOwnKey(liar, dave):
     """
     dave's page talks through a lying WebSocket: its JOIN answer lists dave
     with another key. The page warns, blocks sending, and sends no envelope;
     once dave publishes this browser's key again, he can send.
     """
-    liar = LyingSocket("dave", otherKeyPem())
-    context = browser.newContext()
-    context.route_web_socket("**/ws", liar.route)
-    dave = browser.page(context, "dave (lied to)")
     signIn(dave, "dave", PASSWORD, True)
     joinRoom(dave, ROOM)
     alert = dave.locator("#self-key-alert:not(.hidden)")
@@ -714,6 +740,54 @@ def lyingAboutOwnKey(browser):
     dave.locator("#self-key-alert").wait_for(state="hidden")
     say(dave, "dave's own key again")
     return len(liar.envelopesSent()) == 1 or "!%r" % (liar.envelopesSent(),)
+
+
+def alicesDirectMessages(liar):
+    return [e for e in liar.received if e.get("type") == "dm" and e.get("userId") == "alice"]
+
+
+def signedTime(liar, alice, dave):
+    """
+    alice sends dave a direct message, which the server delivers with a
+    server time years off: dave's page shows the time alice signed.
+    """
+    liar.skewTimes = True
+    alice.click("#btn-dm-open")
+    alice.fill("#dm-user", "dave")
+    alice.click("#dm-submit")
+    alice.wait_for_selector("#dm-list li.active[data-conv='dave']")
+    say(alice, REPLAYED_DM)
+    dave.locator("#dm-list li[data-conv='alice']").wait_for()
+    openConversation(dave, "dm-list", "alice")
+    shows(dave, REPLAYED_DM)
+    events = alicesDirectMessages(liar)
+    if len(events) != 1:
+        return "!alice's direct message came %d times" % (len(events),)
+    envelope = events[0]["envelope"]
+    signed = datetime.datetime.fromtimestamp(envelope["ts"] / 1000, datetime.timezone.utc)
+    expected = signed.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (envelope["ts"] % 1000,)
+    shown = dave.locator("#messages .message[data-id='%s'] time" % (envelope["id"],))
+    if shown.get_attribute("datetime") != expected:
+        return "!shows %s; signed %s" % (shown.get_attribute("datetime"), expected)
+    return True
+
+
+def replayAfterReload(liar, dave):
+    """
+    Once dave's page is loaded again and he signs in by key, the server
+    replays alice's direct message: it is dropped, with a note, and not shown
+    again.
+    """
+    [event] = alicesDirectMessages(liar)
+    dave.reload(wait_until="load")
+    signIn(dave, "dave", "", False)
+    liar.inject(event)
+    dave.locator("#dm-list li[data-conv='alice']").wait_for()
+    openConversation(dave, "dm-list", "alice")
+    dave.locator("#messages .system", has_text="repeats a message already received").wait_for()
+    if dave.locator("#messages .message .text", has_text=REPLAYED_DM).count():
+        return "!the replayed message is shown"
+    return True
 
 
 def main():

@@ -371,6 +371,7 @@ class ChattingTests(ClientTestCase):
         alice, aliceUI = self.account("alice", "lobby")
         bob, bobUI = self.account("bob", "lobby")
         self.do(alice.send("first"))
+        self.advance(1)
         self.do(bob.send("second"))
         room, rows = self.do(bob.history())
         self.assertEqual(room, "lobby")

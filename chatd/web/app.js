@@ -9,12 +9,12 @@ import * as store from "./store.js";
 import { Connection, ServerError, Disconnected } from "./connection.js";
 import { FileTransfers, formatSize } from "./files.js";
 import { OwnKey } from "./ownkey.js";
+import { SeenEnvelopes } from "./replay.js";
 
 const fold = store.fold;
 const USER_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^#?[A-Za-z0-9_.-]{1,32}$/;
 const HISTORY_PAGE = 50;
-const SEEN_MAX = 5000;
 const SEND_ATTEMPTS = 4;
 
 const $ = (id) => document.getElementById(id);
@@ -48,8 +48,8 @@ const state = {
   rooms: new Map(), // fold(room) -> conversation
   dms: new Map(), // fold(user) -> conversation
   active: null, // a conversation
-  seen: new Set(),
-  seenOrder: [],
+  replay: new SeenEnvelopes(), // envelopes seen, kept with the account (replay.js)
+  shown: new Set(), // envelopes shown in this page, live or from history
   held: [], // messages waiting for a key change to be trusted
   events: Promise.resolve(), // events are handled one at a time, in order
   incoming: Promise.resolve(), // so are the envelopes they carry
@@ -102,6 +102,8 @@ const transfers = new FileTransfers({
   identity: () => state.identity,
   sealFor: (conv, plaintext, domain, send) => sealAndSend(conv, plaintext, domain, send),
   senderKey: (name, conv) => senderKey(name, conv),
+  replayed: (env) => state.replay.replayed(env.from, env.id, env.ts),
+  remember: (env) => state.replay.remember(env.from, env.id, env.ts),
   conversationFor: (from, target) => {
     if (target.kind === "room") return state.rooms.get(fold(target.name)) || dmWith(from);
     return fold(from) === fold(state.me) ? dmWith(target.name) : dmWith(from);
@@ -177,10 +179,8 @@ function describeError(e) {
   return e?.message || String(e);
 }
 
-function remember(seenKey) {
-  state.seen.add(seenKey);
-  state.seenOrder.push(seenKey);
-  if (state.seenOrder.length > SEEN_MAX) state.seen.delete(state.seenOrder.shift());
+function shownKey(env) {
+  return `${fold(env.from)}\n${env.id}`;
 }
 
 // -- keys: pinning and warnings ------------------------------------------
@@ -395,7 +395,7 @@ function dropped(conv, sender, why, live) {
 }
 
 // Open one envelope and show it, or drop it. `job`: { conv, sender, envelope,
-// time, history }.
+// history }.
 async function receive(job) {
   const { conv, sender, envelope, history } = job;
   let env;
@@ -412,9 +412,13 @@ async function receive(job) {
     const peer = fold(sender) === fold(state.me) ? conv.key : fold(state.me);
     if (toKind !== "user" || fold(toName) !== peer) return dropped(conv, sender, "it was sent to someone else", !history);
   }
-  const seenKey = `${fold(env.from)}\n${env.id}`;
-  if (state.seen.has(seenKey)) {
-    if (!history && !job.retry) dropped(conv, sender, "it repeats a message already received", true);
+  // History is the server's record: shown once per page. What comes live
+  // must be new to this account (replay.js), across page loads too.
+  const seenKey = shownKey(env);
+  const replayed = state.shown.has(seenKey) ? "it repeats a message already received"
+    : history ? null : state.replay.replayed(env.from, env.id, env.ts);
+  if (replayed) {
+    if (!history && !job.retry) dropped(conv, sender, replayed, true);
     return;
   }
   let plaintext;
@@ -440,15 +444,17 @@ async function receive(job) {
     }
     return dropped(conv, sender, "its signature does not match the sender's pinned key", !history);
   }
-  if (state.seen.has(seenKey)) return;
-  remember(seenKey);
+  if (state.shown.has(seenKey)) return;
+  state.shown.add(seenKey);
+  if (!history) state.replay.remember(env.from, env.id, env.ts);
   let text;
   try {
     text = e2e.fromUtf8(plaintext);
   } catch (e) {
     text = new TextDecoder().decode(plaintext);
   }
-  addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: job.time, history });
+  // The time shown is the one the sender signed; the server's is only its word.
+  addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history });
 }
 
 async function loadHistory(room, older = false) {
@@ -468,7 +474,7 @@ async function loadHistory(room, older = false) {
     const scroller = $("messages");
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
     const jobs = rows.map((row) => queueIncoming({
-      conv: room, sender: row.userId, envelope: row.envelope, time: parseTime(row.timestamp), history: true,
+      conv: room, sender: row.userId, envelope: row.envelope, history: true,
     }));
     await Promise.all(jobs);
     if (room.unreadable) {
@@ -544,6 +550,9 @@ async function sealAndSend(conv, plaintext, domain, send) {
     const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain });
     try {
       const reply = await send(env);
+      // Our own envelope, seen again from the server, is a replay.
+      state.shown.add(shownKey(env));
+      state.replay.remember(env.from, env.id, env.ts);
       return { env, reply };
     } catch (e) {
       if (!(e instanceof ServerError) || e.code !== "stale_recipients" || attempt >= SEND_ATTEMPTS) throw e;
@@ -584,15 +593,14 @@ async function sendNow(conv, item) {
   const plaintext = e2e.utf8(item.text);
   for (let attempt = 1; ; attempt++) {
     try {
-      const { env, reply } = await sealAndSend(conv, plaintext, e2e.MESSAGE, (envelope) => conv.kind === "room"
+      const { env } = await sealAndSend(conv, plaintext, e2e.MESSAGE, (envelope) => conv.kind === "room"
         ? state.conn.request("chat_message", { roomId: conv.name, envelope })
         : state.conn.request("dm", { to: conv.name, envelope }));
-      remember(`${fold(state.me)}\n${env.id}`);
       item.id = env.id;
       item.pending = false;
       item.waiting = null;
       conv.items.splice(conv.items.indexOf(item), 1);
-      item.time = parseTime(reply.timestamp);
+      item.time = env.ts;
       addItem(conv, item);
       return;
     } catch (e) {
@@ -644,14 +652,14 @@ async function onEvent(message) {
     case "chat_message": {
       const room = state.rooms.get(fold(message.roomId));
       if (!room) return;
-      queueIncoming({ conv: room, sender: message.userId, envelope: message.envelope, time: parseTime(message.timestamp) });
+      queueIncoming({ conv: room, sender: message.userId, envelope: message.envelope });
       return;
     }
     case "dm": {
       const own = fold(message.userId) === fold(state.me);
       const peer = own ? message.envelope?.to?.user : message.userId;
       if (typeof peer !== "string" || !USER_RE.test(peer)) return;
-      queueIncoming({ conv: dmWith(peer), sender: message.userId, envelope: message.envelope, time: parseTime(message.timestamp) });
+      queueIncoming({ conv: dmWith(peer), sender: message.userId, envelope: message.envelope });
       return;
     }
     case "user_joined": {
@@ -1293,6 +1301,7 @@ async function signIn(mode) {
     }
     state.identity = identity;
     state.ownKey.check(serverSpki, identity.spki);
+    await state.replay.attach(state.me);
     $("login-pass").value = "";
     await enterApp();
   } catch (e) {
@@ -1407,8 +1416,8 @@ function signOut() {
   state.alerts.clear();
   state.rooms.clear();
   state.dms.clear();
-  state.seen.clear();
-  state.seenOrder = [];
+  state.replay = new SeenEnvelopes();
+  state.shown.clear();
   transfers.byId.clear();
   $("app-screen").classList.add("hidden");
   $("login-screen").classList.remove("hidden");

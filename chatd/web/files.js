@@ -66,6 +66,7 @@ class Transfer {
 export class FileTransfers {
   // hooks: { conn(), me(), identity(), sealFor(conv, plaintext, domain, send),
   //          senderKey(name, conv) -> spki or null, conversationFor(target) -> conv,
+  //          replayed(env) -> why it is a replay or null, remember(env),
   //          changed(transfer), notice(conv, text, bad) }
   constructor(hooks) {
     this.hooks = hooks;
@@ -197,12 +198,15 @@ export class FileTransfers {
     try {
       const env = e2e.checkEnvelope(message.envelope);
       if (env.from !== from) throw new Error("the file envelope is not from its sender");
+      const replayed = this.hooks.replayed(env);
+      if (replayed) throw new Error(replayed);
       const me = this.hooks.me();
       const plain = await e2e.decrypt(env, me, this.hooks.identity().oaep, e2e.FILE);
       const spki = await this.hooks.senderKey(from, conv);
       if (!spki || !(await e2e.verifySignature(env, spki, e2e.FILE))) {
         throw new Error("the offer's signature does not match the sender's pinned key");
       }
+      this.hooks.remember(env);
       const meta = JSON.parse(e2e.fromUtf8(plain));
       const fileKey = e2e.unb64(meta.file_key);
       const chunks = Math.max(1, Math.ceil(meta.size / meta.chunk_size));

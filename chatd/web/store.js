@@ -5,12 +5,15 @@
 //   pins        per (owner, user): the key first seen for that user (TOFU), and
 //               whether the owner has verified it
 //   rooms       per (owner, room): the rooms to rejoin after a reconnect
+//   seen        per (owner, sender, id): the envelopes the owner has seen, with
+//               their signed time and the order they came in (replay.js)
+//   horizons    per owner: the highest signed time forgotten from "seen"
 //
 // Names are compared ignoring ASCII case, as the server does, so every key is
 // folded.
 
 const DB_NAME = "chatd";
-const DB_VERSION = 1;
+const DB_VERSION = 2;
 
 export function fold(name) {
   return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
@@ -34,6 +37,8 @@ function open() {
         if (!db.objectStoreNames.contains("identities")) db.createObjectStore("identities", { keyPath: "key" });
         if (!db.objectStoreNames.contains("pins")) db.createObjectStore("pins", { keyPath: ["owner", "user"] });
         if (!db.objectStoreNames.contains("rooms")) db.createObjectStore("rooms", { keyPath: ["owner", "room"] });
+        if (!db.objectStoreNames.contains("seen")) db.createObjectStore("seen", { keyPath: ["owner", "sender", "id"] });
+        if (!db.objectStoreNames.contains("horizons")) db.createObjectStore("horizons", { keyPath: "owner" });
       };
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => reject(request.error);
@@ -114,4 +119,37 @@ export async function rememberRoom(owner, name) {
 
 export async function forgetRoom(owner, name) {
   await run("rooms", "readwrite", (s) => s.delete([fold(owner), fold(name)]));
+}
+
+// -- seen envelopes ---------------------------------------------------------
+
+export async function loadSeen(owner) {
+  const db = await open();
+  const tx = db.transaction(["seen", "horizons"], "readonly");
+  const range = IDBKeyRange.bound([fold(owner), "", ""], [fold(owner), "\uffff", "\uffff"]);
+  const [all, horizon] = await Promise.all([
+    promised(tx.objectStore("seen").getAll(range)),
+    promised(tx.objectStore("horizons").get(fold(owner))),
+  ]);
+  return {
+    entries: all.map((r) => ({ sender: r.sender, id: r.id, ts: r.ts, n: r.n })),
+    horizon: horizon ? horizon.horizon : 0,
+  };
+}
+
+// Add `entry` (unless null), delete the `forgotten` ones and keep the horizon,
+// in one transaction.
+export async function saveSeen(owner, entry, forgotten, horizon) {
+  const db = await open();
+  const tx = db.transaction(["seen", "horizons"], "readwrite");
+  const seen = tx.objectStore("seen");
+  const key = fold(owner);
+  if (entry) seen.put({ owner: key, sender: entry.sender, id: entry.id, ts: entry.ts, n: entry.n });
+  for (const old of forgotten) seen.delete([key, old.sender, old.id]);
+  if (forgotten.length) tx.objectStore("horizons").put({ owner: key, horizon });
+  await new Promise((resolve, reject) => {
+    tx.oncomplete = resolve;
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error("key store transaction aborted"));
+  });
 }

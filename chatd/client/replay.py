@@ -1,0 +1,141 @@
+# -*- test-case-name: chatd.test.test_replay -*-
+"""
+The envelopes a client has seen, kept with its keys so that a server cannot
+show it an old envelope again after it restarts.
+
+The rule, the same in the browser client (chatd/web/replay.js):
+
+- the last L{SEEN_IDS} envelopes (sender and id, with their signed time)
+  received live, or sent, are remembered; one seen again is a replay;
+- when one is forgotten to make room, its signed time raises a horizon, and
+  a live envelope signed more than L{SKEW_MS} before the horizon is a replay
+  too (it is older than anything still remembered; the slack is twice the
+  5 minutes a server allows a sender's clock, so that an honest message
+  never falls below it);
+- a signed time is counted as at most the client's own clock, so that one
+  envelope dated in the future cannot raise the horizon over honest ones.
+
+An account's window lives in C{keys/NAME.seen} in the client's home, mode
+0600: one line per envelope, C{TS SENDER ID}, appended as it is seen (so that
+several clients sharing the home each add their own), and rewritten to the
+window with a C{horizon TS} line first once it holds twice the window. Lines
+that cannot be read are skipped. A guest's window is kept in memory only, like
+its key.
+"""
+
+import os
+import re
+from collections import OrderedDict
+
+from twisted.logger import Logger
+
+from chatd.client.keystore import _makePrivateDirectory, _writePrivately
+from chatd.names import fold, isUserName
+
+log = Logger()
+
+SEEN_IDS = 4096
+SKEW_MS = 600_000
+
+_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+class SeenEnvelopes:
+    """
+    A window of seen envelopes, persisted once L{attach}ed to a file.
+
+    @ivar horizon: the highest signed time forgotten, in ms (0 while nothing
+        was).
+    """
+
+    def __init__(self, window=SEEN_IDS):
+        self._window = window
+        self._seen = OrderedDict()
+        self.horizon = 0
+        self._path = None
+        self._lines = 0
+
+    def replayed(self, sender, envelopeId, ts):
+        """
+        Why an envelope received live is a replay, or L{None} when it is not.
+        """
+        if (fold(sender), envelopeId) in self._seen:
+            return "replayed message id %s" % (envelopeId,)
+        if ts < self.horizon - SKEW_MS:
+            return ("message id %s is signed earlier than every message this device still "
+                    "remembers: a replay" % (envelopeId,))
+        return None
+
+    def remember(self, sender, envelopeId, ts, now):
+        """
+        Remember an envelope shown (or sent), signed at C{ts}, at time C{now}
+        (both in ms), and write it down when attached.
+        """
+        ts = min(ts, now)
+        if not self._add(fold(sender), envelopeId, ts):
+            return
+        if self._path is None:
+            return
+        try:
+            self._append("%d %s %s\n" % (ts, fold(sender), envelopeId))
+            if self._lines > 2 * self._window:
+                self._compact()
+        except OSError as e:
+            log.warn("cannot keep seen envelopes in {path}: {error}", path=self._path, error=e)
+
+    def attach(self, path):
+        """
+        Keep this window in C{path} from now on: what the file holds comes
+        first, then what was seen before (as a guest, before logging in).
+        """
+        earlier = list(self._seen.items())
+        self._seen = OrderedDict()
+        self._path = path
+        try:
+            self._read()
+        except OSError as e:
+            log.warn("cannot read seen envelopes from {path}: {error}", path=path, error=e)
+        for key, ts in earlier:
+            self._add(*key, ts)
+        try:
+            self._compact()
+        except OSError as e:
+            log.warn("cannot keep seen envelopes in {path}: {error}", path=path, error=e)
+
+    def _add(self, sender, envelopeId, ts):
+        key = (sender, envelopeId)
+        if key in self._seen:
+            return False
+        self._seen[key] = ts
+        while len(self._seen) > self._window:
+            _, forgotten = self._seen.popitem(last=False)
+            self.horizon = max(self.horizon, forgotten)
+        return True
+
+    def _read(self):
+        try:
+            f = open(self._path, encoding="ascii", errors="replace")
+        except FileNotFoundError:
+            return
+        with f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == 2 and fields[0] == "horizon" and fields[1].isdigit():
+                    self.horizon = max(self.horizon, int(fields[1]))
+                elif (len(fields) == 3 and fields[0].isdigit() and isUserName(fields[1])
+                      and _ID.fullmatch(fields[2])):
+                    self._add(fold(fields[1]), fields[2], int(fields[0]))
+
+    def _append(self, line):
+        _makePrivateDirectory(os.path.dirname(self._path))
+        descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(descriptor, "a", encoding="ascii") as f:
+            f.write(line)
+        self._lines += 1
+
+    def _compact(self):
+        lines = ["horizon %d\n" % (self.horizon,)] + [
+            "%d %s %s\n" % (ts, sender, envelopeId)
+            for (sender, envelopeId), ts in self._seen.items()]
+        _writePrivately(self._path, "".join(lines).encode("ascii"))
+        self._lines = len(lines)

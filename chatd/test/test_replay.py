@@ -1,0 +1,235 @@
+"""
+Tests for L{chatd.client.replay}: the window of seen envelopes, kept next to
+the account's key so that a replay is dropped across restarts, and the signed
+time shown for each message.
+"""
+
+import os
+import stat
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd import e2e
+from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes
+from chatd.protocols import opcodes
+from chatd.protocols.opcodes import Op
+from chatd.test.fakes import privateKey
+from chatd.test.test_client import (PASSWORD, ClientTestCase, RecordingUI, TestHome, der,
+                                    seedIdentity)
+
+MINUTE = 60_000
+NOW = 1_700_000_000_000
+
+
+def envelopeId(n):
+    """
+    A valid envelope id, different for each C{n}.
+    """
+    return "%021dA" % (n,)
+
+
+class WindowTests(SynchronousTestCase):
+    """
+    The window in memory.
+    """
+
+    def test_sameRuleAsTheBrowser(self):
+        """
+        The window and the slack are those chatd/web/replay.js uses.
+        """
+        with open(os.path.join(os.path.dirname(e2e.__file__), "web", "replay.js")) as f:
+            script = f.read()
+        self.assertIn("export const SEEN_IDS = %d;" % (SEEN_IDS,), script)
+        self.assertIn("export const SKEW_MS = %d;" % (SKEW_MS,), script)
+
+    def test_seenAgain(self):
+        """
+        An envelope remembered is a replay, by sender (in any case) and id.
+        """
+        seen = SeenEnvelopes()
+        seen.remember("Bob", envelopeId(1), NOW, NOW)
+        self.assertEqual(seen.replayed("bob", envelopeId(1), NOW),
+                         "replayed message id %s" % (envelopeId(1),))
+        self.assertIsNone(seen.replayed("carol", envelopeId(1), NOW))
+        self.assertIsNone(seen.replayed("bob", envelopeId(2), NOW))
+
+    def test_horizon(self):
+        """
+        What falls out of the window raises the horizon: an envelope signed
+        more than the slack before it is a replay; one within it is not.
+        """
+        seen = SeenEnvelopes(window=2)
+        for n in range(3):
+            seen.remember("bob", envelopeId(n), NOW + n * MINUTE, NOW + 10 * MINUTE)
+        self.assertEqual(seen.horizon, NOW)
+        self.assertIsNone(seen.replayed("bob", envelopeId(0), NOW))
+        self.assertIsNone(seen.replayed("bob", envelopeId(9), NOW - SKEW_MS))
+        self.assertIn("signed earlier than every message this device still remembers",
+                      seen.replayed("bob", envelopeId(9), NOW - SKEW_MS - 1))
+
+    def test_futureCountsAsNow(self):
+        """
+        An envelope signed in the future counts as signed now, so that it
+        cannot raise the horizon over honest messages once forgotten.
+        """
+        seen = SeenEnvelopes(window=1)
+        seen.remember("mallory", envelopeId(1), NOW + 365 * 24 * 60 * MINUTE, NOW)
+        seen.remember("bob", envelopeId(2), NOW, NOW)
+        self.assertEqual(seen.horizon, NOW)
+
+
+class FileTests(SynchronousTestCase):
+    """
+    The window kept in a file.
+    """
+
+    def test_keptAcrossRuns(self):
+        """
+        A window attached to a file is there for the next one attached to it,
+        with the horizon, in a file only its owner may read; what was seen
+        before attaching is kept too.
+        """
+        path = os.path.join(self.mktemp(), "keys", "alice.seen")
+        first = SeenEnvelopes(window=2)
+        first.remember("bob", envelopeId(0), NOW, NOW)
+        first.attach(path)
+        for n in (1, 2):
+            first.remember("bob", envelopeId(n), NOW + n, NOW + n)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o700)
+        second = SeenEnvelopes(window=2)
+        second.attach(path)
+        self.assertEqual(second.horizon, NOW)
+        self.assertIsNotNone(second.replayed("bob", envelopeId(2), NOW + 2))
+        self.assertIsNotNone(second.replayed("bob", envelopeId(1), NOW + 1))
+        self.assertIsNone(second.replayed("bob", envelopeId(0), NOW))
+
+    def test_compacted(self):
+        """
+        The file is rewritten to the window once it holds twice as much.
+        """
+        path = os.path.join(self.mktemp(), "alice.seen")
+        seen = SeenEnvelopes(window=3)
+        seen.attach(path)
+        for n in range(20):
+            seen.remember("bob", envelopeId(n), NOW + n, NOW + n)
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertLessEqual(len(lines), 7)
+        again = SeenEnvelopes(window=3)
+        again.attach(path)
+        self.assertIsNotNone(again.replayed("bob", envelopeId(19), NOW + 19))
+        self.assertEqual(again.horizon, NOW + 16)
+
+    def test_badLinesSkipped(self):
+        """
+        Lines that cannot be read are skipped; the others count.
+        """
+        path = os.path.join(self.mktemp())
+        with open(path, "w") as f:
+            f.write("garbage\n%d bob %s\n%d bad/name %s\nhorizon x\n"
+                    % (NOW, envelopeId(1), NOW, envelopeId(2)))
+        seen = SeenEnvelopes()
+        seen.attach(path)
+        self.assertIsNotNone(seen.replayed("bob", envelopeId(1), NOW))
+        self.assertEqual(seen.horizon, 0)
+
+
+class TimedUI(RecordingUI):
+    """
+    Records messages with the time the client gives for them.
+    """
+
+    def messageReceived(self, room, sender, timestamp, text):
+        self.events.append(("message", room, sender, timestamp, text))
+
+    def directMessageReceived(self, sender, peer, timestamp, text):
+        self.events.append(("dm", sender, peer, timestamp, text))
+
+
+class RestartTests(ClientTestCase):
+    """
+    A client that restarts remembers what it saw.
+    """
+
+    def inject(self, client, op, *values):
+        client.protocol.dataReceived(opcodes.event(op, *values))
+        self.flush()
+
+    def seal(self, text, ts, sender="bob", to=("room", "lobby")):
+        return e2e.seal(sender, privateKey(sender), to,
+                        {"alice": der("alice"), sender: der(sender)}, text.encode(), ts=ts)
+
+    def test_replayAfterRestart(self):
+        """
+        An envelope alice was shown, replayed by the server after she starts
+        her client again, is dropped.
+        """
+        home = TestHome(self.mktemp())
+        alice, aliceUI = self.account("alice", "lobby", home=home)
+        self.account("bob", "lobby")
+        now = int(self.clock.seconds() * 1000)
+        blob = self.seal("pay carol 10", now)
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, blob)
+        self.assertEqual(aliceUI.take("message"), [("message", "lobby", "bob", "pay carol 10")])
+        self.stop(alice)
+
+        again, againUI = self.client(home)
+        self.do(again.auth("alice"))
+        againUI.take()
+        self.inject(again, Op.ROOM_MSG, "lobby", "bob", now + 5000, blob)
+        self.assertEqual(againUI.take("message", "dropped"), [
+            ("dropped", "dropped a message from bob in room lobby: replayed message id %s"
+             % (e2e.Envelope.parse(blob).id,))])
+        path = os.path.join(home.path, "keys", "alice.seen")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_ownMessageReplayed(self):
+        """
+        alice's own message, handed back to her by the server, is a replay.
+        """
+        alice, aliceUI = self.account("alice", "lobby")
+        self.account("bob", "lobby")
+        sent = []
+        send = alice.protocol.request
+
+        def recording(op, *values):
+            if op == Op.ROOM_MSG:
+                sent.append(values[1])
+            return send(op, *values)
+        alice.protocol.request = recording
+        self.do(alice.send("mine"))
+        [blob] = sent
+        self.inject(alice, Op.ROOM_MSG, "lobby", "alice", 0, blob)
+        self.assertEqual(aliceUI.take("message", "dropped"), [
+            ("dropped", "dropped a message from alice in room lobby: replayed message id %s"
+             % (e2e.Envelope.parse(blob).id,))])
+
+    def test_signedTimeShown(self):
+        """
+        The time given for a message, room or direct, live or in history, is
+        the one its sender signed, not the server's; so is the one /send
+        gives back.
+        """
+        home = TestHome(self.mktemp())
+        seedIdentity(home, "alice")
+        alice, _ = self.client(home)
+        ui = alice.ui = TimedUI()
+        self.do(alice.register("alice", PASSWORD))
+        self.do(alice.join("lobby"))
+        bob, _ = self.account("bob", "lobby")
+        signed = int(self.clock.seconds() * 1000) - 90_000
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", signed + 3_600_000,
+                    self.seal("an hour off", signed))
+        self.inject(alice, Op.DM, "bob", 1, self.seal("psst", signed + 1, to=("user", "alice")))
+        self.assertEqual(ui.take("message", "dm"), [
+            ("message", "lobby", "bob", signed, "an hour off"),
+            ("dm", "bob", "bob", signed + 1, "psst")])
+        timestamp, _ = self.do(bob.send("sent now"))
+        self.assertEqual(timestamp, int(self.clock.seconds() * 1000))
+        d = bob.protocol.request(Op.ROOM_MSG, "lobby", self.seal("stored", signed))
+        self.flush()
+        self.assertNotEqual(self.successResultOf(d), (signed,))
+        rows = self.do(alice.history())[1]
+        self.assertEqual([(sender, shown, text) for sender, shown, text, _ in rows],
+                         [("bob", timestamp, "sent now"), ("bob", signed, "stored")])
