@@ -374,6 +374,21 @@ def shows(page, text, timeout=WAIT_MS):
     return True
 
 
+def directMessage(sender, senderName, reader, readerName, text):
+    """
+    C{sender} opens a direct message to C{readerName} and says C{text}; it
+    shows in C{reader}'s conversation with C{senderName}.
+    """
+    sender.click("#btn-dm-open")
+    sender.fill("#dm-user", readerName)
+    sender.click("#dm-submit")
+    sender.wait_for_selector("#dm-list li.active[data-conv='%s']" % (readerName,))
+    say(sender, text)
+    reader.locator("#dm-list li[data-conv='%s']" % (senderName,)).wait_for()
+    openConversation(reader, "dm-list", senderName)
+    return shows(reader, text)
+
+
 def openConversation(page, listId, name):
     page.locator("#%s li[data-conv='%s'] button" % (listId, name)).click()
     page.wait_for_selector("#%s li.active[data-conv='%s']" % (listId, name))
@@ -512,14 +527,7 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("alice gets carol's direct message (binary door to WebSocket)", carolsDm)
 
     def aliceDm():
-        alice.click("#btn-dm-open")
-        alice.fill("#dm-user", "bob")
-        alice.click("#dm-submit")
-        alice.wait_for_selector("#dm-list li.active[data-conv='bob']")
-        say(alice, ALICE_DM)
-        bob.locator("#dm-list li[data-conv='alice']").wait_for()
-        openConversation(bob, "dm-list", "alice")
-        return shows(bob, ALICE_DM)
+        return directMessage(alice, "alice", bob, "bob", ALICE_DM)
     results.attempt("alice and bob exchange a direct message", aliceDm)
 
     # The picture for the README: the room, with members and fingerprints.
@@ -752,14 +760,7 @@ def signedTime(liar, alice, dave):
     server time years off: dave's page shows the time alice signed.
     """
     liar.skewTimes = True
-    alice.click("#btn-dm-open")
-    alice.fill("#dm-user", "dave")
-    alice.click("#dm-submit")
-    alice.wait_for_selector("#dm-list li.active[data-conv='dave']")
-    say(alice, REPLAYED_DM)
-    dave.locator("#dm-list li[data-conv='alice']").wait_for()
-    openConversation(dave, "dm-list", "alice")
-    shows(dave, REPLAYED_DM)
+    directMessage(alice, "alice", dave, "dave", REPLAYED_DM)
     events = alicesDirectMessages(liar)
     if len(events) != 1:
         return "!alice's direct message came %d times" % (len(events),)
