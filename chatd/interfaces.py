@@ -212,8 +212,13 @@ class IMessageStore(Interface):
         @param envelopeId: the envelope's C{id}; the pair (sender, id) is unique.
         @param envelope: the whole envelope, UTF-8 JSON L{bytes}.
         @param readers: the names that have a key entry in it.
-        @return: a L{Deferred} that fires with L{None} once committed, or fails
-            with L{chatd.errors.Conflict} when the sender's id is already stored.
+        @param timestamp: the server timestamp asked for; when another message
+            of the room has it already (nodes of a cluster that cannot reach
+            their fan-out count on their own), the next free one is taken, so
+            that a room's timestamps stay unique.
+        @return: a L{Deferred} that fires with the timestamp stored once
+            committed, or fails with L{chatd.errors.Conflict} when the sender's
+            id is already stored.
         """
 
     def messagesAfter(room, after, limit):

@@ -1008,8 +1008,9 @@ class Session:
             timestamp = await service.fanout.timestamp(room.name, service.now(),
                                                        room.lastTimestamp)
             room.lastTimestamp = max(room.lastTimestamp, timestamp)
-            await service.store.appendMessage(room.name, user.name, timestamp, envelope.id,
-                                              data, envelope.readers())
+            timestamp = await service.store.appendMessage(
+                room.name, user.name, timestamp, envelope.id, data, envelope.readers())
+            room.lastTimestamp = max(room.lastTimestamp, timestamp)
         except Conflict:
             raise
         except Exception:

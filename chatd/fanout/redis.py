@@ -51,10 +51,10 @@ its users back, followed by its queue. It reads everyone else's hashes, and
 catches its local members up on room messages from the database, from
 C{CATCH_UP_MARGIN} seconds before the connection was lost (through the core's
 C{messagesSince}). It remembers which messages it
-delivered in that span (the fan-out sees every delivery here, local ones as they
+delivered in that span, by sender and envelope id (the fan-out sees every delivery here, local ones as they
 are published, and knows when it was cut off), so none is delivered twice. While the command connection is down, limits are
-counted per node and room timestamps come from this node's clock (they may then
-collide with another node's in the same millisecond); guest numbers come from
+counted per node and room timestamps come from this node's clock (the shared
+store moves one another node took to the next free one); guest numbers come from
 the block in hand, then at random from a range blocks never reach.
 """
 
@@ -75,6 +75,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.config import redisAddress
+from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.interfaces import IFanout
 from chatd.names import fold
 from chatd.ratelimit import SlidingWindow
@@ -241,33 +242,6 @@ class _Factory(Factory):
         protocol.factory = self
         protocol.callLater = self.clock.callLater
         return protocol
-
-
-class _Delivered:
-    """
-    The room messages delivered here lately, as C{(timestamp, sender)}, so that
-    a catch-up from the database and a live copy of one message do not both
-    reach the members.
-    """
-
-    def __init__(self):
-        self._seen = set()
-        self._order = deque()
-
-    def add(self, entry):
-        if entry in self._seen:
-            return False
-        self._seen.add(entry)
-        self._order.append(entry)
-        return True
-
-    def prune(self, floor):
-        """
-        Forget what is older than C{floor} (ms); entries are roughly in
-        timestamp order, so a late straggler lingers a little, which is harmless.
-        """
-        while self._order and self._order[0][0] < floor:
-            self._seen.discard(self._order.popleft())
 
 
 class _Window:
@@ -555,7 +529,7 @@ class RedisFanout:
             return
         kind = event["t"]
         if kind == "message":
-            self._record(fold(event["room"]), event["ts"], event["sender"])
+            self._record(fold(event["room"]), event["ts"], event["sender"], event["envelope"])
         if kind in PRESENCE:
             self._changed(event, local=True)
         self._sequence += 1
@@ -788,14 +762,14 @@ class RedisFanout:
         """
         Hand a room message to the core unless it was delivered here already.
         """
-        if self._record(fold(event["room"]), event["ts"], event["sender"]):
+        if self._record(fold(event["room"]), event["ts"], event["sender"], event["envelope"]):
             self.service.remoteEvent(node, event)
 
-    def _record(self, key, timestamp, sender):
+    def _record(self, key, timestamp, sender, envelope):
         delivered = self._delivered.get(key)
         if delivered is None:
-            delivered = self._delivered[key] = _Delivered()
-        return delivered.add((timestamp, sender))
+            delivered = self._delivered[key] = Delivered()
+        return delivered.add(timestamp, envelopeKey(sender, envelope))
 
     # -- keeping the picture right ------------------------------------------
 
@@ -935,7 +909,7 @@ class RedisFanout:
                 for row in rows:
                     event = {"t": "message", "room": name, "sender": row.sender,
                              "ts": row.timestamp, "envelope": row.envelope}
-                    if self._record(key, row.timestamp, row.sender):
+                    if self._record(key, row.timestamp, row.sender, row.envelope):
                         delivered += 1
                         self.service.remoteEvent(CATCH_UP, event)
                 if len(rows) < CATCH_UP_PAGE:

@@ -55,6 +55,8 @@ class Engine:
         by their owner only; L{None} for a database that is not a local file.
     @ivar remote: whether the database is a server that may be down for a
         while and come back (worth waiting for at start), rather than a file.
+    @ivar rowLock: appended to a C{SELECT} to lock the rows it reads until
+        commit; empty when C{beginStatement} already keeps other writers out.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Engine:
     foreignKeyViolationCodes: FrozenSet[object]
     splitScript: Callable[[str], List[str]]
     remote: bool
+    rowLock: str
     protectFiles: Optional[Callable[[object], None]] = None
 
     def sql(self, query):
@@ -243,6 +246,7 @@ SQLITE = Engine(
     splitScript=_sqliteStatements,
     protectFiles=_protectSQLiteFiles,
     remote=False,
+    rowLock="",
 )
 
 # The key of the advisory lock chatd holds while it reads or upgrades the
@@ -267,8 +271,9 @@ POSTGRESQL = Engine(
     connectionKeywords={"autocommit": True},
     connectStatements=(),
     # Pinned rather than left to the server's default: no interaction reads
-    # and then writes what it read except schema upgrades, which take a lock,
-    # so READ COMMITTED is enough and never fails a transaction as a
+    # and then writes what it read except schema upgrades and storing a room
+    # message (which picks a free timestamp), which take a lock, so READ
+    # COMMITTED is enough and never fails a transaction as a
     # serialisation conflict that would have to be retried.
     beginStatement="BEGIN ISOLATION LEVEL READ COMMITTED",
     # Several chatd nodes may start at once on one new database; this lock,
@@ -279,6 +284,7 @@ POSTGRESQL = Engine(
     foreignKeyViolationCodes=frozenset({"23503"}),
     splitScript=_wholeScript,
     remote=True,
+    rowLock=" FOR UPDATE",
 )
 
 _FORMS = (

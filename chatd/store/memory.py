@@ -20,6 +20,7 @@ from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
 from chatd.store.seal import DamageReport, openRows
+from chatd.store.timestamps import nextFree
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ class MemoryStore:
             return fail(NotFound("no such room"))
         self._envelopeIds.add((senderKey, envelopeId))
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
+        timestamp = nextFree(timestamp, sorted(
+            m.timestamp for m in self._messages[roomKey] if m.timestamp >= timestamp))
         self._messages[roomKey].append(
             _Message(
                 sender,
@@ -167,7 +170,7 @@ class MemoryStore:
                 frozenset(fold(reader) for reader in readers),
             )
         )
-        return succeed(None)
+        return succeed(timestamp)
 
     def messagesAfter(self, room, after, limit):
         roomKey = fold(room)

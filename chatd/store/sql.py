@@ -36,7 +36,10 @@ from chatd.names import fold
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.seal import DamageReport, openRows
 from chatd.startup import StartupError
+from chatd.store.timestamps import nextFree
 
+# How many taken timestamps one query reads while looking for a free one.
+_TAKEN_PAGE = 64
 # NNN-what.sql is for every engine, NNN-what.DIALECT.sql for one.
 _MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_-]+(?:\.([a-z]+))?\.sql")
 
@@ -466,6 +469,7 @@ class AdbapiStore:
                        readers):
         roomKey = fold(room)
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
+        timestamp = self._freeTimestamp(txn, roomKey, timestamp)
         try:
             self._execute(
                 txn,
@@ -487,6 +491,30 @@ class AdbapiStore:
             ),
             [(messageId, key) for key in {fold(reader) for reader in readers}],
         )
+        return timestamp
+
+    def _freeTimestamp(self, txn, roomKey, timestamp):
+        """
+        The first timestamp of the room at or above C{timestamp} that no stored
+        message has. The room's row stays locked until commit, so that two
+        nodes storing at once cannot both take one timestamp.
+        """
+        self._execute(
+            txn, "SELECT name_key FROM rooms WHERE name_key = ?" + self._engine.rowLock,
+            (roomKey,),
+        )
+        txn.fetchall()
+        while True:
+            self._execute(
+                txn,
+                "SELECT ts FROM messages WHERE room_key = ? AND ts >= ?"
+                " ORDER BY ts LIMIT ?",
+                (roomKey, timestamp, _TAKEN_PAGE),
+            )
+            taken = [ts for (ts,) in txn.fetchall()]
+            timestamp = nextFree(timestamp, taken)
+            if len(taken) < _TAKEN_PAGE or timestamp <= taken[-1]:
+                return timestamp
 
     # Bodies are opened in the pool's thread, to keep the work off the reactor;
     # what did not open is logged back on the reactor's (DamageReport.keep).

@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.basic import Int32StringReceiver
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import FailTest, SkipTest, TestCase
 
 from chatd import e2e
 try:
@@ -86,6 +86,22 @@ class Peer(Int32StringReceiver):
         self.name = name
         return self
 
+    async def account(self, name, register):
+        await self.call(Op.HELLO)
+        if register:
+            await self.call(Op.REGISTER, name, "password-" + name, publicDer(name))
+        else:
+            await self.call(Op.LOGIN, name, "password-" + name)
+        self.name = name
+        return self
+
+    def delivered(self):
+        """
+        The envelope ids of the room messages this peer received, in order.
+        """
+        return [e2e.Envelope.parse(values[3]).id for op, values in self.events
+                if op == Op.ROOM_MSG]
+
     def seal(self, to, recipients, text):
         return e2e.seal(self.name, privateKey(self.name), to, recipients, text.encode(),
                         ts=int(time.time() * 1000))
@@ -113,8 +129,11 @@ class Cluster:
         await listening(self.redisPort, self.redis, 10)
 
     async def restartRedis(self):
-        await self.redis.signal("TERM")
+        await self.stopRedis()
         await self.startRedis()
+
+    async def stopRedis(self):
+        await self.redis.signal("TERM")
 
     async def startNode(self, name, *extra):
         port = freePort()
@@ -144,7 +163,7 @@ class Cluster:
 class MultiNodeTests(TestCase):
     """
     Three nodes, a room and direct messages across them, a node killed, and
-    Redis restarted mid-traffic.
+    Redis restarted mid-traffic; two nodes posting through Redis outages.
     """
 
     timeout = 180
@@ -170,11 +189,17 @@ class MultiNodeTests(TestCase):
                 peer.transport.loseConnection()
                 await peer.lost
 
-    async def peer(self, node, name):
+    async def peer(self, node, name, account=None):
+        """
+        A guest named C{name} on C{node}; with C{account}, that account instead,
+        registered when C{account} is C{"register"} and logged in otherwise.
+        """
         child = self.cluster.nodes[node]
         peer = await connectWhenListening(TCP4ClientEndpoint(reactor, "127.0.0.1", child.port),
                                           Peer, child)
         self.peers.append(peer)
+        if account is not None:
+            return await peer.account(name, account == "register")
         return await peer.guest(name)
 
     async def test_cluster(self):
@@ -283,3 +308,114 @@ class MultiNodeTests(TestCase):
         self.assertIn((room, carol.name), alice.take(Op.LEFT))
         for name in ("n1", "n2"):
             self.assertNotIn(b"Traceback", cluster.nodes[name].output, name)
+
+    async def test_outages(self):
+        """
+        One account posting from both nodes, and a guest on each, keep posting
+        through two Redis outages: every acknowledged message has a timestamp
+        of its own, HISTORY pages of 1, 50 and 500 give each exactly once, and
+        each is delivered live exactly once to every member on either node.
+        """
+        cluster = self.cluster
+        await cluster.startRedis()
+        for node in ("n1", "n2"):
+            # The peers stay silent while waiting for deliveries.
+            await cluster.startNode(node, "--idle-warning", "600", "--idle-timeout", "900")
+        try:
+            await self.outages()
+        except BaseException:
+            print(cluster.logs())
+            raise
+
+    async def outages(self):
+        cluster = self.cluster
+        tag = uuid.uuid4().hex[:6]
+        dave1 = await self.peer("n1", "dave" + tag, "register")
+        dave2 = await self.peer("n2", "dave" + tag, "login")
+        erin = await self.peer("n1", "erin" + tag)
+        frank = await self.peer("n2", "frank" + tag)
+        reader1 = await self.peer("n1", "rita" + tag)
+        reader2 = await self.peer("n2", "rob" + tag)
+        peers = [dave1, dave2, erin, frank, reader1, reader2]
+        room = "#o" + tag
+        await dave1.call(Op.JOIN, room, "")
+
+        async def everyoneIn():
+            (names,) = await dave2.call(Op.LIST_USERS, room)
+            return len(names) == 5  # dave counts once
+        async def roomKnown(peer):
+            return room in (await peer.call(Op.LIST_ROOMS))[0]
+        for peer in peers[2:]:  # dave2 is dave1's account, in the room already
+            await waitFor(lambda peer=peer: roomKnown(peer), 10, "the room to reach " + peer.name)
+            await peer.call(Op.JOIN, room, "")
+        await waitFor(everyoneIn, 10, "both nodes to list the room's members")
+        (members,) = await dave1.call(Op.GET_KEYS, 0, room)
+        members = dict(members)
+        for peer in peers:
+            peer.events.clear()
+
+        sent = {}  # envelope id -> the session that sent it
+        stamps = {}  # envelope id -> its acknowledged timestamp
+
+        async def burst(count):
+            requests = []
+            for number in range(count):
+                for peer in (dave1, dave2, erin, frank):
+                    envelope = peer.seal(("room", room), members, "m%d" % (number,))
+                    envelopeId = e2e.Envelope.parse(envelope).id
+                    sent[envelopeId] = peer
+                    requests.append((envelopeId, peer.request(Op.ROOM_MSG, room, envelope)))
+            for envelopeId, request in requests:
+                try:
+                    status, result = await request
+                except Exception:
+                    continue
+                if status == OK:
+                    stamps[envelopeId] = result[0]
+
+        for outage in range(2):
+            await burst(20)
+            await cluster.stopRedis()
+            await task.deferLater(reactor, 0.5)
+            await burst(60)
+            await cluster.startRedis()
+            await task.deferLater(reactor, 1)
+        await burst(20)
+        self.assertGreater(len(stamps), 500)
+
+        def missing(peer):
+            expected = {i for i, sender in sent.items() if i in stamps and sender is not peer}
+            return expected - set(peer.delivered())
+        try:
+            await waitFor(lambda: not any(missing(peer) for peer in peers), 30,
+                          "every acknowledged message at every member")
+        except FailTest:
+            pass
+        await task.deferLater(reactor, 2)
+        faults = ["%d of %d acknowledged messages never delivered to %s"
+                  % (len(missing(peer)), len(stamps), peer.name) for peer in peers
+                  if missing(peer)]
+
+        shared = len(stamps) - len(set(stamps.values()))
+        if shared:
+            faults.append("%d of %d messages shared a timestamp" % (shared, len(stamps)))
+        for peer in peers:
+            got = peer.delivered()
+            if len(got) != len(set(got)):
+                faults.append("%d messages delivered twice to %s"
+                              % (len(got) - len(set(got)), peer.name))
+        for size in (1, 50, 500):
+            pages, before = [], 0
+            while True:
+                (rows,) = await reader2.call(Op.HISTORY, room, size, before)
+                pages.extend(e2e.Envelope.parse(envelope).id for _, _, envelope in rows)
+                if len(rows) < size:
+                    break
+                before = rows[0][1]
+            if len(pages) != len(set(pages)):
+                faults.append("paging at size %d gave %d messages twice"
+                              % (size, len(pages) - len(set(pages))))
+            if set(stamps) - set(pages):
+                faults.append("paging at size %d skipped %d of %d"
+                              % (size, len(set(stamps) - set(pages)), len(stamps)))
+        self.assertEqual(faults, [])

@@ -37,6 +37,7 @@ from chatd.store.engines import POSTGRESQL, SQLITE, _sqliteStatements, engineFor
 from chatd.store.memory import MemoryStore
 from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore, loadMigrations
+from chatd.store.timestamps import nextFree
 
 try:
     import psycopg
@@ -393,10 +394,24 @@ class StoreTestsMixin(StoreFixture):
             ],
         )
 
+    async def test_timestampsUnique(self):
+        """
+        A message asking for a timestamp the room has already is stored under
+        the next free one, which the append fires with; other rooms do not count.
+        """
+        await self.room()
+        await self.room("#Other")
+        stored = [await self.append(timestamp, envelopeId) for timestamp, envelopeId in
+                  [(200, "a"), (200, "b"), (201, "c"), (199, "d"), (199, "e")]]
+        stored.append(await self.append(200, "f", room="#Other"))
+        self.assertEqual(stored, [200, 201, 202, 199, 203, 200])
+        rows = await self.store.history("#Lobby", "Bob", 50, 0)
+        self.assertEqual([row.timestamp for row in rows], [199, 200, 201, 202, 203])
+
     async def test_historyByTimestamp(self):
         """
-        History is ordered by timestamp, messages of equal timestamp in the order
-        they were appended.
+        History is ordered by timestamp; a message appended with a timestamp
+        already taken comes after the one that has it.
         """
         await self.room()
         for timestamp, envelopeId in [(300, "late"), (100, "early"), (200, "tie1"),
@@ -849,7 +864,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         threadpool.runHeld()
         self.assertEqual((len(threadpool.held), heard), (1, [True]))
         threadpool.runHeld()
-        self.assertEqual((threadpool.held, heard), ([], [True] + [None] * 5))
+        self.assertEqual((threadpool.held, heard), ([], [True, None, 100, None, None, 200]))
         threadpool.release()
         self.assertEqual(
             self.successResultOf(Deferred.fromCoroutine(self.history())),
@@ -1090,6 +1105,26 @@ class PostgreSQLStoreTests(PostgreSQLFixture, SQLStoreTestsMixin, TestCase):
         self.assertLessEqual(failed, POSTGRESQL.poolSize)
         # adbapi logs each rollback that failed on a broken connection.
         self.flushLoggedErrors()
+
+    async def test_timestampsUniqueAcrossStores(self):
+        """
+        Two stores on one database (two nodes of a cluster) storing many
+        messages at once with the same timestamps give each its own.
+        """
+        await self.room()
+        other = self.createStore()
+        await other.open()
+        self.addCleanup(other.close)
+        appends = []
+        for number in range(40):
+            for store in (self.store, other):
+                appends.append(store.appendMessage(
+                    "#Lobby", "Alice", 1000 + number // 4, "%s-%d" % (id(store), number),
+                    b"envelope", ["Bob"]))
+        stored = await gatherResults(appends)
+        self.assertEqual(len(set(stored)), len(stored))
+        rows = await self.store.history("#Lobby", "Bob", 500, 0)
+        self.assertEqual(sorted(stored), [row.timestamp for row in rows])
 
     async def test_openTogether(self):
         """
@@ -1388,3 +1423,19 @@ class MakeStoreTests(SynchronousTestCase):
         self.assertIn("sqlite:///absolute/path", str(error))
         self.assertIn("sqlite:relative/path", str(error))
         self.assertIn("postgresql://", str(error))
+
+
+class NextFreeTests(SynchronousTestCase):
+    """
+    L{nextFree} finds the first timestamp not taken.
+    """
+
+    def test_nextFree(self):
+        """
+        A free timestamp is kept; a taken one moves past the run of taken ones
+        after it, duplicates included.
+        """
+        self.assertEqual(nextFree(5, []), 5)
+        self.assertEqual(nextFree(5, [7, 8]), 5)
+        self.assertEqual(nextFree(5, [5, 6, 8]), 7)
+        self.assertEqual(nextFree(5, [5, 5, 6, 6, 7]), 8)
