@@ -12,6 +12,7 @@ a shared one; the test needs C{redis-server} on the PATH for that.
 import os
 import shutil
 import time
+import urllib.parse
 import uuid
 
 from cryptography.fernet import Fernet
@@ -178,10 +179,28 @@ class MultiNodeTests(TestCase):
             raise SkipTest("needs redis-server on the PATH for a Redis of its own")
         workdir = os.path.abspath(self.mktemp())
         os.makedirs(workdir)
-        self.cluster = Cluster(workdir, database)
+        self.cluster = Cluster(workdir, self.ownSchema(database))
         self.peers = []
         self.addCleanup(self.cluster.stop)
         self.addCleanup(self.disconnect)
+
+    def ownSchema(self, database):
+        """
+        A schema of this test's own in the database, dropped when it ends: each
+        test's cluster has an at-rest key of its own, which cannot open another
+        test's messages.
+
+        @return: the database URL, naming the schema first on the search path.
+        """
+        import psycopg
+        schema = "chatd_multinode_%s" % (uuid.uuid4().hex,)
+        admin = psycopg.connect(database, autocommit=True)
+        self.addCleanup(admin.close)
+        admin.execute("CREATE SCHEMA %s" % (schema,))
+        self.addCleanup(admin.execute, "DROP SCHEMA %s CASCADE" % (schema,))
+        separator = "&" if "?" in database else "?"
+        return database + separator + "options=" + urllib.parse.quote(
+            "-c search_path=" + schema)
 
     async def disconnect(self):
         for peer in self.peers:
