@@ -275,6 +275,7 @@ class Envelope:
         self.keyIds = obj["key_ids"]
         self.signature = obj["signature"]
         self._cuts = {}
+        self._shared = {}
 
     @classmethod
     def parse(cls, data):
@@ -374,12 +375,24 @@ class Envelope:
         """
         cut = self._cuts.get(user)
         if cut is None:
-            cut = b"".join([
-                self._common,
+            cut = self._cuts[user] = bytes(self.sharedCut(user))
+        return cut
+
+    def sharedCut(self, user):
+        """
+        L{cutFor}, kept in pieces: the fields every reader gets, ciphertext and
+        signature included, are one L{bytes} object shared by all the cuts of
+        this envelope, so that a message waiting for many slow readers is held
+        once, not once per reader.
+
+        @rtype: L{Cut}
+        """
+        cut = self._shared.get(user)
+        if cut is None:
+            cut = self._shared[user] = Cut((self._common, b"".join([
                 b',"encrypted_keys":{', self._entry(self.encryptedKeys, user),
                 b'},"key_ids":{', self._entry(self.keyIds, user), b"}}",
-            ])
-            self._cuts[user] = cut
+            ])))
         return cut
 
     @staticmethod
@@ -390,6 +403,40 @@ class Envelope:
         if user not in mapping:
             return b""
         return f"{json.dumps(user)}:{json.dumps(mapping[user])}".encode("ascii")
+
+
+class Cut:
+    """
+    An envelope cut for one reader, as the L{bytes} pieces it is made of; the
+    first piece is shared with the other readers' cuts (see
+    L{Envelope.sharedCut}). It equals the L{bytes} it stands for.
+
+    @ivar pieces: a L{tuple} of L{bytes} whose concatenation is the cut.
+    """
+
+    __slots__ = ("pieces",)
+
+    def __init__(self, pieces):
+        self.pieces = pieces
+
+    def __bytes__(self):
+        return b"".join(self.pieces)
+
+    def __len__(self):
+        return sum(map(len, self.pieces))
+
+    def __eq__(self, other):
+        if isinstance(other, Cut):
+            other = bytes(other)
+        if not isinstance(other, bytes):
+            return NotImplemented
+        return bytes(self) == other
+
+    def __hash__(self):
+        return hash(bytes(self))
+
+    def __repr__(self):
+        return "Cut(%r)" % (bytes(self),)
 
 
 def _b64(data):

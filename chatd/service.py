@@ -382,7 +382,7 @@ class ChatService(Service):
             sessions = [s for s in member.sessions if s is not exclude]
             if sessions and member.name in readers:
                 self.broadcast(sessions, "roomMessage", room.name, sender, timestamp,
-                               envelope.cutFor(member.name))
+                               envelope.sharedCut(member.name))
 
     def deliverDirect(self, sender, peer, timestamp, envelope, exclude=None):
         """
@@ -393,10 +393,11 @@ class ChatService(Service):
             sender.peers.add(peer)
             peer.peers.add(sender)
         self.broadcast([s for s in peer.sessions if s is not exclude],
-                       "directMessage", sender.name, timestamp, envelope.cutFor(peer.name))
+                       "directMessage", sender.name, timestamp, envelope.sharedCut(peer.name))
         if peer is not sender:
             self.broadcast([s for s in sender.sessions if s is not exclude],
-                           "directMessage", sender.name, timestamp, envelope.cutFor(sender.name))
+                           "directMessage", sender.name, timestamp,
+                           envelope.sharedCut(sender.name))
 
     # -- the cluster ------------------------------------------------------
 

@@ -12,14 +12,14 @@ pipelines cannot make the server buffer without bound. Events may be written
 between responses.
 
 Slow readers: outgoing frames go through an L{Outbox} that holds what the
-transport will not take yet; past the configured send queue the connection is
-aborted, as IRC servers do on "SendQ exceeded".
+transport will not take yet; past the configured send queue, or the send
+budget of all connections, the connection is aborted (see
+L{chatd.protocols.outbox}).
 """
 
 from collections import deque
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
@@ -28,6 +28,7 @@ from zope.interface import implementer
 from chatd.errors import ChatError, Status
 from chatd.interfaces import IFileClient
 from chatd.protocols import DoorFactory, noDelay, opcodes
+from chatd.protocols.outbox import Outbox, budgetOf
 from chatd.protocols.opcodes import Op
 
 log = Logger()
@@ -49,51 +50,6 @@ class _Closing(bytes):
     """
 
 
-@implementer(IPushProducer)
-class Outbox:
-    """
-    The frames a connection has yet to hand to its transport.
-
-    Registered as the transport's streaming producer: while the transport's own
-    buffer is full it pauses us, and frames wait here, counted, until it resumes.
-
-    @param limit: the most bytes that may wait; one more calls C{overflow}.
-    """
-
-    def __init__(self, transport, limit, overflow):
-        self.transport = transport
-        self.limit = limit
-        self.overflow = overflow
-        self.paused = False
-        self.size = 0
-        self._queue = deque()
-
-    def write(self, data):
-        if not self.paused:
-            self.transport.write(data)
-            return
-        self._queue.append(data)
-        self.size += len(data)
-        if self.size > self.limit:
-            self._queue.clear()
-            self.size = 0
-            self.overflow()
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        while self._queue and not self.paused:
-            data = self._queue.popleft()
-            self.size -= len(data)
-            self.transport.write(data)
-
-    def stopProducing(self):
-        self._queue.clear()
-        self.size = 0
-
-
 @implementer(IFileClient)
 class BinaryProtocol(Int32StringReceiver):
     """
@@ -112,7 +68,8 @@ class BinaryProtocol(Int32StringReceiver):
 
     def connectionMade(self):
         noDelay(self.transport)
-        self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded)
+        self.outbox = Outbox(self.transport, self.service.settings.sendQueue, self._sendQExceeded,
+                             budgetOf(self.service))
         self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()
         try:
@@ -126,6 +83,7 @@ class BinaryProtocol(Int32StringReceiver):
         if session is not None:
             session.closed()
         self._closing = True
+        self.outbox.stopProducing()
 
     def _sendQExceeded(self):
         log.warn("send queue exceeded for {name}; aborting the connection",
@@ -312,10 +270,10 @@ class BinaryProtocol(Int32StringReceiver):
     # -- IChatClient --------------------------------------------------------
 
     def roomMessage(self, room, sender, timestamp, envelope):
-        self._send(opcodes.event(Op.ROOM_MSG, room, sender, timestamp, envelope))
+        self._send(opcodes.envelopeEvent(Op.ROOM_MSG, room, sender, timestamp, envelope))
 
     def directMessage(self, sender, timestamp, envelope):
-        self._send(opcodes.event(Op.DM, sender, timestamp, envelope))
+        self._send(opcodes.envelopeEvent(Op.DM, sender, timestamp, envelope))
 
     def userJoined(self, room, user, publicKey):
         self._send(opcodes.event(Op.JOINED, room, user, publicKey))

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 from chatd.errors import BadRequest, Status
+from chatd.protocols.outbox import chain
 
 PROTOCOL_VERSION = 1
 
@@ -333,19 +334,21 @@ def staleRecipients(message, members):
 
 def chatMessage(roomId, userId, timestamp, envelope):
     """
-    The event of a room message; C{envelope} is spliced in as given.
+    The event of a room message; C{envelope} is spliced in as given (as pieces,
+    for an L{chatd.e2e.Cut}: see L{chain}).
     """
-    return b"".join((b'{"type":"chat_message","userId":', dumps(userId),
-                     b',"roomId":', dumps(roomId), b',"envelope":', envelope,
-                     b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}'))
+    return chain(b'{"type":"chat_message","userId":', dumps(userId),
+                 b',"roomId":', dumps(roomId), b',"envelope":', envelope,
+                 b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}')
 
 
 def directMessage(userId, timestamp, envelope):
     """
-    The event of a direct message; C{envelope} is spliced in as given.
+    The event of a direct message; C{envelope} is spliced in as given (as
+    pieces, for an L{chatd.e2e.Cut}: see L{chain}).
     """
-    return b"".join((b'{"type":"dm","userId":', dumps(userId), b',"envelope":', envelope,
-                     b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}'))
+    return chain(b'{"type":"dm","userId":', dumps(userId), b',"envelope":', envelope,
+                 b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}')
 
 
 def userJoined(roomId, userId, publicKey):

@@ -65,7 +65,7 @@ from chatd.interfaces import IChatClient
 from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
 from chatd.protocols.jsondoor import JSONDoor, then
-from chatd.protocols.binary import Outbox
+from chatd.protocols.outbox import Outbox, budgetOf, chain
 from chatd.service import ROOM, USER
 
 log = Logger()
@@ -137,7 +137,7 @@ class TextProtocol(JSONDoor, LineReceiver):
     def connectionMade(self):
         noDelay(self.transport)
         self.outbox = Outbox(self.transport, self.service.settings.sendQueue,
-                             self._sendQExceeded)
+                             self._sendQExceeded, budgetOf(self.service))
         self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()
         try:
@@ -153,12 +153,13 @@ class TextProtocol(JSONDoor, LineReceiver):
         self._closing = True
         if session is not None:
             session.closed()
+        self.outbox.stopProducing()
 
     # -- output -----------------------------------------------------------
 
     def _send(self, line):
         if not self._closing:
-            self.outbox.write(line + b"\n")
+            self.outbox.write(chain(line, b"\n"))
 
     def _closeAfterWriting(self):
         """
@@ -398,7 +399,7 @@ class TextProtocol(JSONDoor, LineReceiver):
     # -- IChatClient --------------------------------------------------------
 
     def _event(self, obj):
-        self._send(b"EVT::" + obj)
+        self._send(chain(b"EVT::", obj))
 
     def disconnect(self):
         self._closeAfterWriting()

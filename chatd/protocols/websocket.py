@@ -80,7 +80,7 @@ from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
 from chatd.protocols.jsondoor import JSONDoor, then
-from chatd.protocols.binary import Outbox
+from chatd.protocols.outbox import Outbox, budgetOf
 from chatd.service import ROOM, USER
 
 log = Logger()
@@ -159,6 +159,9 @@ class _TextFrames:
     def write(self, data):
         self.wire.sendTextMessage(data.decode("utf-8"))
 
+    def writeSequence(self, pieces):
+        self.write(b"".join(pieces))
+
 
 @implementer(IFileClient)
 class WebSocketChatProtocol(JSONDoor):
@@ -196,7 +199,7 @@ class WebSocketChatProtocol(JSONDoor):
 
     def negotiationFinished(self):
         self.outbox = Outbox(_TextFrames(self.wire), self.service.settings.sendQueue,
-                             self._sendQExceeded)
+                             self._sendQExceeded, budgetOf(self.service))
         # The HTTP channel that served the upgrade is still registered as the
         # connection's producer, and a transport takes only one: without this,
         # attaching the outbox raises on a real connection.
@@ -215,6 +218,8 @@ class WebSocketChatProtocol(JSONDoor):
         self._closing = True
         if session is not None:
             session.closed()
+        if self.outbox is not None:
+            self.outbox.stopProducing()
 
     def textMessageReceived(self, message):
         self._input(message)

@@ -34,7 +34,7 @@ from chatd.config import Settings
 from chatd.credentials import Credentials
 from chatd.interfaces import IFileClient
 from chatd.protocols import jsonwire
-from chatd.protocols.binary import Outbox
+from chatd.protocols.outbox import Outbox
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.protocols.websocket import WebSocketChatProtocol
