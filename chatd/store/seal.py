@@ -159,9 +159,11 @@ class AtRestKeys:
         aead = self._byId.get(keyId)
         if aead is None:
             raise SealError(f"sealed with key {keyId}, which {self.source} does not hold")
+        # A view, so the ciphertext is not copied before it is decrypted.
+        view = memoryview(body)
         try:
             return aead.decrypt(
-                body[:NONCE_LENGTH], body[NONCE_LENGTH:],
+                view[:NONCE_LENGTH], view[NONCE_LENGTH:],
                 _associatedData(roomKey, sender, envelopeId))
         except (InvalidTag, ValueError):
             raise SealError(
@@ -175,13 +177,12 @@ class AtRestKeys:
         @param problem: what is wrong, as the end of a sentence starting with
             the key file's name.
         """
-        message = f"{self.source} {problem}"
         if self.created:
-            message += (f"; {self.source} did not exist, so chatd wrote a new key"
-                        " there: put the original key file in its place")
-        else:
-            message += ": put back the key file they were sealed with"
-        return AtRestKeyError(message)
+            return AtRestKeyError(
+                f"{self.source} was missing, so chatd wrote a new key there, but"
+                f" it {problem}: put the original key file in its place")
+        return AtRestKeyError(
+            f"{self.source} {problem}: put back the key file they were sealed with")
 
 
 # One stored message as a store reads it: (sender, timestamp, envelope id,

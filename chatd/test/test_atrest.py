@@ -170,7 +170,10 @@ class AtRestKeysTests(SynchronousTestCase):
         self.assertTrue(str(error).startswith("/srv/at-rest.key cannot open them"))
         self.assertIn("put back", str(error))
         created = AtRestKeys([KEY_LINE], source="/srv/at-rest.key", created=True)
-        self.assertIn("did not exist", str(created.refusal("cannot open them")))
+        self.assertEqual(
+            str(created.refusal("cannot open them")),
+            "/srv/at-rest.key was missing, so chatd wrote a new key there, but it"
+            " cannot open them: put the original key file in its place")
 
 
 class DamageReportTests(SynchronousTestCase):
@@ -423,8 +426,7 @@ class SQLAtRestTestsMixin(StoredDamageTestsMixin, SQLFixture):
         await self.append(100, "e1")
         new = AtRestKeys([OTHER_LINE], source="/data/at-rest.key", created=True)
         error = await self.assertFailure(self.reopenWith(new), AtRestKeyError)
-        self.assertIn("/data/at-rest.key did not exist, so chatd wrote a new key",
-                      str(error))
+        self.assertIn("/data/at-rest.key was missing, so chatd wrote a new key", str(error))
 
     async def test_noMessagesAnyKey(self):
         """
