@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from twisted.logger import Logger
 
 from chatd.model import HistoryRow
+from chatd.startup import StartupError
 
 NONCE_LENGTH = 12
 
@@ -60,11 +61,12 @@ class SealError(Exception):
     """
 
 
-class AtRestKeyError(Exception):
+class AtRestKeyError(StartupError):
     """
     The at-rest keys cannot open what the database holds, so chatd must not
     start with them: serving would show no history and seal new messages
-    under a key their older neighbours were not sealed with.
+    under a key their older neighbours were not sealed with. A start that
+    meets it ends with its message (L{chatd.startup}).
     """
 
 

@@ -8,9 +8,13 @@ import os
 import socket
 import sys
 
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from chatd import datadir
 from chatd.startup import EXIT_STATUS
+from chatd.store import makeStore
+from chatd.store.seal import generateKey
 from chatd.test.processes import freePort, spawnChatd, waitFor
 
 # How long a failed start may take, at most: seconds, not the trial timeout.
@@ -108,3 +112,52 @@ class FailedStartTests(TestCase):
         line = await self.failedStart("--redis", "redis://127.0.0.1:%d/0" % (freePort(),),
                                       pythonPath=shadow)
         self.assertIn("--redis needs txredisapi (pip install 'chatd[redis]')", line)
+
+    async def storedHistory(self):
+        """
+        A data directory whose database holds a message, written as a server
+        on it would (its own key file, the default SQLite file).
+
+        @return: the directory, and the id of the key the message is sealed
+            with.
+        """
+        data = os.path.join(self.workdir, "data")
+        prepared = datadir.prepare(data)
+        store = makeStore("sqlite:" + os.path.join(data, "chatd.sqlite"),
+                          prepared.keys, reactor)
+        await store.open()
+        await store.createAccount("Alice", None, b"key")
+        await store.createRoom("#Lobby", None)
+        await store.appendMessage("#Lobby", "Alice", 1000, "e1", b"{}", ["Alice"])
+        await store.close()
+        return data, prepared.keys.newestId
+
+    async def test_missingKeyFile(self):
+        """
+        A missing key file beside a database that holds messages: the process
+        exits, naming the file and saying to put the original back, instead of
+        serving history that no longer opens.
+        """
+        data, keyId = await self.storedHistory()
+        keyFile = os.path.join(data, "at-rest.key")
+        os.remove(keyFile)
+        line = await self.failedStart()
+        self.assertIn(
+            "%s was missing, so chatd wrote a new key there, but it does not hold"
+            " the at-rest key %s that 1 stored messages are sealed with: put the"
+            " original key file in its place" % (keyFile, keyId), line)
+
+    async def test_otherKeyFile(self):
+        """
+        A key file that is not the one the stored messages were sealed with:
+        the process exits, naming it.
+        """
+        data, keyId = await self.storedHistory()
+        keyFile = os.path.join(data, "at-rest.key")
+        with open(keyFile, "wb") as f:
+            f.write(generateKey() + b"\n")
+        line = await self.failedStart()
+        self.assertIn(
+            "%s does not hold the at-rest key %s that 1 stored messages are sealed"
+            " with: put back the key file they were sealed with" % (keyFile, keyId),
+            line)
