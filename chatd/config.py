@@ -48,6 +48,7 @@ class Settings:
     rateLimit: Tuple[int, float] = (5, 5.0)
     loginLimit: Tuple[int, float] = (5, 60.0)
     addressLimit: Tuple[int, float] = (20, 60.0)
+    loginDelay: float = 10.0
     registerLimit: Tuple[int, float] = (30, 60.0)
     maxFrame: int = 1048576
     historyLimit: int = 50
@@ -334,6 +335,7 @@ FIELDS = {
     "rate-limit": ("rateLimit", parseRate),
     "login-limit": ("loginLimit", parseRate),
     "address-limit": ("addressLimit", parseRate),
+    "login-delay": ("loginDelay", parseSeconds),
     "register-limit": ("registerLimit", parseRate),
     "max-frame": ("maxFrame", parseSize),
     "history-limit": ("historyLimit", parseCount),

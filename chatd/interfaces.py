@@ -392,11 +392,14 @@ class IFanout(Interface):
 
     def window(name, count, seconds):
         """
-        A sliding-window limit shared by the cluster.
+        A sliding-window limit shared by the cluster; a C{count} of L{None}
+        counts without limit.
 
-        @return: an object with C{hit(key)}, C{retryAfter(key)} and
-            C{record(key)}, each returning a L{Deferred} (see
-            L{chatd.ratelimit.SlidingWindow} for their meaning).
+        @return: an object with C{reserve(key)} (a L{Deferred} firing with a
+            L{chatd.ratelimit.Reservation}: checking and counting are one step
+            for the whole cluster), C{release(key, token)} and C{hit(key)},
+            each returning a L{Deferred} (see L{chatd.ratelimit.SlidingWindow}
+            for their meaning).
         """
 
     def timestamp(room, now, last):

@@ -18,12 +18,9 @@ nodes through the fan-out, connection counts are this node's own.
 from weakref import WeakKeyDictionary
 
 from chatd.errors import Forbidden, RateLimited
+from chatd.ratelimit import inWholeSeconds
 
 WARNING_NO_HELLO = 0x05
-
-
-def _whole(seconds):
-    return "%d s" % max(1, round(seconds + 0.4999))
 
 
 class Quotas:
@@ -115,13 +112,17 @@ class Quotas:
             self._guestRooms[user] = self._guestRooms.get(user, 0) + 1
 
     async def _hit(self, what, userWindow, addressWindow, owner, address, userLimit, addressLimit):
-        wait = await userWindow.retryAfter(owner)
-        if wait is not None:
+        # Each window checks and counts in one step (one script in a cluster),
+        # so requests arriving together cannot all find room; the user's slot
+        # is given back when the address refuses.
+        slot = await userWindow.reserve(owner)
+        if not slot.granted:
             raise RateLimited("more than %d %s in %s; retry in %s"
-                              % (userLimit[0], what, _whole(userLimit[1]), _whole(wait)))
-        wait = await addressWindow.retryAfter(address)
+                              % (userLimit[0], what, inWholeSeconds(userLimit[1]),
+                                 inWholeSeconds(slot.wait)))
+        wait = await addressWindow.hit(address)
         if wait is not None:
+            await userWindow.release(owner, slot.token)
             raise RateLimited("more than %d %s from your address in %s; retry in %s"
-                              % (addressLimit[0], what, _whole(addressLimit[1]), _whole(wait)))
-        await userWindow.record(owner)
-        await addressWindow.record(address)
+                              % (addressLimit[0], what, inWholeSeconds(addressLimit[1]),
+                                 inWholeSeconds(wait)))

@@ -27,13 +27,15 @@ from zope.interface import implementer
 
 from chatd import e2e
 from chatd.credentials import Credentials
-from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
-                          NotFound, RateLimited, StaleRecipients, TooLarge)
+from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden, NotFound,
+                          RateLimited, StaleRecipients, TooLarge)
+from chatd.failures import FailureLimits
 from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
 from chatd.fanout.local import LocalFanout
 from chatd.observer import OneShotObserver
 from chatd.quotas import WARNING_NO_HELLO, Quotas
+from chatd.ratelimit import inWholeSeconds
 from chatd.transfer import Offer, Transfer
 
 log = Logger()
@@ -43,10 +45,6 @@ PROTOCOL_VERSIONS = (1,)
 # Timestamps are signed 64-bit in the database; a larger bound means the same.
 MAX_TIMESTAMP = 2**63 - 1
 ROOM, USER = 0, 1
-
-
-def _whole(seconds):
-    return "%d s" % max(1, round(seconds + 0.4999))
 
 
 class User:
@@ -184,8 +182,7 @@ class ChatService(Service):
         self._claimed = set()
         self._ready = OneShotObserver()
         self.messageLimit = self.fanout.window("messages", *settings.rateLimit)
-        self.nameFailures = self.fanout.window("name-failures", *settings.loginLimit)
-        self.addressFailures = self.fanout.window("address-failures", *settings.addressLimit)
+        self.failures = FailureLimits(self.fanout, clock, settings)
         self.registrations = self.fanout.window("registrations", *settings.registerLimit)
         # One second past the widest accepted skew: an id is forgotten only once
         # its envelope would be refused for its timestamp.
@@ -567,20 +564,6 @@ class ChatService(Service):
             if transferId not in self.transfers:
                 return transferId
 
-    async def checkLoginLimit(self, name, address):
-        """
-        @raise RateLimited: when the account (or room) C{name} or the address has
-            had too many failures lately; the same for known and unknown names.
-        """
-        wait = max(await self.nameFailures.retryAfter(name) or 0,
-                   await self.addressFailures.retryAfter(address) or 0)
-        if wait:
-            raise RateLimited("too many failed attempts; retry in %s" % _whole(wait))
-
-    async def recordFailure(self, name, address):
-        await self.nameFailures.record(name)
-        await self.addressFailures.record(address)
-
     def checkEnvelope(self, user, data, kind, target, expectedKeys, members,
                       domain=e2e.MESSAGE):
         """
@@ -659,7 +642,8 @@ class Session:
             if not self._warned:
                 self._warned = True
                 self.client.warning(WARNING_IDLE, "idle for %s; disconnecting at %s without traffic"
-                                    % (_whole(idle), _whole(settings.idleTimeout)))
+                                    % (inWholeSeconds(idle),
+                                       inWholeSeconds(settings.idleTimeout)))
             due = self._lastReceived + settings.idleTimeout
         else:
             self._warned = False
@@ -672,7 +656,7 @@ class Session:
         log.info("closing a connection from {address} that never said HELLO",
                  address=self.address)
         self.client.warning(WARNING_NO_HELLO, "no HELLO within %s; closing the connection"
-                            % _whole(self.service.settings.helloTimeout))
+                            % inWholeSeconds(self.service.settings.helloTimeout))
         self.client.disconnect()
 
     def _cancelHelloTimer(self):
@@ -739,19 +723,15 @@ class Session:
         """
         limit, seconds = self.service.settings.rateLimit
         window, owner = self.service.messageLimit, self._owner(user)
-        wait = await window.retryAfter(owner)
-        if wait is not None:
+        slot = await window.reserve(owner)
+        if not slot.granted:
             raise RateLimited("more than %d messages in %s; retry in %s"
-                              % (limit, _whole(seconds), _whole(wait)))
+                              % (limit, inWholeSeconds(seconds), inWholeSeconds(slot.wait)))
         try:
-            result = check()
+            return check()
         except (StaleRecipients, RateLimited):
+            await window.release(owner, slot.token)
             raise
-        except ChatError:
-            await window.record(owner)
-            raise
-        await window.record(owner)
-        return result
 
     # -- requests: session ------------------------------------------------
 
@@ -928,11 +908,10 @@ class Session:
         if room is not None and fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
         if room is not None and room.passwordHash is not None:
-            key = "room:" + fold(room.name)
-            await service.checkLoginLimit(key, self.address)
+            attempt = await service.failures.attempt("room:" + fold(room.name), self.address)
             if not await service.credentials.checkPassword(password, room.passwordHash):
-                await service.recordFailure(key, self.address)
                 raise Forbidden("wrong password for %s" % (room.name,))
+            await attempt.succeeded()
         elif room is not None and password:
             raise Forbidden("%s has no password; join it without one" % (room.name,))
         self._hasKey(user)
@@ -1090,7 +1069,7 @@ class Session:
         wait = await service.registrations.hit(self.address)
         if wait is not None:
             raise RateLimited("too many registrations from your address; retry in %s"
-                              % _whole(wait))
+                              % inWholeSeconds(wait))
         if not isUserName(name):
             raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
         if isGuestName(name):
@@ -1123,13 +1102,13 @@ class Session:
 
     async def _login(self, name, password):
         service = self.service
-        await service.checkLoginLimit("user:" + fold(name), self.address)
+        attempt = await service.failures.attempt("user:" + fold(name), self.address)
         account = await service.store.getAccount(name) if isUserName(name) else None
         ok = await service.credentials.checkPassword(
             password, account.passwordHash if account else None)
         if not (ok and account):
-            await service.recordFailure("user:" + fold(name), self.address)
             raise Forbidden("wrong user name or password")
+        await attempt.succeeded()
         await self._becomeAccount(account.name, account.publicKey)
 
     def challenge(self):
@@ -1153,15 +1132,16 @@ class Session:
         return Deferred.fromCoroutine(self._auth(name, signature, challenge))
 
     async def _auth(self, name, signature, challenge):
+        # A valid signature is never limited (it cannot be guessed, and costs
+        # little to check): only failures are counted, after the check.
         service = self.service
-        await service.checkLoginLimit("user:" + fold(name), self.address)
         account = await service.store.getAccount(name) if isUserName(name) else None
         live = challenge is not None and challenge[1] > service.clock.seconds()
         ok = await service.credentials.verifyAuth(
             account.publicKey if account else None,
             challenge[0] if challenge else bytes(32), name, signature)
         if not (ok and account and live):
-            await service.recordFailure("user:" + fold(name), self.address)
+            await service.failures.failed("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
         await self._becomeAccount(account.name, account.publicKey)
 

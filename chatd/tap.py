@@ -122,9 +122,19 @@ class Options(usage.Options):
             "login-limit",
             None,
             None,
-            "Failed logins or room passwords allowed per account or room, as "
-            "FAILURES/SECONDS [default: %d/%g]." % DEFAULTS.loginLimit,
+            "Failed logins or room passwords allowed per account or room from one "
+            "address, as FAILURES/SECONDS [default: %d/%g]; past as many from all "
+            "addresses, attempts are slowed down." % DEFAULTS.loginLimit,
             parseRate,
+        ],
+        [
+            "login-delay",
+            None,
+            None,
+            "Longest wait before checking a password for an account or room that "
+            "has many failures from all addresses, in seconds [default: %g]."
+            % (DEFAULTS.loginDelay,),
+            parseSeconds,
         ],
         [
             "address-limit",

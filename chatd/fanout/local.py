@@ -19,14 +19,14 @@ class _Window:
     def __init__(self, clock, count, seconds):
         self._window = SlidingWindow(clock, count, seconds)
 
+    def reserve(self, key):
+        return succeed(self._window.reserve(key))
+
+    def release(self, key, token):
+        return succeed(self._window.release(key, token))
+
     def hit(self, key):
         return succeed(self._window.hit(key))
-
-    def retryAfter(self, key):
-        return succeed(self._window.retryAfter(key))
-
-    def record(self, key):
-        return succeed(self._window.record(key))
 
 
 @implementer(IFanout)

@@ -13,6 +13,7 @@ What lives where::
     chatd:guests                  counter handing out blocks of guest numbers
     chatd:ts:<room>               the room's newest timestamp (kept by a script)
     chatd:window:<name>:<key>     sorted set: one sliding-window limit's events
+                                  (see L{chatd.fanout.window})
 
 Keys live in the database the URL names; Redis channels are not per database,
 so channel names carry the number, and clusters on different numbers of one
@@ -76,9 +77,9 @@ from zope.interface import implementer
 
 from chatd.config import redisAddress
 from chatd.fanout.delivered import Delivered, envelopeKey
+from chatd.fanout.window import RedisWindow
 from chatd.interfaces import IFanout
 from chatd.names import fold
-from chatd.ratelimit import SlidingWindow
 
 log = Logger()
 
@@ -103,27 +104,6 @@ PRESENCE = frozenset(["online", "offline", "renamed", "key", "joined", "left", "
 # -- scripts ---------------------------------------------------------------
 # Each runs atomically in Redis: nothing another node does can fall between its
 # steps.
-
-# Prune, count and add in one step, so that two nodes cannot both see room for
-# one more event. Times are ms; ARGV[4] is hit, check or record.
-WINDOW_SCRIPT = """
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local width = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - width)
-if ARGV[4] ~= 'record' then
-  if redis.call('ZCARD', key) >= tonumber(ARGV[3]) then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return string.format('%.3f', tonumber(oldest[2]) + width - now)
-  end
-  if ARGV[4] == 'check' then
-    return false
-  end
-end
-redis.call('ZADD', key, now, ARGV[5])
-redis.call('PEXPIRE', key, math.ceil(width))
-return false
-"""
 
 # The next timestamp of a room: above every one given so far, at least now.
 TIMESTAMP_SCRIPT = """
@@ -244,47 +224,6 @@ class _Factory(Factory):
         return protocol
 
 
-class _Window:
-    """
-    A sliding-window limit kept in Redis, one script run per call; while Redis
-    is unreachable, counted on this node alone.
-    """
-
-    def __init__(self, fanout, name, count, seconds):
-        self._fanout = fanout
-        self._name = name
-        self._count = count
-        self._seconds = seconds
-        self._local = SlidingWindow(fanout.clock, count, seconds)
-
-    def hit(self, key):
-        return self._run("hit", self._local.hit, key)
-
-    def retryAfter(self, key):
-        return self._run("check", self._local.retryAfter, key)
-
-    def record(self, key):
-        return self._run("record", self._local.record, key)
-
-    def _run(self, op, local, key):
-        fanout = self._fanout
-        if fanout._commands is None:
-            return succeed(local(key))
-        fanout._windowEvents += 1
-        d = fanout._eval(WINDOW_SCRIPT, ["chatd:window:%s:%s" % (self._name, key)],
-                         ["%.3f" % (fanout.clock.seconds() * 1000), self._seconds * 1000,
-                          self._count, op, "%s:%d" % (fanout.nodeId, fanout._windowEvents)])
-
-        def answered(wait):
-            return None if wait is None else float(wait) / 1000
-
-        def failed(failure):
-            log.warn("limit {name} counted on this node only: {error}", name=self._name,
-                     error=failure.getErrorMessage())
-            return local(key)
-        return d.addCallbacks(answered, failed)
-
-
 @implementer(IFanout)
 class RedisFanout:
     """
@@ -341,7 +280,6 @@ class RedisFanout:
         self._delivered = {}
         self._guests = deque()
         self._fetchingGuests = False
-        self._windowEvents = 0
         self._beats = 0
         self._beating = None
         self._unsettled = (set(), set())
@@ -1005,7 +943,7 @@ class RedisFanout:
         return random.randrange(*GUEST_FALLBACK)
 
     def window(self, name, count, seconds):
-        return _Window(self, name, count, seconds)
+        return RedisWindow(self, name, count, seconds)
 
     def timestamp(self, room, now, last):
         fallback = max(now, last + 1)

@@ -55,9 +55,10 @@ def testKeys():
     return AtRestKeys([generateKey()])
 
 
-def makeService(store=None, clock=None, fanout=None, **overrides):
+def makeService(store=None, clock=None, fanout=None, credentials=None, **overrides):
     """
-    A started L{ChatService} on an in-memory store and a L{Clock}.
+    A started L{ChatService} on an in-memory store and a L{Clock}, with
+    L{inlineCredentials} unless C{credentials} are given.
     """
     from chatd.store.memory import MemoryStore
     if clock is None:
@@ -65,7 +66,8 @@ def makeService(store=None, clock=None, fanout=None, **overrides):
         clock.advance(1_700_000_000)
     settings = replace(Settings(bcryptCost=4), **overrides)
     service = ChatService(store if store is not None else MemoryStore(testKeys()),
-                          settings, clock, credentials=inlineCredentials(), fanout=fanout)
+                          settings, clock, credentials=credentials or inlineCredentials(),
+                          fanout=fanout)
     service.startService()
     return service
 

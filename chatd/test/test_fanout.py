@@ -35,10 +35,11 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
-from chatd.test.test_binary import CONFLICT, OK, RATE, STALE, Wire
+from chatd.test.test_binary import CONFLICT, FORBIDDEN, OK, RATE, STALE, Wire
 
 try:
     from chatd.fanout import redis as fanoutModule
+    from chatd.fanout.window import RESERVE_SCRIPT
     from chatd.fanout.redis import RedisFanout, decodeValue, dumps, encodeValue, loads
 except ImportError as e:  # the redis extra is not installed
     skip = "the Redis fan-out needs txredisapi: %s" % (e,)
@@ -122,7 +123,7 @@ class FakeRedis:
         self.down = False
         self.commands = []
         self.twins = {
-            fanoutModule.WINDOW_SCRIPT: self._window,
+            RESERVE_SCRIPT: self._reserve,
             fanoutModule.TIMESTAMP_SCRIPT: self._timestamp,
             fanoutModule.BEAT_SCRIPT: self._beat,
         }
@@ -261,6 +262,10 @@ class FakeRedis:
     def cmd_SMEMBERS(self, connection, db, key):
         return sorted(self.get(db, key, set()))
 
+    def cmd_ZREM(self, connection, db, key, *members):
+        events = self.get(db, key, {})
+        return sum(1 for member in members if events.pop(member, None) is not None)
+
     def cmd_INCRBY(self, connection, db, key, amount):
         value = int(self.get(db, key, "0")) + int(amount)
         self.put(db, key, str(value))
@@ -280,20 +285,18 @@ class FakeRedis:
 
     # the fan-out's scripts, in Python
 
-    def _window(self, db, keys, args):
-        now, width, limit, op, member = float(args[0]), float(args[1]), int(args[2]), args[3], args[4]
+    def _reserve(self, db, keys, args):
+        now, width, limit, member = float(args[0]), float(args[1]), int(args[2]), args[3]
         events = self.get(db, keys[0], {})
         for name in [m for m, score in events.items() if score <= now - width]:
             del events[name]
-        if op != "record":
-            if len(events) >= limit:
-                return "%.3f" % (min(events.values()) + width - now)
-            if op == "check":
-                return None
+        if limit and len(events) >= limit:
+            return [0, "%.3f" % (min(events.values()) + width - now)]
+        count = len(events)
         events[member] = now
         self.put(db, keys[0], events)
         self.expire(db, keys[0], width)
-        return None
+        return [1, count]
 
     def _timestamp(self, db, keys, args):
         stored = int(self.get(db, keys[0], "0"))
@@ -870,6 +873,44 @@ class Scenarios:
             statuses.append((await self.request(wire, Op.DM, "bob", blob))[0])
         self.assertEqual(statuses, [OK] * 5 + [RATE])
 
+    async def allResponses(self, wires, op, count):
+        """
+        Wait for C{count} responses to C{op} in all at C{wires}, and take them.
+        """
+        got = []
+        await self.until(lambda: got.extend(r for wire in wires for r in wire.responses(op))
+                         or len(got) >= count)
+        return got
+
+    async def test_pipelinedMessagesHoldTheLimit(self):
+        """
+        Thirty DMs pipelined on one connection pass the 5-per-5-s limit
+        exactly five times: the shared window checks and counts in one step.
+        """
+        a = await self.node("A")
+        alice = await self.account(a, "alice")
+        await self.guest(a, "bob")
+        keys = {"alice": publicDer("alice"), "bob": publicDer("bob")}
+        for _ in range(30):
+            alice.send(Op.DM, "bob", self.seal("alice", ("user", "bob"), keys, "m"))
+        got = await self.allResponses([alice], Op.DM, 30)
+        self.assertEqual(sorted(status for status, _ in got), [OK] * 5 + [RATE] * 25)
+
+    async def test_parallelWrongPasswordsAcrossNodes(self):
+        """
+        Twenty wrong passwords for one account from one address, sent at once
+        through two nodes, are checked five times in all: the rest are refused
+        before any check.
+        """
+        a, b = await self.node("A"), await self.node("B")
+        await self.account(a, "alice")
+        wires = [await self.hello(factory) for factory in (a, b) * 10]
+        for wire in wires:
+            wire.send(Op.LOGIN, "alice", "wrong password")
+        got = await self.allResponses(wires, Op.LOGIN, 20)
+        self.assertEqual(sorted(status for status, _ in got),
+                         sorted([FORBIDDEN] * 5 + [RATE] * 15))
+
 
 class FakeRedisClusterTests(FakeMode, Scenarios, TestCase):
     """
@@ -1120,26 +1161,31 @@ class FailureTests(FakeMode, TestCase):
     async def test_windowInRedis(self):
         """
         A window kept in Redis answers as L{chatd.ratelimit.SlidingWindow}
-        does: refused past the count with the wait until the oldest event
-        leaves, a refused attempt not counted, C{record} counting always.
+        does: slots granted up to the count, each saying how many came before
+        it; refused past the count with the wait until the oldest event leaves,
+        a refused attempt not counted; a released slot no longer counts.
         """
         a = await self.node("A")
         window = a.service.fanout.window("w", 2, 10)
 
-        def call(method, key):
-            d = getattr(window, method)(key)
+        def call(method, *args, window=window):
+            d = getattr(window, method)(*args)
             flush(self.redis)
             return self.successResultOf(d)
-        self.assertEqual([call("hit", "k"), call("hit", "k")], [None, None])
+        first, second = call("reserve", "k"), call("reserve", "k")
+        self.assertEqual([(r.granted, r.before) for r in (first, second)],
+                         [(True, 0), (True, 1)])
         self.clock.advance(4)
         self.assertAlmostEqual(call("hit", "k"), 6)
-        self.assertAlmostEqual(call("retryAfter", "k"), 6)
-        self.assertIsNone(call("retryAfter", "other"))
-        self.clock.advance(6)
-        self.assertIsNone(call("retryAfter", "k"))
-        call("record", "k")
-        call("record", "k")
-        self.assertAlmostEqual(call("retryAfter", "k"), 10)
+        self.assertIsNone(call("hit", "other"))
+        call("release", "k", first.token)
+        self.assertEqual(call("reserve", "k").before, 1)
+        self.assertAlmostEqual(call("reserve", "k").wait, 6)
+        self.clock.advance(10)
+        self.assertIsNone(call("hit", "k"))
+        unlimited = a.service.fanout.window("u", None, 10)
+        self.assertEqual([call("reserve", "k", window=unlimited).before for _ in range(3)],
+                         [0, 1, 2])
 
 
 class CodecTests(SynchronousTestCase):

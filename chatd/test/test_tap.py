@@ -50,6 +50,7 @@ EVERY_OPTION = Settings(
     rateLimit=(10, 2.5),
     loginLimit=(3, 30.0),
     addressLimit=(10, 30.0),
+    loginDelay=4.5,
     registerLimit=(100, 60.0),
     maxFrame=65536,
     historyLimit=100,
@@ -114,6 +115,7 @@ class OptionsTests(SynchronousTestCase):
                 "--rate-limit", "10/2.5",
                 "--login-limit", "3/30",
                 "--address-limit", "10/30",
+                "--login-delay", "4.5",
                 "--register-limit", "100/60",
                 "--max-frame", "65536",
                 "--history-limit", "100",
@@ -207,6 +209,7 @@ class ConfigFileTests(SynchronousTestCase):
             "rate-limit = 10/2.5\n"
             "login-limit = 3/30\n"
             "address-limit = 10/30\n"
+            "login-delay = 4.5\n"
             "register-limit = 100/60\n"
             "max-frame = 65536\n"
             "history-limit = 100\n"
