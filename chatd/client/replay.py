@@ -17,8 +17,9 @@ The rule, the same in the browser client (chatd/web/replay.js):
 
 An account's window lives in C{keys/NAME.seen} in the client's home, mode
 0600: one line per envelope, C{TS SENDER ID}, appended as it is seen (so that
-several clients sharing the home each add their own), and rewritten to the
-window with a C{horizon TS} line first once it holds twice the window. Lines
+several clients sharing the home each add their own), and rewritten to one
+window of what it holds and what this client saw, with a C{horizon TS} line
+first, once it holds twice the window. Lines
 that cannot be read are skipped. A guest's window is kept in memory only, like
 its key.
 """
@@ -88,15 +89,7 @@ class SeenEnvelopes:
         Keep this window in C{path} from now on: what the file holds comes
         first, then what was seen before (as a guest, before logging in).
         """
-        earlier = list(self._seen.items())
-        self._seen = OrderedDict()
         self._path = path
-        try:
-            self._read()
-        except OSError as e:
-            log.warn("cannot read seen envelopes from {path}: {error}", path=path, error=e)
-        for key, ts in earlier:
-            self._add(*key, ts)
         try:
             self._compact()
         except OSError as e:
@@ -113,18 +106,24 @@ class SeenEnvelopes:
         return True
 
     def _read(self):
+        """
+        What the file holds: its horizon, and its envelopes in the order they
+        were written.
+        """
+        horizon, entries = 0, []
         try:
             f = open(self._path, encoding="ascii", errors="replace")
         except FileNotFoundError:
-            return
+            return horizon, entries
         with f:
             for line in f:
                 fields = line.split()
                 if len(fields) == 2 and fields[0] == "horizon" and fields[1].isdigit():
-                    self.horizon = max(self.horizon, int(fields[1]))
+                    horizon = max(horizon, int(fields[1]))
                 elif (len(fields) == 3 and fields[0].isdigit() and isUserName(fields[1])
                       and _ID.fullmatch(fields[2])):
-                    self._add(fold(fields[1]), fields[2], int(fields[0]))
+                    entries.append(((fold(fields[1]), fields[2]), int(fields[0])))
+        return horizon, entries
 
     def _append(self, line):
         _makePrivateDirectory(os.path.dirname(self._path))
@@ -134,6 +133,19 @@ class SeenEnvelopes:
         self._lines += 1
 
     def _compact(self):
+        """
+        Make this window and the file one: what the file holds (other
+        clients sharing the home may have added to it), then what only this
+        window holds (seen before attaching, or not written); and write it
+        back as one window.
+        """
+        horizon, entries = self._read()
+        inFile = {key for key, _ in entries}
+        entries += [(key, ts) for key, ts in self._seen.items() if key not in inFile]
+        self._seen = OrderedDict()
+        self.horizon = max(self.horizon, horizon)
+        for key, ts in entries:
+            self._add(*key, ts)
         lines = ["horizon %d\n" % (self.horizon,)] + [
             "%d %s %s\n" % (ts, sender, envelopeId)
             for (sender, envelopeId), ts in self._seen.items()]

@@ -121,6 +121,24 @@ class FileTests(SynchronousTestCase):
         self.assertIsNotNone(again.replayed("bob", envelopeId(19), NOW + 19))
         self.assertEqual(again.horizon, NOW + 16)
 
+    def test_sharedHome(self):
+        """
+        Two clients sharing a home each add to the file, and one compacting
+        it keeps what the other added.
+        """
+        path = os.path.join(self.mktemp(), "alice.seen")
+        one, two = SeenEnvelopes(window=4), SeenEnvelopes(window=4)
+        one.attach(path)
+        two.attach(path)
+        for n in range(1, 8):
+            one.remember("bob", envelopeId(n), NOW + n, NOW + n)
+        two.remember("carol", envelopeId(8), NOW + 8, NOW + 8)
+        one.remember("bob", envelopeId(9), NOW + 9, NOW + 9)
+        again = SeenEnvelopes(window=4)
+        again.attach(path)
+        self.assertIsNotNone(again.replayed("carol", envelopeId(8), NOW + 8))
+        self.assertIsNotNone(again.replayed("bob", envelopeId(9), NOW + 9))
+
     def test_badLinesSkipped(self):
         """
         Lines that cannot be read are skipped; the others count.
