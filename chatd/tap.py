@@ -340,6 +340,10 @@ class Options(usage.Options):
             self[door] = []
         self["allow-guests"] = None
 
+    def opt_version(self):
+        """Print chatd's version and exit."""
+        chatd.printVersion()
+
     def opt_binary(self, description):
         """Listen for the binary protocol here; repeatable; "none" for no
         binary door [default: ssl:4017]."""

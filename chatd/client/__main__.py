@@ -23,6 +23,7 @@ from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredic
                             globalLogBeginner, textFileLogObserver)
 from twisted.python import usage
 
+import chatd
 from chatd.client.chat import ChatClient
 from chatd.client.connection import PinningTLSOptions, ServerPin
 from chatd.client.console import Console
@@ -80,6 +81,10 @@ class Options(usage.Options):
         ["no-tls", None, "Connect over plain TCP (only for a server on this machine "
                          "or in tests: anyone on the way sees who talks when)."],
     ]
+
+    def opt_version(self):
+        """Print chatd's version and exit."""
+        chatd.printVersion()
 
     def postOptions(self):
         if self["tls"] and self["no-tls"]:
@@ -213,5 +218,12 @@ def main(reactor, *argv):
     return Deferred.fromCoroutine(run(reactor, options)).addCallback(exit)
 
 
-if __name__ == "__main__":
+def script():
+    """
+    The C{chatd-client} console script.
+    """
     task.react(main, sys.argv[1:])
+
+
+if __name__ == "__main__":
+    script()
