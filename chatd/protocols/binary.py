@@ -109,7 +109,11 @@ class BinaryProtocol(Int32StringReceiver):
 
     def _closeAfterWriting(self):
         # Hand over what waits in the outbox and let go of the transport: a TLS
-        # transport waits for its producer to go before it shuts down.
+        # transport waits for its producer to go before it shuts down. Only
+        # once: a second over-long length prefix, arriving after the first
+        # closed the connection, must not unregister the outbox again.
+        if self._closing:
+            return
         self._closing = True
         self.outbox.resumeProducing()
         self.transport.unregisterProducer()

@@ -227,6 +227,19 @@ class SessionRulesTests(ProtocolTestCase):
         self.assertEqual(wire.responses(None)[0][0], TOOLARGE)
         self.assertTrue(wire.transport.disconnecting)
 
+    def test_oversizeFrameAfterClosing(self):
+        """
+        More over-long length prefixes after the connection closed on the first
+        get nothing more and do not let go of the transport twice (found by
+        fuzzing: the second raised from dataReceived).
+        """
+        wire = self.connect()
+        wire.sendRaw(b"\xff\xff\xff\xff")
+        wire.sendRaw(b"\xff\xff\xff\xff")
+        wire.sendRaw((0x7FFFFFF0).to_bytes(4, "big"))
+        self.assertEqual([status for status, _ in wire.responses(None)], [TOOLARGE])
+        self.assertTrue(wire.transport.disconnecting)
+
     def test_framesSplitAcrossReads(self):
         """
         A request that arrives a byte at a time is answered once, when whole.
