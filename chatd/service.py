@@ -416,6 +416,10 @@ class ChatService(Service):
             return
         try:
             handler(self, node, event)
+        except ChatError as e:
+            # Refused as a client's request would be: a bad event, not a bug here.
+            log.warn("refused {kind} from node {node}: {error}", kind=event.get("t"), node=node,
+                     error=e.message)
         except Exception:
             log.failure("applying {kind} from node {node}", kind=event.get("t"), node=node)
 

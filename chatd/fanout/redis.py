@@ -59,7 +59,6 @@ store moves one another node took to the next free one); guest numbers come from
 the block in hand, then at random from a range blocks never reach.
 """
 
-import base64
 import json
 import random
 import uuid
@@ -76,7 +75,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.config import redisAddress
+from chatd.errors import ChatError
 from chatd.fanout.delivered import Delivered, envelopeKey
+from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValue, loadEntry
 from chatd.fanout.window import RedisWindow
 from chatd.interfaces import IFanout
 from chatd.names import fold
@@ -132,50 +133,6 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return result
 """
-
-
-# -- events on the wire ----------------------------------------------------
-
-
-def encodeValue(value):
-    """
-    Make a value JSON can carry: L{bytes} become C{{"$bytes": base64}}; a dict
-    with a key starting with C{$} is wrapped as C{{"$dict": ...}} so that it
-    cannot be mistaken for a tag. Tuples become lists.
-    """
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, dict):
-        inner = {key: encodeValue(item) for key, item in value.items()}
-        if any(key.startswith("$") for key in value):
-            return {"$dict": inner}
-        return inner
-    if isinstance(value, (list, tuple)):
-        return [encodeValue(item) for item in value]
-    return value
-
-
-def decodeValue(value):
-    """
-    Undo L{encodeValue}.
-    """
-    if isinstance(value, dict):
-        if len(value) == 1 and "$bytes" in value:
-            return base64.b64decode(value["$bytes"])
-        if len(value) == 1 and "$dict" in value:
-            value = value["$dict"]
-        return {key: decodeValue(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [decodeValue(item) for item in value]
-    return value
-
-
-def dumps(value):
-    return json.dumps(encodeValue(value), separators=(",", ":"))
-
-
-def loads(text):
-    return decodeValue(json.loads(text))
 
 
 # -- connections -----------------------------------------------------------
@@ -663,29 +620,27 @@ class RedisFanout:
 
     def _handle(self, channel, data):
         try:
-            message = json.loads(data)
-            node = message["n"]
-            if node == self.nodeId:
-                return
-            control = message.get("c")
-            if control == "sync":
-                self._changes[node] = self._changes.get(node, 0) + 1
-                self._apply(node, {key: decodeValue(entry) for key, entry in message["u"].items()},
-                            removals=True)
-                return
-            if control == "bye":
-                self._gone(node)
-                return
-            source = (node, message["i"])
-            if message["s"] <= self._heard.get(source, 0):
-                return
-            self._heard[source] = message["s"]
-            self._known.add(node)
-            event = decodeValue(message["e"])
-        except Exception:
-            log.failure("dropping a malformed message on {channel}", channel=channel)
+            message = decodeMessage(data)
+        except MalformedEvent as e:
+            log.warn("dropping a malformed message on {channel}: {error}", channel=channel,
+                     error=e)
             return
-        kind = event.get("t")
+        node = message.node
+        if node == self.nodeId:
+            return
+        if message.control == "sync":
+            self._changes[node] = self._changes.get(node, 0) + 1
+            self._apply(node, message.entries, removals=True)
+            return
+        if message.control == "bye":
+            self._gone(node)
+            return
+        if message.sequence <= self._heard.get(message.source, 0):
+            return
+        self._heard[message.source] = message.sequence
+        self._known.add(node)
+        event = message.event
+        kind = event["t"]
         if kind == "message":
             self._deliver(node, event)
             return
@@ -700,7 +655,13 @@ class RedisFanout:
         """
         Hand a room message to the core unless it was delivered here already.
         """
-        if self._record(fold(event["room"]), event["ts"], event["sender"], event["envelope"]):
+        try:
+            fresh = self._record(fold(event["room"]), event["ts"], event["sender"],
+                                 event["envelope"])
+        except ChatError as e:
+            log.warn("refused a message from node {node}: {error}", node=node, error=e.message)
+            return
+        if fresh:
             self.service.remoteEvent(node, event)
 
     def _record(self, key, timestamp, sender, envelope):
@@ -769,11 +730,21 @@ class RedisFanout:
 
     @staticmethod
     def _parseHash(fields):
+        """
+        A node's user hash as folded name to entry; an entry that is not
+        well-formed is left out, so that it cannot hide the others.
+        """
         if isinstance(fields, dict):
             items = fields.items()
         else:
             items = zip(fields[::2], fields[1::2])
-        return {key: loads(value) for key, value in items}
+        entries = {}
+        for key, value in items:
+            try:
+                entries[key] = loadEntry(value)
+            except MalformedEvent as e:
+                log.warn("dropping a malformed user entry {key!r}: {error}", key=key, error=e)
+        return entries
 
     def _command(self, *args):
         commands = self._commands

@@ -39,8 +39,9 @@ from chatd.test.test_binary import CONFLICT, FORBIDDEN, OK, RATE, STALE, Wire
 
 try:
     from chatd.fanout import redis as fanoutModule
+    from chatd.fanout.events import decodeValue, dumps, encodeValue, loads
+    from chatd.fanout.redis import RedisFanout
     from chatd.fanout.window import RESERVE_SCRIPT
-    from chatd.fanout.redis import RedisFanout, decodeValue, dumps, encodeValue, loads
 except ImportError as e:  # the redis extra is not installed
     skip = "the Redis fan-out needs txredisapi: %s" % (e,)
 else:
