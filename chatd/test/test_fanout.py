@@ -545,13 +545,15 @@ class _Nodes:
 
     async def seesRoom(self, wire, room):
         """
-        Wait until C{wire}'s node knows C{room}: a room made on another node
-        reaches this one through Redis, and joining it before would create it
-        a second time (refused by the shared store).
+        Wait until C{wire}'s node knows C{room} and a member of it: a room made
+        on another node reaches this one through Redis, and joining it before
+        would create it a second time (refused by the shared store); its
+        creator's join is a later event, and joining before that one arrives
+        would answer without the creator.
         """
         for _ in range(1000):
             status, (rooms,) = await self.request(wire, Op.LIST_ROOMS)
-            if room in rooms:
+            if room in rooms and (await self.request(wire, Op.LIST_USERS, room))[1][0]:
                 return
             await self.advance(0.01)
         self.fail("%s never saw %s" % (wire.name, room))
