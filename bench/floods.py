@@ -20,7 +20,7 @@ import time
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList
 
-from bench.load import (BenchError, atLeast, bounded, connect, heartbeats, newKey,
+from bench.load import (BenchError, atLeast, bounded, connect, heartbeats, main, newKey,
                         sendPipelined, serverAddress, serverRSS, setUpMember)
 from chatd import e2e
 from chatd.protocols import opcodes
@@ -227,14 +227,6 @@ def parseArguments(argv=None):
                        help="its password [%(default)s]")
     guest.set_defaults(run=guestFlood)
     return parser.parse_args(argv)
-
-
-async def main(reactor, args):
-    try:
-        await args.run(reactor, args)
-    except BenchError as e:
-        print(f"error: {e}")
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from bench.load import (BenchClient, BenchError, atLeast, bounded, connect, heartbeats,
+from bench.load import (BenchClient, BenchError, atLeast, bounded, connect, heartbeats, main,
                         newKey, raiseOpenFileLimit, serverAddress, serverRSS, setUpMember)
 from chatd import e2e
 from chatd.protocols import opcodes
@@ -237,15 +237,8 @@ def parseArguments(argv=None):
     parser.add_argument("--csv", help="also write the samples to this CSV file")
     parser.add_argument("--timeout", type=float, default=300,
                         help="seconds setting up may take [%(default)s]")
+    parser.set_defaults(run=soak)
     return parser.parse_args(argv)
-
-
-async def main(reactor, args):
-    try:
-        await soak(reactor, args)
-    except BenchError as e:
-        print(f"error: {e}")
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

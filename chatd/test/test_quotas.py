@@ -17,6 +17,7 @@ from chatd.quotas import WARNING_NO_HELLO
 from chatd.service import ReplayCache
 from chatd.test.test_binary import Wire
 from chatd.test.test_service import NO_IDLE, CoreTestCase
+from chatd.test.test_websocket import WebSocketTestCase
 
 
 class CreateLimitTests(CoreTestCase):
@@ -173,6 +174,27 @@ class ConnectionCapTests(CoreTestCase):
         self.assertTrue(transports[2].value().startswith(b"ERR::02::too many connections"))
         self.assertTrue(transports[2].disconnecting)
         self.assertFalse(transports[1].disconnecting)
+
+
+class WebSocketConnectionCapTests(WebSocketTestCase):
+    """
+    The WebSocket door counts the client address its site gives.
+    """
+
+    settings = dict(addressConnections=1)
+
+    def test_refused(self):
+        """
+        A WebSocket over the cap gets an C{error} message with code
+        C{rate_limited} and close code 1013; another address is let in.
+        """
+        self.connect()
+        client = self.connect()
+        [message] = client.take()
+        self.assertEqual((message["type"], message["code"]), ("error", "rate_limited"))
+        self.assertIn("too many connections", message["message"])
+        self.assertEqual(client.closeCode, 1013)
+        self.assertEqual(self.connect("10.0.0.2").take(), [])
 
 
 class HelloDeadlineTests(CoreTestCase):
