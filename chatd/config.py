@@ -412,9 +412,26 @@ def defaultTLSEndpoint(dataDir, port):
     A TLS listener on C{port} with the data directory's own key and certificate:
     the default of the binary (4017) and text (4018) doors.
     """
+    return withDataDirCertificate("ssl:%d" % (port,), dataDir)
+
+
+# An argument of an endpoint string that names a key or certificate file: at
+# the start of an argument, after a ":" that no backslash escapes.
+_KEY_ARGUMENT = re.compile(r"(?<!\\):(privateKey|certKey)=")
+
+
+def withDataDirCertificate(description, dataDir):
+    """
+    Give an C{ssl:} endpoint that names neither a private key nor a
+    certificate the data directory's own, as the default listeners have
+    (Twisted's own default, C{server.pem} in the current directory, is never
+    what is meant); leave any other endpoint as it is.
+    """
+    if not description.startswith("ssl:") or _KEY_ARGUMENT.search(description):
+        return description
     privateKey, certificate = tlsPaths(dataDir)
-    return "ssl:%d:privateKey=%s:certKey=%s" % (
-        port,
+    return "%s:privateKey=%s:certKey=%s" % (
+        description,
         quoteEndpointArgument(privateKey),
         quoteEndpointArgument(certificate),
     )
@@ -478,7 +495,8 @@ def settingsFrom(values):
     listeners = {}
     for door, default in DEFAULT_LISTENERS.items():
         chosen = getattr(settings, door) or (default(dataDir),)
-        listeners[door] = () if chosen == (DISABLED,) else chosen
+        listeners[door] = () if chosen == (DISABLED,) else tuple(
+            withDataDirCertificate(description, dataDir) for description in chosen)
     db = settings.db or "sqlite:" + os.path.join(dataDir, "chatd.sqlite")
     if settings.idleWarning >= settings.idleTimeout:
         raise ConfigError(

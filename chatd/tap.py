@@ -70,8 +70,9 @@ class Options(usage.Options):
     longdesc = (
         "Run chatd, an end-to-end encrypted chat server. Listeners are Twisted "
         "server endpoint strings, such as tcp:4017:interface=127.0.0.1 or "
-        "ssl:4017:privateKey=key.pem:certKey=cert.pem; the default, ssl:4017, "
-        "uses the certificate chatd generates in its data directory. Every "
+        "ssl:4017:privateKey=key.pem:certKey=cert.pem; an ssl: listener that "
+        "names no key, such as the default ssl:4017, uses the certificate chatd "
+        "generates in its data directory. Every "
         "option but --config and --no-guests can also be set in the [chatd] "
         "section of the config file, under the same name without dashes in "
         "front (idle-timeout = 30); the command line wins over the file."
@@ -366,6 +367,22 @@ class Options(usage.Options):
     def opt_no_guests(self):
         """Accept only registered accounts."""
         self["allow-guests"] = False
+
+    def parseOptions(self, options=None):
+        """
+        Parse the command line; under twistd, report a mistake in it as one
+        line, rather than let twistd print it under its whole usage text.
+
+        @raise UsageError: for a mistake, when not run by twistd (the tests).
+        @raise SystemExit: for a mistake, under twistd (whose options are
+            then this one's parent).
+        """
+        try:
+            usage.Options.parseOptions(self, options)
+        except usage.UsageError as e:
+            if self.parent is None:
+                raise
+            raise SystemExit("chatd: %s (twistd chatd --help lists the options)" % (e,))
 
     def postOptions(self):
         """

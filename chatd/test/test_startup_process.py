@@ -21,6 +21,28 @@ from chatd.test.processes import freePort, spawnChatd, waitFor
 PROMPTLY = 15
 
 
+class CommandLineTests(TestCase):
+    """
+    A mistake on the command line is all twistd prints.
+    """
+
+    timeout = 60
+
+    async def test_oneLine(self):
+        """
+        A contradiction between options: one line, saying what contradicts
+        what, and exit status 1.
+        """
+        workdir = os.path.abspath(self.mktemp())
+        os.makedirs(workdir)
+        child = spawnChatd("twistd", workdir, "--idle-warning", "30", "--idle-timeout", "20")
+        self.addCleanup(child.signal, "KILL")
+        await waitFor(lambda: child.ended.called, PROMPTLY, "twistd to exit", child)
+        self.assertEqual((child.status, child.printed()), (1, (
+            "chatd: idle-warning (30) must be shorter than idle-timeout (20) "
+            "(twistd chatd --help lists the options)\n")))
+
+
 class FailedStartTests(TestCase):
     """
     Each way a start can fail, with a real process.

@@ -156,6 +156,33 @@ class OptionsTests(SynchronousTestCase):
         serverFromString(reactor, settings.binary[0]).listen(None)
         self.assertEqual(reactor.sslServers[0][0], 4017)
 
+    def test_sslWithoutKeyUsesDataDir(self):
+        """
+        An C{ssl:} listener of any door that names no key or certificate gets
+        the data directory's, as the default listeners have; one that names
+        them keeps its own, and other endpoints are left alone.
+        """
+        settings = parse("--binary", "ssl:5017:interface=127.0.0.1", "--text", "ssl:5018",
+                         "--web", "ssl:5019", "--web", "tcp:5020")
+        self.assertEqual(settings.binary, (
+            "ssl:5017:interface=127.0.0.1:privateKey=chatd-data/tls/server.key"
+            ":certKey=chatd-data/tls/server.crt",))
+        self.assertEqual(settings.text, (DEFAULT_SSL.replace("4017", "5018"),))
+        self.assertEqual(settings.web, (DEFAULT_SSL.replace("4017", "5019"), "tcp:5020"))
+        own = "ssl:5017:privateKey=chatd-data/tls/server.key"
+        self.assertEqual(parse("--binary", own).binary, (own,))
+
+    def test_errorUnderTwistd(self):
+        """
+        Under twistd, a mistake on the command line ends it with one line that
+        names the mistake, instead of twistd's whole usage text.
+        """
+        from twisted.scripts.twistd import ServerOptions
+        error = self.assertRaises(SystemExit, ServerOptions().parseOptions,
+                                  ["chatd", "--window", "0"])
+        self.assertEqual(str(error), "chatd: Parameter type enforcement failed: '0' is not "
+                         "between 1 and 65535 (twistd chatd --help lists the options)")
+
     def test_allowGuests(self):
         """
         C{--allow-guests} and C{--no-guests} set whether guests are let in; the
