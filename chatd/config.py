@@ -73,6 +73,8 @@ class Settings:
     maxTransfers: int = 4
     redis: str = ""
     keyFile: str = ""
+    startTimeout: float = 30.0
+    dbTimeout: float = 5.0
     webOrigins: Tuple[str, ...] = ()
     trustedProxies: Tuple[str, ...] = ()
 
@@ -357,6 +359,8 @@ FIELDS = {
     "max-transfers": ("maxTransfers", parseCount),
     "redis": ("redis", parseRedis),
     "key-file": ("keyFile", parseText),
+    "start-timeout": ("startTimeout", parseSeconds),
+    "db-timeout": ("dbTimeout", parseSeconds),
     "web-origins": ("webOrigins", parseOrigins),
     "trusted-proxies": ("trustedProxies", parseNetworks),
 }

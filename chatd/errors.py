@@ -24,6 +24,7 @@ class Status(IntEnum):
     CONFLICT = 0x07
     TOO_LARGE = 0x08
     STALE_RECIPIENTS = 0x09
+    UNAVAILABLE = 0x0A
 
 
 class ChatError(Exception):
@@ -95,3 +96,13 @@ class StaleRecipients(ChatError):
     def __init__(self, message, members):
         ChatError.__init__(self, message)
         self.members = members
+
+
+class Unavailable(ChatError):
+    """
+    Something the request needs, the database, did not answer in time or
+    cannot be reached; the request may not have been carried out, and may be
+    tried again (0x0A).
+    """
+
+    status = Status.UNAVAILABLE

@@ -28,12 +28,13 @@ from zope.interface import implementer
 from chatd import e2e
 from chatd.credentials import Credentials
 from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden, NotFound,
-                          RateLimited, StaleRecipients, TooLarge)
+                          RateLimited, StaleRecipients, TooLarge, Unavailable)
 from chatd.failures import FailureLimits
 from chatd.interfaces import IChatService, IFileClient
 from chatd.names import fold, isGuestName, isRoomName, isUserName
 from chatd.fanout.local import LocalFanout
 from chatd.observer import OneShotObserver
+from chatd.startup import keepTrying
 from chatd.quotas import WARNING_NO_HELLO, Quotas
 from chatd.ratelimit import inWholeSeconds
 from chatd.transfer import Offer, Transfer
@@ -199,7 +200,8 @@ class ChatService(Service):
         d.addBoth(self._ready.fire)
 
     async def _load(self):
-        await self.store.open()
+        await keepTrying(self.store.open, self.clock, self.settings.startTimeout,
+                         "the database")
         for record in await self.store.loadRooms():
             self.rooms[fold(record.name)] = Room(
                 record.name, record.passwordHash, record.lastTimestamp)
@@ -334,7 +336,15 @@ class ChatService(Service):
                 del self.rooms[fold(room.name)]
                 self.publish("unroom", room=room.name)
         self.store.deleteRoom(room.name).addCallback(deleted).addErrback(
-            lambda f: log.failure("deleting room {room}", f, room=room.name))
+            self._notDeleted, room)
+
+    def _notDeleted(self, failure, room):
+        """
+        An unused room could not be dropped: it stays stored, which is
+        harmless. A database outage is logged by the store, once.
+        """
+        if not failure.check(Unavailable):
+            log.failure("deleting room {room}", failure, room=room.name)
 
     def goOffline(self, user, local=True):
         """
@@ -996,6 +1006,10 @@ class Session:
                 room.name, user.name, timestamp, envelope.id, data, envelope.readers())
             room.lastTimestamp = max(room.lastTimestamp, timestamp)
         except Conflict:
+            raise
+        except Unavailable:
+            # The store's outage is logged once, by the store, not per message.
+            service.replays.discard(replayKey)
             raise
         except Exception:
             service.replays.discard(replayKey)

@@ -19,6 +19,11 @@ damaged database, a missing module...), wherever it is found:
 
 Any other exception on the way is a bug, not a diagnosis: it is logged with
 its traceback, and the process exits just the same.
+
+A server chatd depends on (PostgreSQL, Redis) may simply not be up yet, as
+when a whole machine boots: L{keepTrying} waits for it, with backoff and a
+line per attempt, for a bounded time (C{--start-timeout}) before giving up
+with a L{StartupError}.
 """
 
 import atexit
@@ -26,10 +31,15 @@ import os
 import sys
 from typing import Callable
 
+from twisted.application.internet import backoffPolicy
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ReactorNotRunning
-from twisted.internet.interfaces import IReactorCore
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
+
+from chatd.errors import Unavailable
 
 log = Logger()
 
@@ -116,3 +126,53 @@ class FailedStart:
         except ReactorNotRunning:
             # Already stopping, for another reason.
             pass
+
+
+# The wait before attempt n + 1: 0.5 s, doubling up to 5 s, with jitter, as
+# the Redis fan-out reconnects.
+START_BACKOFF = backoffPolicy(initialDelay=0.5, maxDelay=5.0, factor=2.0)
+
+
+def reason(error: BaseException) -> str:
+    """
+    What went wrong, for a log line: the cause of an L{Unavailable} (whose
+    own message is written for clients), else the error itself.
+    """
+    cause = error.__cause__ if isinstance(error, Unavailable) else None
+    return " ".join(str(cause or error).split())
+
+
+async def keepTrying(attempt: Callable[[], Deferred], clock: IReactorTime, bound: float,
+                     what: str, policy: Callable[[int], float] = START_BACKOFF) -> object:
+    """
+    Call C{attempt} until it does not fail with L{Unavailable}, logging a line
+    for each failure and waiting C{policy(n)} seconds after the n-th, for
+    C{bound} seconds at most.
+
+    @param attempt: returns a L{Deferred}; one still waiting when C{bound}
+        runs out is cancelled.
+    @param what: names what is waited for in messages ("the database").
+    @return: what the first successful attempt gave.
+    @raise StartupError: when C{bound} seconds have passed without success,
+        naming C{what} and the last reason.
+    """
+    deadline = clock.seconds() + bound
+    failures = 0
+    last = "no answer"
+    while True:
+        left = deadline - clock.seconds()
+        try:
+            if left <= 0:
+                raise TimeoutError()
+            return await attempt().addTimeout(left, clock)
+        except Unavailable as e:
+            failures += 1
+            last = reason(e)
+        except TimeoutError:
+            raise StartupError("%s could not be reached in %g s (%d failed attempts; "
+                               "last: %s)" % (what, bound, failures, last)) from None
+        left = deadline - clock.seconds()
+        log.warn("{what} cannot be reached (attempt {attempt}): {reason}; still trying "
+                 "for {left:.0f} s", what=what, attempt=failures, reason=last,
+                 left=max(left, 0))
+        await deferLater(clock, max(0, min(policy(failures), left)))

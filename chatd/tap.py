@@ -316,6 +316,23 @@ class Options(usage.Options):
             parseText,
         ],
         [
+            "start-timeout",
+            None,
+            None,
+            "Seconds to keep trying to reach the database server and Redis at "
+            "start before giving up [default: %g]." % (DEFAULTS.startTimeout,),
+            parseSeconds,
+        ],
+        [
+            "db-timeout",
+            None,
+            None,
+            "Seconds the database has to answer each request before the client "
+            "is told it is unavailable; also PostgreSQL's connect and statement "
+            "timeouts [default: %g]." % (DEFAULTS.dbTimeout,),
+            parseSeconds,
+        ],
+        [
             "web-origins",
             None,
             None,
@@ -496,7 +513,7 @@ def makeFanout(settings, reactor):
     if not settings.db.startswith("postgresql:"):
         log.warn("--redis with a database no other node shares ({db}): the nodes will "
                  "not see each other's accounts and history", db=settings.db)
-    return RedisFanout(settings.redis, reactor)
+    return RedisFanout(settings.redis, reactor, startTimeout=settings.startTimeout)
 
 
 def makeService(config, reactor=None, failedStart=None):
@@ -529,7 +546,7 @@ def _buildService(settings, reactor, failedStart):
     @raise StartupError: when chatd cannot start.
     """
     dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
-    store = makeStore(settings.db, dataDir.keys, reactor)
+    store = makeStore(settings.db, dataDir.keys, reactor, timeout=settings.dbTimeout)
     chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor))
     top = MultiService()
     chat.setServiceParent(top)

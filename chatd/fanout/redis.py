@@ -66,7 +66,8 @@ from collections import deque
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import (CancelledError, Deferred, gatherResults, maybeDeferred,
+                                    succeed)
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
@@ -74,13 +75,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.config import redisAddress
-from chatd.errors import ChatError
+from chatd.config import DEFAULTS, redisAddress
+from chatd.errors import ChatError, Unavailable
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValue, loadEntry
 from chatd.fanout.window import RedisWindow
 from chatd.interfaces import IFanout
 from chatd.names import fold
+from chatd.startup import keepTrying
 
 log = Logger()
 
@@ -193,9 +195,12 @@ class RedisFanout:
         the URL's host and port; tests connect to a fake Redis through it.
     @param ttl: seconds a heartbeat outlives the last beat.
     @param beat: seconds between beats.
+    @param startTimeout: seconds L{start} keeps trying to reach Redis before
+        it fails with L{chatd.startup.StartupError}.
     """
 
-    def __init__(self, url, clock, nodeId=None, endpoint=None, ttl=TTL, beat=BEAT):
+    def __init__(self, url, clock, nodeId=None, endpoint=None, ttl=TTL, beat=BEAT,
+                 startTimeout=DEFAULTS.startTimeout):
         host, port, db, password = redisAddress(url)
         self.clock = clock
         self.nodeId = nodeId or uuid.uuid4().hex[:12]
@@ -206,6 +211,7 @@ class RedisFanout:
         self._endpoint = endpoint or HostnameEndpoint(clock, host, port, timeout=REPLY_TIMEOUT)
         self.ttl = ttl
         self.beat = beat
+        self.startTimeout = startTimeout
         self._channels = "chatd:%d:" % (db,)
         self._cluster = self._channels + "cluster"
         self.service = None
@@ -274,8 +280,12 @@ class RedisFanout:
         return Deferred.fromCoroutine(self._join())
 
     async def _join(self):
-        await self._subscriberService.whenConnected()
-        await self._commandService.whenConnected()
+        what = "Redis at " + self.where
+        for service in (self._subscriberService, self._commandService):
+            # Each attempt waits for the service's next connection attempt,
+            # which it makes on its own backoff: no wait of our own between.
+            await keepTrying(lambda: self._connected(service), self.clock,
+                             self.startTimeout, what, policy=lambda failures: 0)
         await self._fetchGuests()
         await self._reconcileAll()
         self._joined = True
@@ -284,6 +294,19 @@ class RedisFanout:
         self._beating.start(self.beat, now=False)
         log.info("node {node} joined: {nodes} other node(s)", node=self.nodeId,
                  nodes=len(self._known))
+
+    @staticmethod
+    def _connected(service):
+        """
+        Wait for C{service}'s connection, or for its next failed attempt to
+        connect, which is reported as L{Unavailable} so that L{keepTrying}
+        logs it and waits on.
+        """
+        def failed(failure):
+            if failure.check(CancelledError):
+                return failure
+            raise Unavailable("Redis is unavailable") from failure.value
+        return service.whenConnected(failAfterFailures=1).addErrback(failed)
 
     def stop(self):
         return Deferred.fromCoroutine(self._leave())

@@ -49,6 +49,7 @@ ERROR_CODES = {
     Status.CONFLICT: "conflict",
     Status.TOO_LARGE: "too_large",
     Status.STALE_RECIPIENTS: "stale_recipients",
+    Status.UNAVAILABLE: "unavailable",
 }
 
 

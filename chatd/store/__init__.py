@@ -5,11 +5,12 @@ L{chatd.interfaces.IMessageStore}, chosen by a database URL.
 """
 
 from chatd.store.engines import engineForURL
+from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
 from chatd.store.sql import AdbapiStore
 
 
-def makeStore(url, keys, reactor=None):
+def makeStore(url, keys, reactor=None, timeout=None):
     """
     Build the store a database URL names; the caller then C{open}s it.
 
@@ -18,16 +19,26 @@ def makeStore(url, keys, reactor=None):
         C{postgresql://user:password@host:port/database}.
     @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
         with at rest.
-    @param reactor: the reactor the SQL store's thread pool reports to, or
-        L{None} for the global one.
+    @param reactor: the reactor the SQL store's thread pool reports to, and
+        that keeps the deadlines, or L{None} for the global one.
+    @param timeout: seconds each call has to answer (a L{GuardedStore} sees
+        to it, and PostgreSQL's connect and statement timeouts are set to it);
+        L{None} for no deadline.
     @return: an L{IMessageStore} provider.
     @raise ValueError: when the URL is not one of those forms, or names
         PostgreSQL while psycopg is not installed.
     """
     if url == "memory:":
-        return MemoryStore(keys)
-    engine, connectionArgs = engineForURL(url)
-    return AdbapiStore(engine, connectionArgs, keys, reactor=reactor)
+        store = MemoryStore(keys)
+    else:
+        engine, connectionArgs = engineForURL(url)
+        pool = engine.connectionPool(connectionArgs, reactor, timeout=timeout)
+        store = AdbapiStore(engine, connectionArgs, keys, pool=pool, reactor=reactor)
+    if timeout is None:
+        return store
+    if reactor is None:
+        from twisted.internet import reactor
+    return GuardedStore(store, reactor, timeout)
 
 
-__all__ = ["makeStore", "MemoryStore", "AdbapiStore"]
+__all__ = ["makeStore", "MemoryStore", "AdbapiStore", "GuardedStore"]

@@ -13,7 +13,9 @@ types, how message ids are generated), the schema files are per dialect too:
 see L{chatd.store.sql.loadMigrations}.
 """
 
+import functools
 import importlib
+import math
 import os
 import sqlite3
 import stat
@@ -57,6 +59,14 @@ class Engine:
         while and come back (worth waiting for at start), rather than a file.
     @ivar rowLock: appended to a C{SELECT} to lock the rows it reads until
         commit; empty when C{beginStatement} already keeps other writers out.
+    @ivar connectTimeoutKeyword: the keyword of the module's C{connect} that
+        bounds connecting, in whole seconds; L{None} if there is none.
+    @ivar statementTimeoutStatement: run on every new connection, with the
+        deadline in milliseconds, to make the server give up a statement
+        that runs longer; L{None} if there is none.
+    @ivar isUnavailable: whether an error of the module says the database
+        cannot be reached or cannot work right now (a lost connection, a
+        timeout, a full disk), rather than that a query is wrong.
     """
 
     name: str
@@ -75,7 +85,10 @@ class Engine:
     splitScript: Callable[[str], List[str]]
     remote: bool
     rowLock: str
+    isUnavailable: Callable[[Exception], bool]
     protectFiles: Optional[Callable[[object], None]] = None
+    connectTimeoutKeyword: Optional[str] = None
+    statementTimeoutStatement: Optional[str] = None
 
     def sql(self, query):
         """
@@ -83,14 +96,16 @@ class Engine:
         """
         return query.replace("?", self.placeholder)
 
-    def onConnect(self, connection):
+    def onConnect(self, connection, statements=()):
         """
         Set up a new DB-API connection; a L{ConnectionPool} C{cp_openfun}.
+
+        @param statements: run after C{connectStatements}.
         """
         cursor = connection.cursor()
         if self.protectFiles is not None:
             self.protectFiles(cursor)
-        for statement in self.connectStatements:
+        for statement in (*self.connectStatements, *statements):
             cursor.execute(statement)
         cursor.close()
 
@@ -131,7 +146,8 @@ class Engine:
             in self.foreignKeyViolationCodes
         )
 
-    def connectionPool(self, connectionArgs, reactor=None, poolFactory=ConnectionPool):
+    def connectionPool(self, connectionArgs, reactor=None, poolFactory=ConnectionPool,
+                       timeout=None):
         """
         Build a connection pool for this engine.
 
@@ -141,16 +157,26 @@ class Engine:
             for the global one.
         @param poolFactory: L{ConnectionPool} or a subclass of it (the tests
             pass one that runs without threads).
+        @param timeout: seconds connecting and each statement may take, where
+            the engine can bound them; L{None} for no bound.
         """
+        keywords = dict(self.connectionKeywords)
+        statements = ()
+        if timeout is not None:
+            if self.connectTimeoutKeyword is not None:
+                # libpq takes whole seconds, and treats less than 2 as 2.
+                keywords[self.connectTimeoutKeyword] = max(2, math.ceil(timeout))
+            if self.statementTimeoutStatement is not None:
+                statements = (self.statementTimeoutStatement % (round(timeout * 1000),),)
         return poolFactory(
             self.dbapiName,
             *connectionArgs,
             cp_min=self.poolSize,
             cp_max=self.poolSize,
             cp_reconnect=self.reconnect,
-            cp_openfun=self.onConnect,
+            cp_openfun=functools.partial(self.onConnect, statements=statements),
             cp_reactor=reactor,
-            **self.connectionKeywords,
+            **keywords,
         )
 
 
@@ -210,6 +236,32 @@ def _wholeScript(script):
     return [script]
 
 
+# SQLite's primary result codes for a database that cannot work right now:
+# locked by another process past busy_timeout, out of memory, read-only, an
+# I/O error, a full disk, a file that cannot be opened.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
+
+
+def _sqliteUnavailable(error):
+    """
+    Whether an SQLite error says the file cannot be used right now.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    return (isinstance(error, sqlite3.OperationalError) and code is not None
+            and code & 0xFF in _SQLITE_UNAVAILABLE)
+
+
+def _postgresqlUnavailable(error):
+    """
+    Whether a psycopg error says the server cannot be reached or cannot work
+    right now: connection failures and losses, a statement cancelled by its
+    timeout, a server shutting down or out of resources are all
+    C{OperationalError}s; a closed connection is an C{InterfaceError}.
+    """
+    import psycopg
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
 SQLITE = Engine(
     name="SQLite",
     dialect="sqlite",
@@ -247,6 +299,7 @@ SQLITE = Engine(
     protectFiles=_protectSQLiteFiles,
     remote=False,
     rowLock="",
+    isUnavailable=_sqliteUnavailable,
 )
 
 # The key of the advisory lock chatd holds while it reads or upgrades the
@@ -285,6 +338,9 @@ POSTGRESQL = Engine(
     splitScript=_wholeScript,
     remote=True,
     rowLock=" FOR UPDATE",
+    isUnavailable=_postgresqlUnavailable,
+    connectTimeoutKeyword="connect_timeout",
+    statementTimeoutStatement="SET statement_timeout = %d",
 )
 
 _FORMS = (

@@ -24,12 +24,12 @@ undoing the others.
 import re
 from importlib import resources
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.errors import Conflict, NotFound
+from chatd.errors import Conflict, NotFound, Unavailable
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
@@ -137,15 +137,41 @@ class AdbapiStore:
         Run C{interaction(txn, *args)} in one transaction in a pool thread.
 
         @return: a L{Deferred} that fires with what C{interaction} returns,
-            once committed.
+            once committed. Cancelling it before a thread has taken the work
+            up (the caller's deadline passed while the database was frozen)
+            drops the work, rather than run it for nobody later.
         """
-        return self._pool.runInteraction(self._transaction, interaction, *args)
+        dropped = []
+        result = Deferred(lambda _: dropped.append(True))
 
-    def _transaction(self, txn, interaction, *args):
+        def deliver(outcome):
+            # Nobody hears the outcome of work whose caller stopped waiting.
+            if not result.called:
+                result.callback(outcome)
+
+        self._pool.runInteraction(
+            self._transaction, dropped, interaction, *args
+        ).addErrback(self._unavailable).addBoth(deliver)
+        return result
+
+    def _unavailable(self, failure):
+        """
+        Report an error that says the database cannot work right now as
+        L{Unavailable}, which the doors answer with a status of its own.
+        """
+        if self._engine.isUnavailable(failure.value):
+            raise Unavailable("the database is unavailable; try again") from failure.value
+        return failure
+
+    def _transaction(self, txn, dropped, interaction, *args):
         """
         Open the transaction explicitly, so that schema changes and savepoints
         are inside it too and it has the isolation the engine asks for.
+
+        @param dropped: not empty if nobody waits for this work any more.
         """
+        if dropped:
+            raise CancelledError("dropped: the caller stopped waiting")
         txn.execute(self._engine.beginStatement)
         return interaction(txn, *args)
 
@@ -168,11 +194,20 @@ class AdbapiStore:
         return Deferred.fromCoroutine(self._open()).addErrback(self._cannotOpen)
 
     def _cannotOpen(self, failure):
-        if self._engine.isDatabaseError(failure.value):
-            raise StartupError(
-                f"cannot open the {self._engine.name} database {self._where}:"
-                f" {failure.getErrorMessage()}") from failure.value
-        return failure
+        """
+        A database server that cannot be reached may come up: the caller may
+        try again (L{Unavailable}). Any other error of the database, or a file
+        that cannot be used, will not go away by itself (L{StartupError}).
+        """
+        error = failure.value
+        if isinstance(error, Unavailable):
+            if self._engine.remote:
+                return failure
+            error = error.__cause__
+        elif not self._engine.isDatabaseError(error):
+            return failure
+        raise StartupError(f"cannot open the {self._engine.name} database {self._where}:"
+                           f" {error}") from error
 
     async def _open(self):
         stored = await self._interact(self._readVersion)
@@ -276,7 +311,13 @@ class AdbapiStore:
         """
         Start one transaction that runs every queued write.
         """
-        batch, self._queue = self._queue, []
+        # A write whose caller stopped waiting (its deadline passed while the
+        # database was frozen) is dropped: the caller was told it failed.
+        batch = [entry for entry in self._queue if not entry[2].called]
+        self._queue = []
+        if not batch:
+            self._idle()
+            return
         self._writing = True
         written = self._interact(
             self._runWrites, [(write, args) for write, args, _ in batch]
@@ -305,9 +346,15 @@ class AdbapiStore:
         if self._queue:
             self._writeQueued()
         else:
-            idleWaiters, self._idleWaiters = self._idleWaiters, []
-            for waiter in idleWaiters:
-                waiter.callback(None)
+            self._idle()
+
+    def _idle(self):
+        """
+        No write is queued or running: let L{close} go on.
+        """
+        idleWaiters, self._idleWaiters = self._idleWaiters, []
+        for waiter in idleWaiters:
+            waiter.callback(None)
 
     def _runWrites(self, txn, writes):
         """

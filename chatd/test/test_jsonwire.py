@@ -125,7 +125,8 @@ class ErrorCodeTests(SynchronousTestCase):
             Status.ERROR: "bad_request", Status.RATE_LIMITED: "rate_limited",
             Status.AUTH_REQUIRED: "auth_required", Status.FORBIDDEN: "forbidden",
             Status.NOT_FOUND: "not_found", Status.CONFLICT: "conflict",
-            Status.TOO_LARGE: "too_large", Status.STALE_RECIPIENTS: "stale_recipients"})
+            Status.TOO_LARGE: "too_large", Status.STALE_RECIPIENTS: "stale_recipients",
+            Status.UNAVAILABLE: "unavailable"})
         self.assertEqual(jsonwire.errorCode(6), "not_found")
 
 

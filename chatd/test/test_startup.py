@@ -5,7 +5,8 @@ through it.
 
 import os
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactorClock
@@ -13,7 +14,8 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.startup import EXIT_STATUS, FailedStart, StartupError
+from chatd.errors import Unavailable
+from chatd.startup import EXIT_STATUS, FailedStart, StartupError, keepTrying
 from chatd.tap import ListenWhenReady, Options, makeService
 
 
@@ -156,3 +158,85 @@ class MakeServiceFailureTests(SynchronousTestCase):
                                   "--data-dir", os.path.join(path, "data"))
         self.assertEqual(str(error), "chatd cannot start: cannot use the data directory "
                          "%s/data: %s/data: Not a directory" % (path, path))
+
+
+class KeepTryingTests(SynchronousTestCase):
+    """
+    L{keepTrying} waits for a server that is not up yet, for a bounded time.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.attempts = []
+
+    def attempt(self):
+        d = Deferred()
+        self.attempts.append(d)
+        return d
+
+    def unavailable(self, n):
+        try:
+            raise Unavailable("the database is unavailable; try again") from ConnectionError(
+                "connection refused %d" % (n,))
+        except Unavailable:
+            self.attempts[n].errback()
+
+    def test_backoffThenSuccess(self):
+        """
+        Each failure is logged with its cause, and the next attempt follows
+        after the policy's wait; the first success is the result.
+        """
+        with capturedLogs() as events:
+            d = Deferred.fromCoroutine(keepTrying(
+                self.attempt, self.clock, 30, "the database", policy=lambda n: 2 ** n))
+            self.unavailable(0)
+            self.clock.advance(1.9)
+            self.assertEqual(len(self.attempts), 1)
+            self.clock.advance(0.1)
+            self.unavailable(1)
+            self.clock.advance(4)
+            self.attempts[2].callback("open")
+        self.assertEqual(self.successResultOf(d), "open")
+        self.assertEqual([(e["attempt"], e["reason"], e["left"]) for e in events],
+                         [(1, "connection refused 0", 30), (2, "connection refused 1", 28)])
+
+    def test_givesUp(self):
+        """
+        After the bound, the start fails, naming what was waited for, for how
+        long, and the last reason.
+        """
+        with capturedLogs():
+            d = Deferred.fromCoroutine(keepTrying(
+                self.attempt, self.clock, 10, "the database", policy=lambda n: 3))
+            for n in range(3):
+                self.unavailable(n)
+                self.clock.advance(3)
+            self.unavailable(3)
+            self.clock.advance(0.9)
+            self.assertNoResult(d)
+            self.clock.advance(0.1)
+        self.assertEqual(len(self.attempts), 4)
+        error = self.failureResultOf(d, StartupError).value
+        self.assertEqual(str(error), "the database could not be reached in 10 s "
+                         "(4 failed attempts; last: connection refused 3)")
+
+    def test_hangingAttempt(self):
+        """
+        An attempt still waiting when the bound runs out is cancelled, and the
+        start fails.
+        """
+        d = Deferred.fromCoroutine(keepTrying(self.attempt, self.clock, 10, "Redis"))
+        self.clock.advance(10)
+        self.assertTrue(self.attempts[0].called)
+        error = self.failureResultOf(d, StartupError).value
+        self.assertEqual(str(error), "Redis could not be reached in 10 s "
+                         "(0 failed attempts; last: no answer)")
+
+    def test_otherErrors(self):
+        """
+        Errors other than L{Unavailable} are not waited out.
+        """
+        d = Deferred.fromCoroutine(keepTrying(self.attempt, self.clock, 10, "the database"))
+        self.attempts[0].errback(StartupError("file is not a database"))
+        self.failureResultOf(d, StartupError)
+        self.assertEqual(len(self.attempts), 1)

@@ -28,7 +28,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from chatd.errors import Conflict, NotFound
+from chatd.errors import Conflict, NotFound, Unavailable
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.startup import StartupError
@@ -843,6 +843,59 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
             [b"envelope e1", b"envelope e2", b"envelope e3", b"envelope e4"],
         )
 
+    def test_cancelledWriteDropped(self):
+        """
+        A queued write whose caller stopped waiting (its deadline passed while
+        the database was frozen) is dropped, not written for nobody later; the
+        others queued with it are written.
+        """
+        self.successResultOf(self.room())
+        threadpool = self.pool.threadpool
+        threadpool.hold()
+        self.append(100, "e1")
+        dropped = self.append(200, "e2")
+        kept = self.append(300, "e3")
+        dropped.cancel()
+        self.failureResultOf(dropped)
+        threadpool.release()
+        self.successResultOf(kept)
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(self.history())),
+                         [b"envelope e1", b"envelope e3"])
+
+    def test_cancelledReadDropped(self):
+        """
+        A read cancelled before a thread took it up does not run.
+        """
+        threadpool = self.pool.threadpool
+        threadpool.hold()
+        read = self.store.getAccount("Alice")
+        read.cancel()
+        self.failureResultOf(read)
+        ran = []
+        self.patch(self.store, "_getAccount", lambda txn, key: ran.append(key))
+        threadpool.release()
+        self.assertEqual(ran, [])
+
+    def test_unavailable(self):
+        """
+        An error that says the database cannot work right now (here: locked
+        by another connection past its busy timeout) is L{Unavailable}, with
+        the database's own error as its cause.
+        """
+        self.successResultOf(self.room())
+        locker = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(locker.close)
+        locker.execute("PRAGMA busy_timeout = 0")
+        locker.execute("BEGIN IMMEDIATE")
+        # Give up on the lock at once rather than after the usual 5 s.
+        for connection in self.pool.connections.values():
+            connection.execute("PRAGMA busy_timeout = 0")
+        error = self.failureResultOf(self.append(100, "e1"), Unavailable).value
+        self.assertEqual(str(error), "the database is unavailable; try again")
+        self.assertIsInstance(error.__cause__, sqlite3.OperationalError)
+        locker.execute("ROLLBACK")
+        self.successResultOf(self.append(100, "e1"))
+
     def test_writesQueueTogether(self):
         """
         Writes of every kind queue behind the running write and go in one
@@ -1081,7 +1134,7 @@ class PostgreSQLStoreTests(PostgreSQLFixture, SQLStoreTestsMixin, TestCase):
     async def test_reconnect(self):
         """
         Connections the server dropped are replaced: each fails the one read
-        that finds it broken, and the reads after it work.
+        that finds it broken, as L{Unavailable}, and the reads after it work.
         """
         await self.room()
         await self.append(100, "e1")
@@ -1100,7 +1153,7 @@ class PostgreSQLStoreTests(PostgreSQLFixture, SQLStoreTestsMixin, TestCase):
         for _ in range(3 * POSTGRESQL.poolSize):
             try:
                 self.assertEqual(await self.history(), [b"envelope e1"])
-            except psycopg.OperationalError:
+            except Unavailable:
                 failed += 1
         self.assertLessEqual(failed, POSTGRESQL.poolSize)
         # adbapi logs each rollback that failed on a broken connection.
