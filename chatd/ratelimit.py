@@ -56,7 +56,9 @@ class SlidingWindow:
 
     # Keys whose events have all expired are swept once the table passes this size,
     # so that a stream of one-off keys (addresses, unknown names) cannot grow it
-    # without bound.
+    # without bound; and at most once per window length whatever its size, so
+    # that a slow stream of them (a guest's JOINs, each guest a key) does not
+    # hold thousands of dead keys for hours: memory stays flat.
     sweepAt = 4096
 
     def __init__(self, clock, count, seconds):
@@ -65,6 +67,7 @@ class SlidingWindow:
         self.seconds = seconds
         self._events = {}
         self._tokens = counter()
+        self._nextSweep = clock.seconds() + seconds
 
     def _recent(self, key, now):
         events = self._events.get(key)
@@ -85,7 +88,8 @@ class SlidingWindow:
             return Reservation(wait=events[0][0] + self.seconds - now)
         before = len(events)
         if not events:
-            if key not in self._events and len(self._events) >= self.sweepAt:
+            if key not in self._events and (len(self._events) >= self.sweepAt
+                                            or now >= self._nextSweep):
                 self._sweep()
             events = self._events[key] = deque()
         token = next(self._tokens)
@@ -114,5 +118,6 @@ class SlidingWindow:
 
     def _sweep(self):
         now = self.clock.seconds()
+        self._nextSweep = now + self.seconds
         for key in [k for k in self._events if not self._recent(k, now)]:
             del self._events[key]

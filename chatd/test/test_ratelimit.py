@@ -72,6 +72,20 @@ class SlidingWindowTests(SynchronousTestCase):
         self.window.hit("d")
         self.assertEqual(list(self.window._events), ["d"])
 
+    def test_sweepOncePerWindow(self):
+        """
+        Expired keys are also forgotten once a window length has passed since
+        the last sweep, however few keys there are.
+        """
+        for key in "abc":
+            self.window.hit(key)
+        self.clock.advance(5)
+        self.window.hit("d")
+        self.assertEqual(list(self.window._events), ["a", "b", "c", "d"])
+        self.clock.advance(5)
+        self.window.hit("e")
+        self.assertEqual(list(self.window._events), ["d", "e"])
+
 
 class WholeSecondsTests(SynchronousTestCase):
     """
