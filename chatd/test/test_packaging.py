@@ -5,6 +5,7 @@ its metadata, its console scripts and the C{--version} of its commands.
 """
 
 import configparser
+import importlib.metadata
 import io
 import os
 import sys
@@ -18,10 +19,44 @@ from chatd.client import __main__ as client
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__)))
 
 
-def _setupConfig():
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")
-    return parser
+class _Packaging:
+    """
+    What packaging says of chatd, read where it is: C{setup.cfg}, C{LICENSE} and
+    C{README.rst} beside the package in a source tree, or the installed
+    distribution's metadata when the tests run from an installed copy (as CI
+    runs them), where those files are not beside the package.
+    """
+
+    def __init__(self) -> None:
+        setupCfg = os.path.join(ROOT, "setup.cfg")
+        if os.path.exists(setupCfg):
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read(setupCfg, encoding="utf-8")
+            metadata = parser["metadata"]
+            self.licence = metadata["license"]
+            self.author = metadata["author"]
+            self.url = metadata["url"]
+            self.scripts = dict(
+                line.split(" = ")
+                for line in parser["options.entry_points"]["console_scripts"].split("\n")
+                if line)
+            self.licenceText = self._read("LICENSE")
+            self.readme = self._read("README.rst")
+        else:
+            dist = importlib.metadata.distribution("chatd")
+            self.licence = dist.metadata["License"] or dist.metadata["License-Expression"]
+            self.author = dist.metadata["Author"]
+            self.url = dist.metadata["Home-page"]
+            self.scripts = {ep.name: ep.value for ep in dist.entry_points
+                            if ep.group == "console_scripts"}
+            self.licenceText = (dist.read_text("licenses/LICENSE")
+                                or dist.read_text("LICENSE") or "")
+            self.readme = dist.metadata.get_payload() or dist.metadata["Description"]
+
+    @staticmethod
+    def _read(name: str) -> str:
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            return f.read()
 
 
 class VersionTests(SynchronousTestCase):
@@ -63,23 +98,16 @@ class MetadataTests(SynchronousTestCase):
         The licence in the metadata is the one in LICENSE, and README.rst says
         which it is.
         """
-        metadata = _setupConfig()["metadata"]
-        self.assertEqual(metadata["license"], "MIT")
-        self.assertEqual(metadata["license_files"], "LICENSE")
-        with open(os.path.join(ROOT, "LICENSE"), encoding="utf-8") as f:
-            self.assertTrue(f.read().startswith("MIT License"))
-        with open(os.path.join(ROOT, "README.rst"), encoding="utf-8") as f:
-            self.assertIn("MIT licence", f.read())
-        self.assertTrue(metadata["author"])
-        self.assertTrue(metadata["url"].startswith("https://"))
+        packaging = _Packaging()
+        self.assertEqual(packaging.licence, "MIT")
+        self.assertTrue(packaging.licenceText.startswith("MIT License"))
+        self.assertIn("MIT licence", packaging.readme)
+        self.assertTrue(packaging.author)
+        self.assertTrue(packaging.url.startswith("https://"))
 
     def test_consoleScripts(self):
         """
         C{chatd-client} runs the terminal client's L{client.script}.
         """
-        scripts = dict(
-            line.split(" = ")
-            for line in _setupConfig()["options.entry_points"]["console_scripts"].split("\n")
-            if line)
-        self.assertEqual(scripts["chatd-client"], "chatd.client.__main__:script")
+        self.assertEqual(_Packaging().scripts["chatd-client"], "chatd.client.__main__:script")
         self.assertTrue(callable(client.script))
