@@ -19,7 +19,7 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass, replace
-from typing import Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -229,17 +229,35 @@ def parseEndpoints(value):
     return endpoints
 
 
-def redisAddress(url):
+class RedisURL(NamedTuple):
     """
-    Split a Redis URL, C{redis://[:password@]host[:port][/db]}.
+    Where a cluster's Redis is and how to log in to it.
 
-    @return: C{(host, port, db, password)}, the password L{None} when not given.
+    @ivar password: L{None} when not given (no AUTH).
+    @ivar username: for Redis 6 ACL users; L{None} for the default user.
+    @ivar tls: whether to speak TLS (C{rediss://}), checking the server's
+        certificate against the system's trusted authorities and the host name.
+    """
+
+    host: str
+    port: int
+    db: int
+    password: Optional[str]
+    username: Optional[str]
+    tls: bool
+
+
+def redisURL(url):
+    """
+    Split a Redis URL, C{redis[s]://[[user]:password@]host[:port][/db]}.
+
+    @rtype: L{RedisURL}
     @raise ValueError: when C{url} is not such a URL.
     """
-    expected = "(expected redis://host:port/N)"
+    expected = "(expected redis://host:port/N or rediss://host:port/N)"
     parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme != "redis" or not parts.hostname:
-        raise ValueError("%r is not a redis:// URL %s" % (url, expected))
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("%r is not a redis:// or rediss:// URL %s" % (url, expected))
     try:
         port = parts.port or 6379
     except ValueError:
@@ -250,12 +268,24 @@ def redisAddress(url):
     if parts.query or parts.fragment:
         raise ValueError("%r: no query or fragment, please %s" % (url, expected))
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port, int(db), password
+    username = urllib.parse.unquote(parts.username) if parts.username else None
+    if username is not None and password is None:
+        raise ValueError("%r: a user name needs a password (user:password@host)" % (url,))
+    return RedisURL(parts.hostname, port, int(db), password, username,
+                    parts.scheme == "rediss")
+
+
+def redisAddress(url):
+    """
+    The first four parts of L{redisURL}: C{(host, port, db, password)}.
+    """
+    return tuple(redisURL(url)[:4])
 
 
 def parseRedis(value):
     """
-    The Redis URL of a cluster's fan-out: C{redis://host:port/N}.
+    The Redis URL of a cluster's fan-out: C{redis://host:port/N}, or
+    C{rediss://} for TLS.
     """
     value = value.strip()
     redisAddress(value)

@@ -302,7 +302,8 @@ class Options(usage.Options):
             "redis",
             None,
             None,
-            "Join a cluster through this Redis, redis://host:port/N; every node "
+            "Join a cluster through this Redis, redis://host:port/N (rediss:// "
+            "for TLS; [user]:password@ before the host to log in); every node "
             "of it shares one database (--db postgresql://...) and one at-rest "
             "key (--key-file) [default: no cluster].",
             parseRedis,

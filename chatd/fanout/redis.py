@@ -68,15 +68,17 @@ import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import (CancelledError, Deferred, gatherResults, maybeDeferred,
                                     succeed)
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.config import DEFAULTS, redisAddress
+from chatd.config import DEFAULTS, redisURL
 from chatd.errors import ChatError, Unavailable
+from chatd.fanout.checks import Dropped, InvalidEvent, checkEntry, checkEvent
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValue, loadEntry
 from chatd.fanout.window import RedisWindow
@@ -188,7 +190,9 @@ class RedisFanout:
     """
     One node's fan-out through Redis: see the module docstring.
 
-    @param url: C{redis://[:password@]host[:port][/db]}.
+    @param url: C{redis://[[user]:password@]host[:port][/db]}, or C{rediss://}
+        for TLS (the server's certificate checked against the system's
+        authorities and the host name).
     @param clock: the reactor: time, and TCP when no C{endpoint} is given.
     @param nodeId: this node's id; a random one by default.
     @param endpoint: where to connect (an L{IStreamClientEndpoint}), instead of
@@ -201,14 +205,23 @@ class RedisFanout:
 
     def __init__(self, url, clock, nodeId=None, endpoint=None, ttl=TTL, beat=BEAT,
                  startTimeout=DEFAULTS.startTimeout):
-        host, port, db, password = redisAddress(url)
+        address = redisURL(url)
+        host, port, db = address.host, address.port, address.db
         self.clock = clock
         self.nodeId = nodeId or uuid.uuid4().hex[:12]
-        self.where = "%s:%d/%d" % (host, port, db)
+        self.where = "%s%s:%d/%d" % ("tls:" if address.tls else "", host, port, db)
         self._incarnation = uuid.uuid4().hex[:8]
         self._db = db
-        self._password = password
-        self._endpoint = endpoint or HostnameEndpoint(clock, host, port, timeout=REPLY_TIMEOUT)
+        # AUTH's arguments: the user name (Redis 6 ACLs) is optional.
+        self._auth = tuple(part for part in (address.username, address.password)
+                           if part is not None)
+        if endpoint is None:
+            endpoint = HostnameEndpoint(clock, host, port, timeout=REPLY_TIMEOUT)
+            if address.tls:
+                # Twisted's TLS under txredisapi's protocol: it needs no TLS support
+                # of its own, and certificates are checked as everywhere in Twisted.
+                endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        self._endpoint = endpoint
         self.ttl = ttl
         self.beat = beat
         self.startTimeout = startTimeout
@@ -241,6 +254,7 @@ class RedisFanout:
         self._wanted = {}
         self._subscribed = set()
         self._delivered = {}
+        self._invalid = Dropped()
         self._guests = deque()
         self._fetchingGuests = False
         self._beats = 0
@@ -340,8 +354,8 @@ class RedisFanout:
         A command connection is up: log in, choose the database, tell the
         cluster who is here, then send what waited.
         """
-        if self._password is not None:
-            await protocol.execute_command("AUTH", self._password)
+        if self._auth:
+            await protocol.execute_command("AUTH", *self._auth)
         if self._db:
             await protocol.execute_command("SELECT", self._db)
         self._commands = protocol
@@ -611,8 +625,8 @@ class RedisFanout:
     # -- receiving ----------------------------------------------------------
 
     async def _subscriberMade(self, protocol):
-        if self._password is not None:
-            await protocol.execute_command("AUTH", self._password)
+        if self._auth:
+            await protocol.execute_command("AUTH", *self._auth)
         await protocol.subscribe(self._cluster)
         self._subscriber = protocol
         keys = list(self._wanted)
@@ -645,8 +659,7 @@ class RedisFanout:
         try:
             message = decodeMessage(data)
         except MalformedEvent as e:
-            log.warn("dropping a malformed message on {channel}: {error}", channel=channel,
-                     error=e)
+            self._invalid(channel, "malformed", str(e))
             return
         node = message.node
         if node == self.nodeId:
@@ -663,6 +676,8 @@ class RedisFanout:
         self._heard[message.source] = message.sequence
         self._known.add(node)
         event = message.event
+        if not self._valid(node, event):
+            return
         kind = event["t"]
         if kind == "message":
             self._deliver(node, event)
@@ -674,17 +689,24 @@ class RedisFanout:
             self._changed(event, local=False)
             self._flush()
 
+    def _valid(self, node, event):
+        """
+        Whether an event from C{node} passes the checks a client's request
+        would (L{chatd.fanout.checks}); one that fails is counted and dropped.
+        """
+        try:
+            checkEvent(event, self.service.users)
+        except InvalidEvent as e:
+            self._invalid(node, event.get("t") if isinstance(event, dict) else None, str(e))
+            return False
+        return True
+
     def _deliver(self, node, event):
         """
         Hand a room message to the core unless it was delivered here already.
         """
-        try:
-            fresh = self._record(fold(event["room"]), event["ts"], event["sender"],
-                                 event["envelope"])
-        except ChatError as e:
-            log.warn("refused a message from node {node}: {error}", node=node, error=e.message)
-            return
-        if fresh:
+        # The envelope parses: the event passed L{_valid}.
+        if self._record(fold(event["room"]), event["ts"], event["sender"], event["envelope"]):
             self.service.remoteEvent(node, event)
 
     def _record(self, key, timestamp, sender, envelope):
@@ -705,6 +727,12 @@ class RedisFanout:
         """
         service = self.service
         self._known.add(node)
+        for key, entry in list(entries.items()):
+            try:
+                checkEntry(entry)
+            except InvalidEvent as e:
+                self._invalid(node, "entry", str(e))
+                del entries[key]
         for entry in entries.values():
             name = entry["user"]
             service.remoteEvent(node, {"t": "online", "user": name, "key": entry["key"],

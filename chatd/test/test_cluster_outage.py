@@ -5,14 +5,25 @@ everyone, direct messages are not lost, a dead node's rooms go, and events from
 other nodes are checked as a client's requests are.
 """
 
-from twisted.trial.unittest import TestCase
+import json
+
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SkipTest, TestCase
 
 from chatd import e2e
+from chatd.config import redisAddress, redisURL
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.test_binary import OK
 from chatd.test.test_fanout import RECONNECTED, FakeMode, skip
+
+try:
+    from chatd.fanout.redis import RedisFanout, encodeValue
+except ImportError:  # the redis extra is not installed: the tests skip
+    RedisFanout = encodeValue = None
 
 
 class OutageTests(FakeMode, TestCase):
@@ -84,3 +95,168 @@ class DeliveredTests(TestCase):
     def envelope():
         return e2e.seal("Alice", privateKey("Alice"), ("room", "#r"),
                         {"Alice": publicDer("Alice")}, b"x", ts=0)
+
+
+class RemoteCheckTests(FakeMode, TestCase):
+    """
+    Events another node publishes are checked as a client's requests are;
+    bad ones are dropped, logged once per kind, and never stop the node.
+    """
+
+    skip = skip
+
+    def setUp(self):
+        FakeMode.setUp(self)
+        self.sequence = 0
+        self.logged = []
+        globalLogPublisher.addObserver(self.logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+
+    def inject(self, channel, event=None, raw=None):
+        """
+        Publish as a rogue node X would, straight into the fake Redis.
+        """
+        self.sequence += 1
+        if raw is None:
+            raw = json.dumps({"n": "X", "i": "x", "s": self.sequence, "e": encodeValue(event)})
+        self.redis.cmd_PUBLISH(None, None, "chatd:3:" + channel, raw)
+
+    def forged(self, sender, to, text, signer="mallory"):
+        """
+        An envelope that says it is from C{sender}, signed by C{signer}.
+        """
+        blob = json.loads(e2e.seal(signer, privateKey(signer), to,
+                                   {"alice": publicDer("alice"), "bob": publicDer("bob")},
+                                   text.encode(), ts=int(self.clock.seconds() * 1000)))
+        blob["from"] = sender
+        return json.dumps(blob).encode()
+
+    async def test_invalidEventsDropped(self):
+        """
+        Bad names, keys that do not parse, envelopes whose signature is not
+        the sender's current key's, and garbage are dropped, with one log line
+        per kind; the node goes on mirroring good events.
+        """
+        a, b = await self.node("A"), await self.node("B")
+        alice, bob = await self.guest(a, "alice"), await self.guest(b, "bob")
+        await self.request(alice, Op.JOIN, "#r", "")
+        await self.seesRoom(bob, "#r")
+        await self.request(bob, Op.JOIN, "#r", "")
+        await self.advance(1)
+        bob.takeEvents()
+        now = int(self.clock.seconds() * 1000)
+        bad = [
+            ("cluster", {"t": "online", "user": "two words", "key": None, "account": False}),
+            ("cluster", {"t": "online", "user": "eve", "key": b"not a key", "account": False}),
+            ("cluster", {"t": "online", "user": "eve2", "key": None, "account": "yes"}),
+            ("cluster", {"t": "key", "user": "alice", "key": b"\x30\x00"}),
+            ("cluster", {"t": "joined", "room": "no room name!", "user": "alice"}),
+            ("cluster", {"t": "room", "room": "#x", "password": "plain text"}),
+            ("room:#r", {"t": "message", "room": "#r", "sender": "alice", "ts": now,
+                         "envelope": self.forged("alice", ("room", "#r"), "forged")}),
+            ("room:#r", {"t": "message", "room": "#r", "sender": "alice", "ts": now,
+                         "envelope": b"{}"}),
+            ("cluster", {"t": "direct", "sender": "alice", "peer": "bob", "ts": now,
+                         "envelope": self.forged("alice", ("user", "bob"), "forged dm")}),
+            ("cluster", {"t": "direct", "sender": "alice", "peer": "bob", "ts": now,
+                         "envelope": self.forged("alice", ("user", "bob"), "again")}),
+            ("cluster", [1, 2, 3]),
+            ("cluster", {"t": "nonsense"}),
+        ]
+        for channel, event in bad:
+            self.inject(channel, event)
+        self.inject("cluster", raw="{not json")
+        self.inject("cluster", raw=json.dumps({"n": "X", "i": "x", "s": "one", "e": {}}))
+        await self.quiet()
+        self.assertEqual(await self.users(bob), ["alice", "bob"])
+        self.assertEqual(await self.users(bob, "#r"), ["alice", "bob"])
+        _, (keys,) = await self.request(bob, Op.GET_KEYS, 1, "alice")
+        self.assertEqual(keys, [("alice", publicDer("alice"))])
+        self.assertEqual(bob.takeEvents(), [])
+        warnings = [event for event in self.logged
+                    if "dropping an invalid" in event.get("log_format", "")]
+        kinds = ["online", "key", "joined", "room", "message", "direct", "None", "nonsense",
+                 "malformed"]
+        # Each of the two nodes logs the first of each kind, and counts the rest.
+        self.assertEqual(sorted(event["kind"] for event in warnings), sorted(kinds * 2))
+        self.assertEqual(b.service.fanout._invalid.counts,
+                         {"online": 3, "key": 1, "joined": 1, "room": 1, "message": 2,
+                          "direct": 2, "None": 1, "nonsense": 1, "malformed": 2})
+        # A good event from the same node still goes through.
+        self.inject("cluster", {"t": "online", "user": "eve", "key": publicDer("eve"),
+                                "account": False})
+        await self.quiet()
+        self.assertEqual(await self.users(bob), ["alice", "bob", "eve"])
+
+    async def test_invalidEntriesDropped(self):
+        """
+        A node's state (C{sync}) with a bad entry takes in the good entries only.
+        """
+        a = await self.node("A")
+        alice = await self.guest(a, "alice")
+        await self.quiet()
+        entries = {"eve": {"user": "eve", "key": publicDer("eve"), "account": False,
+                           "rooms": ["#e"]},
+                   "bad one": {"user": "bad one", "key": None, "account": False, "rooms": []},
+                   "mallory": {"user": "mallory", "key": None, "account": False,
+                               "rooms": ["not a room!"]}}
+        self.inject("cluster", raw=json.dumps({
+            "n": "X", "i": "x", "c": "sync",
+            "u": {key: encodeValue(entry) for key, entry in entries.items()}}))
+        await self.quiet()
+        self.assertEqual(await self.users(alice), ["alice", "eve"])
+
+
+class RedisURLTests(TestCase):
+    """
+    Redis URLs carry a password, a user name and C{rediss://} for TLS.
+    """
+
+    def test_parse(self):
+        """
+        Each part of the URL lands in its field; the password is unquoted.
+        """
+        self.assertEqual(redisURL("redis://h"), ("h", 6379, 0, None, None, False))
+        self.assertEqual(redisURL("rediss://:p%40ss@h:6380/2"),
+                         ("h", 6380, 2, "p@ss", None, True))
+        self.assertEqual(redisURL("redis://chatd:secret@10.0.0.1/3"),
+                         ("10.0.0.1", 6379, 3, "secret", "chatd", False))
+        self.assertEqual(redisAddress("rediss://:pw@h:1/4"), ("h", 1, 4, "pw"))
+        for url in ["https://h/0", "rediss://", "redis://user@h/0", "rediss://h/0?ca=x"]:
+            self.assertRaises(ValueError, redisURL, url)
+
+    def test_tlsEndpoint(self):
+        """
+        A C{rediss://} URL makes the fan-out speak TLS, checking the certificate
+        against the host name; C{redis://} speaks plain TCP.
+        """
+        if encodeValue is None:
+            raise SkipTest(skip)
+        tls = RedisFanout("rediss://:pw@redis.example:6380/1", Clock())
+        plain = RedisFanout("redis://redis.example/1", Clock())
+        self.assertIsInstance(plain._endpoint, HostnameEndpoint)
+        self.assertIsInstance(tls._endpoint._wrappedEndpoint, HostnameEndpoint)
+        self.assertEqual(tls.where, "tls:redis.example:6380/1")
+
+
+class AuthTests(FakeMode, TestCase):
+    """
+    The fan-out logs in with the URL's user name and password.
+    """
+
+    skip = skip
+
+    async def test_auth(self):
+        """
+        Both connections send AUTH with the user name and password first.
+        """
+        self.url = "redis://chatd:s3cret@fake.invalid:6379/3"
+        original, sent = self.redis.run, []
+
+        def run(connection, args):
+            sent.append(args)
+            return original(connection, args)
+        self.redis.run = run
+        await self.node("A")
+        self.assertEqual([args for args in sent if args[0] == "AUTH"],
+                         [["AUTH", "chatd", "s3cret"]] * 2)

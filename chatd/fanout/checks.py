@@ -1,0 +1,166 @@
+# -*- test-case-name: chatd.test.test_cluster_outage -*-
+"""
+Events from other nodes are checked as a client's requests are, before the
+core mirrors them: whoever can publish in Redis must not be able to crash a
+node, smuggle a name or key no client could register, or pass off a message as
+sent by someone whose key did not sign it.
+
+An event that fails is dropped and logged: the first of each kind with the
+reason, the later ones only counted (a node publishing garbage would otherwise
+fill the log).
+"""
+
+from twisted.logger import Logger
+
+from chatd import e2e
+from chatd.errors import ChatError
+from chatd.names import fold, isRoomName, isUserName
+
+log = Logger()
+
+# Server timestamps are signed 64-bit in the database.
+_MAX_TIMESTAMP = 2**63 - 1
+# A bcrypt hash is 60 bytes; anything much longer is not one.
+_MAX_PASSWORD_HASH = 128
+
+
+class InvalidEvent(Exception):
+    """
+    An event from another node that a client could not have caused.
+    """
+
+
+def _require(valid, what):
+    if not valid:
+        raise InvalidEvent(what)
+
+
+def _user(event, field):
+    name = event.get(field)
+    _require(isinstance(name, str) and isUserName(name), "%s is not a user name" % (field,))
+    return name
+
+
+def _room(event, field="room"):
+    name = event.get(field)
+    _require(isinstance(name, str) and isRoomName(name), "%s is not a room name" % (field,))
+    return name
+
+
+def _key(value, optional):
+    if value is None and optional:
+        return
+    _require(isinstance(value, bytes), "key is not bytes")
+    try:
+        e2e.loadPublicKey(value)
+    except ChatError as e:
+        raise InvalidEvent(str(e))
+
+
+def _flag(event, field):
+    _require(isinstance(event.get(field), bool), "%s is not true or false" % (field,))
+
+
+def _timestamp(event):
+    ts = event.get("ts")
+    _require(type(ts) is int and 0 < ts <= _MAX_TIMESTAMP, "ts is not a timestamp")
+
+
+def _envelope(event, users, sender, toKind, toName):
+    """
+    Parse the event's envelope and check it as the sender's node should have:
+    from the sender, to the target, signed with the key the sender has now.
+    """
+    data = event.get("envelope")
+    _require(isinstance(data, bytes), "envelope is not bytes")
+    try:
+        envelope = e2e.Envelope.parse(data)
+    except ChatError as e:
+        raise InvalidEvent(str(e))
+    _require(envelope.sender == sender, "envelope is not from the sender")
+    _require(envelope.toKind == toKind and fold(envelope.toName) == fold(toName),
+             "envelope is addressed elsewhere")
+    user = users.get(fold(sender))
+    _require(user is not None and user.key is not None, "the sender has no key here")
+    _require(envelope.verifySignature(user.key, e2e.MESSAGE),
+             "envelope signature does not verify with the sender's current key")
+    return envelope
+
+
+def checkEvent(event, users):
+    """
+    Check one event from another node.
+
+    @param event: the decoded event, a dict with its kind in C{"t"}.
+    @param users: this node's picture of who is online (folded name -> user),
+        whose keys signatures are checked with.
+    @raise InvalidEvent: naming what is wrong.
+    """
+    _require(isinstance(event, dict), "not an object")
+    kind = event.get("t")
+    if kind == "online":
+        _user(event, "user")
+        _key(event.get("key"), optional=True)
+        _flag(event, "account")
+    elif kind == "offline":
+        _user(event, "user")
+    elif kind == "renamed":
+        _user(event, "old")
+        _user(event, "new")
+        _flag(event, "account")
+    elif kind == "key":
+        _user(event, "user")
+        _key(event.get("key"), optional=False)
+    elif kind == "room":
+        _room(event)
+        password = event.get("password")
+        _require(password is None or isinstance(password, bytes)
+                 and 0 < len(password) <= _MAX_PASSWORD_HASH, "password is not a hash")
+    elif kind == "unroom":
+        _room(event)
+    elif kind in ("joined", "left"):
+        _room(event)
+        _user(event, "user")
+    elif kind == "message":
+        room = _room(event)
+        _timestamp(event)
+        _envelope(event, users, _user(event, "sender"), "room", room)
+    elif kind == "direct":
+        peer = _user(event, "peer")
+        _timestamp(event)
+        _envelope(event, users, _user(event, "sender"), "user", peer)
+    else:
+        raise InvalidEvent("unknown kind of event")
+
+
+def checkEntry(entry):
+    """
+    Check one user's entry in another node's hash or C{sync}: C{user},
+    C{key}, C{account} and C{rooms}, as the events that made it would be.
+
+    @raise InvalidEvent: naming what is wrong.
+    """
+    _require(isinstance(entry, dict), "entry is not an object")
+    checkEvent({"t": "online", "user": entry.get("user"), "key": entry.get("key"),
+                "account": entry.get("account")}, {})
+    rooms = entry.get("rooms")
+    _require(isinstance(rooms, list), "rooms is not a list")
+    for name in rooms:
+        _room({"room": name})
+
+
+class Dropped:
+    """
+    Counts the events dropped per kind, logging the first of each.
+    """
+
+    def __init__(self):
+        self.counts = {}
+
+    def __call__(self, node, kind, reason):
+        kind = kind if isinstance(kind, str) else repr(kind)[:40]
+        count = self.counts[kind] = self.counts.get(kind, 0) + 1
+        if count == 1:
+            log.warn("dropping an invalid {kind!r} event from node {node}: {reason} "
+                     "(further invalid {kind!r} events are only counted)",
+                     kind=kind, node=node, reason=reason)
