@@ -77,7 +77,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.config import DEFAULTS, redisURL
-from chatd.errors import ChatError, Unavailable
+from chatd.errors import Unavailable
 from chatd.fanout.checks import Dropped, InvalidEvent, checkEntry, checkEvent
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValue, loadEntry
