@@ -77,6 +77,9 @@ class Settings:
     dbTimeout: float = 5.0
     webOrigins: Tuple[str, ...] = ()
     trustedProxies: Tuple[str, ...] = ()
+    metrics: str = ""
+    accessLog: str = ""
+    logFormat: str = "text"
 
 
 DEFAULTS = Settings()
@@ -354,6 +357,21 @@ def parseNetworks(value):
     return tuple(networks)
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def parseLogFormat(value):
+    """
+    How the log is written: C{text} (twistd's lines) or C{json} (one JSON
+    object per line, for log collectors).
+    """
+    value = value.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError("%r is not a log format (expected %s)"
+                         % (value, " or ".join(LOG_FORMATS)))
+    return value
+
+
 # Each key, the Settings field it sets, and the parser for its text.
 FIELDS = {
     "data-dir": ("dataDir", parseText),
@@ -393,6 +411,9 @@ FIELDS = {
     "db-timeout": ("dbTimeout", parseSeconds),
     "web-origins": ("webOrigins", parseOrigins),
     "trusted-proxies": ("trustedProxies", parseNetworks),
+    "metrics": ("metrics", parseText),
+    "access-log": ("accessLog", parseText),
+    "log-format": ("logFormat", parseLogFormat),
 }
 
 
@@ -557,4 +578,6 @@ def settingsFrom(values):
     for door, descriptions in listeners.items():
         for description in descriptions:
             _checkEndpoint(door, description, dataDir)
+    if settings.metrics:
+        _checkEndpoint("metrics", settings.metrics, dataDir)
     return replace(settings, db=db, **listeners)

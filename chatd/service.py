@@ -31,6 +31,7 @@ from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden, NotFoun
                           RateLimited, StaleRecipients, TooLarge, Unavailable)
 from chatd.failures import FailureLimits
 from chatd.interfaces import IChatService, IFileClient
+from chatd.metrics import Metrics
 from chatd.names import fold, isGuestName, isRoomName, isUserName
 from chatd.fanout.local import LocalFanout
 from chatd.observer import OneShotObserver
@@ -168,12 +169,16 @@ class ChatService(Service):
     @param credentials: bcrypt and RSA checks; by default run in threads.
     @param fanout: the L{IFanout} to the other nodes of the cluster; by default
         this node is the whole cluster.
+    @param metrics: the L{Metrics} that counts what happens; a private one by
+        default.
     """
 
     def __init__(self, store, settings, clock, credentials=None, randomBytes=os.urandom,
-                 fanout=None):
+                 fanout=None, metrics=None):
+        self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.fanout = fanout if fanout is not None else LocalFanout(clock)
+        self.metrics.watchFanout(self.fanout)
         self.settings = settings
         self.clock = clock
         self.credentials = credentials or Credentials(settings.bcryptCost)
@@ -226,7 +231,9 @@ class ChatService(Service):
         @raise RateLimited: when C{address} holds as many connections as allowed.
         """
         self.quotas.connect(address)
-        return Session(self, client, address)
+        session = Session(self, client, address)
+        self.metrics.connected(session.door)
+        return session
 
     # -- helpers shared by sessions ---------------------------------------
 
@@ -390,6 +397,7 @@ class ChatService(Service):
             if sessions and member.name in readers:
                 self.broadcast(sessions, "roomMessage", room.name, sender, timestamp,
                                envelope.sharedCut(member.name))
+                self.metrics.delivered("room", len(sessions))
 
     def deliverDirect(self, sender, peer, timestamp, envelope, exclude=None):
         """
@@ -399,8 +407,10 @@ class ChatService(Service):
         if peer is not sender:
             sender.peers.add(peer)
             peer.peers.add(sender)
-        self.broadcast([s for s in peer.sessions if s is not exclude],
-                       "directMessage", sender.name, timestamp, envelope.sharedCut(peer.name))
+        receivers = [s for s in peer.sessions if s is not exclude]
+        self.broadcast(receivers, "directMessage", sender.name, timestamp,
+                       envelope.sharedCut(peer.name))
+        self.metrics.delivered("direct", len(receivers))
         if peer is not sender:
             self.broadcast([s for s in sender.sessions if s is not exclude],
                            "directMessage", sender.name, timestamp,
@@ -555,6 +565,7 @@ class ChatService(Service):
         Track a new transfer until it ends, counted against C{owner}'s limit.
         """
         self.transfers[transfer.id] = transfer
+        self.metrics.transferOffered()
         self.transferCounts[owner] = self.transferCounts.get(owner, 0) + 1
         participants = [transfer.sender, *transfer.recipients]
         for session in participants:
@@ -622,6 +633,8 @@ class Session:
         self.service = service
         self.client = client
         self.address = address
+        # The door's name, for the metrics: a client may say which it is.
+        self.door = getattr(client, "door", "other")
         self.user = None
         self.greeted = False
         self.ended = False
@@ -684,6 +697,7 @@ class Session:
         """
         if not self.ended:
             self.service.quotas.disconnect(self.address)
+            self.service.metrics.disconnected(self.door)
         self.ended = True
         self._cancelHelloTimer()
         for transfer in list(self.transfers):
@@ -1015,6 +1029,7 @@ class Session:
             service.replays.discard(replayKey)
             log.failure("storing a message to {room}", room=room.name)
             raise BadRequest("the message could not be stored; try again")
+        service.metrics.message("room")
         service.deliverRoomMessage(room, user.name, timestamp, envelope, self)
         service.publish("message", room=room.name, sender=user.name, ts=timestamp, envelope=data)
         return timestamp
@@ -1045,6 +1060,7 @@ class Session:
             lambda: sorted({(user.name, user.key), (peer.name, peer.key)})))
         service.replays.add((fold(user.name), envelope.id))
         timestamp = service.now()
+        service.metrics.message("direct")
         service.deliverDirect(user, peer, timestamp, envelope, self)
         service.publish("direct", sender=user.name, peer=peer.name, ts=timestamp, envelope=data)
         return timestamp
@@ -1106,6 +1122,8 @@ class Session:
             await service.store.createAccount(name, passwordHash, publicKey)
         finally:
             service._claimed.discard(fold(name))
+        service.metrics.registered()
+        log.info("registered {name} from {address}", name=name, address=self.address)
         await self._becomeAccount(name, publicKey)
 
     def login(self, name, password):
@@ -1120,13 +1138,22 @@ class Session:
 
     async def _login(self, name, password):
         service = self.service
-        attempt = await service.failures.attempt("user:" + fold(name), self.address)
+        try:
+            attempt = await service.failures.attempt("user:" + fold(name), self.address)
+        except RateLimited:
+            log.info("login as {name!r} from {address} refused: too many failures",
+                     name=name, address=self.address)
+            raise
         account = await service.store.getAccount(name) if isUserName(name) else None
         ok = await service.credentials.checkPassword(
             password, account.passwordHash if account else None)
         if not (ok and account):
+            service.metrics.loggedIn("password", False)
+            log.info("failed login as {name!r} from {address}", name=name, address=self.address)
             raise Forbidden("wrong user name or password")
         await attempt.succeeded()
+        service.metrics.loggedIn("password", True)
+        log.info("{name} logged in from {address}", name=account.name, address=self.address)
         await self._becomeAccount(account.name, account.publicKey)
 
     def challenge(self):
@@ -1159,8 +1186,14 @@ class Session:
             account.publicKey if account else None,
             challenge[0] if challenge else bytes(32), name, signature)
         if not (ok and account and live):
+            service.metrics.loggedIn("key", False)
+            log.info("failed key login as {name!r} from {address}", name=name,
+                     address=self.address)
             await service.failures.failed("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
+        service.metrics.loggedIn("key", True)
+        log.info("{name} logged in by key from {address}", name=account.name,
+                 address=self.address)
         await self._becomeAccount(account.name, account.publicKey)
 
     async def _becomeAccount(self, name, publicKey):
@@ -1348,6 +1381,7 @@ class Session:
         The sender's chunk C{index}, relayed to the accepting recipients.
         """
         self._transfer(transferId).chunk(self, index, data)
+        self.service.metrics.chunkRelayed(len(data))
 
     def fileAck(self, transferId, index):
         """

@@ -32,6 +32,7 @@ from chatd.config import (
     parseFileSize,
     parseGuestRooms,
     parseCount,
+    parseLogFormat,
     parseNetworks,
     parseOrigins,
     parseDatabase,
@@ -47,7 +48,9 @@ from chatd.config import (
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.protocols.proxied import serverEndpoint
-from chatd.protocols.website import makeSite
+from chatd.protocols.website import makeOperatorSite, makeSite
+from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
+from chatd.metrics import Metrics, TimedStore
 from chatd.service import ChatService
 from chatd.startup import FailedStart, StartupError, describe
 from chatd.store import makeStore
@@ -351,6 +354,31 @@ class Options(usage.Options):
             "[default: none].",
             parseNetworks,
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve /metrics and /healthz on this endpoint (such as "
+            "tcp:9017:interface=127.0.0.1) instead of on the web door "
+            "[default: on the web door].",
+            parseText,
+        ],
+        [
+            "access-log",
+            None,
+            None,
+            "Write an HTTP access log of the web door to this file "
+            "[default: none].",
+            parseText,
+        ],
+        [
+            "log-format",
+            None,
+            None,
+            "How the log is written: text or json, one JSON object per line "
+            "[default: text].",
+            parseLogFormat,
+        ],
     ]
 
     def __init__(self):
@@ -473,6 +501,24 @@ class ListenWhenReady(MultiService):
         if self.running:
             for child in self:
                 self._startListener(child)
+            self._logListening()
+
+    def _logListening(self):
+        """
+        Log where every listener listens, once all are up (see
+        L{chatd.logs.logListening}). The port is only reachable through the
+        private C{_waitingForPort} of L{StreamServerEndpointService}: its
+        endpoint may choose the port (C{tcp:0}), so the description may not say.
+        """
+        doors = [self._doors[child] for child in self if child in self._doors]
+        ports = [child._waitingForPort for child in self if child in self._doors]
+        certificates = [certificateOf(description) for _, description in doors]
+        certificate = next((path for path in certificates if path), None)
+
+        def listening(results):
+            logListening([(door, port) for (door, _), (ok, port) in zip(doors, results) if ok],
+                         certificate)
+        DeferredList(ports, consumeErrors=True).addCallback(listening)
 
     def _startListener(self, child):
         """
@@ -535,9 +581,14 @@ def makeService(config, reactor=None, failedStart=None):
     if failedStart is None:
         failedStart = FailedStart(reactor)
     try:
-        return _buildService(config["settings"], reactor, failedStart)
+        top = _buildService(config["settings"], reactor, failedStart)
     except StartupError as e:
         raise SystemExit(describe(e)) from None
+    if config["settings"].logFormat == "json":
+        logged = LoggedService(jsonObserver(getattr(config, "parent", None)))
+        top.setServiceParent(logged)
+        return logged
+    return top
 
 
 def _buildService(settings, reactor, failedStart):
@@ -547,8 +598,11 @@ def _buildService(settings, reactor, failedStart):
     @raise StartupError: when chatd cannot start.
     """
     dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
-    store = makeStore(settings.db, dataDir.keys, reactor, timeout=settings.dbTimeout)
-    chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor))
+    metrics = Metrics()
+    store = TimedStore(makeStore(settings.db, dataDir.keys, reactor, timeout=settings.dbTimeout),
+                       metrics)
+    chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor),
+                       metrics=metrics)
     top = MultiService()
     chat.setServiceParent(top)
     listeners = ListenWhenReady(chat.whenReady, failedStart)
@@ -556,11 +610,15 @@ def _buildService(settings, reactor, failedStart):
     doors = {
         "binary": BinaryFactory(chat),
         "text": TextFactory(chat),
-        "web": makeSite(chat, WEB_DIRECTORY, reactor),
+        "web": makeSite(chat, WEB_DIRECTORY, reactor, operatorPages=not settings.metrics),
     }
     listening = RestrictedTLSReactor(reactor)
     for door, factory in doors.items():
         for description in getattr(settings, door):
             listeners.listen(door, description, serverEndpoint(listening, description),
                              factory)
+    if settings.metrics:
+        listeners.listen("metrics", settings.metrics,
+                         serverEndpoint(listening, settings.metrics),
+                         makeOperatorSite(chat, reactor))
     return top

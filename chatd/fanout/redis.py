@@ -797,6 +797,20 @@ class RedisFanout:
                 log.warn("dropping a malformed user entry {key!r}: {error}", key=key, error=e)
         return entries
 
+    def connected(self):
+        """
+        Whether both connections to Redis are up, for the metrics.
+        """
+        return self._commands is not None and self._subscriber is not None
+
+    def ping(self):
+        """
+        A round trip to Redis, for the health check.
+
+        @return: a L{Deferred} that fails when Redis is not connected or errs.
+        """
+        return self._command("PING")
+
     def _command(self, *args):
         commands = self._commands
         if commands is None:

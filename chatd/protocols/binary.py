@@ -56,6 +56,8 @@ class BinaryProtocol(Int32StringReceiver):
     One binary-protocol connection: frames in, core calls, frames out.
     """
 
+    door = "binary"
+
     def __init__(self, service):
         self.service = service
         self.MAX_LENGTH = service.settings.maxFrame
@@ -75,7 +77,7 @@ class BinaryProtocol(Int32StringReceiver):
         try:
             self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
         except ChatError as e:
-            self._send(opcodes.errorResponse(e.status, e.message))
+            self._send(self._error(e.status, e.message))
             self._closeAfterWriting()
 
     def connectionLost(self, reason):
@@ -103,9 +105,16 @@ class BinaryProtocol(Int32StringReceiver):
         Int32StringReceiver.dataReceived(self, data)
 
     def lengthLimitExceeded(self, length):
-        self._send(opcodes.errorResponse(
+        self._send(self._error(
             Status.TOO_LARGE, "frame of %d bytes is over the limit of %d" % (length, self.MAX_LENGTH)))
         self._closeAfterWriting()
+
+    def _error(self, status, message, members=None):
+        """
+        An error response, counted as a refusal.
+        """
+        self.service.metrics.refused(self.door, status)
+        return opcodes.errorResponse(status, message, members)
 
     def _closeAfterWriting(self):
         # Hand over what waits in the outbox and let go of the transport: a TLS
@@ -125,10 +134,10 @@ class BinaryProtocol(Int32StringReceiver):
         try:
             op, payload = opcodes.parseBody(body)
         except opcodes.BadMagic as e:
-            self._answer(_Closing(opcodes.errorResponse(Status.ERROR, str(e))))
+            self._answer(_Closing(self._error(Status.ERROR, str(e))))
             return
         except opcodes.MalformedFrame as e:
-            self._answer(opcodes.errorResponse(Status.ERROR, str(e)))
+            self._answer(self._error(Status.ERROR, str(e)))
             return
         if op == Op.HEARTBEAT:
             return
@@ -192,12 +201,12 @@ class BinaryProtocol(Int32StringReceiver):
     def _failureFrame(self, failure):
         if failure.check(ChatError):
             error = failure.value
-            return opcodes.errorResponse(error.status, error.message,
+            return self._error(error.status, error.message,
                                          getattr(error, "members", None))
         if failure.check(opcodes.MalformedFrame):
-            return opcodes.errorResponse(Status.ERROR, failure.getErrorMessage())
+            return self._error(Status.ERROR, failure.getErrorMessage())
         log.failure("handling a request", failure)
-        return opcodes.errorResponse(Status.ERROR, "internal error")
+        return self._error(Status.ERROR, "internal error")
 
     def _dispatch(self, op, payload):
         """

@@ -120,6 +120,7 @@ class TextProtocol(JSONDoor, LineReceiver):
     """
 
     delimiter = b"\n"
+    door = "text"
 
     def __init__(self, service):
         self.service = service
@@ -188,6 +189,7 @@ class TextProtocol(JSONDoor, LineReceiver):
             self._closeAfterWriting()
 
     def _refuse(self, error):
+        self.service.metrics.refused(self.door, error.status)
         if error.status == Status.STALE_RECIPIENTS:
             text = jsonwire.staleRecipients(error.message, error.members)
         else:

@@ -29,6 +29,7 @@ from twisted.web.static import File
 from twisted.web.websocket import WebSocketResource
 
 from chatd.config import DEFAULT_PORTS, normalOrigin
+from chatd.metrics import addOperatorPages
 from chatd.protocols.websocket import WebSocketChatFactory
 
 log = Logger()
@@ -146,7 +147,15 @@ def clientAddress(request, trustedProxies=()) -> str:
 class ChatSite(Site):
     """
     A L{Site} that adds L{SECURITY_HEADERS} to every response.
+
+    It keeps no access log unless given a C{logPath}: L{Site} otherwise
+    writes every request, each file of the browser client included, to the
+    server's log, where the lines an operator needs drown.
     """
+
+    def log(self, request):
+        if self.logPath is not None:
+            Site.log(self, request)
 
     def getResourceFor(self, request):
         for name, value in SECURITY_HEADERS:
@@ -154,7 +163,7 @@ class ChatSite(Site):
         return Site.getResourceFor(self, request)
 
 
-def makeWebResource(service, staticDirectory=None):
+def makeWebResource(service, staticDirectory=None, operatorPages=None):
     """
     The root of chatd's web site: the WebSocket door at C{/ws} and, when a
     directory is given, the files of the browser client from it at C{/}.
@@ -162,6 +171,8 @@ def makeWebResource(service, staticDirectory=None):
     @param service: the L{chatd.service.ChatService}, whose settings give
         C{webOrigins} and C{trustedProxies}.
     @param staticDirectory: a path, or L{None} to serve only C{/ws}.
+    @param operatorPages: the reactor, to serve C{/metrics} and C{/healthz}
+        too (see L{chatd.metrics}); L{None} not to.
     @rtype: L{twisted.web.resource.IResource}
     """
     settings = service.settings
@@ -169,11 +180,24 @@ def makeWebResource(service, staticDirectory=None):
     factory = WebSocketChatFactory(service, lambda request: clientAddress(request, proxies))
     root = File(staticDirectory) if staticDirectory is not None else Resource()
     root.putChild(b"ws", GuardedWebSocketResource(factory, settings.webOrigins))
+    if operatorPages is not None:
+        addOperatorPages(root, service, operatorPages)
     return root
 
 
-def makeSite(service, staticDirectory, reactor) -> Site:
+def makeSite(service, staticDirectory, reactor, operatorPages=True) -> Site:
     """
-    The web door's site: L{makeWebResource} served with L{SECURITY_HEADERS}.
+    The web door's site: L{makeWebResource} served with L{SECURITY_HEADERS},
+    with C{/metrics} and C{/healthz} unless C{operatorPages} is false, and an
+    access log only when the settings name a file for it.
     """
-    return ChatSite(makeWebResource(service, staticDirectory), reactor=reactor)
+    root = makeWebResource(service, staticDirectory, reactor if operatorPages else None)
+    return ChatSite(root, logPath=service.settings.accessLog or None, reactor=reactor)
+
+
+def makeOperatorSite(service, reactor) -> Site:
+    """
+    The site of the C{metrics} listener: only C{/metrics} and C{/healthz}.
+    """
+    root = addOperatorPages(Resource(), service, reactor)
+    return ChatSite(root, logPath=service.settings.accessLog or None, reactor=reactor)

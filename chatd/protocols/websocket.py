@@ -174,6 +174,8 @@ class WebSocketChatProtocol(JSONDoor):
         it: the last one joined or switched to, unless left since.
     """
 
+    door = "web"
+
     def __init__(self, service, address):
         self.service = service
         self.address = address
@@ -322,6 +324,7 @@ class WebSocketChatProtocol(JSONDoor):
             self.outbox.write(data)
 
     def _refuse(self, error, requestId=jsonwire.NO_ID):
+        self.service.metrics.refused(self.door, error.status)
         self._send(jsonwire.error(error.status, error.message,
                                   getattr(error, "members", None), requestId))
 

@@ -55,7 +55,8 @@ def testKeys():
     return AtRestKeys([generateKey()])
 
 
-def makeService(store=None, clock=None, fanout=None, credentials=None, **overrides):
+def makeService(store=None, clock=None, fanout=None, credentials=None, metrics=None,
+                **overrides):
     """
     A started L{ChatService} on an in-memory store and a L{Clock}, with
     L{inlineCredentials} unless C{credentials} are given.
@@ -67,7 +68,7 @@ def makeService(store=None, clock=None, fanout=None, credentials=None, **overrid
     settings = replace(Settings(bcryptCost=4), **overrides)
     service = ChatService(store if store is not None else MemoryStore(testKeys()),
                           settings, clock, credentials=credentials or inlineCredentials(),
-                          fanout=fanout)
+                          fanout=fanout, metrics=metrics)
     service.startService()
     return service
 
