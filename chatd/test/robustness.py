@@ -26,7 +26,7 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
-from chatd.test.fakes import makeService, publicDer
+from chatd.test.fakes import makeService, privateKey, publicDer
 from chatd.test.test_websocket import connectWebSocket
 
 ADDRESS = IPv4Address("TCP", "10.0.0.1", 40000)
@@ -214,7 +214,8 @@ def checkEnvelope(data):
     """
     L{e2e.Envelope.parse} raises L{e2e.EnvelopeError} on C{data}, or returns an
     envelope whose header, signature check and per-reader cuts all work, each
-    cut parsing back to the same header.
+    cut parsing back to the same header, and which a client (C{bob}, from
+    C{alice}) opens or refuses with L{e2e.EnvelopeError} or L{e2e.BadSignature}.
     """
     try:
         envelope = e2e.Envelope.parse(data)
@@ -224,6 +225,10 @@ def checkEnvelope(data):
     envelope.verifySignature(publicDer("alice"))
     for name in envelope.readers() | {"nobody"}:
         assert e2e.Envelope.parse(envelope.cutFor(name)).header() == envelope.header()
+    try:
+        e2e.openEnvelope(envelope, "bob", privateKey("bob"), publicDer("alice"))
+    except (e2e.EnvelopeError, e2e.BadSignature):
+        pass
 
 
 def checkPublicKey(der):

@@ -32,8 +32,8 @@ else:
 
 # Under the suite's profile (chatd/test/__init__.py: derandomized, no example
 # database); few examples where each builds a core and a connection.
-FEW = settings(max_examples=60)
-MANY = settings(max_examples=300)
+FEW = settings(max_examples=40)
+MANY = settings(max_examples=200)
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -169,7 +169,7 @@ class RedisEventTests(SynchronousTestCase):
 
     skip = skipRedis
 
-    @MANY
+    @FEW
     @given(redisMessages())
     @example(json.dumps({"n": "there", "i": "x", "s": 1, "e": encodeValue(
         {"t": "message", "room": "#room", "sender": USER, "ts": 5, "envelope": b"xx"})}))
