@@ -26,12 +26,15 @@ class Outage:
     @ivar failures: how many failures the current outage has caused.
     """
 
-    def __init__(self, what: str, clock: IReactorTime) -> None:
+    def __init__(self, what: str, clock: IReactorTime,
+                 meanwhile: str = "requests that need it fail until it is back") -> None:
         """
         @param what: names the dependency in log lines ("the database").
         @param clock: tells the outage's start and length.
+        @param meanwhile: what an outage means for chatd, for its first line.
         """
         self.what = what
+        self.meanwhile = meanwhile
         self._clock = clock
         self.since = None
         self.failures = 0
@@ -44,9 +47,9 @@ class Outage:
         self.failures += 1
         if self.since is None:
             self.since = self._clock.seconds()
-            log.failure("{what} is unavailable; requests that need it fail until it "
-                        "is back (further failures are counted, not logged)", failure,
-                        LogLevel.error, what=self.what)
+            log.failure("{what} is unavailable; {meanwhile} (further failures are "
+                        "counted, not logged)", failure, LogLevel.error, what=self.what,
+                        meanwhile=self.meanwhile)
 
     def worked(self) -> None:
         """
@@ -55,7 +58,7 @@ class Outage:
         """
         if self.since is None:
             return
-        log.warn("{what} is back after {seconds:.1f} s; {failures} request(s) failed "
+        log.warn("{what} is back after {seconds:.1f} s; {failures} failure(s) "
                  "meanwhile", what=self.what, seconds=self._clock.seconds() - self.since,
                  failures=self.failures)
         self.since = None

@@ -84,6 +84,7 @@ from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValu
 from chatd.fanout.window import RedisWindow
 from chatd.interfaces import IFanout
 from chatd.names import fold
+from chatd.outage import Outage
 from chatd.startup import keepTrying
 
 log = Logger()
@@ -225,6 +226,11 @@ class RedisFanout:
         self.ttl = ttl
         self.beat = beat
         self.startTimeout = startTimeout
+        # Commands that fail on a connection that seems up (a frozen Redis)
+        # fall back to this node's own answers; logged once per outage.
+        self.outage = Outage("Redis at " + self.where, clock,
+                             "limits and room timestamps come from this node alone "
+                             "until it is back")
         self._channels = "chatd:%d:" % (db,)
         self._cluster = self._channels + "cluster"
         self.service = None
@@ -988,8 +994,11 @@ class RedisFanout:
         d = self._eval(TIMESTAMP_SCRIPT, ["chatd:ts:" + fold(room)],
                        [now, last, TIMESTAMP_EXPIRY])
 
+        def answered(reply):
+            self.outage.worked()
+            return int(reply)
+
         def failed(failure):
-            log.warn("timestamp for {room} from this node's clock: {error}", room=room,
-                     error=failure.getErrorMessage())
+            self.outage.failed(failure)
             return fallback
-        return d.addCallbacks(int, failed)
+        return d.addCallbacks(answered, failed)

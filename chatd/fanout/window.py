@@ -67,14 +67,15 @@ class RedisWindow:
                           self._count or 0, member])
 
         def answered(reply):
+            fanout.outage.worked()
             granted, value = reply
             if int(granted):
                 return Reservation(token=member, before=int(value))
             return Reservation(wait=float(value) / 1000)
 
         def failed(failure):
-            log.warn("limit {name} counted on this node only: {error}", name=self._name,
-                     error=failure.getErrorMessage())
+            # Counted on this node only meanwhile; logged once per outage.
+            fanout.outage.failed(failure)
             return self._local.reserve(key)
         return d.addCallbacks(answered, failed)
 

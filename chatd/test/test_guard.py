@@ -5,7 +5,7 @@ and outages logged once.
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -93,8 +93,8 @@ class GuardedStoreTests(SynchronousTestCase):
                 self.failureResultOf(d, Unavailable)
         [started] = events
         self.assertEqual(started["log_level"], LogLevel.error)
-        self.assertIn("the database is unavailable", started["log_format"].format(
-            what=started["what"]))
+        self.assertIn("the database is unavailable; requests that need it fail",
+                      formatEvent(started))
         self.assertIsNotNone(started["log_failure"])
         with capturedLogs() as events:
             d = self.store.getAccount("alice")
