@@ -76,6 +76,7 @@ class Settings:
     startTimeout: float = 30.0
     dbTimeout: float = 5.0
     webOrigins: Tuple[str, ...] = ()
+    stopTimeout: float = 5.0
     trustedProxies: Tuple[str, ...] = ()
     metrics: str = ""
     accessLog: str = ""
@@ -410,6 +411,7 @@ FIELDS = {
     "start-timeout": ("startTimeout", parseSeconds),
     "db-timeout": ("dbTimeout", parseSeconds),
     "web-origins": ("webOrigins", parseOrigins),
+    "stop-timeout": ("stopTimeout", parseSeconds),
     "trusted-proxies": ("trustedProxies", parseNetworks),
     "metrics": ("metrics", parseText),
     "access-log": ("accessLog", parseText),

@@ -69,6 +69,14 @@ class IChatClient(Interface):
         The server ends this session (idle timeout, or a requested close).
         """
 
+    def goAway(code, message):
+        """
+        The server is stopping: send the client C{warning(code, message)} (or
+        the door's own form of it), take no further requests, answer those
+        already taken, and then close the connection, which ends the session
+        as any disconnect does.
+        """
+
 
 class IFileClient(IChatClient):
     """

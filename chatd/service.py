@@ -27,7 +27,7 @@ from zope.interface import implementer
 
 from chatd import e2e
 from chatd.credentials import Credentials
-from chatd.errors import (AuthRequired, BadRequest, Conflict, Forbidden, NotFound,
+from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden, NotFound,
                           RateLimited, StaleRecipients, TooLarge, Unavailable)
 from chatd.failures import FailureLimits
 from chatd.interfaces import IChatService, IFileClient
@@ -38,6 +38,7 @@ from chatd.observer import OneShotObserver
 from chatd.startup import keepTrying
 from chatd.quotas import WARNING_NO_HELLO, Quotas
 from chatd.ratelimit import inWholeSeconds
+from chatd.shutdown import Sessions
 from chatd.transfer import Offer, Transfer
 
 log = Logger()
@@ -194,6 +195,7 @@ class ChatService(Service):
         # its envelope would be refused for its timestamp.
         self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1, settings.replayEntries)
         self.quotas = Quotas(self.fanout, settings)
+        self.sessions = Sessions(clock)
         self.transfers = {}
         self.transferCounts = {}
 
@@ -222,17 +224,27 @@ class ChatService(Service):
         return self._ready.whenFired()
 
     def stopService(self):
+        """
+        Tell every connection the server is going away and let it finish (for
+        at most C{stop-timeout} seconds), then leave the cluster and close the
+        store.
+        """
         Service.stopService(self)
-        d = self.fanout.stop()
+        d = self.sessions.stop(self.settings.stopTimeout)
+        d.addBoth(lambda _: self.fanout.stop())
         return d.addBoth(lambda _: self.store.close())
 
     def connect(self, client, address):
         """
         @raise RateLimited: when C{address} holds as many connections as allowed.
+        @raise ChatError: when the server is stopping.
         """
+        if self.sessions.stopping:
+            raise ChatError("the server is shutting down; reconnect in a few seconds")
         self.quotas.connect(address)
         session = Session(self, client, address)
         self.metrics.connected(session.door)
+        self.sessions.add(session)
         return session
 
     # -- helpers shared by sessions ---------------------------------------
@@ -708,6 +720,7 @@ class Session:
         user, self.user = self.user, None
         if user is not None:
             self._detach(user)
+        self.service.sessions.discard(self)
 
     # -- checks -----------------------------------------------------------
 

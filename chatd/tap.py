@@ -52,6 +52,7 @@ from chatd.protocols.website import makeOperatorSite, makeSite
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
 from chatd.service import ChatService
+from chatd.shutdown import stopCleanlyOnTerm
 from chatd.startup import FailedStart, StartupError, describe
 from chatd.store import makeStore
 from chatd.tls import RestrictedTLSReactor
@@ -337,6 +338,15 @@ class Options(usage.Options):
             parseSeconds,
         ],
         [
+            "stop-timeout",
+            None,
+            None,
+            "Seconds a stopping server gives its connections to finish the "
+            "requests they sent, after telling them it is going away "
+            "[default: %g]." % (DEFAULTS.stopTimeout,),
+            parseSeconds,
+        ],
+        [
             "web-origins",
             None,
             None,
@@ -603,6 +613,7 @@ def _buildService(settings, reactor, failedStart):
                        metrics)
     chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor),
                        metrics=metrics)
+    reactor.callWhenRunning(stopCleanlyOnTerm, reactor)
     top = MultiService()
     chat.setServiceParent(top)
     listeners = ListenWhenReady(chat.whenReady, failedStart)

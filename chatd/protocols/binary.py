@@ -64,6 +64,7 @@ class BinaryProtocol(Int32StringReceiver):
         self.session = None
         self.outbox = None
         self._closing = False
+        self._leaving = False
         self._responses = deque()
         self._pending = {"ordered": 0, "overlapping": 0}
         self._held = None
@@ -129,7 +130,7 @@ class BinaryProtocol(Int32StringReceiver):
         self.transport.loseConnection()
 
     def stringReceived(self, body):
-        if self._closing:
+        if self._closing or self._leaving:
             return
         try:
             op, payload = opcodes.parseBody(body)
@@ -197,6 +198,8 @@ class BinaryProtocol(Int32StringReceiver):
             if isinstance(frame, _Closing):
                 self._closeAfterWriting()
                 return
+        if self._leaving and not self._closing and not self._responses and self._held is None:
+            self._closeAfterWriting()
 
     def _failureFrame(self, failure):
         if failure.check(ChatError):
@@ -305,6 +308,11 @@ class BinaryProtocol(Int32StringReceiver):
 
     def disconnect(self):
         self._closeAfterWriting()
+
+    def goAway(self, code, message):
+        self.warning(code, message)
+        self._leaving = True
+        self._drain()
 
     # -- IFileClient --------------------------------------------------------
 

@@ -133,6 +133,7 @@ class TextProtocol(JSONDoor, LineReceiver):
         self.activeRoom = None
         self._inFlight = False
         self._closing = False
+        self._leaving = False
         self._closeAfterResponse = False
 
     def connectionMade(self):
@@ -212,7 +213,7 @@ class TextProtocol(JSONDoor, LineReceiver):
         self._closeAfterWriting()
 
     def lineReceived(self, line):
-        if self._closing:
+        if self._closing or self._leaving:
             return
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -246,6 +247,8 @@ class TextProtocol(JSONDoor, LineReceiver):
                 self._refuse(BadRequest("internal error"))
         else:
             self._respond(result)
+        if self._leaving:
+            self._closeAfterWriting()
         if self.paused and not self._closing:
             self.resumeProducing()
 
@@ -405,6 +408,12 @@ class TextProtocol(JSONDoor, LineReceiver):
 
     def disconnect(self):
         self._closeAfterWriting()
+
+    def goAway(self, code, message):
+        self.warning(code, message)
+        self._leaving = True
+        if not self._inFlight:
+            self._closeAfterWriting()
 
 
 class TextFactory(DoorFactory):

@@ -89,6 +89,7 @@ log = Logger()
 _BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"})
 
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
 
@@ -190,6 +191,7 @@ class WebSocketChatProtocol(JSONDoor):
         self._draining = False
         self._readingPaused = False
         self._closing = False
+        self._leaving = None
 
     # -- WebSocketProtocol ------------------------------------------------
 
@@ -245,7 +247,7 @@ class WebSocketChatProtocol(JSONDoor):
         Take one message (L{None} for a binary one) in its turn: requests are
         handled one at a time, in order.
         """
-        if not self._closing:
+        if not self._closing and self._leaving is None:
             self._queue.append(message)
             self._drain()
 
@@ -306,6 +308,8 @@ class WebSocketChatProtocol(JSONDoor):
                 self._refuse(BadRequest("internal error"), request.id)
         else:
             self._send(result)
+        if self._leaving is not None:
+            self._close(CLOSE_GOING_AWAY, self._leaving)
         self._drain()
 
     def _dispatch(self, request):
@@ -345,9 +349,10 @@ class WebSocketChatProtocol(JSONDoor):
         self.outbox.stopProducing()
         self.wire.detachProducer()
 
-    def _close(self, code):
+    def _close(self, code, reason=""):
         """
-        Send what is queued, then a close frame with C{code}, then hang up.
+        Send what is queued, then a close frame with C{code} and C{reason},
+        then hang up.
 
         The outbox is detached first: a TLS transport does not start its
         shutdown while a producer is registered.
@@ -358,7 +363,7 @@ class WebSocketChatProtocol(JSONDoor):
         self.guard.stopped = True
         self.outbox.resumeProducing()
         self.wire.detachProducer()
-        self.wire.loseConnection(code)
+        self.wire.loseConnection(code, reason)
 
     def _sendQExceeded(self):
         log.warn("send queue exceeded for {name}; aborting the connection",
@@ -508,6 +513,18 @@ class WebSocketChatProtocol(JSONDoor):
 
     def disconnect(self):
         self._close(CLOSE_NORMAL)
+
+    def goAway(self, code, message):
+        """
+        Send the warning, drop the requests not yet started, and once the one
+        in progress (if any) is answered, close with 1001 (going away) and the
+        message as reason.
+        """
+        self.warning(code, message)
+        self._leaving = message
+        self._queue.clear()
+        if not self._busy:
+            self._close(CLOSE_GOING_AWAY, message)
 
     # -- IFileClient --------------------------------------------------------
 

@@ -101,6 +101,9 @@ class FakeChatClient:
     def disconnect(self):
         self.disconnected = True
 
+    def goAway(self, code, message):
+        self.events.append(("goAway", (code, message)))
+
     def take(self):
         """
         The events recorded since the last call, and forget them.

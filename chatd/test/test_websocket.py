@@ -54,6 +54,7 @@ class WebSocketClient(Protocol):
 
     @ivar messages: the JSON objects received and not yet taken.
     @ivar closeCode: the code of the server's close frame, once one came.
+    @ivar closeReason: its reason.
     """
 
     def __init__(self, path="/ws"):
@@ -62,6 +63,7 @@ class WebSocketClient(Protocol):
         self.accepted = False
         self.messages = []
         self.closeCode = None
+        self.closeReason = None
         self.lost = False
         self._pieces = []
         self._ids = itertools.count(1)
@@ -81,6 +83,7 @@ class WebSocketClient(Protocol):
                     self._pieces = []
             elif isinstance(event, CloseConnection):
                 self.closeCode = event.code
+                self.closeReason = event.reason
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     self.transport.write(self.connection.send(event.response()))
 
