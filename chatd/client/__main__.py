@@ -15,6 +15,7 @@ later is refused, as SSH does with host keys.
 import os
 import sys
 
+from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet import stdio, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -27,6 +28,7 @@ import chatd
 from chatd.client.chat import ChatClient
 from chatd.client.connection import PinningTLSOptions, ServerPin
 from chatd.client.console import Console
+from chatd.client.editor import HISTORY_FILE, History, LineEditor
 from chatd.client.files import CHUNK_SIZE, DEFAULT_DOWNLOADS
 from chatd.client.keystore import Home, KeystoreError
 
@@ -112,23 +114,26 @@ def makeEndpoint(reactor, options, home):
             ServerPin(home.knownServers, "%s:%d" % (host, port)))
 
 
-def terminalEcho(fd):
+def rawTerminal(fd):
     """
-    A C{setEcho} for the terminal on C{fd}: typed secrets are not shown.
+    Put the terminal on C{fd} in the mode a line editor needs: every key as it
+    is typed, nothing echoed by the terminal; output processing (newline to
+    CR LF) and signals (Ctrl-C, Ctrl-Z) are kept.
+
+    @return: a function that puts the terminal back as it was.
     """
     import termios
+    saved = termios.tcgetattr(fd)
+    attributes = termios.tcgetattr(fd)
+    attributes[0] &= ~(termios.ICRNL | termios.IXON)
+    attributes[3] &= ~(termios.ICANON | termios.ECHO | termios.IEXTEN)
+    attributes[6][termios.VMIN] = 1
+    attributes[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
-    def setEcho(on):
-        try:
-            attributes = termios.tcgetattr(fd)
-        except termios.error:
-            return
-        if on:
-            attributes[3] |= termios.ECHO
-        else:
-            attributes[3] &= ~termios.ECHO
-        termios.tcsetattr(fd, termios.TCSANOW, attributes)
-    return setEcho
+    def restore():
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+    return restore
 
 
 def _logWarnings():
@@ -162,10 +167,11 @@ async def run(reactor, options):
         except (OSError, UnicodeDecodeError) as e:
             _fail("cannot read the script: %s" % (e,))
     interactive = script is None and os.isatty(0)
-    setEcho = terminalEcho(0) if interactive else (lambda on: None)
-    # Whatever ends the run (Ctrl-C at a password prompt included), the
-    # terminal gets its echo back.
-    reactor.addSystemEventTrigger("before", "shutdown", setEcho, True)
+    # On a terminal the line editor reads keys in raw mode and hides secrets
+    # itself; whatever ends the run (Ctrl-C included), the terminal is put
+    # back as it was.
+    restore = rawTerminal(0) if interactive else (lambda: None)
+    reactor.addSystemEventTrigger("before", "shutdown", restore)
     try:
         endpoint, checkPeer = makeEndpoint(reactor, options, home)
     except (OSError, ValueError) as e:
@@ -191,15 +197,19 @@ async def run(reactor, options):
                           chunkSize=options["chunk-size"] or CHUNK_SIZE)
 
     console = Console(makeClient, reactor, interactive=interactive, script=script,
-                      startup=startup, setEcho=setEcho)
-    stdio.StandardIO(console, reactor=reactor)
+                      startup=startup)
+    if interactive:
+        history = History(os.path.join(home.path, HISTORY_FILE))
+        stdio.StandardIO(ServerProtocol(LineEditor, console, history), reactor=reactor)
+    else:
+        stdio.StandardIO(console, reactor=reactor)
     if hint:
         console.notice(hint)
     console.client.start()
     try:
         code = await console.done
     finally:
-        setEcho(True)
+        restore()
     await console.client.stop()
     return code
 

@@ -46,6 +46,7 @@ from zope.interface import implementer
 
 from chatd.client.chat import ClientError
 from chatd.client.connection import ServerError
+from chatd.client.editor import LineEditor
 from chatd.client.files import Incoming, formatSize
 from chatd.client.keystore import KeystoreError
 from chatd.interfaces import IClientUI
@@ -254,6 +255,7 @@ class Console(LineReceiver):
         self._progress = OrderedDict()
         self._progressDrawn = None
         self._progressSteps = {}
+        self._editor = None
         self.client = makeClient(self)
 
     # -- output -----------------------------------------------------------
@@ -292,11 +294,15 @@ class Console(LineReceiver):
             lines[0] = "[%s] %s" % (self._time(timestamp), lines[0])
         lines[1:] = ["    " + line for line in lines[1:]]
         out = "\n".join(lines) + "\n"
-        if self.interactive:
-            # Clear the prompt, print, and draw the prompt again below.
-            out = "\r\x1b[K" + out + (self._secretPrompt or self.prompt())
-        if self.transport is not None and not self.done.called:
-            self.transport.write(out.encode("utf-8", "replace"))
+        if self._editor is not None:
+            if not self.done.called:
+                self._editor.showAbove(out, self._secretPrompt or self.prompt())
+        else:
+            if self.interactive:
+                # Clear the prompt, print, and draw the prompt again below.
+                out = "\r\x1b[K" + out + (self._secretPrompt or self.prompt())
+            if self.transport is not None and not self.done.called:
+                self.transport.write(out.encode("utf-8", "replace"))
         if not self.interactive:
             for line in lines:
                 self._saw(line)
@@ -416,6 +422,9 @@ class Console(LineReceiver):
         unless a secret is being typed on it.
         """
         if self._secret is None and self.transport is not None and not self.done.called:
+            if self._editor is not None:
+                self._editor.setPrompt(self.prompt())
+                return
             self.transport.write(("\r\x1b[K" + self.prompt()).encode("utf-8", "replace"))
 
     def askSecret(self, prompt, optional=False):
@@ -429,22 +438,50 @@ class Console(LineReceiver):
             return fail(ClientError("already asking for a secret"))
         d = Deferred()
         self._secret = (d, prompt)
+        if self._editor is not None:
+            # The editor shows nothing of what is typed, and starts the
+            # next line itself.
+            self._editor.askSecret(prompt)
+            return d.addBoth(self._answered)
         self.setEcho(False)
         self.transport.write(b"\r\x1b[K" + prompt.encode("utf-8"))
 
         def answered(result):
-            self._secret = None
             self.setEcho(True)
             self.transport.write(b"\n")
-            return result
+            return self._answered(result)
         return d.addBoth(answered)
+
+    def _answered(self, result):
+        self._secret = None
+        return result
 
     # -- input ------------------------------------------------------------
 
     def connectionMade(self):
-        if self.interactive:
+        if isinstance(self.transport, LineEditor):
+            self._editor = self.transport
+            self._editor.setPrompt(self.prompt())
+        elif self.interactive:
             self.transport.write(self.prompt().encode("utf-8"))
         self._pump()
+
+    def completions(self, before: str) -> list:
+        """
+        What the last word of C{before} (the line up to the cursor) may
+        become: a command at the start of the line, else a room or a user.
+        """
+        word = before.split(" ")[-1]
+        if word == before and word.startswith("/"):
+            names = ["/" + name for name in self._commands
+                     if not (self.interactive and name in ("wait", "expect"))]
+        else:
+            rooms = list(getattr(self.client, "rooms", {}).values())
+            names = [room.name for room in rooms]
+            names += [roomLabel(room.name) for room in rooms]
+            names += [user for room in rooms for user in room.members]
+        folded = fold(word)
+        return [name for name in names if fold(name).startswith(folded)]
 
     def lineReceived(self, data):
         line = data.decode("utf-8", "replace")
