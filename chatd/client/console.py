@@ -600,6 +600,11 @@ class Console(LineReceiver):
 
     async def _register(self, rest):
         user, password = _words(rest, 1, 2, "/register USER [PASSWORD]")
+        if password is None and self.interactive:
+            password = await self.askSecret("password for %s (Enter for none: log in with "
+                                            "this device's key only): " % (user,))
+            if password and password != await self.askSecret("the same password again: "):
+                raise ClientError("the two passwords differ; nothing was registered")
         await self.client.register(user, password or "")
         self.show("registered and logged in as %s; your key's fingerprint is %s"
                   % (self.client.user, self.client.fingerprint()))

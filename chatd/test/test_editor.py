@@ -185,3 +185,25 @@ class EditorTests(SynchronousTestCase):
         self.keys(b"\x7f\x04")
         self.assertEqual(self.console.exitCode, 0)
         self.assertTrue(self.transport.disconnecting)
+
+    def test_registerAsksPasswordTwice(self):
+        """
+        /register without a password asks for it twice without showing it; two
+        different answers register nothing, the same twice registers with it.
+        """
+        self.keys(b"/register alice\rone\rtwo\r")
+        self.assertEqual(self.console.client.calls, [])
+        self.assertIn(b"error: the two passwords differ; nothing was registered",
+                      self.transport.value())
+        self.keys(b"/register alice\rpw\rpw\r")
+        self.assertEqual(self.console.client.calls[0], ("register", "alice", "pw"))
+        self.assertIn(b"the same password again: ", self.transport.value())
+        self.assertNotIn(b"pw\r", self.transport.value())
+
+    def test_registerWithoutPassword(self):
+        """
+        Enter at the password question registers a key-only account, asking once.
+        """
+        self.keys(b"/register alice\r\r")
+        self.assertEqual(self.console.client.calls[0], ("register", "alice", ""))
+        self.assertNotIn(b"again", self.transport.value())
