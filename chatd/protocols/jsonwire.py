@@ -307,6 +307,14 @@ def bye(requestId=NO_ID):
     return _response("bye", requestId)
 
 
+def commandList(commands, requestId=NO_ID):
+    """
+    The text door's answer to C{/help}: C{commands} is a list of
+    C{{"usage", "what"}}.
+    """
+    return _response("help", requestId, commands=commands)
+
+
 def renamed(old, new, requestId=NO_ID):
     """
     The RENAMED event, and the text door's answer to C{/nick}: the same object.

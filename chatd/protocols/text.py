@@ -33,6 +33,7 @@ and hold no whitespace::
     -> CMD::/rooms                           <- OK::{"type":"rooms","rooms"}
     -> CMD::/keys room|user NAME             <- OK::{"type":"keys","members"}
     -> CMD::/ping                            <- OK::{"type":"pong"}
+    -> CMD::/help                            <- OK::{"type":"help","commands"}
     -> CMD::/exit                            <- OK::{"type":"bye"}, then the server closes
 
 KEY is base64 SubjectPublicKeyInfo DER and SIGNATURE base64; ENVELOPE is the
@@ -75,6 +76,13 @@ _KINDS = {"room": ROOM, "user": USER}
 _REST_OF_LINE = frozenset({"/pm"})
 # More digits than any u64 has: refused before int() spends time on them.
 _MAX_DIGITS = 20
+# The core's refusals that name a binary request, in this door's words.
+_OWN_WORDS = [
+    ("say HELLO first", "wait for the server's OK::welcome line"),
+    ("(SET_KEY)", "(CMD::/key KEY)"),
+    ("JOIN requests", "/join requests"),
+]
+_HELP_HINT = "; CMD::/help lists the commands"
 
 
 def _isWord(text):
@@ -195,6 +203,8 @@ class TextProtocol(JSONDoor, LineReceiver):
             text = jsonwire.staleRecipients(error.message, error.members)
         else:
             message = error.message.replace("\r", " ").replace("\n", " ")
+            for binary, own in _OWN_WORDS:
+                message = message.replace(binary, own)
             text = message.encode("utf-8", "backslashreplace")
         self._send(b"ERR::%02x::%s" % (error.status, text))
 
@@ -266,14 +276,15 @@ class TextProtocol(JSONDoor, LineReceiver):
         if text.startswith("MSG::"):
             return self._roomMessage(line[5:])
         if not text.startswith("CMD::"):
-            raise BadRequest("empty line" if not text else "a line starts with CMD:: or MSG::")
+            raise BadRequest(("empty line" if not text else "a line starts with CMD:: or MSG::")
+                             + _HELP_HINT)
         command = text[5:].split(" ", 1)[0]
         if not command:
-            raise BadRequest("CMD:: needs a command, such as CMD::/rooms")
+            raise BadRequest("CMD:: needs a command, such as CMD::/rooms" + _HELP_HINT)
         spec = self._commands.get(command)
         if spec is None:
-            raise BadRequest("unknown command %s" % (command[:40],))
-        handler, low, high, usage = spec
+            raise BadRequest("unknown command %s%s" % (command[:40], _HELP_HINT))
+        handler, low, high, usage, _ = spec
         rest = command in _REST_OF_LINE
         args = text[5:].split(" ", high if rest else -1)[1:]
         words = args[:-1] if rest else args
@@ -380,25 +391,39 @@ class TextProtocol(JSONDoor, LineReceiver):
         self._closeAfterResponse = True
         return jsonwire.bye()
 
-    # Each command: handler, fewest and most arguments, usage.
+    def _help(self):
+        commands = [{"usage": "CMD::" + usage, "what": what}
+                    for usage, what in (spec[3:] for spec in self._commands.values())]
+        commands.append({"usage": "MSG::ENVELOPE",
+                         "what": "post an envelope (JSON, one line) to the active room"})
+        return jsonwire.commandList(commands)
+
+    # Each command: handler, fewest and most arguments, usage, what it does
+    # (for /help).
     _commands = {
-        "/register": (_register, 3, 3, "/register NAME PASSWORD KEY"),
-        "/login": (_login, 2, 2, "/login NAME PASSWORD"),
-        "/challenge": (_challenge, 0, 0, "/challenge"),
-        "/auth": (_auth, 2, 2, "/auth NAME SIGNATURE"),
-        "/nick": (_nick, 1, 1, "/nick NAME"),
-        "/key": (_key, 1, 1, "/key KEY"),
-        "/create": (_create, 1, 2, "/create ROOM [PASSWORD]"),
-        "/join": (_join, 1, 2, "/join ROOM [PASSWORD]"),
-        "/switch": (_switch, 1, 1, "/switch ROOM"),
-        "/leave": (_leave, 1, 1, "/leave ROOM"),
-        "/pm": (_directMessage, 2, 2, "/pm USER ENVELOPE"),
-        "/history": (_history, 1, 3, "/history ROOM [N [BEFORE]]"),
-        "/users": (_users, 0, 1, "/users [ROOM]"),
-        "/rooms": (_rooms, 0, 0, "/rooms"),
-        "/keys": (_keys, 2, 2, "/keys room|user NAME"),
-        "/ping": (_ping, 0, 0, "/ping"),
-        "/exit": (_exit, 0, 0, "/exit"),
+        "/register": (_register, 3, 3, "/register NAME PASSWORD KEY",
+                      "create an account; KEY is base64 SubjectPublicKeyInfo DER"),
+        "/login": (_login, 2, 2, "/login NAME PASSWORD", "log in with a password"),
+        "/challenge": (_challenge, 0, 0, "/challenge", "get a challenge to sign for /auth"),
+        "/auth": (_auth, 2, 2, "/auth NAME SIGNATURE",
+                  "log in with the base64 signature of the challenge"),
+        "/nick": (_nick, 1, 1, "/nick NAME", "take another guest name"),
+        "/key": (_key, 1, 1, "/key KEY", "publish your public key (base64 DER)"),
+        "/create": (_create, 1, 2, "/create ROOM [PASSWORD]", "create a room"),
+        "/join": (_join, 1, 2, "/join ROOM [PASSWORD]",
+                  "join a room (created if need be); it becomes the active room"),
+        "/switch": (_switch, 1, 1, "/switch ROOM", "make another of your rooms the active one"),
+        "/leave": (_leave, 1, 1, "/leave ROOM", "leave a room"),
+        "/pm": (_directMessage, 2, 2, "/pm USER ENVELOPE",
+                "send USER an envelope (JSON, the rest of the line)"),
+        "/history": (_history, 1, 3, "/history ROOM [N [BEFORE]]",
+                     "a room's last N messages, before BEFORE (ms or ISO 8601)"),
+        "/users": (_users, 0, 1, "/users [ROOM]", "who is online, or in ROOM"),
+        "/rooms": (_rooms, 0, 0, "/rooms", "list the rooms"),
+        "/keys": (_keys, 2, 2, "/keys room|user NAME", "the public keys of a room or a user"),
+        "/ping": (_ping, 0, 0, "/ping", "answered with pong"),
+        "/help": (_help, 0, 0, "/help", "this list"),
+        "/exit": (_exit, 0, 0, "/exit", "say goodbye; the server closes the connection"),
     }
 
     # -- IChatClient --------------------------------------------------------

@@ -16,7 +16,7 @@ from chatd.config import Settings
 from chatd.credentials import Credentials
 from chatd.interfaces import IChatClient, IFileClient
 from chatd.protocols import jsonwire
-from chatd.protocols.text import TextFactory
+from chatd.protocols.text import TextFactory, TextProtocol
 from chatd.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
@@ -204,7 +204,9 @@ class GreetingAndFramingTests(TextTestCase):
         """
         client = self.connect()
         line = b"CMD::/" + b"x" * (1024 - 6)
-        self.assertEqual(client.request(line + b"\r"), b"ERR::01::unknown command /" + b"x" * 39)
+        self.assertEqual(client.request(line + b"\r"),
+                         b"ERR::01::unknown command /" + b"x" * 39
+                         + b"; CMD::/help lists the commands")
         self.assertFalse(client.transport.disconnecting)
 
     def test_overlongLineCloses(self):
@@ -600,3 +602,46 @@ class OrderingTests(SynchronousTestCase):
                                           b'OK::{"type":"pong"}',
                                           b'OK::{"type":"rooms","rooms":[]}'])
         self.assertEqual(client.transport.producerState, "producing")
+
+
+class HelpTests(TextTestCase):
+    """
+    The text door helps a person typing by hand.
+    """
+
+    def test_helpListsTheCommands(self):
+        """
+        C{CMD::/help} lists every command with its usage and what it does, and
+        C{MSG::}.
+        """
+        client = self.connect()
+        answer = client.ok("CMD::/help")
+        self.assertEqual(answer["type"], "help")
+        usages = [entry["usage"] for entry in answer["commands"]]
+        self.assertIn("CMD::/join ROOM [PASSWORD]", usages)
+        self.assertIn("CMD::/help", usages)
+        self.assertIn("MSG::ENVELOPE", usages)
+        self.assertEqual(len(usages), len(TextProtocol._commands) + 1)
+        self.assertTrue(all(entry["what"] for entry in answer["commands"]))
+
+    def test_errorsPointAtHelp(self):
+        """
+        An unknown command or a line that is no command says C{CMD::/help} lists
+        the commands.
+        """
+        client = self.connect()
+        self.assertEqual(client.request("CMD::/dance"),
+                         b"ERR::01::unknown command /dance; CMD::/help lists the commands")
+        self.assertEqual(client.request("hello"),
+                         b"ERR::01::a line starts with CMD:: or MSG::; "
+                         b"CMD::/help lists the commands")
+
+    def test_errorsNameTextCommands(self):
+        """
+        A refusal names the text door's own command (C{/key}), not a binary
+        request (C{SET_KEY}).
+        """
+        client = self.connect()
+        client.ok("CMD::/nick carol")
+        self.assertEqual(client.request("CMD::/join #a"),
+                         b"ERR::01::publish a public key first (CMD::/key KEY)")
