@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 from OpenSSL import SSL
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -128,6 +128,7 @@ class ChatClient:
         self._restoredNames = set()
         self._everConnected = False
         self._stopping = False
+        self._connectionWaiters = []
         self.seenEnvelopes = SeenEnvelopes()
         self._inbound = succeed(None)
         self.ownKey = OwnKey(lambda *told: self._tell(self.ui.ownKeyChanged, *told))
@@ -155,6 +156,7 @@ class ChatClient:
 
     async def _stop(self):
         self._stopping = True
+        self._stopWaiting()
         if self._preparing is not None:
             # ClientService cannot be stopped while a connection is being
             # prepared (it would cancel the preparation and then trip over the
@@ -224,6 +226,37 @@ class ChatClient:
             return
         self.protocol = protocol
         protocol.lost.addCallback(self._lost, protocol)
+        waiters, self._connectionWaiters = self._connectionWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+    @property
+    def connected(self) -> bool:
+        """
+        Whether a connection is ready for commands (greeted, logged in again,
+        rooms rejoined).
+        """
+        return self.protocol is not None
+
+    def whenConnected(self):
+        """
+        Wait, however many attempts it takes, until a connection is ready.
+
+        @return: a L{Deferred} that fires with L{None} then, or fails with
+            L{ClientError} when the client stops first.
+        """
+        if self.protocol is not None:
+            return succeed(None)
+        if self._stopping:
+            return fail(ClientError("the client has stopped"))
+        d = Deferred()
+        self._connectionWaiters.append(d)
+        return d
+
+    def _stopWaiting(self):
+        waiters, self._connectionWaiters = self._connectionWaiters, []
+        for d in waiters:
+            d.errback(ClientError("the client has stopped"))
 
     async def _drop(self, proxy):
         """
@@ -241,6 +274,7 @@ class ChatClient:
         until the service has seen the connection go.
         """
         self._stopping = True
+        self._stopWaiting()
 
         def tell():
             self.ui.fatal(message)

@@ -109,6 +109,22 @@ SCRIPT_HELP = [
 ]
 
 
+class Pending(str):
+    """
+    A message line typed on a terminal while the client was not connected: it
+    waits for the connection, and its outcome is shown either way.
+    """
+
+
+def isMessage(line: str) -> bool:
+    """
+    Whether a typed line sends a message (plain text, C{/send}, C{/pm}, C{/msg}).
+    """
+    if not line.startswith("/"):
+        return bool(line.strip())
+    return line[1:].partition(" ")[0].lower() in ("send", "pm", "msg")
+
+
 class UsageError(Exception):
     """
     A command line that does not fit its command; the message shows the usage.
@@ -256,6 +272,7 @@ class Console(LineReceiver):
         self._progressDrawn = None
         self._progressSteps = {}
         self._editor = None
+        self._pending = 0
         self.client = makeClient(self)
 
     # -- output -----------------------------------------------------------
@@ -274,6 +291,8 @@ class Console(LineReceiver):
         """
         active = getattr(self.client, "active", None)
         prompt = "%s> " % (roomLabel(active),) if active else "> "
+        if self._pending:
+            prompt = "(%d pending) %s" % (self._pending, prompt)
         if not self._progress:
             return prompt
         number, (direction, name, done, total) = next(iter(self._progress.items()))
@@ -492,6 +511,10 @@ class Console(LineReceiver):
             return
         if self.scripted or self.exitCode is not None:
             return
+        if self.interactive and isMessage(line) and not self.client.connected:
+            line = Pending(line)
+            self._pending += 1
+            self.show("\u2026 pending until connected: %s" % (clean(line),))
         self._queue.append(line)
         self._pump()
 
@@ -562,7 +585,10 @@ class Console(LineReceiver):
         else:
             handler, rest = Console._send, line
         try:
-            await handler(self, rest)
+            if isinstance(line, Pending):
+                await self._sendPending(line, handler, rest)
+            else:
+                await handler(self, rest)
         except UsageError as e:
             self.show("usage: %s" % (e,))
         except (ClientError, ServerError, KeystoreError) as e:
@@ -572,6 +598,20 @@ class Console(LineReceiver):
         except Exception as e:
             log.failure("command {line!r}", Failure(), line=line)
             self.show("error: %s" % (clean(str(e) or e.__class__.__name__),))
+
+    async def _sendPending(self, line, handler, rest):
+        """
+        Send a line typed while disconnected once connected again; say plainly
+        if it could not be sent.
+        """
+        try:
+            await self.client.whenConnected()
+            await handler(self, rest)
+        except (ClientError, ServerError, ConnectionClosed) as e:
+            raise ClientError("not sent: %s (%s)" % (line, e)) from None
+        finally:
+            self._pending -= 1
+            self._redrawPrompt()
 
     def finish(self, code):
         """

@@ -42,6 +42,11 @@ class FakeClient:
         self.active = None
         self.rooms = {}
         self.stopped = False
+        self.connected = True
+        self.connection = Deferred()
+
+    def whenConnected(self):
+        return succeed(None) if self.connected else self.connection
 
     def _answer(self, name, *args, default=None, synchronous=False):
         """
