@@ -64,6 +64,9 @@ PROGRESS_INTERVAL = 0.2
 # line of its own.
 SCRIPT_STEPS = 4
 PROGRESS_WIDTH = 10
+# A transfer's rate is shown once it has been measured over this long (s):
+# sooner, one burst of chunks would promise far too much.
+RATE_AFTER = 1.0
 PROGRESS_NAME = 24
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -162,6 +165,24 @@ def progressBar(done, total):
     fraction = done / total if total else 1.0
     filled = int(fraction * PROGRESS_WIDTH)
     return "[%s%s] %3d%%" % ("#" * filled, "." * (PROGRESS_WIDTH - filled), int(fraction * 100))
+
+
+def rateAndTimeLeft(done, total, started, now):
+    """
+    C{1.2 MiB/s, 0:42 left}: the mean rate since C{started} (C{(seconds,
+    bytes done then)}) and the time the rest takes at that rate; empty until
+    the rate has been measured for L{RATE_AFTER} seconds, or while nothing moved.
+    """
+    since, doneThen = started
+    elapsed = now - since
+    if elapsed < RATE_AFTER or done <= doneThen:
+        return ""
+    rate = (done - doneThen) / elapsed
+    left = int((total - done) / rate + 0.5)
+    hours, rest = divmod(left, 3600)
+    clock = ("%d:%02d:%02d" % (hours, rest // 60, rest % 60) if hours
+             else "%d:%02d" % (rest // 60, rest % 60))
+    return "%s/s, %s left" % (formatSize(int(rate)), clock)
 
 
 def _shortName(name):
@@ -271,6 +292,7 @@ class Console(LineReceiver):
         self._progress = OrderedDict()
         self._progressDrawn = None
         self._progressSteps = {}
+        self._progressStarts = {}
         self._editor = None
         self._pending = 0
         self.client = makeClient(self)
@@ -298,8 +320,16 @@ class Console(LineReceiver):
         number, (direction, name, done, total) = next(iter(self._progress.items()))
         more = " (+%d)" % (len(self._progress) - 1,) if len(self._progress) > 1 else ""
         arrow = "\u2191" if direction == "sending" else "\u2193"
-        return "%s %s #%d %s%s %s" % (arrow, progressBar(done, total), number, _shortName(name),
-                                      more, prompt)
+        rate = self._rate(number, done, total)
+        return "%s %s%s #%d %s%s %s" % (arrow, progressBar(done, total),
+                                        " " + rate if rate else "", number,
+                                        _shortName(name), more, prompt)
+
+    def _rate(self, number, done, total):
+        started = self._progressStarts.get(number)
+        if started is None:
+            return ""
+        return rateAndTimeLeft(done, total, started, self.clock.seconds())
 
     def show(self, text, stamp=False, timestamp=None):
         """
@@ -415,6 +445,7 @@ class Console(LineReceiver):
                      number, number), stamp=True)
 
     def fileProgress(self, number, direction, name, done, total):
+        self._progressStarts.setdefault(number, (self.clock.seconds(), done))
         if self.interactive:
             self._progress[number] = (direction, name, done, total)
             now = self.clock.seconds()
@@ -426,13 +457,15 @@ class Console(LineReceiver):
         step = done * SCRIPT_STEPS // total if total else SCRIPT_STEPS
         if 0 < step < SCRIPT_STEPS and step > self._progressSteps.get(number, 0):
             self._progressSteps[number] = step
-            self.show('%s #%d "%s": %d%% (%s of %s)'
+            rate = self._rate(number, done, total)
+            self.show('%s #%d "%s": %d%% (%s of %s%s)'
                       % (direction, number, clean(name), done * 100 // total, formatSize(done),
-                         formatSize(total)), stamp=True)
+                         formatSize(total), ", " + rate if rate else ""), stamp=True)
 
     def fileEnded(self, number, text, failed):
         self._progress.pop(number, None)
         self._progressSteps.pop(number, None)
+        self._progressStarts.pop(number, None)
         self.show(("!! " if failed else "") + clean(text), stamp=True)
 
     def _redrawPrompt(self):

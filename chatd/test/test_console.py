@@ -14,7 +14,8 @@ from zope.interface.verify import verifyObject
 
 from chatd.client.chat import ClientError, Room
 from chatd.client.connection import ServerError
-from chatd.client.console import HELP, SCRIPT_HELP, Console, parseExpect, progressBar
+from chatd.client.console import (HELP, SCRIPT_HELP, Console, parseExpect, progressBar,
+                                  rateAndTimeLeft)
 from chatd.client.files import Incoming, Outgoing
 from chatd.interfaces import IClientUI
 
@@ -797,3 +798,42 @@ class FileTests(ConsoleTestCase):
             '  #3 offer from bob in #lobby: "report.pdf" (1.5 MiB) \u2014 /accept 3 or /decline 3',
             '  file #4 "in.bin" from bob: receiving [#####.....]  50% of 1.5 MiB',
         ])
+
+
+class RateTests(ConsoleTestCase):
+    """
+    Transfers show their rate and the time left, measured on the clock.
+    """
+
+    def test_terminalRateAndTimeLeft(self):
+        """
+        After a second of measuring, the bar is followed by the mean rate and
+        the time the rest takes at it.
+        """
+        console = self.console(interactive=True)
+        console.fileProgress(1, "sending", "big.iso", 0, 10 << 20)
+        self.clock.advance(2)
+        self.transport.clear()
+        console.fileProgress(1, "sending", "big.iso", 2 << 20, 10 << 20)
+        self.assertEqual(self.transport.value().decode(),
+                         "\r\x1b[K\u2191 [##........]  20% 1.0 MiB/s, 0:08 left #1 big.iso > ")
+
+    def test_scriptRateAndTimeLeft(self):
+        """
+        In scripts the quarter lines carry the rate and the time left too.
+        """
+        console = self.console()
+        console.fileProgress(1, "receiving", "big.iso", 0, 4 << 20)
+        self.clock.advance(4000)
+        console.fileProgress(1, "receiving", "big.iso", 1 << 20, 4 << 20)
+        self.assertEqual(self.output(), [
+            '%s receiving #1 "big.iso": 25%% (1.0 MiB of 4.0 MiB, 262 B/s, 3:20:00 left)'
+            % ("[23:20:00]",)])
+
+    def test_rateAndTimeLeft(self):
+        """
+        Nothing is promised before a second of measuring, or while nothing moved.
+        """
+        self.assertEqual(rateAndTimeLeft(100, 1000, (10.0, 0), 10.5), "")
+        self.assertEqual(rateAndTimeLeft(0, 1000, (10.0, 0), 20.0), "")
+        self.assertEqual(rateAndTimeLeft(500, 1000, (10.0, 0), 20.0), "50 B/s, 0:10 left")
