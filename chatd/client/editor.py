@@ -225,7 +225,11 @@ class LineEditor(HistoricRecvLine):
                 if character.isprintable():
                     self.characterReceived(character.encode("utf-8"), False)
             return
-        HistoricRecvLine.keystrokeReceived(self, keyID, modifier)
+        handler = self.keyHandlers.get(keyID)
+        # Other keys (F1, Ctrl-B...) do nothing: RecvLine would log a warning
+        # for each, and warnings go to the terminal.
+        if handler is not None:
+            handler()
 
     def _secretKey(self, keyID):
         if keyID in (b"\r", b"\n"):

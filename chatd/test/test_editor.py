@@ -11,6 +11,7 @@ import time
 from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.client.chat import Room
@@ -207,3 +208,15 @@ class EditorTests(SynchronousTestCase):
         self.keys(b"/register alice\r\r")
         self.assertEqual(self.console.client.calls[0], ("register", "alice", ""))
         self.assertNotIn(b"again", self.transport.value())
+
+    def test_otherKeysIgnored(self):
+        """
+        A key the editor has no use for (F1, Ctrl-B) changes nothing, and
+        logs nothing that would land on the terminal.
+        """
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        self.keys(b"ab\x02\x1bOP")
+        self.assertEqual(self.line(), "ab")
+        self.assertEqual(logged, [])
