@@ -10,7 +10,10 @@ like a transcript and a typed line never overtakes the one before it.
 
 Three ways to run:
     - interactive (standard input is a terminal): a prompt naming the active
-      room, secrets asked for without echo;
+      room, secrets asked for without echo; the transport is then a
+      L{chatd.client.editor.LineEditor}, which edits the line, prints what is
+      shown above it and hides secrets, and message lines typed while the
+      client is not connected wait for the connection (L{Pending});
     - piped (standard input is not a terminal): lines from standard input, no
       prompt, nothing asked for (a missing password is an error), and the
       client ends at end of input;
