@@ -481,10 +481,20 @@ class ChatService(Service):
     def nodeGone(self, node):
         """
         Node C{node} left the cluster (or died): its users' sessions there are gone.
+
+        Rooms that its users' going leaves empty are dropped as if emptied
+        here (when nothing keeps them): the node where they emptied cannot do
+        it any more. Every surviving node asks the store, which removes a room
+        at most once, so exactly one of them tells the others.
         """
+        rooms = {}
         for user in list(self.users.values()):
             if node in user.nodes:
+                rooms.update(user.rooms)
                 self._leftNode(user, node)
+        for room in rooms.values():
+            if self.rooms.get(fold(room.name)) is room:
+                self.dropIfUnused(room)
 
     def _leftNode(self, user, node):
         user.nodes.discard(node)

@@ -13,6 +13,8 @@ What lives where::
     chatd:guests                  counter handing out blocks of guest numbers
     chatd:ts:<room>               the room's newest timestamp (kept by a script)
     chatd:window:<name>:<key>     sorted set: one sliding-window limit's events
+    chatd:direct                  sorted set: direct messages of the last minutes,
+                                  for nodes that could not hear them (directlog)
                                   (see L{chatd.fanout.window})
 
 Keys live in the database the URL names; Redis channels are not per database,
@@ -79,6 +81,7 @@ from zope.interface import implementer
 from chatd.config import DEFAULTS, redisURL
 from chatd.errors import Unavailable
 from chatd.fanout.checks import Dropped, InvalidEvent, checkEntry, checkEvent
+from chatd.fanout import directlog
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.fanout.events import MalformedEvent, decodeMessage, dumps, encodeValue, loadEntry
 from chatd.fanout.window import RedisWindow
@@ -102,6 +105,9 @@ SUBSCRIBERS_WAIT = 5.0
 CATCH_UP_PAGE = 500
 TIMESTAMP_EXPIRY = 86400 * 1000
 CATCH_UP = "catch-up"
+
+# The queued commands that go out again after a reconnect.
+RESENT = frozenset(["PUBLISH"]) | directlog.COMMANDS
 
 # The kinds of event that change who is online or in which room.
 PRESENCE = frozenset(["online", "offline", "renamed", "key", "joined", "left", "room"])
@@ -261,6 +267,7 @@ class RedisFanout:
         self._subscribed = set()
         self._delivered = {}
         self._invalid = Dropped()
+        self._directs = directlog.DirectLog(self)
         self._guests = deque()
         self._fetchingGuests = False
         self._beats = 0
@@ -402,10 +409,11 @@ class RedisFanout:
         self._commands = None
         # Unconfirmed publishes go out again after reconnecting (receivers drop
         # what they already heard by sequence number); hash writes are not
-        # needed: the hash is rewritten whole.
-        self._outbox.extendleft(reversed([item for item in self._inflight if item[0] == "PUBLISH"]))
+        # needed: the hash is rewritten whole. Direct messages kept for nodes
+        # that cannot hear them (directlog) go out again with their publish.
+        self._outbox.extendleft(reversed([item for item in self._inflight if item[0] in RESENT]))
         self._inflight.clear()
-        self._outbox = deque(item for item in self._outbox if item[0] == "PUBLISH")
+        self._outbox = deque(item for item in self._outbox if item[0] in RESENT)
         if not self._stopping:
             log.warn("redis command connection lost; {queued} event(s) queued",
                      queued=len(self._outbox))
@@ -475,6 +483,8 @@ class RedisFanout:
                               "e": encodeValue(event)}, separators=(",", ":"))
         channel = self._roomChannel(fold(event["room"])) if kind == "message" else self._cluster
         self._enqueue(("PUBLISH", channel, payload))
+        if kind == "direct":
+            self._directs.keep(payload)
         self._flush()
 
     def _enqueue(self, command):
@@ -688,6 +698,8 @@ class RedisFanout:
         if kind == "message":
             self._deliver(node, event)
             return
+        if kind == "direct" and not self._directs.fresh(event):
+            return  # caught up from the kept direct messages already
         if kind in PRESENCE:
             self._changes[node] = self._changes.get(node, 0) + 1
         self.service.remoteEvent(node, event)
@@ -861,6 +873,7 @@ class RedisFanout:
                 log.failure("re-reading the cluster's state after reconnecting")
             if since is not None:
                 await self._catchUp(list(self._wanted), since)
+                await self._directs.catchUp(since, CATCH_UP_MARGIN)
         d = Deferred.fromCoroutine(recover())
         self._recovering = d
         d.addErrback(lambda f: log.failure("recovering after a reconnect", f))
@@ -959,6 +972,7 @@ class RedisFanout:
         floor = int((self.clock.seconds() - 2 * CATCH_UP_MARGIN) * 1000)
         for delivered in self._delivered.values():
             delivered.prune(floor)
+        self._directs.prune(self.clock.seconds())
 
     # -- counters and limits ------------------------------------------------
 

@@ -21,9 +21,11 @@ from chatd.test.test_binary import OK
 from chatd.test.test_fanout import RECONNECTED, FakeMode, skip
 
 try:
-    from chatd.fanout.redis import RedisFanout, encodeValue
+    from chatd.fanout import directlog
+    from chatd.fanout.redis import RedisFanout, _SubscriberProtocol as SubscriberProtocol
+    from chatd.fanout.redis import encodeValue
 except ImportError:  # the redis extra is not installed: the tests skip
-    RedisFanout = encodeValue = None
+    RedisFanout = SubscriberProtocol = directlog = encodeValue = None
 
 
 class OutageTests(FakeMode, TestCase):
@@ -258,3 +260,102 @@ class AuthTests(FakeMode, TestCase):
         await self.node("A")
         self.assertEqual([args for args in sent if args[0] == "AUTH"],
                          [["AUTH", "chatd", "s3cret"]] * 2)
+
+
+class DeadNodeTests(FakeMode, TestCase):
+    """
+    What a node that died leaves behind.
+    """
+
+    skip = skip
+
+    async def test_emptiedRoomDropped(self):
+        """
+        A room whose only members were on a node that died is dropped once the
+        node is declared gone, on every node and in the store; a room that a
+        password keeps stays.
+        """
+        a, b, c = await self.node("A"), await self.node("B"), await self.node("C")
+        alice, bob = await self.account(a, "alice"), await self.guest(b, "bob")
+        carol = await self.guest(c, "carol")
+        dave = await self.guest(a, "dave")
+        # dave is a guest: no stored membership keeps #gone; alice, an account
+        # (guests may not make password rooms), makes #kept without joining it.
+        self.assertEqual((await self.request(dave, Op.JOIN, "#gone", ""))[0], OK)
+        self.assertEqual((await self.request(alice, Op.CREATE, "#kept", "secret"))[0], OK)
+        await self.seesRoom(bob, "#gone")
+        await self.seesRoom(carol, "#kept")
+        self.kill(a)
+        await self.advance(self.ttl + self.beat + 1)
+        self.assertEqual(await self.users(bob), ["bob", "carol"])
+        for wire in (bob, carol):
+            _, (rooms,) = await self.request(wire, Op.LIST_ROOMS)
+            self.assertEqual(rooms, ["#kept"])
+        stored = await self.store.loadRooms()
+        self.assertEqual([record.name for record in stored], ["#kept"])
+
+
+class DirectOutageTests(FakeMode, TestCase):
+    """
+    A direct message published while the recipient's node cannot hear Redis.
+    """
+
+    skip = skip
+
+    def dropSubscriber(self, nodeId):
+        for pump in self.endpoints[nodeId].pumps:
+            if isinstance(getattr(pump.client, "_protocol", None), SubscriberProtocol):
+                pump.clientIO.loseConnection()
+
+    async def test_missedDirectDelivered(self):
+        """
+        A DM published while the recipient's node has lost its subscriber
+        connection reaches the recipient, once, when it is back; the sender's
+        other session on that node gets its copy too.
+        """
+        a, b = await self.node("A"), await self.node("B")
+        alice, bob = await self.guest(a, "alice"), await self.guest(b, "bob")
+        await self.quiet()
+        keys = {"alice": publicDer("alice"), "bob": publicDer("bob")}
+        self.dropSubscriber("B")
+        await self.quiet()
+        status, _ = await self.request(alice, Op.DM, "bob",
+                                       self.seal("alice", ("user", "bob"), keys, "missed"))
+        self.assertEqual(status, OK)
+        await self.advance(1)
+        self.assertEqual(bob.takeEvents(Op.DM), [])
+        await self.advance(RECONNECTED)
+        [(_, (sender, _, envelope))] = bob.takeEvents(Op.DM)
+        self.assertEqual(e2e.openEnvelope(envelope, "bob", privateKey("bob"),
+                                          publicDer("alice")), b"missed")
+        await self.advance(30)
+        self.assertEqual(bob.takeEvents(Op.DM), [])
+
+    async def test_directNotDeliveredTwice(self):
+        """
+        A DM heard live is not delivered again when the node catches up after
+        its subscriber comes back.
+        """
+        a, b = await self.node("A"), await self.node("B")
+        alice, bob = await self.guest(a, "alice"), await self.guest(b, "bob")
+        await self.quiet()
+        keys = {"alice": publicDer("alice"), "bob": publicDer("bob")}
+        await self.request(alice, Op.DM, "bob", self.seal("alice", ("user", "bob"), keys, "one"))
+        await self.advance(1)
+        self.assertEqual(len(bob.takeEvents(Op.DM)), 1)
+        self.dropSubscriber("B")
+        await self.advance(RECONNECTED)
+        self.assertEqual(bob.takeEvents(Op.DM), [])
+
+    async def test_keptForAWhile(self):
+        """
+        Kept direct messages are trimmed once older than L{directlog.KEEP}.
+        """
+        fanout = (await self.node("A")).service.fanout
+        fanout._directs.keep("old")
+        await self.quiet()
+        self.clock.advance(directlog.KEEP + 1)
+        fanout._directs.keep("new")
+        fanout._flush()
+        await self.quiet()
+        self.assertEqual(list(self.redis.data[3][directlog.KEY]), ["new"])

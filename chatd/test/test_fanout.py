@@ -267,6 +267,40 @@ class FakeRedis:
         events = self.get(db, key, {})
         return sum(1 for member in members if events.pop(member, None) is not None)
 
+    def cmd_ZADD(self, connection, db, key, score, member):
+        members = self.get(db, key)
+        if members is None:
+            members = {}
+            self.put(db, key, members)
+        added = member not in members
+        members[member] = float(score)
+        return int(added)
+
+    @staticmethod
+    def _bound(text):
+        if text in ("-inf", "+inf"):
+            return float(text), False
+        if text.startswith("("):
+            return float(text[1:]), True
+        return float(text), False
+
+    def _inRange(self, score, low, high):
+        (low, lowOpen), (high, highOpen) = self._bound(low), self._bound(high)
+        return (low < score if lowOpen else low <= score) and (
+            score < high if highOpen else score <= high)
+
+    def cmd_ZRANGEBYSCORE(self, connection, db, key, low, high):
+        members = self.get(db, key, {})
+        return [member for member, score in sorted(members.items(), key=lambda i: i[1])
+                if self._inRange(score, low, high)]
+
+    def cmd_ZREMRANGEBYSCORE(self, connection, db, key, low, high):
+        members = self.get(db, key, {})
+        gone = [member for member, score in members.items() if self._inRange(score, low, high)]
+        for member in gone:
+            del members[member]
+        return len(gone)
+
     def cmd_INCRBY(self, connection, db, key, amount):
         value = int(self.get(db, key, "0")) + int(amount)
         self.put(db, key, str(value))

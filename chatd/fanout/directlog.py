@@ -1,0 +1,91 @@
+# -*- test-case-name: chatd.test.test_cluster_outage -*-
+"""
+Direct messages kept in Redis for a while, so that one published while the
+recipient's node could not hear Redis still reaches it.
+
+Room messages are stored, and a node that was cut off catches its members up
+from the database; direct messages are stored nowhere, and pub/sub forgets a
+message as soon as it is sent. So every node also adds each direct message it
+publishes to one sorted set in Redis, scored by its publishing time, and trims
+what is older than C{KEEP} seconds. A node whose subscriber connection comes
+back reads the set from C{CATCH_UP_MARGIN} seconds before it was cut and
+delivers what it missed; direct messages are known by sender and envelope id,
+so none is delivered twice, whichever way it came.
+
+The set holds what the channel carried (ciphertext and metadata), for at most
+C{KEEP} seconds.
+"""
+
+from twisted.logger import Logger
+
+from chatd.fanout.delivered import Delivered, envelopeKey
+from chatd.fanout.events import MalformedEvent, decodeMessage
+
+log = Logger()
+
+KEY = "chatd:direct"
+# How long a direct message waits in Redis for a node that could not hear it.
+KEEP = 300.0
+# The commands that keep a direct message: sent again after a reconnect, like
+# the publish itself (adding one member twice is harmless).
+COMMANDS = frozenset(["ZADD", "ZREMRANGEBYSCORE"])
+
+
+class DirectLog:
+    """
+    One node's side of the kept direct messages.
+
+    @param fanout: the L{chatd.fanout.redis.RedisFanout} it serves; it queues
+        commands through its C{_enqueue}, reads through C{_command}, and checks
+        events with C{_valid}.
+    """
+
+    def __init__(self, fanout):
+        self._fanout = fanout
+        self._delivered = Delivered()
+
+    def keep(self, payload):
+        """
+        Queue the commands that keep the published message C{payload}.
+        """
+        now = int(self._fanout.clock.seconds() * 1000)
+        self._fanout._enqueue(("ZADD", KEY, "%d" % (now,), payload))
+        self._fanout._enqueue(("ZREMRANGEBYSCORE", KEY, "-inf",
+                               "(%d" % (now - int(KEEP * 1000),)))
+
+    def fresh(self, event):
+        """
+        Whether the direct message C{event} (already checked) was not delivered
+        here yet; it counts as delivered from now on.
+        """
+        return self._delivered.add(event["ts"], envelopeKey(event["sender"], event["envelope"]))
+
+    def prune(self, now):
+        """
+        Forget deliveries older than any the set can still hold.
+        """
+        self._delivered.prune(int((now - 2 * KEEP) * 1000))
+
+    async def catchUp(self, since, margin):
+        """
+        Deliver the kept direct messages published from C{margin} seconds
+        before C{since} that this node has not delivered.
+        """
+        fanout = self._fanout
+        kept = await fanout._command("ZRANGEBYSCORE", KEY, "%d" % ((since - margin) * 1000,),
+                                     "+inf")
+        delivered = 0
+        for payload in kept:
+            try:
+                message = decodeMessage(payload)
+            except MalformedEvent as e:
+                fanout._invalid(KEY, "malformed", str(e))
+                continue
+            event = message.event
+            if message.node == fanout.nodeId or event is None or event["t"] != "direct":
+                continue
+            if fanout._valid(message.node, event) and self.fresh(event):
+                delivered += 1
+                fanout.service.remoteEvent(message.node, event)
+        if delivered:
+            log.info("caught up {count} direct message(s) from redis", count=delivered)
