@@ -235,8 +235,9 @@ class HealthResource(Resource):
             return b"ok\n"
 
         def unhealthy(failure):
+            # Not logged: a load balancer asks every few seconds, and the
+            # store and the fan-out log an outage themselves, once.
             failure.trap(HealthError)
-            log.warn("health check failed: {reason}", reason=failure.getErrorMessage())
             request.setResponseCode(HTTPStatus.SERVICE_UNAVAILABLE)
             return ("unavailable: %s\n" % (failure.getErrorMessage(),)).encode("utf-8")
 
