@@ -700,7 +700,13 @@ class Session:
         self._timer = self.service.clock.callLater(
             max(0, due - self.service.clock.seconds()), self._idleCheck)
 
-    def _noHello(self):
+    def _noHello(self, late=False):
+        if not late:
+            # A server too busy to run for the whole deadline runs its timers
+            # before it reads: give bytes that came meanwhile (the HELLO) one
+            # turn of the reactor before closing.
+            self._helloTimer = self.service.clock.callLater(0, self._noHello, True)
+            return
         self._helloTimer = None
         log.info("closing a connection from {address} that never said HELLO",
                  address=self.address)

@@ -221,6 +221,24 @@ class HelloDeadlineTests(CoreTestCase):
         self.clock.advance(100)
         self.assertFalse(greeted.client.disconnected)
 
+    def test_helloReadBeforeClosing(self):
+        """
+        A HELLO that arrives on the reactor turn the deadline fires in (a
+        server too busy to run for the whole deadline runs timers first) is
+        still read in time.
+        """
+        session = self.connect()
+        self.clock.advance(9.5)
+        [deadline] = [call for call in self.clock.getDelayedCalls()
+                      if call.getTime() == self.clock.seconds() + 0.5]
+        self.clock.calls.remove(deadline)
+        self.clock.rightNow += 0.5
+        deadline.func(*deadline.args)
+        session.hello(1)
+        self.clock.advance(0)
+        self.assertEqual(session.client.take(), [])
+        self.assertFalse(session.client.disconnected)
+
     def test_binaryDoor(self):
         """
         On the binary door the warning is a WARNING event, then the close.
