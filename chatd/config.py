@@ -26,6 +26,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 
 from chatd.datadir import tlsPaths
+from chatd.registration import parseRegistration
 from chatd.store.engines import engineForURL
 
 
@@ -81,6 +82,8 @@ class Settings:
     metrics: str = ""
     accessLog: str = ""
     logFormat: str = "text"
+    registration: str = "open"
+    retentionDays: int = 0
 
 
 DEFAULTS = Settings()
@@ -341,6 +344,13 @@ def parseOrigins(value):
     return tuple(normalOrigin(part) for part in _splitList(value))
 
 
+def parseRetentionDays(value):
+    """
+    How many days room history is kept: a whole number, 0 to keep it forever.
+    """
+    return _parseWhole(value, 0, 100000)
+
+
 def parseNetworks(value):
     """
     IP addresses or networks (C{10.0.0.0/8}, C{::1}), separated by commas or
@@ -416,6 +426,8 @@ FIELDS = {
     "metrics": ("metrics", parseText),
     "access-log": ("accessLog", parseText),
     "log-format": ("logFormat", parseLogFormat),
+    "registration": ("registration", parseRegistration),
+    "retention-days": ("retentionDays", parseRetentionDays),
 }
 
 

@@ -164,11 +164,30 @@ class IMessageStore(Interface):
             name, or L{None}.
         """
 
-    def createAccount(name, passwordHash, publicKey):
+    def createAccount(name, passwordHash, publicKey, invite=None):
         """
         @param passwordHash: L{bytes}, or L{None} for a key-only account.
+        @param invite: an invite token to use up one registration of, in the
+            same transaction, or L{None}.
         @return: a L{Deferred} that fires with L{None}, or fails with
-            L{chatd.errors.Conflict} when the name is taken.
+            L{chatd.errors.Conflict} when the name is taken, or
+            L{chatd.errors.Forbidden} when the invite is unknown, used up or
+            expired (and then uses nothing up).
+        """
+
+    def createInvite(token, uses, expiresMs):
+        """
+        Store an invite token good for C{uses} registrations until
+        C{expiresMs} (ms since the epoch; L{None} for no expiry).
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    def deleteHistoryBefore(timestampMs):
+        """
+        Delete every room message stored with a timestamp before C{timestampMs}.
+
+        @return: a L{Deferred} that fires with how many were deleted.
         """
 
     def setPublicKey(name, publicKey):

@@ -14,11 +14,13 @@ class Account:
     @ivar name: the name as registered (its case kept).
     @ivar passwordHash: the bcrypt hash, or L{None} for a key-only account.
     @ivar publicKey: the current RSA public key, SubjectPublicKeyInfo DER.
+    @ivar banned: whether an operator banned it from logging in.
     """
 
     name: str
     passwordHash: Optional[bytes]
     publicKey: bytes
+    banned: bool = False
 
 
 @dataclass(frozen=True)

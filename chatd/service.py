@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatd import e2e
+from chatd import e2e, registration
 from chatd.credentials import Credentials
 from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden, NotFound,
                           RateLimited, StaleRecipients, TooLarge, Unavailable)
@@ -1117,17 +1117,19 @@ class Session:
 
     # -- requests: accounts -----------------------------------------------
 
-    def register(self, name, password, publicKey):
+    def register(self, name, password, publicKey, invite=None):
         """
         Create an account and log this session in as it. An empty password makes
         an account that logs in by challenge-response only.
 
+        @param invite: an invite token, which C{--registration invite} needs
+            (L{chatd.registration}); ignored otherwise.
         @return: a L{Deferred} that fires when the account is stored.
         """
         self._notLoggedIn()
-        return Deferred.fromCoroutine(self._register(name, password, publicKey))
+        return Deferred.fromCoroutine(self._register(name, password, publicKey, invite))
 
-    async def _register(self, name, password, publicKey):
+    async def _register(self, name, password, publicKey, invite):
         service = self.service
         wait = await service.registrations.hit(self.address)
         if wait is not None:
@@ -1141,6 +1143,7 @@ class Session:
         if password and not 8 <= size <= 72:
             raise BadRequest("passwords are 8 to 72 bytes")
         e2e.loadPublicKey(publicKey)
+        invite = registration.admit(service.settings.registration, invite)
         if service.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
             raise Conflict("name in use: %s" % (name,))
         service._claimed.add(fold(name))
@@ -1148,7 +1151,7 @@ class Session:
             passwordHash = None
             if password:
                 passwordHash = await service.credentials.hashPassword(password)
-            await service.store.createAccount(name, passwordHash, publicKey)
+            await service.store.createAccount(name, passwordHash, publicKey, invite)
         finally:
             service._claimed.discard(fold(name))
         service.metrics.registered()
@@ -1181,6 +1184,7 @@ class Session:
             log.info("failed login as {name!r} from {address}", name=name, address=self.address)
             raise Forbidden("wrong user name or password")
         await attempt.succeeded()
+        registration.checkNotBanned(account)
         service.metrics.loggedIn("password", True)
         log.info("{name} logged in from {address}", name=account.name, address=self.address)
         await self._becomeAccount(account.name, account.publicKey)
@@ -1220,6 +1224,7 @@ class Session:
                      address=self.address)
             await service.failures.failed("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
+        registration.checkNotBanned(account)
         service.metrics.loggedIn("key", True)
         log.info("{name} logged in by key from {address}", name=account.name,
                  address=self.address)

@@ -38,6 +38,7 @@ from chatd.config import (
     parseDatabase,
     parseRate,
     parseRedis,
+    parseRetentionDays,
     parseSeconds,
     parseSize,
     parseText,
@@ -45,12 +46,14 @@ from chatd.config import (
     readConfigFile,
     settingsFrom,
 )
+from chatd.registration import parseRegistration
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.protocols.proxied import serverEndpoint
 from chatd.protocols.website import makeOperatorSite, makeSite
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
+from chatd.retention import Retention
 from chatd.service import ChatService
 from chatd.shutdown import stopCleanlyOnTerm
 from chatd.startup import FailedStart, StartupError, describe
@@ -389,6 +392,24 @@ class Options(usage.Options):
             "[default: text].",
             parseLogFormat,
         ],
+        [
+            "registration",
+            None,
+            None,
+            "Who may register an account: open (anyone), invite (with a token "
+            "from python -m chatd.admin invite) or closed (accounts only from "
+            "python -m chatd.admin create-user) [default: %s]."
+            % (DEFAULTS.registration,),
+            parseRegistration,
+        ],
+        [
+            "retention-days",
+            None,
+            None,
+            "Delete room history older than this many days, at start and then "
+            "daily; 0 keeps it forever [default: %d]." % (DEFAULTS.retentionDays,),
+            parseRetentionDays,
+        ],
     ]
 
     def __init__(self):
@@ -618,6 +639,8 @@ def _buildService(settings, reactor, failedStart):
     chat.setServiceParent(top)
     listeners = ListenWhenReady(chat.whenReady, failedStart)
     listeners.setServiceParent(top)
+    if settings.retentionDays:
+        Retention(store, settings.retentionDays, reactor, chat.whenReady).setServiceParent(top)
     doors = {
         "binary": BinaryFactory(chat),
         "text": TextFactory(chat),

@@ -269,7 +269,8 @@ class BinaryProtocol(Int32StringReceiver):
         Op.ROOM_MSG: lambda self, room, envelope: self.session.roomMessage(room, envelope),
         Op.DM: lambda self, user, envelope: self.session.directMessage(user, envelope),
         Op.HISTORY: _history,
-        Op.REGISTER: lambda self, user, password, key: self.session.register(user, password, key),
+        Op.REGISTER: lambda self, user, password, key, invite=None: self.session.register(
+            user, password, key, invite),
         Op.LOGIN: lambda self, user, password: self.session.login(user, password),
         Op.CHALLENGE: lambda self: self.session.challenge(),
         Op.AUTH: lambda self, user, signature: self.session.auth(user, signature),

@@ -525,7 +525,7 @@ REQUIRED, OPTIONAL = True, False
 REQUESTS = {
     "get_challenge": {},
     "register": {"userId": (_STRING, REQUIRED), "publicKey": (_PEM, REQUIRED),
-                 "password": (_STRING, OPTIONAL)},
+                 "password": (_STRING, OPTIONAL), "invite": (_STRING, OPTIONAL)},
     "authenticate": {"userId": (_STRING, REQUIRED), "signature": (_SIGNATURE, REQUIRED)},
     "login": {"userId": (_STRING, REQUIRED), "password": (_STRING, REQUIRED)},
     "join": {"roomId": (_STRING, OPTIONAL), "password": (_STRING, OPTIONAL)},

@@ -313,12 +313,27 @@ def request(op, *values):
     return frame(op, encode(REQUESTS[op], values))
 
 
+# Requests that may end with one more field, which version-1 clients do not
+# send: REGISTER's invite token (docs/protocol.rst, REGISTER).
+OPTIONAL_TAILS = {Op.REGISTER: "str8"}
+
+
 def _decodeBy(table, what, op, payload):
     try:
         layout = table[op]
     except KeyError:
         raise MalformedFrame("unknown %s 0x%02x" % (what, op)) from None
-    return decode(layout, payload)
+    tail = OPTIONAL_TAILS.get(op) if table is REQUESTS else None
+    if tail is None:
+        return decode(layout, payload)
+    reader = _Reader(payload)
+    values = tuple(reader.field(kind) for kind in layout)
+    if reader.pos == len(payload):
+        return values
+    extra = decode((tail,), payload[reader.pos:])
+    if not extra[0]:
+        raise MalformedFrame("an optional last field is left out, not sent empty")
+    return values + extra
 
 
 def decodeRequest(op, payload):

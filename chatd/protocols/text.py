@@ -16,7 +16,7 @@ Then every client line gets exactly one C{OK::} or C{ERR::} line, in order;
 C{EVT::} lines may come in between. Arguments are separated by single spaces
 and hold no whitespace::
 
-    -> CMD::/register NAME PASSWORD KEY      <- OK::{"type":"registered","userId"}
+    -> CMD::/register NAME PASSWORD KEY [INVITE]    <- OK::{"type":"registered","userId"}
     -> CMD::/login NAME PASSWORD             <- OK::{"type":"authenticated","userId"}
     -> CMD::/challenge                       <- OK::{"type":"challenge","challenge"}
     -> CMD::/auth NAME SIGNATURE             <- OK::{"type":"authenticated","userId"}
@@ -294,10 +294,10 @@ class TextProtocol(JSONDoor, LineReceiver):
 
     # -- commands ---------------------------------------------------------
 
-    def _register(self, name, password, key):
+    def _register(self, name, password, key, invite=None):
         der = jsonwire.decodeBase64(key, "the public key")
         session = self.session
-        return session.register(name, password, der).addCallback(
+        return session.register(name, password, der, invite).addCallback(
             lambda _: jsonwire.registered(session.user.name))
 
     def _login(self, name, password):
@@ -401,8 +401,9 @@ class TextProtocol(JSONDoor, LineReceiver):
     # Each command: handler, fewest and most arguments, usage, what it does
     # (for /help).
     _commands = {
-        "/register": (_register, 3, 3, "/register NAME PASSWORD KEY",
-                      "create an account; KEY is base64 SubjectPublicKeyInfo DER"),
+        "/register": (_register, 3, 4, "/register NAME PASSWORD KEY [INVITE]",
+                      "create an account; KEY is base64 SubjectPublicKeyInfo DER, INVITE "
+                      "the token a server with --registration invite needs"),
         "/login": (_login, 2, 2, "/login NAME PASSWORD", "log in with a password"),
         "/challenge": (_challenge, 0, 0, "/challenge", "get a challenge to sign for /auth"),
         "/auth": (_auth, 2, 2, "/auth NAME SIGNATURE",

@@ -9,7 +9,7 @@ Public keys are PEM, timestamps ISO 8601 UTC (C{2023-11-14T22:13:20.000Z}),
 C{envelope} the envelope object of section 6. Requests and their responses::
 
     -> get_challenge                          <- challenge {challenge}
-    -> register {userId, publicKey, password?} <- registered {userId}
+    -> register {userId, publicKey, password?, invite?} <- registered {userId}
     -> authenticate {userId, signature}       <- authenticated {userId}
     -> login {userId, password}               <- authenticated {userId}
     -> join {roomId?, password?}              <- joined {roomId, members}
@@ -377,9 +377,9 @@ class WebSocketChatProtocol(JSONDoor):
     def _getChallenge(self, requestId):
         return jsonwire.challenge(self.session.challenge(), requestId)
 
-    def _register(self, requestId, userId, publicKey, password=""):
+    def _register(self, requestId, userId, publicKey, password="", invite=None):
         session = self.session
-        return session.register(userId, password, publicKey).addCallback(
+        return session.register(userId, password, publicKey, invite).addCallback(
             lambda _: jsonwire.registered(session.user.name, requestId))
 
     def _authenticate(self, requestId, userId, signature):

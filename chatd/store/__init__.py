@@ -29,7 +29,7 @@ def makeStore(url, keys, reactor=None, timeout=None):
         PostgreSQL while psycopg is not installed.
     """
     if url == "memory:":
-        store = MemoryStore(keys)
+        store = MemoryStore(keys, reactor)
     else:
         engine, connectionArgs = engineForURL(url)
         pool = engine.connectionPool(connectionArgs, reactor, timeout=timeout)

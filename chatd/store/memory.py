@@ -15,10 +15,11 @@ from typing import FrozenSet, Optional
 from twisted.internet.defer import fail, succeed
 from zope.interface import implementer
 
-from chatd.errors import Conflict, NotFound
+from chatd.errors import Conflict, Forbidden, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
+from chatd.store.operations import tokenHash
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
 
@@ -60,11 +61,15 @@ class MemoryStore:
         uniqueness the SQL store's constraint keeps.
     """
 
-    def __init__(self, keys):
+    def __init__(self, keys, clock=None):
         """
         @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
             with.
+        @param clock: what invite expiry is checked against; the global
+            reactor when L{None}.
         """
+        if clock is None:
+            from twisted.internet import reactor as clock
         self._keys = keys
         self._damage = DamageReport()
         self._accounts = {}
@@ -72,6 +77,8 @@ class MemoryStore:
         self._members = {}
         self._messages = {}
         self._envelopeIds = set()
+        self._invites = {}
+        self._clock = clock
 
     def open(self):
         return succeed(None)
@@ -82,12 +89,30 @@ class MemoryStore:
     def getAccount(self, name):
         return succeed(self._accounts.get(fold(name)))
 
-    def createAccount(self, name, passwordHash, publicKey):
+    def createAccount(self, name, passwordHash, publicKey, invite=None):
         key = fold(name)
         if key in self._accounts:
             return fail(Conflict("that name is taken"))
+        if invite is not None:
+            usable = self._invites.get(tokenHash(invite))
+            if not usable or usable[0] <= 0 or not (
+                    usable[1] is None or usable[1] > self._clock.seconds() * 1000):
+                return fail(Forbidden("that invite is unknown, used up or expired"))
+            usable[0] -= 1
         self._accounts[key] = Account(name, passwordHash, publicKey)
         return succeed(None)
+
+    def createInvite(self, token, uses, expiresMs):
+        self._invites[tokenHash(token)] = [uses, expiresMs]
+        return succeed(None)
+
+    def deleteHistoryBefore(self, timestampMs):
+        deleted = 0
+        for room, messages in self._messages.items():
+            kept = [m for m in messages if m.timestamp >= timestampMs]
+            deleted += len(messages) - len(kept)
+            self._messages[room] = kept
+        return succeed(deleted)
 
     def setPublicKey(self, name, publicKey):
         key = fold(name)

@@ -29,14 +29,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.errors import Conflict, NotFound, Unavailable
+from chatd.errors import Conflict, Forbidden, NotFound, Unavailable
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.names import fold
+from chatd.store import operations
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.seal import DamageReport, openRows
 from chatd.startup import StartupError
 from chatd.store.timestamps import nextFree
+
+# What a write raises to refuse: its changes are undone alone, the other
+# writes of its transaction kept. (Unavailable, though a ChatError too, is the
+# database failing, which undoes them all.)
+_REFUSALS = (Conflict, Forbidden, NotFound)
 
 # How many taken timestamps one query reads while looking for a free one.
 _TAKEN_PAGE = 64
@@ -296,7 +302,7 @@ class AdbapiStore:
         """
         Queue C{write(txn, *args)} to run after every write called before it.
 
-        @param write: raises L{Conflict} or L{NotFound} to refuse; its changes
+        @param write: raises one of L{_REFUSALS} to refuse; its changes
             are then undone and the other writes of its transaction kept.
         @return: a L{Deferred} that fires with what C{write} returns once
             committed, or fails with its refusal.
@@ -368,11 +374,29 @@ class AdbapiStore:
             self._execute(txn, "SAVEPOINT queued_write")
             try:
                 outcomes.append(write(txn, *args))
-            except (Conflict, NotFound):
+            except _REFUSALS:
                 outcomes.append(Failure())
                 self._execute(txn, "ROLLBACK TO SAVEPOINT queued_write")
             self._execute(txn, "RELEASE SAVEPOINT queued_write")
         return outcomes
+
+    def run(self, operation, *args):
+        """
+        Run C{operation(txn, execute, *args)}, one of L{chatd.store.operations},
+        as a write in call order.
+
+        @return: a L{Deferred} that fires with what it returns once committed,
+            or fails with its refusal (a L{ChatError}).
+        """
+        return self._write(operation, self._execute, *args)
+
+    # Operators
+
+    def createInvite(self, token, uses, expiresMs):
+        return self.run(operations.createInvite, token, uses, expiresMs, self._now())
+
+    def deleteHistoryBefore(self, timestampMs):
+        return self.run(operations.deleteHistoryBefore, timestampMs)
 
     # Accounts
 
@@ -382,19 +406,22 @@ class AdbapiStore:
     def _getAccount(self, txn, key):
         self._execute(
             txn,
-            "SELECT name, password_hash, public_key FROM accounts WHERE name_key = ?",
+            "SELECT name, password_hash, public_key, banned FROM accounts"
+            " WHERE name_key = ?",
             (key,),
         )
         rows = txn.fetchall()
         if not rows:
             return None
-        [(name, passwordHash, publicKey)] = rows
-        return Account(name, passwordHash, publicKey)
+        [(name, passwordHash, publicKey, banned)] = rows
+        return Account(name, passwordHash, publicKey, bool(banned))
 
-    def createAccount(self, name, passwordHash, publicKey):
-        return self._write(self._createAccount, name, passwordHash, publicKey)
+    def createAccount(self, name, passwordHash, publicKey, invite=None):
+        return self._write(self._createAccount, name, passwordHash, publicKey, invite)
 
-    def _createAccount(self, txn, name, passwordHash, publicKey):
+    def _createAccount(self, txn, name, passwordHash, publicKey, invite):
+        if invite is not None:
+            operations.useInvite(txn, self._execute, invite, self._now())
         try:
             self._execute(
                 txn,

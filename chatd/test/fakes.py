@@ -66,7 +66,7 @@ def makeService(store=None, clock=None, fanout=None, credentials=None, metrics=N
         clock = Clock()
         clock.advance(1_700_000_000)
     settings = replace(Settings(bcryptCost=4), **overrides)
-    service = ChatService(store if store is not None else MemoryStore(testKeys()),
+    service = ChatService(store if store is not None else MemoryStore(testKeys(), clock),
                           settings, clock, credentials=credentials or inlineCredentials(),
                           fanout=fanout, metrics=metrics)
     service.startService()
