@@ -1243,6 +1243,9 @@ class Session:
         service = self.service
         if self.ended:
             raise BadRequest("the session closed meanwhile")
+        # An account made by the operator (chatd.admin create-user) has no
+        # key until its first login publishes one (SET_KEY).
+        publicKey = publicKey or None
         guest = self.user
         online = service.users.get(fold(name))
         if online is not None and online is not guest:
@@ -1264,7 +1267,7 @@ class Session:
                 self._rename(guest, name)
             else:
                 service.publish("renamed", old=name, new=name, account=True)
-            if guest.key != publicKey:
+            if publicKey is not None and guest.key != publicKey:
                 self._changeKey(guest, publicKey)
             for room in list(user.rooms.values()):
                 await service.store.addMember(room.name, user.name)

@@ -107,7 +107,12 @@ class MetadataTests(SynchronousTestCase):
 
     def test_consoleScripts(self):
         """
-        C{chatd-client} runs the terminal client's L{client.script}.
+        C{chatd-client} runs the terminal client's L{client.script}, and
+        C{chatd-admin} the admin command's.
         """
-        self.assertEqual(_Packaging().scripts["chatd-client"], "chatd.client.__main__:script")
+        scripts = _Packaging().scripts
+        self.assertEqual(scripts["chatd-client"], "chatd.client.__main__:script")
         self.assertTrue(callable(client.script))
+        self.assertEqual(scripts["chatd-admin"], "chatd.admin.__main__:script")
+        from chatd.admin import __main__ as admin
+        self.assertTrue(callable(admin.script))
