@@ -403,13 +403,16 @@ class ChatClient:
             self.passphrase = passphrase
         return key
 
-    async def register(self, user, password=""):
+    async def register(self, user, password="", invite=None):
         """
-        Create an account with our identity key (made on first use).
+        Create an account with our identity key (made on first use), with the
+        invite token a server with C{--registration invite} needs.
         """
         self._notLoggedIn()
         key = await self._loadIdentity(user, True)
-        await self._asAccount(user, key, self.call(Op.REGISTER, user, password, publicKeyDer(key)))
+        tail = (invite,) if invite else ()
+        await self._asAccount(user, key, self.call(Op.REGISTER, user, password,
+                                                   publicKeyDer(key), *tail))
 
     async def login(self, user, password):
         """

@@ -74,9 +74,13 @@ PROGRESS_NAME = 24
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
+# Marks the invite token among /register's words.
+INVITE_PREFIX = "invite:"
+
 HELP = [
-    ("/register USER [PASSWORD]", "create an account with this device's key "
-                                  "(no password: log in with the key only)"),
+    ("/register USER [PASSWORD] [invite:TOKEN]",
+     "create an account with this device's key (no password: log in with the "
+     "key only; invite:TOKEN on a server that needs an invite)"),
     ("/login USER [PASSWORD]", "log in with a password (asked for when left out)"),
     ("/auth USER", "log in by signing with this device's key"),
     ("/nick NAME", "take another name (guests only)"),
@@ -675,13 +679,20 @@ class Console(LineReceiver):
     # -- commands ---------------------------------------------------------
 
     async def _register(self, rest):
-        user, password = _words(rest, 1, 2, "/register USER [PASSWORD]")
+        usage = "/register USER [PASSWORD] [invite:TOKEN]"
+        words = _words(rest, 1, 3, usage)[:3]
+        invites = [w for w in words[1:] if w and w.startswith(INVITE_PREFIX)]
+        others = [w for w in words[1:] if w and not w.startswith(INVITE_PREFIX)]
+        if len(invites) > 1 or len(others) > 1:
+            raise UsageError(usage)
+        invite = invites[0][len(INVITE_PREFIX):] if invites else None
+        user, password = words[0], (others[0] if others else None)
         if password is None and self.interactive:
             password = await self.askSecret("password for %s (Enter for none: log in with "
                                             "this device's key only): " % (user,))
             if password and password != await self.askSecret("the same password again: "):
                 raise ClientError("the two passwords differ; nothing was registered")
-        await self.client.register(user, password or "")
+        await self.client.register(user, password or "", invite)
         self.show("registered and logged in as %s; your key's fingerprint is %s"
                   % (self.client.user, self.client.fingerprint()))
 

@@ -304,18 +304,21 @@ def encodeHello(version=None):
     return GREETING + (b"" if version is None else bytes((version,)))
 
 
+# Requests that may end with one more field, which version-1 clients do not
+# send: REGISTER's invite token (docs/protocol.rst, REGISTER).
+OPTIONAL_TAILS = {Op.REGISTER: "str8"}
+
+
 def request(op, *values):
     """
     A whole request frame (for clients).
     """
     if op == Op.HELLO:
         return frame(op, encodeHello(*values))
-    return frame(op, encode(REQUESTS[op], values))
-
-
-# Requests that may end with one more field, which version-1 clients do not
-# send: REGISTER's invite token (docs/protocol.rst, REGISTER).
-OPTIONAL_TAILS = {Op.REGISTER: "str8"}
+    layout = REQUESTS[op]
+    if op in OPTIONAL_TAILS and len(values) == len(layout) + 1:
+        layout = layout + (OPTIONAL_TAILS[op],)
+    return frame(op, encode(layout, values))
 
 
 def _decodeBy(table, what, op, payload):

@@ -866,3 +866,25 @@ class ConnectionTests(ClientTestCase):
         self.do(again.send("still me"))
         self.assertEqual([text for _, _, text, _ in self.do(again.history())[1]],
                          ["kept", "still me"])
+
+
+class InviteTests(ClientTestCase):
+    """
+    On a server with C{--registration invite}, /register sends the token.
+    """
+
+    settings = {"registration": "invite"}
+
+    def test_registerWithInvite(self):
+        """
+        Without a token the server's refusal comes back; with one made for
+        it, the account is registered.
+        """
+        self.successResultOf(self.service.store.createInvite("tok", 1, None))
+        home = TestHome(self.mktemp())
+        seedIdentity(home, "alice")
+        client, ui = self.client(home)
+        error = self.runFails(client.register("alice", PASSWORD), ServerError)
+        self.assertIn("registration needs an invite", str(error))
+        self.do(client.register("alice", PASSWORD, "tok"))
+        self.assertEqual(client.user, "alice")

@@ -64,8 +64,10 @@ class FakeClient:
             return fail(answer)
         return answer if isinstance(answer, Deferred) else succeed(answer)
 
-    def register(self, user, password):
-        return self._answer("register", user, password)
+    def register(self, user, password, invite=None):
+        if invite is None:
+            return self._answer("register", user, password)
+        return self._answer("register", user, password, invite)
 
     def login(self, user, password):
         return self._answer("login", user, password)
@@ -202,6 +204,18 @@ class CommandTests(ConsoleTestCase):
                          [("send", "hello  there"), ("send", "/not a command")])
         self.assertEqual(self.output(), ["%s #lobby <alice> hello  there" % (NOW,),
                                          "%s #lobby <alice> /not a command" % (NOW,)])
+
+    def test_registerWithInvite(self):
+        """
+        /register takes the invite token as a word starting with C{invite:},
+        with or without a password, and refuses two of either.
+        """
+        console = self.console()
+        self.type(console, "/register alice invite:TOK", "/register bob pw-12345 invite:T2",
+                  "/register carol invite:A invite:B")
+        registered = [call for call in console.client.calls if call[0] == "register"]
+        self.assertEqual(registered, [("register", "alice", "", "TOK"),
+                                      ("register", "bob", "pw-12345", "T2")])
 
     def test_commands(self):
         """
