@@ -19,7 +19,6 @@ C{KEEP} seconds.
 from twisted.logger import Logger
 
 from chatd.fanout.delivered import Delivered, envelopeKey
-from chatd.fanout.events import MalformedEvent, decodeMessage
 
 log = Logger()
 
@@ -76,10 +75,8 @@ class DirectLog:
                                      "+inf")
         delivered = 0
         for payload in kept:
-            try:
-                message = decodeMessage(payload)
-            except MalformedEvent as e:
-                fanout._invalid(KEY, "malformed", str(e))
+            message = fanout._read(KEY, payload)
+            if message is None:
                 continue
             event = message.event
             if message.node == fanout.nodeId or event is None or event["t"] != "direct":

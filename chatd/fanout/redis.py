@@ -671,11 +671,22 @@ class RedisFanout:
         except Exception:
             log.failure("handling a message on {channel}", channel=channel)
 
-    def _handle(self, channel, data):
+    def _read(self, channel, data):
+        """
+        Decode a message read from C{channel}, live or kept.
+
+        @return: the decoded message, or L{None} when it is malformed (said
+            once per kind through C{_invalid}).
+        """
         try:
-            message = decodeMessage(data)
+            return decodeMessage(data)
         except MalformedEvent as e:
             self._invalid(channel, "malformed", str(e))
+            return None
+
+    def _handle(self, channel, data):
+        message = self._read(channel, data)
+        if message is None:
             return
         node = message.node
         if node == self.nodeId:
