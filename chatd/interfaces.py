@@ -130,7 +130,7 @@ class IChatService(Interface):
 
         @param client: an L{IChatClient} provider.
         @param address: a string naming the peer's host, used for per-address limits.
-        @return: a L{chatd.service.Session}, on which the front door calls one
+        @return: a L{chatd.core.session.Session}, on which the front door calls one
             method per request.
         """
 
@@ -384,7 +384,7 @@ class IFanout(Interface):
     its users cause, and the counters and limits that must hold cluster-wide.
 
     A node applies its own events itself and publishes them; the fan-out hands
-    other nodes' events to L{chatd.service.ChatService.remoteEvent}. The
+    other nodes' events to L{chatd.core.service.ChatService.remoteEvent}. The
     in-process L{chatd.fanout.local.LocalFanout} has no other nodes.
     """
 

@@ -12,7 +12,7 @@ C{--registration} is one of:
   - C{closed}: nobody may REGISTER; accounts come from C{python -m chatd.admin
     create-user}.
 
-Every door calls the one L{chatd.service} REGISTER, so the mode holds on all of
+Every door calls the one L{chatd.core} REGISTER, so the mode holds on all of
 them alike, with the same statuses and messages.
 """
 

@@ -54,7 +54,7 @@ from chatd.protocols.website import makeOperatorSite, makeSite
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
 from chatd.retention import Retention
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.shutdown import stopCleanlyOnTerm
 from chatd.startup import FailedStart, StartupError, describe
 from chatd.store import makeStore

@@ -67,7 +67,7 @@ from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
 from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.outbox import Outbox, budgetOf, chain
-from chatd.service import ROOM, USER
+from chatd.core.directory import ROOM, USER
 
 log = Logger()
 

@@ -81,7 +81,7 @@ from chatd.names import fold
 from chatd.protocols import jsonwire
 from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.outbox import Outbox, budgetOf
-from chatd.service import ROOM, USER
+from chatd.core.directory import ROOM, USER
 
 log = Logger()
 

@@ -76,7 +76,7 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 from chatd import tap
 from chatd.protocols.website import makeWebResource
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 
 args = sys.argv[1:]
 at = args.index("--web")

@@ -16,7 +16,7 @@ from chatd.config import Settings
 from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatClient, IFanout
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.store.seal import AtRestKeys, generateKey
 
 

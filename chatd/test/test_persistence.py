@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from chatd import e2e
 from chatd.config import Settings
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.store import makeStore
 from chatd.test.fakes import FakeChatClient, inlineCredentials, privateKey, publicDer, testKeys
 

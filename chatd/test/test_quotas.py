@@ -14,7 +14,7 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
 from chatd.quotas import WARNING_NO_HELLO
-from chatd.service import ReplayCache
+from chatd.core.replay import ReplayCache
 from chatd.test.test_binary import Wire
 from chatd.test.test_service import NO_IDLE, CoreTestCase
 from chatd.test.test_websocket import WebSocketTestCase

@@ -1,5 +1,5 @@
 """
-Tests for L{chatd.service}: the protocol-free core, driven directly through
+Tests for L{chatd.core}: the protocol-free core, driven directly through
 L{Session} methods, with recording clients, an in-memory store and a L{Clock}.
 
 The binary protocol's tests (L{chatd.test.test_binary}) show the same rules on
@@ -19,11 +19,13 @@ from zope.interface.verify import verifyObject
 
 from chatd import e2e
 from chatd.config import Settings
+from chatd.core.directory import ROOM, USER
+from chatd.core.service import ChatService
+from chatd.core.session import WARNING_IDLE
 from chatd.credentials import Credentials
 from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
                           NotFound, RateLimited, StaleRecipients, Status)
 from chatd.interfaces import IChatClient, IChatService
-from chatd.service import ROOM, USER, WARNING_IDLE, ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import (FakeChatClient, makeService, privateKey, publicDer,
                               testKeys)

@@ -24,7 +24,7 @@ from chatd.config import Settings, readConfigFile
 from chatd.datadir import prepare
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, Options, makeService
 

@@ -17,7 +17,7 @@ from chatd.credentials import Credentials
 from chatd.interfaces import IChatClient, IFileClient
 from chatd.protocols import jsonwire
 from chatd.protocols.text import TextFactory, TextProtocol
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 

@@ -1,7 +1,7 @@
 """
 Tests for L{chatd.transfer}: the per-transfer state machine, fed directly with
 recording fake sessions and a L{Clock}, and the same machine as the core runs it
-behind L{chatd.service.Session.offer} and its sibling requests.
+behind L{chatd.core.files.FileRequests.offer} and its sibling requests.
 
 docs/protocol.rst is the contract; each rule there has a test here.
 """

@@ -38,7 +38,7 @@ from chatd.protocols.outbox import Outbox
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.protocols.websocket import WebSocketChatProtocol
-from chatd.service import ChatService
+from chatd.core.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_text import LineClient

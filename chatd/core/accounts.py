@@ -1,0 +1,290 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+Requests about who a session is: hello, register, login, challenge and auth,
+keys, and a guest's nick.
+"""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from chatd import e2e, registration
+from chatd.core.directory import ROOM, USER, User
+from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
+from chatd.names import fold, isGuestName, isUserName
+from chatd.ratelimit import inWholeSeconds
+
+log = Logger()
+
+PROTOCOL_VERSIONS = (1,)
+
+
+class AccountRequests:
+    """
+    The account requests of a L{chatd.core.session.Session}, mixed into it.
+    """
+
+    def hello(self, version, guest=True):
+        """
+        Greet the server.
+
+        @param guest: whether the session becomes a guest now; a door without
+            guests greets with L{False}, leaving the session nobody until it
+            registers or logs in (so does every door when the server allows no
+            guests).
+        @return: the assigned guest name, or L{None}.
+        """
+        if self.greeted:
+            raise Conflict("already greeted")
+        if version not in PROTOCOL_VERSIONS:
+            raise BadRequest("protocol version %d is not spoken here; this server speaks %s"
+                             % (version, ", ".join(map(str, PROTOCOL_VERSIONS))))
+        self.greeted = True
+        self._cancelHelloTimer()
+        if not (guest and self.service.settings.allowGuests):
+            return None
+        user = User(self.service.nextGuestName())
+        self._attach(user)
+        return user.name
+
+
+    def nick(self, name):
+        """
+        A guest takes another name.
+
+        @return: a L{Deferred} firing with the new name.
+        """
+        user = self._greeted()
+        if user.account:
+            raise Forbidden("an account cannot change its name")
+        if not isUserName(name):
+            raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
+        if fold(name) == fold(user.name):
+            if name != user.name:
+                self._rename(user, name)
+            return succeed(name)
+        if isGuestName(name):
+            raise Conflict("names like %s are reserved for guests" % (name,))
+        if self.service.nameInUse(name):
+            raise Conflict("name in use: %s" % (name,))
+        return Deferred.fromCoroutine(self._nick(user, name))
+
+    async def _nick(self, user, name):
+        if await self.service.store.getAccount(name) is not None or self.service.nameInUse(name):
+            raise Conflict("name in use: %s" % (name,))
+        if self.user is not user:
+            raise BadRequest("the session closed meanwhile")
+        self._rename(user, name)
+        return name
+
+    def _rename(self, user, name):
+        old = user.name
+        self.service.rename(user, name, self)
+        self.service.publish("renamed", old=old, new=name, account=user.account)
+
+
+    def register(self, name, password, publicKey, invite=None):
+        """
+        Create an account and log this session in as it. An empty password makes
+        an account that logs in by challenge-response only.
+
+        @param invite: an invite token, which C{--registration invite} needs
+            (L{chatd.registration}); ignored otherwise.
+        @return: a L{Deferred} that fires when the account is stored.
+        """
+        self._notLoggedIn()
+        return Deferred.fromCoroutine(self._register(name, password, publicKey, invite))
+
+    async def _register(self, name, password, publicKey, invite):
+        service = self.service
+        wait = await service.registrations.hit(self.address)
+        if wait is not None:
+            raise RateLimited("too many registrations from your address; retry in %s"
+                              % inWholeSeconds(wait))
+        if not isUserName(name):
+            raise BadRequest("invalid name %r: 1-32 of A-Z a-z 0-9 _ . -" % (name,))
+        if isGuestName(name):
+            raise Conflict("names like %s are reserved for guests" % (name,))
+        size = len(password.encode("utf-8"))
+        if password and not 8 <= size <= 72:
+            raise BadRequest("passwords are 8 to 72 bytes")
+        e2e.loadPublicKey(publicKey)
+        invite = registration.admit(service.settings.registration, invite)
+        if service.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
+            raise Conflict("name in use: %s" % (name,))
+        service._claimed.add(fold(name))
+        try:
+            passwordHash = None
+            if password:
+                passwordHash = await service.credentials.hashPassword(password)
+            await service.store.createAccount(name, passwordHash, publicKey, invite)
+        finally:
+            service._claimed.discard(fold(name))
+        service.metrics.registered()
+        log.info("registered {name} from {address}", name=name, address=self.address)
+        await self._becomeAccount(name, publicKey)
+
+    def login(self, name, password):
+        """
+        Log in with a password.
+
+        @return: a L{Deferred} that fires once logged in; an unknown name and a
+            wrong password fail alike, after the same work.
+        """
+        self._notLoggedIn()
+        return Deferred.fromCoroutine(self._login(name, password))
+
+    async def _login(self, name, password):
+        service = self.service
+        try:
+            attempt = await service.failures.attempt("user:" + fold(name), self.address)
+        except RateLimited:
+            log.info("login as {name!r} from {address} refused: too many failures",
+                     name=name, address=self.address)
+            raise
+        account = await service.store.getAccount(name) if isUserName(name) else None
+        ok = await service.credentials.checkPassword(
+            password, account.passwordHash if account else None)
+        if not (ok and account):
+            service.metrics.loggedIn("password", False)
+            log.info("failed login as {name!r} from {address}", name=name, address=self.address)
+            raise Forbidden("wrong user name or password")
+        await attempt.succeeded()
+        registration.checkNotBanned(account)
+        service.metrics.loggedIn("password", True)
+        log.info("{name} logged in from {address}", name=account.name, address=self.address)
+        await self._becomeAccount(account.name, account.publicKey)
+
+    def challenge(self):
+        """
+        A fresh challenge for AUTH, replacing any earlier one.
+        """
+        self._hello()
+        value = self.service.randomBytes(32)
+        self._challenge = (value, self.service.clock.seconds() + self.service.settings.challengeLifetime)
+        return value
+
+    def auth(self, name, signature):
+        """
+        Log in by signing the outstanding challenge; the challenge is used up
+        whatever the outcome.
+
+        @return: a L{Deferred} that fires once logged in.
+        """
+        self._notLoggedIn()
+        challenge, self._challenge = self._challenge, None
+        return Deferred.fromCoroutine(self._auth(name, signature, challenge))
+
+    async def _auth(self, name, signature, challenge):
+        # A valid signature is never limited (it cannot be guessed, and costs
+        # little to check): only failures are counted, after the check.
+        service = self.service
+        account = await service.store.getAccount(name) if isUserName(name) else None
+        live = challenge is not None and challenge[1] > service.clock.seconds()
+        ok = await service.credentials.verifyAuth(
+            account.publicKey if account else None,
+            challenge[0] if challenge else bytes(32), name, signature)
+        if not (ok and account and live):
+            service.metrics.loggedIn("key", False)
+            log.info("failed key login as {name!r} from {address}", name=name,
+                     address=self.address)
+            await service.failures.failed("user:" + fold(name), self.address)
+            raise Forbidden("authentication failed")
+        registration.checkNotBanned(account)
+        service.metrics.loggedIn("key", True)
+        log.info("{name} logged in by key from {address}", name=account.name,
+                 address=self.address)
+        await self._becomeAccount(account.name, account.publicKey)
+
+    async def _becomeAccount(self, name, publicKey):
+        """
+        Make this session a session of account C{name}.
+
+        When the account is online already, the session joins it (a guest
+        leaves its rooms first). Otherwise a guest becomes the account:
+        co-members see RENAMED (and KEY_CHANGED when the key differs) and its
+        rooms become the account's. Either way the session then hears a JOINED
+        for each room of the account it did not ask for.
+        """
+        service = self.service
+        if self.ended:
+            raise BadRequest("the session closed meanwhile")
+        # An account made by the operator (chatd.admin create-user) has no
+        # key until its first login publishes one (SET_KEY).
+        publicKey = publicKey or None
+        guest = self.user
+        online = service.users.get(fold(name))
+        if online is not None and online is not guest:
+            if guest is not None:
+                service.publish("offline", user=guest.name)
+                service.goOffline(guest)
+                guest.sessions.remove(self)
+            self._attach(online)
+            for room in online.rooms.values():
+                service.broadcast([self], "userJoined", room.name, online.name, online.key)
+            return
+        if guest is None:
+            user = User(name, publicKey, account=True)
+            self._attach(user)
+        else:
+            user = guest
+            guest.account = True
+            if guest.name != name:
+                self._rename(guest, name)
+            else:
+                service.publish("renamed", old=name, new=name, account=True)
+            if publicKey is not None and guest.key != publicKey:
+                self._changeKey(guest, publicKey)
+            for room in list(user.rooms.values()):
+                await service.store.addMember(room.name, user.name)
+        for roomName in await service.store.roomsOf(name):
+            room = service.rooms.get(fold(roomName))
+            if room is not None and fold(name) not in room.members and self.user is user:
+                service.addMember(room, user, None)
+                service.publish("joined", room=room.name, user=user.name)
+
+    def setKey(self, publicKey):
+        """
+        Publish (a guest) or replace (an account) this user's public key.
+
+        @return: a L{Deferred} that fires when the key is stored.
+        """
+        user = self._greeted()
+        e2e.loadPublicKey(publicKey)
+        if publicKey == user.key:
+            return succeed(None)
+        self._changeKey(user, publicKey)
+        if user.account:
+            return self.service.store.setPublicKey(user.name, publicKey)
+        return succeed(None)
+
+    def _changeKey(self, user, publicKey):
+        self.service.changeKey(user, publicKey, self)
+        self.service.publish("key", user=user.name, key=publicKey)
+
+    def getKeys(self, kind, name):
+        """
+        The public keys of a room's members, or of one user.
+
+        @return: a L{Deferred} firing with sorted C{(name, key)} pairs.
+        """
+        user = self._greeted()
+        if kind == ROOM:
+            room = self.service.room(name)
+            if room.passwordHash is not None and fold(user.name) not in room.members:
+                raise Forbidden("the members of %s are private" % (room.name,))
+            return succeed(room.memberKeys())
+        if kind != USER:
+            raise BadRequest("GET_KEYS kind must be 0 (room) or 1 (user), not %d" % (kind,))
+        if not isUserName(name):
+            raise BadRequest("invalid user name %r" % (name,))
+        online = self.service.users.get(fold(name))
+        if online is not None:
+            if online.key is None:
+                raise BadRequest("%s has not published a key" % (online.name,))
+            return succeed([(online.name, online.key)])
+
+        def found(account):
+            if account is None:
+                raise NotFound("no such user: %s" % (name,))
+            return [(account.name, account.publicKey)]
+        return self.service.store.getAccount(name).addCallback(found)

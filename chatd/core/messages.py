@@ -1,0 +1,114 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+Requests that send envelopes: room and direct messages, under the message limit.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from chatd.errors import BadRequest, Conflict, NotFound, RateLimited, StaleRecipients, Unavailable
+from chatd.names import fold, isUserName
+from chatd.ratelimit import inWholeSeconds
+
+log = Logger()
+
+
+class MessageRequests:
+    """
+    The message requests of a L{chatd.core.session.Session}, mixed into it.
+    """
+
+    async def _underMessageLimit(self, user, check):
+        """
+        Run C{check} (the envelope checks of a message, DM or offer) under the
+        user's message limit. A request over the limit is refused before
+        anything else and does not count; every other request counts, except
+        one refused only because the recipients changed (0x09), which the client
+        retries at once through no fault of its own.
+
+        @return: what C{check} returns.
+        """
+        limit, seconds = self.service.settings.rateLimit
+        window, owner = self.service.messageLimit, self._owner(user)
+        slot = await window.reserve(owner)
+        if not slot.granted:
+            raise RateLimited("more than %d messages in %s; retry in %s"
+                              % (limit, inWholeSeconds(seconds), inWholeSeconds(slot.wait)))
+        try:
+            return check()
+        except (StaleRecipients, RateLimited):
+            await window.release(owner, slot.token)
+            raise
+
+
+    def roomMessage(self, roomName, data):
+        """
+        Post an envelope to a room.
+
+        @return: a L{Deferred} firing with the server timestamp once the message
+            is stored; it has been delivered to the other members by then.
+        """
+        user = self._greeted()
+        room = self.service.room(roomName)
+        if fold(user.name) not in room.members:
+            raise BadRequest("not a member of %s" % (room.name,))
+        return Deferred.fromCoroutine(self._roomMessage(user, room, data))
+
+    async def _roomMessage(self, user, room, data):
+        service = self.service
+        envelope = await self._underMessageLimit(user, lambda: service.checkEnvelope(
+            user, data, "room", room.name, room.keyIds(), room.memberKeys))
+        replayKey = (fold(user.name), envelope.id)
+        service.replays.add(replayKey)
+        try:
+            timestamp = await service.fanout.timestamp(room.name, service.now(),
+                                                       room.lastTimestamp)
+            room.lastTimestamp = max(room.lastTimestamp, timestamp)
+            timestamp = await service.store.appendMessage(
+                room.name, user.name, timestamp, envelope.id, data, envelope.readers())
+            room.lastTimestamp = max(room.lastTimestamp, timestamp)
+        except Conflict:
+            raise
+        except Unavailable:
+            # The store's outage is logged once, by the store, not per message.
+            service.replays.discard(replayKey)
+            raise
+        except Exception:
+            service.replays.discard(replayKey)
+            log.failure("storing a message to {room}", room=room.name)
+            raise BadRequest("the message could not be stored; try again")
+        service.metrics.message("room")
+        service.deliverRoomMessage(room, user.name, timestamp, envelope, self)
+        service.publish("message", room=room.name, sender=user.name, ts=timestamp, envelope=data)
+        return timestamp
+
+    def directMessage(self, userName, data):
+        """
+        Send an envelope to one online user. Direct messages are not stored.
+
+        @return: a L{Deferred} firing with the server timestamp.
+        """
+        service = self.service
+        user = self._greeted()
+        if not isUserName(userName):
+            raise BadRequest("invalid user name %r" % (userName,))
+        peer = service.users.get(fold(userName))
+        if peer is None:
+            raise NotFound("%s is not online" % (userName,))
+        self._hasKey(user)
+        if peer.key is None:
+            raise BadRequest("%s has not published a key" % (peer.name,))
+        return Deferred.fromCoroutine(self._directMessage(user, peer, data))
+
+    async def _directMessage(self, user, peer, data):
+        service = self.service
+        expected = {user.name: user.keyId, peer.name: peer.keyId}
+        envelope = await self._underMessageLimit(user, lambda: service.checkEnvelope(
+            user, data, "user", peer.name, expected,
+            lambda: sorted({(user.name, user.key), (peer.name, peer.key)})))
+        service.replays.add((fold(user.name), envelope.id))
+        timestamp = service.now()
+        service.metrics.message("direct")
+        service.deliverDirect(user, peer, timestamp, envelope, self)
+        service.publish("direct", sender=user.name, peer=peer.name, ts=timestamp, envelope=data)
+        return timestamp

@@ -1,0 +1,53 @@
+# -*- test-case-name: chatd.test.test_quotas -*-
+"""
+The envelope ids accepted lately, so that a replayed envelope is refused.
+"""
+
+from collections import deque
+
+
+class ReplayCache:
+    """
+    Envelope ids accepted from each sender within the clock-skew horizon.
+
+    An envelope older than the horizon is refused for its timestamp before its id
+    is looked at, so ids need only be kept that long. The store's unique index on
+    (sender, id) backs this up for room messages across restarts.
+
+    At most C{capacity} ids are kept, so that memory stays bounded whatever the
+    message rate: past it the oldest are forgotten first (each sender's message
+    rate limit keeps a full cache rare; see docs/security.rst).
+    """
+
+    def __init__(self, clock, horizon, capacity):
+        self.clock = clock
+        self.horizon = horizon
+        self.capacity = capacity
+        self._expiry = {}
+        self._order = deque()
+
+    def __contains__(self, key):
+        self._prune()
+        return key in self._expiry
+
+    def add(self, key):
+        expires = self.clock.seconds() + self.horizon
+        self._expiry[key] = expires
+        self._order.append((expires, key))
+        while len(self._order) > self.capacity:
+            expires, key = self._order.popleft()
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]
+
+    def __len__(self):
+        return len(self._expiry)
+
+    def discard(self, key):
+        self._expiry.pop(key, None)
+
+    def _prune(self):
+        now = self.clock.seconds()
+        while self._order and self._order[0][0] <= now:
+            expires, key = self._order.popleft()
+            if self._expiry.get(key) == expires:
+                del self._expiry[key]

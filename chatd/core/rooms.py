@@ -1,0 +1,189 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+Requests about rooms: create, join, leave, the lists of users and rooms, and
+history.
+"""
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+
+from chatd import e2e
+from chatd.core.directory import Room
+from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
+from chatd.names import fold, isRoomName, isUserName
+
+# Timestamps are signed 64-bit in the database; a larger bound means the same.
+MAX_TIMESTAMP = 2**63 - 1
+
+
+class RoomRequests:
+    """
+    The room requests of a L{chatd.core.session.Session}, mixed into it.
+    """
+
+    def listUsers(self, roomName):
+        """
+        @return: the sorted names online, or of a room's members.
+        """
+        user = self._greeted()
+        if not roomName:
+            return sorted(u.name for u in self.service.users.values())
+        room = self.service.room(roomName)
+        if room.passwordHash is not None and fold(user.name) not in room.members:
+            raise Forbidden("the members of %s are private" % (room.name,))
+        return sorted(u.name for u in room.members.values())
+
+    def listRooms(self):
+        """
+        @return: the sorted names of every room.
+        """
+        self._greeted()
+        return sorted(r.name for r in self.service.rooms.values())
+
+
+    def _checkRoomPassword(self, password):
+        if len(password.encode("utf-8")) > 72:
+            raise BadRequest("room passwords are at most 72 bytes")
+
+    def create(self, roomName, password):
+        """
+        Create a room without joining it.
+
+        @return: a L{Deferred} that fires when the room is stored.
+        """
+        user = self._greeted()
+        if not isRoomName(roomName):
+            raise BadRequest("invalid room name %r" % (roomName,))
+        self._checkRoomPassword(password)
+        if fold(roomName) in self.service.rooms:
+            raise Conflict("room exists: %s" % (roomName,))
+        return Deferred.fromCoroutine(self._newRoom(user, roomName, password)).addCallback(
+            lambda _: None)
+
+    async def _newRoom(self, user, roomName, password):
+        """
+        Create a room under the create limits (see L{chatd.quotas}).
+        """
+        quotas = self.service.quotas
+        quotas.checkGuestCreate(user, password)
+        await quotas.checkCreate(self._owner(user), self.address)
+        room = await self._create(roomName, password)
+        quotas.created(user)
+        return room
+
+    async def _create(self, roomName, password):
+        # A room named like an account is that user's own room (the WebSocket
+        # door's default room): only its user may make it.
+        if isUserName(roomName) and fold(roomName) != fold(self.user.name) \
+                and await self.service.store.getAccount(roomName) is not None:
+            raise Forbidden("%s is the own room of the user %s" % (roomName, roomName))
+        passwordHash = None
+        if password:
+            passwordHash = await self.service.credentials.hashPassword(password)
+        if fold(roomName) in self.service.rooms:
+            raise Conflict("room exists: %s" % (roomName,))
+        room = Room(roomName, passwordHash)
+        self.service.rooms[fold(roomName)] = room
+        try:
+            await self.service.store.createRoom(roomName, passwordHash)
+        except Exception:
+            if self.service.rooms.get(fold(roomName)) is room:
+                del self.service.rooms[fold(roomName)]
+            raise
+        self.service.publish("room", room=roomName, password=passwordHash)
+        return room
+
+    def join(self, roomName, password):
+        """
+        Join a room, creating it (with C{password}) when it does not exist.
+
+        @return: a L{Deferred} firing with the members' C{(name, key)} pairs.
+        """
+        user = self._greeted()
+        if not isRoomName(roomName):
+            raise BadRequest("invalid room name %r" % (roomName,))
+        self._checkRoomPassword(password)
+        return Deferred.fromCoroutine(self._join(user, roomName, password))
+
+    async def _join(self, user, roomName, password):
+        service = self.service
+        await service.quotas.checkJoin(self._owner(user), self.address)
+        room = service.rooms.get(fold(roomName))
+        if room is not None and fold(user.name) in room.members:
+            raise Conflict("already in %s" % (room.name,))
+        if room is not None and room.passwordHash is not None:
+            attempt = await service.failures.attempt("room:" + fold(room.name), self.address)
+            if not await service.credentials.checkPassword(password, room.passwordHash):
+                raise Forbidden("wrong password for %s" % (room.name,))
+            await attempt.succeeded()
+        elif room is not None and password:
+            raise Forbidden("%s has no password; join it without one" % (room.name,))
+        self._hasKey(user)
+        if room is None:
+            try:
+                room = await self._newRoom(user, roomName, password)
+            except Conflict:
+                # Another node stored the same new room first: join that one.
+                if await service.adoptStoredRoom(roomName) is None:
+                    raise
+                return await self._join(user, roomName, password)
+        if self.user is not user:
+            raise BadRequest("the session closed meanwhile")
+        if fold(user.name) in room.members:
+            raise Conflict("already in %s" % (room.name,))
+        if service.rooms.get(fold(room.name)) is not room:
+            raise NotFound("%s was removed meanwhile" % (room.name,))
+        service.addMember(room, user, self)
+        service.publish("joined", room=room.name, user=user.name)
+        if user.account:
+            await service.store.addMember(room.name, user.name)
+        return room.memberKeys()
+
+    def leave(self, roomName):
+        """
+        Leave one room, or every room for an empty name.
+
+        @return: a L{Deferred} firing with L{True} when the connection should now
+            be closed (an empty name while in no room), else L{False}.
+        """
+        user = self._greeted()
+        if not roomName:
+            if not user.rooms:
+                return succeed(True)
+            rooms = list(user.rooms.values())
+        else:
+            room = self.service.room(roomName)
+            if fold(user.name) not in room.members:
+                raise BadRequest("not a member of %s" % (room.name,))
+            rooms = [room]
+        stored = []
+        for room in rooms:
+            # The store forgets an account's membership before it is asked
+            # whether the emptied room may go (its writes run in call order),
+            # and others hear of the leave before they can hear the room is gone.
+            if user.account:
+                stored.append(self.service.store.removeMember(room.name, user.name))
+            self.service.publish("left", room=room.name, user=user.name)
+            self.service.removeMember(room, user, self)
+        return gatherResults(stored).addCallback(lambda _: False)
+
+
+    def history(self, roomName, limit, before):
+        """
+        The newest messages of a room that this user has a key entry in.
+
+        @param limit: how many (0: the configured default; capped at the maximum).
+        @param before: a server timestamp (exclusive), 0 for the newest.
+        @return: a L{Deferred} firing with C{(sender, timestamp, envelope)}
+            triples, oldest first, each envelope cut down to this user.
+        """
+        settings = self.service.settings
+        user = self._greeted()
+        room = self.service.room(roomName)
+        if fold(user.name) not in room.members:
+            raise BadRequest("not a member of %s" % (room.name,))
+        limit = min(limit or settings.historyLimit, settings.historyMax)
+        before = min(before, MAX_TIMESTAMP)
+        d = self.service.store.history(room.name, user.name, limit, before)
+        return d.addCallback(lambda rows: [
+            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(user.name))
+            for row in rows])

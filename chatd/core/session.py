@@ -1,0 +1,173 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+One connection's state: its user, its idle and HELLO timers, and the guards
+every request family checks first. The requests themselves live in one module
+per family (L{accounts}, L{rooms}, L{messages}, L{files}); L{Session} mixes
+them in, so that a door calls every request on the one session object.
+"""
+
+from twisted.logger import Logger
+
+from chatd.core.accounts import AccountRequests
+from chatd.core.files import FileRequests
+from chatd.core.messages import MessageRequests
+from chatd.core.rooms import RoomRequests
+from chatd.errors import AuthRequired, BadRequest, Conflict
+from chatd.names import fold
+from chatd.quotas import WARNING_NO_HELLO
+from chatd.ratelimit import inWholeSeconds
+
+log = Logger()
+
+WARNING_IDLE = 0x03
+
+
+class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests):
+    """
+    One connection's state and the requests it can make.
+
+    Methods are named for the requests; each returns a value or a L{Deferred}, or
+    raises L{ChatError}. The front door serialises a connection's requests, so a
+    session never runs two at once.
+    """
+
+    def __init__(self, service, client, address):
+        self.service = service
+        self.client = client
+        self.address = address
+        # The door's name, for the metrics: a client may say which it is.
+        self.door = getattr(client, "door", "other")
+        self.user = None
+        self.greeted = False
+        self.ended = False
+        self.transfers = set()
+        self._challenge = None
+        self._lastReceived = service.clock.seconds()
+        self._warned = False
+        self._timer = service.clock.callLater(service.settings.idleWarning, self._idleCheck)
+        self._helloTimer = service.clock.callLater(service.settings.helloTimeout, self._noHello)
+
+    # -- connection events ------------------------------------------------
+
+    def received(self):
+        """
+        Bytes arrived from the client: the idle clock starts again.
+        """
+        self._lastReceived = self.service.clock.seconds()
+        if self._warned:
+            self._warned = False
+            if self._timer is not None and self._timer.active():
+                self._timer.reset(self.service.settings.idleWarning)
+
+    def _idleCheck(self):
+        settings = self.service.settings
+        idle = self.service.clock.seconds() - self._lastReceived
+        if idle >= settings.idleTimeout:
+            self._timer = None
+            log.info("closing idle session {name}", name=self.user and self.user.name)
+            self.client.disconnect()
+            return
+        if idle >= settings.idleWarning:
+            if not self._warned:
+                self._warned = True
+                self.client.warning(WARNING_IDLE, "idle for %s; disconnecting at %s without traffic"
+                                    % (inWholeSeconds(idle),
+                                       inWholeSeconds(settings.idleTimeout)))
+            due = self._lastReceived + settings.idleTimeout
+        else:
+            self._warned = False
+            due = self._lastReceived + settings.idleWarning
+        self._timer = self.service.clock.callLater(
+            max(0, due - self.service.clock.seconds()), self._idleCheck)
+
+    def _noHello(self, late=False):
+        if not late:
+            # A server too busy to run for the whole deadline runs its timers
+            # before it reads: give bytes that came meanwhile (the HELLO) one
+            # turn of the reactor before closing.
+            self._helloTimer = self.service.clock.callLater(0, self._noHello, True)
+            return
+        self._helloTimer = None
+        log.info("closing a connection from {address} that never said HELLO",
+                 address=self.address)
+        self.client.warning(WARNING_NO_HELLO, "no HELLO within %s; closing the connection"
+                            % inWholeSeconds(self.service.settings.helloTimeout))
+        self.client.disconnect()
+
+    def _cancelHelloTimer(self):
+        if self._helloTimer is not None and self._helloTimer.active():
+            self._helloTimer.cancel()
+        self._helloTimer = None
+
+    def closed(self):
+        """
+        The connection is gone: forget the session, and the user with its last one.
+        """
+        if not self.ended:
+            self.service.quotas.disconnect(self.address)
+            self.service.metrics.disconnected(self.door)
+        self.ended = True
+        self._cancelHelloTimer()
+        for transfer in list(self.transfers):
+            transfer.sessionGone(self, "disconnected")
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        user, self.user = self.user, None
+        if user is not None:
+            self._detach(user)
+        self.service.sessions.discard(self)
+
+    # -- checks -----------------------------------------------------------
+
+    def _hello(self):
+        if not self.greeted:
+            raise AuthRequired("say HELLO first")
+        return self.user
+
+    def _greeted(self):
+        if self._hello() is None:
+            raise AuthRequired("authentication required: register or log in first")
+        return self.user
+
+    def _notLoggedIn(self):
+        user = self._hello()
+        if user is not None and user.account:
+            raise Conflict("already logged in as %s" % (self.user.name,))
+
+    def _hasKey(self, user):
+        if user.key is None:
+            raise BadRequest("publish a public key first (SET_KEY)")
+
+    @staticmethod
+    def _owner(user):
+        """
+        The key of a user's limits: an account's outlive its sessions; a guest's
+        go with it (keyed by the guest itself, so that renaming does not reset
+        them).
+        """
+        return fold(user.name) if user.account else "guest:%d" % (id(user),)
+
+    def _attach(self, user):
+        first = not user.sessions
+        user.sessions.append(self)
+        self.user = user
+        self.service.users[fold(user.name)] = user
+        if first:
+            self.service.publish("online", user=user.name, key=user.key, account=user.account)
+
+    def _detach(self, user):
+        """
+        This session no longer belongs to C{user}; with its last session in the
+        cluster gone, the user goes offline.
+        """
+        user.sessions.remove(self)
+        if not user.sessions:
+            self.service.publish("offline", user=user.name)
+            if not user.nodes:
+                self.service.goOffline(user)
+
+    def heartbeat(self):
+        """
+        Nothing to do: the bytes themselves reset the idle clock.
+        """
