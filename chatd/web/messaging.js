@@ -1,0 +1,264 @@
+// Messages in and out. Received envelopes are checked (shape, addressing,
+// replay, the sender's pinned key) one at a time, in order, before they are
+// shown; sent ones are sealed for exactly the members the server lists and
+// sealed again when it says the list is stale.
+
+import * as e2e from "./crypto.js";
+import { ServerError } from "./connection.js";
+import { addItem, refreshPeerKey, setMembers, systemNote } from "./conversations.js";
+import { $, describeError, parseTime, toast } from "./dom.js";
+import { renderComposer, renderMessages } from "./render.js";
+import { fingerprintOf, fold, shownKey, state } from "./state.js";
+import { checkOwnKey, observeKey, senderKey } from "./trust.js";
+
+export const HISTORY_PAGE = 50;
+export const SEND_ATTEMPTS = 4;
+
+// -- receiving ----------------------------------------------------------------
+
+export function queueIncoming(job) {
+  state.incoming = state.incoming.then(() => receive(job)).catch((e) => console.error("chatd: receiving", e));
+  return state.incoming;
+}
+
+export function dropped(conv, sender, why, live) {
+  console.warn(`chatd: dropped a message from ${sender}: ${why}`);
+  if (conv) systemNote(conv, `A message from ${sender} was dropped: ${why}.`, true);
+  else if (live) toast(`A message from ${sender} was dropped: ${why}`, "error");
+}
+
+// Open one envelope and show it, or drop it. `job`: { conv, sender, envelope,
+// history }.
+export async function receive(job) {
+  const { conv, sender, envelope, history } = job;
+  let env;
+  try {
+    env = e2e.checkEnvelope(envelope);
+  } catch (e) {
+    return dropped(conv, sender, "it is malformed", !history);
+  }
+  if (env.from !== sender) return dropped(conv, sender, "its sender does not match", !history);
+  const [[toKind, toName]] = Object.entries(env.to);
+  if (conv.kind === "room") {
+    if (toKind !== "room" || fold(toName) !== conv.key) return dropped(conv, sender, "it was sent to another room", !history);
+  } else {
+    const peer = fold(sender) === fold(state.me) ? conv.key : fold(state.me);
+    if (toKind !== "user" || fold(toName) !== peer) return dropped(conv, sender, "it was sent to someone else", !history);
+  }
+  // History is the server's record: shown once per page. What comes live
+  // must be new to this account (replay.js), across page loads too.
+  const seenKey = shownKey(env);
+  const replayed = state.shown.has(seenKey) ? "it repeats a message already received"
+    : history ? null : state.replay.replayed(env.from, env.id, env.ts);
+  if (replayed) {
+    if (!history && !job.retry) dropped(conv, sender, replayed, true);
+    return;
+  }
+  let plaintext;
+  try {
+    plaintext = await e2e.decrypt(env, state.me, state.identity.oaep);
+  } catch (e) {
+    if (history && /no key for you|does not unwrap/.test(e.message)) {
+      // Sealed for a key of ours this browser does not hold: said once per page.
+      conv.unreadable = (conv.unreadable || 0) + 1;
+      return;
+    }
+    return dropped(conv, sender, e.message.replace(/^envelope: /, ""), !history);
+  }
+  // Our own messages are checked with this browser's key (senderKey), never
+  // with the key the server gives for us.
+  const spki = await senderKey(sender, conv);
+  const ok = spki && (await e2e.verifySignature(env, spki));
+  if (!ok) {
+    if (state.alerts.has(fold(sender))) {
+      state.held.push({ ...job, retry: true });
+      if (!job.retry) systemNote(conv, `A message from ${sender} is held until you verify ${sender}'s new key.`, true);
+      return;
+    }
+    return dropped(conv, sender, "its signature does not match the sender's pinned key", !history);
+  }
+  if (state.shown.has(seenKey)) return;
+  state.shown.add(seenKey);
+  if (!history) state.replay.remember(env.from, env.id, env.ts);
+  let text;
+  try {
+    text = e2e.fromUtf8(plaintext);
+  } catch (e) {
+    text = new TextDecoder().decode(plaintext);
+  }
+  // The time shown is the one the sender signed; the server's is only its word.
+  addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history });
+}
+
+export async function loadHistory(room, older = false) {
+  if (room.historyState === "loading") return;
+  const previous = room.historyState;
+  room.historyState = "loading";
+  renderMessages();
+  const fields = { roomId: room.name, limit: HISTORY_PAGE };
+  if (older && room.oldest) fields.before = room.oldest;
+  try {
+    const reply = await state.conn.request("history", fields);
+    const rows = reply.messages || [];
+    if (rows.length) {
+      if (!room.oldest || parseTime(rows[0].timestamp) < parseTime(room.oldest)) room.oldest = rows[0].timestamp;
+    }
+    room.hasOlder = rows.length > 0 && (older || rows.length >= HISTORY_PAGE);
+    const scroller = $("messages");
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    const jobs = rows.map((row) => queueIncoming({
+      conv: room, sender: row.userId, envelope: row.envelope, history: true,
+    }));
+    await Promise.all(jobs);
+    if (room.unreadable) {
+      const n = room.unreadable;
+      room.unreadable = 0;
+      addItem(room, {
+        type: "system", time: rows.length ? parseTime(rows[0].timestamp) - 1 : Date.now(), history: true,
+        text: `${n} earlier message${n === 1 ? " was" : "s were"} sealed for another key of yours and cannot be read in this browser.`,
+      });
+    }
+    room.historyState = "loaded";
+    if (state.active === room) {
+      renderMessages(!older);
+      if (older) scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    }
+  } catch (e) {
+    room.historyState = previous === "loaded" ? "loaded" : "none";
+    if (e instanceof ServerError) {
+      room.historyState = "loaded";
+      systemNote(room, `History could not be loaded: ${describeError(e)}`, true);
+    }
+    renderMessages();
+  }
+}
+
+// -- sending --------------------------------------------------------------------
+
+export class Blocked extends Error {
+  constructor(names) {
+    super(`Sending is blocked: the key of ${names.join(", ")} changed and is not verified yet.`);
+    this.names = names;
+  }
+}
+
+export class OwnKeyBlocked extends Error {
+  constructor() {
+    super("Sending is blocked: the server gives another key for you; the server, or someone with your password, changed your key.");
+  }
+}
+
+// Who a message to `conv` is sealed for. Our own entry is always sealed with
+// this browser's key, whatever the server says ours is.
+export async function recipientsFor(conv) {
+  if (state.ownKey.conflict) throw new OwnKeyBlocked();
+  const recipients = new Map();
+  const blocked = [];
+  if (conv.kind === "room") {
+    for (const m of conv.members.values()) {
+      if (fold(m.name) === fold(state.me)) continue;
+      await observeKey(m.name, m.spki);
+      if (state.alerts.has(fold(m.name))) blocked.push(m.name);
+      recipients.set(m.name, m.spki);
+    }
+  } else {
+    if (!conv.peerSpki) await refreshPeerKey(conv);
+    await observeKey(conv.name, conv.peerSpki);
+    if (state.alerts.has(conv.key)) blocked.push(conv.name);
+    if (conv.key !== fold(state.me)) recipients.set(conv.name, conv.peerSpki);
+  }
+  recipients.set(state.me, state.identity.spki);
+  if (state.ownKey.conflict) throw new OwnKeyBlocked();
+  if (blocked.length) throw new Blocked(blocked);
+  return recipients;
+}
+
+// Seal `plaintext` for the conversation's members and hand it to `send`; when
+// the server answers stale_recipients, take its member list (pinning and
+// warning as usual) and seal again for it.
+export async function sealAndSend(conv, plaintext, domain, send) {
+  for (let attempt = 1; ; attempt++) {
+    const recipients = await recipientsFor(conv);
+    const to = conv.kind === "room" ? ["room", conv.name] : ["user", conv.name];
+    const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain });
+    try {
+      const reply = await send(env);
+      // Our own envelope, seen again from the server, is a replay.
+      state.shown.add(shownKey(env));
+      state.replay.remember(env.from, env.id, env.ts);
+      return { env, reply };
+    } catch (e) {
+      if (!(e instanceof ServerError) || e.code !== "stale_recipients" || attempt >= SEND_ATTEMPTS) throw e;
+      await applyStaleMembers(conv, e.reply.members || []);
+    }
+  }
+}
+
+export async function applyStaleMembers(conv, members) {
+  for (const m of members) checkOwnKey(m.userId, e2e.pemToDer(m.publicKey));
+  if (conv.kind === "room") {
+    await setMembers(conv, members, true);
+    return;
+  }
+  for (const m of members) {
+    const spki = e2e.pemToDer(m.publicKey);
+    if (fold(m.userId) === fold(state.me)) continue;
+    if (fold(m.userId) === conv.key) {
+      conv.name = m.userId;
+      conv.peerSpki = spki;
+      conv.peerFp = await fingerprintOf(spki);
+    }
+    await observeKey(m.userId, spki);
+  }
+}
+
+// Messages go out one at a time, in the order they were written; one refused
+// for the rate limit waits as long as the server says and is tried again.
+export function sendText(conv, text, item = null) {
+  if (!item) {
+    item = { type: "msg", from: state.me, text, time: Date.now(), pending: true };
+    addItem(conv, item);
+  }
+  state.outgoing = state.outgoing.then(() => sendNow(conv, item)).catch((e) => console.error("chatd: sending", e));
+}
+
+export async function sendNow(conv, item) {
+  const plaintext = e2e.utf8(item.text);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { env } = await sealAndSend(conv, plaintext, e2e.MESSAGE, (envelope) => conv.kind === "room"
+        ? state.conn.request("chat_message", { roomId: conv.name, envelope })
+        : state.conn.request("dm", { to: conv.name, envelope }));
+      item.id = env.id;
+      item.pending = false;
+      item.waiting = null;
+      conv.items.splice(conv.items.indexOf(item), 1);
+      item.time = env.ts;
+      addItem(conv, item);
+      return;
+    } catch (e) {
+      if (e instanceof ServerError && e.code === "rate_limited" && attempt < 6) {
+        const seconds = Number((/retry in (\d+(?:\.\d+)?)/.exec(e.message) || [])[1]) || 1;
+        item.waiting = "waiting: sending too fast";
+        if (state.active === conv) renderMessages();
+        await new Promise((resolve) => setTimeout(resolve, Math.min(seconds, 10) * 1000));
+        continue;
+      }
+      item.pending = false;
+      item.waiting = null;
+      item.failed = e instanceof Blocked ? "not sent: key change not verified"
+        : e instanceof OwnKeyBlocked ? "not sent: the server changed your key" : `not sent: ${describeError(e)}`;
+      if (state.active === conv) renderMessages();
+      if (!(e instanceof Blocked) && !(e instanceof OwnKeyBlocked) && !(e instanceof ServerError)) toast(describeError(e), "error");
+      renderComposer();
+      return;
+    }
+  }
+}
+
+export function retrySend(conv, item) {
+  item.failed = null;
+  item.pending = true;
+  if (state.active === conv) renderMessages();
+  sendText(conv, item.text, item);
+}

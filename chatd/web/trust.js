@@ -1,0 +1,139 @@
+// Trust in other people's keys: a key is pinned on first sight; a key that
+// differs from the pin raises the alarm, blocks sending to that person and
+// holds their messages until the person checks the new key. Our own key is
+// only ever compared with the server's word (ownkey.js).
+
+import * as e2e from "./crypto.js";
+import * as store from "./store.js";
+import { refreshRoom, systemNote } from "./conversations.js";
+import { describeError, toast } from "./dom.js";
+import { queueIncoming } from "./messaging.js";
+import { OwnKey } from "./ownkey.js";
+import { renderAlerts, renderAll, renderComposer, renderMembers, renderSelfKey, renderSidebar } from "./render.js";
+import { fingerprintOf, fold, state } from "./state.js";
+
+export function newOwnKey() {
+  return new OwnKey(() => {
+    console.warn("chatd: the server gives another key for", state.me);
+    renderSelfKey();
+    renderComposer();
+  });
+}
+
+// The server says our name has key `spki`: compared with this browser's key,
+// never used. Called before any await, so that a claim is checked in the
+// order the server made it.
+export function checkOwnKey(name, spki) {
+  if (!state.me || fold(name) !== fold(state.me)) return false;
+  state.ownKey.check(spki, state.identity?.spki);
+  return true;
+}
+
+// The server says `name` has key `spki`. Pin it on first sight; if it differs
+// from the pin, raise the alarm (and keep the pin until the person decides).
+// Returns "self", "new", "same" or "changed".
+export async function observeKey(name, spki) {
+  if (fold(name) === fold(state.me)) return "self";
+  const key = fold(name);
+  const pin = state.pins.get(key);
+  if (!pin) {
+    const fresh = { name, spki, verified: false, firstSeen: Date.now(), fp: await fingerprintOf(spki) };
+    if (state.pins.has(key)) return observeKey(name, spki); // pinned meanwhile
+    state.pins.set(key, fresh);
+    store.savePin(state.me, name, fresh).catch((e) => console.error("saving a pin", e));
+    return "new";
+  }
+  if (e2e.equalBytes(pin.spki, spki)) {
+    if (state.alerts.delete(key)) renderAlerts();
+    return "same";
+  }
+  const existing = state.alerts.get(key);
+  if (!existing || !e2e.equalBytes(existing.spki, spki)) {
+    state.alerts.set(key, { name, spki, fp: await fingerprintOf(spki), oldFp: pin.fp || (await fingerprintOf(pin.spki)) });
+    for (const conv of conversationsWith(name)) {
+      systemNote(conv, `Security warning: ${name}'s key has changed. Sending to ${name} is blocked until you verify the new key.`, true);
+    }
+    renderAlerts();
+    renderSidebar();
+  }
+  return "changed";
+}
+
+export function conversationsWith(name) {
+  const key = fold(name);
+  const out = [];
+  for (const room of state.rooms.values()) if (room.members.has(key)) out.push(room);
+  const dm = state.dms.get(key);
+  if (dm) out.push(dm);
+  return out;
+}
+
+export async function trustNewKey(name) {
+  const key = fold(name);
+  const alert = state.alerts.get(key);
+  if (!alert) return;
+  const pin = { name: alert.name, spki: alert.spki, verified: true, firstSeen: Date.now(), fp: alert.fp };
+  state.pins.set(key, pin);
+  state.alerts.delete(key);
+  await store.savePin(state.me, alert.name, pin);
+  for (const conv of conversationsWith(name)) systemNote(conv, `You verified ${alert.name}'s new key.`);
+  renderAll();
+  // Messages that waited for this decision are checked again with the new pin.
+  const held = state.held.filter((h) => fold(h.sender) === key);
+  state.held = state.held.filter((h) => fold(h.sender) !== key);
+  for (const h of held) queueIncoming(h);
+}
+
+export async function markVerified(name) {
+  const pin = state.pins.get(fold(name));
+  if (!pin) return;
+  pin.verified = true;
+  await store.savePin(state.me, pin.name, pin);
+  renderMembers();
+}
+
+// The key a message from `name` must be signed with: the pinned one; on first
+// sight, the one the server gives for that user (and it is pinned).
+export async function senderKey(name, conv) {
+  if (fold(name) === fold(state.me)) return state.identity.spki;
+  const pin = state.pins.get(fold(name));
+  if (pin) return pin.spki;
+  let spki = conv?.members?.get(fold(name))?.spki;
+  if (!spki && conv?.kind === "dm" && fold(conv.name) === fold(name)) spki = conv.peerSpki;
+  if (!spki) {
+    try {
+      const reply = await state.conn.request("get_keys", { userId: name });
+      const entry = reply.members.find((m) => fold(m.userId) === fold(name));
+      if (entry) spki = e2e.pemToDer(entry.publicKey);
+    } catch (e) {
+      return null;
+    }
+  }
+  if (!spki) return null;
+  await observeKey(name, spki);
+  return state.pins.get(fold(name))?.spki ?? null;
+}
+
+export async function publishOwnKey() {
+  try {
+    state.ownKey.setAside();
+    let replaced = state.ownKey.conflict;
+    try {
+      await state.conn.request("set_key", { publicKey: e2e.derToPem(state.identity.spki) });
+      // Events the server sent before it had our key still name the old one.
+      await state.events;
+      state.ownKey.clear();
+    } catch (e) {
+      replaced = null;
+      throw e;
+    } finally {
+      state.ownKey.resume(replaced);
+    }
+    renderSelfKey();
+    renderComposer();
+    toast("Your account now uses this browser's key; your contacts are told it changed.");
+    for (const room of state.rooms.values()) refreshRoom(room, false);
+  } catch (e) {
+    toast(describeError(e), "error");
+  }
+}
