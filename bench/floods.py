@@ -20,8 +20,19 @@ import time
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList
 
-from bench.load import (BenchError, atLeast, bounded, connect, heartbeats, main, newKey,
-                        sendPipelined, serverAddress, serverRSS, setUpMember)
+from bench.load import (
+    BenchError,
+    atLeast,
+    bounded,
+    connect,
+    heartbeats,
+    main,
+    newKey,
+    sendPipelined,
+    serverAddress,
+    serverRSS,
+    setUpMember,
+)
 from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op

@@ -40,7 +40,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet import task
 from twisted.internet.defer import (
-    Deferred, DeferredList, DeferredSemaphore, FirstError, TimeoutError, gatherResults)
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    FirstError,
+    TimeoutError,
+    gatherResults,
+)
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.protocols.basic import Int32StringReceiver

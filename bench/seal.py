@@ -21,10 +21,11 @@ so the figures hold however busy the machine is, within its caches' noise.
 import argparse
 import time
 import timeit
+from functools import partial
 
 from cryptography.fernet import Fernet, MultiFernet
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chatd.e2e import seal as sealEnvelope
 from chatd.store.seal import AtRestKeys, generateKey
@@ -68,10 +69,10 @@ def main(argv=None):
         keyId, body = keys.seal(envelope, *row)
         assert keys.open(keyId, body, *row) == envelope
         figures = [
-            perCall(lambda: fernet.encrypt(envelope), arguments.rounds),
-            perCall(lambda: fernet.decrypt(token), arguments.rounds),
-            perCall(lambda: keys.seal(envelope, *row), arguments.rounds),
-            perCall(lambda: keys.open(keyId, body, *row), arguments.rounds),
+            perCall(partial(fernet.encrypt, envelope), arguments.rounds),
+            perCall(partial(fernet.decrypt, token), arguments.rounds),
+            perCall(partial(keys.seal, envelope, *row), arguments.rounds),
+            perCall(partial(keys.open, keyId, body, *row), arguments.rounds),
         ]
         print("%7d  %8d  %10.1f / %-9.1f  %10.1f / %-9.1f"
               % (members, len(envelope), *figures))

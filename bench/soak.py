@@ -25,11 +25,22 @@ import time
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
-
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from bench.load import (BenchClient, BenchError, atLeast, bounded, connect, heartbeats, main,
-                        newKey, raiseOpenFileLimit, serverAddress, serverRSS, setUpMember)
+from bench.load import (
+    BenchClient,
+    BenchError,
+    atLeast,
+    bounded,
+    connect,
+    heartbeats,
+    main,
+    newKey,
+    raiseOpenFileLimit,
+    serverAddress,
+    serverRSS,
+    setUpMember,
+)
 from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op

@@ -29,13 +29,13 @@ from chatd.config import (
     DEFAULTS,
     FIELDS,
     parseBcryptCost,
+    parseCount,
+    parseDatabase,
     parseFileSize,
     parseGuestRooms,
-    parseCount,
     parseLogFormat,
     parseNetworks,
     parseOrigins,
-    parseDatabase,
     parseRate,
     parseRedis,
     parseRetentionDays,
@@ -46,13 +46,13 @@ from chatd.config import (
     readConfigFile,
     settingsFrom,
 )
-from chatd.registration import parseRegistration
-from chatd.protocols.binary import BinaryFactory
-from chatd.protocols.text import TextFactory
-from chatd.protocols.proxied import serverEndpoint
-from chatd.protocols.website import makeOperatorSite, makeSite
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
+from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.proxied import serverEndpoint
+from chatd.protocols.text import TextFactory
+from chatd.protocols.website import makeOperatorSite, makeSite
+from chatd.registration import parseRegistration
 from chatd.retention import Retention
 from chatd.core.service import ChatService
 from chatd.shutdown import stopCleanlyOnTerm

@@ -13,10 +13,10 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 with atheris.instrument_imports(include=["chatd"]):
-    import chatd.test.robustness  # noqa: F401  (instrumented with everything it imports)
     # The Redis fan-out is imported lazily by the checks (only a cluster needs
     # txredisapi), so it is named here to be instrumented too.
     import chatd.fanout.redis  # noqa: F401
+    import chatd.test.robustness  # noqa: F401  (instrumented with everything it imports)
 
 
 def run(testOneInput):

@@ -4,7 +4,6 @@ Every binary decoder, server's and client's, on one opcode and arbitrary payload
     nice -n 19 python fuzz/opcodes_target.py -max_total_time=600
 """
 
-import atheris
 from common import run
 
 from chatd.test.robustness import checkBinaryPayload

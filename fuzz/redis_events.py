@@ -10,7 +10,7 @@ import json
 import atheris
 from common import jsonValue, run, text
 
-from chatd.fanout.events import EVENTS, ENTRY, encodeValue
+from chatd.fanout.events import ENTRY, EVENTS, encodeValue
 from chatd.test.robustness import runRedisMessage
 
 KINDS = sorted(EVENTS)
@@ -51,7 +51,8 @@ def testOneInput(data):
     else:
         kind = fdp.PickValueInList(KINDS)
         event = dict(fields(fdp, EVENTS[kind]), t=kind)
-        message = {"n": "there", "i": "x", "s": fdp.ConsumeIntInRange(1, 3), "e": encodeValue(event)}
+        message = {"n": "there", "i": "x", "s": fdp.ConsumeIntInRange(1, 3),
+                   "e": encodeValue(event)}
     runRedisMessage(json.dumps(message))
 
 

@@ -4,7 +4,8 @@ A deadline on every call to the store, and its outages logged once.
 
 A database that is frozen (a stopped server, a network that drops packets, a
 lock held by another process) would otherwise leave every request that needs
-it waiting for as long as it stays frozen, with clients seeing nothing. L{GuardedStore} stands in front of the store the core uses: a call that has
+it waiting for as long as it stays frozen, with clients seeing nothing.
+L{GuardedStore} stands in front of the store the core uses: a call that has
 not answered within the deadline fails with L{Unavailable}, which every door
 answers with status 0x0A, "the database is unavailable; try again", and a
 failure the store itself reports as L{Unavailable} (a lost connection, a

@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from chatd.errors import Conflict, Forbidden, NotFound
 from chatd.interfaces import IMessageStore
-from chatd.model import Account, HistoryRow, RoomRecord
+from chatd.model import Account, RoomRecord
 from chatd.names import fold
 from chatd.store.operations import tokenHash
 from chatd.store.seal import DamageReport, openRows

@@ -1,4 +1,4 @@
-# -*- test-case-name: chatd.test.test_process,chatd.test.test_client_process,chatd.test.test_files_process,chatd.test.test_multinode -*-
+# -*- test-case-name: chatd.test.test_process,chatd.test.test_client_process,chatd.test.test_files_process,chatd.test.test_multinode -*-  # noqa: E501
 """
 Real processes for the end-to-end tests: free loopback ports, child processes
 whose output is kept, C{twistd -n chatd} and the stdio client started so that

@@ -196,8 +196,9 @@ def runWebSocketDoor(messages, account=False):
     with noLoggedFailures():
         client = connectWebSocket(site)
         if account:
-            messages = [json.dumps({"type": "register", "userId": USER,
-                                    "publicKey": jsonwire.derToPem(publicDer(USER))})] + list(messages)
+            register = {"type": "register", "userId": USER,
+                        "publicKey": jsonwire.derToPem(publicDer(USER))}
+            messages = [json.dumps(register)] + list(messages)
         for message in messages:
             kind = TextMessage if isinstance(message, str) else BytesMessage
             client.sendRaw(client.connection.send(kind(message)))

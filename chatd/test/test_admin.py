@@ -5,7 +5,6 @@ directories: each subcommand, through the server's own store.
 """
 
 import io
-import json
 import os
 import sqlite3
 import stat

@@ -16,7 +16,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.model import HistoryRow
 from chatd.names import fold
-from chatd.store.engines import POSTGRESQL, SQLITE
 from chatd.store.keycheck import CANARIES
 from chatd.store.memory import MemoryStore
 from chatd.store.seal import (

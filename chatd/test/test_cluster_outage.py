@@ -22,8 +22,8 @@ from chatd.test.test_fanout import RECONNECTED, FakeMode, skip
 
 try:
     from chatd.fanout import directlog
-    from chatd.fanout.redis import RedisFanout, _SubscriberProtocol as SubscriberProtocol
-    from chatd.fanout.redis import encodeValue
+    from chatd.fanout.redis import RedisFanout, encodeValue
+    from chatd.fanout.redis import _SubscriberProtocol as SubscriberProtocol
 except ImportError:  # the redis extra is not installed: the tests skip
     RedisFanout = SubscriberProtocol = directlog = encodeValue = None
 

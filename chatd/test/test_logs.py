@@ -22,7 +22,8 @@ from chatd.client.connection import certificateFingerprint
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeSite
-from chatd.tap import Options, makeService as makeTapService
+from chatd.tap import Options
+from chatd.tap import makeService as makeTapService
 from chatd.test.fakes import makeService, privateKey, publicDer
 from chatd.test.test_text import LineClient
 

@@ -21,7 +21,8 @@ from chatd.metrics import HEALTH_DEADLINE, Metrics, TimedStore
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.store.memory import MemoryStore
-from chatd.tap import Options, makeService as makeTapService
+from chatd.tap import Options
+from chatd.tap import makeService as makeTapService
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_text import LineClient
 

@@ -11,8 +11,7 @@ from twisted.internet.testing import StringTransport
 
 from chatd.client.chat import ChatClient
 from chatd.client.console import Console
-from chatd.test.test_client import (PASSWORD, ClientTestCase, MemoryEndpoint, TestHome,
-                                    seedIdentity)
+from chatd.test.test_client import PASSWORD, ClientTestCase, MemoryEndpoint, TestHome, seedIdentity
 from chatd.test.test_console import ConsoleTestCase
 
 

@@ -19,8 +19,13 @@ from twisted.trial.unittest import TestCase
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.shutdown import WARNING_GOING_AWAY
-from chatd.test.processes import (ScriptedClientTestCase, connectWhenListening, freePort,
-                                  spawnChatd, waitFor)
+from chatd.test.processes import (
+    ScriptedClientTestCase,
+    connectWhenListening,
+    freePort,
+    spawnChatd,
+    waitFor,
+)
 
 _SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
 

@@ -5,7 +5,6 @@ every door: binary, text and WebSocket.
 """
 
 import base64
-import json
 from dataclasses import replace
 
 from twisted.internet.testing import MemoryReactorClock

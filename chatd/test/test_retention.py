@@ -90,7 +90,9 @@ class ServiceTreeTests(SynchronousTestCase):
 
     def services(self, *args):
         import os
+
         from twisted.internet.testing import MemoryReactorClock
+
         from chatd.tap import Options, makeService
         options = Options()
         options.parseOptions(["--data-dir", os.path.join(self.mktemp(), "d"), "--db",

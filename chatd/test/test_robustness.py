@@ -12,7 +12,8 @@ stays fixed.
 
 import json
 
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.fanout.events import EVENTS, MalformedEvent, decodeMessage, dumps, encodeValue
@@ -20,8 +21,14 @@ from chatd.protocols import jsonwire, opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import publicDer
 from chatd.test.robustness import (
-    USER, checkJSONRequest, checkPublicKey, runBinaryDoor, runRedisMessage, runTextDoor,
-    runWebSocketDoor)
+    USER,
+    checkJSONRequest,
+    checkPublicKey,
+    runBinaryDoor,
+    runRedisMessage,
+    runTextDoor,
+    runWebSocketDoor,
+)
 
 try:
     from chatd.fanout.redis import RedisFanout
@@ -93,7 +100,10 @@ class BinaryDoorTests(SynchronousTestCase):
     @FEW
     @given(binaryFrames(), st.booleans())
     def test_anyFrames(self, frames, account):
-        """Any run of frames, from a guest or an account, gets decodable answers and no internal error."""
+        """
+        Any run of frames, from a guest or an account, gets decodable answers
+        and no internal error.
+        """
         runBinaryDoor(frames, account)
 
 
@@ -106,7 +116,10 @@ class TextDoorTests(SynchronousTestCase):
     @given(textLines(), st.booleans())
     @example([b"CMD::/history #room 1 99999999999999999999"], True)
     def test_anyLines(self, lines, account):
-        """Any run of lines, from a guest or an account, gets one reply each and no internal error."""
+        """
+        Any run of lines, from a guest or an account, gets one reply each and
+        no internal error.
+        """
         runTextDoor(lines, account)
 
 
@@ -125,7 +138,10 @@ class WebSocketTests(SynchronousTestCase):
     @given(st.lists(jsonRequests() | st.text(max_size=20) | st.binary(max_size=8),
                     min_size=1, max_size=4), st.booleans())
     def test_anyMessages(self, messages, account):
-        """Any run of messages, before or after logging in, gets one JSON answer each on an open connection."""
+        """
+        Any run of messages, before or after logging in, gets one JSON answer
+        each on an open connection.
+        """
         runWebSocketDoor(messages, account)
 
 

@@ -26,8 +26,14 @@ from chatd.startup import EXIT_STATUS
 from chatd.store import makeStore
 from chatd.store.seal import generateKey
 from chatd.test.fakes import publicDer
-from chatd.test.processes import (connectWhenListening, freePort, listening, spawn,
-                                  spawnChatd, waitFor)
+from chatd.test.processes import (
+    connectWhenListening,
+    freePort,
+    listening,
+    spawn,
+    spawnChatd,
+    waitFor,
+)
 
 # How long a failed start may take, at most: seconds, not the trial timeout.
 PROMPTLY = 15

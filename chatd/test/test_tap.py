@@ -8,11 +8,11 @@ import re
 import sys
 from dataclasses import replace
 
-from twisted.application.service import IService, Service
 from cryptography import x509
+from OpenSSL import SSL
+from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
