@@ -19,7 +19,7 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -561,7 +561,8 @@ def settingsFrom(values):
     """
     settings = Settings(**{FIELDS[key][0]: value for key, value in values.items()})
     dataDir = settings.dataDir
-    listeners = {}
+    # Any: the values go to replace() by keyword, each a field of Settings.
+    listeners: Dict[str, Any] = {}
     for door, default in DEFAULT_LISTENERS.items():
         chosen = getattr(settings, door) or (default(dataDir),)
         listeners[door] = () if chosen == (DISABLED,) else tuple(

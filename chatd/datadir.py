@@ -38,14 +38,15 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import List
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chatd.store.seal import AtRestKeys, generateKey
 from chatd.startup import StartupError
+from chatd.store.seal import AtRestKeys, generateKey
 
 KEY_FILE = "at-rest.key"
 TLS_DIRECTORY = "tls"
@@ -275,7 +276,7 @@ def selfSignedCertificate(key, hostName):
         C{localhost}, C{127.0.0.1} and C{::1}, a subject alternative name.
     @return: an L{x509.Certificate} valid from an hour ago for ten years.
     """
-    names = [x509.DNSName("localhost")]
+    names: List[x509.GeneralName] = [x509.DNSName("localhost")]
     if hostName and hostName.isascii() and hostName.lower() != "localhost":
         names.append(x509.DNSName(hostName))
     names += [

@@ -23,6 +23,8 @@ In a cluster the windows are the fan-out's, kept in Redis: taking a slot is one
 script there, so the limits hold across nodes however the requests interleave.
 """
 
+from typing import List, Tuple
+
 from twisted.internet.defer import gatherResults
 from twisted.internet.task import deferLater
 
@@ -113,7 +115,7 @@ class FailureLimits:
         await self._names.reserve(name)
 
     async def _reserve(self, name, address):
-        held = []
+        held: List[Tuple[object, str, object]] = []
         # An address holds no "|", so the pair's key is unambiguous.
         pair = "%s|%s" % (address, name)
         for window, key in ((self._addresses, address), (self._pairs, pair)):

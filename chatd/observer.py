@@ -3,6 +3,8 @@
 A one-shot observer: many callers wait for one outcome that happens once.
 """
 
+from typing import List
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
@@ -16,7 +18,7 @@ class OneShotObserver:
     def __init__(self):
         self._fired = False
         self._result = None
-        self._waiting = []
+        self._waiting: List[Deferred] = []
 
     def whenFired(self):
         """
@@ -24,7 +26,7 @@ class OneShotObserver:
             with the others, so one observer cannot change what another sees.
         """
         if not self._fired:
-            d = Deferred()
+            d: Deferred = Deferred()
             self._waiting.append(d)
             return d
         if isinstance(self._result, Failure):

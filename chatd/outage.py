@@ -10,6 +10,8 @@ its traceback (the one worth reading), then only counts, and logs once more
 when it ends, with how long it lasted and how many failures it caused.
 """
 
+from typing import Optional
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -36,7 +38,7 @@ class Outage:
         self.what = what
         self.meanwhile = meanwhile
         self._clock = clock
-        self.since = None
+        self.since: Optional[float] = None
         self.failures = 0
 
     def failed(self, failure: Failure) -> None:

@@ -15,6 +15,7 @@ address its proxy settings give); sliding windows are shared by the cluster's
 nodes through the fan-out, connection counts are this node's own.
 """
 
+from typing import Dict
 from weakref import WeakKeyDictionary
 
 from chatd.errors import Forbidden, RateLimited
@@ -37,8 +38,8 @@ class Quotas:
         self._addressCreates = fanout.window("address-creates", *settings.createAddressLimit)
         self._joins = fanout.window("joins", *settings.joinLimit)
         self._addressJoins = fanout.window("address-joins", *settings.joinAddressLimit)
-        self._guestRooms = WeakKeyDictionary()
-        self.connections = {}
+        self._guestRooms: WeakKeyDictionary[object, int] = WeakKeyDictionary()
+        self.connections: Dict[str, int] = {}
 
     # -- connections ------------------------------------------------------
 

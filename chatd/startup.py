@@ -29,7 +29,7 @@ with a L{StartupError}.
 import atexit
 import os
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet.defer import Deferred, TimeoutError
@@ -56,9 +56,10 @@ class StartupError(Exception):
     """
 
 
-def describe(error: BaseException) -> str:
+def describe(error: object) -> str:
     """
-    The line that reports a start that failed with C{error}.
+    The line that reports a start that failed with C{error}: an exception,
+    typically, or a L{Failure}'s C{value}, which its type allows to be None.
     """
     return "chatd cannot start: %s" % (error,)
 
@@ -100,7 +101,7 @@ class FailedStart:
         """
         self._reactor = reactor
         self._exit = exit
-        self.failure = None
+        self.failure: Optional[Failure] = None
 
     def __call__(self, failure: Failure) -> None:
         """

@@ -32,7 +32,9 @@ class _Named(usage.Options):
     A subcommand of one account name.
     """
 
-    def parseArgs(self, name):
+    # usage.Options passes the positional arguments to parseArgs, which its
+    # stub declares without any: hence the ignore, here and below.
+    def parseArgs(self, name):  # type: ignore[override]
         self["name"] = name
 
 
@@ -58,7 +60,7 @@ class _Invite(usage.Options):
 
 
 class _File(usage.Options):
-    def parseArgs(self, path):
+    def parseArgs(self, path):  # type: ignore[override]
         self["path"] = path
 
 

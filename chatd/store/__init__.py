@@ -4,6 +4,7 @@ chatd's storage: accounts, rooms, memberships and room history behind
 L{chatd.interfaces.IMessageStore}, chosen by a database URL.
 """
 
+from chatd.interfaces import IMessageStore
 from chatd.store.engines import engineForURL
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
@@ -28,6 +29,7 @@ def makeStore(url, keys, reactor=None, timeout=None):
     @raise ValueError: when the URL is not one of those forms, or names
         PostgreSQL while psycopg is not installed.
     """
+    store: IMessageStore
     if url == "memory:":
         store = MemoryStore(keys, reactor)
     else:

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import stat
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence
+from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.enterprise.adbapi import ConnectionPool
 
@@ -161,7 +161,7 @@ class Engine:
             the engine can bound them; L{None} for no bound.
         """
         keywords = dict(self.connectionKeywords)
-        statements = ()
+        statements: Tuple[str, ...] = ()
         if timeout is not None:
             if self.connectTimeoutKeyword is not None:
                 # libpq takes whole seconds, and treats less than 2 as 2.

@@ -29,7 +29,7 @@ reveals the other, and the same line still opens the Fernet rows.
 import base64
 import os
 import struct
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -117,8 +117,8 @@ class AtRestKeys:
         self.created = created
         # Fernet checks each line is a key, and opens the rows of the old format.
         self._legacy = MultiFernet([Fernet(key) for key in keys])
-        self._byId = {}
-        materials = {}
+        self._byId: Dict[str, AESGCM] = {}
+        materials: Dict[str, bytes] = {}
         for key in keys:
             material = base64.urlsafe_b64decode(key)
             keyId = _derive(material, _ID_LABEL, _ID_BYTES).hex()
@@ -229,7 +229,7 @@ class DamageReport:
 
     def __init__(self, limit: int = 1000):
         self.limit = limit
-        self._logged = set()
+        self._logged: Set[Tuple[str, str, str]] = set()
         self._full = False
 
     def keep(self, result: Tuple[List[HistoryRow], List[Damage]]) -> List[HistoryRow]:

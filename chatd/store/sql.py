@@ -31,12 +31,12 @@ from zope.interface import implementer
 
 from chatd.errors import Conflict, Forbidden, NotFound, Unavailable
 from chatd.interfaces import IMessageStore
-from chatd.model import Account, HistoryRow, RoomRecord
+from chatd.model import Account, RoomRecord
 from chatd.names import fold
+from chatd.startup import StartupError
 from chatd.store import operations
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.seal import DamageReport, openRows
-from chatd.startup import StartupError
 from chatd.store.timestamps import nextFree
 
 # What a write raises to refuse: its changes are undone alone, the other
@@ -148,7 +148,7 @@ class AdbapiStore:
             drops the work, rather than run it for nobody later.
         """
         dropped = []
-        result = Deferred(lambda _: dropped.append(True))
+        result: Deferred = Deferred(lambda _: dropped.append(True))
 
         def deliver(outcome):
             # Nobody hears the outcome of work whose caller stopped waiting.
@@ -289,7 +289,7 @@ class AdbapiStore:
         """
         if not self._writing:
             return succeed(None)
-        waiter = Deferred()
+        waiter: Deferred = Deferred()
         self._idleWaiters.append(waiter)
         return waiter
 
@@ -307,7 +307,7 @@ class AdbapiStore:
         @return: a L{Deferred} that fires with what C{write} returns once
             committed, or fails with its refusal.
         """
-        committed = Deferred()
+        committed: Deferred = Deferred()
         self._queue.append((write, args, committed))
         if not self._writing:
             self._writeQueued()
