@@ -46,6 +46,7 @@ from chatd.config import (
     readConfigFile,
     settingsFrom,
 )
+from chatd.core.service import ChatService
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
 from chatd.protocols.binary import BinaryFactory
@@ -54,7 +55,6 @@ from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeOperatorSite, makeSite
 from chatd.registration import parseRegistration
 from chatd.retention import Retention
-from chatd.core.service import ChatService
 from chatd.shutdown import stopCleanlyOnTerm
 from chatd.startup import FailedStart, StartupError, describe
 from chatd.store import makeStore

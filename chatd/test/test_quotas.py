@@ -8,13 +8,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from chatd.core.replay import ReplayCache
 from chatd.errors import Forbidden, RateLimited, Status
 from chatd.protocols import jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
 from chatd.quotas import WARNING_NO_HELLO
-from chatd.core.replay import ReplayCache
 from chatd.test.test_binary import Wire
 from chatd.test.test_service import NO_IDLE, CoreTestCase
 from chatd.test.test_websocket import WebSocketTestCase

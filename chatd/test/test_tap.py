@@ -21,10 +21,10 @@ from twisted.web.server import Site
 import chatd
 from chatd import config
 from chatd.config import Settings, readConfigFile
+from chatd.core.service import ChatService
 from chatd.datadir import prepare
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
-from chatd.core.service import ChatService
 from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, Options, makeService
 
