@@ -203,8 +203,10 @@ class IMessageStore(Interface):
             L{chatd.model.RoomRecord}.
         """
 
-    def createRoom(name, passwordHash):
+    def createRoom(name, passwordHash, owner=None):
         """
+        @param owner: the account that owns the new room (its creator), or
+            L{None} for a room without owner (one a guest made).
         @return: a L{Deferred} that fires with L{None}, or fails with
             L{chatd.errors.Conflict} when the room exists.
         """
@@ -212,7 +214,7 @@ class IMessageStore(Interface):
     def deleteRoom(name):
         """
         Remove a room that nothing keeps any more: it has no password, no
-        account remembered in it and no history. The store decides, in one
+        topic, no ban, no account remembered in it and no history. The store decides, in one
         transaction, so that no node drops a room another still holds.
 
         @return: a L{Deferred} that fires with L{True} when the room was removed.
@@ -232,6 +234,63 @@ class IMessageStore(Interface):
         """
         @return: a L{Deferred} that fires with the sorted names of the rooms
             account C{user} is remembered in.
+        """
+
+    def moderation(room):
+        """
+        @return: a L{Deferred} that fires with the room's
+            L{chatd.model.Moderation} (topic, owners, operators, bans), or
+            fails with L{chatd.errors.NotFound} when there is no such room.
+        """
+
+    def setRole(room, user, role):
+        """
+        Make account C{user} C{"owner"} or C{"operator"} of C{room}, or take
+        its role away (L{None}); a role lifts a ban of that name there.
+
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when there is no such room or account.
+        """
+
+    def addBan(room, name, by, reason):
+        """
+        Ban C{name} (any user name, ignoring case) from C{room}, forgetting
+        its stored membership and role there in the same transaction.
+
+        @param by: who banned it.
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} (no such room) or
+            L{chatd.errors.Conflict} (banned already).
+        """
+
+    def removeBan(room, name):
+        """
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when C{name} is not banned from C{room}.
+        """
+
+    def setTopic(room, topic):
+        """
+        Set a room's topic (L{None}: none).
+
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when there is no such room.
+        """
+
+    def setRoomPassword(room, passwordHash):
+        """
+        Set or remove (L{None}) a room's password.
+
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when there is no such room.
+        """
+
+    def destroyRoom(room):
+        """
+        Delete a room and its history, memberships, roles and bans.
+
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when there is no such room.
         """
 
     def appendMessage(room, sender, timestamp, envelopeId, envelope, readers):

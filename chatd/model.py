@@ -3,7 +3,9 @@ Frozen value types that cross the boundary between the core and the store.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
+
+from chatd.names import fold
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,55 @@ class HistoryRow:
     sender: str
     timestamp: int
     envelope: bytes
+
+
+@dataclass(frozen=True)
+class Ban:
+    """
+    A name that may not come back into a room.
+
+    @ivar name: the banned name, as the ban wrote it.
+    @ivar by: who banned it.
+    @ivar timestamp: when, ms since the epoch.
+    @ivar reason: why, as the banner said (may be empty).
+    """
+
+    name: str
+    by: str
+    timestamp: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Moderation:
+    """
+    Who runs a room and who is kept out of it, as the store keeps it.
+
+    @ivar topic: the room's topic, or L{None}.
+    @ivar owners: the accounts that own it, sorted by folded name.
+    @ivar operators: the accounts that moderate it, sorted by folded name.
+    @ivar bans: the L{Ban}s, sorted by folded name.
+    """
+
+    topic: Optional[str]
+    owners: Tuple[str, ...] = ()
+    operators: Tuple[str, ...] = ()
+    bans: Tuple[Ban, ...] = ()
+
+    def roleOf(self, name: str) -> Optional[str]:
+        """
+        C{"owner"}, C{"operator"} or L{None}, for C{name} ignoring case.
+        """
+        key = fold(name)
+        if any(fold(owner) == key for owner in self.owners):
+            return "owner"
+        if any(fold(operator) == key for operator in self.operators):
+            return "operator"
+        return None
+
+    def banOf(self, name: str) -> Optional[Ban]:
+        """
+        The L{Ban} of C{name} (ignoring case), or L{None}.
+        """
+        key = fold(name)
+        return next((ban for ban in self.bans if fold(ban.name) == key), None)

@@ -52,6 +52,16 @@ def _days(value):
     return days
 
 
+class _RoomAndName(usage.Options):
+    """
+    A subcommand of a room and an account name.
+    """
+
+    def parseArgs(self, room, name):  # type: ignore[override]
+        self["room"] = room
+        self["name"] = name
+
+
 class _Invite(usage.Options):
     optParameters = [
         ["uses", None, 1, "How many registrations the token admits.", _uses],
@@ -74,8 +84,8 @@ class Options(usage.Options):
     """
 
     synopsis = "Usage: chatd-admin [options] COMMAND [ARGS]"
-    longdesc = ("Manage a chatd server's accounts, invites, bans, at-rest keys and "
-                "backups. Reads the server's settings: give it the same --config, "
+    longdesc = ("Manage a chatd server's accounts, invites, bans, room owners, at-rest "
+                "keys and backups. Reads the server's settings: give it the same --config, "
                 "--data-dir or --db as the server, and run it as the server's user. "
                 "Safe while the server runs (restore excepted: stop the server first).")
 
@@ -96,6 +106,7 @@ class Options(usage.Options):
         ["invite", None, _Invite, "Make an invite token, printed alone on its line."],
         ["ban", None, _Named, "NAME: refuse the account's logins on every door."],
         ["unban", None, _Named, "NAME: lift a ban."],
+        ["owner", None, _RoomAndName, "ROOM NAME: make the account an owner of the room."],
         ["rotate-key", None, _Nothing, "Re-seal every stored message with the newest "
                                         "at-rest key (resumable)."],
         ["backup", None, _File, "FILE: copy the live SQLite database to a new file."],

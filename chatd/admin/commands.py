@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from chatd.credentials import Credentials
-from chatd.errors import ChatError, Conflict
+from chatd.errors import ChatError, Conflict, NotFound
 from chatd.names import fold, isGuestName, isUserName
-from chatd.store import operations
+from chatd.store import moderation, operations
 from chatd.store.engines import SQLITE, engineForURL
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.seal import AtRestKeyError
@@ -163,6 +163,22 @@ ban = _banCommand(True, "banned")
 unban = _banCommand(False, "unbanned")
 
 
+async def owner(context, options):
+    """
+    Make an account an owner of a room, beside any owner it has: for a room a
+    guest made (which has none), or one whose owners are gone. It lifts a ban
+    of the account there. A running server sees it at once: it reads roles
+    from the store for each moderation request.
+    """
+    room, name = options["room"], options["name"]
+    try:
+        await context.store.run(moderation.setRole, fold(room), fold(name), moderation.OWNER)
+    except NotFound as e:
+        raise AdminError("%s: %s" % (e.message, room if e.message == "no such room" else name)) \
+            from None
+    return Answer("%s now owns %s" % (name, room), {"owner": name, "room": room})
+
+
 async def invite(context, options):
     token = operations.newInviteToken()
     expires = options["expires"]
@@ -275,6 +291,7 @@ STORE_COMMANDS = {
     "reset-password": resetPassword,
     "delete-user": deleteUser,
     "invite": invite,
+    "owner": owner,
     "ban": ban,
     "unban": unban,
     "rotate-key": rotateKey,

@@ -228,10 +228,14 @@ def authenticated(userId, requestId=NO_ID):
     return _response("authenticated", requestId, userId=userId)
 
 
-def joined(roomId, members, requestId=NO_ID):
+def joined(roomId, members, requestId=NO_ID, topic=None):
     """
     @param members: C{(name, DER key)} pairs, as the core gives them.
+    @param topic: the room's topic, added when it has one.
     """
+    if topic:
+        return _response("joined", requestId, roomId=roomId, members=_members(members),
+                         topic=topic)
     return _response("joined", requestId, roomId=roomId, members=_members(members))
 
 
@@ -518,6 +522,10 @@ _PEM = _Field("a PEM public key", lambda v: isinstance(v, str), pemToDer)
 _SIGNATURE = _Field("base64", lambda v: isinstance(v, str),
                     lambda v: decodeBase64(v, "signature"))
 _ENVELOPE = _Field("an envelope object", lambda v: isinstance(v, dict), _envelopeBytes)
+# Roles by name; the core takes L{None} for none.
+_ROLE_NAMES = {"owner": "owner", "operator": "operator", "none": None}
+_ROLE = _Field("one of 'owner', 'operator' and 'none'",
+               lambda v: isinstance(v, str) and v in _ROLE_NAMES, _ROLE_NAMES.get)
 
 REQUIRED, OPTIONAL = True, False
 
@@ -549,6 +557,18 @@ REQUESTS = {
     "file_ack": {"transferId": (_U32, REQUIRED), "index": (_U32, REQUIRED)},
     "file_done": {"transferId": (_U32, REQUIRED)},
     "file_cancel": {"transferId": (_U32, REQUIRED), "reason": (_REASON, REQUIRED)},
+    # Moderation (docs/protocol.rst, Moderation); answers in jsonmoderation.
+    "kick": {"roomId": (_STRING, REQUIRED), "userId": (_STRING, REQUIRED),
+             "reason": (_REASON, OPTIONAL)},
+    "ban": {"roomId": (_STRING, REQUIRED), "userId": (_STRING, REQUIRED),
+            "reason": (_REASON, OPTIONAL)},
+    "unban": {"roomId": (_STRING, REQUIRED), "userId": (_STRING, REQUIRED)},
+    "set_role": {"roomId": (_STRING, REQUIRED), "userId": (_STRING, REQUIRED),
+                 "role": (_ROLE, REQUIRED)},
+    "set_topic": {"roomId": (_STRING, REQUIRED), "topic": (_REASON, REQUIRED)},
+    "set_password": {"roomId": (_STRING, REQUIRED), "password": (_STRING, OPTIONAL)},
+    "destroy_room": {"roomId": (_STRING, REQUIRED)},
+    "room_info": {"roomId": (_STRING, REQUIRED)},
 }
 
 # Requests that name their target by exactly one of two fields.

@@ -17,6 +17,11 @@ Field types::
     names            u16 n + n x str8
     keys             u16 n + n x (str8 user + bytes16 public key)
     history          u16 n + n x (str8 from + u64 ts + bytes32 envelope)
+
+Protocol version 2 (said in HELLO) adds the moderation events and the topic in
+JOIN's answer; the moderation requests are served whichever version a session
+said, and a version-1 session hears of kicks, bans and destroyed rooms as
+LEFT events (docs/protocol.rst, Moderation).
 """
 
 import struct
@@ -54,6 +59,10 @@ class Op(IntEnum):
     LEFT = 0x41
     RENAMED = 0x42
     WARNING = 0x43
+    KICKED = 0x44
+    TOPIC = 0x45
+    ROLE = 0x46
+    DESTROYED = 0x47
     OFFER = 0x50
     OFFERED = 0x51
     ANSWER = 0x52
@@ -63,6 +72,14 @@ class Op(IntEnum):
     NEXT = 0x56
     DONE = 0x57
     CANCEL = 0x58
+    KICK = 0x60
+    BAN = 0x61
+    UNBAN = 0x62
+    SET_ROLE = 0x63
+    SET_TOPIC = 0x64
+    SET_PASSWORD = 0x65
+    DESTROY = 0x66
+    ROOM_INFO = 0x67
     SET_KEY = 0x81
     KEY_CHANGED = 0x81
     GET_KEYS = 0x83
@@ -73,6 +90,9 @@ class Op(IntEnum):
 WARNING_IDLE = 0x03
 STALE_RECIPIENTS = 0x09
 KIND_ROOM, KIND_USER = 0, 1
+# Roles in SET_ROLE and ROLE, as a u8.
+ROLE_CODES = {None: 0, "operator": 1, "owner": 2}
+ROLES = {code: role for role, code in ROLE_CODES.items()}
 
 # Client -> server: the payload of each request.
 REQUESTS = {
@@ -98,6 +118,14 @@ REQUESTS = {
     Op.ACK: ("u32", "u32"),
     Op.DONE: ("u32",),
     Op.CANCEL: ("u32", "str16"),
+    Op.KICK: ("str8", "str8", "str16"),
+    Op.BAN: ("str8", "str8", "str16"),
+    Op.UNBAN: ("str8", "str8"),
+    Op.SET_ROLE: ("str8", "str8", "u8"),
+    Op.SET_TOPIC: ("str8", "str16"),
+    Op.SET_PASSWORD: ("str8", "str8"),
+    Op.DESTROY: ("str8",),
+    Op.ROOM_INFO: ("str8",),
 }
 
 # The payload of a status-0x00 response, by the request it answers.
@@ -113,7 +141,11 @@ OK_RESPONSES = {
     Op.CHALLENGE: ("bytes16",),
     Op.GET_KEYS: ("keys",),
     Op.OFFER: ("u32",),
+    Op.ROOM_INFO: ("str16", "names", "names", "names"),
 }
+
+# Where protocol version 2 answers with more: JOIN adds the room's topic.
+OK_RESPONSES_V2 = {**OK_RESPONSES, Op.JOIN: ("keys", "str16")}
 
 # Server -> client: the payload of each event.
 EVENTS = {
@@ -130,7 +162,14 @@ EVENTS = {
     Op.NEXT: ("u32", "u32"),
     Op.DONE: ("u32",),
     Op.CANCEL: ("u32", "str16"),
+    Op.KICKED: ("str8", "str8", "str8", "u8", "str16"),
+    Op.TOPIC: ("str8", "str8", "str16"),
+    Op.ROLE: ("str8", "str8", "str8", "u8"),
+    Op.DESTROYED: ("str8", "str8"),
 }
+
+# The events a version-1 session is never sent.
+EVENTS_V2 = frozenset({Op.KICKED, Op.TOPIC, Op.ROLE, Op.DESTROYED})
 
 
 class MalformedFrame(ValueError):
@@ -385,11 +424,16 @@ def response(status, payload=b""):
     return frame(Op.RESPONSE, bytes((status,)) + payload)
 
 
-def okResponse(op, *values):
+def _okLayout(op, version):
+    return (OK_RESPONSES_V2 if version >= 2 else OK_RESPONSES).get(op, ())
+
+
+def okResponse(op, *values, version=1):
     """
-    A status-0x00 response to request C{op}, its payload laid out by L{OK_RESPONSES}.
+    A status-0x00 response to request C{op}, its payload laid out by
+    L{OK_RESPONSES} (L{OK_RESPONSES_V2} for a session that said version 2).
     """
-    return response(0, encode(OK_RESPONSES.get(op, ()), values))
+    return response(0, encode(_okLayout(op, version), values))
 
 
 def errorResponse(status, message, members=None):
@@ -405,11 +449,12 @@ def errorResponse(status, message, members=None):
     return response(status, _LENGTH["str16"].pack(len(data)) + data)
 
 
-def decodeResponse(op, payload):
+def decodeResponse(op, payload, version=1):
     """
     Split a response payload (for clients) into status and decoded fields.
 
     @param op: the request this response answers.
+    @param version: the protocol version the client said in HELLO.
     @return: C{(status, values)}; values is a tuple of the ok payload's fields,
         C{(members,)} for status 0x09, or C{(message,)} for other refusals.
     """
@@ -417,7 +462,7 @@ def decodeResponse(op, payload):
         raise MalformedFrame("response without a status")
     status, rest = payload[0], payload[1:]
     if status == 0:
-        return status, decode(OK_RESPONSES.get(op, ()), rest)
+        return status, decode(_okLayout(op, version), rest)
     if status == STALE_RECIPIENTS:
         return status, decode(("keys",), rest)
     return status, decode(("str16",), rest)

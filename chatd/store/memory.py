@@ -10,15 +10,17 @@ the at-rest key here too, so that no store ever holds one in plaintext.
 """
 
 from dataclasses import dataclass, replace
+from functools import wraps
 from typing import FrozenSet, Optional
 
 from twisted.internet.defer import fail, succeed
 from zope.interface import implementer
 
-from chatd.errors import Conflict, Forbidden, NotFound
+from chatd.errors import ChatError, Conflict, Forbidden, NotFound
 from chatd.interfaces import IMessageStore
-from chatd.model import Account, RoomRecord
+from chatd.model import Account, Ban, RoomRecord
 from chatd.names import fold
+from chatd.store.moderation import OWNER, moderation
 from chatd.store.operations import tokenHash
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
@@ -32,6 +34,7 @@ class _Room:
 
     name: str
     passwordHash: Optional[bytes]
+    topic: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,20 @@ class _Message:
     keyId: str
     body: bytes
     readerKeys: FrozenSet[str]
+
+
+def _answered(method):
+    """
+    A method that returns or raises, as one that returns a L{Deferred} that
+    has fired, as every store method does.
+    """
+    @wraps(method)
+    def answered(*args):
+        try:
+            return succeed(method(*args))
+        except ChatError as e:
+            return fail(e)
+    return answered
 
 
 @implementer(IMessageStore)
@@ -78,6 +95,8 @@ class MemoryStore:
         self._messages = {}
         self._envelopeIds = set()
         self._invites = {}
+        self._roles = {}
+        self._bans = {}
         self._clock = clock
 
     def open(self):
@@ -133,23 +152,85 @@ class MemoryStore:
             ]
         )
 
-    def createRoom(self, name, passwordHash):
+    def createRoom(self, name, passwordHash, owner=None):
         key = fold(name)
         if key in self._rooms:
             return fail(Conflict("that room exists"))
         self._rooms[key] = _Room(name, passwordHash)
         self._members[key] = set()
         self._messages[key] = []
+        self._roles[key] = {} if owner is None else {fold(owner): OWNER}
+        self._bans[key] = {}
         return succeed(None)
 
     def deleteRoom(self, name):
         key = fold(name)
         room = self._rooms.get(key)
-        if room is None or room.passwordHash is not None or self._members[key] \
-                or self._messages[key]:
+        if room is None or room.passwordHash is not None or room.topic is not None \
+                or self._members[key] or self._messages[key] or self._bans[key]:
             return succeed(False)
-        del self._rooms[key], self._members[key], self._messages[key]
+        self._forgetRoom(key)
         return succeed(True)
+
+    def _forgetRoom(self, key):
+        for table in (self._rooms, self._members, self._messages, self._roles, self._bans):
+            del table[key]
+
+    # Moderation: the SQL store's chatd.store.moderation, in dictionaries.
+
+    def _room(self, name):
+        key = fold(name)
+        if key not in self._rooms:
+            raise NotFound("no such room")
+        return key
+
+    @_answered
+    def moderation(self, room):
+        key = self._room(room)
+        roles = [(self._accounts[user].name, role) for user, role in self._roles[key].items()]
+        return moderation(self._rooms[key].topic, roles, self._bans[key].values())
+
+    @_answered
+    def setRole(self, room, user, role):
+        key, userKey = self._room(room), fold(user)
+        if userKey not in self._accounts:
+            raise NotFound("no such account")
+        self._roles[key].pop(userKey, None)
+        if role is not None:
+            self._bans[key].pop(userKey, None)
+            self._roles[key][userKey] = role
+
+    @_answered
+    def addBan(self, room, name, by, reason):
+        key, userKey = self._room(room), fold(name)
+        if userKey in self._bans[key]:
+            raise Conflict("%s is banned already" % (name,))
+        self._bans[key][userKey] = Ban(name, by, int(self._clock.seconds() * 1000), reason)
+        self._members[key].discard(userKey)
+        self._roles[key].pop(userKey, None)
+
+    @_answered
+    def removeBan(self, room, name):
+        if self._bans.get(fold(room), {}).pop(fold(name), None) is None:
+            raise NotFound("not banned")
+
+    @_answered
+    def setTopic(self, room, topic):
+        key = self._room(room)
+        self._rooms[key] = replace(self._rooms[key], topic=topic)
+
+    @_answered
+    def setRoomPassword(self, room, passwordHash):
+        key = self._room(room)
+        self._rooms[key] = replace(self._rooms[key], passwordHash=passwordHash)
+
+    @_answered
+    def destroyRoom(self, room):
+        key = self._room(room)
+        envelopeIds = {(m.senderKey, m.envelopeId) for m in self._messages[key]}
+        self._forgetRoom(key)
+        # The SQL store's unique (sender, id) pairs go with their rows.
+        self._envelopeIds -= envelopeIds
 
     def addMember(self, room, user):
         roomKey = fold(room)

@@ -36,6 +36,7 @@ from chatd.names import fold
 from chatd.startup import StartupError
 from chatd.store import operations
 from chatd.store.keycheck import checkStoredKeys
+from chatd.store.moderation import OWNER, ModerationStore
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
 
@@ -88,7 +89,7 @@ def loadMigrations(dialect, directory=None):
 
 
 @implementer(IMessageStore)
-class AdbapiStore:
+class AdbapiStore(ModerationStore):
     """
     An L{IMessageStore} on a database reached through a
     L{twisted.enterprise.adbapi.ConnectionPool}.
@@ -467,10 +468,10 @@ class AdbapiStore:
             )
         ]
 
-    def createRoom(self, name, passwordHash):
-        return self._write(self._createRoom, name, passwordHash)
+    def createRoom(self, name, passwordHash, owner=None):
+        return self._write(self._createRoom, name, passwordHash, owner)
 
-    def _createRoom(self, txn, name, passwordHash):
+    def _createRoom(self, txn, name, passwordHash, owner):
         try:
             self._execute(
                 txn,
@@ -482,6 +483,10 @@ class AdbapiStore:
             if self._engine.isUniqueViolation(error):
                 raise Conflict("that room exists") from None
             raise
+        if owner is not None:
+            self._execute(
+                txn, "INSERT INTO room_roles (room_key, user_key, role) VALUES (?, ?, ?)",
+                (fold(name), fold(owner), OWNER))
 
     def deleteRoom(self, name):
         return self._write(self._deleteRoom, fold(name))
@@ -490,9 +495,11 @@ class AdbapiStore:
         self._execute(
             txn,
             "DELETE FROM rooms WHERE name_key = ? AND password_hash IS NULL"
+            " AND topic IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM memberships WHERE room_key = ?)"
-            " AND NOT EXISTS (SELECT 1 FROM messages WHERE room_key = ?)",
-            (roomKey, roomKey, roomKey),
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE room_key = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM room_bans WHERE room_key = ?)",
+            (roomKey, roomKey, roomKey, roomKey),
         )
         return txn.rowcount == 1
 

@@ -152,6 +152,42 @@ class AccountCommandTests(AdminTestCase):
         await self.assertFailure(self.admin("ban", "nobody"), AdminError)
 
 
+class OwnerCommandTests(AdminTestCase):
+    """
+    owner ROOM NAME gives a room an owner.
+    """
+
+    async def test_owner(self):
+        """
+        owner makes the account an owner of the room, beside the one it has,
+        and lifts a ban of it there.
+        """
+        self.passwords += [PASSWORD, PASSWORD]
+        await self.admin("create-user", "alice")
+        await self.admin("create-user", "Bob")
+
+        async def room(store):
+            await store.createRoom("#Lobby", None, owner="alice")
+            await store.addBan("#Lobby", "bob", "alice", "")
+        await self.withStore(room)
+        answer = await self.admin("owner", "#lobby", "bob")
+        self.assertEqual(answer.text, "bob now owns #lobby")
+        info = await self.withStore(lambda store: store.moderation("#Lobby"))
+        self.assertEqual((info.owners, info.bans), (("alice", "Bob"), ()))
+
+    async def test_ownerRefusals(self):
+        """
+        An unknown room or account is refused, naming it.
+        """
+        self.passwords.append(PASSWORD)
+        await self.admin("create-user", "alice")
+        await self.withStore(lambda store: store.createRoom("#Lobby", None))
+        error = await self.assertFailure(self.admin("owner", "#nope", "alice"), AdminError)
+        self.assertEqual(str(error), "no such room: #nope")
+        error = await self.assertFailure(self.admin("owner", "#Lobby", "nobody"), AdminError)
+        self.assertEqual(str(error), "no such account: nobody")
+
+
 class InviteCommandTests(AdminTestCase):
     """
     invite makes tokens the store admits registrations with.

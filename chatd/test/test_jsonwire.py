@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd import e2e
 from chatd.errors import BadRequest, Status
 from chatd.protocols import jsonwire
+from chatd.test.test_jsonmoderation import MODERATION_CASES
 from chatd.protocols.jsonwire import NO_ID, MalformedRequest
 from chatd.test.fakes import privateKey, publicDer
 
@@ -351,6 +352,8 @@ class ParseRequestTests(SynchronousTestCase):
             ({"type": "file_cancel", "transferId": 3, "reason": "é" * 32767},
              {"transferId": 3, "reason": "é" * 32767}),
         ]
+        # The moderation requests' rows are in test_jsonmoderation.
+        cases += [(json.loads(text), fields) for text, fields in MODERATION_CASES]
         self.assertEqual({obj["type"] for obj, _ in cases}, set(jsonwire.REQUESTS))
         for obj, fields in cases:
             request = self.parse(obj)

@@ -76,6 +76,14 @@ SPEC_REQUESTS = {
     Op.ACK: ("u32", "u32"),
     Op.DONE: ("u32",),
     Op.CANCEL: ("u32", "str16"),
+    Op.KICK: ("str8", "str8", "str16"),
+    Op.BAN: ("str8", "str8", "str16"),
+    Op.UNBAN: ("str8", "str8"),
+    Op.SET_ROLE: ("str8", "str8", "u8"),
+    Op.SET_TOPIC: ("str8", "str16"),
+    Op.SET_PASSWORD: ("str8", "str8"),
+    Op.DESTROY: ("str8",),
+    Op.ROOM_INFO: ("str8",),
 }
 
 SPEC_OK_RESPONSES = {
@@ -90,6 +98,7 @@ SPEC_OK_RESPONSES = {
     Op.CHALLENGE: ("bytes16",),
     Op.GET_KEYS: ("keys",),
     Op.OFFER: ("u32",),
+    Op.ROOM_INFO: ("str16", "names", "names", "names"),
 }
 
 SPEC_EVENTS = {
@@ -106,6 +115,10 @@ SPEC_EVENTS = {
     Op.NEXT: ("u32", "u32"),
     Op.DONE: ("u32",),
     Op.CANCEL: ("u32", "str16"),
+    Op.KICKED: ("str8", "str8", "str8", "u8", "str16"),
+    Op.TOPIC: ("str8", "str8", "str16"),
+    Op.ROLE: ("str8", "str8", "str8", "u8"),
+    Op.DESTROYED: ("str8", "str8"),
 }
 
 # -- representative values, one row per opcode -------------------------------
@@ -137,6 +150,14 @@ REQUEST_VALUES = {
     Op.ACK: (7, 152),
     Op.DONE: (7,),
     Op.CANCEL: (7, "d\u00e9clin\u00e9 \u2014 user left"),
+    Op.KICK: ("#rebels", "jabba", "no bounty hunters"),
+    Op.BAN: ("#rebels", "boba", ""),
+    Op.UNBAN: ("#rebels", "boba"),
+    Op.SET_ROLE: ("#rebels", "leia", 2),
+    Op.SET_TOPIC: ("#rebels", "Hoth \u2744 base"),
+    Op.SET_PASSWORD: ("#rebels", ""),
+    Op.DESTROY: ("#alderaan",),
+    Op.ROOM_INFO: ("#rebels",),
 }
 
 EVENT_VALUES = {
@@ -153,6 +174,10 @@ EVENT_VALUES = {
     Op.NEXT: (9, 7),
     Op.DONE: (9,),
     Op.CANCEL: (9, "offer expired"),
+    Op.KICKED: ("#rebels", "jabba", "leia", 1, ""),
+    Op.TOPIC: ("#rebels", "leia", "Hoth \u2744 base"),
+    Op.ROLE: ("#rebels", "han.solo", "leia", 0),
+    Op.DESTROYED: ("#alderaan", "tarkin"),
 }
 
 OK_VALUES = {
@@ -167,6 +192,7 @@ OK_VALUES = {
     Op.CHALLENGE: (bytes(range(32)),),
     Op.GET_KEYS: ([("chewie", KEY)],),
     Op.OFFER: (0xFFFFFFFF,),
+    Op.ROOM_INFO: ("", ["leia"], [], ["boba", "jabba"]),
 }
 
 STALE_MEMBERS = [("alice", b"\x30\x82"), ("bob", b"K")]
@@ -270,6 +296,9 @@ class SpecTests(SynchronousTestCase):
             "WARNING": 0x43, "KEY_CHANGED": 0x81, "OFFER": 0x50, "OFFERED": 0x51,
             "ANSWER": 0x52, "START": 0x53, "CHUNK": 0x54, "ACK": 0x55, "NEXT": 0x56,
             "DONE": 0x57, "CANCEL": 0x58, "RESPONSE": 0x9A,
+            "KICKED": 0x44, "TOPIC": 0x45, "ROLE": 0x46, "DESTROYED": 0x47,
+            "KICK": 0x60, "BAN": 0x61, "UNBAN": 0x62, "SET_ROLE": 0x63,
+            "SET_TOPIC": 0x64, "SET_PASSWORD": 0x65, "DESTROY": 0x66, "ROOM_INFO": 0x67,
         }
         self.assertEqual({name: getattr(Op, name) for name in expected}, expected)
 
@@ -280,6 +309,20 @@ class SpecTests(SynchronousTestCase):
     def test_okResponseLayouts(self):
         """OK_RESPONSES lists exactly the design's non-empty ok payloads."""
         self.assertEqual(dict(OK_RESPONSES), SPEC_OK_RESPONSES)
+
+    def test_versionTwoJoin(self):
+        """
+        A session that said version 2 gets the room's topic after JOIN's
+        member list; version 1 gets the list alone, as before.
+        """
+        members = [("leia", KEY)]
+        two = opcodes.okResponse(Op.JOIN, members, "Hoth", version=2)
+        self.assertEqual(two, wire(0x9A, b"\x00" + opcodes.encode(("keys",), (members,))
+                                   + b"\x00\x04Hoth"))
+        self.assertEqual(opcodes.decodeResponse(Op.JOIN, two[7:], version=2),
+                         (OK, (members, "Hoth")))
+        self.assertEqual(opcodes.okResponse(Op.JOIN, members),
+                         wire(0x9A, b"\x00" + opcodes.encode(("keys",), (members,))))
 
     def test_eventLayouts(self):
         """EVENTS lists exactly the design's events with their payloads."""
