@@ -496,3 +496,53 @@ class IFanout(Interface):
         @param last: the newest timestamp this node knows for the room.
         @return: a L{Deferred} firing with the timestamp in ms.
         """
+
+
+class IDirectoryView(Interface):
+    """
+    The few read-only questions the cluster fan-out asks about this node's
+    picture of who is online and in which room, so that it never holds the
+    core's dictionaries. Answers are frozen snapshots
+    (L{chatd.model.UserView}, L{chatd.model.RoomView}): nothing the fan-out
+    does with them can change the core.
+    """
+
+    def user(name):
+        """
+        @param name: a user name, in any case.
+        @return: the L{chatd.model.UserView} of the user of that name online
+            here or on another node, or L{None}.
+        """
+
+    def localUsers():
+        """
+        @return: a L{list} of the L{chatd.model.UserView}s of the users with
+            sessions on this node.
+        """
+
+    def usersOn(node):
+        """
+        @return: a L{list} of the L{chatd.model.UserView}s of the users this
+            node knows to have sessions on node C{node}.
+        """
+
+    def room(name):
+        """
+        @param name: a room name, in any case.
+        @return: the L{chatd.model.RoomView} of the room of that name this
+            node knows, or L{None}.
+        """
+
+    def storedRooms():
+        """
+        @return: a L{Deferred} firing with the L{chatd.model.RoomRecord}s of
+            every stored room, including those this node has not heard of.
+        """
+
+    def messagesSince(room, after, limit):
+        """
+        The stored messages of C{room} with timestamps above C{after} (ms),
+        oldest first, at most C{limit}.
+
+        @return: a L{Deferred} firing with L{chatd.model.HistoryRow}s.
+        """

@@ -1,9 +1,10 @@
 """
-Frozen value types that cross the boundary between the core and the store.
+Frozen value types that cross the boundary between the core and the store, or
+the fan-out.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 from chatd.names import fold
 
@@ -106,3 +107,38 @@ class Moderation:
         """
         key = fold(name)
         return next((ban for ban in self.bans if fold(ban.name) == key), None)
+
+
+@dataclass(frozen=True)
+class UserView:
+    """
+    A user online somewhere in the cluster, as the fan-out sees it
+    (L{chatd.interfaces.IDirectoryView}).
+
+    @ivar name: the name as shown.
+    @ivar key: the public key (SubjectPublicKeyInfo DER), or L{None}.
+    @ivar account: whether it is a registered account (not a guest).
+    @ivar rooms: the names of the rooms it is in, sorted.
+    @ivar nodes: the other nodes where it has sessions.
+    @ivar local: whether it has sessions on this node.
+    """
+
+    name: str
+    key: Optional[bytes]
+    account: bool
+    rooms: Tuple[str, ...]
+    nodes: FrozenSet[str]
+    local: bool
+
+
+@dataclass(frozen=True)
+class RoomView:
+    """
+    A room this node knows, as the fan-out sees it.
+
+    @ivar name: the name as created.
+    @ivar localMembers: the folded names of its members with sessions on this node.
+    """
+
+    name: str
+    localMembers: FrozenSet[str]

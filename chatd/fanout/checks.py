@@ -66,7 +66,7 @@ def _timestamp(event):
     _require(type(ts) is int and 0 < ts <= _MAX_TIMESTAMP, "ts is not a timestamp")
 
 
-def _envelope(event, users, sender, toKind, toName):
+def _envelope(event, keyOf, sender, toKind, toName):
     """
     Parse the event's envelope and check it as the sender's node should have:
     from the sender, to the target, signed with the key the sender has now.
@@ -80,20 +80,20 @@ def _envelope(event, users, sender, toKind, toName):
     _require(envelope.sender == sender, "envelope is not from the sender")
     _require(envelope.toKind == toKind and fold(envelope.toName) == fold(toName),
              "envelope is addressed elsewhere")
-    user = users.get(fold(sender))
-    _require(user is not None and user.key is not None, "the sender has no key here")
-    _require(envelope.verifySignature(user.key, e2e.MESSAGE),
+    key = keyOf(sender)
+    _require(key is not None, "the sender has no key here")
+    _require(envelope.verifySignature(key, e2e.MESSAGE),
              "envelope signature does not verify with the sender's current key")
     return envelope
 
 
-def checkEvent(event, users):
+def checkEvent(event, keyOf):
     """
     Check one event from another node.
 
     @param event: the decoded event, a dict with its kind in C{"t"}.
-    @param users: this node's picture of who is online (folded name -> user),
-        whose keys signatures are checked with.
+    @param keyOf: gives the current key of a user online (by name, in any
+        case), or L{None}: signatures are checked with it.
     @raise InvalidEvent: naming what is wrong.
     """
     _require(isinstance(event, dict), "not an object")
@@ -124,11 +124,11 @@ def checkEvent(event, users):
     elif kind == "message":
         room = _room(event)
         _timestamp(event)
-        _envelope(event, users, _user(event, "sender"), "room", room)
+        _envelope(event, keyOf, _user(event, "sender"), "room", room)
     elif kind == "direct":
         peer = _user(event, "peer")
         _timestamp(event)
-        _envelope(event, users, _user(event, "sender"), "user", peer)
+        _envelope(event, keyOf, _user(event, "sender"), "user", peer)
     else:
         raise InvalidEvent("unknown kind of event")
 
@@ -142,7 +142,7 @@ def checkEntry(entry):
     """
     _require(isinstance(entry, dict), "entry is not an object")
     checkEvent({"t": "online", "user": entry.get("user"), "key": entry.get("key"),
-                "account": entry.get("account")}, {})
+                "account": entry.get("account")}, lambda name: None)
     rooms = entry.get("rooms")
     _require(isinstance(rooms, list), "rooms is not a list")
     for name in rooms:

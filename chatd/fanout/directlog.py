@@ -34,23 +34,33 @@ class DirectLog:
     """
     One node's side of the kept direct messages.
 
-    @param fanout: the L{chatd.fanout.redis.RedisFanout} it serves; it queues
-        commands through its C{_enqueue}, reads through C{_command}, and checks
-        events with C{_valid}.
+    @param nodeId: this node's id (its own messages are not caught up).
+    @param connections: the node's L{chatd.fanout.connections.Connections},
+        through which the set is read.
+    @param outbox: its L{chatd.fanout.outbox.Outbox}, through which the set is
+        written, in order with the publishes.
+    @param reader: the node's L{chatd.fanout.receiving.Reader}: a kept
+        payload is read and checked as a live one is.
+    @param deliver: called with C{(node, event)} to hand a direct message to
+        the core.
     """
 
-    def __init__(self, fanout):
-        self._fanout = fanout
+    def __init__(self, nodeId, connections, outbox, reader, deliver):
+        self._nodeId = nodeId
+        self._connections = connections
+        self._outbox = outbox
+        self._reader = reader
+        self._deliver = deliver
         self._delivered = Delivered()
 
     def keep(self, payload):
         """
         Queue the commands that keep the published message C{payload}.
         """
-        now = int(self._fanout.clock.seconds() * 1000)
-        self._fanout._enqueue(("ZADD", KEY, "%d" % (now,), payload))
-        self._fanout._enqueue(("ZREMRANGEBYSCORE", KEY, "-inf",
-                               "(%d" % (now - int(KEEP * 1000),)))
+        now = int(self._connections.clock.seconds() * 1000)
+        self._outbox.enqueue(("ZADD", KEY, "%d" % (now,), payload))
+        self._outbox.enqueue(("ZREMRANGEBYSCORE", KEY, "-inf",
+                              "(%d" % (now - int(KEEP * 1000),)))
 
     def fresh(self, event):
         """
@@ -70,19 +80,18 @@ class DirectLog:
         Deliver the kept direct messages published from C{margin} seconds
         before C{since} that this node has not delivered.
         """
-        fanout = self._fanout
-        kept = await fanout._command("ZRANGEBYSCORE", KEY, "%d" % ((since - margin) * 1000,),
-                                     "+inf")
+        kept = await self._connections.command("ZRANGEBYSCORE", KEY,
+                                               "%d" % ((since - margin) * 1000,), "+inf")
         delivered = 0
         for payload in kept:
-            message = fanout._read(KEY, payload)
+            message = self._reader.read(KEY, payload)
             if message is None:
                 continue
             event = message.event
-            if message.node == fanout.nodeId or event is None or event["t"] != "direct":
+            if message.node == self._nodeId or event is None or event["t"] != "direct":
                 continue
-            if fanout._valid(message.node, event) and self.fresh(event):
+            if self._reader.valid(message.node, event) and self.fresh(event):
                 delivered += 1
-                fanout.service.remoteEvent(message.node, event)
+                self._deliver(message.node, event)
         if delivered:
             log.info("caught up {count} direct message(s) from redis", count=delivered)

@@ -260,11 +260,11 @@ def runRedisMessage(data, channel="chatd:0:cluster"):
         pass
     service = makeService()
     fanout = RedisFanout("redis://127.0.0.1:1/0", service.clock, nodeId="here")
-    fanout.service = service
+    fanout.attach(service)
     with noLoggedFailures():
         for known in KNOWN:
-            fanout._received(channel, known)
-        fanout._received(channel, data)
+            fanout.receiver(channel, known)
+        fanout.receiver(channel, data)
 
 
 # A room and a user in it that the node has heard of from node "there", so

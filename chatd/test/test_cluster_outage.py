@@ -22,8 +22,9 @@ from chatd.test.test_fanout import RECONNECTED, FakeMode, skip
 
 try:
     from chatd.fanout import directlog
-    from chatd.fanout.redis import RedisFanout, encodeValue
-    from chatd.fanout.redis import _SubscriberProtocol as SubscriberProtocol
+    from chatd.fanout.connections import SubscriberProtocol
+    from chatd.fanout.events import encodeValue
+    from chatd.fanout.redis import RedisFanout
 except ImportError:  # the redis extra is not installed: the tests skip
     RedisFanout = SubscriberProtocol = directlog = encodeValue = None
 
@@ -177,7 +178,7 @@ class RemoteCheckTests(FakeMode, TestCase):
         self.assertEqual(bob.takeEvents(), [])
         warnings = [event for event in self.logged
                     if "dropping an invalid" in event.get("log_format", "")]
-        counts = b.service.fanout._invalid.counts
+        counts = b.service.fanout.invalid.counts
         # Each of the two nodes logs the first of each kind, and counts the rest.
         self.assertEqual(sorted(event["kind"] for event in warnings), sorted(list(counts) * 2))
         self.assertEqual((counts["online"], counts["message"], counts["direct"]), (2, 2, 2))
@@ -234,8 +235,8 @@ class RedisURLTests(TestCase):
             raise SkipTest(skip)
         tls = RedisFanout("rediss://:pw@redis.example:6380/1", Clock())
         plain = RedisFanout("redis://redis.example/1", Clock())
-        self.assertIsInstance(plain._endpoint, HostnameEndpoint)
-        self.assertIsInstance(tls._endpoint._wrappedEndpoint, HostnameEndpoint)
+        self.assertIsInstance(plain.connections.endpoint, HostnameEndpoint)
+        self.assertIsInstance(tls.connections.endpoint._wrappedEndpoint, HostnameEndpoint)
         self.assertEqual(tls.where, "tls:redis.example:6380/1")
 
 
@@ -352,10 +353,10 @@ class DirectOutageTests(FakeMode, TestCase):
         Kept direct messages are trimmed once older than L{directlog.KEEP}.
         """
         fanout = (await self.node("A")).service.fanout
-        fanout._directs.keep("old")
+        fanout.directs.keep("old")
         await self.quiet()
         self.clock.advance(directlog.KEEP + 1)
-        fanout._directs.keep("new")
-        fanout._flush()
+        fanout.directs.keep("new")
+        fanout.outbox.flush()
         await self.quiet()
         self.assertEqual(list(self.redis.data[3][directlog.KEY]), ["new"])

@@ -38,10 +38,11 @@ from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_binary import CONFLICT, FORBIDDEN, OK, RATE, STALE, Wire
 
 try:
-    from chatd.fanout import redis as fanoutModule
+    from chatd.fanout import limits
+    from chatd.fanout.connections import CommandProtocol, SubscriberProtocol
     from chatd.fanout.events import decodeValue, dumps, encodeValue, loads
     from chatd.fanout.redis import RedisFanout
-    from chatd.fanout.window import RESERVE_SCRIPT
+    from chatd.fanout.scripts import BEAT_SCRIPT, RESERVE_SCRIPT, TIMESTAMP_SCRIPT
 except ImportError as e:  # the redis extra is not installed
     skip = "the Redis fan-out needs txredisapi: %s" % (e,)
 else:
@@ -125,8 +126,8 @@ class FakeRedis:
         self.commands = []
         self.twins = {
             RESERVE_SCRIPT: self._reserve,
-            fanoutModule.TIMESTAMP_SCRIPT: self._timestamp,
-            fanoutModule.BEAT_SCRIPT: self._beat,
+            TIMESTAMP_SCRIPT: self._timestamp,
+            BEAT_SCRIPT: self._beat,
         }
 
     # data with expiry
@@ -454,7 +455,7 @@ class FakeRedisEndpoint:
         """
         for pump in reversed(self.pumps):
             protocol = getattr(pump.client, "_protocol", pump.client)
-            if isinstance(protocol, fanoutModule._CommandProtocol) and not pump.clientIO.disconnected:
+            if isinstance(protocol, CommandProtocol) and not pump.clientIO.disconnected:
                 return pump
 
 
@@ -607,10 +608,8 @@ class _Nodes:
         its connections dropped (its heartbeat key stays until it expires).
         """
         fanout = factory.service.fanout
-        fanout._stopping = True
-        fanout._beating.stop()
-        fanout._commandService.stopService()
-        fanout._subscriberService.stopService()
+        fanout.beating.stop()
+        fanout.connections.stop()
 
 
 class FakeMode(_Nodes):
@@ -1042,7 +1041,7 @@ class FailureTests(FakeMode, TestCase):
         self.assertEqual(await self.texts(alice, 1), ["one"])
         for pump in self.endpoints["A"].pumps:
             protocol = getattr(pump.client, "_protocol", pump.client)
-            if isinstance(protocol, fanoutModule._SubscriberProtocol):
+            if isinstance(protocol, SubscriberProtocol):
                 pump.clientIO.loseConnection()
         await self.quiet()
         await self.post(bob, members, "two")
@@ -1113,7 +1112,7 @@ class FailureTests(FakeMode, TestCase):
         alice = await self.guest(a, "alice")
         await self.quiet()
         for pump in self.endpoints["A"].pumps:
-            if isinstance(getattr(pump.client, "_protocol", None), fanoutModule._SubscriberProtocol):
+            if isinstance(getattr(pump.client, "_protocol", None), SubscriberProtocol):
                 pump.clientIO.loseConnection()
         await self.quiet()
         carol = await self.guest(b, "carol")
@@ -1175,9 +1174,9 @@ class FailureTests(FakeMode, TestCase):
         self.assertEqual(first, list(range(5)))
         self.redis.restart(down=True)
         await self.quiet()
-        numbers = [fanout.guestNumber() for _ in range(3 * fanoutModule.GUEST_BLOCK)]
+        numbers = [fanout.guestNumber() for _ in range(3 * limits.GUEST_BLOCK)]
         self.assertEqual(len(set(numbers)), len(numbers))
-        self.assertTrue(numbers[-1] >= fanoutModule.GUEST_FALLBACK[0])
+        self.assertTrue(numbers[-1] >= limits.GUEST_FALLBACK[0])
         self.assertNotIn(None, numbers)
 
     async def test_limitsAndTimestampsWithoutRedis(self):

@@ -74,7 +74,7 @@ class RedisOutageTests(SynchronousTestCase):
             raise SkipTest("the Redis fan-out needs txredisapi")
         clock = Clock()
         fanout = RedisFanout("redis://127.0.0.1:1/0", clock)
-        fanout._commands = commands = FailingCommands()
+        fanout.connections.commands = commands = FailingCommands()
         with capturedLogs() as events:
             for n in range(100):
                 self.assertEqual(self.successResultOf(fanout.timestamp("#room", 1000 + n, 0)),

@@ -31,7 +31,7 @@ from chatd.test.robustness import (
 )
 
 try:
-    from chatd.fanout.redis import RedisFanout
+    from chatd.fanout.nodes import parseHash
 except ImportError as e:  # the redis extra is not installed
     skipRedis = "the Redis fan-out needs txredisapi: %s" % (e,)
 else:
@@ -206,6 +206,6 @@ class RedisEventTests(SynchronousTestCase):
     def test_badHashEntry(self):
         """One malformed entry in a node's user hash is left out; the others are still read."""
         entry = {"user": USER, "key": None, "account": False, "rooms": []}
-        self.assertEqual(RedisFanout._parseHash(["bad", "{not json", "bad2", '{"user": 1}',
-                                                 USER, dumps(entry)]),
+        self.assertEqual(parseHash(["bad", "{not json", "bad2", '{"user": 1}',
+                                    USER, dumps(entry)]),
                          {USER: entry})
