@@ -488,17 +488,23 @@ def seal(senderName, signingKey, to, recipients, plaintext, domain=MESSAGE,
 def openEnvelope(envelope, readerName, readerPrivateKey, senderPublicKeyDer,
                  domain=MESSAGE):
     """
-    Decrypt an envelope as C{readerName} and check it came from its sender.
+    Check an envelope came from its sender, then decrypt it as C{readerName}.
+
+    The signature is checked first, so that nothing a forger made ever reaches
+    the private key (RSA-OAEP unwrapping) or the cipher: a reader's secrets
+    only ever work on what its sender signed.
 
     @param envelope: an L{Envelope}, or the bytes of one.
     @param senderPublicKeyDer: the sender's pinned SPKI DER key.
     @rtype: L{bytes}, the plaintext.
+    @raise BadSignature: the sender's key did not sign it.
     @raise EnvelopeError: no key for this reader, or the key, commitment or
         ciphertext does not check out.
-    @raise BadSignature: the sender's key did not sign it.
     """
     if not isinstance(envelope, Envelope):
         envelope = Envelope.parse(envelope)
+    if not envelope.verifySignature(senderPublicKeyDer, domain):
+        raise BadSignature("envelope: signature does not verify")
     wrapped = envelope.encryptedKeys.get(readerName)
     if wrapped is None:
         raise EnvelopeError("envelope: no key for you")
@@ -516,8 +522,6 @@ def openEnvelope(envelope, readerName, readerPrivateKey, senderPublicKeyDer,
             base64.b64decode(envelope.encryptedMessage), header)
     except InvalidTag:
         raise EnvelopeError("envelope: message does not decrypt")
-    if not envelope.verifySignature(senderPublicKeyDer, domain):
-        raise BadSignature("envelope: signature does not verify")
     return plaintext
 
 

@@ -391,6 +391,12 @@ class IClientUI(Interface):
         envelope that does not open.
         """
 
+    def held(text):
+        """
+        A message from a user whose key changed was kept back: it is shown once
+        the person accepts the new key, and dropped if the person rejects it.
+        """
+
     def askSecret(prompt, optional=False):
         """
         Ask the person for a secret (a password, a key's passphrase) without

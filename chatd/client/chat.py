@@ -48,6 +48,9 @@ from chatd.protocols.opcodes import KIND_ROOM, KIND_USER, Op
 log = Logger()
 
 RATE_LIMITED = 0x02
+# What /trust asks the person to type: this many last characters of the
+# fingerprint they compared.
+TRUST_CODE_LENGTH = 4
 CONFLICT = 0x07
 STALE = 0x09
 
@@ -55,10 +58,21 @@ STALE = 0x09
 # wait ends with a connection, or a failed attempt.
 CONNECT_TRIES = 3
 
+# How many times a message is sealed and sent when the server keeps saying its
+# readers changed (0x09): the browser client's number too (docs/client.rst).
+SEND_ATTEMPTS = 4
+
 
 class ClientError(Exception):
     """
     A command that cannot be carried out; the message says why.
+    """
+
+
+class Held(ClientError):
+    """
+    An envelope from a user whose key changed and is neither accepted nor
+    rejected yet: a message waits for the person's decision.
     """
 
 
@@ -98,6 +112,8 @@ class ChatClient:
     @ivar active: the name of the room plain text goes to, or L{None}.
     @ivar rooms: our rooms, by folded name.
     @ivar blocked: folded names whose pinned key changed and is not yet trusted.
+    @ivar changes: folded name to C{(name, key)}: the new key a blocked user
+        was last seen with, the one the person is shown and may accept.
     @ivar ownKey: the L{OwnKey} that checks what the server says our key is.
     @ivar seenEnvelopes: the L{SeenEnvelopes} that catch replays, kept with
         the account's key once logged in.
@@ -120,6 +136,9 @@ class ChatClient:
         self.active = None
         self.keys = {}
         self.blocked = set()
+        self.changes = {}
+        self._held = {}
+        self._rejected = set()
         self.protocol = None
         self._preparing = None
         self._becoming = None
@@ -563,10 +582,23 @@ class ChatClient:
         elif state == "changed":
             if fold(user) not in self.blocked or old != der:
                 self.blocked.add(fold(user))
+                self._rejected.discard(fold(user))
+                self.changes[fold(user)] = (user, der)
                 pinned, _ = self.home.knownKeys.pinned(user)
                 self._tell(self.ui.keyChanged, user, e2e.fingerprint(pinned), e2e.fingerprint(der))
         else:
-            self.blocked.discard(fold(user))
+            self._unblock(user)
+
+    def _unblock(self, user):
+        """
+        C{user}'s key is trusted again: what was held from them is opened now,
+        checked with that key, in the order it came.
+        """
+        self.blocked.discard(fold(user))
+        self._rejected.discard(fold(user))
+        self.changes.pop(fold(user), None)
+        for held in self._held.pop(fold(user), []):
+            self._openInOrder(*held)
 
     def _checkRenamed(self, names):
         """
@@ -634,7 +666,7 @@ class ChatClient:
         Mark C{user}'s current key verified when C{fingerprint} (as the person
         read it from the other person) matches it.
         """
-        name, der = await self._currentKey(user)
+        name, der = await self._keyToAccept(user)
         try:
             matched = self.home.knownKeys.verify(name, fingerprint, der)
         except KeystoreError as e:
@@ -642,17 +674,53 @@ class ChatClient:
         if not matched:
             raise ClientError("fingerprint does not match %s's key %s; nothing changed"
                               % (name, e2e.fingerprint(der)))
-        self.blocked.discard(fold(name))
+        self._unblock(name)
         return e2e.fingerprint(der)
 
-    async def trust(self, user):
+    async def trust(self, user, lastFour):
         """
-        Accept C{user}'s current key without comparing fingerprints.
+        Accept C{user}'s new key once the person has compared it with the
+        person it belongs to: C{lastFour}, the last 4 characters of its
+        fingerprint as the person typed them, must match. One confirmation
+        would be clicked through; typing what was compared is a real check.
         """
-        name, der = await self._currentKey(user)
+        name, der = await self._keyToAccept(user)
+        typed = "".join(lastFour.split()).lower()
+        expected = e2e.fingerprint(der).replace(" ", "")[-TRUST_CODE_LENGTH:]
+        if typed != expected:
+            raise ClientError("%s are not the last 4 characters of %s's new fingerprint; "
+                              "compare it with %s again; nothing changed"
+                              % (lastFour, name, name))
         self.home.knownKeys.trust(name, der)
-        self.blocked.discard(fold(name))
+        self._unblock(name)
         return e2e.fingerprint(der)
+
+    def reject(self, user):
+        """
+        Refuse C{user}'s new key: what was held from them is dropped, and
+        they stay blocked (the pinned key is kept) until their key changes
+        again.
+        """
+        if fold(user) not in self.blocked:
+            raise ClientError("%s's key has not changed; there is nothing to reject" % (user,))
+        name, der = self.changes[fold(user)]
+        self._rejected.add(fold(user))
+        for blob, sender, to, show in self._held.pop(fold(user), []):
+            where = "in room %s" % (to[1],) if to is not None else "(direct)"
+            self._tell(self.ui.dropped, "dropped a message from %s %s: you rejected %s's new key"
+                       % (sender, where, name))
+        return e2e.fingerprint(der)
+
+    async def _keyToAccept(self, user):
+        """
+        The key a C{/verify} or C{/trust} of C{user} is about: while a change
+        is pending, the new key the person was shown (and compared); otherwise
+        the one the server holds now.
+        """
+        change = self.changes.get(fold(user))
+        if change is None:
+            return await self._currentKey(user)
+        return change
 
     async def _userKey(self, user):
         """
@@ -829,7 +897,7 @@ class ChatClient:
         @return: what C{request} gave.
         """
         await self._withKey()
-        for attempt in (1, 2):
+        for attempt in range(1, SEND_ATTEMPTS + 1):
             refusal = self.ownKey.refusal()
             if refusal is not None:
                 raise ClientError(refusal)
@@ -846,7 +914,7 @@ class ChatClient:
             try:
                 result = await request(blob)
             except ServerError as e:
-                if e.status != STALE or attempt == 2:
+                if e.status != STALE or attempt == SEND_ATTEMPTS:
                     raise
                 update(e.members)
                 continue
@@ -941,6 +1009,11 @@ class ChatClient:
 
         def refused(failure):
             where = "in room %s" % (to[1],) if to is not None else "(direct)"
+            if failure.check(Held):
+                self._held.setdefault(fold(sender), []).append((blob, sender, to, show))
+                self.ui.held("held a message from %s %s until you accept or reject %s's new key"
+                             % (sender, where, sender))
+                return
             self.ui.dropped("dropped a message from %s %s: %s"
                             % (sender, where, failure.getErrorMessage()))
 
@@ -973,8 +1046,10 @@ class ChatClient:
             name, der = await self._userKey(sender)
             self._sawKey(name, der)
             key = self._trustedKey(sender)
+        if fold(sender) in self._rejected:
+            raise ClientError("you rejected %s's new key" % (sender,))
         if fold(sender) in self.blocked:
-            raise ClientError("%s's key changed and is not trusted yet" % (sender,))
+            raise Held("%s's key changed and is not trusted yet" % (sender,))
         self._refuseReplay(envelope)
         data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key,
                                       domain)

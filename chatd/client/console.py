@@ -97,7 +97,9 @@ HELP = [
     ("/fingerprint [USER]", "show your key's fingerprint, or USER's"),
     ("/verify USER FINGERPRINT", "mark USER's key verified, after comparing its "
                                  "fingerprint with USER in person or by phone"),
-    ("/trust USER", "accept USER's new key without comparing fingerprints"),
+    ("/trust USER LAST4", "accept USER's new key after comparing its fingerprint with "
+                          "USER: type its last 4 characters"),
+    ("/reject USER", "refuse USER's new key: what USER sent meanwhile is dropped"),
     ("/file [room|user] NAME PATH", "offer the file at PATH to a room or a user; without "
                                     "room|user, a NAME starting with # is a room (#x also "
                                     "finds a room named x) and any other NAME a user"),
@@ -154,6 +156,14 @@ def shortFingerprint(fingerprint):
     line; the whole one is for comparing (C{/fingerprint}, C{/keys}).
     """
     return " ".join(fingerprint.split()[:4])
+
+
+def _rows(fingerprint):
+    """
+    A fingerprint as four rows of four groups, to be set beside another.
+    """
+    groups = fingerprint.split()
+    return [" ".join(groups[i:i + 4]) for i in range(0, len(groups), 4)]
 
 
 def clean(text):
@@ -405,19 +415,23 @@ class Console(LineReceiver):
 
     def keyChanged(self, user, old, new):
         user = clean(user)
-        for line in [
-            "!!! WARNING: THE KEY OF %s HAS CHANGED !!!" % (user,),
-            "!!!   pinned key: %s" % (old,),
-            "!!!   new key:    %s" % (new,),
+        lines = ["!!! WARNING: THE KEY OF %s HAS CHANGED !!!" % (user,),
+                 "!!!   %-22s  %s" % ("pinned key (old)", "new key")]
+        lines += ["!!!   %-22s  %s" % pair for pair in zip(_rows(old), _rows(new))]
+        lines += [
             "!!! Either %s has a new device or reinstalled, or someone (perhaps the server)"
             % (user,),
-            "!!! is trying to read what you send to %s. Nothing is sent to or accepted from"
+            "!!! is trying to read what you send to %s. Nothing is sent to %s, and what %s"
+            % (user, user, user),
+            "!!! sends is held, until you decide. Ask %s, by phone or in person, to read out"
             % (user,),
-            "!!! %s until you compare the new fingerprint with %s by phone or in person"
+            "!!! their fingerprint (/fingerprint) and compare it with the new key, group by",
+            "!!! group. If they match, accept it by typing its last 4 characters:",
+            "!!!   /trust %s LAST4      (or the whole of it:  /verify %s FINGERPRINT)"
             % (user, user),
-            "!!! and then run:  /verify %s FINGERPRINT   (or, unchecked:  /trust %s)"
-            % (user, user),
-        ]:
+            "!!! If they do not match:  /reject %s" % (user,),
+        ]
+        for line in lines:
             self.show(line, stamp=True)
 
     def ownKeyChanged(self, user, ours, claimed):
@@ -439,6 +453,9 @@ class Console(LineReceiver):
 
     def dropped(self, text):
         self.show("!! %s" % (clean(text),), stamp=True)
+
+    def held(self, text):
+        self.show("-- %s" % (clean(text),), stamp=True)
 
     def fatal(self, text):
         for line in clean(text).split("\n"):
@@ -808,10 +825,16 @@ class Console(LineReceiver):
         self.show("%s's key is verified: %s" % (clean(user), verified))
 
     async def _trust(self, rest):
-        (user,) = _words(rest, 1, 1, "/trust USER")
-        fingerprint = await self.client.trust(user)
-        self.show("trusting %s's key %s without verifying it (compare fingerprints and "
-                  "/verify when you can)" % (clean(user), fingerprint))
+        user, lastFour = _words(rest, 2, 2, "/trust USER LAST4")
+        fingerprint = await self.client.trust(user, lastFour)
+        self.show("accepted %s's new key %s" % (clean(user), fingerprint))
+
+    async def _reject(self, rest):
+        (user,) = _words(rest, 1, 1, "/reject USER")
+        fingerprint = self.client.reject(user)
+        self.show("rejected %s's new key %s: nothing is sent to %s, and what %s sends is "
+                  "dropped, until the key changes again" % ((clean(user), fingerprint)
+                                                            + (clean(user),) * 2))
 
     async def _file(self, rest):
         usage = "/file [room|user] NAME PATH"
@@ -940,6 +963,7 @@ class Console(LineReceiver):
         "fingerprint": _fingerprint,
         "verify": _verify,
         "trust": _trust,
+        "reject": _reject,
         "file": _file,
         "accept": _accept,
         "decline": _decline,

@@ -73,6 +73,9 @@ class RecordingUI:
     def dropped(self, text):
         self.events.append(("dropped", text))
 
+    def held(self, text):
+        self.events.append(("held", text))
+
     def askSecret(self, prompt, optional=False):
         return succeed("") if optional else fail(ClientError("nobody to ask"))
 
@@ -263,6 +266,14 @@ class ClientTestCase(SynchronousTestCase):
             self.do(client.join(room))
         ui.take()
         return client, ui
+
+    def inject(self, client, op, *values):
+        """
+        Deliver an event as a hostile server could: straight into the
+        client's connection.
+        """
+        client.protocol.dataReceived(opcodes.event(op, *values))
+        self.flush()
 
     def room(self, room, *clients):
         """
@@ -488,25 +499,79 @@ class TrustTests(ClientTestCase):
                          [("bob", e2e.fingerprint(der("bob2")), "changed")])
         self.assertEqual(aliceUI.take(), [])
 
-    def test_refusedUntilTrusted(self):
+    def test_heldUntilTrusted(self):
         """
         After a key change nothing is sent to that user, in the room or
-        directly, and nothing from it is shown, until the person trusts the key.
+        directly, and what it sends is held, not shown and not dropped, until
+        the person accepts the key; then it is shown, in order.
         """
         alice, aliceUI, newBob, newBobUI = self.changeBobsKey()
         error = self.runFails(alice.send("still there?"), ClientError)
         self.assertIn("the key of bob changed", str(error))
         self.runFails(alice.pm("bob", "psst"), ClientError)
         self.do(newBob.send("it's me, new phone"))
-        self.assertEqual(aliceUI.take("message", "dropped"), [
-            ("dropped", "dropped a message from bob in room lobby: bob's key changed and is not trusted yet")])
+        self.do(newBob.pm("alice", "really"))
+        self.assertEqual(aliceUI.take("message", "dm", "dropped", "held"), [
+            ("held", "held a message from bob in room lobby until you accept or reject "
+                     "bob's new key"),
+            ("held", "held a message from bob (direct) until you accept or reject bob's new "
+                     "key")])
 
-        self.assertEqual(self.do(alice.trust("bob")), e2e.fingerprint(der("bob2")))
+        lastFour = e2e.fingerprint(der("bob2"))[-4:].upper()
+        self.assertEqual(self.do(alice.trust("bob", lastFour)), e2e.fingerprint(der("bob2")))
+        self.assertEqual(aliceUI.take("message", "dm", "dropped", "held"), [
+            ("message", "lobby", "bob", "it's me, new phone"),
+            ("dm", "bob", "bob", "really")])
         self.assertEqual(alice.home.knownKeys.pinned("bob"), (der("bob2"), "tofu"))
         self.do(alice.send("welcome back"))
         self.assertEqual(newBobUI.take("message"), [("message", "lobby", "alice", "welcome back")])
         self.do(newBob.pm("alice", "thanks"))
         self.assertEqual(aliceUI.take("dm"), [("dm", "bob", "bob", "thanks")])
+
+    def test_trustNeedsLastFour(self):
+        """
+        Accepting a changed key takes the last 4 characters of its new
+        fingerprint; anything else (the old key's, a single confirmation)
+        changes nothing.
+        """
+        alice, aliceUI, newBob, _ = self.changeBobsKey()
+        for typed in (e2e.fingerprint(der("bob"))[-4:], "yes", ""):
+            error = self.runFails(alice.trust("bob", typed), ClientError)
+            self.assertIn("not the last 4 characters of bob's new fingerprint", str(error))
+        self.assertEqual(alice.home.knownKeys.pinned("bob"), (der("bob"), "tofu"))
+        self.runFails(alice.send("still blocked"), ClientError)
+
+    def test_trustTheKeyShown(self):
+        """
+        What is accepted is the key the warning showed: a key the server
+        gives afterwards is another change, with a warning of its own.
+        """
+        alice, aliceUI, newBob, _ = self.changeBobsKey()
+        aliceUI.take()
+        self.inject(alice, Op.KEY_CHANGED, "bob", der("mallory"))
+        self.assertEqual(aliceUI.take("keyChanged"), [
+            ("keyChanged", "bob", e2e.fingerprint(der("bob")), e2e.fingerprint(der("mallory")))])
+        self.runFails(alice.trust("bob", e2e.fingerprint(der("bob2"))[-4:]), ClientError)
+        self.do(alice.trust("bob", e2e.fingerprint(der("mallory"))[-4:]))
+        self.assertEqual(alice.home.knownKeys.pinned("bob"), (der("mallory"), "tofu"))
+
+    def test_reject(self):
+        """
+        Rejecting a changed key drops what was held and keeps the old pin; the
+        user stays blocked, and what it sends later is dropped too.
+        """
+        alice, aliceUI, newBob, _ = self.changeBobsKey()
+        self.do(newBob.send("trust me"))
+        aliceUI.take()
+        self.assertEqual(alice.reject("bob"), e2e.fingerprint(der("bob2")))
+        self.flush()
+        self.do(newBob.send("please"))
+        self.assertEqual(aliceUI.take("message", "dropped", "held"), [
+            ("dropped", "dropped a message from bob in room lobby: you rejected bob's new key"),
+            ("dropped", "dropped a message from bob in room lobby: you rejected bob's new key")])
+        self.assertEqual(alice.home.knownKeys.pinned("bob"), (der("bob"), "tofu"))
+        self.runFails(alice.send("no"), ClientError)
+        self.assertRaises(ClientError, alice.reject, "carol")
 
     def test_verify(self):
         """
@@ -530,6 +595,31 @@ class EnvelopeTests(ClientTestCase):
     """
     The 0x09 retry, and envelopes a hostile server might deliver.
     """
+
+    def test_sendAttempts(self):
+        """
+        A message is sealed again each time the server says its readers
+        changed (0x09), up to 4 attempts in all, the browser's number.
+        """
+        alice, _ = self.account("alice", "lobby")
+        for stale, succeeds in ((3, True), (4, False)):
+            attempts = []
+
+            def request(blob):
+                attempts.append(blob)
+                if len(attempts) <= stale:
+                    return fail(ServerError(0x09, "stale", [("alice", der("alice"))]))
+                return succeed(("ok",))
+
+            d = Deferred.fromCoroutine(alice._sealAndCall(
+                ("room", "lobby"), lambda: {"alice": der("alice")}, lambda members: None,
+                b"hi", request))
+            self.flush()
+            if succeeds:
+                self.assertEqual(self.successResultOf(d), ("ok",))
+            else:
+                self.failureResultOf(d, ServerError)
+            self.assertEqual(len(attempts), 4)
 
     def test_staleRecipientsRetry(self):
         """
@@ -565,14 +655,6 @@ class EnvelopeTests(ClientTestCase):
         self.assertEqual(sealed, [["alice", "bob"], ["alice", "bob", "carol"]])
         self.assertEqual(carolUI.take("message"), [("message", "lobby", "alice", "all of you")])
         self.assertEqual(bobUI.take("message"), [("message", "lobby", "alice", "all of you")])
-
-    def inject(self, client, op, *values):
-        """
-        Deliver an event as a hostile server could: straight into the
-        client's connection.
-        """
-        client.protocol.dataReceived(opcodes.event(op, *values))
-        self.flush()
 
     def seal(self, sender, to, recipients, text, signer=None):
         return e2e.seal(sender, privateKey(signer or sender), to,

@@ -472,8 +472,9 @@ class IntegrityTests(FileTestCase):
     def test_offerSizesChecked(self):
         """
         An offer whose sizes differ from the signed ones, one signed with the
-        message domain instead of the file domain, and one signed by another
-        key are dropped, said so, and declined.
+        message domain instead of the file domain (refused for its signature,
+        checked before anything is decrypted), and one signed by another key
+        are dropped, said so, and declined.
         """
         (alice, _), (bob, bobUI), (carol, _) = self.three()
         info = {"name": "x", "size": 10, "sha256": "0" * 64, "chunk_size": 10, "chunks": 1,
@@ -490,8 +491,8 @@ class IntegrityTests(FileTestCase):
         self.assertEqual(bobUI.take(), [
             ("dropped", "dropped a file offer from alice in lobby: the server says 20 bytes in 2 "
                         "chunks of 10, the signed envelope 10 bytes in 1 chunks of 10; declined"),
-            ("dropped", "dropped a file offer from alice in lobby: envelope: message does not "
-                        "decrypt; declined"),
+            ("dropped", "dropped a file offer from alice in lobby: envelope: signature does not "
+                        "verify; declined"),
             ("dropped", "dropped a file offer from alice in lobby: envelope: signature does not "
                         "verify; declined"),
         ])

@@ -119,8 +119,11 @@ class FakeClient:
     def verify(self, user, fingerprint):
         return self._answer("verify", user, fingerprint, default=FP_BOB)
 
-    def trust(self, user):
-        return self._answer("trust", user, default=FP_NEW)
+    def trust(self, user, lastFour):
+        return self._answer("trust", user, lastFour, default=FP_NEW)
+
+    def reject(self, user):
+        return self._answer("reject", user, default=FP_NEW, synchronous=True)
 
     def sendFile(self, kind, name, path):
         out = Outgoing(1, path, (kind, name.lstrip("#")), 1000)
@@ -242,7 +245,8 @@ class CommandTests(ConsoleTestCase):
                   "/keys room lobby",
                   "/fingerprint bob",
                   "/verify bob %s" % (FP_BOB,),
-                  "/trust bob",
+                  "/trust bob FfFf",
+                  "/reject bob",
                   "/leave")
         self.assertEqual(console.client.calls, [
             ("register", "alice", ""),
@@ -261,7 +265,8 @@ class CommandTests(ConsoleTestCase):
             ("keysOf", "room", "lobby"),
             ("fingerprint", "bob"),
             ("verify", "bob", FP_BOB),
-            ("trust", "bob"),
+            ("trust", "bob", "FfFf"),
+            ("reject", "bob"),
             ("leave", None),
         ])
         self.assertEqual(self.output(), [
@@ -284,8 +289,9 @@ class CommandTests(ConsoleTestCase):
             "  bob          %s  [tofu]" % (FP_BOB,),
             "fingerprint of bob: %s" % (FP_BOB,),
             "bob's key is verified: %s" % (FP_BOB,),
-            "trusting bob's key %s without verifying it (compare fingerprints and /verify "
-            "when you can)" % (FP_NEW,),
+            "accepted bob's new key %s" % (FP_NEW,),
+            "rejected bob's new key %s: nothing is sent to bob, and what bob sends is dropped, "
+            "until the key changes again" % (FP_NEW,),
             "left #lobby",
         ])
 
@@ -421,21 +427,43 @@ class EventTests(ConsoleTestCase):
 
     def test_keyChangedIsLoud(self):
         """
-        A key change is several marked lines with both whole fingerprints and
-        the commands that end it.
+        A key change is several marked lines with both whole fingerprints side
+        by side, four groups a row, and the commands that end it: accepting
+        asks for the new fingerprint's last 4 characters, which the warning
+        does not spell out on its own.
         """
         console = self.console()
-        console.keyChanged("bob", FP_BOB, FP_NEW)
+        old = " ".join("%04x" % (i,) for i in range(16))
+        new = " ".join("%04x" % (0xff00 + i,) for i in range(16))
+        console.keyChanged("bob", old, new)
         lines = self.output()
-        self.assertGreaterEqual(len(lines), 5)
         for line in lines:
             self.assertTrue(line.startswith(NOW + " !!! "), line)
+        self.assertEqual(lines[:6], [NOW + " !!! " + line for line in [
+            "WARNING: THE KEY OF bob HAS CHANGED !!!",
+            "  pinned key (old)        new key",
+            "  0000 0001 0002 0003     ff00 ff01 ff02 ff03",
+            "  0004 0005 0006 0007     ff04 ff05 ff06 ff07",
+            "  0008 0009 000a 000b     ff08 ff09 ff0a ff0b",
+            "  000c 000d 000e 000f     ff0c ff0d ff0e ff0f",
+        ]])
         text = "\n".join(lines)
-        self.assertIn("THE KEY OF bob HAS CHANGED", text)
-        self.assertIn("pinned key: " + FP_BOB, text)
-        self.assertIn("new key:    " + FP_NEW, text)
+        self.assertIn("compare it with the new key", text)
+        self.assertIn("/trust bob LAST4", text)
         self.assertIn("/verify bob FINGERPRINT", text)
-        self.assertIn("/trust bob", text)
+        self.assertIn("/reject bob", text)
+        self.assertNotIn("/trust bob ff0f", text)
+
+    def test_heldShown(self):
+        """
+        A held message is a notice line: nothing was dropped.
+        """
+        console = self.console()
+        console.held("held a message from bob in room lobby until you accept or reject "
+                     "bob's new key")
+        self.assertEqual(self.output(), [
+            "%s -- held a message from bob in room lobby until you accept or reject bob's new "
+            "key" % (NOW,)])
 
     def test_hostileTextCleaned(self):
         """

@@ -184,15 +184,28 @@ class SealAndOpenTests(SynchronousTestCase):
 
     def test_modifiedMessage(self):
         """
-        A changed ciphertext neither verifies nor opens.
+        A changed ciphertext neither verifies nor opens: it is refused for its
+        signature, which is checked before anything is decrypted.
         """
         fields = json.loads(sealFromAlice())
         message = fields["encrypted_message"]
         fields["encrypted_message"] = ("B" if message[0] == "A" else "A") + message[1:]
         data = json.dumps(fields).encode("utf-8")
         self.assertFalse(Envelope.parse(data).verifySignature(publicDer("alice")))
-        self.assertRaises(EnvelopeError, e2e.openEnvelope, data, "bob",
+        self.assertRaises(BadSignature, e2e.openEnvelope, data, "bob",
                           privateKey("bob"), publicDer("alice"))
+
+    def test_signatureBeforeDecryption(self):
+        """
+        An envelope that is not the sender's is refused before the reader's
+        private key is used on it.
+        """
+        class Untouchable:
+            def decrypt(self, *args):
+                raise AssertionError("the private key was used")
+
+        self.assertRaises(BadSignature, e2e.openEnvelope, sealFromAlice(), "bob",
+                          Untouchable(), publicDer("mallory"))
 
     def test_fileDomain(self):
         """
@@ -207,7 +220,7 @@ class SealAndOpenTests(SynchronousTestCase):
             e2e.openEnvelope(data, "bob", privateKey("bob"), publicDer("alice"),
                              e2e.FILE),
             b"{}")
-        self.assertRaises(EnvelopeError, e2e.openEnvelope, data, "bob",
+        self.assertRaises(BadSignature, e2e.openEnvelope, data, "bob",
                           privateKey("bob"), publicDer("alice"))
 
 

@@ -1,0 +1,3 @@
+"""
+Test vectors shared by the terminal client and the browser client.
+"""
