@@ -505,6 +505,21 @@ def openEnvelope(envelope, readerName, readerPrivateKey, senderPublicKeyDer,
         envelope = Envelope.parse(envelope)
     if not envelope.verifySignature(senderPublicKeyDer, domain):
         raise BadSignature("envelope: signature does not verify")
+    return decrypt(envelope, readerName, readerPrivateKey, domain)
+
+
+def decrypt(envelope, readerName, readerPrivateKey, domain=MESSAGE):
+    """
+    Unwrap C{readerName}'s message key, check it against the key commitment
+    and decrypt, without checking who signed: only for an envelope whose
+    signature was checked already (L{openEnvelope} does both), or to learn
+    whether a key could read it at all.
+
+    @param envelope: an L{Envelope}.
+    @rtype: L{bytes}, the plaintext.
+    @raise EnvelopeError: no key for this reader, or the key, commitment or
+        ciphertext does not check out.
+    """
     wrapped = envelope.encryptedKeys.get(readerName)
     if wrapped is None:
         raise EnvelopeError("envelope: no key for you")
