@@ -705,7 +705,7 @@ class ChatClient:
             raise ClientError("%s's key has not changed; there is nothing to reject" % (user,))
         name, der = self.changes[fold(user)]
         self._rejected.add(fold(user))
-        for blob, sender, to, show in self._held.pop(fold(user), []):
+        for _blob, sender, to, _show in self._held.pop(fold(user), []):
             where = "in room %s" % (to[1],) if to is not None else "(direct)"
             self._tell(self.ui.dropped, "dropped a message from %s %s: you rejected %s's new key"
                        % (sender, where, name))

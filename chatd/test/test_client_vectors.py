@@ -8,7 +8,6 @@ what the vector expects. The browser check runs the same file in Chromium.
 
 import base64
 import json
-import os
 import re
 
 from cryptography.hazmat.primitives import serialization
