@@ -12,7 +12,7 @@ from chatd.core.accounts import AccountRequests
 from chatd.core.files import FileRequests
 from chatd.core.messages import MessageRequests
 from chatd.core.rooms import RoomRequests
-from chatd.errors import AuthRequired, BadRequest, Conflict
+from chatd.errors import AuthRequired, BadRequest, Conflict, NotFound
 from chatd.names import fold
 from chatd.quotas import WARNING_NO_HELLO
 from chatd.ratelimit import inWholeSeconds
@@ -171,3 +171,51 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests):
         """
         Nothing to do: the bytes themselves reset the idle clock.
         """
+
+    # -- queries for the doors ----------------------------------------------
+    # The doors (chatd/protocols/door.py) answer with the core's spelling of
+    # names and check membership through these, never through the core's
+    # dictionaries.
+
+    # The requests, by method name, whose answers a door may await together: a
+    # message's checks finish before its store write starts, so several writes
+    # can share a transaction. Every other request waits for those before it
+    # (so that a HISTORY sees the message just sent) and holds up those after.
+    overlapping = frozenset({"roomMessage", "directMessage"})
+
+    @property
+    def name(self):
+        """
+        The name of the session's user (guest or account), or L{None} before
+        HELLO gave it one or a login.
+        """
+        return self.user.name if self.user is not None else None
+
+    def isMember(self, roomName):
+        """
+        Whether the session's user is in the room C{roomName}.
+
+        @raise BadRequest: for a name no room can have.
+        @raise NotFound: when there is no such room, so that a door can say so.
+        """
+        room = self.service.room(roomName)
+        return self.user is not None and fold(room.name) in self.user.rooms
+
+    def roomSpelling(self, name):
+        """
+        The core's spelling of the room C{name} (its creator's), or C{name}
+        itself when there is no such room.
+
+        @raise BadRequest: for a name no room can have.
+        """
+        try:
+            return self.service.room(name).name
+        except NotFound:
+            return name
+
+    def userSpelling(self, name):
+        """
+        The spelling of the online user C{name}, or C{name} itself.
+        """
+        online = self.service.users.get(fold(name))
+        return online.name if online is not None else name

@@ -7,10 +7,8 @@ only says how an object goes out.
 
 from twisted.internet.defer import Deferred
 
-from chatd.errors import ChatError, Status
 from chatd.names import fold
 from chatd.protocols import jsonwire
-
 
 
 def then(result, callback):
@@ -40,19 +38,13 @@ class JSONDoor:
         The name the core knows C{room} by (its first writer's spelling), or
         C{room} itself for a room that does not exist yet.
         """
-        try:
-            return self.service.room(room).name
-        except ChatError as e:
-            if e.status == Status.NOT_FOUND:
-                return room
-            raise
+        return self.session.roomSpelling(room)
 
     def _userName(self, user):
         """
         The name the core knows an online C{user} by, or C{user} itself.
         """
-        online = self.service.users.get(fold(user))
-        return online.name if online is not None else user
+        return self.session.userSpelling(user)
 
     def roomMessage(self, room, sender, timestamp, envelope):
         self._event(jsonwire.chatMessage(room, sender, timestamp, envelope))
@@ -64,8 +56,8 @@ class JSONDoor:
         self._event(jsonwire.userJoined(room, user, publicKey))
 
     def userLeft(self, room, user):
-        own = self.session is not None and self.session.user is not None and (
-            fold(user) == fold(self.session.user.name))
+        own = self.session is not None and self.session.name is not None and (
+            fold(user) == fold(self.session.name))
         if own and self.activeRoom is not None and fold(room) == fold(self.activeRoom):
             self.activeRoom = None
         self._event(jsonwire.userLeft(room, user))

@@ -49,28 +49,33 @@ object C{{"message", "members":[{"userId","publicKey"}]}} to re-encrypt for.
 Events are C{EVT::} and the WebSocket door's event object: C{chat_message},
 C{dm}, C{user_joined}, C{user_left}, C{renamed}, C{key_changed}, C{warning}.
 
-Ordering and flow control follow the binary door: while a request waits on
-asynchronous work the protocol stops reading, and replies go through an
+Ordering and flow control come from L{chatd.protocols.door}: one line is
+handled at a time (messages do not overlap on this door), the protocol stops
+reading while a request waits on asynchronous work, and replies go through an
 L{Outbox} bounded by C{send-queue}, past which a reader that does not read is
 aborted.
 """
 
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.errors import AuthRequired, BadRequest, ChatError, Status
+from chatd.core.directory import ROOM, USER
+from chatd.errors import AuthRequired, BadRequest, ChatError, Status, TooLarge
 from chatd.interfaces import IChatClient
 from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
+from chatd.protocols.door import Door, Final
 from chatd.protocols.jsondoor import JSONDoor, then
-from chatd.protocols.outbox import Outbox, budgetOf, chain
-from chatd.core.directory import ROOM, USER
+from chatd.protocols.outbox import chain
 
-log = Logger()
-
+# Each command's name in L{chatd.protocols.requests.REQUESTS}; the others
+# (/switch, /ping, /help, /exit) are the door's own.
+_REQUEST_OF = {
+    "/register": "register", "/login": "login", "/challenge": "challenge", "/auth": "auth",
+    "/nick": "nick", "/key": "set_key", "/create": "create", "/join": "join",
+    "/leave": "leave", "/pm": "direct_message", "/history": "history",
+    "/users": "list_users", "/rooms": "list_rooms", "/keys": "get_keys",
+}
 _KINDS = {"room": ROOM, "user": USER}
 # Commands whose last argument is the rest of the line, spaces and all.
 _REST_OF_LINE = frozenset({"/pm"})
@@ -119,7 +124,7 @@ def _before(text):
 
 
 @implementer(IChatClient)
-class TextProtocol(JSONDoor, LineReceiver):
+class TextProtocol(JSONDoor, Door, LineReceiver):
     """
     One text-protocol connection: lines in, core calls, lines out.
 
@@ -129,76 +134,33 @@ class TextProtocol(JSONDoor, LineReceiver):
 
     delimiter = b"\n"
     door = "text"
+    # One request at a time, messages included, as docs/protocol.rst promises
+    # for this door: raising this lets messages overlap as on the binary door.
+    maxOverlapping = 1
 
     def __init__(self, service):
-        self.service = service
+        Door.__init__(self, service)
         self.maxLine = service.settings.maxFrame
         # LineReceiver counts the CR that may precede the LF; lineReceived
         # applies the limit to the line without it.
         self.MAX_LENGTH = self.maxLine + 1
-        self.session = None
-        self.outbox = None
         self.activeRoom = None
-        self._inFlight = False
-        self._closing = False
-        self._leaving = False
-        self._closeAfterResponse = False
 
     def connectionMade(self):
         noDelay(self.transport)
-        self.outbox = Outbox(self.transport, self.service.settings.sendQueue,
-                             self._sendQExceeded, budgetOf(self.service))
-        self.transport.registerProducer(self.outbox, True)
         peer = self.transport.getPeer()
-        try:
-            self.session = self.service.connect(self, getattr(peer, "host", str(peer)))
-        except ChatError as e:
-            self._refuse(e)
-            self._closeAfterWriting()
-            return
-        self._send(b"OK::" + jsonwire.welcome(self.session.hello(1)))
+        if self.open(self.transport, getattr(peer, "host", str(peer))):
+            self._send(b"OK::" + jsonwire.welcome(self.call("hello", 1)))
 
     def connectionLost(self, reason):
-        session, self.session = self.session, None
-        self._closing = True
-        if session is not None:
-            session.closed()
-        self.outbox.stopProducing()
+        self.lost()
 
     # -- output -----------------------------------------------------------
 
     def _send(self, line):
-        if not self._closing:
-            self.outbox.write(chain(line, b"\n"))
+        Door._send(self, chain(line, b"\n"))
 
-    def _closeAfterWriting(self):
-        """
-        Close once what is queued has been written.
-
-        The outbox is unregistered first: a TLS transport does not start its
-        shutdown while a producer is registered, so the connection would
-        otherwise stay open until the client hung up.
-        """
-        if self._closing:
-            return
-        self._closing = True
-        self.outbox.resumeProducing()
-        self.transport.unregisterProducer()
-        self.transport.loseConnection()
-
-    def _sendQExceeded(self):
-        log.warn("send queue exceeded for {name}; aborting the connection",
-                 name=self.session and self.session.user and self.session.user.name)
-        self._closing = True
-        self.transport.abortConnection()
-
-    def _respond(self, payload):
-        self._send(b"OK::" + payload)
-        if self._closeAfterResponse:
-            self._closeAfterWriting()
-
-    def _refuse(self, error):
-        self.service.metrics.refused(self.door, error.status)
+    def _encodeRefusal(self, error, context):
         if error.status == Status.STALE_RECIPIENTS:
             text = jsonwire.staleRecipients(error.message, error.members)
         else:
@@ -206,24 +168,24 @@ class TextProtocol(JSONDoor, LineReceiver):
             for binary, own in _OWN_WORDS:
                 message = message.replace(binary, own)
             text = message.encode("utf-8", "backslashreplace")
-        self._send(b"ERR::%02x::%s" % (error.status, text))
+        return b"ERR::%02x::%s" % (error.status, text)
 
     # -- input ------------------------------------------------------------
 
     def dataReceived(self, data):
-        if data and self.session is not None:
-            self.session.received()
+        if data:
+            self.received()
         LineReceiver.dataReceived(self, data)
 
     def lineLengthExceeded(self, line):
         self._tooLong()
 
     def _tooLong(self):
-        self._send(b"ERR::08::line longer than %d bytes" % (self.maxLine,))
+        self._refuse(TooLarge("line longer than %d bytes" % (self.maxLine,)))
         self._closeAfterWriting()
 
     def lineReceived(self, line):
-        if self._closing or self._leaving:
+        if self._closing or self._leaving is not None:
             return
         if line.endswith(b"\r"):
             line = line[:-1]
@@ -231,41 +193,18 @@ class TextProtocol(JSONDoor, LineReceiver):
             self._tooLong()
             return
         try:
-            result = self._dispatch(line)
+            request, handle = self._parse(line)
         except ChatError as e:
-            self._refuse(e)
+            self.refuseInTurn(e)
             return
-        except Exception:
-            log.failure("handling a text line")
-            self._refuse(BadRequest("internal error"))
-            return
-        if not isinstance(result, Deferred):
-            self._respond(result)
-            return
-        self._inFlight = True
-        result.addBoth(self._finished)
-        if self._inFlight:
-            self.pauseProducing()
+        self.submit(request, handle)
 
-    def _finished(self, result):
-        self._inFlight = False
-        if isinstance(result, Failure):
-            if result.check(ChatError):
-                self._refuse(result.value)
-            else:
-                log.failure("handling a text line", result)
-                self._refuse(BadRequest("internal error"))
-        else:
-            self._respond(result)
-        if self._leaving:
-            self._closeAfterWriting()
-        if self.paused and not self._closing:
-            self.resumeProducing()
-
-    def _dispatch(self, line):
+    def _parse(self, line):
         """
-        Parse one line, call the core, and return the C{OK::} payload (or a
-        L{Deferred} of it).
+        Parse one line.
+
+        @return: the request's name and what makes it and encodes the
+            C{OK::} line of its answer.
         """
         try:
             text = line.decode("utf-8")
@@ -274,7 +213,7 @@ class TextProtocol(JSONDoor, LineReceiver):
         if "\r" in text:
             raise BadRequest("a CR may only come just before the LF")
         if text.startswith("MSG::"):
-            return self._roomMessage(line[5:])
+            return "room_message", lambda: self._ok(self._roomMessage(line[5:]))
         if not text.startswith("CMD::"):
             raise BadRequest(("empty line" if not text else "a line starts with CMD:: or MSG::")
                              + _HELP_HINT)
@@ -290,40 +229,48 @@ class TextProtocol(JSONDoor, LineReceiver):
         words = args[:-1] if rest else args
         if not low <= len(args) <= high or not all(args) or not all(map(_isWord, words)):
             raise BadRequest("usage: %s" % (usage,))
-        return handler(self, *args)
+        return _REQUEST_OF.get(command, command), lambda: self._ok(handler(self, *args))
+
+    @staticmethod
+    def _ok(payload):
+        """
+        The C{OK::} line of an answer, now or once its L{Deferred} fires.
+        """
+        return then(payload, lambda payload: (
+            Final(b"OK::" + payload.frame) if isinstance(payload, Final) else b"OK::" + payload))
 
     # -- commands ---------------------------------------------------------
 
     def _register(self, name, password, key, invite=None):
         der = jsonwire.decodeBase64(key, "the public key")
         session = self.session
-        return session.register(name, password, der, invite).addCallback(
-            lambda _: jsonwire.registered(session.user.name))
+        return self.call("register", name, password, der, invite).addCallback(
+            lambda _: jsonwire.registered(session.name))
 
     def _login(self, name, password):
         session = self.session
-        return session.login(name, password).addCallback(
-            lambda _: jsonwire.authenticated(session.user.name))
+        return self.call("login", name, password).addCallback(
+            lambda _: jsonwire.authenticated(session.name))
 
     def _challenge(self):
-        return jsonwire.challenge(self.session.challenge())
+        return jsonwire.challenge(self.call("challenge"))
 
     def _auth(self, name, signature):
         signature = jsonwire.decodeBase64(signature, "the signature")
         session = self.session
-        return session.auth(name, signature).addCallback(
-            lambda _: jsonwire.authenticated(session.user.name))
+        return self.call("auth", name, signature).addCallback(
+            lambda _: jsonwire.authenticated(session.name))
 
     def _nick(self, name):
-        old = self.session.user and self.session.user.name
-        return self.session.nick(name).addCallback(lambda new: jsonwire.renamed(old, new))
+        old = self.session.name
+        return self.call("nick", name).addCallback(lambda new: jsonwire.renamed(old, new))
 
     def _key(self, key):
         der = jsonwire.decodeBase64(key, "the public key")
-        return self.session.setKey(der).addCallback(lambda _: jsonwire.keySet())
+        return self.call("set_key", der).addCallback(lambda _: jsonwire.keySet())
 
     def _create(self, room, password=""):
-        return self.session.create(room, password).addCallback(
+        return self.call("create", room, password).addCallback(
             lambda _: jsonwire.created(room))
 
     def _join(self, room, password=""):
@@ -332,14 +279,14 @@ class TextProtocol(JSONDoor, LineReceiver):
         def joined(members):
             self.activeRoom = name
             return jsonwire.joined(name, members)
-        return self.session.join(room, password).addCallback(joined)
+        return self.call("join", room, password).addCallback(joined)
 
     def _switch(self, room):
-        user = self.session.user
-        if user is None:
+        if self.session.name is None:
             raise AuthRequired("authentication required: register or log in first")
-        name = self.service.room(room).name
-        if fold(name) not in user.rooms:
+        member = self.session.isMember(room)
+        name = self.session.roomSpelling(room)
+        if not member:
             raise BadRequest("not a member of %s; /join it first" % (name,))
         self.activeRoom = name
         return jsonwire.switched(name)
@@ -351,18 +298,18 @@ class TextProtocol(JSONDoor, LineReceiver):
             if self.activeRoom is not None and fold(room) == fold(self.activeRoom):
                 self.activeRoom = None
             return jsonwire.left(name)
-        return self.session.leave(room).addCallback(left)
+        return self.call("leave", room).addCallback(left)
 
     def _directMessage(self, user, envelope):
         name = self._userName(user)
-        return then(self.session.directMessage(user, envelope.encode("utf-8")),
+        return then(self.call("direct_message", user, envelope.encode("utf-8")),
                      lambda timestamp: jsonwire.sentToUser(name, timestamp))
 
     def _roomMessage(self, envelope):
         room = self.activeRoom
         if room is None:
             raise BadRequest("no active room: /join or /switch to one first")
-        return self.session.roomMessage(room, envelope).addCallback(
+        return self.call("room_message", room, envelope).addCallback(
             lambda timestamp: jsonwire.sentToRoom(room, timestamp))
 
     def _history(self, room, limit="0", before="0"):
@@ -370,26 +317,25 @@ class TextProtocol(JSONDoor, LineReceiver):
         before = _before(before)
         budget = self.maxLine - len(b"OK::")
         name = self._roomName(room)
-        return self.session.history(room, limit, before).addCallback(
+        return self.call("history", room, limit, before).addCallback(
             lambda rows: jsonwire.history(name, rows, budget=budget))
 
     def _users(self, room=""):
-        return jsonwire.users(self.session.listUsers(room))
+        return jsonwire.users(self.call("list_users", room))
 
     def _rooms(self):
-        return jsonwire.rooms(self.session.listRooms())
+        return jsonwire.rooms(self.call("list_rooms"))
 
     def _keys(self, kind, name):
         if kind not in _KINDS:
             raise BadRequest("usage: /keys room|user NAME")
-        return then(self.session.getKeys(_KINDS[kind], name), jsonwire.keys)
+        return then(self.call("get_keys", _KINDS[kind], name), jsonwire.keys)
 
     def _ping(self):
         return jsonwire.pong()
 
     def _exit(self):
-        self._closeAfterResponse = True
-        return jsonwire.bye()
+        return Final(jsonwire.bye())
 
     def _help(self):
         commands = [{"usage": "CMD::" + usage, "what": what}
@@ -431,15 +377,6 @@ class TextProtocol(JSONDoor, LineReceiver):
 
     def _event(self, obj):
         self._send(chain(b"EVT::", obj))
-
-    def disconnect(self):
-        self._closeAfterWriting()
-
-    def goAway(self, code, message):
-        self.warning(code, message)
-        self._leaving = True
-        if not self._inFlight:
-            self._closeAfterWriting()
 
 
 class TextFactory(DoorFactory):

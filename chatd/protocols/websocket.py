@@ -62,31 +62,36 @@ connection stays open; a message over C{max-frame} bytes gets C{error
 too_large} and close code 1009, as soon as its size is known to be over,
 without waiting for the rest of it.
 
-Ordering and flow control follow the binary door: one response per request, in
+Ordering and flow control come from L{chatd.protocols.door}: one request at a
+time (messages do not overlap on this door), one response per request, in
 request order, reading paused while a request waits on asynchronous work; the
 replies wait in an L{Outbox} bounded by C{send-queue}.
 """
 
-from collections import deque
-
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from wsproto.events import BytesMessage, CloseConnection, Message
 from zope.interface import implementer
 
-from chatd.errors import AuthRequired, BadRequest, ChatError, Status
+from chatd.core.directory import ROOM, USER
+from chatd.errors import AuthRequired, BadRequest, TooLarge
 from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.protocols import jsonwire
+from chatd.protocols.door import NO_CONTEXT, Door
 from chatd.protocols.jsondoor import JSONDoor, then
-from chatd.protocols.outbox import Outbox, budgetOf
-from chatd.core.directory import ROOM, USER
-
-log = Logger()
 
 # Requests a session may make before it has logged in.
 _BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"})
+
+# Each message type's name in L{chatd.protocols.requests.REQUESTS}; the others
+# (switch_room, ping) are the door's own.
+_REQUEST_OF = {
+    "get_challenge": "challenge", "register": "register", "authenticate": "auth",
+    "login": "login", "join": "join", "leave": "leave", "chat_message": "room_message",
+    "dm": "direct_message", "history": "history", "list_rooms": "list_rooms",
+    "list_users": "list_users", "get_keys": "get_keys", "set_key": "set_key",
+    "file_offer": "file_offer", "file_answer": "file_answer", "file_chunk": "file_chunk",
+    "file_ack": "file_ack", "file_done": "file_done", "file_cancel": "file_cancel",
+}
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -165,7 +170,7 @@ class _TextFrames:
 
 
 @implementer(IFileClient)
-class WebSocketChatProtocol(JSONDoor):
+class WebSocketChatProtocol(JSONDoor, Door):
     """
     One WebSocket connection: JSON messages in, core calls, JSON messages out.
 
@@ -176,166 +181,99 @@ class WebSocketChatProtocol(JSONDoor):
     """
 
     door = "web"
+    # One request at a time, messages included, as docs/protocol.rst promises
+    # for this door: raising this lets messages overlap as on the binary door.
+    maxOverlapping = 1
 
     def __init__(self, service, address):
-        self.service = service
+        Door.__init__(self, service)
         self.address = address
         self.maxMessage = service.settings.maxFrame
         self.wire = None
         self.guard = None
-        self.outbox = None
-        self.session = None
         self.activeRoom = None
-        self._queue = deque()
-        self._busy = False
-        self._draining = False
-        self._readingPaused = False
-        self._closing = False
-        self._leaving = None
 
     # -- WebSocketProtocol ------------------------------------------------
 
     def negotiationStarted(self, transport):
         self.wire = transport
-        self.guard = _MessageSizeGuard(transport._wsconn, self.maxMessage, self._bytesReceived,
+        self.guard = _MessageSizeGuard(transport._wsconn, self.maxMessage, self.received,
                                        self._messageTooLarge, self._closeReceived)
         transport._wsconn = self.guard
 
     def negotiationFinished(self):
-        self.outbox = Outbox(_TextFrames(self.wire), self.service.settings.sendQueue,
-                             self._sendQExceeded, budgetOf(self.service))
-        # The HTTP channel that served the upgrade is still registered as the
-        # connection's producer, and a transport takes only one: without this,
-        # attaching the outbox raises on a real connection.
-        self.wire.detachProducer()
-        self.wire.attachProducer(self.outbox)
-        try:
-            self.session = self.service.connect(self, self.address)
-        except ChatError as e:
-            self._refuse(e)
-            self._close(CLOSE_TRY_LATER)
-            return
-        self.session.hello(1, guest=False)
+        if self.open(_TextFrames(self.wire), self.address):
+            self.call("hello", 1, guest=False)
 
     def connectionLost(self, reason):
-        session, self.session = self.session, None
-        self._closing = True
-        if session is not None:
-            session.closed()
-        if self.outbox is not None:
-            self.outbox.stopProducing()
+        self.lost()
 
     def textMessageReceived(self, message):
-        self._input(message)
+        try:
+            request = jsonwire.parseRequest(message)
+        except jsonwire.MalformedRequest as e:
+            self.refuseInTurn(e, e.requestId)
+            return
+        self.submit(_REQUEST_OF.get(request.type, request.type),
+                    lambda: self._dispatch(request), request.id)
 
     def bytesMessageReceived(self, data):
-        self._input(None)
+        self.refuseInTurn(BadRequest("binary frames are not understood; send JSON text"))
 
     def pongReceived(self, payload):
         """
         Pongs carry nothing for chatd; their bytes already reset the idle clock.
         """
 
-    # -- input ------------------------------------------------------------
-
-    def _bytesReceived(self):
-        if self.session is not None:
-            self.session.received()
-
-    def _input(self, message):
-        """
-        Take one message (L{None} for a binary one) in its turn: requests are
-        handled one at a time, in order.
-        """
-        if not self._closing and self._leaving is None:
-            self._queue.append(message)
-            self._drain()
-
-    def _drain(self):
-        """
-        Handle queued messages until one waits on asynchronous work; reading
-        from the network stays paused while one does.
-
-        A response that is ready at once is sent from within the loop, which
-        is why it is not re-entered: a long queue then costs no stack.
-        """
-        if self._draining:
-            return
-        self._draining = True
-        try:
-            while self._queue and not self._busy and not self._closing:
-                self._handle(self._queue.popleft())
-        finally:
-            self._draining = False
-        if self._busy != self._readingPaused and not self._closing:
-            self._readingPaused = self._busy
-            if self._busy:
-                self.wire.transport.pauseProducing()
-            else:
-                self.wire.transport.resumeProducing()
-
-    def _handle(self, message):
-        if message is None:
-            self._refuse(BadRequest("binary frames are not understood; send JSON text"))
-            return
-        try:
-            request = jsonwire.parseRequest(message)
-        except jsonwire.MalformedRequest as e:
-            self._refuse(e, e.requestId)
-            return
-        try:
-            result = self._dispatch(request)
-        except ChatError as e:
-            self._refuse(e, request.id)
-            return
-        except Exception:
-            log.failure("handling {request}", request=request)
-            self._refuse(BadRequest("internal error"), request.id)
-            return
-        if not isinstance(result, Deferred):
-            self._send(result)
-            return
-        self._busy = True
-        result.addBoth(self._finished, request)
-
-    def _finished(self, result, request):
-        self._busy = False
-        if isinstance(result, Failure):
-            if result.check(ChatError):
-                self._refuse(result.value, request.id)
-            else:
-                log.failure("handling {request}", result, request=request)
-                self._refuse(BadRequest("internal error"), request.id)
-        else:
-            self._send(result)
-        if self._leaving is not None:
-            self._close(CLOSE_GOING_AWAY, self._leaving)
-        self._drain()
-
     def _dispatch(self, request):
         """
         Call the core for one request and return its response (or a
         L{Deferred} of it).
         """
-        if self.session.user is None and request.type not in _BEFORE_LOGIN:
+        if self.session.name is None and request.type not in _BEFORE_LOGIN:
             raise AuthRequired("Authentication required")
         return self._handlers[request.type](self, request.id, **request.fields)
 
-    # -- output -----------------------------------------------------------
+    # -- the door's hooks -------------------------------------------------
 
-    def _send(self, data):
-        if not self._closing:
-            self.outbox.write(data)
+    def _encodeRefusal(self, error, requestId):
+        return jsonwire.error(error.status, error.message, getattr(error, "members", None),
+                              jsonwire.NO_ID if requestId is NO_CONTEXT else requestId)
 
-    def _refuse(self, error, requestId=jsonwire.NO_ID):
-        self.service.metrics.refused(self.door, error.status)
-        self._send(jsonwire.error(error.status, error.message,
-                                  getattr(error, "members", None), requestId))
+    def _produce(self, outbox):
+        # The HTTP channel that served the upgrade is still registered as the
+        # connection's producer, and a transport takes only one: without this,
+        # attaching the outbox raises on a real connection.
+        self.wire.detachProducer()
+        self.wire.attachProducer(outbox)
+
+    def _pauseReading(self):
+        self.wire.transport.pauseProducing()
+
+    def _resumeReading(self):
+        self.wire.transport.resumeProducing()
+
+    def _hangUp(self, code=CLOSE_NORMAL, reason=""):
+        """
+        Send a close frame with C{code} and C{reason}, then hang up.
+        """
+        self.guard.stopped = True
+        self.wire.detachProducer()
+        self.wire.loseConnection(code, reason)
+
+    def _abort(self):
+        self.guard.stopped = True
+        self.wire.transport.abortConnection()
+
+    def _closeRefused(self):
+        self._closeAfterWriting(CLOSE_TRY_LATER)
+
+    def _closeGoingAway(self, message):
+        self._closeAfterWriting(CLOSE_GOING_AWAY, message)
 
     def _messageTooLarge(self):
-        self._send(jsonwire.error(Status.TOO_LARGE, "a message holds at most %d bytes"
-                                  % (self.maxMessage,)))
-        self._close(CLOSE_TOO_BIG)
+        self._refuse(TooLarge("a message holds at most %d bytes" % (self.maxMessage,)))
+        self._closeAfterWriting(CLOSE_TOO_BIG)
 
     def _closeReceived(self):
         """
@@ -349,58 +287,35 @@ class WebSocketChatProtocol(JSONDoor):
         self.outbox.stopProducing()
         self.wire.detachProducer()
 
-    def _close(self, code, reason=""):
-        """
-        Send what is queued, then a close frame with C{code} and C{reason},
-        then hang up.
-
-        The outbox is detached first: a TLS transport does not start its
-        shutdown while a producer is registered.
-        """
-        if self._closing:
-            return
-        self._closing = True
-        self.guard.stopped = True
-        self.outbox.resumeProducing()
-        self.wire.detachProducer()
-        self.wire.loseConnection(code, reason)
-
-    def _sendQExceeded(self):
-        log.warn("send queue exceeded for {name}; aborting the connection",
-                 name=self.session and self.session.user and self.session.user.name)
-        self._closing = True
-        self.guard.stopped = True
-        self.wire.transport.abortConnection()
-
     # -- requests ---------------------------------------------------------
 
     def _getChallenge(self, requestId):
-        return jsonwire.challenge(self.session.challenge(), requestId)
+        return jsonwire.challenge(self.call("challenge"), requestId)
 
     def _register(self, requestId, userId, publicKey, password="", invite=None):
         session = self.session
-        return session.register(userId, password, publicKey, invite).addCallback(
-            lambda _: jsonwire.registered(session.user.name, requestId))
+        return self.call("register", userId, password, publicKey, invite).addCallback(
+            lambda _: jsonwire.registered(session.name, requestId))
 
     def _authenticate(self, requestId, userId, signature):
         session = self.session
-        return session.auth(userId, signature).addCallback(
-            lambda _: jsonwire.authenticated(session.user.name, requestId))
+        return self.call("auth", userId, signature).addCallback(
+            lambda _: jsonwire.authenticated(session.name, requestId))
 
     def _login(self, requestId, userId, password):
         session = self.session
-        return session.login(userId, password).addCallback(
-            lambda _: jsonwire.authenticated(session.user.name, requestId))
+        return self.call("login", userId, password).addCallback(
+            lambda _: jsonwire.authenticated(session.name, requestId))
 
     def _join(self, requestId, roomId=None, password=""):
         if roomId is None:
-            roomId = self.session.user.name
+            roomId = self.session.name
         name = self._roomName(roomId)
 
         def joined(members):
             self.activeRoom = name
             return jsonwire.joined(name, members, requestId)
-        return self.session.join(roomId, password).addCallback(joined)
+        return self.call("join", roomId, password).addCallback(joined)
 
     def _switchRoom(self, requestId, roomId, password=""):
         name = self._roomName(roomId)
@@ -410,8 +325,8 @@ class WebSocketChatProtocol(JSONDoor):
             response = jsonwire.joined(name, members, requestId)
             if old is None:
                 return response
-            return self.session.leave(old).addCallback(lambda _: response)
-        return self.session.join(roomId, password).addCallback(joined)
+            return self.call("leave", old).addCallback(lambda _: response)
+        return self.call("join", roomId, password).addCallback(joined)
 
     def _leave(self, requestId, roomId):
         if not roomId:
@@ -423,63 +338,63 @@ class WebSocketChatProtocol(JSONDoor):
             if self.activeRoom is not None and fold(roomId) == fold(self.activeRoom):
                 self.activeRoom = None
             return jsonwire.left(name, requestId)
-        return self.session.leave(roomId).addCallback(left)
+        return self.call("leave", roomId).addCallback(left)
 
     def _chatMessage(self, requestId, roomId, envelope):
         name = self._roomName(roomId)
-        return self.session.roomMessage(roomId, envelope).addCallback(
+        return self.call("room_message", roomId, envelope).addCallback(
             lambda timestamp: jsonwire.sentToRoom(name, timestamp, requestId))
 
     def _directMessage(self, requestId, to, envelope):
         name = self._userName(to)
-        return then(self.session.directMessage(to, envelope),
+        return then(self.call("direct_message", to, envelope),
                      lambda timestamp: jsonwire.sentToUser(name, timestamp, requestId))
 
     def _history(self, requestId, roomId, limit=0, before=0):
         name = self._roomName(roomId)
-        return self.session.history(roomId, limit, before).addCallback(
+        return self.call("history", roomId, limit, before).addCallback(
             lambda rows: jsonwire.history(name, rows, requestId, budget=self.maxMessage))
 
     def _listRooms(self, requestId):
-        return jsonwire.rooms(self.session.listRooms(), requestId)
+        return jsonwire.rooms(self.call("list_rooms"), requestId)
 
     def _listUsers(self, requestId, roomId=""):
-        return jsonwire.users(self.session.listUsers(roomId), requestId)
+        return jsonwire.users(self.call("list_users", roomId), requestId)
 
     def _getKeys(self, requestId, roomId=None, userId=None):
         kind, name = (ROOM, roomId) if roomId is not None else (USER, userId)
-        return then(self.session.getKeys(kind, name),
+        return then(self.call("get_keys", kind, name),
                      lambda members: jsonwire.keys(members, requestId))
 
     def _setKey(self, requestId, publicKey):
-        return self.session.setKey(publicKey).addCallback(lambda _: jsonwire.keySet(requestId))
+        return self.call("set_key", publicKey).addCallback(lambda _: jsonwire.keySet(requestId))
 
     def _ping(self, requestId):
         return jsonwire.pong(requestId)
 
     def _fileOffer(self, requestId, size, chunks, chunkSize, envelope, roomId=None, to=None):
         kind, target = (ROOM, roomId) if roomId is not None else (USER, to)
-        return then(self.session.offer(kind, target, size, chunks, chunkSize, envelope),
+        return then(self.call("file_offer", kind, target, size, chunks, chunkSize, envelope),
                      lambda transferId: jsonwire.fileOk(transferId, requestId))
 
     def _fileAnswer(self, requestId, transferId, accept):
-        self.session.answer(transferId, accept)
+        self.call("file_answer", transferId, accept)
         return jsonwire.fileOk(transferId, requestId)
 
     def _fileChunk(self, requestId, transferId, index, data):
-        self.session.fileChunk(transferId, index, data)
+        self.call("file_chunk", transferId, index, data)
         return jsonwire.fileOk(transferId, requestId)
 
     def _fileAck(self, requestId, transferId, index):
-        self.session.fileAck(transferId, index)
+        self.call("file_ack", transferId, index)
         return jsonwire.fileOk(transferId, requestId)
 
     def _fileDone(self, requestId, transferId):
-        self.session.fileDone(transferId)
+        self.call("file_done", transferId)
         return jsonwire.fileOk(transferId, requestId)
 
     def _fileCancel(self, requestId, transferId, reason):
-        self.session.fileCancel(transferId, reason)
+        self.call("file_cancel", transferId, reason)
         return jsonwire.fileOk(transferId, requestId)
 
     _handlers = {
@@ -511,28 +426,13 @@ class WebSocketChatProtocol(JSONDoor):
     def _event(self, obj):
         self._send(obj)
 
-    def disconnect(self):
-        self._close(CLOSE_NORMAL)
-
-    def goAway(self, code, message):
-        """
-        Send the warning, drop the requests not yet started, and once the one
-        in progress (if any) is answered, close with 1001 (going away) and the
-        message as reason.
-        """
-        self.warning(code, message)
-        self._leaving = message
-        self._queue.clear()
-        if not self._busy:
-            self._close(CLOSE_GOING_AWAY, message)
-
     # -- IFileClient --------------------------------------------------------
 
     def fileOffered(self, transfer):
         offer = transfer.offer
         self._send(jsonwire.fileOffered(
-            transfer.id, transfer.sender.user.name, offer.kind == ROOM, offer.target, offer.size,
-            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self.session.user.name)))
+            transfer.id, transfer.sender.name, offer.kind == ROOM, offer.target, offer.size,
+            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self.session.name)))
 
     def fileStarted(self, transferId, accepted, window):
         self._send(jsonwire.fileStart(transferId, accepted, window))
