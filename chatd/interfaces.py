@@ -59,6 +59,29 @@ class IChatClient(Interface):
         public key (SubjectPublicKeyInfo DER).
         """
 
+    def kicked(room, user, by, banned, reason):
+        """
+        C{user} was kicked, or banned (C{banned}), from C{room} by C{by}: it
+        is not a member any more. Sent to the room's members and to the
+        user's own sessions.
+        """
+
+    def topicChanged(room, by, topic):
+        """
+        C{by} set C{room}'s topic (empty: none).
+        """
+
+    def roleChanged(room, user, by, role):
+        """
+        C{by} made account C{user} C{"owner"} or C{"operator"} of C{room}, or
+        took its role away (L{None}).
+        """
+
+    def roomDestroyed(room, by):
+        """
+        C{by} destroyed C{room}: nobody is in it any more.
+        """
+
     def warning(code, message):
         """
         A warning from the server, such as C{0x03}: idle, about to be disconnected.

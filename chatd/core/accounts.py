@@ -15,7 +15,8 @@ from chatd.ratelimit import inWholeSeconds
 
 log = Logger()
 
-PROTOCOL_VERSIONS = (1,)
+# Version 2 adds the moderation events and the topic in JOIN's answer.
+PROTOCOL_VERSIONS = (1, 2)
 
 
 class AccountRequests:
@@ -39,6 +40,7 @@ class AccountRequests:
             raise BadRequest("protocol version %d is not spoken here; this server speaks %s"
                              % (version, ", ".join(map(str, PROTOCOL_VERSIONS))))
         self.greeted = True
+        self.version = version
         self._cancelHelloTimer()
         if not (guest and self.service.settings.allowGuests):
             return None
@@ -71,6 +73,7 @@ class AccountRequests:
     async def _nick(self, user, name):
         if await self.service.store.getAccount(name) is not None or self.service.nameInUse(name):
             raise Conflict("name in use: %s" % (name,))
+        await self._refuseBannedName(user, name)
         if self.user is not user:
             raise BadRequest("the session closed meanwhile")
         self._rename(user, name)
@@ -212,6 +215,10 @@ class AccountRequests:
         # key until its first login publishes one (SET_KEY).
         publicKey = publicKey or None
         guest = self.user
+        if guest is not None:
+            await self._leaveBannedRooms(guest, name)
+            if self.ended or self.user is not guest:
+                raise BadRequest("the session closed meanwhile")
         online = service.users.get(fold(name))
         if online is not None and online is not guest:
             if guest is not None:

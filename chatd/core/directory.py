@@ -20,6 +20,8 @@ class User:
         must hear of its key changes.
     @ivar nodes: the other cluster nodes where it has sessions; a user known
         only from other nodes has no C{sessions} here.
+    @ivar bans: the rooms it was banned from while online, by folded name: a
+        guest that renames stays banned (L{chatd.core.moderation}).
     """
 
     def __init__(self, name, key=None, account=False):
@@ -29,6 +31,7 @@ class User:
         self.nodes = set()
         self.rooms = {}
         self.peers = set()
+        self.bans = set()
         self.setKey(key)
 
     def setKey(self, key):

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from chatd import e2e
 from chatd.core.directory import Room
+from chatd.core.moderation import JoinAnswer
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
 
@@ -84,7 +85,10 @@ class RoomRequests:
         room = Room(roomName, passwordHash)
         self.service.rooms[fold(roomName)] = room
         try:
-            await self.service.store.createRoom(roomName, passwordHash)
+            # Its creator owns it; a guest holds no role, so a guest's room
+            # has no owner until the operator gives it one.
+            await self.service.store.createRoom(
+                roomName, passwordHash, self.user.name if self.user.account else None)
         except Exception:
             if self.service.rooms.get(fold(roomName)) is room:
                 del self.service.rooms[fold(roomName)]
@@ -110,6 +114,9 @@ class RoomRequests:
         room = service.rooms.get(fold(roomName))
         if room is not None and fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
+        topic = None
+        if room is not None:
+            topic = await self._refuseBanned(user, room)
         if room is not None and room.passwordHash is not None:
             attempt = await service.failures.attempt("room:" + fold(room.name), self.address)
             if not await service.credentials.checkPassword(password, room.passwordHash):
@@ -136,7 +143,7 @@ class RoomRequests:
         service.publish("joined", room=room.name, user=user.name)
         if user.account:
             await service.store.addMember(room.name, user.name)
-        return room.memberKeys()
+        return JoinAnswer(room.memberKeys(), topic)
 
     def leave(self, roomName):
         """

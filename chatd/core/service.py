@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import e2e
+from chatd.core import moderation
 from chatd.core.directory import ROOM, Room, User
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
@@ -189,21 +190,24 @@ class ChatService(Service):
         self.broadcast([s for s in audience if s is not exclude],
                        "userJoined", room.name, user.name, user.key)
 
-    def removeMember(self, room, user, exclude=None, local=True):
+    def removeMember(self, room, user, exclude=None, local=True, event=None):
         """
         Take C{user} out of C{room}, tell the others, and let the room go when
         nothing keeps it.
 
         @param local: whether it happened on this node (which then deletes an
             unused room from the store), rather than being mirrored from another.
+        @param event: the L{IChatClient} method and arguments that tell of it,
+            when it is not C{userLeft} (a kick, a destroyed room).
         """
         self.leaveTransfers(user, lambda t, s: t.offer.kind == ROOM and t.offer.target == room.name,
                             "left the room")
         del room.members[fold(user.name)]
         del user.rooms[fold(room.name)]
         room.changed()
-        self.broadcast(self.roomSessions(room) + [s for s in user.sessions if s is not exclude],
-                       "userLeft", room.name, user.name)
+        method, *args = event or ("userLeft", room.name, user.name)
+        self.broadcast(self.roomSessions(room, exclude)
+                       + [s for s in user.sessions if s is not exclude], method, *args)
         self.dropIfUnused(room, local)
 
     def dropIfUnused(self, room, local=True):
@@ -441,6 +445,7 @@ class ChatService(Service):
         "left": _remoteLeft,
         "message": _remoteMessage,
         "direct": _remoteDirect,
+        **moderation.REMOTE_EVENTS,
     }
 
     def leaveTransfers(self, user, applies, reason):

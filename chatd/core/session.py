@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from chatd.core.accounts import AccountRequests
 from chatd.core.files import FileRequests
 from chatd.core.messages import MessageRequests
+from chatd.core.moderation import ModerationRequests
 from chatd.core.rooms import RoomRequests
 from chatd.errors import AuthRequired, BadRequest, Conflict, NotFound
 from chatd.names import fold
@@ -22,7 +23,8 @@ log = Logger()
 WARNING_IDLE = 0x03
 
 
-class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests):
+class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
+              ModerationRequests):
     """
     One connection's state and the requests it can make.
 
@@ -39,6 +41,9 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests):
         self.door = getattr(client, "door", "other")
         self.user = None
         self.greeted = False
+        # The protocol version the client said in HELLO (the text and
+        # WebSocket doors greet with 1 and show every event anyway).
+        self.version = 1
         self.ended = False
         self.transfers = set()
         self._challenge = None

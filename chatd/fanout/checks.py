@@ -24,6 +24,43 @@ _MAX_TIMESTAMP = 2**63 - 1
 _MAX_PASSWORD_HASH = 128
 
 
+def _name(value):
+    """a user name"""
+    return isinstance(value, str) and isUserName(value)
+
+
+def _text(value):
+    """text of at most 512 bytes"""
+    return isinstance(value, str) and len(value.encode("utf-8", "replace")) <= 512
+
+
+def _bool(value):
+    """true or false"""
+    return isinstance(value, bool)
+
+
+def _role(value):
+    """a role"""
+    return value in (None, "owner", "operator")
+
+
+def _hash(value):
+    """a password hash"""
+    return value is None or isinstance(value, bytes) and 0 < len(value) <= _MAX_PASSWORD_HASH
+
+
+# The moderation events (chatd.core.moderation): besides the room, each
+# one's fields and their checks.
+_MODERATION = {
+    "kicked": [("user", _name), ("by", _name), ("reason", _text), ("banned", _bool)],
+    "unbanned": [("user", _name)],
+    "role": [("user", _name), ("by", _name), ("role", _role)],
+    "topic": [("by", _name), ("topic", _text)],
+    "password": [("password", _hash)],
+    "destroyed": [("by", _name)],
+}
+
+
 class InvalidEvent(Exception):
     """
     An event from another node that a client could not have caused.
@@ -113,9 +150,7 @@ def checkEvent(event, keyOf):
         _key(event.get("key"), optional=False)
     elif kind == "room":
         _room(event)
-        password = event.get("password")
-        _require(password is None or isinstance(password, bytes)
-                 and 0 < len(password) <= _MAX_PASSWORD_HASH, "password is not a hash")
+        _require(_hash(event.get("password")), "password is not a hash")
     elif kind == "unroom":
         _room(event)
     elif kind in ("joined", "left"):
@@ -125,6 +160,10 @@ def checkEvent(event, keyOf):
         room = _room(event)
         _timestamp(event)
         _envelope(event, keyOf, _user(event, "sender"), "room", room)
+    elif kind in _MODERATION:
+        _room(event)
+        for field, check in _MODERATION[kind]:
+            _require(check(event.get(field)), "%s is not %s" % (field, check.__doc__))
     elif kind == "direct":
         peer = _user(event, "peer")
         _timestamp(event)

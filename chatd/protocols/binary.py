@@ -130,6 +130,9 @@ class BinaryProtocol(Door, Int32StringReceiver):
     def _encodeOk(self, value, op):
         if isinstance(value, Final):
             return value
+        if op == Op.JOIN and self.session.version >= 2:
+            return opcodes.okResponse(op, value, getattr(value, "topic", None) or "",
+                                      version=2)
         if op in opcodes.OK_RESPONSES:
             return opcodes.okResponse(op, value)
         return opcodes.okResponse(op)
@@ -179,6 +182,29 @@ class BinaryProtocol(Door, Int32StringReceiver):
 
     def keyChanged(self, user, publicKey):
         self._send(opcodes.event(Op.KEY_CHANGED, user, publicKey))
+
+    # The moderation events go to sessions that said version 2; a version-1
+    # session hears that a user is out of a room as it always has, by LEFT.
+
+    def kicked(self, room, user, by, banned, reason):
+        if self.session.version >= 2:
+            self._send(opcodes.event(Op.KICKED, room, user, by, int(banned), reason))
+        else:
+            self.userLeft(room, user)
+
+    def topicChanged(self, room, by, topic):
+        if self.session.version >= 2:
+            self._send(opcodes.event(Op.TOPIC, room, by, topic))
+
+    def roleChanged(self, room, user, by, role):
+        if self.session.version >= 2:
+            self._send(opcodes.event(Op.ROLE, room, user, by, opcodes.ROLE_CODES[role]))
+
+    def roomDestroyed(self, room, by):
+        if self.session.version >= 2:
+            self._send(opcodes.event(Op.DESTROYED, room, by))
+        elif self.session.name is not None:
+            self.userLeft(room, self.session.name)
 
     def warning(self, code, message):
         self._send(opcodes.event(Op.WARNING, code, message))

@@ -8,7 +8,7 @@ only says how an object goes out.
 from twisted.internet.defer import Deferred
 
 from chatd.names import fold
-from chatd.protocols import jsonwire
+from chatd.protocols import jsonmoderation, jsonwire
 
 
 def then(result, callback):
@@ -55,12 +55,33 @@ class JSONDoor:
     def userJoined(self, room, user, publicKey):
         self._event(jsonwire.userJoined(room, user, publicKey))
 
-    def userLeft(self, room, user):
-        own = self.session is not None and self.session.name is not None and (
-            fold(user) == fold(self.session.name))
+    def _out(self, room, user=None):
+        """
+        Forget the active room when this session's user is out of it (C{user}
+        L{None}: everyone is).
+        """
+        own = user is None or self.session is not None and self.session.name is not None \
+            and fold(user) == fold(self.session.name)
         if own and self.activeRoom is not None and fold(room) == fold(self.activeRoom):
             self.activeRoom = None
+
+    def userLeft(self, room, user):
+        self._out(room, user)
         self._event(jsonwire.userLeft(room, user))
+
+    def kicked(self, room, user, by, banned, reason):
+        self._out(room, user)
+        self._event(jsonmoderation.userKicked(room, user, by, banned, reason))
+
+    def topicChanged(self, room, by, topic):
+        self._event(jsonmoderation.topicChanged(room, by, topic))
+
+    def roleChanged(self, room, user, by, role):
+        self._event(jsonmoderation.roleChanged(room, user, by, role))
+
+    def roomDestroyed(self, room, by):
+        self._out(room)
+        self._event(jsonmoderation.roomDestroyed(room, by))
 
     def userRenamed(self, old, new):
         self._event(jsonwire.renamed(old, new))

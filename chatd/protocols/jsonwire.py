@@ -228,11 +228,13 @@ def authenticated(userId, requestId=NO_ID):
     return _response("authenticated", requestId, userId=userId)
 
 
-def joined(roomId, members, requestId=NO_ID, topic=None):
+def joined(roomId, members, requestId=NO_ID):
     """
-    @param members: C{(name, DER key)} pairs, as the core gives them.
-    @param topic: the room's topic, added when it has one.
+    @param members: C{(name, DER key)} pairs, as the core gives them: its
+        L{chatd.core.moderation.JoinAnswer} also has the room's C{topic},
+        added when the room has one.
     """
+    topic = getattr(members, "topic", None)
     if topic:
         return _response("joined", requestId, roomId=roomId, members=_members(members),
                          topic=topic)

@@ -95,6 +95,10 @@ class FakeChatClient:
     userLeft = _record("userLeft")
     userRenamed = _record("userRenamed")
     keyChanged = _record("keyChanged")
+    kicked = _record("kicked")
+    topicChanged = _record("topicChanged")
+    roleChanged = _record("roleChanged")
+    roomDestroyed = _record("roomDestroyed")
     warning = _record("warning")
     del _record
 

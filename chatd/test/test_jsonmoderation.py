@@ -7,6 +7,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from chatd.core.moderation import JoinAnswer
 from chatd.protocols import jsonmoderation as jm
 from chatd.protocols.jsonwire import MalformedRequest, joined, parseRequest
 
@@ -100,5 +101,6 @@ class ObjectTests(SynchronousTestCase):
         C{joined} carries the topic when the room has one, and no such field
         when it has none.
         """
-        self.assertEqual(json.loads(joined("#a", [], topic="hello"))["topic"], "hello")
-        self.assertNotIn("topic", json.loads(joined("#a", [], topic="")))
+        self.assertEqual(json.loads(joined("#a", JoinAnswer([], "hello")))["topic"], "hello")
+        self.assertNotIn("topic", json.loads(joined("#a", JoinAnswer([], None))))
+        self.assertNotIn("topic", json.loads(joined("#a", [])))
