@@ -56,6 +56,8 @@ L{Outbox} bounded by C{send-queue}, past which a reader that does not read is
 aborted.
 """
 
+import re
+
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
@@ -81,13 +83,27 @@ _KINDS = {"room": ROOM, "user": USER}
 _REST_OF_LINE = frozenset({"/pm"})
 # More digits than any u64 has: refused before int() spends time on them.
 _MAX_DIGITS = 20
-# The core's refusals that name a binary request, in this door's words.
+# The core's refusals that name a request, in this door's words: whether the
+# core names the binary request (SET_KEY) or says it in plain words (publish a
+# key), a text user reads the command to type.
 _OWN_WORDS = [
-    ("say HELLO first", "wait for the server's OK::welcome line"),
-    ("(SET_KEY)", "(CMD::/key KEY)"),
-    ("JOIN requests", "/join requests"),
+    (re.compile(r"\bsay hello first\b", re.I), "wait for the server's OK::welcome line"),
+    (re.compile(r"\bpublish a (?:public )?key first(?: \(SET_KEY\))?"),
+     "publish a public key first (CMD::/key KEY)"),
+    (re.compile(r"\bjoin requests\b", re.I), "CMD::/join requests"),
+    (re.compile(r"\bregister or log in\b"), "CMD::/register or CMD::/login"),
 ]
 _HELP_HINT = "; CMD::/help lists the commands"
+
+
+def ownWords(message):
+    """
+    A refusal of the core on one line, naming this door's commands.
+    """
+    message = message.replace("\r", " ").replace("\n", " ")
+    for pattern, own in _OWN_WORDS:
+        message = pattern.sub(own, message)
+    return message
 
 
 def _isWord(text):
@@ -164,10 +180,7 @@ class TextProtocol(JSONDoor, Door, LineReceiver):
         if error.status == Status.STALE_RECIPIENTS:
             text = jsonwire.staleRecipients(error.message, error.members)
         else:
-            message = error.message.replace("\r", " ").replace("\n", " ")
-            for binary, own in _OWN_WORDS:
-                message = message.replace(binary, own)
-            text = message.encode("utf-8", "backslashreplace")
+            text = ownWords(error.message).encode("utf-8", "backslashreplace")
         return b"ERR::%02x::%s" % (error.status, text)
 
     # -- input ------------------------------------------------------------

@@ -16,7 +16,7 @@ from chatd.config import Settings
 from chatd.credentials import Credentials
 from chatd.interfaces import IChatClient, IFileClient
 from chatd.protocols import jsonwire
-from chatd.protocols.text import TextFactory, TextProtocol
+from chatd.protocols.text import TextFactory, TextProtocol, ownWords
 from chatd.core.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
@@ -571,8 +571,29 @@ class NoGuestsTests(TextTestCase):
         self.assertEqual(client.welcome, b'OK::{"type":"welcome","name":null,"protocol":1}')
         for line in ["CMD::/rooms", "CMD::/nick bob", "CMD::/join #a", "CMD::/switch #a"]:
             self.assertEqual(client.status(line), 4, line)
+        self.assertEqual(client.request("CMD::/rooms"),
+                         b"ERR::04::authentication required: CMD::/register or CMD::/login first")
         client.ok("CMD::/register alice secret123 " + b64(publicDer("alice")))
         self.assertEqual(client.ok("CMD::/join #a")["roomId"], "#a")
+
+
+class JoinLimitTests(TextTestCase):
+    """
+    A server whose join limit is one a minute.
+    """
+
+    settings = {"joinLimit": (1, 60.0)}
+
+    def test_joinLimitNamesJoin(self):
+        """
+        The join limit's refusal names C{CMD::/join}, not the binary JOIN.
+        """
+        client = self.guest("carol")
+        client.ok("CMD::/join #a")
+        reply = client.request("CMD::/join #b")
+        self.assertTrue(reply.startswith(b"ERR::02::"), reply)
+        self.assertIn(b"CMD::/join requests", reply)
+        self.assertNotIn(b"JOIN", reply)
 
 
 class OrderingTests(SynchronousTestCase):
@@ -645,3 +666,30 @@ class HelpTests(TextTestCase):
         client.ok("CMD::/nick carol")
         self.assertEqual(client.request("CMD::/join #a"),
                          b"ERR::01::publish a public key first (CMD::/key KEY)")
+
+    def test_errorsNameLoginCommands(self):
+        """
+        A guest told to register or log in is told the commands that do it.
+        """
+        client = self.guest("carol")
+        self.assertEqual(client.request("CMD::/join #secret pw"),
+                         b"ERR::05::guests cannot create rooms with a password; "
+                         b"CMD::/register or CMD::/login")
+
+    def test_ownWordsForEitherSpelling(self):
+        """
+        The core's refusals are put in the text door's words whether they name
+        a binary request or say it in plain words.
+        """
+        for core, own in [
+                ("say HELLO first", "wait for the server's OK::welcome line"),
+                ("say hello first", "wait for the server's OK::welcome line"),
+                ("publish a public key first (SET_KEY)",
+                 "publish a public key first (CMD::/key KEY)"),
+                ("publish a key first", "publish a public key first (CMD::/key KEY)"),
+                ("more than 60 JOIN requests in 60 s", "more than 60 CMD::/join requests in 60 s"),
+                ("more than 60 join requests in 60 s", "more than 60 CMD::/join requests in 60 s"),
+                ("authentication required: register or log in first",
+                 "authentication required: CMD::/register or CMD::/login first"),
+                ("two\nlines", "two lines")]:
+            self.assertEqual(ownWords(core), own)
