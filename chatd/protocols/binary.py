@@ -57,6 +57,14 @@ _REQUEST_OF = {
     Op.ACK: "file_ack",
     Op.DONE: "file_done",
     Op.CANCEL: "file_cancel",
+    Op.KICK: "kick",
+    Op.BAN: "ban",
+    Op.UNBAN: "unban",
+    Op.SET_ROLE: "set_role",
+    Op.SET_TOPIC: "set_topic",
+    Op.SET_PASSWORD: "set_password",
+    Op.DESTROY: "destroy_room",
+    Op.ROOM_INFO: "room_info",
 }
 
 
@@ -130,11 +138,13 @@ class BinaryProtocol(Door, Int32StringReceiver):
     def _encodeOk(self, value, op):
         if isinstance(value, Final):
             return value
-        if op == Op.JOIN and self.session.version >= 2:
-            return opcodes.okResponse(op, value, getattr(value, "topic", None) or "",
-                                      version=2)
+        version = self.session.version
+        if op == Op.JOIN and version >= 2:
+            value = (value, getattr(value, "topic", None) or "")
         if op in opcodes.OK_RESPONSES:
-            return opcodes.okResponse(op, value)
+            # A value of several fields (ROOM_INFO, JOIN in version 2) is a tuple.
+            values = value if isinstance(value, tuple) else (value,)
+            return opcodes.okResponse(op, *values, version=version)
         return opcodes.okResponse(op)
 
     # -- requests whose answer is more than the core's value ----------------
@@ -161,7 +171,12 @@ class BinaryProtocol(Door, Int32StringReceiver):
             first -= 1
         return rows[first:]
 
-    _special = {Op.LEAVE: _leave, Op.HISTORY: _history}
+    def _setRole(self, room, user, code):
+        if code not in opcodes.ROLES:
+            raise opcodes.MalformedFrame("role %d is none of 0, 1 and 2" % (code,))
+        return self.call("set_role", room, user, opcodes.ROLES[code])
+
+    _special = {Op.LEAVE: _leave, Op.HISTORY: _history, Op.SET_ROLE: _setRole}
 
     # -- IChatClient --------------------------------------------------------
 

@@ -34,4 +34,12 @@ REQUESTS: Mapping[str, str] = {
     "file_ack": "fileAck",
     "file_done": "fileDone",
     "file_cancel": "fileCancel",
+    "kick": "kick",
+    "ban": "ban",
+    "unban": "unban",
+    "set_role": "setRole",
+    "set_topic": "setTopic",
+    "set_password": "setRoomPassword",
+    "destroy_room": "destroy",
+    "room_info": "roomInfo",
 }

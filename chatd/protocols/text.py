@@ -68,6 +68,8 @@ from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
 from chatd.protocols.door import Door, Final
 from chatd.protocols.jsondoor import JSONDoor, then
+from chatd.protocols.moderationdoor import (TEXT_REQUESTS, TEXT_REST_OF_LINE, JSONModeration,
+                                            textCommands)
 from chatd.protocols.outbox import chain
 
 # Each command's name in L{chatd.protocols.requests.REQUESTS}; the others
@@ -77,10 +79,11 @@ _REQUEST_OF = {
     "/nick": "nick", "/key": "set_key", "/create": "create", "/join": "join",
     "/leave": "leave", "/pm": "direct_message", "/history": "history",
     "/users": "list_users", "/rooms": "list_rooms", "/keys": "get_keys",
+    **TEXT_REQUESTS,
 }
 _KINDS = {"room": ROOM, "user": USER}
 # Commands whose last argument is the rest of the line, spaces and all.
-_REST_OF_LINE = frozenset({"/pm"})
+_REST_OF_LINE = frozenset({"/pm"}) | TEXT_REST_OF_LINE
 # More digits than any u64 has: refused before int() spends time on them.
 _MAX_DIGITS = 20
 # The core's refusals that name a request, in this door's words: whether the
@@ -140,7 +143,7 @@ def _before(text):
 
 
 @implementer(IChatClient)
-class TextProtocol(JSONDoor, Door, LineReceiver):
+class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
     """
     One text-protocol connection: lines in, core calls, lines out.
 
@@ -384,6 +387,7 @@ class TextProtocol(JSONDoor, Door, LineReceiver):
         "/ping": (_ping, 0, 0, "/ping", "answered with pong"),
         "/help": (_help, 0, 0, "/help", "this list"),
         "/exit": (_exit, 0, 0, "/exit", "say goodbye; the server closes the connection"),
+        **textCommands(),
     }
 
     # -- IChatClient --------------------------------------------------------

@@ -78,6 +78,7 @@ from chatd.names import fold
 from chatd.protocols import jsonwire
 from chatd.protocols.door import NO_CONTEXT, Door
 from chatd.protocols.jsondoor import JSONDoor, then
+from chatd.protocols.moderationdoor import WEBSOCKET_HANDLERS, JSONModeration
 
 # Requests a session may make before it has logged in.
 _BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"})
@@ -170,7 +171,7 @@ class _TextFrames:
 
 
 @implementer(IFileClient)
-class WebSocketChatProtocol(JSONDoor, Door):
+class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
     """
     One WebSocket connection: JSON messages in, core calls, JSON messages out.
 
@@ -419,6 +420,7 @@ class WebSocketChatProtocol(JSONDoor, Door):
         "file_ack": _fileAck,
         "file_done": _fileDone,
         "file_cancel": _fileCancel,
+        **WEBSOCKET_HANDLERS,
     }
 
     # -- IChatClient --------------------------------------------------------
