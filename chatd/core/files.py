@@ -9,6 +9,7 @@ from twisted.internet.defer import Deferred
 
 from chatd import e2e
 from chatd.core.directory import ROOM, USER
+from chatd.core.remotefiles import remoteRecipients
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
 from chatd.interfaces import IFileClient
 from chatd.names import fold, isUserName
@@ -81,6 +82,7 @@ class FileRequests:
                                          domain=e2e.FILE)
         envelope = await self._underMessageLimit(user, check)
         sessions = [s for u in receivers for s in u.sessions if IFileClient.providedBy(s.client)]
+        sessions += remoteRecipients(service, receivers)
         if not sessions:
             raise NotFound("nobody in %s can receive files" % (name,))
         service.replays.add((fold(user.name), envelope.id))

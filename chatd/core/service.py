@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import e2e
-from chatd.core import moderation
+from chatd.core import moderation, remotefiles
 from chatd.core.directory import ROOM, Room, User
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
@@ -370,6 +370,7 @@ class ChatService(Service):
         for room in rooms.values():
             if self.rooms.get(fold(room.name)) is room:
                 self.dropIfUnused(room)
+        remotefiles.filesNodeGone(self, node)
 
     def _leftNode(self, user, node):
         user.nodes.discard(node)
@@ -446,6 +447,7 @@ class ChatService(Service):
         "message": _remoteMessage,
         "direct": _remoteDirect,
         **moderation.REMOTE_EVENTS,
+        **dict.fromkeys(remotefiles.KINDS, remotefiles.remoteFileEvent),
     }
 
     def leaveTransfers(self, user, applies, reason):

@@ -103,7 +103,7 @@ def _timestamp(event):
     _require(type(ts) is int and 0 < ts <= _MAX_TIMESTAMP, "ts is not a timestamp")
 
 
-def _envelope(event, keyOf, sender, toKind, toName):
+def _envelope(event, keyOf, sender, toKind, toName, domain=e2e.MESSAGE):
     """
     Parse the event's envelope and check it as the sender's node should have:
     from the sender, to the target, signed with the key the sender has now.
@@ -119,7 +119,7 @@ def _envelope(event, keyOf, sender, toKind, toName):
              "envelope is addressed elsewhere")
     key = keyOf(sender)
     _require(key is not None, "the sender has no key here")
-    _require(envelope.verifySignature(key, e2e.MESSAGE),
+    _require(envelope.verifySignature(key, domain),
              "envelope signature does not verify with the sender's current key")
     return envelope
 
@@ -168,8 +168,27 @@ def checkEvent(event, keyOf):
         peer = _user(event, "peer")
         _timestamp(event)
         _envelope(event, keyOf, _user(event, "sender"), "user", peer)
+    elif isinstance(kind, str) and kind.startswith("file-"):
+        _fileEvent(event, keyOf)
     else:
         raise InvalidEvent("unknown kind of event")
+
+
+def _fileEvent(event, keyOf):
+    """
+    A file event (L{chatd.core.remotefiles}): an offer's file envelope is from
+    its sender, to its target, signed for files with the sender's current key.
+    """
+    _user(event, "user")
+    if event["t"] != "file-offer":
+        return
+    sender = _user(event, "sender")
+    kind = event.get("targetKind")
+    _require(kind in (0, 1), "targetKind is not 0 (room) or 1 (user)")
+    target = _room(event, "target") if kind == 0 else _user(event, "target")
+    _require(0 < event.get("chunkSize", 0) and 0 < event.get("chunks", 0),
+             "an offer of no chunks")
+    _envelope(event, keyOf, sender, "room" if kind == 0 else "user", target, e2e.FILE)
 
 
 def checkEntry(entry):

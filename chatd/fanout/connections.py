@@ -83,10 +83,10 @@ class Connections:
     @ivar lostAt: when the subscriber connection was lost, until the fan-out
         has caught up on what it missed (it sets this back to L{None}).
     @ivar stopping: whether the node is leaving (losses are then expected).
-    @ivar cluster: the channel of everything but room messages.
+    @ivar cluster: the channel of everything but room messages and file events.
     """
 
-    def __init__(self, url, clock, endpoint=None):
+    def __init__(self, url, clock, nodeId, endpoint=None):
         address = redisURL(url)
         host, port, db = address.host, address.port, address.db
         self.clock = clock
@@ -104,6 +104,7 @@ class Connections:
         self.endpoint = endpoint
         self._channels = "chatd:%d:" % (db,)
         self.cluster = self._channels + "cluster"
+        self._own = self.nodeChannel(nodeId)
         self.commands = None
         self.subscriber = None
         self.connectedAt = None
@@ -117,6 +118,12 @@ class Connections:
         The channel of the room whose folded name is C{roomKey}.
         """
         return self._channels + "room:" + roomKey
+
+    def nodeChannel(self, nodeId):
+        """
+        The channel of the events for node C{nodeId} alone (file transfers).
+        """
+        return self._channels + "node:" + nodeId
 
     def start(self, commandsUp, commandsLost, subscriberUp, received):
         """
@@ -207,6 +214,7 @@ class Connections:
         if self._auth:
             await protocol.execute_command("AUTH", *self._auth)
         await protocol.subscribe(self.cluster)
+        await protocol.subscribe(self._own)
         self.subscriber = protocol
         log.info("redis subscriber connection up ({where})", where=self.where)
         await self._subscriberUp(protocol)

@@ -136,6 +136,19 @@ def _isNames(value):
     return isinstance(value, list) and all(map(_isText, value))
 
 
+def _isCount(value):
+    return type(value) is int and 0 <= value < 2**63
+
+
+def _isTransferId(value):
+    return type(value) is int and 0 <= value < 2**32
+
+
+# What every file event carries (L{chatd.core.remotefiles}): the node that is
+# to act on it, the transfer's id on the sender's node, and the recipient.
+_FILE = {"node": _isText, "id": _isTransferId, "user": _isText}
+
+
 # Each kind of event and the fields the core reads from it.
 EVENTS = {
     "online": {"user": _isText, "key": _isKey, "account": _isFlag},
@@ -148,6 +161,14 @@ EVENTS = {
     "left": {"room": _isText, "user": _isText},
     "message": {"room": _isText, "sender": _isText, "ts": _isTimestamp, "envelope": _isBytes},
     "direct": {"sender": _isText, "peer": _isText, "ts": _isTimestamp, "envelope": _isBytes},
+    "file-offer": dict(_FILE, sender=_isText, targetKind=_isCount, target=_isText, size=_isCount,
+                       chunks=_isCount, chunkSize=_isCount, envelope=_isBytes),
+    "file-chunk": dict(_FILE, index=_isCount, data=_isBytes),
+    "file-done": _FILE,
+    "file-cancelled": dict(_FILE, reason=_isText),
+    "file-answer": dict(_FILE, accept=_isFlag),
+    "file-ack": dict(_FILE, index=_isCount),
+    "file-leave": dict(_FILE, reason=_isText, cancel=_isFlag),
 }
 
 # One user in a node's hash and in its C{sync}.

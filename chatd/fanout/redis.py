@@ -8,6 +8,7 @@ What lives where::
     chatd:<db>:cluster            channel: presence, membership, rooms, keys, DMs
     chatd:<db>:room:<room>        channel per room: its messages; a node listens
                                   while it has local members in the room
+    chatd:<db>:node:<id>          channel per node: file transfers' events for it
     chatd:node:<id>               heartbeat, expires TTL after the last beat
     chatd:node:<id>:users         hash: this node's users (name, key, account, rooms)
     chatd:nodes                   set of the node ids that have beaten lately
@@ -98,7 +99,7 @@ class RedisFanout:
                  startTimeout=DEFAULTS.startTimeout):
         self.clock = clock
         self.nodeId = nodeId or uuid.uuid4().hex[:12]
-        self.connections = Connections(url, clock, endpoint)
+        self.connections = Connections(url, clock, self.nodeId, endpoint)
         self.where = self.connections.where
         self._source = {"n": self.nodeId, "i": uuid.uuid4().hex[:8]}
         self.ttl = ttl
@@ -268,8 +269,12 @@ class RedisFanout:
         self._sequence += 1
         payload = json.dumps(dict(self._source, s=self._sequence, e=encodeValue(event)),
                              separators=(",", ":"))
-        channel = self.rooms.channel(event["room"]) if kind == "message" else \
-            self.connections.cluster
+        if kind == "message":
+            channel = self.rooms.channel(event["room"])
+        elif kind.startswith("file-"):
+            channel = self.connections.nodeChannel(event["node"])
+        else:
+            channel = self.connections.cluster
         self.outbox.enqueue(("PUBLISH", channel, payload))
         if kind == "direct":
             self.directs.keep(payload)

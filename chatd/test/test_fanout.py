@@ -500,6 +500,8 @@ class _Nodes:
     """
 
     ttl, beat = 10.0, 3.0
+    # Settings of every node's core, over the defaults.
+    nodeSettings = {}
 
     def setUp(self):
         self.store = MemoryStore(testKeys())
@@ -512,7 +514,8 @@ class _Nodes:
         self.endpoints[nodeId] = endpoint
         fanout = RedisFanout(self.url, self.clock, nodeId, endpoint=endpoint,
                              ttl=self.ttl, beat=self.beat)
-        service = makeService(store=self.store, clock=self.clock, fanout=fanout)
+        service = makeService(store=self.store, clock=self.clock, fanout=fanout,
+                              **self.nodeSettings)
         self.services.append(service)
         if hook:
             service.messagesSince = partial(messagesSince, self.store)
