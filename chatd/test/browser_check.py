@@ -62,6 +62,7 @@ CAROL_SAYS = "carol on the terminal client says hi"
 CAROL_DM = "psst alice, a direct message from the terminal"
 ALICE_DM = "bob, this one is just for you"
 AFTER_TRUST = "after verifying bob's new key"
+HELD_TEXT = "bob from his new browser, held until alice checks"
 REPLAYED_DM = "dave, this one must be shown only once"
 SKEWED_TIME = "2001-02-03T04:05:06.000Z"
 
@@ -575,16 +576,57 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         return True if blocked and note else "!sending was not blocked"
     results.attempt("alice gets a loud key-change warning for bob; sending is blocked", warned)
 
+    def held():
+        newBob.wait_for_selector("#room-list li[data-conv='%s']" % ROOM)
+        openConversation(newBob, "room-list", ROOM)
+        say(newBob, HELD_TEXT)
+        alice.locator("#messages .system", has_text="is held until you check bob's new key").first.wait_for()
+        if alice.locator("#messages .message .text", has_text=HELD_TEXT).count():
+            return "!shown before alice checked the key"
+        return True
+    results.attempt("what bob's new key signs is held, not shown, until alice checks it", held)
+
+    def sideBySide():
+        block = alice.locator("#key-alerts .key-alert[data-user='bob']")
+        old = block.locator(".fp-old .fingerprint").inner_text()
+        new = block.locator(".fp-new .fingerprint").inner_text()
+        oldBox, newBox = (block.locator(s).bounding_box() for s in (".fp-old", ".fp-new"))
+        if old.split() == new.split() or len(new.split()) != 16:
+            return "!fingerprints %r and %r" % (old, new)
+        if abs(oldBox["y"] - newBox["y"]) > 2 or newBox["x"] <= oldBox["x"] + oldBox["width"] - 1:
+            return "!not side by side: %r %r" % (oldBox, newBox)
+        return True
+    results.attempt("the key-change block shows the old and new fingerprints side by side",
+                    sideBySide)
+
+    def wrongEnd():
+        block = alice.locator("#key-alerts .key-alert[data-user='bob']")
+        end = "".join(block.locator(".fp-new .fingerprint").inner_text().split())[-4:]
+        trust = block.locator("button.trust")
+        if not trust.is_disabled():
+            return "!one click trusts the key"
+        block.locator("input.confirm-fp").fill("%x" % ((int(end, 16) + 1) % 0x10000,))
+        trust.click()
+        block.locator(".confirm-status.error").wait_for()
+        if not alice.locator("#composer-send").is_disabled():
+            return "!a wrong end unblocked sending"
+        return True
+    results.attempt("trusting bob's new key takes more than a click: a wrong end is refused",
+                    wrongEnd)
+
     def trusted():
-        alice.locator("#key-alerts .key-alert[data-user='bob'] button.trust").click()
+        block = alice.locator("#key-alerts .key-alert[data-user='bob']")
+        end = "".join(block.locator(".fp-new .fingerprint").inner_text().split())[-4:]
+        block.locator("input.confirm-fp").fill(end.upper())
+        block.locator("button.trust").click()
         alice.locator("#key-alerts .key-alert").wait_for(state="detached")
         if alice.locator("#composer-send").is_disabled():
             return "!still blocked"
+        shows(alice, HELD_TEXT)
         say(alice, AFTER_TRUST)
-        newBob.wait_for_selector("#room-list li[data-conv='%s']" % ROOM)
-        openConversation(newBob, "room-list", ROOM)
         return shows(newBob, AFTER_TRUST)
-    results.attempt("after alice trusts the new key, bob's new browser reads her", trusted)
+    results.attempt("alice types the end of bob's new fingerprint: his held message shows, "
+                    "and his new browser reads her", trusted)
     results.check("carol sees the message sent after the trust", carol.waitFor(AFTER_TRUST, 30))
     results.check("carol's script ends cleanly", carol.wait(30) == 0, carol.output()[-800:])
 

@@ -5,8 +5,9 @@ import * as e2e from "./crypto.js";
 import * as store from "./store.js";
 import { ServerError } from "./connection.js";
 import { $, describeError, toast } from "./dom.js";
+import { renderAlerts } from "./keychange.js";
 import { loadHistory } from "./messaging.js";
-import { renderAlerts, renderComposer, renderHeader, renderMembers, renderMessages, renderSidebar } from "./render.js";
+import { renderComposer, renderHeader, renderMembers, renderMessages, renderSidebar } from "./render.js";
 import { Conversation, fingerprintOf, fold, state } from "./state.js";
 import { checkOwnKey, observeKey } from "./trust.js";
 

@@ -59,11 +59,11 @@ export function parseTime(iso) {
   return Number.isFinite(ms) ? ms : Date.now();
 }
 
-// Eight groups a line, so a fingerprint reads like a table.
-export function fingerprintLines(fp) {
+// Eight groups a line (or `perLine`), so a fingerprint reads like a table.
+export function fingerprintLines(fp, perLine = 8) {
   const groups = fp.split(" ");
   const lines = [];
-  for (let i = 0; i < groups.length; i += 8) lines.push(groups.slice(i, i + 8).join(" "));
+  for (let i = 0; i < groups.length; i += perLine) lines.push(groups.slice(i, i + perLine).join(" "));
   return lines.join("\n");
 }
 

@@ -54,28 +54,31 @@ export async function receive(job) {
     if (!history && !job.retry) dropped(conv, sender, replayed, true);
     return;
   }
+  if (history && !(await sealedForThisBrowser(env))) {
+    // Sealed for a key of ours this browser does not hold: said once per page.
+    conv.unreadable = (conv.unreadable || 0) + 1;
+    return;
+  }
+  // The signature is checked before anything is decrypted: what a key we do
+  // not trust wrote is never opened. Our own messages are checked with this
+  // browser's key (senderKey), never with the key the server gives for us.
+  const spki = await senderKey(sender, conv);
+  const ok = spki && (await e2e.verifySignature(env, spki));
+  if (!ok) {
+    const alert = state.alerts.get(fold(sender));
+    if (alert && !alert.rejected) {
+      state.held.push({ ...job, retry: true });
+      if (!job.retry) systemNote(conv, `A message from ${sender} is held until you check ${sender}'s new key.`, true);
+      return;
+    }
+    return dropped(conv, sender, alert ? `it is signed with the new key you rejected`
+      : "its signature does not match the sender's pinned key", !history);
+  }
   let plaintext;
   try {
     plaintext = await e2e.decrypt(env, state.me, state.identity.oaep);
   } catch (e) {
-    if (history && /no key for you|does not unwrap/.test(e.message)) {
-      // Sealed for a key of ours this browser does not hold: said once per page.
-      conv.unreadable = (conv.unreadable || 0) + 1;
-      return;
-    }
     return dropped(conv, sender, e.message.replace(/^envelope: /, ""), !history);
-  }
-  // Our own messages are checked with this browser's key (senderKey), never
-  // with the key the server gives for us.
-  const spki = await senderKey(sender, conv);
-  const ok = spki && (await e2e.verifySignature(env, spki));
-  if (!ok) {
-    if (state.alerts.has(fold(sender))) {
-      state.held.push({ ...job, retry: true });
-      if (!job.retry) systemNote(conv, `A message from ${sender} is held until you verify ${sender}'s new key.`, true);
-      return;
-    }
-    return dropped(conv, sender, "its signature does not match the sender's pinned key", !history);
   }
   if (state.shown.has(seenKey)) return;
   state.shown.add(seenKey);
@@ -88,6 +91,13 @@ export async function receive(job) {
   }
   // The time shown is the one the sender signed; the server's is only its word.
   addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history });
+}
+
+// Whether `env` has an entry for this browser's key (by its key id; nothing
+// is decrypted).
+async function sealedForThisBrowser(env) {
+  const own = Object.prototype.hasOwnProperty.call(env.key_ids, state.me) ? env.key_ids[state.me] : null;
+  return own === (await e2e.keyId(state.identity.spki));
 }
 
 export async function loadHistory(room, older = false) {

@@ -2,14 +2,14 @@
 // messages, composer and members. Each function redraws its part from the
 // state; none changes the state.
 
-import * as e2e from "./crypto.js";
-import { openDm, refreshRoom, select } from "./conversations.js";
+import { openDm, select } from "./conversations.js";
 import { openJoin, openVerify } from "./dialogs.js";
-import { $, avatar, dayOf, describeError, el, fingerprintLines, timeOf, toast } from "./dom.js";
+import { $, avatar, dayOf, el, fingerprintLines, timeOf } from "./dom.js";
 import { fileCard, transfers } from "./filecards.js";
+import { focusKeyAlert, renderAlerts } from "./keychange.js";
 import { loadHistory, retrySend } from "./messaging.js";
 import { fingerprintOf, fold, state } from "./state.js";
-import { trustNewKey } from "./trust.js";
+import { publishOwnKey } from "./trust.js";
 
 export function renderAll() {
   renderSidebar();
@@ -65,25 +65,6 @@ export function renderHeader() {
   }
 }
 
-export function renderAlerts() {
-  const box = $("key-alerts");
-  box.replaceChildren();
-  const conv = state.active;
-  if (!conv) return;
-  const names = conv.kind === "dm" ? [conv.key] : [...conv.members.keys()];
-  for (const key of names) {
-    const alert = state.alerts.get(key);
-    if (!alert) continue;
-    box.append(el("div", { class: "alert key-alert", role: "alert", dataset: { user: alert.name } },
-      el("h3", { text: `⚠ ${alert.name}'s key has changed` }),
-      el("p", { text: `The server now gives a different key for ${alert.name}. This happens when they sign in from a new browser — or when someone is impersonating them. Nothing will be sent to ${alert.name} until you verify the new key with them over another channel (in person, by phone).` }),
-      el("p", { text: "Pinned fingerprint:" }), el("pre", { class: "fingerprint", text: fingerprintLines(alert.oldFp) }),
-      el("p", { text: "New fingerprint:" }), el("pre", { class: "fingerprint", text: fingerprintLines(alert.fp) }),
-      el("div", { class: "alert-actions" },
-        el("button", { type: "button", class: "trust", onclick: () => trustNewKey(alert.name) }, `I verified it: trust ${alert.name}'s new key`))));
-  }
-}
-
 export async function renderSelfKey() {
   const box = $("self-key-alert");
   const claimed = state.ownKey.conflict;
@@ -98,30 +79,6 @@ export async function renderSelfKey() {
     el("p", { text: "The key the server gives for you:" }), el("pre", { class: "fingerprint", text: fingerprintLines(theirs) }),
     el("div", { class: "alert-actions" },
       el("button", { type: "button", class: "publish-own-key", onclick: publishOwnKey }, "Use this browser's key for my account")));
-}
-
-export async function publishOwnKey() {
-  try {
-    state.ownKey.setAside();
-    let replaced = state.ownKey.conflict;
-    try {
-      await state.conn.request("set_key", { publicKey: e2e.derToPem(state.identity.spki) });
-      // Events the server sent before it had our key still name the old one.
-      await state.events;
-      state.ownKey.clear();
-    } catch (e) {
-      replaced = null;
-      throw e;
-    } finally {
-      state.ownKey.resume(replaced);
-    }
-    renderSelfKey();
-    renderComposer();
-    toast("Your account now uses this browser's key; your contacts are told it changed.");
-    for (const room of state.rooms.values()) refreshRoom(room, false);
-  } catch (e) {
-    toast(describeError(e), "error");
-  }
 }
 
 export function renderComposer() {
@@ -238,7 +195,7 @@ export function renderMembers() {
     if (!m.fp) fingerprintOf(m.spki).then((fp) => { fpNode.textContent = fingerprintLines(fp); });
     const actions = el("div", { class: "member-actions" });
     if (!self && alert) {
-      actions.append(el("button", { type: "button", onclick: () => trustNewKey(m.name) }, "Verify new key"));
+      actions.append(el("button", { type: "button", onclick: () => focusKeyAlert(m.name) }, "Check new key"));
     } else if (!self && pin && !pin.verified) {
       actions.append(el("button", { type: "button", onclick: () => openVerify(m.name) }, "Verify"));
     }

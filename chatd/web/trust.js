@@ -7,9 +7,10 @@ import * as e2e from "./crypto.js";
 import * as store from "./store.js";
 import { refreshRoom, systemNote } from "./conversations.js";
 import { describeError, toast } from "./dom.js";
-import { queueIncoming } from "./messaging.js";
+import { renderAlerts } from "./keychange.js";
+import { dropped, queueIncoming } from "./messaging.js";
 import { OwnKey } from "./ownkey.js";
-import { renderAlerts, renderAll, renderComposer, renderMembers, renderSelfKey, renderSidebar } from "./render.js";
+import { renderAll, renderComposer, renderMembers, renderSelfKey, renderSidebar } from "./render.js";
 import { fingerprintOf, fold, state } from "./state.js";
 
 export function newOwnKey() {
@@ -68,10 +69,22 @@ export function conversationsWith(name) {
   return out;
 }
 
-export async function trustNewKey(name) {
+// The last characters of a fingerprint that a person types to accept a
+// changed key (the terminal client's /trust NAME ABCD asks for the same).
+export const CONFIRM_CHARS = 4;
+
+// Whether `typed` is the end of fingerprint `fp` (spaces and case aside).
+export function confirmsFingerprint(fp, typed) {
+  const end = fp.replace(/\s/g, "").slice(-CONFIRM_CHARS).toLowerCase();
+  return String(typed).replace(/\s/g, "").toLowerCase() === end;
+}
+
+// Accept `name`'s new key once the person has compared it with them: `typed`
+// must be the new fingerprint's last characters. Returns whether it was.
+export async function trustNewKey(name, typed) {
   const key = fold(name);
   const alert = state.alerts.get(key);
-  if (!alert) return;
+  if (!alert || !confirmsFingerprint(alert.fp, typed)) return false;
   const pin = { name: alert.name, spki: alert.spki, verified: true, firstSeen: Date.now(), fp: alert.fp };
   state.pins.set(key, pin);
   state.alerts.delete(key);
@@ -82,6 +95,21 @@ export async function trustNewKey(name) {
   const held = state.held.filter((h) => fold(h.sender) === key);
   state.held = state.held.filter((h) => fold(h.sender) !== key);
   for (const h of held) queueIncoming(h);
+  return true;
+}
+
+// The person says `name`'s new key is not theirs: the messages held for it
+// are dropped, and so is what comes signed with it; sending stays blocked.
+export function rejectNewKey(name) {
+  const key = fold(name);
+  const alert = state.alerts.get(key);
+  if (!alert) return;
+  alert.rejected = true;
+  const held = state.held.filter((h) => fold(h.sender) === key);
+  state.held = state.held.filter((h) => fold(h.sender) !== key);
+  for (const h of held) dropped(h.conv, h.sender, `it is signed with the new key you rejected`, true);
+  for (const conv of conversationsWith(name)) systemNote(conv, `You rejected ${alert.name}'s new key.`, true);
+  renderAll();
 }
 
 export async function markVerified(name) {
