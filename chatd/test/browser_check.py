@@ -309,6 +309,7 @@ class Browser:
         self.browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60000)
         self.contexts = []
+        self.bases = [base]  # the servers whose pages are open
         self.foreign = []
         self.errors = []
 
@@ -322,16 +323,19 @@ class Browser:
 
     def _request(self, request):
         url = request.url
-        if not (url.startswith(self.base) or url.startswith(self.base.replace("http", "ws", 1))
-                or url.startswith("blob:") or url.startswith("data:")):
+        own = any(url.startswith(base) or url.startswith(base.replace("http", "ws", 1))
+                  for base in self.bases)
+        if not (own or url.startswith("blob:") or url.startswith("data:")):
             self.foreign.append(url)
 
-    def page(self, context, name):
+    def page(self, context, name, base=None):
         page = context.new_page()
         page.on("pageerror", lambda e: self.errors.append("%s: %s" % (name, e)))
         page.on("console", lambda m: m.type == "error" and self.errors.append(
             "%s console: %s" % (name, m.text)))
-        page.goto(self.base, wait_until="load")
+        if base and base not in self.bases:
+            self.bases.append(base)
+        page.goto(base or self.base, wait_until="load")
         return page
 
     def close(self):
@@ -676,10 +680,54 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("replayed after dave's page is loaded again, it is dropped",
                     replayAfterReload, liar, dave)
 
+    inviteOnly(results, work, browser, env, processes)
+
     results.check("no request left the page's own server", not browser.foreign,
                   ", ".join(browser.foreign[:5]))
     errors = [e for e in browser.errors if "WebSocket" not in e]
     results.check("no uncaught errors in the pages", not errors, "; ".join(errors[:3]))
+
+
+def inviteOnly(results, work, browser, env, processes):
+    """
+    A second server, with --registration invite: the page's register form
+    without an invite is refused with the server's reason; with a token from
+    the admin command, erin gets her account.
+    """
+    data, port = os.path.join(work, "invite-data"), freePort()
+    server = Process(twistdCommand("-n", "--pidfile=", "--logfile=-", "chatd", "--data-dir", data,
+                                   "--binary", "none", "--text", "none",
+                                   "--web", "tcp:%d:interface=127.0.0.1" % (port,),
+                                   "--registration", "invite", "--bcrypt-cost", "4"),
+                     os.path.join(work, "invite-server.log"), env)
+    processes.append(server)
+    if not results.check("an invite-only server listens", waitForPort(port, server.process,
+                                                                       START_SECONDS),
+                         server.output()[-1000:]):
+        return
+    made = subprocess.run([sys.executable, "-m", "chatd.admin", "--data-dir", data, "invite"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    token = made.stdout.strip()
+    if not results.check("the admin command makes an invite", made.returncode == 0 and token,
+                         made.stderr[-500:]):
+        return
+    page = browser.page(browser.newContext(), "erin (invite-only server)",
+                        "http://127.0.0.1:%d/" % (port,))
+
+    def refused():
+        page.fill("#login-user", "erin")
+        page.fill("#login-pass", PASSWORD)
+        page.click("#btn-register")
+        page.locator("#login-status.error", has_text="invite").wait_for(timeout=60000)
+        return page.locator("#login-screen").is_visible() or "!signed in without an invite"
+    results.attempt("registering without an invite is refused, and says why", refused)
+
+    def invited():
+        page.fill("#login-invite", token)
+        page.click("#btn-register")
+        page.wait_for_selector("#app-screen:not(.hidden)", timeout=60000)
+        return page.locator("#me-name").inner_text() == "erin"
+    results.attempt("with the admin's invite in the form, erin registers", invited)
 
 
 class LyingSocket:

@@ -73,6 +73,8 @@ export async function signIn(mode) {
       loginStatus("Creating your account…");
       const fields = { userId: name, publicKey: e2e.derToPem(identity.spki) };
       if (password) fields.password = password;
+      const invite = $("login-invite").value.trim();
+      if (invite) fields.invite = invite;
       reply = await state.conn.request("register", fields);
       if (fresh) await store.saveIdentity(reply.userId, identity);
     } else if (password) {
@@ -102,6 +104,7 @@ export async function signIn(mode) {
     state.ownKey.check(serverSpki, identity.spki);
     await state.replay.attach(state.me);
     $("login-pass").value = "";
+    $("login-invite").value = "";
     await enterApp();
   } catch (e) {
     state.me = null;
