@@ -313,8 +313,8 @@ class Browser:
         self.foreign = []
         self.errors = []
 
-    def newContext(self):
-        context = self.browser.new_context(viewport={"width": 1360, "height": 820},
+    def newContext(self, viewport=None):
+        context = self.browser.new_context(viewport=viewport or {"width": 1360, "height": 820},
                                            accept_downloads=True)
         context.set_default_timeout(WAIT_MS)
         context.on("request", self._request)
@@ -499,7 +499,7 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
             '/expect "%s" 60' % (BOB_SAYS,),
             "/send %s" % (CAROL_SAYS,),
             "/pm alice %s" % (CAROL_DM,),
-            '/expect "%s" 60' % (AFTER_TRUST,),
+            '/expect "%s" 180' % (AFTER_TRUST,),
             "/wait 1",
             "/exit",
         ]) + "\n")
@@ -534,6 +534,8 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     def aliceDm():
         return directMessage(alice, "alice", bob, "bob", ALICE_DM)
     results.attempt("alice and bob exchange a direct message", aliceDm)
+
+    phone(results, args, browser, alice)
 
     # The picture for the README: the room, with members and fingerprints.
     def screenshot():
@@ -686,6 +688,158 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                   ", ".join(browser.foreign[:5]))
     errors = [e for e in browser.errors if "WebSocket" not in e]
     results.check("no uncaught errors in the pages", not errors, "; ".join(errors[:3]))
+
+
+PHONE = {"width": 390, "height": 844}
+FRANK_SAYS = "frank on his phone, reading along"
+ALICE_TO_ROOM = "welcome frank, this room is end-to-end encrypted"
+ALICE_TO_FRANK = "frank, did you see this on your phone"
+ALICE_WHILE_HIDDEN = "frank, this one comes while your tab is hidden"
+
+# Desktop notifications, observed: a Notification that records what it is
+# asked to show, and a document.hidden the check can set.
+FAKE_NOTIFICATIONS_JS = """
+window.__notes = [];
+window.__hidden = false;
+window.Notification = class {
+  static permission = "default";
+  static requestPermission() { this.permission = "granted"; return Promise.resolve("granted"); }
+  constructor(title, options) { window.__notes.push({ title, body: options.body }); }
+  close() {}
+};
+Object.defineProperty(document, "hidden", { configurable: true, get: () => window.__hidden });
+"""
+
+LAYOUT_JS = """
+() => {
+  const root = document.documentElement;
+  const small = [...document.querySelectorAll("#app-screen button, #app-screen input, #app-screen textarea")]
+    .filter((n) => n.checkVisibility({ visibilityProperty: true }) && n.getClientRects().length)
+    .map((n) => [n.id || n.className || n.tagName, n.getBoundingClientRect()])
+    .filter(([, r]) => r.height < 44 || r.width < 44)
+    .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`);
+  return { scrollWidth: root.scrollWidth, clientWidth: root.clientWidth,
+           composer: document.querySelector("#composer").getBoundingClientRect().width,
+           input: document.querySelector("#composer-input").getBoundingClientRect().width,
+           messages: document.querySelector("#messages").getBoundingClientRect().width, small };
+}
+"""
+
+BACKGROUND_JS = """
+() => getComputedStyle(document.querySelector("#chat")).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number)
+"""
+
+
+def phone(results, args, browser, alice):
+    """
+    frank, on a 390x844 phone: the conversation takes the width, nothing
+    scrolls sideways (at 360 px either), every control is at least 44 px, the
+    room list and members are drawers, unread counts appear and clear, a
+    hidden tab notifies (without the text), and dark mode follows the system.
+    """
+    context = browser.newContext(PHONE)
+    context.add_init_script(FAKE_NOTIFICATIONS_JS)
+    frank = browser.page(context, "frank (phone)")
+    if not results.attempt("frank registers on a phone", signIn, frank, "frank", PASSWORD, True):
+        return
+
+    def joins():
+        frank.click("#btn-rooms")
+        frank.click("#btn-join-open")
+        frank.locator("#sidebar").wait_for(state="hidden")
+        frank.fill("#join-room", ROOM)
+        frank.click("#join-submit")
+        frank.wait_for_selector("#join-dialog", state="hidden")
+        frank.wait_for_selector("#room-list li.active[data-conv='%s']" % ROOM, state="attached")
+        openConversation(alice, "room-list", ROOM)
+        alice.locator("#messages .system", has_text="frank joined").first.wait_for()
+        say(alice, ALICE_TO_ROOM)
+        return shows(frank, ALICE_TO_ROOM)
+    results.attempt("on a phone, frank joins %s from the room drawer" % ROOM, joins)
+
+    def layout(width):
+        frank.set_viewport_size({"width": width, "height": PHONE["height"]})
+        got = frank.evaluate(LAYOUT_JS)
+        frank.set_viewport_size(PHONE)
+        if got["scrollWidth"] > got["clientWidth"]:
+            return "!scrolls sideways: %r" % (got,)
+        if got["small"]:
+            return "!under 44 px: %s" % (", ".join(got["small"][:6]),)
+        if width == PHONE["width"] and (got["composer"] < 300 or got["messages"] < width - 1):
+            return "!composer %(composer)s px, messages %(messages)s px" % got
+        return True
+    results.attempt("390 px wide: composer and messages take the width, no sideways scroll, "
+                    "44 px controls", layout, 390)
+    results.attempt("360 px wide: nothing overflows", layout, 360)
+
+    def drawers():
+        if frank.locator("#sidebar").is_visible() or frank.locator("#members-panel").is_visible():
+            return "!a drawer is open at first"
+        frank.click("#btn-rooms")
+        frank.locator("#sidebar").wait_for(state="visible")
+        frank.mouse.click(PHONE["width"] - 10, PHONE["height"] // 2)  # the dimmed conversation
+        frank.locator("#sidebar").wait_for(state="hidden")
+        frank.click("#btn-members")
+        frank.locator("#members-panel li[data-user='alice']").wait_for()
+        frank.mouse.click(10, PHONE["height"] // 2)
+        frank.locator("#members-panel").wait_for(state="hidden")
+        return True
+    results.attempt("the room list and members open and close as drawers", drawers)
+
+    def unread():
+        alice.click("#btn-dm-open")
+        alice.fill("#dm-user", "frank")
+        alice.click("#dm-submit")
+        alice.wait_for_selector("#dm-list li.active[data-conv='frank']")
+        say(alice, ALICE_TO_FRANK)
+        frank.locator("#rooms-unread", has_text="1").wait_for()
+        frank.click("#btn-rooms")
+        badge = frank.locator("#dm-list li[data-conv='alice'] .badge")
+        counted = badge.inner_text()
+        if counted != "1":
+            return "!the DM's badge says %r" % (counted,)
+        frank.locator("#dm-list li[data-conv='alice'] button").click()
+        frank.locator("#sidebar").wait_for(state="hidden")
+        shows(frank, ALICE_TO_FRANK)
+        if badge.count() or frank.locator("#rooms-unread").inner_text():
+            return "!the count stayed after reading"
+        return "(1)" not in frank.title() or "!the title still counts it"
+    results.attempt("unread counts per conversation appear, and clear once read", unread)
+
+    def notified():
+        frank.click("#btn-rooms")
+        frank.click("#btn-notify")
+        frank.locator("#btn-notify").wait_for(state="hidden")
+        frank.mouse.click(PHONE["width"] - 10, PHONE["height"] // 2)
+        frank.evaluate("() => { window.__hidden = true; }")
+        say(alice, ALICE_WHILE_HIDDEN)
+        frank.wait_for_function("() => window.__notes.length > 0")
+        notes = frank.evaluate("() => window.__notes")
+        frank.evaluate("() => { window.__hidden = false; }")
+        if notes != [{"title": "alice", "body": "sent a message"}]:
+            return "!%r" % (notes,)
+        return True
+    results.attempt("asked on a click, a hidden tab notifies of a message (not its text)",
+                    notified)
+
+    def dark():
+        frank.click("#btn-rooms")
+        frank.locator("#room-list li[data-conv='%s'] button" % (ROOM,)).click()
+        frank.locator("#sidebar").wait_for(state="hidden")
+        say(frank, FRANK_SAYS)
+        light = frank.evaluate(BACKGROUND_JS)
+        if args.shots:
+            frank.screenshot(path=os.path.join(args.shots, "phone-light.png"))
+        frank.emulate_media(color_scheme="dark")
+        darkened = frank.evaluate(BACKGROUND_JS)
+        if args.shots:
+            frank.screenshot(path=os.path.join(args.shots, "phone-dark.png"))
+        frank.emulate_media(color_scheme="light")
+        if not (sum(light) > 600 and sum(darkened) < 150):
+            return "!background %r in light, %r in dark" % (light, darkened)
+        return True
+    results.attempt("dark mode follows prefers-color-scheme", dark)
+    frank.close()
 
 
 def inviteOnly(results, work, browser, env, processes):
@@ -885,6 +1039,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--screenshot", default=os.path.join(ROOT, "docs", "screenshot.png"))
+    parser.add_argument("--shots", metavar="DIR",
+                        help="also save the phone layout, light and dark, in DIR")
     args = parser.parse_args()
     results = Results()
     work = tempfile.mkdtemp(prefix="chatd-browser-")

@@ -13,9 +13,11 @@
 
 import { joinRoom, leaveRoom } from "./conversations.js";
 import { wireDialogs } from "./dialogs.js";
+import { wireDrawers } from "./drawers.js";
 import { $, describeError, toast } from "./dom.js";
 import { sendFile } from "./filecards.js";
 import { sendText } from "./messaging.js";
+import { wireNotifications } from "./notify.js";
 import { renderAll } from "./render.js";
 import { signIn, signOut } from "./session.js";
 import { state } from "./state.js";
@@ -23,6 +25,8 @@ import { newOwnKey } from "./trust.js";
 
 function wire() {
   wireDialogs();
+  wireDrawers();
+  wireNotifications();
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     signIn("login");

@@ -7,6 +7,7 @@ import { ServerError } from "./connection.js";
 import { $, describeError, toast } from "./dom.js";
 import { renderAlerts } from "./keychange.js";
 import { loadHistory } from "./messaging.js";
+import { notifyItem } from "./notify.js";
 import { renderComposer, renderHeader, renderMembers, renderMessages, renderSidebar } from "./render.js";
 import { Conversation, fingerprintOf, fold, state } from "./state.js";
 import { checkOwnKey, observeKey } from "./trust.js";
@@ -77,12 +78,14 @@ export function addItem(conv, item) {
     i--;
   }
   conv.items[i] = item;
+  const news = item.type !== "system" && !item.history && fold(item.from || "") !== fold(state.me);
   if (state.active === conv) {
     renderMessages();
-  } else if (item.type !== "system" && !item.history && fold(item.from || "") !== fold(state.me)) {
+  } else if (news) {
     conv.unread++;
     renderSidebar();
   }
+  if (news) notifyItem(conv, item, () => select(conv));
 }
 
 export function systemNote(conv, text, bad = false) {

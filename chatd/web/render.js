@@ -45,6 +45,11 @@ export function renderSidebar() {
           conv.unread ? el("span", { class: "badge", text: conv.unread }) : null)));
     }
   }
+  // The total, on the phone's room-list button and in the tab's title.
+  let unread = 0;
+  for (const conv of [...state.rooms.values(), ...state.dms.values()]) unread += conv.unread;
+  $("rooms-unread").textContent = unread ? String(unread) : "";
+  if (state.me) document.title = `${unread ? `(${unread}) ` : ""}chatd · ${state.me}`;
 }
 
 export function renderHeader() {

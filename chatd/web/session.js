@@ -143,7 +143,6 @@ export async function enterApp() {
     const first = state.rooms.values().next().value;
     if (first) select(first);
   }
-  document.title = `chatd · ${state.me}`;
 }
 
 export function onDisconnect(conn) {
