@@ -586,7 +586,8 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         newBob.wait_for_selector("#room-list li[data-conv='%s']" % ROOM)
         openConversation(newBob, "room-list", ROOM)
         say(newBob, HELD_TEXT)
-        alice.locator("#messages .system", has_text="is held until you check bob's new key").first.wait_for()
+        alice.locator("#messages .system",
+                      has_text="is held until you check bob's new key").first.wait_for()
         if alice.locator("#messages .message .text", has_text=HELD_TEXT).count():
             return "!shown before alice checked the key"
         return True
@@ -713,7 +714,8 @@ Object.defineProperty(document, "hidden", { configurable: true, get: () => windo
 LAYOUT_JS = """
 () => {
   const root = document.documentElement;
-  const small = [...document.querySelectorAll("#app-screen button, #app-screen input, #app-screen textarea")]
+  const controls = "#app-screen button, #app-screen input, #app-screen textarea";
+  const small = [...document.querySelectorAll(controls)]
     .filter((n) => n.checkVisibility({ visibilityProperty: true }) && n.getClientRects().length)
     .map((n) => [n.id || n.className || n.tagName, n.getBoundingClientRect()])
     .filter(([, r]) => r.height < 44 || r.width < 44)
@@ -726,7 +728,8 @@ LAYOUT_JS = """
 """
 
 BACKGROUND_JS = """
-() => getComputedStyle(document.querySelector("#chat")).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number)
+() => getComputedStyle(document.querySelector("#chat")).backgroundColor
+  .match(/\\d+/g).slice(0, 3).map(Number)
 """
 
 
