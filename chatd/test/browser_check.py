@@ -292,6 +292,64 @@ async (user) => new Promise((resolve, reject) => {
 })
 """
 
+VECTORS = os.path.join(ROOT, "chatd", "test", "vectors", "clients.json")
+
+# Every case of the shared client test vectors through the page's own code:
+# the state the page keeps (state.js), pins and key changes (trust.js), the
+# events' routing (events.js) and the checks of messaging.js receive.
+VECTORS_JS = """
+async (vectors) => {
+  const e2e = await import("/crypto.js");
+  const { state, fold } = await import("/state.js");
+  const { SeenEnvelopes } = await import("/replay.js");
+  const { addRoom } = await import("/conversations.js");
+  const { incomingFor } = await import("/events.js");
+  const { queueIncoming } = await import("/messaging.js");
+  const { CONFIRM_CHARS, observeKey, rejectNewKey, trustNewKey } = await import("/trust.js");
+  const spki = (label) => e2e.unb64(vectors.keys[label].spki);
+  const me = vectors.me;
+  const pkcs8 = e2e.unb64(vectors.keys[me].pkcs8);
+  const key = (name, use) =>
+    crypto.subtle.importKey("pkcs8", pkcs8, { name, hash: "SHA-256" }, false, [use]);
+  const identity = {
+    spki: spki(me), oaep: await key("RSA-OAEP", "decrypt"), pss: await key("RSA-PSS", "sign"),
+  };
+  const results = [];
+  for (const c of vectors.cases) {
+    Object.assign(state, { me, identity, held: [], active: null });
+    for (const map of [state.pins, state.alerts, state.rooms, state.dms, state.shown]) map.clear();
+    state.replay = new SeenEnvelopes(vectors.rules.seenIds);
+    state.replay.horizon = c.horizon;
+    const room = addRoom("general");
+    for (const [user, label] of [[me, me], ...Object.entries(c.pins)]) {
+      await observeKey(user, spki(label));
+      room.members.set(fold(user), { name: user, spki: spki(label) });
+    }
+    const got = [];
+    for (const step of c.steps) {
+      if (step.op === "deliver") {
+        let envelope;
+        try { envelope = JSON.parse(step.envelope); } catch (e) { envelope = step.envelope; }
+        const job = incomingFor(step.kind === "room"
+          ? { type: "chat_message", roomId: step.room, userId: step.sender, envelope }
+          : { type: "dm", userId: step.sender, envelope });
+        got.push(job ? [await queueIncoming(job)] : [{ outcome: "ignored" }]);
+      } else if (step.op === "keyChanged") {
+        await observeKey(step.user, spki(step.key));
+        got.push([]);
+      } else if (step.op === "accept") {
+        const fp = state.alerts.get(fold(step.user)).fp;
+        got.push(await trustNewKey(step.user, fp.replace(/ /g, "").slice(-CONFIRM_CHARS)));
+      } else if (step.op === "reject") {
+        got.push(rejectNewKey(step.user));
+      }
+    }
+    results.push({ name: c.name, got });
+  }
+  return results;
+}
+"""
+
 EXPECTED_HEADER = (
     "chatd-e2e-v1\nRSA-OAEP-256/A256GCM/PS256\nalice\nroom:#general\nAAECAwQFBgcICQoLDA0ODw\n"
     "1700000000000\nEBESExQVFhcYGRob\nTfBFtg3tEmdZTPtaljI9CbPsxSn3ccIn8mn5oVQstFI=\n")
@@ -471,6 +529,8 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         bad = [n for n in got if "/" in n or "\\" in n or "\u202e" in n or n in ("", ".", "..")]
         return "!%r" % (got,) if bad or got[0] != "passwd" or got[-1] != "report.pdf" else True
     results.attempt("received file names are sanitised", sanitised)
+    results.attempt("the shared client test vectors: the same outcomes as the terminal client",
+                    sharedVectors, browser)
 
     for page, name in ((alice, "alice"), (bob, "bob")):
         if not results.attempt("%s registers in the browser" % (name,),
@@ -689,6 +749,37 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                   ", ".join(browser.foreign[:5]))
     errors = [e for e in browser.errors if "WebSocket" not in e]
     results.check("no uncaught errors in the pages", not errors, "; ".join(errors[:3]))
+
+
+def sharedVectors(browser):
+    """
+    Run every case of chatd/test/vectors/clients.json through the page's
+    code, in a page of its own, and compare each step's outcomes.
+    """
+    with open(VECTORS, encoding="utf-8") as f:
+        vectors = json.load(f)
+    page = browser.page(browser.newContext(), "vectors")
+    got = {case["name"]: case["got"] for case in page.evaluate(VECTORS_JS, vectors)}
+    page.context.close()
+    wrong = []
+    for case in vectors["cases"]:
+        expected = [[outcomeOf(o) for o in step["expect"]] for step in case["steps"]]
+        outcomes = [[outcomeOf(o) for o in step] for step in got[case["name"]]]
+        if outcomes != expected:
+            wrong.append("%s: %r, not %r" % (case["name"], outcomes, expected))
+    if wrong:
+        return "!%d of %d cases differ: %s" % (len(wrong), len(vectors["cases"]), "; ".join(wrong))
+    return len(got) == len(vectors["cases"]) > 0
+
+
+def outcomeOf(o):
+    """
+    One outcome, as comparable: what was shown (sender, text, signed time),
+    held, or dropped and why.
+    """
+    if o["outcome"] == "show":
+        return ("show", o["sender"], o["text"], o["ts"])
+    return (o["outcome"], o.get("reason"))
 
 
 PHONE = {"width": 390, "height": 844}

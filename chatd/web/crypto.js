@@ -29,7 +29,15 @@ const NOT_IN_HEADER_RE = /[\n\ud800-\udfff]/;
 const PSS = { name: "RSA-PSS", saltLength: 32 };
 const OAEP = { name: "RSA-OAEP" };
 
-export class EnvelopeError extends Error {}
+// `reason`: why an envelope is refused, in the words of the shared client
+// test vectors (chatd/test/vectors/clients.json): malformed, not-for-me,
+// unwrap, commitment, ciphertext, signature.
+export class EnvelopeError extends Error {
+  constructor(message, reason = "malformed") {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 // -- bytes and text ---------------------------------------------------------
 
@@ -312,24 +320,24 @@ export async function seal({ from, signingKey, to, recipients, plaintext, domain
   }
 }
 
-// Unwrap, check the key commitment and decrypt; the signature is checked
-// separately (verifySignature) so that a caller can tell a forged or broken
-// message from one signed by a key it has not yet trusted.
+// Unwrap, check the key commitment and decrypt. The signature is checked
+// separately, and first (verifySignature): nothing a key we do not trust
+// signed is opened.
 export async function decrypt(env, readerName, oaepPrivateKey, domain = MESSAGE) {
   checkEnvelope(env);
   const wrapped = env.encrypted_keys[readerName];
   if (wrapped === undefined || !Object.prototype.hasOwnProperty.call(env.encrypted_keys, readerName)) {
-    throw new EnvelopeError("envelope: no key for you");
+    throw new EnvelopeError("envelope: no key for you", "not-for-me");
   }
   let key;
   try {
     key = new Uint8Array(await subtle.decrypt(OAEP, oaepPrivateKey, unb64(wrapped)));
   } catch (e) {
-    throw new EnvelopeError("envelope: your key entry does not unwrap");
+    throw new EnvelopeError("envelope: your key entry does not unwrap", "unwrap");
   }
   try {
     if (key.length !== 32 || !equalBytes(await commit(key), unb64(env.kc))) {
-      throw new EnvelopeError("envelope: key commitment does not match");
+      throw new EnvelopeError("envelope: key commitment does not match", "commitment");
     }
     const aesKey = await subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     try {
@@ -338,7 +346,7 @@ export async function decrypt(env, readerName, oaepPrivateKey, domain = MESSAGE)
         aesKey, unb64(env.encrypted_message));
       return new Uint8Array(plaintext);
     } catch (e) {
-      throw new EnvelopeError("envelope: message does not decrypt");
+      throw new EnvelopeError("envelope: message does not decrypt", "ciphertext");
     }
   } finally {
     key.fill(0);
@@ -357,14 +365,6 @@ export async function verifySignature(env, spki, domain = MESSAGE) {
   }
 }
 
-// Decrypt and verify in one step, as chatd.e2e.openEnvelope does.
-export async function openEnvelope(env, readerName, oaepPrivateKey, senderSpki, domain = MESSAGE) {
-  const plaintext = await decrypt(env, readerName, oaepPrivateKey, domain);
-  if (!(await verifySignature(env, senderSpki, domain))) {
-    throw new EnvelopeError("envelope: signature does not verify");
-  }
-  return plaintext;
-}
 
 // -- file chunks ------------------------------------------------------------
 

@@ -42,18 +42,26 @@ export async function onEvent(message) {
   else console.debug("chatd: unhandled event", message.type);
 }
 
-on("chat_message", (message) => {
-  const room = state.rooms.get(fold(message.roomId));
-  if (!room) return;
-  queueIncoming({ conv: room, sender: message.userId, envelope: message.envelope });
-});
+// The job (messaging.js receive) for a chat_message or dm event: the
+// conversation it belongs in, or null when it belongs in none of ours.
+export function incomingFor(message) {
+  let conv;
+  if (message.type === "chat_message") {
+    conv = state.rooms.get(fold(message.roomId));
+  } else {
+    const own = fold(message.userId) === fold(state.me);
+    const peer = own ? message.envelope?.to?.user : message.userId;
+    conv = typeof peer === "string" && USER_RE.test(peer) ? dmWith(peer) : null;
+  }
+  return conv ? { conv, sender: message.userId, envelope: message.envelope } : null;
+}
 
-on("dm", (message) => {
-  const own = fold(message.userId) === fold(state.me);
-  const peer = own ? message.envelope?.to?.user : message.userId;
-  if (typeof peer !== "string" || !USER_RE.test(peer)) return;
-  queueIncoming({ conv: dmWith(peer), sender: message.userId, envelope: message.envelope });
-});
+for (const type of ["chat_message", "dm"]) {
+  on(type, (message) => {
+    const job = incomingFor(message);
+    if (job) queueIncoming(job);
+  });
+}
 
 on("user_joined", async (message) => {
   const spki = e2e.pemToDer(message.publicKey);

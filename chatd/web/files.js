@@ -200,12 +200,11 @@ export class FileTransfers {
       if (env.from !== from) throw new Error("the file envelope is not from its sender");
       const replayed = this.hooks.replayed(env);
       if (replayed) throw new Error(replayed);
-      const me = this.hooks.me();
-      const plain = await e2e.decrypt(env, me, this.hooks.identity().oaep, e2e.FILE);
       const spki = await this.hooks.senderKey(from, conv);
       if (!spki || !(await e2e.verifySignature(env, spki, e2e.FILE))) {
         throw new Error("the offer's signature does not match the sender's pinned key");
       }
+      const plain = await e2e.decrypt(env, this.hooks.me(), this.hooks.identity().oaep, e2e.FILE);
       this.hooks.remember(env);
       const meta = JSON.parse(e2e.fromUtf8(plain));
       const fileKey = e2e.unb64(meta.file_key);

@@ -21,68 +21,73 @@ export function queueIncoming(job) {
   return state.incoming;
 }
 
-export function dropped(conv, sender, why, live) {
+// Say that a message was dropped, and why; returns the outcome, with the
+// reason in the shared test vectors' words (chatd/test/vectors/clients.json).
+export function dropped(conv, sender, why, live, reason) {
   console.warn(`chatd: dropped a message from ${sender}: ${why}`);
   if (conv) systemNote(conv, `A message from ${sender} was dropped: ${why}.`, true);
   else if (live) toast(`A message from ${sender} was dropped: ${why}`, "error");
+  return { outcome: "drop", reason };
 }
 
-// Open one envelope and show it, or drop it. `job`: { conv, sender, envelope,
-// history }.
+// Open one envelope and show it, hold it or drop it, in the order of the
+// shared rules: its shape, where it was sent, replays, the signature (before
+// anything is decrypted), then the decryption. `job`: { conv, sender,
+// envelope, history, retry }. Returns the outcome: { outcome: "show", sender,
+// text, ts }, { outcome: "hold" } or { outcome: "drop", reason }, or null
+// for history this page has already shown or cannot read.
 export async function receive(job) {
   const { conv, sender, envelope, history } = job;
+  const live = !history;
   let env;
   try {
     env = e2e.checkEnvelope(envelope);
   } catch (e) {
-    return dropped(conv, sender, "it is malformed", !history);
+    return dropped(conv, sender, "it is malformed", live, "malformed");
   }
-  if (env.from !== sender) return dropped(conv, sender, "its sender does not match", !history);
+  if (env.from !== sender) return dropped(conv, sender, "its sender does not match", live, "binding");
   const [[toKind, toName]] = Object.entries(env.to);
   if (conv.kind === "room") {
-    if (toKind !== "room" || fold(toName) !== conv.key) return dropped(conv, sender, "it was sent to another room", !history);
+    if (toKind !== "room" || fold(toName) !== conv.key) return dropped(conv, sender, "it was sent to another room", live, "binding");
   } else {
     const peer = fold(sender) === fold(state.me) ? conv.key : fold(state.me);
-    if (toKind !== "user" || fold(toName) !== peer) return dropped(conv, sender, "it was sent to someone else", !history);
+    if (toKind !== "user" || fold(toName) !== peer) return dropped(conv, sender, "it was sent to someone else", live, "binding");
   }
   // History is the server's record: shown once per page. What comes live
   // must be new to this account (replay.js), across page loads too.
   const seenKey = shownKey(env);
+  if (history && state.shown.has(seenKey)) return null;
   const replayed = state.shown.has(seenKey) ? "it repeats a message already received"
     : history ? null : state.replay.replayed(env.from, env.id, env.ts);
-  if (replayed) {
-    if (!history && !job.retry) dropped(conv, sender, replayed, true);
-    return;
-  }
+  if (replayed) return dropped(conv, sender, replayed, true, "replay");
   if (history && !(await sealedForThisBrowser(env))) {
     // Sealed for a key of ours this browser does not hold: said once per page.
     conv.unreadable = (conv.unreadable || 0) + 1;
-    return;
+    return null;
   }
+  // While the person has not decided on the sender's new key, what comes
+  // from the sender waits (history signed with the pinned key excepted).
+  const alert = fold(sender) === fold(state.me) ? null : state.alerts.get(fold(sender));
+  const pending = alert && !alert.rejected;
+  if (pending && live) return hold(job);
   // The signature is checked before anything is decrypted: what a key we do
   // not trust wrote is never opened. Our own messages are checked with this
   // browser's key (senderKey), never with the key the server gives for us.
   const spki = await senderKey(sender, conv);
-  const ok = spki && (await e2e.verifySignature(env, spki));
-  if (!ok) {
-    const alert = state.alerts.get(fold(sender));
-    if (alert && !alert.rejected) {
-      state.held.push({ ...job, retry: true });
-      if (!job.retry) systemNote(conv, `A message from ${sender} is held until you check ${sender}'s new key.`, true);
-      return;
-    }
-    return dropped(conv, sender, alert ? `it is signed with the new key you rejected`
-      : "its signature does not match the sender's pinned key", !history);
+  if (!spki || !(await e2e.verifySignature(env, spki))) {
+    if (pending) return hold(job);
+    return alert ? dropped(conv, sender, "it is signed with the new key you rejected", live, "rejected-key")
+      : dropped(conv, sender, "its signature does not match the sender's pinned key", live, "signature");
   }
   let plaintext;
   try {
     plaintext = await e2e.decrypt(env, state.me, state.identity.oaep);
   } catch (e) {
-    return dropped(conv, sender, e.message.replace(/^envelope: /, ""), !history);
+    return dropped(conv, sender, e.message.replace(/^envelope: /, ""), live, e.reason);
   }
-  if (state.shown.has(seenKey)) return;
+  if (state.shown.has(seenKey)) return null;
   state.shown.add(seenKey);
-  if (!history) state.replay.remember(env.from, env.id, env.ts);
+  if (live) state.replay.remember(env.from, env.id, env.ts);
   let text;
   try {
     text = e2e.fromUtf8(plaintext);
@@ -91,6 +96,15 @@ export async function receive(job) {
   }
   // The time shown is the one the sender signed; the server's is only its word.
   addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history });
+  return { outcome: "show", sender: env.from, text, ts: env.ts };
+}
+
+// Keep a message from a sender whose key changed until the person accepts
+// the new key (trust.js releases it) or rejects it (trust.js drops it).
+function hold(job) {
+  state.held.push({ ...job, retry: true });
+  if (!job.retry) systemNote(job.conv, `A message from ${job.sender} is held until you check ${job.sender}'s new key.`, true);
+  return { outcome: "hold" };
 }
 
 // Whether `env` has an entry for this browser's key (by its key id; nothing

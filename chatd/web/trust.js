@@ -80,7 +80,8 @@ export function confirmsFingerprint(fp, typed) {
 }
 
 // Accept `name`'s new key once the person has compared it with them: `typed`
-// must be the new fingerprint's last characters. Returns whether it was.
+// must be the new fingerprint's last characters. Returns false when it is
+// not; else the outcomes of the held messages, checked again in order.
 export async function trustNewKey(name, typed) {
   const key = fold(name);
   const alert = state.alerts.get(key);
@@ -94,8 +95,7 @@ export async function trustNewKey(name, typed) {
   // Messages that waited for this decision are checked again with the new pin.
   const held = state.held.filter((h) => fold(h.sender) === key);
   state.held = state.held.filter((h) => fold(h.sender) !== key);
-  for (const h of held) queueIncoming(h);
-  return true;
+  return Promise.all(held.map(queueIncoming));
 }
 
 // The person says `name`'s new key is not theirs: the messages held for it
@@ -107,9 +107,10 @@ export function rejectNewKey(name) {
   alert.rejected = true;
   const held = state.held.filter((h) => fold(h.sender) === key);
   state.held = state.held.filter((h) => fold(h.sender) !== key);
-  for (const h of held) dropped(h.conv, h.sender, `it is signed with the new key you rejected`, true);
+  const outcomes = held.map((h) => dropped(h.conv, h.sender, `you rejected ${alert.name}'s new key`, true, "rejected-key"));
   for (const conv of conversationsWith(name)) systemNote(conv, `You rejected ${alert.name}'s new key.`, true);
   renderAll();
+  return outcomes;
 }
 
 export async function markVerified(name) {
