@@ -33,6 +33,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -269,6 +270,25 @@ async () => {
   const f = await import("/files.js");
   return ["../../etc/passwd", "C:\\\\x\\\\evil.exe", "a\\u202egpj.exe", "..", "report.pdf"]
     .map(f.sanitizeFileName);
+}
+"""
+
+# A running transfer's rate and time left: the rule alone, and a receiving
+# card two seconds into a 4 MiB file, half of it received.
+RATE_JS = """
+async () => {
+  const f = await import("/files.js");
+  const { fileCard } = await import("/filecards.js");
+  const t = 1000000;
+  const rule = [
+    f.rateAndTimeLeft(0, 100, [t, 0], t + 5000),
+    f.rateAndTimeLeft(50, 100, [t, 0], t + 500),
+    f.rateAndTimeLeft(12582912, 56623104, [t, 0], t + 10000),
+    f.rateAndTimeLeft(1048576, 4194304000, [t, 0], t + 1000),
+  ];
+  const card = fileCard({ direction: "in", from: "bob", name: "big.iso", size: 4194304,
+                          progress: 0.5, state: "receiving", started: [Date.now() - 2000, 0] });
+  return { rule, card: card.querySelector(".file-rate")?.textContent ?? null };
 }
 """
 
@@ -529,6 +549,13 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         bad = [n for n in got if "/" in n or "\\" in n or "\u202e" in n or n in ("", ".", "..")]
         return "!%r" % (got,) if bad or got[0] != "passwd" or got[-1] != "report.pdf" else True
     results.attempt("received file names are sanitised", sanitised)
+    def rate():
+        got = alice.evaluate(RATE_JS)
+        rule = ["", "", "1.2 MB/s, 0:35 left", "1.0 MB/s, 1:06:39 left"]
+        # About 1 MB/s: the card is drawn a few milliseconds after "2 s ago".
+        card = re.fullmatch(r"(1\.0 MB|10[0-2]\d KB)/s, 0:0[12] left", got["card"] or "")
+        return True if got["rule"] == rule and card else "!%r" % (got,)
+    results.attempt("a running transfer shows its rate and time left", rate)
     results.attempt("the shared client test vectors: the same outcomes as the terminal client",
                     sharedVectors, browser)
 

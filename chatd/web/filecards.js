@@ -3,7 +3,7 @@
 
 import { addItem, dmWith } from "./conversations.js";
 import { $, describeError, el, toast } from "./dom.js";
-import { FileTransfers, formatSize } from "./files.js";
+import { bytesDone, FileTransfers, formatSize, rateAndTimeLeft } from "./files.js";
 import { recipientsFor, sealAndSend } from "./messaging.js";
 import { renderComposer, renderMessages } from "./render.js";
 import { fold, state } from "./state.js";
@@ -63,6 +63,10 @@ export function fillFileCard(card, transfer) {
   ];
   if (["sending", "receiving", "sent"].includes(transfer.state)) {
     parts.push(el("progress", { max: "1", value: String(transfer.progress || 0) }));
+  }
+  if (["sending", "receiving"].includes(transfer.state)) {
+    const rate = rateAndTimeLeft(bytesDone(transfer), transfer.size, transfer.started);
+    if (rate) parts.push(el("div", { class: "file-rate", text: rate }));
   }
   const actions = el("div", { class: "file-actions" });
   if (transfer.state === "offered") {

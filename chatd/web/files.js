@@ -48,6 +48,31 @@ export function formatSize(bytes) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+// A transfer's rate is shown once it has been measured over this long: sooner,
+// one burst of chunks would promise far too much (the terminal client's rule).
+const RATE_AFTER_MS = 1000;
+
+// "1.2 MB/s, 0:42 left": the mean rate since `started` ([ms, bytes done
+// then]) and the time the rest takes at that rate; empty until the rate has
+// been measured for RATE_AFTER_MS, or while nothing moved.
+export function rateAndTimeLeft(done, total, started, now = Date.now()) {
+  if (!started) return "";
+  const [since, doneThen] = started;
+  const elapsed = now - since;
+  if (elapsed < RATE_AFTER_MS || done <= doneThen) return "";
+  const rate = (done - doneThen) / (elapsed / 1000);
+  const left = Math.round((total - done) / rate);
+  const two = (n) => String(n).padStart(2, "0");
+  const [hours, minutes, seconds] = [Math.floor(left / 3600), Math.floor((left % 3600) / 60), left % 60];
+  const clock = hours ? `${hours}:${two(minutes)}:${two(seconds)}` : `${minutes}:${two(seconds)}`;
+  return `${formatSize(Math.floor(rate))}/s, ${clock} left`;
+}
+
+// The bytes of `transfer` sent or received so far.
+export function bytesDone(transfer) {
+  return Math.min(transfer.size, Math.round((transfer.progress || 0) * transfer.size));
+}
+
 function transferIdOf(message) {
   return message.transferId ?? message.fileId;
 }
@@ -59,6 +84,7 @@ class Transfer {
     Object.assign(this, {
       transferId: null, direction: "out", name: "", size: 0, chunks: 1, chunkSize: CHUNK_SIZE,
       state: "offering", progress: 0, detail: "", url: null, from: null, conv: null, time: Date.now(),
+      started: null, // [ms, bytes done then]: when the chunks started to move
     }, fields);
   }
 }
@@ -145,6 +171,7 @@ export class FileTransfers {
     if (!transfer) return;
     if (transfer.direction !== "out") return;
     transfer.state = "sending";
+    transfer.started = [Date.now(), 0];
     transfer.accepted = message.accepted;
     transfer.limit = Math.min((message.window ?? 1) - 1, transfer.chunks - 1);
     transfer.detail = `${message.accepted ?? "?"} accepted`;
@@ -236,6 +263,7 @@ export class FileTransfers {
   async answer(transfer, accept) {
     if (transfer.state !== "offered") return;
     transfer.state = accept ? "receiving" : "declined";
+    transfer.started = [Date.now(), 0];
     transfer.detail = accept ? "waiting for the first chunk" : "you declined";
     this.hooks.changed(transfer);
     try {
