@@ -370,6 +370,46 @@ async (vectors) => {
 }
 """
 
+# Guests, as the server marks them ("guest" in member lists and events): the
+# page's own member and event code, with the vectors' keys. carol is a guest
+# (not pinned, marked), then an account (pinned on first sight, no warning);
+# while bob's account is away a guest takes his name with another key (no
+# warning, bob's pin kept), and when bob's account comes back with that key,
+# it is a key change.
+GUEST_JS = """
+async (keys) => {
+  const e2e = await import("/crypto.js");
+  const { state } = await import("/state.js");
+  const { addRoom, select, setMembers } = await import("/conversations.js");
+  const { onEvent } = await import("/events.js");
+  const spki = (label) => e2e.unb64(keys[label].spki);
+  const pem = (label) => e2e.derToPem(spki(label));
+  const member = (userId, label, guest) => ({ userId, publicKey: pem(label), guest });
+  const joined = (userId, label, guest) =>
+    onEvent({ type: "user_joined", roomId: "general", ...member(userId, label, guest) });
+  const left = (userId) => onEvent({ type: "user_left", roomId: "general", userId });
+  Object.assign(state, { me: "alice", identity: { spki: spki("alice") } });
+  const room = addRoom("general");
+  room.historyState = "loaded";
+  await setMembers(room, [member("alice", "alice", false), member("bob", "bob", false),
+                          member("carol", "carol", true)], false);
+  select(room);
+  const tag = document.querySelector("#member-list li[data-user='carol'] .tag.guest");
+  const out = { guestPinned: state.pins.has("carol"), guestTag: tag !== null };
+  await left("carol");
+  await joined("carol", "mallory", false);
+  out.accountPinned = e2e.equalBytes(state.pins.get("carol")?.spki ?? [], spki("mallory"));
+  await left("bob");
+  await joined("bob", "bob-new", true);
+  out.alertsForGuest = [...state.alerts.keys()];
+  out.bobPinKept = e2e.equalBytes(state.pins.get("bob").spki, spki("bob"));
+  await left("bob");
+  await joined("bob", "bob-new", false);
+  out.alertsForAccount = [...state.alerts.keys()];
+  return out;
+}
+"""
+
 EXPECTED_HEADER = (
     "chatd-e2e-v1\nRSA-OAEP-256/A256GCM/PS256\nalice\nroom:#general\nAAECAwQFBgcICQoLDA0ODw\n"
     "1700000000000\nEBESExQVFhcYGRob\nTfBFtg3tEmdZTPtaljI9CbPsxSn3ccIn8mn5oVQstFI=\n")
@@ -556,6 +596,16 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         card = re.fullmatch(r"(1\.0 MB|10[0-2]\d KB)/s, 0:0[12] left", got["card"] or "")
         return True if got["rule"] == rule and card else "!%r" % (got,)
     results.attempt("a running transfer shows its rate and time left", rate)
+    def guests():
+        with open(VECTORS, encoding="utf-8") as f:
+            keys = json.load(f)["keys"]
+        page = browser.page(browser.newContext(), "guests")
+        got = page.evaluate(GUEST_JS, keys)
+        page.context.close()
+        expected = {"guestPinned": False, "guestTag": True, "accountPinned": True,
+                    "alertsForGuest": [], "bobPinKept": True, "alertsForAccount": ["bob"]}
+        return True if got == expected else "!%r" % (got,)
+    results.attempt("a guest's key is never pinned, and guests are marked", guests)
     results.attempt("the shared client test vectors: the same outcomes as the terminal client",
                     sharedVectors, browser)
 

@@ -55,10 +55,10 @@ export async function setMembers(room, members, announce) {
   for (const m of members) {
     const own = fold(m.userId) === fold(state.me);
     const spki = own && state.identity ? state.identity.spki : e2e.pemToDer(m.publicKey);
-    now.set(fold(m.userId), { name: m.userId, spki, fp: await fingerprintOf(spki) });
+    now.set(fold(m.userId), { name: m.userId, spki, fp: await fingerprintOf(spki), guest: m.guest === true });
   }
   room.members = now;
-  for (const m of now.values()) await observeKey(m.name, m.spki);
+  for (const m of now.values()) await observeKey(m.name, m.spki, m.guest);
   if (announce) {
     for (const [key, m] of now) if (!before.has(key)) systemNote(room, `${m.name} is a member now (the server's list).`);
     for (const [key, m] of before) if (!now.has(key)) systemNote(room, `${m.name} is no longer a member (the server's list).`);
@@ -114,7 +114,7 @@ export async function refreshPeerKey(conv) {
   conv.name = entry.userId;
   conv.peerSpki = e2e.pemToDer(entry.publicKey);
   conv.peerFp = await fingerprintOf(conv.peerSpki);
-  await observeKey(entry.userId, conv.peerSpki);
+  await observeKey(entry.userId, conv.peerSpki, entry.guest === true);
   if (state.active === conv) {
     renderHeader();
     renderMembers();

@@ -76,8 +76,9 @@ on("user_joined", async (message) => {
   }
   const room = state.rooms.get(fold(message.roomId));
   if (!room) return;
-  room.members.set(fold(message.userId), { name: message.userId, spki, fp: await fingerprintOf(spki) });
-  await observeKey(message.userId, spki);
+  const guest = message.guest === true;
+  room.members.set(fold(message.userId), { name: message.userId, spki, fp: await fingerprintOf(spki), guest });
+  await observeKey(message.userId, spki, guest);
   systemNote(room, `${message.userId} joined`);
   if (state.active === room) {
     renderHeader();
@@ -106,7 +107,7 @@ on("renamed", (message) => {
     if (!m) continue;
     room.members.delete(fold(message.old));
     // The key follows in key_changed if it differs; ask to be sure.
-    room.members.set(fold(message.new), { ...m, name: message.new });
+    room.members.set(fold(message.new), { ...m, name: message.new, guest: message.guest === true });
     systemNote(room, `${message.old} is now ${message.new}`);
     refreshRoom(room, false).catch(() => {});
   }
@@ -121,14 +122,14 @@ on("key_changed", async (message) => {
   const fp = await fingerprintOf(spki);
   for (const room of state.rooms.values()) {
     const m = room.members.get(fold(message.userId));
-    if (m) room.members.set(fold(message.userId), { ...m, spki, fp });
+    if (m) room.members.set(fold(message.userId), { ...m, spki, fp, guest: message.guest === true });
   }
   const dm = state.dms.get(fold(message.userId));
   if (dm) {
     dm.peerSpki = spki;
     dm.peerFp = fp;
   }
-  await observeKey(message.userId, spki);
+  await observeKey(message.userId, spki, message.guest === true);
   renderAll();
 });
 

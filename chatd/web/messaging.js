@@ -95,7 +95,7 @@ export async function receive(job) {
     text = new TextDecoder().decode(plaintext);
   }
   // The time shown is the one the sender signed; the server's is only its word.
-  addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history });
+  addItem(conv, { type: "msg", id: env.id, from: env.from, text, time: env.ts, history, guest: state.guests.has(fold(sender)) });
   return { outcome: "show", sender: env.from, text, ts: env.ts };
 }
 
@@ -181,13 +181,13 @@ export async function recipientsFor(conv) {
   if (conv.kind === "room") {
     for (const m of conv.members.values()) {
       if (fold(m.name) === fold(state.me)) continue;
-      await observeKey(m.name, m.spki);
+      await observeKey(m.name, m.spki, m.guest);
       if (state.alerts.has(fold(m.name))) blocked.push(m.name);
       recipients.set(m.name, m.spki);
     }
   } else {
     if (!conv.peerSpki) await refreshPeerKey(conv);
-    await observeKey(conv.name, conv.peerSpki);
+    await observeKey(conv.name, conv.peerSpki, state.guests.has(conv.key));
     if (state.alerts.has(conv.key)) blocked.push(conv.name);
     if (conv.key !== fold(state.me)) recipients.set(conv.name, conv.peerSpki);
   }
@@ -232,7 +232,7 @@ export async function applyStaleMembers(conv, members) {
       conv.peerSpki = spki;
       conv.peerFp = await fingerprintOf(spki);
     }
-    await observeKey(m.userId, spki);
+    await observeKey(m.userId, spki, m.guest === true);
   }
 }
 

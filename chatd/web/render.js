@@ -144,6 +144,7 @@ export function renderMessages(toBottom = false) {
     const body = el("div", { class: "body" },
       cont ? null : el("div", { class: "meta" },
         el("span", { class: "sender", text: item.from }),
+        item.guest ? el("span", { class: "tag guest", title: "No account: anyone may use this name", text: "guest" }) : null,
         el("time", { class: "time", datetime: new Date(item.time).toISOString(), title: new Date(item.time).toLocaleString(), text: timeOf(item.time) })));
     if (item.type === "msg") {
       body.append(el("div", { class: "text", text: item.text },
@@ -193,6 +194,7 @@ export function renderMembers() {
     const alert = state.alerts.get(key);
     let tag;
     if (self) tag = el("span", { class: "tag you", text: "you" });
+    else if (state.guests.has(key)) tag = el("span", { class: "tag guest", title: "No account: anyone may use this name", text: "guest" });
     else if (alert) tag = el("span", { class: "tag changed", text: "KEY CHANGED" });
     else if (pin?.verified) tag = el("span", { class: "tag verified", text: "verified" });
     else tag = el("span", { class: "tag tofu", text: "not verified" });
@@ -201,7 +203,7 @@ export function renderMembers() {
     const actions = el("div", { class: "member-actions" });
     if (!self && alert) {
       actions.append(el("button", { type: "button", onclick: () => focusKeyAlert(m.name) }, "Check new key"));
-    } else if (!self && pin && !pin.verified) {
+    } else if (!self && pin && !pin.verified && !state.guests.has(key)) {
       actions.append(el("button", { type: "button", onclick: () => openVerify(m.name) }, "Verify"));
     }
     if (!self && conv.kind === "room") {

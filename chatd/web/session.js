@@ -215,6 +215,7 @@ export function signOut() {
   });
   state.pins.clear();
   state.alerts.clear();
+  state.guests.clear();
   state.rooms.clear();
   state.dms.clear();
   state.replay = new SeenEnvelopes();

@@ -16,6 +16,7 @@ export const state = {
   ownKey: null, // an OwnKey (trust.js newOwnKey): what the server says our key is
   pins: new Map(), // fold(name) -> { name, spki, verified, firstSeen, fp }
   alerts: new Map(), // fold(name) -> { name, spki, fp, oldFp }
+  guests: new Set(), // fold(name) of users the server last said are guests (never pinned)
   rooms: new Map(), // fold(room) -> conversation
   dms: new Map(), // fold(user) -> conversation
   active: null, // a conversation

@@ -32,10 +32,21 @@ export function checkOwnKey(name, spki) {
 
 // The server says `name` has key `spki`. Pin it on first sight; if it differs
 // from the pin, raise the alarm (and keep the pin until the person decides).
-// Returns "self", "new", "same" or "changed".
-export async function observeKey(name, spki) {
+// A guest (the server says so: `guest`) has no account, so a name says
+// nothing about who holds it: a guest's key is never pinned, never compared
+// with a pin, and a later account of that name is a first sight.
+// Returns "self", "guest", "new", "same" or "changed".
+export async function observeKey(name, spki, guest = false) {
   if (fold(name) === fold(state.me)) return "self";
   const key = fold(name);
+  if (guest) {
+    // A pinned account's changed key is its own business: the guest who holds
+    // the name now is not blocked for it.
+    state.guests.add(key);
+    if (state.alerts.delete(key)) renderAlerts();
+    return "guest";
+  }
+  state.guests.delete(key);
   const pin = state.pins.get(key);
   if (!pin) {
     const fresh = { name, spki, verified: false, firstSeen: Date.now(), fp: await fingerprintOf(spki) };
@@ -122,25 +133,28 @@ export async function markVerified(name) {
 }
 
 // The key a message from `name` must be signed with: the pinned one; on first
-// sight, the one the server gives for that user (and it is pinned).
+// sight, the one the server gives for that user (and it is pinned); for a
+// guest, the one the server gives (never pinned).
 export async function senderKey(name, conv) {
-  if (fold(name) === fold(state.me)) return state.identity.spki;
-  const pin = state.pins.get(fold(name));
-  if (pin) return pin.spki;
-  let spki = conv?.members?.get(fold(name))?.spki;
-  if (!spki && conv?.kind === "dm" && fold(conv.name) === fold(name)) spki = conv.peerSpki;
+  const key = fold(name);
+  if (key === fold(state.me)) return state.identity.spki;
+  const pin = state.pins.get(key);
+  if (pin && !state.guests.has(key)) return pin.spki;
+  let spki = conv?.members?.get(key)?.spki;
+  if (!spki && conv?.kind === "dm" && conv.key === key) spki = conv.peerSpki;
+  let guest = state.guests.has(key);
   if (!spki) {
     try {
       const reply = await state.conn.request("get_keys", { userId: name });
-      const entry = reply.members.find((m) => fold(m.userId) === fold(name));
-      if (entry) spki = e2e.pemToDer(entry.publicKey);
+      const entry = reply.members.find((m) => fold(m.userId) === key);
+      if (entry) [spki, guest] = [e2e.pemToDer(entry.publicKey), entry.guest === true];
     } catch (e) {
       return null;
     }
   }
   if (!spki) return null;
-  await observeKey(name, spki);
-  return state.pins.get(fold(name))?.spki ?? null;
+  if ((await observeKey(name, spki, guest)) === "guest") return spki;
+  return state.pins.get(key)?.spki ?? null;
 }
 
 export async function publishOwnKey() {
