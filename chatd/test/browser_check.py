@@ -672,7 +672,7 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         return directMessage(alice, "alice", bob, "bob", ALICE_DM)
     results.attempt("alice and bob exchange a direct message", aliceDm)
 
-    phone(results, args, browser, alice)
+    phone(results, args, browser, alice, bob)
 
     # The picture for the README: the room, with members and fingerprints.
     def screenshot():
@@ -743,9 +743,13 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("the key-change block shows the old and new fingerprints side by side",
                     sideBySide)
 
-    def wrongEnd():
+    def bobsBlock():
+        """alice's block for bob's changed key, and the new fingerprint's last 4."""
         block = alice.locator("#key-alerts .key-alert[data-user='bob']")
-        end = "".join(block.locator(".fp-new .fingerprint").inner_text().split())[-4:]
+        return block, "".join(block.locator(".fp-new .fingerprint").inner_text().split())[-4:]
+
+    def wrongEnd():
+        block, end = bobsBlock()
         trust = block.locator("button.trust")
         if not trust.is_disabled():
             return "!one click trusts the key"
@@ -759,8 +763,7 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                     wrongEnd)
 
     def trusted():
-        block = alice.locator("#key-alerts .key-alert[data-user='bob']")
-        end = "".join(block.locator(".fp-new .fingerprint").inner_text().split())[-4:]
+        block, end = bobsBlock()
         block.locator("input.confirm-fp").fill(end.upper())
         block.locator("button.trust").click()
         alice.locator("#key-alerts .key-alert").wait_for(state="detached")
@@ -862,6 +865,7 @@ def outcomeOf(o):
 PHONE = {"width": 390, "height": 844}
 FRANK_SAYS = "frank on his phone, reading along"
 ALICE_TO_ROOM = "welcome frank, this room is end-to-end encrypted"
+BOB_TO_FRANK = "hi frank, the drawers on a phone work nicely"
 ALICE_TO_FRANK = "frank, did you see this on your phone"
 ALICE_WHILE_HIDDEN = "frank, this one comes while your tab is hidden"
 
@@ -901,7 +905,7 @@ BACKGROUND_JS = """
 """
 
 
-def phone(results, args, browser, alice):
+def phone(results, args, browser, alice, bob):
     """
     frank, on a 390x844 phone: the conversation takes the width, nothing
     scrolls sideways (at 360 px either), every control is at least 44 px, the
@@ -997,6 +1001,9 @@ def phone(results, args, browser, alice):
         frank.click("#btn-rooms")
         frank.locator("#room-list li[data-conv='%s'] button" % (ROOM,)).click()
         frank.locator("#sidebar").wait_for(state="hidden")
+        openConversation(bob, "room-list", ROOM)
+        say(bob, BOB_TO_FRANK)
+        shows(frank, BOB_TO_FRANK)
         say(frank, FRANK_SAYS)
         light = frank.evaluate(BACKGROUND_JS)
         if args.shots:
