@@ -753,7 +753,7 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
         trust = block.locator("button.trust")
         if not trust.is_disabled():
             return "!one click trusts the key"
-        block.locator("input.confirm-fp").fill("%x" % ((int(end, 16) + 1) % 0x10000,))
+        block.locator("input.confirm-fp").fill("%04x" % ((int(end, 16) + 1) % 0x10000,))
         trust.click()
         block.locator(".confirm-status.error").wait_for()
         if not alice.locator("#composer-send").is_disabled():
