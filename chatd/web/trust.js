@@ -56,7 +56,11 @@ export async function observeKey(name, spki, guest = false) {
     return "new";
   }
   if (e2e.equalBytes(pin.spki, spki)) {
-    if (state.alerts.delete(key)) renderAlerts();
+    if (state.alerts.delete(key)) {
+      // Back to the pinned key: what waited is checked with it.
+      renderAlerts();
+      releaseHeld(key);
+    }
     return "same";
   }
   const existing = state.alerts.get(key);
@@ -104,9 +108,20 @@ export async function trustNewKey(name, typed) {
   for (const conv of conversationsWith(name)) systemNote(conv, `You verified ${alert.name}'s new key.`);
   renderAll();
   // Messages that waited for this decision are checked again with the new pin.
+  return releaseHeld(key);
+}
+
+// The messages held for `key`'s sender, in the order they came, no longer held.
+function takeHeld(key) {
   const held = state.held.filter((h) => fold(h.sender) === key);
   state.held = state.held.filter((h) => fold(h.sender) !== key);
-  return Promise.all(held.map(queueIncoming));
+  return held;
+}
+
+// Check the messages held for `key`'s sender again, with whatever is pinned
+// now. Returns their outcomes.
+function releaseHeld(key) {
+  return Promise.all(takeHeld(key).map(queueIncoming));
 }
 
 // The person says `name`'s new key is not theirs: the messages held for it
@@ -116,9 +131,7 @@ export function rejectNewKey(name) {
   const alert = state.alerts.get(key);
   if (!alert) return;
   alert.rejected = true;
-  const held = state.held.filter((h) => fold(h.sender) === key);
-  state.held = state.held.filter((h) => fold(h.sender) !== key);
-  const outcomes = held.map((h) => dropped(h.conv, h.sender, `you rejected ${alert.name}'s new key`, true, "rejected-key"));
+  const outcomes = takeHeld(key).map((h) => dropped(h.conv, h.sender, `you rejected ${alert.name}'s new key`, true, "rejected-key"));
   for (const conv of conversationsWith(name)) systemNote(conv, `You rejected ${alert.name}'s new key.`, true);
   renderAll();
   return outcomes;
