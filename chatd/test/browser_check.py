@@ -991,14 +991,15 @@ def phone(results, args, browser, alice, bob):
         say(alice, ALICE_TO_FRANK)
         frank.locator("#rooms-unread", has_text="1").wait_for()
         frank.click("#btn-rooms")
+        frank.locator("#sidebar").wait_for(state="visible")
         badge = frank.locator("#dm-list li[data-conv='alice'] .badge")
-        counted = badge.inner_text()
+        counted = badge.text_content()
         if counted != "1":
             return "!the DM's badge says %r" % (counted,)
         frank.locator("#dm-list li[data-conv='alice'] button").click()
         frank.locator("#sidebar").wait_for(state="hidden")
         shows(frank, ALICE_TO_FRANK)
-        if badge.count() or frank.locator("#rooms-unread").inner_text():
+        if badge.count() or frank.locator("#rooms-unread").text_content():
             return "!the count stayed after reading"
         return "(1)" not in frank.title() or "!the title still counts it"
     results.attempt("unread counts per conversation appear, and clear once read", unread)
