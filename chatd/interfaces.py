@@ -472,8 +472,11 @@ class IFanout(Interface):
     its users cause, and the counters and limits that must hold cluster-wide.
 
     A node applies its own events itself and publishes them; the fan-out hands
-    other nodes' events to L{chatd.core.service.ChatService.remoteEvent}. The
-    in-process L{chatd.fanout.local.LocalFanout} has no other nodes.
+    other nodes' events to L{chatd.core.service.ChatService.remoteEvent}. Both
+    ways the events are typed (L{chatd.core.events.Event}); on the wire they
+    travel in their one wire form (L{chatd.core.events.Event.toWire}, read
+    back with L{chatd.core.events.fromWire}). The in-process
+    L{chatd.fanout.local.LocalFanout} has no other nodes.
     """
 
     nodeId = Attribute("This node's id, unique in the cluster (a string).")
@@ -495,7 +498,7 @@ class IFanout(Interface):
 
     def publish(event):
         """
-        Send one event (a L{dict} with a C{"t"} naming its kind) to every other
+        Send one L{chatd.core.events.Event} that happened here to every other
         node, fire and forget.
         """
 

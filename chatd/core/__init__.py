@@ -14,8 +14,10 @@ caused an event gets the response instead.
 Checks run in the order docs/protocol.rst ranks them, so that when several
 apply the client hears about the first.
 
-The modules: L{directory} (users and rooms), L{service} (the one
-L{ChatService} of a node), L{session} (one connection's state and guards), and
-one module per family of requests: L{accounts}, L{rooms}, L{messages},
-L{files}; L{replay} keeps the envelope ids seen lately.
+The modules: L{directory} (users, rooms and memberships, which it alone
+changes), L{events} (what changes, as frozen values with one wire form),
+L{service} (the one L{ChatService} of a node, which applies events and tells
+sessions), L{session} (one connection's state and guards), and one module per
+family of requests: L{accounts}, L{rooms}, L{messages}, L{files}; L{replay}
+keeps the envelope ids seen lately.
 """

@@ -9,6 +9,7 @@ from twisted.logger import Logger
 
 from chatd import e2e, registration
 from chatd.core.directory import ROOM, USER, User
+from chatd.core.events import UserOffline
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from chatd.names import fold, isGuestName, isUserName
 from chatd.ratelimit import inWholeSeconds
@@ -66,12 +67,12 @@ class AccountRequests:
             return succeed(name)
         if isGuestName(name):
             raise Conflict("names like %s are reserved for guests" % (name,))
-        if self.service.nameInUse(name):
+        if self.service.directory.nameInUse(name):
             raise Conflict("name in use: %s" % (name,))
         return Deferred.fromCoroutine(self._nick(user, name))
 
     async def _nick(self, user, name):
-        if await self.service.store.getAccount(name) is not None or self.service.nameInUse(name):
+        if await self.service.store.getAccount(name) is not None or self.service.directory.nameInUse(name):
             raise Conflict("name in use: %s" % (name,))
         await self._refuseBannedName(user, name)
         if self.user is not user:
@@ -80,9 +81,7 @@ class AccountRequests:
         return name
 
     def _rename(self, user, name):
-        old = user.name
-        self.service.rename(user, name, self)
-        self.service.publish("renamed", old=old, new=name, account=user.account)
+        self.service.happened(self.service.directory.rename(user, name, user.account), self)
 
 
     def register(self, name, password, publicKey, invite=None):
@@ -112,16 +111,16 @@ class AccountRequests:
             raise BadRequest("passwords are 8 to 72 bytes")
         e2e.loadPublicKey(publicKey)
         invite = registration.admit(service.settings.registration, invite)
-        if service.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
+        if service.directory.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
             raise Conflict("name in use: %s" % (name,))
-        service._claimed.add(fold(name))
+        service.directory.claim(name)
         try:
             passwordHash = None
             if password:
                 passwordHash = await service.credentials.hashPassword(password)
             await service.store.createAccount(name, passwordHash, publicKey, invite)
         finally:
-            service._claimed.discard(fold(name))
+            service.directory.unclaim(name)
         service.metrics.registered()
         log.info("registered {name} from {address}", name=name, address=self.address)
         await self._becomeAccount(name, publicKey)
@@ -219,12 +218,15 @@ class AccountRequests:
             await self._leaveBannedRooms(guest, name)
             if self.ended or self.user is not guest:
                 raise BadRequest("the session closed meanwhile")
-        online = service.users.get(fold(name))
+        online = service.directory.user(name)
         if online is not None and online is not guest:
             if guest is not None:
-                service.publish("offline", user=guest.name)
+                # The guest goes offline with this session still in it, so
+                # that the session hears it leave its rooms; the session then
+                # belongs to the account.
+                service.happened([UserOffline(guest.name)])
                 service.goOffline(guest)
-                guest.sessions.remove(self)
+                service.directory.detach(self, guest)
             self._attach(online)
             for room in online.rooms.values():
                 service.broadcast([self], "userJoined", room.name, online.name, online.key)
@@ -234,20 +236,15 @@ class AccountRequests:
             self._attach(user)
         else:
             user = guest
-            guest.account = True
-            if guest.name != name:
-                self._rename(guest, name)
-            else:
-                service.publish("renamed", old=name, new=name, account=True)
+            service.happened(service.directory.rename(guest, name, True), self)
             if publicKey is not None and guest.key != publicKey:
                 self._changeKey(guest, publicKey)
             for room in list(user.rooms.values()):
                 await service.store.addMember(room.name, user.name)
         for roomName in await service.store.roomsOf(name):
-            room = service.rooms.get(fold(roomName))
+            room = service.directory.rooms.get(fold(roomName))
             if room is not None and fold(name) not in room.members and self.user is user:
-                service.addMember(room, user, None)
-                service.publish("joined", room=room.name, user=user.name)
+                service.happened(service.directory.join(room, user))
 
     def setKey(self, publicKey):
         """
@@ -265,8 +262,7 @@ class AccountRequests:
         return succeed(None)
 
     def _changeKey(self, user, publicKey):
-        self.service.changeKey(user, publicKey, self)
-        self.service.publish("key", user=user.name, key=publicKey)
+        self.service.happened(self.service.directory.changeKey(user, publicKey), self)
 
     def getKeys(self, kind, name):
         """
@@ -276,7 +272,7 @@ class AccountRequests:
         """
         user = self._greeted()
         if kind == ROOM:
-            room = self.service.room(name)
+            room = self.service.directory.room(name)
             if room.passwordHash is not None and fold(user.name) not in room.members:
                 raise Forbidden("the members of %s are private" % (room.name,))
             return succeed(room.memberKeys())
@@ -284,7 +280,7 @@ class AccountRequests:
             raise BadRequest("GET_KEYS kind must be 0 (room) or 1 (user), not %d" % (kind,))
         if not isUserName(name):
             raise BadRequest("invalid user name %r" % (name,))
-        online = self.service.users.get(fold(name))
+        online = self.service.directory.user(name)
         if online is not None:
             if online.key is None:
                 raise BadRequest("%s has not published a key" % (online.name,))

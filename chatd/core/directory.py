@@ -1,9 +1,19 @@
-# -*- test-case-name: chatd.test.test_service -*-
+# -*- test-case-name: chatd.test.test_events,chatd.test.test_service -*-
 """
-The users online and the rooms, with their memberships.
+The users online and the rooms, with their memberships: the directory that
+alone changes them, and reports each change as events.
 """
 
+from zope.interface import implementer
+
 from chatd import e2e
+from chatd.core.events import (DirectMessage, Joined, KeyChanged, Kicked, Left, PasswordChanged,
+                               Renamed, RoleChanged, RoomCreated, RoomDestroyed, RoomDropped,
+                               RoomMessage, TopicChanged, Unbanned, UserOffline, UserOnline)
+from chatd.errors import BadRequest, NotFound
+from chatd.interfaces import IDirectoryView
+from chatd.model import RoomView, UserView
+from chatd.names import fold, isRoomName
 
 # The two kinds of target a request names (GET_KEYS, OFFER).
 ROOM, USER = 0, 1
@@ -72,3 +82,418 @@ class Room:
 
     def memberKeys(self):
         return sorted((u.name, u.key) for u in self.members.values())
+
+
+class Directory:
+    """
+    Who is online (here or on other nodes of the cluster), which rooms exist,
+    and who is in which: the one place that changes them.
+
+    Every change returns the events it made (L{chatd.core.events}), empty when
+    nothing changed, so that the service can tell the sessions concerned and
+    publish what happened here. L{apply} makes the change another node
+    published.
+
+    @ivar users: folded name -> L{User}, for reading.
+    @ivar rooms: folded name -> L{Room}, for reading.
+    """
+
+    def __init__(self):
+        self.users = {}
+        self.rooms = {}
+        self._claimed = set()
+
+    # -- queries ---------------------------------------------------------
+
+    def user(self, name):
+        """
+        @return: the L{User} online under C{name} (ignoring case), or L{None}.
+        """
+        return self.users.get(fold(name))
+
+    def nameInUse(self, name):
+        """
+        Whether C{name} is online, or being registered by a session.
+        """
+        key = fold(name)
+        return key in self.users or key in self._claimed
+
+    def claim(self, name):
+        """
+        Hold C{name} while an account of that name is being stored.
+        """
+        self._claimed.add(fold(name))
+
+    def unclaim(self, name):
+        self._claimed.discard(fold(name))
+
+    def room(self, name):
+        """
+        The room named C{name} (ignoring case).
+
+        @raise BadRequest: for a name no room can have.
+        @raise NotFound: when there is no such room.
+        """
+        if not isRoomName(name):
+            raise BadRequest("invalid room name %r" % (name,))
+        room = self.rooms.get(fold(name))
+        if room is None:
+            raise NotFound("no such room: %s" % (name,))
+        return room
+
+    def usersOn(self, node):
+        """
+        @return: the users this node knows to have sessions on node C{node}.
+        """
+        return [user for user in self.users.values() if node in user.nodes]
+
+    def audience(self, user, exclude=None):
+        """
+        Every session here that must hear of a change to C{user}: the sessions
+        of everyone sharing a room or a direct conversation with it, and its
+        own other sessions.
+        """
+        users = {user}
+        users.update(user.peers)
+        for room in user.rooms.values():
+            users.update(room.members.values())
+        return [s for u in users for s in u.sessions if s is not exclude]
+
+    def roomSessions(self, room, exclude=None):
+        """
+        The sessions here of C{room}'s members.
+        """
+        return [s for u in room.members.values() for s in u.sessions if s is not exclude]
+
+    # -- changes ---------------------------------------------------------
+
+    def loadRoom(self, name, passwordHash, lastTimestamp):
+        """
+        Know a stored room (at start, or one another node stored): nothing
+        happened to it, so there is no event.
+
+        @return: the L{Room}.
+        """
+        if fold(name) not in self.rooms:
+            self.rooms[fold(name)] = Room(name, passwordHash, lastTimestamp)
+        return self.rooms[fold(name)]
+
+    def attach(self, session, user):
+        """
+        C{session} belongs to C{user} now; its first session here brings it
+        online here.
+        """
+        first = not user.sessions
+        user.sessions.append(session)
+        self.users[fold(user.name)] = user
+        return [UserOnline(user.name, user.key, user.account)] if first else []
+
+    def detach(self, session, user):
+        """
+        C{session} no longer belongs to C{user}; with its last session here
+        gone, it is offline here (and offline everywhere when no other node has
+        it: see L{forget}).
+        """
+        user.sessions.remove(session)
+        return [] if user.sessions else [UserOffline(user.name)]
+
+    def forget(self, user):
+        """
+        C{user}, in no room any more, is offline in the whole cluster.
+        """
+        for peer in user.peers:
+            peer.peers.discard(user)
+        user.peers.clear()
+        if self.users.get(fold(user.name)) is user:
+            del self.users[fold(user.name)]
+        return []
+
+    def rename(self, user, new, account):
+        """
+        C{user} is called C{new} now, and is an account or not.
+        """
+        old = user.name
+        user.account = account
+        if new != old:
+            del self.users[fold(old)]
+            for room in user.rooms.values():
+                del room.members[fold(old)]
+                room.members[fold(new)] = user
+                room.changed()
+            user.name = new
+            self.users[fold(new)] = user
+        return [Renamed(old, new, account)]
+
+    def changeKey(self, user, key):
+        user.setKey(key)
+        for room in user.rooms.values():
+            room.changed()
+        return [KeyChanged(user.name, key)]
+
+    def createRoom(self, name, passwordHash):
+        """
+        A new room; none if one of that name exists.
+        """
+        if fold(name) in self.rooms:
+            return []
+        self.rooms[fold(name)] = Room(name, passwordHash)
+        return [RoomCreated(name, passwordHash)]
+
+    def dropRoom(self, room):
+        """
+        C{room} is gone, unless it is not the room of that name any more.
+        """
+        if self.rooms.get(fold(room.name)) is not room:
+            return []
+        del self.rooms[fold(room.name)]
+        return [RoomDropped(room.name)]
+
+    def join(self, room, user):
+        room.members[fold(user.name)] = user
+        user.rooms[fold(room.name)] = room
+        room.changed()
+        return [Joined(room.name, user.name)]
+
+    def leave(self, room, user):
+        del room.members[fold(user.name)]
+        del user.rooms[fold(room.name)]
+        room.changed()
+        return [Left(room.name, user.name)]
+
+    def advance(self, room, timestamp):
+        """
+        C{room} has had a message at C{timestamp}: the next gets a later one.
+        """
+        room.lastTimestamp = max(room.lastTimestamp, timestamp)
+
+    def roomMessage(self, room, sender, timestamp, data, envelope=None):
+        """
+        C{sender} posted C{data} (whose parsed form is C{envelope}, when known)
+        to C{room} at C{timestamp}.
+        """
+        self.advance(room, timestamp)
+        return [RoomMessage(room.name, sender, timestamp, data, envelope)]
+
+    def directMessage(self, sender, peer, timestamp, data, envelope=None):
+        """
+        C{sender} wrote to C{peer}: each must hear of the other's key changes
+        from now on.
+        """
+        if peer is not sender:
+            sender.peers.add(peer)
+            peer.peers.add(sender)
+        return [DirectMessage(sender.name, peer.name, timestamp, data, envelope)]
+
+    # -- room moderation (chatd.core.moderation) -----------------------
+
+    def kick(self, roomName, name, by, reason, banned):
+        """
+        C{by} kicked (or banned) C{name} from room C{roomName}: the user online
+        under that name is out of the room, and a banned one stays out as the
+        user it is (a guest that renames is still banned).
+        """
+        target = self.user(name)
+        removed = False
+        if target is not None:
+            if banned:
+                target.bans.add(fold(roomName))
+            room = self.rooms.get(fold(roomName))
+            if room is not None and room.members.get(fold(target.name)) is target:
+                self.leave(room, target)
+                removed = True
+        return [Kicked(roomName, name, by, reason, banned, removed)]
+
+    def _forgive(self, roomName, name):
+        """
+        The user online under C{name}, if any, is no longer kept out of the
+        room as the user it was.
+        """
+        target = self.user(name)
+        if target is not None:
+            target.bans.discard(fold(roomName))
+
+    def unban(self, roomName, name):
+        self._forgive(roomName, name)
+        return [Unbanned(roomName, name)]
+
+    def setRole(self, roomName, name, by, role):
+        """
+        An owner or operator is no longer kept out as the user it was.
+        """
+        if role is not None:
+            self._forgive(roomName, name)
+        return [RoleChanged(roomName, name, by, role)]
+
+    def setTopic(self, roomName, by, topic):
+        """
+        The topic is the store's; only the event is the directory's.
+        """
+        return [TopicChanged(roomName, by, topic)]
+
+    def setPassword(self, room, passwordHash):
+        room.passwordHash = passwordHash
+        return [PasswordChanged(room.name, passwordHash)]
+
+    def destroy(self, room, by):
+        """
+        C{room} is gone with its memberships.
+        """
+        members = tuple(room.members.values())
+        for member in members:
+            del member.rooms[fold(room.name)]
+        room.members.clear()
+        room.changed()
+        if self.rooms.get(fold(room.name)) is room:
+            del self.rooms[fold(room.name)]
+        return [RoomDestroyed(room.name, by, members)]
+
+    # -- changes made on other nodes -------------------------------------
+
+    def apply(self, node, event):
+        """
+        Make here the change that C{event}, published by C{node}, says
+        happened there, as far as this node's picture allows (an event about a
+        user or room this node does not know changes nothing).
+
+        @return: the events that changed something here.
+        """
+        return self._applying[type(event)](self, node, event)
+
+    def _online(self, node, event):
+        user = self.users.get(fold(event.user))
+        if user is None:
+            user = User(event.user, event.key, event.account)
+            self.users[fold(user.name)] = user
+        user.nodes.add(node)
+        return [event]
+
+    def _offline(self, node, event):
+        user = self.users.get(fold(event.user))
+        if user is None:
+            return []
+        user.nodes.discard(node)
+        return [UserOffline(user.name)]
+
+    def _renamed(self, node, event):
+        user = self.users.get(fold(event.old))
+        if user is None:
+            return []
+        return self.rename(user, event.new, event.account)
+
+    def _key(self, node, event):
+        user = self.users.get(fold(event.user))
+        if user is None or user.key == event.key:
+            return []
+        return self.changeKey(user, event.key)
+
+    def _room(self, node, event):
+        return self.createRoom(event.room, event.passwordHash)
+
+    def _unroom(self, node, event):
+        room = self.rooms.get(fold(event.room))
+        if room is None or room.members:
+            return []
+        return self.dropRoom(room)
+
+    def _member(self, event):
+        room = self.rooms.get(fold(event.room))
+        user = self.users.get(fold(event.user))
+        if room is None or user is None:
+            return None, None, False
+        return room, user, fold(user.name) in room.members
+
+    def _joined(self, node, event):
+        room, user, member = self._member(event)
+        return self.join(room, user) if room is not None and not member else []
+
+    def _left(self, node, event):
+        room, user, member = self._member(event)
+        return self.leave(room, user) if member else []
+
+    def _message(self, node, event):
+        room = self.rooms.get(fold(event.room))
+        if room is None:
+            return []
+        return self.roomMessage(room, event.sender, event.timestamp, event.envelope)
+
+    def _direct(self, node, event):
+        sender = self.users.get(fold(event.sender))
+        peer = self.users.get(fold(event.peer))
+        if sender is None or peer is None:
+            return []
+        return self.directMessage(sender, peer, event.timestamp, event.envelope)
+
+    def _kicked(self, node, event):
+        if self.user(event.user) is None:
+            return []
+        return self.kick(event.room, event.user, event.by, event.reason, event.banned)
+
+    def _unbanned(self, node, event):
+        return self.unban(event.room, event.user)
+
+    def _role(self, node, event):
+        return self.setRole(event.room, event.user, event.by, event.role)
+
+    def _topic(self, node, event):
+        return self.setTopic(event.room, event.by, event.topic)
+
+    def _password(self, node, event):
+        room = self.rooms.get(fold(event.room))
+        return [] if room is None else self.setPassword(room, event.passwordHash)
+
+    def _destroyed(self, node, event):
+        room = self.rooms.get(fold(event.room))
+        return [] if room is None else self.destroy(room, event.by)
+
+    _applying = {
+        UserOnline: _online, UserOffline: _offline, Renamed: _renamed, KeyChanged: _key,
+        RoomCreated: _room, RoomDropped: _unroom, Joined: _joined, Left: _left,
+        RoomMessage: _message, DirectMessage: _direct,
+        Kicked: _kicked, Unbanned: _unbanned, RoleChanged: _role, TopicChanged: _topic,
+        PasswordChanged: _password, RoomDestroyed: _destroyed,
+    }
+
+
+def _userView(user):
+    return UserView(name=user.name, key=user.key, account=user.account,
+                    rooms=tuple(sorted(room.name for room in user.rooms.values())),
+                    nodes=frozenset(user.nodes), local=bool(user.sessions))
+
+
+@implementer(IDirectoryView)
+class DirectoryView:
+    """
+    The directory as the cluster fan-out reads it: frozen snapshots, so that
+    nothing the fan-out does with them can change the core, and the stored
+    rooms and messages it catches up from.
+
+    @param directory: the L{Directory}.
+    @param store: the L{chatd.interfaces.IMessageStore}.
+    """
+
+    def __init__(self, directory, store):
+        self._directory = directory
+        self._store = store
+
+    def user(self, name):
+        user = self._directory.user(name)
+        return None if user is None else _userView(user)
+
+    def localUsers(self):
+        return [_userView(user) for user in self._directory.users.values() if user.sessions]
+
+    def usersOn(self, node):
+        return [_userView(user) for user in self._directory.usersOn(node)]
+
+    def room(self, name):
+        room = self._directory.rooms.get(fold(name))
+        if room is None:
+            return None
+        return RoomView(name=room.name, localMembers=frozenset(
+            key for key, user in room.members.items() if user.sessions))
+
+    def storedRooms(self):
+        return self._store.loadRooms()
+
+    def messagesSince(self, room, after, limit):
+        return self._store.messagesAfter(room, after, limit)

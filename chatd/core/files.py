@@ -46,7 +46,7 @@ class FileRequests:
             raise RateLimited("at most %d transfers at once; wait for one to end"
                               % (settings.maxTransfers,))
         if kind == ROOM:
-            room = service.room(target)
+            room = service.directory.room(target)
             if fold(user.name) not in room.members:
                 raise BadRequest("not a member of %s" % (room.name,))
             toKind, name, expected, members = "room", room.name, room.keyIds(), room.memberKeys
@@ -54,7 +54,7 @@ class FileRequests:
         else:
             if not isUserName(target):
                 raise BadRequest("invalid user name %r" % (target,))
-            peer = service.users.get(fold(target))
+            peer = service.directory.user(target)
             if peer is None:
                 raise NotFound("%s is not online" % (target,))
             if peer.key is None:

@@ -49,7 +49,7 @@ class MessageRequests:
             is stored; it has been delivered to the other members by then.
         """
         user = self._greeted()
-        room = self.service.room(roomName)
+        room = self.service.directory.room(roomName)
         if fold(user.name) not in room.members:
             raise BadRequest("not a member of %s" % (room.name,))
         return Deferred.fromCoroutine(self._roomMessage(user, room, data))
@@ -63,10 +63,9 @@ class MessageRequests:
         try:
             timestamp = await service.fanout.timestamp(room.name, service.now(),
                                                        room.lastTimestamp)
-            room.lastTimestamp = max(room.lastTimestamp, timestamp)
+            service.directory.advance(room, timestamp)
             timestamp = await service.store.appendMessage(
                 room.name, user.name, timestamp, envelope.id, data, envelope.readers())
-            room.lastTimestamp = max(room.lastTimestamp, timestamp)
         except Conflict:
             raise
         except Unavailable:
@@ -78,8 +77,8 @@ class MessageRequests:
             log.failure("storing a message to {room}", room=room.name)
             raise BadRequest("the message could not be stored; try again")
         service.metrics.message("room")
-        service.deliverRoomMessage(room, user.name, timestamp, envelope, self)
-        service.publish("message", room=room.name, sender=user.name, ts=timestamp, envelope=data)
+        service.happened(service.directory.roomMessage(room, user.name, timestamp, data, envelope),
+                         self)
         return timestamp
 
     def directMessage(self, userName, data):
@@ -92,7 +91,7 @@ class MessageRequests:
         user = self._greeted()
         if not isUserName(userName):
             raise BadRequest("invalid user name %r" % (userName,))
-        peer = service.users.get(fold(userName))
+        peer = service.directory.user(userName)
         if peer is None:
             raise NotFound("%s is not online" % (userName,))
         self._hasKey(user)
@@ -109,6 +108,6 @@ class MessageRequests:
         service.replays.add((fold(user.name), envelope.id))
         timestamp = service.now()
         service.metrics.message("direct")
-        service.deliverDirect(user, peer, timestamp, envelope, self)
-        service.publish("direct", sender=user.name, peer=peer.name, ts=timestamp, envelope=data)
+        service.happened(service.directory.directMessage(user, peer, timestamp, data, envelope),
+                         self)
         return timestamp

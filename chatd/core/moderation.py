@@ -15,7 +15,6 @@ through the fan-out and do the same to their picture of the room.
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatd.core.directory import ROOM
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
 from chatd.store.moderation import OPERATOR, OWNER, ROLES
@@ -51,32 +50,6 @@ class JoinAnswer(list):
         self.topic = topic
 
 
-def expel(service, room, user, by, reason, banned, exclude=None, local=True):
-    """
-    Take C{user} out of C{room} at once, telling the room's members and the
-    user's own sessions (all but C{exclude}) that it was kicked or banned.
-    """
-    service.removeMember(room, user, exclude, local,
-                         event=("kicked", room.name, user.name, by, banned, reason))
-
-
-def destroyHere(service, room, by, exclude=None):
-    """
-    Forget a destroyed room on this node: its members are out, their transfers
-    of it end, and each of their sessions but C{exclude} is told once.
-    """
-    audience = service.roomSessions(room, exclude)
-    for member in list(room.members.values()):
-        service.leaveTransfers(member, lambda t, s: t.offer.kind == ROOM
-                               and fold(t.offer.target) == fold(room.name), "left the room")
-        del member.rooms[fold(room.name)]
-    room.members.clear()
-    room.changed()
-    if service.rooms.get(fold(room.name)) is room:
-        del service.rooms[fold(room.name)]
-    service.broadcast(audience, "roomDestroyed", room.name, by)
-
-
 class ModerationRequests:
     """
     The moderation requests of a L{chatd.core.session.Session}, mixed into it.
@@ -110,7 +83,7 @@ class ModerationRequests:
         _checkNames(roomName, userName)
         for text, what in texts:
             _checkText(text, what)
-        return user, self.service.room(roomName)
+        return user, self.service.directory.room(roomName)
 
     def kick(self, roomName, userName, reason):
         """
@@ -140,13 +113,8 @@ class ModerationRequests:
         did it from where.
         """
         service = self.service
-        target = service.users.get(fold(name))
-        if banned and target is not None:
-            target.bans.add(fold(room.name))
-        if target is not None and room.members.get(fold(name)) is target:
-            expel(service, room, target, user.name, reason, banned, exclude=self)
-        service.publish("kicked", room=room.name, user=name, by=user.name, reason=reason,
-                        banned=banned)
+        service.happened(service.directory.kick(room.name, name, user.name, reason, banned),
+                         self)
         log.info("{actor} {what} {target} from {room} (from {address})", actor=user.name,
                  what="banned" if banned else "kicked", target=name, room=room.name,
                  address=self.address)
@@ -188,8 +156,7 @@ class ModerationRequests:
             await self.service.store.removeBan(room.name, userName)
         except NotFound:
             raise NotFound("%s is not banned from %s" % (userName, room.name)) from None
-        self.service.publish("unbanned", room=room.name, user=userName)
-        _forgive(self.service, room.name, userName)
+        self.service.happened(self.service.directory.unban(room.name, userName))
         log.info("{actor} unbanned {target} from {room} (from {address})", actor=user.name,
                  target=userName, room=room.name, address=self.address)
 
@@ -219,11 +186,8 @@ class ModerationRequests:
             raise Forbidden("%s is the last owner of %s; make another owner first"
                             % (account.name, room.name))
         await service.store.setRole(room.name, account.name, role)
-        if role is not None:
-            _forgive(service, room.name, account.name)
-        service.broadcast(service.roomSessions(room, self), "roleChanged", room.name,
-                          account.name, user.name, role)
-        service.publish("role", room=room.name, user=account.name, by=user.name, role=role)
+        service.happened(service.directory.setRole(room.name, account.name, user.name, role),
+                         self)
 
     def setTopic(self, roomName, topic):
         """
@@ -238,9 +202,7 @@ class ModerationRequests:
         service = self.service
         await self._authority(user, room)
         await service.store.setTopic(room.name, topic or None)
-        service.broadcast(service.roomSessions(room, self), "topicChanged", room.name,
-                          user.name, topic)
-        service.publish("topic", room=room.name, by=user.name, topic=topic)
+        service.happened(service.directory.setTopic(room.name, user.name, topic), self)
 
     def setRoomPassword(self, roomName, password):
         """
@@ -257,9 +219,7 @@ class ModerationRequests:
         await self._authority(user, room)
         passwordHash = await service.credentials.hashPassword(password) if password else None
         await service.store.setRoomPassword(room.name, passwordHash)
-        room.passwordHash = passwordHash
-        service.publish("password", room=room.name, password=passwordHash)
-        service.dropIfUnused(room)
+        service.happened(service.directory.setPassword(room, passwordHash))
 
     def destroy(self, roomName):
         """
@@ -274,8 +234,7 @@ class ModerationRequests:
         service = self.service
         await self._authority(user, room, owner=True)
         await service.store.destroyRoom(room.name)
-        destroyHere(service, room, user.name, exclude=self)
-        service.publish("destroyed", room=room.name, by=user.name)
+        service.happened(service.directory.destroy(room, user.name), self)
         log.info("{actor} destroyed {room} (from {address})", actor=user.name,
                  room=room.name, address=self.address)
 
@@ -288,7 +247,7 @@ class ModerationRequests:
             banned)}; the topic is empty when there is none.
         """
         user = self._greeted()
-        room = self.service.room(roomName)
+        room = self.service.directory.room(roomName)
         if room.passwordHash is not None and fold(user.name) not in room.members:
             raise Forbidden("the moderation of %s is for its members" % (room.name,))
         d = self.service.store.moderation(room.name)
@@ -330,71 +289,4 @@ class ModerationRequests:
         for room in list(user.rooms.values()):
             info = await service.store.moderation(room.name)
             if info.banOf(name) is not None and fold(room.name) in user.rooms:
-                service.publish("left", room=room.name, user=user.name)
-                service.removeMember(room, user)
-
-
-def _forgive(service, roomName, name):
-    """
-    The user online under C{name}, if any, is no longer kept out of the room
-    as the user it was.
-    """
-    target = service.users.get(fold(name))
-    if target is not None:
-        target.bans.discard(fold(roomName))
-
-
-# What the other nodes of a cluster publish, mirrored here.
-
-def _remoteKicked(service, node, event):
-    room = service.rooms.get(fold(event["room"]))
-    target = service.users.get(fold(event["user"]))
-    if target is None:
-        return
-    if event["banned"]:
-        target.bans.add(fold(event["room"]))
-    if room is not None and room.members.get(fold(target.name)) is target:
-        expel(service, room, target, event["by"], event["reason"], event["banned"],
-              local=False)
-
-
-def _remoteUnbanned(service, node, event):
-    _forgive(service, event["room"], event["user"])
-
-
-def _remoteRole(service, node, event):
-    room = service.rooms.get(fold(event["room"]))
-    if event["role"] is not None:
-        _forgive(service, event["room"], event["user"])
-    if room is not None:
-        service.broadcast(service.roomSessions(room), "roleChanged", room.name,
-                          event["user"], event["by"], event["role"])
-
-
-def _remoteTopic(service, node, event):
-    room = service.rooms.get(fold(event["room"]))
-    if room is not None:
-        service.broadcast(service.roomSessions(room), "topicChanged", room.name,
-                          event["by"], event["topic"])
-
-
-def _remotePassword(service, node, event):
-    room = service.rooms.get(fold(event["room"]))
-    if room is not None:
-        room.passwordHash = event["password"]
-
-
-def _remoteDestroyed(service, node, event):
-    room = service.rooms.get(fold(event["room"]))
-    if room is not None:
-        destroyHere(service, room, event["by"])
-
-
-REMOTE_EVENTS = {
-    "kicked": _remoteKicked,
-    "unbanned": _remoteUnbanned,
-    "role": _remoteRole,
-    "topic": _remoteTopic,
-    "password": _remotePassword,
-    "destroyed": _remoteDestroyed,
-}
+                service.happened(service.directory.leave(room, user))

@@ -33,6 +33,8 @@ hear Redis: the transfer's own timeouts end what they interrupt.
 from twisted.logger import Logger
 
 from chatd import e2e
+from chatd.core.events import (FileAck, FileAnswer, FileCancelled, FileChunk, FileDone, FileLeave,
+                               FileOffer)
 from chatd.errors import BadRequest, Conflict, NotFound
 from chatd.interfaces import IFileClient
 from chatd.names import fold
@@ -40,9 +42,6 @@ from chatd.observer import OneShotObserver
 from chatd.transfer import Offer
 
 log = Logger()
-
-KINDS = ("file-offer", "file-chunk", "file-done", "file-cancelled", "file-answer", "file-ack",
-         "file-leave")
 
 PENDING, ACCEPTED, DECLINED, GONE = "pending", "accepted", "declined", "gone"
 
@@ -60,23 +59,22 @@ class RemoteRecipient:
         self.client = self
         self.transfers = set()
 
-    def _publish(self, kind, transferId, **fields):
-        self.service.publish(kind, node=self.node, id=transferId, user=self.user.name, **fields)
+    def _publish(self, kind, transferId, *fields):
+        self.service.happened([kind(self.node, transferId, self.user.name, *fields)])
 
     def fileOffered(self, transfer):
         offer = transfer.offer
-        self._publish("file-offer", transfer.id, sender=transfer.sender.name,
-                      targetKind=offer.kind, target=offer.target, size=offer.size, chunks=offer.chunks,
-                      chunkSize=offer.chunkSize, envelope=offer.envelope.raw)
+        self._publish(FileOffer, transfer.id, transfer.sender.name, offer.kind, offer.target,
+                      offer.size, offer.chunks, offer.chunkSize, offer.envelope.raw)
 
     def fileChunk(self, transferId, index, data):
-        self._publish("file-chunk", transferId, index=index, data=data)
+        self._publish(FileChunk, transferId, index, data)
 
     def fileDone(self, transferId):
-        self._publish("file-done", transferId)
+        self._publish(FileDone, transferId)
 
     def fileCancelled(self, transferId, reason):
-        self._publish("file-cancelled", transferId, reason=reason)
+        self._publish(FileCancelled, transferId, reason)
 
 
 def remoteRecipients(service, users):
@@ -113,11 +111,11 @@ class Mirror:
     def __init__(self, service, node, event, sender, user, sessions, envelope):
         self.service = service
         self.id = service.newTransferId()
-        self.origin = (node, event["id"])
+        self.origin = (node, event.id)
         self.user = user
         self.sender = _RemoteSender(sender)
-        self.offer = Offer(event["targetKind"], event["target"], event["size"], event["chunks"],
-                           event["chunkSize"], envelope)
+        self.offer = Offer(event.targetKind, event.target, event.size, event.chunks,
+                           event.chunkSize, envelope)
         self.recipients = dict.fromkeys(sessions, PENDING)
         self.chosen = None
         self.over = False
@@ -132,9 +130,9 @@ class Mirror:
     def whenDone(self):
         return self._done.whenFired()
 
-    def _publish(self, kind, **fields):
+    def _publish(self, kind, *fields):
         node, transferId = self.origin
-        self.service.publish(kind, node=node, id=transferId, user=self.user.name, **fields)
+        self.service.happened([kind(node, transferId, self.user.name, *fields)])
 
     def _end(self, outcome):
         if not self.over:
@@ -167,11 +165,11 @@ class Mirror:
             for other in others:
                 self.recipients[other] = GONE
             self._tell("accepted on another connection", others)
-            self._publish("file-answer", accept=True)
+            self._publish(FileAnswer, True)
             return
         self.recipients[session] = DECLINED
         if PENDING not in self.recipients.values():
-            self._publish("file-answer", accept=False)
+            self._publish(FileAnswer, False)
             self._end("declined")
 
     def ack(self, session, index):
@@ -183,7 +181,7 @@ class Mirror:
             raise BadRequest("transfer %d: chunk %d was not sent to you" % (self.id, index))
         if index not in self._acked:
             self._acked.add(index)
-            self._publish("file-ack", index=index)
+            self._publish(FileAck, index)
 
     def chunk(self, session, index, data):
         self._recipient(session)
@@ -205,7 +203,7 @@ class Mirror:
         state = self.recipients[session]
         self.recipients[session] = GONE
         if state == ACCEPTED or PENDING not in self.recipients.values():
-            self._publish("file-leave", reason=reason, cancel=cancel)
+            self._publish(FileLeave, reason, cancel)
             self._end("left")
 
     # -- what the sender's node says ----------------------------------------
@@ -228,7 +226,7 @@ class Mirror:
 
 
 def _decline(service, node, event):
-    service.publish("file-answer", node=node, id=event["id"], user=event["user"], accept=False)
+    service.happened([FileAnswer(node, event.id, event.user, False)])
 
 
 def _offered(service, node, event):
@@ -236,74 +234,73 @@ def _offered(service, node, event):
     An offer to a user here: mirror it for the user's sessions that can
     receive files, or decline at once.
     """
-    user = service.users.get(fold(event["user"]))
-    sender = service.users.get(fold(event["sender"]))
+    user = service.directory.user(event.user)
+    sender = service.directory.user(event.sender)
     sessions = [] if user is None else [
         s for s in user.sessions if IFileClient.providedBy(s.client)]
-    if event["targetKind"] == 0:
-        room = service.rooms.get(fold(event["target"]))
+    if event.targetKind == 0:
+        room = service.directory.rooms.get(fold(event.target))
         if room is None or user is None or fold(user.name) not in room.members:
             sessions = []
     if not sessions or sender is None:
         _decline(service, node, event)
         return
     mirror = Mirror(service, node, event, sender, user, sessions,
-                    e2e.Envelope.parse(event["envelope"]))
+                    e2e.Envelope.parse(event.envelope))
     service.addTransfer(mirror, ("node", node))
     mirror.begin()
 
 
 def _mirror(service, node, event):
     for transfer in list(service.transfers.values()):
-        if isinstance(transfer, Mirror) and transfer.origin == (node, event["id"]) \
-                and fold(transfer.user.name) == fold(event["user"]):
+        if isinstance(transfer, Mirror) and transfer.origin == (node, event.id) \
+                and fold(transfer.user.name) == fold(event.user):
             return transfer
     return None
 
 
 def _remoteRecipient(service, node, event):
-    transfer = service.transfers.get(event["id"])
+    transfer = service.transfers.get(event.id)
     if transfer is not None:
         for session in transfer.recipients:
             if isinstance(session, RemoteRecipient) and session.node == node \
-                    and fold(session.user.name) == fold(event["user"]):
+                    and fold(session.user.name) == fold(event.user):
                 return transfer, session
     return None, None
 
 
 def remoteFileEvent(service, node, event):
     """
-    A file event from node C{node} (checked by the fan-out): act on it when it
-    is for this node. A request the transfer refuses raises
-    L{chatd.errors.ChatError}, as a client's would.
+    A L{chatd.core.events.FileEvent} from node C{node} (checked by the
+    fan-out): act on it when it is for this node. A request the transfer
+    refuses raises L{chatd.errors.ChatError}, as a client's would.
     """
-    if event["node"] != service.fanout.nodeId:
+    if event.node != service.fanout.nodeId:
         return
-    kind = event["t"]
-    if kind == "file-offer":
+    if isinstance(event, FileOffer):
         _offered(service, node, event)
-    elif kind in ("file-chunk", "file-done", "file-cancelled"):
+    elif isinstance(event, (FileChunk, FileDone, FileCancelled)):
         mirror = _mirror(service, node, event)
         if mirror is None:
             return
-        if kind == "file-chunk":
-            mirror.chunkArrived(event["index"], event["data"])
-        elif kind == "file-done":
+        if isinstance(event, FileChunk):
+            mirror.chunkArrived(event.index, event.data)
+        elif isinstance(event, FileDone):
             mirror.finished()
         else:
-            mirror.cancelled(event["reason"])
+            mirror.cancelled(event.reason)
     else:
         transfer, recipient = _remoteRecipient(service, node, event)
         if transfer is None:
             return
-        if kind == "file-answer":
-            transfer.answer(recipient, event["accept"])
-        elif kind == "file-ack":
-            transfer.ack(recipient, event["index"])
-        elif event["cancel"]:
-            transfer.cancel(recipient, event["reason"])
+        if isinstance(event, FileAnswer):
+            transfer.answer(recipient, event.accept)
+        elif isinstance(event, FileAck):
+            transfer.ack(recipient, event.index)
+        elif event.cancel:
+            transfer.cancel(recipient, event.reason)
         else:
-            transfer.sessionGone(recipient, event["reason"])
+            transfer.sessionGone(recipient, event.reason)
 
 
 def filesNodeGone(service, node):

@@ -7,7 +7,6 @@ history.
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from chatd import e2e
-from chatd.core.directory import Room
 from chatd.core.moderation import JoinAnswer
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
@@ -27,8 +26,8 @@ class RoomRequests:
         """
         user = self._greeted()
         if not roomName:
-            return sorted(u.name for u in self.service.users.values())
-        room = self.service.room(roomName)
+            return sorted(u.name for u in self.service.directory.users.values())
+        room = self.service.directory.room(roomName)
         if room.passwordHash is not None and fold(user.name) not in room.members:
             raise Forbidden("the members of %s are private" % (room.name,))
         return sorted(u.name for u in room.members.values())
@@ -38,7 +37,7 @@ class RoomRequests:
         @return: the sorted names of every room.
         """
         self._greeted()
-        return sorted(r.name for r in self.service.rooms.values())
+        return sorted(r.name for r in self.service.directory.rooms.values())
 
 
     def _checkRoomPassword(self, password):
@@ -55,7 +54,7 @@ class RoomRequests:
         if not isRoomName(roomName):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
-        if fold(roomName) in self.service.rooms:
+        if fold(roomName) in self.service.directory.rooms:
             raise Conflict("room exists: %s" % (roomName,))
         return Deferred.fromCoroutine(self._newRoom(user, roomName, password)).addCallback(
             lambda _: None)
@@ -80,20 +79,21 @@ class RoomRequests:
         passwordHash = None
         if password:
             passwordHash = await self.service.credentials.hashPassword(password)
-        if fold(roomName) in self.service.rooms:
+        directory = self.service.directory
+        created = directory.createRoom(roomName, passwordHash)
+        if not created:
             raise Conflict("room exists: %s" % (roomName,))
-        room = Room(roomName, passwordHash)
-        self.service.rooms[fold(roomName)] = room
+        room = directory.rooms[fold(roomName)]
         try:
             # Its creator owns it; a guest holds no role, so a guest's room
             # has no owner until the operator gives it one.
             await self.service.store.createRoom(
                 roomName, passwordHash, self.user.name if self.user.account else None)
         except Exception:
-            if self.service.rooms.get(fold(roomName)) is room:
-                del self.service.rooms[fold(roomName)]
+            # Never stored, so never announced.
+            directory.dropRoom(room)
             raise
-        self.service.publish("room", room=roomName, password=passwordHash)
+        self.service.happened(created)
         return room
 
     def join(self, roomName, password):
@@ -111,7 +111,7 @@ class RoomRequests:
     async def _join(self, user, roomName, password):
         service = self.service
         await service.quotas.checkJoin(self._owner(user), self.address)
-        room = service.rooms.get(fold(roomName))
+        room = service.directory.rooms.get(fold(roomName))
         if room is not None and fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
         topic = None
@@ -137,10 +137,9 @@ class RoomRequests:
             raise BadRequest("the session closed meanwhile")
         if fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
-        if service.rooms.get(fold(room.name)) is not room:
+        if service.directory.rooms.get(fold(room.name)) is not room:
             raise NotFound("%s was removed meanwhile" % (room.name,))
-        service.addMember(room, user, self)
-        service.publish("joined", room=room.name, user=user.name)
+        service.happened(service.directory.join(room, user), self)
         if user.account:
             await service.store.addMember(room.name, user.name)
         return JoinAnswer(room.memberKeys(), topic)
@@ -158,7 +157,7 @@ class RoomRequests:
                 return succeed(True)
             rooms = list(user.rooms.values())
         else:
-            room = self.service.room(roomName)
+            room = self.service.directory.room(roomName)
             if fold(user.name) not in room.members:
                 raise BadRequest("not a member of %s" % (room.name,))
             rooms = [room]
@@ -169,8 +168,7 @@ class RoomRequests:
             # and others hear of the leave before they can hear the room is gone.
             if user.account:
                 stored.append(self.service.store.removeMember(room.name, user.name))
-            self.service.publish("left", room=room.name, user=user.name)
-            self.service.removeMember(room, user, self)
+            self.service.happened(self.service.directory.leave(room, user), self)
         return gatherResults(stored).addCallback(lambda _: False)
 
 
@@ -185,7 +183,7 @@ class RoomRequests:
         """
         settings = self.service.settings
         user = self._greeted()
-        room = self.service.room(roomName)
+        room = self.service.directory.room(roomName)
         if fold(user.name) not in room.members:
             raise BadRequest("not a member of %s" % (room.name,))
         limit = min(limit or settings.historyLimit, settings.historyMax)

@@ -1,6 +1,14 @@
 # -*- test-case-name: chatd.test.test_service -*-
 """
 The protocol-free core shared by every front door: one L{ChatService} per node.
+
+State lives in the L{Directory}, which alone changes it and returns the events
+each change made. The service applies an event the same way wherever it
+happened: a session's request makes a change here and hands its events to
+L{ChatService.happened}, which publishes them to the other nodes; the fan-out
+hands another node's events to L{ChatService.remoteEvent}, which makes the same
+change in this node's directory. Either way L{ChatService._tell} then tells the
+sessions here that the event concerns, once.
 """
 
 import os
@@ -11,18 +19,20 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import e2e
-from chatd.core import moderation, remotefiles
-from chatd.core.directory import ROOM, Room, User
+from chatd.core import remotefiles
+from chatd.core.directory import ROOM, Directory, DirectoryView
+from chatd.core.events import (DirectMessage, FileEvent, Joined, KeyChanged, Kicked, Left,
+                               PasswordChanged, Renamed, RoleChanged, RoomDestroyed, RoomMessage,
+                               TopicChanged, UserOffline)
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
 from chatd.credentials import Credentials
-from chatd.errors import (BadRequest, ChatError, Conflict, Forbidden, NotFound,
-                          StaleRecipients, Unavailable)
+from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, StaleRecipients, Unavailable
 from chatd.failures import FailureLimits
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatService
 from chatd.metrics import Metrics
-from chatd.names import fold, isRoomName
+from chatd.names import fold
 from chatd.observer import OneShotObserver
 from chatd.quotas import Quotas
 from chatd.shutdown import Sessions
@@ -56,9 +66,9 @@ class ChatService(Service):
         self.clock = clock
         self.credentials = credentials or Credentials(settings.bcryptCost)
         self.randomBytes = randomBytes
-        self.users = {}
-        self.rooms = {}
-        self._claimed = set()
+        self.directory = Directory()
+        # What the fan-out reads of the directory (and the store), read-only.
+        self.view = DirectoryView(self.directory, store)
         self._ready = OneShotObserver()
         self.messageLimit = self.fanout.window("messages", *settings.rateLimit)
         self.failures = FailureLimits(self.fanout, clock, settings)
@@ -82,10 +92,9 @@ class ChatService(Service):
         await keepTrying(self.store.open, self.clock, self.settings.startTimeout,
                          "the database")
         for record in await self.store.loadRooms():
-            self.rooms[fold(record.name)] = Room(
-                record.name, record.passwordHash, record.lastTimestamp)
+            self.directory.loadRoom(record.name, record.passwordHash, record.lastTimestamp)
         await self.fanout.start(self)
-        log.info("chatd core ready: {rooms} stored rooms, node {node}", rooms=len(self.rooms),
+        log.info("chatd core ready: {rooms} stored rooms, node {node}", rooms=len(self.directory.rooms),
                  node=self.fanout.nodeId)
 
     def whenReady(self):
@@ -127,41 +136,11 @@ class ChatService(Service):
         """
         return int(self.clock.seconds() * 1000)
 
-    def nameInUse(self, name):
-        key = fold(name)
-        return key in self.users or key in self._claimed
-
     def nextGuestName(self):
         while True:
             name = "rand%d" % self.fanout.guestNumber()
-            if not self.nameInUse(name):
+            if not self.directory.nameInUse(name):
                 return name
-
-    def room(self, name):
-        """
-        The room named C{name} (ignoring case).
-
-        @raise BadRequest: for a name no room can have.
-        @raise NotFound: when there is no such room.
-        """
-        if not isRoomName(name):
-            raise BadRequest("invalid room name %r" % (name,))
-        room = self.rooms.get(fold(name))
-        if room is None:
-            raise NotFound("no such room: %s" % (name,))
-        return room
-
-    def audience(self, user, exclude=None):
-        """
-        Every session that must hear of a change to C{user}: the sessions of
-        everyone sharing a room or a direct conversation with it, and its own
-        other sessions.
-        """
-        users = {user}
-        users.update(user.peers)
-        for room in user.rooms.values():
-            users.update(room.members.values())
-        return [s for u in users for s in u.sessions if s is not exclude]
 
     def broadcast(self, sessions, method, *args):
         """
@@ -176,39 +155,180 @@ class ChatService(Service):
                             name=session.user.name if session.user else None)
                 session.client.disconnect()
 
-    def roomSessions(self, room, exclude=None):
-        return [s for u in room.members.values() for s in u.sessions if s is not exclude]
+    # -- events: one path for what happened here and elsewhere ------------
 
-    def addMember(self, room, user, exclude):
+    def happened(self, events, exclude=None):
         """
-        Put C{user} in C{room} and tell every session concerned except C{exclude}.
-        """
-        audience = self.roomSessions(room) + [s for s in user.sessions if s is not exclude]
-        room.members[fold(user.name)] = user
-        user.rooms[fold(room.name)] = room
-        room.changed()
-        self.broadcast([s for s in audience if s is not exclude],
-                       "userJoined", room.name, user.name, user.key)
+        Events made here by a change to the directory: publish each to the
+        other nodes, then tell the sessions here.
 
-    def removeMember(self, room, user, exclude=None, local=True, event=None):
+        @param exclude: the session whose request made them, which hears of
+            them in its response instead.
         """
-        Take C{user} out of C{room}, tell the others, and let the room go when
-        nothing keeps it.
+        for event in events:
+            self.fanout.publish(event)
+            self._tell(event, exclude, True)
 
-        @param local: whether it happened on this node (which then deletes an
-            unused room from the store), rather than being mirrored from another.
-        @param event: the L{IChatClient} method and arguments that tell of it,
-            when it is not C{userLeft} (a kick, a destroyed room).
+    def remoteEvent(self, node, event):
         """
-        self.leaveTransfers(user, lambda t, s: t.offer.kind == ROOM and t.offer.target == room.name,
-                            "left the room")
-        del room.members[fold(user.name)]
-        del user.rooms[fold(room.name)]
-        room.changed()
-        method, *args = event or ("userLeft", room.name, user.name)
-        self.broadcast(self.roomSessions(room, exclude)
-                       + [s for s in user.sessions if s is not exclude], method, *args)
+        An event from another node: make the change here and tell the local
+        sessions it concerns. A bad event is logged and dropped; it never stops
+        the node.
+
+        @type event: L{chatd.core.events.Event}
+        """
+        try:
+            if isinstance(event, FileEvent):
+                remotefiles.remoteFileEvent(self, node, event)
+                return
+            for change in self.directory.apply(node, event):
+                self._tell(change, None, False)
+        except ChatError as e:
+            # Refused as a client's request would be: a bad event, not a bug here.
+            log.warn("refused {kind} from node {node}: {error}", kind=event.KIND, node=node,
+                     error=e.message)
+        except Exception:
+            log.failure("applying {kind} from node {node}", kind=event.KIND, node=node)
+
+    def _tell(self, event, exclude, local):
+        """
+        What an event, now in the directory, means for the sessions here.
+
+        @param local: whether it happened on this node, rather than on another.
+        """
+        telling = self._telling.get(type(event))
+        if telling is not None:
+            telling(self, event, exclude, local)
+
+    def _toldOffline(self, event, exclude, local):
+        user = self.directory.user(event.user)
+        if user is not None and not user.sessions and not user.nodes:
+            self.goOffline(user, local)
+
+    def _toldRenamed(self, event, exclude, local):
+        if event.new != event.old:
+            user = self.directory.user(event.new)
+            self.broadcast(self.directory.audience(user, exclude), "userRenamed",
+                           event.old, event.new)
+
+    def _toldKey(self, event, exclude, local):
+        user = self.directory.user(event.user)
+        self.leaveTransfers(user, lambda t, s: s is not t.sender, "key changed")
+        self.broadcast(self.directory.audience(user, exclude), "keyChanged", user.name, event.key)
+
+    def _toldJoined(self, event, exclude, local):
+        room = self.directory.rooms[fold(event.room)]
+        user = room.members[fold(event.user)]
+        self.broadcast(self.directory.roomSessions(room, exclude), "userJoined", room.name,
+                       user.name, user.key)
+
+    def _toldLeft(self, event, exclude, local):
+        self._out(event.room, event.user, exclude, local, "userLeft", event.user)
+
+    def _toldKicked(self, event, exclude, local):
+        if event.removed:
+            user = self.directory.user(event.user)
+            self._out(event.room, event.user, exclude, local, "kicked", user.name, event.by,
+                      event.banned, event.reason)
+
+    def _out(self, roomName, userName, exclude, local, method, *args):
+        """
+        A user is out of a room: it leaves its transfers there, the room's
+        members and its own sessions are told with C{method}, and the room
+        goes when nothing keeps it.
+        """
+        room = self.directory.rooms[fold(roomName)]
+        user = self.directory.user(userName)
+        sessions = user.sessions if user is not None else []
+        if user is not None:
+            self.leaveTransfers(user, lambda t, s: t.offer.kind == ROOM
+                                and t.offer.target == room.name, "left the room")
+        self.broadcast(self.directory.roomSessions(room, exclude)
+                       + [s for s in sessions if s is not exclude], method, room.name, *args)
         self.dropIfUnused(room, local)
+
+    def _toldRole(self, event, exclude, local):
+        room = self.directory.rooms.get(fold(event.room))
+        if room is not None:
+            self.broadcast(self.directory.roomSessions(room, exclude), "roleChanged", room.name,
+                           event.user, event.by, event.role)
+
+    def _toldTopic(self, event, exclude, local):
+        room = self.directory.rooms.get(fold(event.room))
+        if room is not None:
+            self.broadcast(self.directory.roomSessions(room, exclude), "topicChanged",
+                           room.name, event.by, event.topic)
+
+    def _toldPassword(self, event, exclude, local):
+        """
+        A room that lost its password may now be dropped (when it is empty).
+        """
+        self.dropIfUnused(self.directory.rooms[fold(event.room)], local)
+
+    def _toldDestroyed(self, event, exclude, local):
+        """
+        The members of a destroyed room leave its transfers, and each of their
+        sessions is told once.
+        """
+        audience = [s for member in event.members for s in member.sessions if s is not exclude]
+        for member in event.members:
+            self.leaveTransfers(member, lambda t, s: t.offer.kind == ROOM
+                                and fold(t.offer.target) == fold(event.room), "left the room")
+        self.broadcast(audience, "roomDestroyed", event.room, event.by)
+
+    def _toldMessage(self, event, exclude, local):
+        """
+        Give a stored room message to the members' sessions here, each cut to
+        its reader. Members who joined while it was being stored have no key
+        entry in it; they can only be shown what they can read.
+        """
+        room = self.directory.rooms.get(fold(event.room))
+        if room is None:
+            return
+        envelope = event.parsed()
+        readers = envelope.encryptedKeys
+        for member in room.members.values():
+            sessions = [s for s in member.sessions if s is not exclude]
+            if sessions and member.name in readers:
+                self.broadcast(sessions, "roomMessage", room.name, event.sender,
+                               event.timestamp, envelope.sharedCut(member.name))
+                self.metrics.delivered("room", len(sessions))
+
+    def _toldDirect(self, event, exclude, local):
+        """
+        Give a direct message to the recipient's sessions here, and a copy to
+        the sender's other sessions here, each cut to its own entry.
+        """
+        sender, peer = self.directory.user(event.sender), self.directory.user(event.peer)
+        envelope = event.parsed()
+        receivers = [s for s in peer.sessions if s is not exclude]
+        self.broadcast(receivers, "directMessage", sender.name, event.timestamp,
+                       envelope.sharedCut(peer.name))
+        self.metrics.delivered("direct", len(receivers))
+        if peer is not sender:
+            self.broadcast([s for s in sender.sessions if s is not exclude],
+                           "directMessage", sender.name, event.timestamp,
+                           envelope.sharedCut(sender.name))
+
+    _telling = {
+        UserOffline: _toldOffline, Renamed: _toldRenamed, KeyChanged: _toldKey,
+        Joined: _toldJoined, Left: _toldLeft, RoomMessage: _toldMessage,
+        DirectMessage: _toldDirect, Kicked: _toldKicked, RoleChanged: _toldRole,
+        TopicChanged: _toldTopic, PasswordChanged: _toldPassword,
+        RoomDestroyed: _toldDestroyed,
+    }
+
+    def goOffline(self, user, local=True):
+        """
+        The last session of C{user} in the cluster is gone: it leaves every room
+        (memberships of accounts stay stored, to be restored at its next login).
+        Every node makes these changes itself on hearing the user went offline,
+        so they are told here, not published.
+        """
+        for room in list(user.rooms.values()):
+            for event in self.directory.leave(room, user):
+                self._tell(event, None, local)
+        self.directory.forget(user)
 
     def dropIfUnused(self, room, local=True):
         """
@@ -226,9 +346,7 @@ class ChatService(Service):
             if room.members:
                 # Someone joined while the store was deciding: the room lives on.
                 return self.store.createRoom(room.name, None)
-            if self.rooms.get(fold(room.name)) is room:
-                del self.rooms[fold(room.name)]
-                self.publish("unroom", room=room.name)
+            self.happened(self.directory.dropRoom(room))
         self.store.deleteRoom(room.name).addCallback(deleted).addErrback(
             self._notDeleted, room)
 
@@ -240,95 +358,7 @@ class ChatService(Service):
         if not failure.check(Unavailable):
             log.failure("deleting room {room}", failure, room=room.name)
 
-    def goOffline(self, user, local=True):
-        """
-        The last session of C{user} in the cluster is gone: it leaves every room
-        (memberships of accounts stay stored, to be restored at its next login).
-        """
-        for room in list(user.rooms.values()):
-            self.removeMember(room, user, local=local)
-        for peer in user.peers:
-            peer.peers.discard(user)
-        user.peers.clear()
-        if self.users.get(fold(user.name)) is user:
-            del self.users[fold(user.name)]
-
-    def rename(self, user, new, exclude):
-        old = user.name
-        audience = self.audience(user, exclude)
-        del self.users[fold(old)]
-        for room in user.rooms.values():
-            del room.members[fold(old)]
-            room.members[fold(new)] = user
-            room.changed()
-        user.name = new
-        self.users[fold(new)] = user
-        self.broadcast(audience, "userRenamed", old, new)
-
-    def changeKey(self, user, key, exclude):
-        self.leaveTransfers(user, lambda t, s: s is not t.sender, "key changed")
-        user.setKey(key)
-        for room in user.rooms.values():
-            room.changed()
-        self.broadcast(self.audience(user, exclude), "keyChanged", user.name, key)
-
-    def deliverRoomMessage(self, room, sender, timestamp, envelope, exclude=None):
-        """
-        Give a stored room message to the members' sessions here, each cut to
-        its reader. Members who joined while it was being stored have no key
-        entry in it; they can only be shown what they can read.
-        """
-        readers = envelope.encryptedKeys
-        for member in room.members.values():
-            sessions = [s for s in member.sessions if s is not exclude]
-            if sessions and member.name in readers:
-                self.broadcast(sessions, "roomMessage", room.name, sender, timestamp,
-                               envelope.sharedCut(member.name))
-                self.metrics.delivered("room", len(sessions))
-
-    def deliverDirect(self, sender, peer, timestamp, envelope, exclude=None):
-        """
-        Give a direct message to the recipient's sessions here, and a copy to the
-        sender's other sessions here, each cut to its own entry.
-        """
-        if peer is not sender:
-            sender.peers.add(peer)
-            peer.peers.add(sender)
-        receivers = [s for s in peer.sessions if s is not exclude]
-        self.broadcast(receivers, "directMessage", sender.name, timestamp,
-                       envelope.sharedCut(peer.name))
-        self.metrics.delivered("direct", len(receivers))
-        if peer is not sender:
-            self.broadcast([s for s in sender.sessions if s is not exclude],
-                           "directMessage", sender.name, timestamp,
-                           envelope.sharedCut(sender.name))
-
     # -- the cluster ------------------------------------------------------
-
-    def publish(self, kind, **fields):
-        """
-        Tell the other nodes of something that happened here.
-        """
-        fields["t"] = kind
-        self.fanout.publish(fields)
-
-    def remoteEvent(self, node, event):
-        """
-        An event from another node: mirror it here and tell the local sessions
-        it concerns. A bad event is logged and dropped; it never stops the node.
-        """
-        handler = self._remote.get(event.get("t"))
-        if handler is None:
-            log.warn("unknown event {event!r} from node {node}", event=event, node=node)
-            return
-        try:
-            handler(self, node, event)
-        except ChatError as e:
-            # Refused as a client's request would be: a bad event, not a bug here.
-            log.warn("refused {kind} from node {node}: {error}", kind=event.get("t"), node=node,
-                     error=e.message)
-        except Exception:
-            log.failure("applying {kind} from node {node}", kind=event.get("t"), node=node)
 
     async def adoptStoredRoom(self, roomName):
         """
@@ -337,21 +367,12 @@ class ChatService(Service):
 
         @return: the L{Room}, or L{None} when the store has none of that name.
         """
-        if fold(roomName) not in self.rooms:
+        if fold(roomName) not in self.directory.rooms:
             for record in await self.store.loadRooms():
-                if fold(record.name) == fold(roomName) and fold(roomName) not in self.rooms:
-                    self.rooms[fold(roomName)] = Room(record.name, record.passwordHash,
-                                                      record.lastTimestamp)
-        return self.rooms.get(fold(roomName))
-
-    def messagesSince(self, roomName, after, limit):
-        """
-        Stored messages of a room after a timestamp, for a fan-out catching this
-        node's members up after it was cut off.
-
-        @return: a L{Deferred} firing with L{chatd.model.HistoryRow}s, oldest first.
-        """
-        return self.store.messagesAfter(roomName, after, limit)
+                if fold(record.name) == fold(roomName):
+                    self.directory.loadRoom(record.name, record.passwordHash,
+                                            record.lastTimestamp)
+        return self.directory.rooms.get(fold(roomName))
 
     def nodeGone(self, node):
         """
@@ -363,92 +384,13 @@ class ChatService(Service):
         at most once, so exactly one of them tells the others.
         """
         rooms = {}
-        for user in list(self.users.values()):
-            if node in user.nodes:
-                rooms.update(user.rooms)
-                self._leftNode(user, node)
+        for user in self.directory.usersOn(node):
+            rooms.update(user.rooms)
+            self.remoteEvent(node, UserOffline(user.name))
         for room in rooms.values():
-            if self.rooms.get(fold(room.name)) is room:
+            if self.directory.rooms.get(fold(room.name)) is room:
                 self.dropIfUnused(room)
         remotefiles.filesNodeGone(self, node)
-
-    def _leftNode(self, user, node):
-        user.nodes.discard(node)
-        if not user.nodes and not user.sessions:
-            self.goOffline(user, local=False)
-
-    def _remoteOnline(self, node, event):
-        user = self.users.get(fold(event["user"]))
-        if user is None:
-            user = User(event["user"], event["key"], event["account"])
-            self.users[fold(user.name)] = user
-        user.nodes.add(node)
-
-    def _remoteOffline(self, node, event):
-        user = self.users.get(fold(event["user"]))
-        if user is not None:
-            self._leftNode(user, node)
-
-    def _remoteRenamed(self, node, event):
-        user = self.users.get(fold(event["old"]))
-        if user is not None:
-            user.account = event["account"]
-            if user.name != event["new"]:
-                self.rename(user, event["new"], None)
-
-    def _remoteKey(self, node, event):
-        user = self.users.get(fold(event["user"]))
-        if user is not None and user.key != event["key"]:
-            self.changeKey(user, event["key"], None)
-
-    def _remoteRoom(self, node, event):
-        if fold(event["room"]) not in self.rooms:
-            self.rooms[fold(event["room"])] = Room(event["room"], event["password"])
-
-    def _remoteUnroom(self, node, event):
-        room = self.rooms.get(fold(event["room"]))
-        if room is not None and not room.members:
-            del self.rooms[fold(room.name)]
-
-    def _remoteJoined(self, node, event):
-        room = self.rooms.get(fold(event["room"]))
-        user = self.users.get(fold(event["user"]))
-        if room is not None and user is not None and fold(user.name) not in room.members:
-            self.addMember(room, user, None)
-
-    def _remoteLeft(self, node, event):
-        room = self.rooms.get(fold(event["room"]))
-        user = self.users.get(fold(event["user"]))
-        if room is not None and user is not None and fold(user.name) in room.members:
-            self.removeMember(room, user, local=False)
-
-    def _remoteMessage(self, node, event):
-        room = self.rooms.get(fold(event["room"]))
-        if room is not None:
-            room.lastTimestamp = max(room.lastTimestamp, event["ts"])
-            self.deliverRoomMessage(room, event["sender"], event["ts"],
-                                    e2e.Envelope.parse(event["envelope"]))
-
-    def _remoteDirect(self, node, event):
-        sender = self.users.get(fold(event["sender"]))
-        peer = self.users.get(fold(event["peer"]))
-        if sender is not None and peer is not None:
-            self.deliverDirect(sender, peer, event["ts"], e2e.Envelope.parse(event["envelope"]))
-
-    _remote = {
-        "online": _remoteOnline,
-        "offline": _remoteOffline,
-        "renamed": _remoteRenamed,
-        "key": _remoteKey,
-        "room": _remoteRoom,
-        "unroom": _remoteUnroom,
-        "joined": _remoteJoined,
-        "left": _remoteLeft,
-        "message": _remoteMessage,
-        "direct": _remoteDirect,
-        **moderation.REMOTE_EVENTS,
-        **dict.fromkeys(remotefiles.KINDS, remotefiles.remoteFileEvent),
-    }
 
     def leaveTransfers(self, user, applies, reason):
         """

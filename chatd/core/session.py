@@ -154,23 +154,15 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         return fold(user.name) if user.account else "guest:%d" % (id(user),)
 
     def _attach(self, user):
-        first = not user.sessions
-        user.sessions.append(self)
         self.user = user
-        self.service.users[fold(user.name)] = user
-        if first:
-            self.service.publish("online", user=user.name, key=user.key, account=user.account)
+        self.service.happened(self.service.directory.attach(self, user))
 
     def _detach(self, user):
         """
         This session no longer belongs to C{user}; with its last session in the
         cluster gone, the user goes offline.
         """
-        user.sessions.remove(self)
-        if not user.sessions:
-            self.service.publish("offline", user=user.name)
-            if not user.nodes:
-                self.service.goOffline(user)
+        self.service.happened(self.service.directory.detach(self, user))
 
     def heartbeat(self):
         """
@@ -203,7 +195,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         @raise BadRequest: for a name no room can have.
         @raise NotFound: when there is no such room, so that a door can say so.
         """
-        room = self.service.room(roomName)
+        room = self.service.directory.room(roomName)
         return self.user is not None and fold(room.name) in self.user.rooms
 
     def roomSpelling(self, name):
@@ -214,7 +206,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         @raise BadRequest: for a name no room can have.
         """
         try:
-            return self.service.room(name).name
+            return self.service.directory.room(name).name
         except NotFound:
             return name
 
@@ -222,5 +214,5 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         """
         The spelling of the online user C{name}, or C{name} itself.
         """
-        online = self.service.users.get(fold(name))
+        online = self.service.directory.user(name)
         return online.name if online is not None else name

@@ -15,6 +15,7 @@ missed something converges.
 
 from twisted.logger import Logger
 
+from chatd.core.events import Joined, KeyChanged, Left, RoomCreated, UserOffline, UserOnline
 from chatd.fanout.checks import InvalidEvent, checkEntry
 from chatd.fanout.events import MalformedEvent, loadEntry
 from chatd.fanout.rooms import CATCH_UP
@@ -101,23 +102,22 @@ class Nodes:
                 del entries[key]
         for entry in entries.values():
             name = entry["user"]
-            remoteEvent(node, {"t": "online", "user": name, "key": entry["key"],
-                               "account": entry["account"]})
+            remoteEvent(node, UserOnline(name, entry["key"], entry["account"]))
             user = self._view.user(name)
             if user is not None and entry["key"] is not None and user.key != entry["key"]:
-                remoteEvent(node, {"t": "key", "user": name, "key": entry["key"]})
+                remoteEvent(node, KeyChanged(name, entry["key"]))
             for roomName in entry["rooms"]:
-                remoteEvent(node, {"t": "joined", "room": roomName, "user": name})
+                remoteEvent(node, Joined(roomName, name))
         if removals:
             for user in self._view.usersOn(node):
                 entry = entries.get(fold(user.name))
                 if entry is None:
-                    remoteEvent(node, {"t": "offline", "user": user.name})
+                    remoteEvent(node, UserOffline(user.name))
                 elif user.nodes == {node} and not user.local:
                     rooms = {fold(name) for name in entry["rooms"]}
                     for room in user.rooms:
                         if fold(room) not in rooms:
-                            remoteEvent(node, {"t": "left", "room": room, "user": user.name})
+                            remoteEvent(node, Left(room, user.name))
         for user in self._view.localUsers():
             if fold(user.name) in entries:
                 self._presence.writeUser(user.name)
@@ -152,8 +152,7 @@ class Nodes:
             return
         for record in await self._view.storedRooms():
             if fold(record.name) in names:
-                self._core.remoteEvent(CATCH_UP, {"t": "room", "room": record.name,
-                                                  "password": record.passwordHash})
+                self._core.remoteEvent(CATCH_UP, RoomCreated(record.name, record.passwordHash))
 
     async def reconcileAll(self):
         """

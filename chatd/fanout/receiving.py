@@ -7,6 +7,7 @@ request would be checked, and hand it to the part it concerns or to the core.
 
 from twisted.logger import Logger
 
+from chatd.core.events import fromWire
 from chatd.fanout.checks import InvalidEvent, checkEvent
 from chatd.fanout.events import MalformedEvent, decodeMessage
 
@@ -120,7 +121,7 @@ class Receiver:
             return  # caught up from the kept direct messages already
         if kind in PRESENCE:
             self._nodes.changing(node)
-        self._core.remoteEvent(node, event)
+        self._core.remoteEvent(node, fromWire(event))
         if kind in PRESENCE:
             self._presence.changed(event, local=False)
             self._outbox.flush()

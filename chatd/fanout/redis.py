@@ -57,6 +57,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd.config import DEFAULTS
+from chatd.core.events import fromWire
 from chatd.fanout import directlog
 from chatd.fanout.checks import Dropped
 from chatd.fanout.connections import Connections, failedWrite
@@ -67,7 +68,6 @@ from chatd.fanout.outbox import Outbox
 from chatd.fanout.presence import Presence
 from chatd.fanout.receiving import PRESENCE, Reader, Receiver
 from chatd.fanout.rooms import CATCH_UP_MARGIN, RoomEvents
-from chatd.fanout.view import ServiceView
 from chatd.interfaces import IFanout
 from chatd.names import fold
 from chatd.outage import Outage
@@ -124,16 +124,16 @@ class RedisFanout:
         Serve C{service} (the core), without connecting yet: L{start} does both.
         """
         self.service = service
-        view = ServiceView(service)
+        view = service.view
         self._view = view
-        self.rooms = RoomEvents(self.connections, self.outbox, view, service.remoteEvent)
+        self.rooms = RoomEvents(self.connections, self.outbox, view, self._deliver)
         self.presence = Presence(self.connections, self.outbox, view, self.rooms, self._source,
                                  self.ttl)
         self.nodes = Nodes(self.nodeId, self.connections, self.outbox, view, self.presence,
                            self.rooms, service, self.invalid, self._expired, self.ttl)
         reader = Reader(view, self.invalid)
         self.directs = directlog.DirectLog(self.nodeId, self.connections, self.outbox, reader,
-                                           service.remoteEvent)
+                                           self._deliver)
         self.receiver = Receiver(self.nodeId, reader, service, self.nodes, self.rooms,
                                   self.presence, self.directs, self.outbox)
 
@@ -257,9 +257,17 @@ class RedisFanout:
 
     # -- publishing ---------------------------------------------------------
 
+    def _deliver(self, node, event):
+        """
+        Hand the core an event read from Redis, in the core's typed form.
+        """
+        self.service.remoteEvent(node, fromWire(event))
+
     def publish(self, event):
         if self.service is None or self.connections.stopping:
             return
+        # The core's typed event; the parts below work on its wire form.
+        event = event.toWire()
         kind = event["t"]
         if kind == "message":
             self.rooms.record(fold(event["room"]), event["ts"], event["sender"],

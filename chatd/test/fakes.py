@@ -16,6 +16,7 @@ from chatd.config import Settings
 from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatClient, IFanout
+from chatd.core.events import Joined, UserOnline, fromWire
 from chatd.core.service import ChatService
 from chatd.store.seal import AtRestKeys, generateKey
 
@@ -145,7 +146,7 @@ class FakeFanout:
         self.hub.published.append((self.nodeId, event))
         for other in list(self.hub.nodes.values()):
             if other is not self:
-                other.service.remoteEvent(self.nodeId, dict(event))
+                other.service.remoteEvent(self.nodeId, fromWire(event.toWire()))
 
     def guestNumber(self):
         number, self.hub.guests = self.hub.guests, self.hub.guests + 1
@@ -186,12 +187,12 @@ def snapshot(service):
     with sessions there, and their rooms.
     """
     events = []
-    for user in service.users.values():
+    users = service.directory.users.values()
+    for user in users:
         if user.sessions:
-            events.append({"t": "online", "user": user.name, "key": user.key,
-                           "account": user.account})
-    for user in service.users.values():
+            events.append(UserOnline(user.name, user.key, user.account))
+    for user in users:
         if user.sessions:
             for room in user.rooms.values():
-                events.append({"t": "joined", "room": room.name, "user": user.name})
+                events.append(Joined(room.name, user.name))
     return events

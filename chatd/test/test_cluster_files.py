@@ -36,7 +36,7 @@ class _Scenarios:
             await self.request(bob, Op.JOIN, "#r", "")
             await self.events(alice, Op.JOINED)
         else:
-            await self.until(lambda: "bob" in self.service(a).users)
+            await self.until(lambda: "bob" in self.service(a).directory.users)
         return alice, bob
 
     @staticmethod

@@ -12,7 +12,6 @@ the script's text: the real-Redis tests are what check the Lua itself.
 import hashlib
 import json
 import os
-from functools import partial
 
 from hypothesis import given, strategies as st
 from twisted.internet import reactor as globalReactor
@@ -29,8 +28,6 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 
 from chatd import e2e
 from chatd.interfaces import IFanout
-from chatd.model import HistoryRow
-from chatd.names import fold
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
@@ -477,19 +474,6 @@ def flush(redis):
     raise AssertionError("the fake Redis never settled")
 
 
-def messagesSince(store, room, after, limit):
-    """
-    The hook L{RedisFanout} catches up with (C{ChatService.messagesSince}),
-    answered from a L{MemoryStore}'s own tables until the core has it.
-    """
-    rows = sorted((m for m in store._messages.get(fold(room), []) if m.timestamp > after),
-                  key=lambda m: m.timestamp)[:limit]
-    return succeed([
-        HistoryRow(m.sender, m.timestamp,
-                   store._keys.open(m.keyId, m.body, fold(room), m.sender, m.envelopeId))
-        for m in rows])
-
-
 # -- running nodes -----------------------------------------------------------
 
 
@@ -509,7 +493,7 @@ class _Nodes:
         self.services = []
         self.endpoints = {}
 
-    async def node(self, nodeId, hook=True):
+    async def node(self, nodeId):
         endpoint = self.endpoint()
         self.endpoints[nodeId] = endpoint
         fanout = RedisFanout(self.url, self.clock, nodeId, endpoint=endpoint,
@@ -517,8 +501,6 @@ class _Nodes:
         service = makeService(store=self.store, clock=self.clock, fanout=fanout,
                               **self.nodeSettings)
         self.services.append(service)
-        if hook:
-            service.messagesSince = partial(messagesSince, self.store)
         await self.wait(service.whenReady())
         return BinaryFactory(service)
 

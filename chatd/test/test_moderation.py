@@ -38,7 +38,7 @@ class ModerationTestCase(CoreTestCase):
             session.client.take()
 
     def members(self, room="#r"):
-        return sorted(self.service.rooms[room.lower()].members)
+        return sorted(self.service.directory.rooms[room.lower()].members)
 
     def info(self, room="#r"):
         return self.successResultOf(self.store.moderation(room))
@@ -313,7 +313,7 @@ class BanTests(ModerationTestCase):
         self.result(self.op.ban, "#r", "eve", "")
         for session in (self.owner, self.op, self.bob):
             self.result(session.leave, "#r")
-        self.assertIn("#r", self.service.rooms)
+        self.assertIn("#r", self.service.directory.rooms)
         eve = self.account("eve")
         self.assertEqual(self.status(eve.join, "#r", ""), FORBIDDEN)
 
@@ -349,7 +349,7 @@ class TopicPasswordDestroyTests(ModerationTestCase):
         self.assertEqual(self.status(carol.join, "#r", ""), FORBIDDEN)
         self.assertEqual(self.status(carol.join, "#r", "sesame"), OK)
         self.result(self.owner.setRoomPassword, "#r", "")
-        self.assertIsNone(self.service.rooms["#r"].passwordHash)
+        self.assertIsNone(self.service.directory.rooms["#r"].passwordHash)
         self.assertEqual(self.status(self.bob.setRoomPassword, "#r", "x"), FORBIDDEN)
         self.assertEqual(self.status(self.op.setRoomPassword, "#r", "x" * 73), ERR)
 
@@ -366,7 +366,7 @@ class TopicPasswordDestroyTests(ModerationTestCase):
         self.assertEqual(self.bob.client.take(), [("roomDestroyed", ("#r", "owner"))])
         self.assertEqual(self.op.client.take(), [("roomDestroyed", ("#r", "owner"))])
         self.assertEqual(self.owner.client.take(), [])
-        self.assertNotIn("#r", self.service.rooms)
+        self.assertNotIn("#r", self.service.directory.rooms)
         self.assertEqual(self.bob.user.rooms, {})
         self.assertEqual(self.successResultOf(self.store.loadRooms()), [])
         self.assertEqual(self.result(self.bob.join, "#r", ""), [("bob", publicDer("bob"))])
@@ -405,8 +405,8 @@ class ClusterModerationTests(SynchronousTestCase):
         bob.client.take()
         self.successResultOf(owner.ban("#r", "bob", "bye"))
         self.assertEqual(bob.client.take(), [("kicked", ("#r", "bob", "owner", True, "bye"))])
-        self.assertEqual(sorted(self.b.rooms["#r"].members), ["owner"])
-        self.assertEqual(sorted(self.a.rooms["#r"].members), ["owner"])
+        self.assertEqual(sorted(self.b.directory.rooms["#r"].members), ["owner"])
+        self.assertEqual(sorted(self.a.directory.rooms["#r"].members), ["owner"])
         failure = self.failureResultOf(bob.join("#r", ""))
         self.assertEqual(failure.value.status, FORBIDDEN)
 
@@ -424,7 +424,7 @@ class ClusterModerationTests(SynchronousTestCase):
         self.successResultOf(owner.destroy("#r"))
         self.assertEqual(bob.client.take(), [("topicChanged", ("#r", "owner", "hello")),
                                              ("roomDestroyed", ("#r", "owner"))])
-        self.assertNotIn("#r", self.b.rooms)
+        self.assertNotIn("#r", self.b.directory.rooms)
         self.assertEqual(bob.user.rooms, {})
 
 

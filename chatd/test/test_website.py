@@ -127,7 +127,7 @@ class OriginTests(SynchronousTestCase):
             self.assertEqual(client.status, 403, origin)
             self.assertIn(origin.encode(), client.body)
             self.assertIn(b"web-origins", client.body)
-        self.assertEqual(self.service.users, {})
+        self.assertEqual(self.service.directory.users, {})
 
     def test_refusalWithoutHost(self):
         """

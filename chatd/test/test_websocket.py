@@ -396,7 +396,7 @@ class RoomTests(WebSocketTestCase):
         The names in C{room}, as a third user sees them; none once the room is
         gone (whether an emptied room stays is the core's business).
         """
-        response = self.account("observer%d" % len(self.service.users)).request(
+        response = self.account("observer%d" % len(self.service.directory.users)).request(
             "list_users", roomId=room)
         return [] if response.get("code") == "not_found" else response["users"]
 
