@@ -611,7 +611,7 @@ class EnvelopeTests(ClientTestCase):
                     return fail(ServerError(0x09, "stale", [("alice", der("alice"))]))
                 return succeed(("ok",))
 
-            d = Deferred.fromCoroutine(alice._sealAndCall(
+            d = Deferred.fromCoroutine(alice.sealAndCall(
                 ("room", "lobby"), lambda: {"alice": der("alice")}, lambda members: None,
                 b"hi", request))
             self.flush()

@@ -1,0 +1,25 @@
+# -*- test-case-name: chatd.test.test_client -*-
+"""
+The terminal client's own errors, in a module of their own so that every part
+of the client (messaging, trust, file transfers) can raise them without
+importing the others.
+"""
+
+
+class ClientError(Exception):
+    """
+    A command that cannot be carried out; the message says why.
+    """
+
+
+class Held(ClientError):
+    """
+    An envelope from a user whose key changed and is neither accepted nor
+    rejected yet: a message waits for the person's decision.
+    """
+
+
+class TransferError(Exception):
+    """
+    A transfer that cannot go on; the message says why, in words for the person.
+    """

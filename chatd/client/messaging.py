@@ -1,0 +1,287 @@
+# -*- test-case-name: chatd.test.test_client -*-
+"""
+Sealing and sending, receiving and opening: the terminal client's end-to-end
+encrypted messages.
+
+Outgoing messages are sealed to the readers the client knows and sealed again
+when the server says those changed (0x09), up to L{SEND_ATTEMPTS} attempts.
+Incoming envelopes are checked against who the server says sent them and
+where, the replay set, and the sender's pinned key (the signature before
+anything is decrypted), and opened one after another so that they are shown
+in the order they arrived. This is also the public messaging API that file
+transfers use (L{audience}, L{sealAndCall}, L{openIncoming}, L{inOrder}).
+"""
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from chatd import e2e
+from chatd.client.connection import ServerError
+from chatd.client.errors import ClientError, Held
+from chatd.names import fold
+from chatd.protocols.opcodes import Op
+
+log = Logger()
+
+STALE = 0x09
+
+# How many times a message is sealed and sent when the server keeps saying its
+# readers changed (0x09): the browser client's number too (docs/client.rst).
+SEND_ATTEMPTS = 4
+
+
+class Messaging:
+    """
+    The messaging part of L{chatd.client.chat.ChatClient}, which it is mixed
+    into (a mixin so that splitting the module changed no behaviour); it uses
+    the client's C{ui}, C{clock}, C{runInThread}, C{user}, C{privateKey},
+    C{ownKey}, C{call}, C{room}, C{withKey}, the keys of L{chatd.client.trust}
+    and C{_isMe}.
+
+    @ivar seenEnvelopes: the L{chatd.client.replay.SeenEnvelopes} that catch
+        replays, kept with the account's key once logged in.
+    """
+
+    def _initMessaging(self, seenEnvelopes):
+        self.seenEnvelopes = seenEnvelopes
+        self._inbound = succeed(None)
+
+    def inOrder(self, opening, opened, refused, what):
+        """
+        Run C{opening} (which returns a L{Deferred}) after every envelope
+        still being opened, then C{opened} with its result or C{refused} with
+        its failure: how incoming messages and file offers keep the order the
+        server sent them in.
+
+        @param what: what is being shown, for the log when showing fails.
+        """
+        self._inbound.addCallback(lambda _: opening()).addCallbacks(opened, refused).addErrback(
+            lambda f: log.failure("showing {what}", f, what=what))
+
+    async def send(self, text, room=None):
+        """
+        Encrypt C{text} to the members of a room (the active one by default) and
+        post it; when the server says the members changed, update them and try
+        once more.
+
+        @return: the signed time of the message and the room's name.
+        """
+        name, to, recipients, update = await self.audience("room", room)
+        timestamp = await self._post(Op.ROOM_MSG, name, to, recipients, update, text)
+        return timestamp, name
+
+    async def pm(self, user, text):
+        """
+        Encrypt C{text} to C{user} (and ourselves, for our other sessions).
+
+        @return: the signed time of the message and the user's name as the
+            server spells it.
+        """
+        name, to, recipients, update = await self.audience("user", user)
+        timestamp = await self._post(Op.DM, name, to, recipients, update, text)
+        return timestamp, name
+
+    async def audience(self, kind, name):
+        """
+        Whom an envelope to a room (the active one when C{name} is L{None}) or
+        to a user goes to.
+
+        @return: C{(name, to, recipients, update)}: the target's name as the
+            server spells it, the envelope's C{to}, a function giving the
+            current readers and their keys (for a user: that user and us, for
+            our other sessions), and a function taking the server's 0x09
+            member list.
+        """
+        if kind == "room":
+            target = self.room(name)
+
+            def update(members):
+                self._setMembers(target, members)
+            return target.name, ("room", target.name), lambda: dict(target.members), update
+        await self.withKey()
+        name, der = await self._userKey(name)
+        self._sawKey(name, der)
+        peer = {name: der}
+
+        def recipients():
+            return dict(peer, **{self.user: self.publicKey})
+
+        def update(members):
+            for member, key in members:
+                self._sawKey(member, key)
+                if not self._isMe(member):
+                    peer.clear()
+                    peer[member] = key
+        return name, ("user", name), recipients, update
+
+    async def _post(self, op, target, to, recipients, update, text):
+        """
+        @return: the signed time of the envelope the server took.
+        """
+        sent = []
+
+        def request(blob):
+            sent.append(blob)
+            return self.call(op, target, blob)
+        await self.sealAndCall(to, recipients, update, text.encode("utf-8"), request)
+        return e2e.Envelope.parse(sent[-1]).ts
+
+    async def sealAndCall(self, to, recipients, update, plaintext, request, domain=e2e.MESSAGE):
+        """
+        Seal C{plaintext} to the current C{recipients()} and hand the envelope
+        to C{request}; when the server says the readers changed (0x09), take
+        its list (C{update}), seal again and try once more.
+
+        @param request: takes the envelope, returns a L{Deferred} of the
+            response's values.
+        @param domain: L{e2e.MESSAGE}, or L{e2e.FILE} for a file envelope.
+        @return: what C{request} gave.
+        """
+        await self.withKey()
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            refusal = self.ownKey.refusal()
+            if refusal is not None:
+                raise ClientError(refusal)
+            members = self._withOurKey(recipients())
+            self._checkRenamed(members)
+            refused = sorted(m for m in members if fold(m) in self.blocked)
+            if refused:
+                raise ClientError("not sent: the key of %s changed; compare fingerprints and "
+                                  "/verify USER FINGERPRINT, or /trust USER"
+                                  % (", ".join(refused),))
+            blob = await self.runInThread(e2e.seal, self.user, self.privateKey, to, members,
+                                          plaintext, domain=domain,
+                                          ts=int(self.clock.seconds() * 1000))
+            try:
+                result = await request(blob)
+            except ServerError as e:
+                if e.status != STALE or attempt == SEND_ATTEMPTS:
+                    raise
+                update(e.members)
+                continue
+            # Our own envelope, seen again from the server, is a replay.
+            self._remember(e2e.Envelope.parse(blob))
+            return result
+
+    def _onRoomMessage(self, room, sender, timestamp, blob):
+        # The time shown is the one the sender signed; the server's is only
+        # its word.
+        def show(text, envelope):
+            self.ui.messageReceived(room, sender, envelope.ts, text)
+        self._openInOrder(blob, sender, ("room", room), show)
+
+    def _onDirectMessage(self, sender, timestamp, blob):
+        def show(text, envelope):
+            peer = envelope.toName if self._isMe(sender) else sender
+            self.ui.directMessageReceived(sender, peer, envelope.ts, text)
+        self._openInOrder(blob, sender, None, show)
+
+    def _openInOrder(self, blob, sender, to, show):
+        """
+        Open an incoming envelope after every earlier one, then show it; drop
+        (and say so) what fails any check.
+
+        @param to: C{("room", name)} for a room message; L{None} for a direct
+            message, which must be addressed to us unless it is our own copy.
+        """
+        def open_():
+            return Deferred.fromCoroutine(self.openIncoming(blob, sender, to))
+
+        def shown(result):
+            envelope, data = result
+            show(data.decode("utf-8", "replace"), envelope)
+
+        def refused(failure):
+            where = "in room %s" % (to[1],) if to is not None else "(direct)"
+            if failure.check(Held):
+                self._held.setdefault(fold(sender), []).append((blob, sender, to, show))
+                self.ui.held("held a message from %s %s until you accept or reject %s's new key"
+                             % (sender, where, sender))
+                return
+            self.ui.dropped("dropped a message from %s %s: %s"
+                            % (sender, where, failure.getErrorMessage()))
+
+        self.inOrder(open_, shown, refused, "a message from %s" % (sender,))
+
+    async def openIncoming(self, blob, sender, to, domain=e2e.MESSAGE):
+        """
+        Check and decrypt one incoming envelope (a file envelope when C{domain}
+        is L{e2e.FILE}: file and message ids share one replay set).
+
+        @return: the envelope and its plaintext.
+        @raise Exception: whatever check fails.
+        """
+        envelope = e2e.Envelope.parse(blob)
+        if envelope.sender != sender:
+            raise ClientError("envelope claims to be from %s" % (envelope.sender,))
+        if to is not None and (envelope.toKind, envelope.toName) != to:
+            raise ClientError("envelope is addressed to %s %s" % (envelope.toKind, envelope.toName))
+        if to is None and (envelope.toKind != "user"
+                           or not (self._isMe(sender) or self._isMe(envelope.toName))):
+            raise ClientError("direct message addressed to %s %s"
+                              % (envelope.toKind, envelope.toName))
+        self._refuseReplay(envelope)
+        self._checkRenamed([sender])
+        key = self._trustedKey(sender)
+        if key is None:
+            # A direct message from someone we share no room with: this is
+            # our first contact with them.
+            name, der = await self._userKey(sender)
+            self._sawKey(name, der)
+            key = self._trustedKey(sender)
+        if fold(sender) in self._rejected:
+            raise ClientError("you rejected %s's new key" % (sender,))
+        if fold(sender) in self.blocked:
+            raise Held("%s's key changed and is not trusted yet" % (sender,))
+        self._refuseReplay(envelope)
+        data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key,
+                                      domain)
+        self._remember(envelope)
+        return envelope, data
+
+    def _refuseReplay(self, envelope):
+        replayed = self.seenEnvelopes.replayed(envelope.sender, envelope.id, envelope.ts)
+        if replayed is not None:
+            raise ClientError(replayed)
+
+    def _remember(self, envelope):
+        self.seenEnvelopes.remember(envelope.sender, envelope.id, envelope.ts,
+                                    int(self.clock.seconds() * 1000))
+
+    def _tell(self, f, *args):
+        """
+        Show something after every message still being opened, so that the
+        person sees events in the order the server sent them (a member's LEFT
+        after the last message it sent, not before).
+        """
+        self._inbound.addCallback(lambda _: f(*args)).addErrback(
+            lambda failure: log.failure("showing an event", failure))
+
+    async def history(self, room=None, limit=0):
+        """
+        The room's stored messages we can read, decrypted: C{[(sender, timestamp,
+        text, problem)]}, oldest first, with the time the sender signed (the
+        server's, for one that cannot be shown); C{text} is L{None} and
+        C{problem} says why for one that fails its checks.
+
+        @return: the room's name and the rows.
+        """
+        target = self.room(room)
+        (rows,) = await self.call(Op.HISTORY, target.name, limit, 0)
+        shown = []
+        for sender, timestamp, blob in rows:
+            self._checkRenamed([sender])
+            key = self._trustedKey(sender) or await self._keyOrNone(sender)
+            try:
+                envelope = e2e.Envelope.parse(blob)
+                place = (envelope.sender, envelope.toKind, envelope.toName)
+                if place != (sender, "room", target.name):
+                    raise ClientError("envelope does not match its place in the history")
+                if key is None:
+                    raise ClientError("no key known for %s" % (sender,))
+                data = await self.runInThread(e2e.openEnvelope, envelope, self.user,
+                                              self.privateKey, key)
+                shown.append((sender, envelope.ts, data.decode("utf-8", "replace"), None))
+            except Exception as e:
+                shown.append((sender, timestamp, None, str(e)))
+        return target.name, shown
