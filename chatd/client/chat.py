@@ -184,7 +184,7 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
 
     def _setMembers(self, room, members):
         room.members = {}
-        for user, der in members:
+        for user, der in self._members(members):
             self._sawKey(user, der)
             room.members[user] = der
         room.members = self._withOurKey(room.members)
@@ -209,7 +209,18 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         return names
 
     async def listUsers(self, room=""):
-        (names,) = await self.call(Op.LIST_USERS, room)
+        """
+        Who is online, or in C{room}: their names, noting the guest flags
+        that a version-2 answer carries (C{(name, flags)} entries).
+        """
+        (entries,) = await self.call(Op.LIST_USERS, room)
+        names = []
+        for entry in entries:
+            if isinstance(entry, tuple):
+                name, flags = entry
+                self._noteGuest(name, flags)
+                entry = name
+            names.append(entry)
         return names
 
     # -- files ------------------------------------------------------------
@@ -269,7 +280,8 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         if handler is not None:
             getattr(self, handler)(*values)
 
-    def _onJoined(self, room, user, der):
+    def _onJoined(self, room, user, der, flags=None):
+        self._noteGuest(user, flags)
         if self._isMe(user):
             self.ownKey.check(user, der, self._ourKey(user))
             self._restoredNames.add(fold(room))
@@ -315,17 +327,20 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         key = self.keys.pop(fold(old), None)
         if key is not None:
             self.keys[fold(new)] = key
+        self.guests.pop(fold(old), None)
         for room in self.rooms.values():
             if old in room.members:
                 room.members[new] = room.members.pop(old)
 
-    def _onRenamed(self, old, new):
+    def _onRenamed(self, old, new, flags=None):
         self._renamed(old, new)
-        if not isGuestName(new) and not self._isMe(new) and fold(new) in self.keys:
+        self._noteGuest(new, flags)
+        if not self.isGuest(new) and not self._isMe(new) and fold(new) in self.keys:
             self._unchecked.add(fold(new))
         self._tell(self.ui.renamed, old, new)
 
-    def _onKeyChanged(self, user, der):
+    def _onKeyChanged(self, user, der, flags=None):
+        self._noteGuest(user, flags)
         self._sawKey(user, der)
         if self._isMe(user):
             return

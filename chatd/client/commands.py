@@ -104,7 +104,7 @@ class Commands:
         (room,) = takeWords(rest, 0, 1, "/users [ROOM]")
         names = await self.client.listUsers(room or "")
         where = "in %s" % (roomLabel(room),) if room else "online"
-        self.show("%s: %s" % (clean(where), clean(", ".join(names)) or "nobody"))
+        self.show("%s: %s" % (clean(where), ", ".join(map(self.who, names)) or "nobody"))
 
     async def _send(self, rest):
         if not rest.strip():

@@ -206,8 +206,15 @@ class Console(Commands, LineReceiver):
 
     # -- IClientUI --------------------------------------------------------
 
+    def who(self, name):
+        """
+        A user's name as shown: marked when the user is a guest, whose name
+        says nothing about who it is (anyone may take a free name).
+        """
+        return clean(name) + (" (guest)" if self.client.isGuest(name) else "")
+
     def messageReceived(self, room, sender, timestamp, text):
-        self.show("%s <%s> %s" % (clean(roomLabel(room)), clean(sender), clean(text)),
+        self.show("%s <%s> %s" % (clean(roomLabel(room)), self.who(sender), clean(text)),
                   stamp=True, timestamp=timestamp)
 
     def directMessageReceived(self, sender, peer, timestamp, text):
@@ -215,18 +222,18 @@ class Console(Commands, LineReceiver):
             where = "*dm*"
         else:
             where = "*dm to %s*" % (clean(peer),)
-        self.show("%s <%s> %s" % (where, clean(sender), clean(text)),
+        self.show("%s <%s> %s" % (where, self.who(sender), clean(text)),
                   stamp=True, timestamp=timestamp)
 
     def memberJoined(self, room, user, fingerprint):
-        self.show("%s * %s joined (key %s)" % (clean(roomLabel(room)), clean(user),
+        self.show("%s * %s joined (key %s)" % (clean(roomLabel(room)), self.who(user),
                                                 shortFingerprint(fingerprint)), stamp=True)
 
     def memberLeft(self, room, user):
         self.show("%s * %s left" % (clean(roomLabel(room)), clean(user)), stamp=True)
 
     def renamed(self, old, new):
-        self.show("* %s is now known as %s" % (clean(old), clean(new)), stamp=True)
+        self.show("* %s is now known as %s" % (clean(old), self.who(new)), stamp=True)
 
     def keyChanged(self, user, old, new):
         user = clean(user)

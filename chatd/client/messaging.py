@@ -107,7 +107,7 @@ class Messaging:
             return dict(peer, **{self.user: self.publicKey})
 
         def update(members):
-            for member, key in members:
+            for member, key in self._members(members):
                 self._sawKey(member, key)
                 if not self._isMe(member):
                     peer.clear()

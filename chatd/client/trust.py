@@ -7,7 +7,13 @@ Trust is the person's, not the server's: every key is pinned on first sight
 loudly, nothing is encrypted to that user, and what the user sends is held
 (L{chatd.client.errors.Held}), until the person accepts the new key (C{/trust
 USER LAST4}, after comparing fingerprints, or C{/verify}) or rejects it
-(C{/reject}). Guests' names are handed on, so their keys are never pinned.
+(C{/reject}).
+
+Guests' names are handed on, so their keys are never pinned: a guest who takes
+the name carol is not pinned as carol, and a later account carol is a first
+contact, not a key change. Who is a guest is what the server says (the guest
+flag of protocol version 2, docs/protocol.rst); from a server that does not
+say, a name of the guest form (C{rand123}) is a guest.
 """
 
 from chatd import e2e
@@ -21,6 +27,9 @@ from chatd.protocols.opcodes import KIND_ROOM, KIND_USER, Op
 # fingerprint they compared.
 TRUST_CODE_LENGTH = 4
 
+# The guest bit of a user's flags (protocol version 2).
+GUEST_FLAG = 0x01
+
 
 class Trust:
     """
@@ -33,6 +42,8 @@ class Trust:
     @ivar blocked: folded names whose pinned key changed and is not yet trusted.
     @ivar changes: folded name to C{(name, key)}: the new key a blocked user
         was last seen with, the one the person is shown and may accept.
+    @ivar guests: folded name to whether the server last said that user is a
+        guest.
     """
 
     def _initTrust(self):
@@ -42,6 +53,34 @@ class Trust:
         self._held = {}
         self._rejected = set()
         self._unchecked = set()
+        self.guests = {}
+
+    def isGuest(self, name):
+        """
+        Whether C{name} is a guest: as the server last said, or, from a server
+        that never said, by the form of the name.
+        """
+        said = self.guests.get(fold(name))
+        return isGuestName(name) if said is None else said
+
+    def _noteGuest(self, name, flags):
+        """
+        Remember what the server said of C{name} (its flags, or L{None} when
+        the server said nothing).
+        """
+        if flags is not None:
+            self.guests[fold(name)] = bool(flags & GUEST_FLAG)
+
+    def _members(self, entries):
+        """
+        The C{(name, key)} pairs of a member list, noting the guest flags of
+        entries that carry them (C{(name, key, flags)}, protocol version 2).
+        """
+        pairs = []
+        for name, der, *flags in entries:
+            self._noteGuest(name, flags[0] if flags else None)
+            pairs.append((name, der))
+        return pairs
 
     def _sawKey(self, user, der):
         """
@@ -55,7 +94,7 @@ class Trust:
         old = self.keys.get(fold(user))
         self.keys[fold(user)] = der
         self._unchecked.discard(fold(user))
-        if isGuestName(user):
+        if self.isGuest(user):
             return
         state = self.home.knownKeys.check(user, der)
         if state == "new":
@@ -101,7 +140,7 @@ class Trust:
         """
         if self._isMe(user):
             return self._ourKey(user)
-        if not isGuestName(user):
+        if not self.isGuest(user):
             pinned = self.home.knownKeys.pinned(user)
             if pinned is not None:
                 return pinned[0]
@@ -129,7 +168,7 @@ class Trust:
         """
         (members,) = await self.call(Op.GET_KEYS, KIND_ROOM if kind == "room" else KIND_USER, name)
         result = []
-        for user, der in members:
+        for user, der in self._members(members):
             self._sawKey(user, der)
             result.append((user, e2e.fingerprint(der), self._state(user, der)))
         return result
@@ -137,7 +176,7 @@ class Trust:
     def _state(self, user, der):
         if self._isMe(user):
             return "self" if der == self._ourKey(user) else "changed"
-        if isGuestName(user):
+        if self.isGuest(user):
             return "guest"
         pinned = self.home.knownKeys.pinned(user)
         if pinned is None or pinned[0] != der:
@@ -211,7 +250,7 @@ class Trust:
         spells it.
         """
         (members,) = await self.call(Op.GET_KEYS, KIND_USER, user)
-        [(name, der)] = members
+        [(name, der)] = self._members(members)
         return name, der
 
     async def _currentKey(self, user):
@@ -219,7 +258,7 @@ class Trust:
         The key the server holds for C{user} now, which is the one we will
         encrypt to; our rooms are told of it too.
         """
-        if isGuestName(user):
+        if self.isGuest(user):
             raise ClientError("%s is a guest; guests' keys are never pinned" % (user,))
         if self._isMe(user):
             raise ClientError("that is you")

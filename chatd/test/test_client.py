@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import PrivateCertificate
+from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
@@ -23,8 +24,7 @@ from zope.interface.verify import verifyObject
 
 from chatd import e2e
 from chatd.client.chat import ChatClient, ClientError
-from chatd.client.connection import (CertificateRefused, PinningTLSOptions, ServerError,
-                                     ServerPin)
+from chatd.client.connection import CertificateRefused, PinningTLSOptions, ServerError, ServerPin
 from chatd.client.keystore import Home, publicKeyDer
 from chatd.datadir import selfSignedCertificate
 from chatd.interfaces import IClientUI
@@ -130,6 +130,30 @@ def seedIdentity(home, user, keyName=None):
 
 def der(name):
     return publicKeyDer(privateKey(name))
+
+
+class NoServer:
+    """
+    An endpoint that is never asked: for clients fed events directly, which
+    must not need a server.
+    """
+
+    def connect(self, factory):
+        raise AssertionError("the client asked for a connection")
+
+
+def offlineClient(testCase, user, key, clock=None):
+    """
+    A client logged in as C{user} with private key C{key}, never connected:
+    tests hand it events with L{ChatClient._event}.
+
+    @return: the client and its L{RecordingUI}.
+    """
+    ui = RecordingUI()
+    client = ChatClient(TestHome(testCase.mktemp()), ui, NoServer(), clock or Clock(),
+                        runInThread=maybeDeferred)
+    client._becomeAccount(user, key)
+    return client, ui
 
 
 @implementer(IStreamClientEndpoint)
@@ -591,6 +615,19 @@ class TrustTests(ClientTestCase):
                          [("message", "lobby", "alice", "verified hello")])
 
 
+def staleTimes(stale, attempts):
+    """
+    A request that the server refuses with 0x09 C{stale} times, then takes;
+    each envelope sent is appended to C{attempts}.
+    """
+    def request(blob):
+        attempts.append(blob)
+        if len(attempts) <= stale:
+            return fail(ServerError(0x09, "stale", [("alice", der("alice"))]))
+        return succeed(("ok",))
+    return request
+
+
 class EnvelopeTests(ClientTestCase):
     """
     The 0x09 retry, and envelopes a hostile server might deliver.
@@ -604,16 +641,9 @@ class EnvelopeTests(ClientTestCase):
         alice, _ = self.account("alice", "lobby")
         for stale, succeeds in ((3, True), (4, False)):
             attempts = []
-
-            def request(blob):
-                attempts.append(blob)
-                if len(attempts) <= stale:
-                    return fail(ServerError(0x09, "stale", [("alice", der("alice"))]))
-                return succeed(("ok",))
-
             d = Deferred.fromCoroutine(alice.sealAndCall(
                 ("room", "lobby"), lambda: {"alice": der("alice")}, lambda members: None,
-                b"hi", request))
+                b"hi", staleTimes(stale, attempts)))
             self.flush()
             if succeeds:
                 self.assertEqual(self.successResultOf(d), ("ok",))

@@ -11,16 +11,15 @@ import json
 import re
 
 from cryptography.hazmat.primitives import serialization
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
 from chatd.client import chat
-from chatd.client.chat import ChatClient
 from chatd.client.replay import SEEN_IDS, SKEW_MS
 from chatd.protocols.opcodes import Op
-from chatd.test.test_client import RecordingUI, TestHome
+from chatd.test.test_client import offlineClient
 from chatd.test.vectors import make_clients
 
 # What the terminal client says when it drops an envelope, for each reason
@@ -47,16 +46,6 @@ def load():
 VECTORS = load()
 
 
-class NoServer:
-    """
-    An endpoint that is never asked: the vectors need no server, and a
-    client that asked one would fail the case.
-    """
-
-    def connect(self, factory):
-        raise AssertionError("the client asked for a connection")
-
-
 class VectorClient:
     """
     A L{ChatClient} logged in as the vectors' C{me}, fed one case's steps.
@@ -64,14 +53,11 @@ class VectorClient:
 
     def __init__(self, testCase, vectors, case):
         self.vectors = vectors
-        self.ui = RecordingUI()
-        self.clock = Clock()
-        self.clock.advance(vectors["now"] / 1000)
-        home = TestHome(testCase.mktemp())
-        self.client = ChatClient(home, self.ui, NoServer(), self.clock,
-                                 runInThread=maybeDeferred)
+        clock = Clock()
+        clock.advance(vectors["now"] / 1000)
         me = vectors["me"]
-        self.client._becomeAccount(me, self.privateKey(me))
+        self.client, self.ui = offlineClient(testCase, me, self.privateKey(me), clock)
+        home = self.client.home
         self.client.seenEnvelopes.horizon = case["horizon"]
         for user, label in case["pins"].items():
             home.knownKeys.pin(user, self.der(label))

@@ -18,6 +18,7 @@ from chatd.client.console import (HELP, SCRIPT_HELP, Console, parseExpect, progr
                                   rateAndTimeLeft)
 from chatd.client.files import Incoming, Outgoing
 from chatd.interfaces import IClientUI
+from chatd.names import fold
 
 # 2023-11-14 22:13:20 UTC; the console is given gmtime, so times read alike
 # everywhere.
@@ -42,6 +43,7 @@ class FakeClient:
         self.user = "alice"
         self.active = None
         self.rooms = {}
+        self.guests = set()
         self.stopped = False
         self.connected = True
         self.connection = Deferred()
@@ -118,6 +120,9 @@ class FakeClient:
 
     def verify(self, user, fingerprint):
         return self._answer("verify", user, fingerprint, default=FP_BOB)
+
+    def isGuest(self, name):
+        return fold(name) in self.guests
 
     def trust(self, user, lastFour):
         return self._answer("trust", user, lastFour, default=FP_NEW)

@@ -1,0 +1,164 @@
+"""
+Guests in the terminal client (issue 15.5): the server marks who is a guest
+(the guest flag of protocol version 2, docs/protocol.rst), and the client
+never pins a guest's key and shows guests marked. Clients fed the server's
+events directly; a server that does not mark guests is covered by
+L{chatd.test.test_client}.
+"""
+
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatd import e2e
+from chatd.client.chat import Room
+from chatd.client.console import Console
+from chatd.client.trust import GUEST_FLAG
+from chatd.protocols.opcodes import Op
+from chatd.test.fakes import privateKey
+from chatd.test.test_client import der, offlineClient
+
+ACCOUNT = 0
+
+
+class GuestFlagTests(SynchronousTestCase):
+    """
+    What the server says of guests decides what is pinned.
+    """
+
+    def setUp(self):
+        self.client, self.ui = offlineClient(self, "alice", privateKey("alice"))
+        self.client.rooms["lobby"] = Room("lobby")
+        self.pins = self.client.home.knownKeys
+
+    def say(self, text, sender="carol", key="carol"):
+        blob = e2e.seal(sender, privateKey(key), ("room", "lobby"),
+                        {"alice": der("alice")}, text.encode(),
+                        ts=int(self.client.clock.seconds() * 1000))
+        self.client._event(Op.ROOM_MSG, ("lobby", sender, 0, blob))
+
+    def test_guestWithAnAccountsNameNotPinned(self):
+        """
+        A guest who took the name carol, which is not of the guest form, is
+        not pinned as carol; the client still reads what it says, with the
+        key the server gives, and counts it a guest.
+        """
+        self.client._event(Op.JOINED, ("lobby", "carol", der("mallory"), GUEST_FLAG))
+        self.assertIsNone(self.pins.pinned("carol"))
+        self.assertTrue(self.client.isGuest("carol"))
+        self.assertEqual(self.client._state("carol", der("mallory")), "guest")
+        self.say("hi, it's carol", key="mallory")
+        self.assertEqual(self.ui.take("message", "notice", "keyChanged"),
+                         [("message", "lobby", "carol", "hi, it's carol")])
+
+    def test_accountAfterGuestIsFirstContact(self):
+        """
+        The account carol, after a guest called carol, is a first contact
+        (pinned, said so), not a key change.
+        """
+        self.client._event(Op.JOINED, ("lobby", "carol", der("mallory"), GUEST_FLAG))
+        self.client._event(Op.LEFT, ("lobby", "carol"))
+        self.ui.take()
+        self.client._event(Op.JOINED, ("lobby", "carol", der("carol"), ACCOUNT))
+        self.assertEqual(self.pins.pinned("carol"), (der("carol"), "tofu"))
+        self.assertEqual(self.ui.take("notice", "keyChanged"), [
+            ("notice",
+             "first contact with carol: key %s pinned" % (e2e.fingerprint(der("carol")),))])
+        self.assertFalse(self.client.isGuest("carol"))
+
+    def test_guestAfterAccountLeavesThePin(self):
+        """
+        A guest that the server lets take the name of an account alice pinned
+        is no key change and changes no pin; the console marks it a guest.
+        """
+        self.client._event(Op.JOINED, ("lobby", "carol", der("carol"), ACCOUNT))
+        self.ui.take()
+        self.client._event(Op.JOINED, ("lobby", "carol", der("mallory"), GUEST_FLAG))
+        self.assertEqual(self.ui.take("keyChanged"), [])
+        self.assertEqual(self.pins.pinned("carol"), (der("carol"), "tofu"))
+        self.assertNotIn("carol", self.client.blocked)
+
+    def test_guestRenamedToAName(self):
+        """
+        A guest renamed (NICK) to a name not of the guest form stays a guest
+        when the server says so: its key is not pinned under the new name.
+        """
+        self.client._event(Op.JOINED, ("lobby", "rand7", der("mallory"), GUEST_FLAG))
+        self.client._event(Op.RENAMED, ("rand7", "carol", GUEST_FLAG))
+        self.say("still a guest", key="mallory")
+        self.assertIsNone(self.pins.pinned("carol"))
+        self.assertEqual(self.ui.take("message", "keyChanged"),
+                         [("message", "lobby", "carol", "still a guest")])
+
+    def test_guestRegistersIsPinnedOnce(self):
+        """
+        A guest that registers is renamed as an account, and the account's
+        key is pinned on its first contact, not the guest's.
+        """
+        self.client._event(Op.JOINED, ("lobby", "rand7", der("mallory"), GUEST_FLAG))
+        self.client._event(Op.RENAMED, ("rand7", "carol", ACCOUNT))
+        self.client._event(Op.KEY_CHANGED, ("carol", der("carol"), ACCOUNT))
+        self.assertEqual(self.pins.pinned("carol"), (der("carol"), "tofu"))
+        self.assertEqual(self.ui.take("keyChanged"), [])
+
+    def test_memberListsCarryFlags(self):
+        """
+        Member lists with flags (JOIN answers, GET_KEYS, 0x09) mark guests:
+        they are not pinned, the accounts are.
+        """
+        room = self.client.rooms["lobby"]
+        self.client._setMembers(room, [("carol", der("mallory"), GUEST_FLAG),
+                                       ("bob", der("bob"), ACCOUNT)])
+        self.assertIsNone(self.pins.pinned("carol"))
+        self.assertEqual(self.pins.pinned("bob"), (der("bob"), "tofu"))
+        self.assertEqual(sorted(room.members), ["bob", "carol"])
+
+    def test_withoutFlagsByName(self):
+        """
+        From a server that does not mark guests, a name of the guest form is
+        a guest, and any other name is not.
+        """
+        self.client._event(Op.JOINED, ("lobby", "rand7", der("mallory")))
+        self.client._event(Op.JOINED, ("lobby", "bob", der("bob")))
+        self.assertTrue(self.client.isGuest("rand7"))
+        self.assertFalse(self.client.isGuest("bob"))
+        self.assertIsNone(self.pins.pinned("rand7"))
+        self.assertEqual(self.pins.pinned("bob"), (der("bob"), "tofu"))
+
+
+class GuestShownTests(SynchronousTestCase):
+    """
+    The console marks guests wherever it names a user.
+    """
+
+    def setUp(self):
+        self.client, _ = offlineClient(self, "alice", privateKey("alice"))
+        self.client.rooms["lobby"] = Room("lobby")
+        self.transport = StringTransport()
+        self.console = Console(lambda ui: self.client, self.client.clock)
+        self.console.client = self.client
+        self.console.makeConnection(self.transport)
+        self.client._event(Op.JOINED, ("lobby", "carol", der("mallory"), GUEST_FLAG))
+        self.client._event(Op.JOINED, ("lobby", "bob", der("bob"), ACCOUNT))
+        self.transport.clear()
+
+    def shown(self):
+        lines = self.transport.value().decode("utf-8").splitlines()
+        self.transport.clear()
+        return [line.split("] ", 1)[-1] for line in lines]
+
+    def test_marked(self):
+        """
+        Messages, joins and renames name a guest with C{(guest)}; accounts
+        are named as they are.
+        """
+        self.console.messageReceived("lobby", "carol", 0, "hi")
+        self.console.messageReceived("lobby", "bob", 0, "hello")
+        self.console.directMessageReceived("carol", "carol", 0, "psst")
+        self.console.memberJoined("lobby", "carol", e2e.fingerprint(der("mallory")))
+        self.assertEqual(self.shown(), [
+            "#lobby <carol (guest)> hi",
+            "#lobby <bob> hello",
+            "*dm* <carol (guest)> psst",
+            "#lobby * carol (guest) joined (key %s)"
+            % (" ".join(e2e.fingerprint(der("mallory")).split()[:4]),),
+        ])
