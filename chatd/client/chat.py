@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from chatd import e2e
-from chatd.client.connection import ServerError
+from chatd.client.connection import PROTOCOL_VERSION, ServerError
 from chatd.client.errors import ClientError, Held
 from chatd.client.files import CHUNK_SIZE, FileTransfers
 from chatd.client.identity import Identity
@@ -33,6 +33,8 @@ from chatd.client.replay import SeenEnvelopes
 from chatd.client.trust import Trust
 from chatd.names import fold, isGuestName
 from chatd.protocols.opcodes import KIND_ROOM, Op
+
+BAD_REQUEST = 0x01
 
 # Kept importable from here, where the client's users have always found them.
 __all__ = ["ChatClient", "ClientError", "Held", "Room", "SEND_ATTEMPTS"]
@@ -108,7 +110,7 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         Bring a new connection to where the last one was: greeted, logged in (by
         challenge-response with our key), key published, rooms joined.
         """
-        (guestName,) = await protocol.request(Op.HELLO)
+        guestName = await self._hello(protocol)
         resuming, self._everConnected = self._everConnected, True
         if self.account:
             self._restoredNames = set()
@@ -136,6 +138,24 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
             await self._rejoin(protocol, list(self.rooms.values()))
         if resuming:
             self._tell(self.ui.notice, "reconnected as %s" % (self.user,))
+
+    async def _hello(self, protocol):
+        """
+        Greet the server in the newest protocol version both speak.
+
+        @return: the guest name the server gave.
+        """
+        if PROTOCOL_VERSION > 1:
+            try:
+                (guestName,) = await protocol.request(Op.HELLO, PROTOCOL_VERSION)
+            except ServerError as e:
+                if e.status != BAD_REQUEST:
+                    raise
+            else:
+                protocol.version = PROTOCOL_VERSION
+                return guestName
+        (guestName,) = await protocol.request(Op.HELLO)
+        return guestName
 
     async def _rejoin(self, protocol, rooms):
         for room in rooms:
@@ -172,7 +192,8 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         return room
 
     async def _joinOn(self, protocol, name, password):
-        (members,) = await protocol.request(Op.JOIN, name, password)
+        # Version 2 adds the room's topic.
+        (members, *topic) = await protocol.request(Op.JOIN, name, password)
         (names,) = await protocol.request(Op.LIST_ROOMS)
         spelled = next((n for n in names if fold(n) == fold(name)), name)
         room = self.rooms.get(fold(name)) or Room(spelled, password)
@@ -351,6 +372,30 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
     def _onWarning(self, code, message):
         self._tell(self.ui.notice, "server: %s" % (message,))
 
+    def _onKicked(self, room, user, by, banned, reason):
+        what = "banned from" if banned else "kicked from"
+        why = ": %s" % (reason,) if reason else ""
+        if self._isMe(user):
+            self._forget(room)
+            self._tell(self.ui.notice, "you were %s %s by %s%s" % (what, room, by, why))
+            return
+        target = self.rooms.get(fold(room))
+        if target is not None:
+            target.members.pop(user, None)
+        self._tell(self.ui.notice, "%s was %s %s by %s%s" % (user, what, room, by, why))
+
+    def _onDestroyed(self, room, by):
+        self._forget(room)
+        self._tell(self.ui.notice, "%s was closed for good by %s" % (room, by))
+
+    def _onTopic(self, room, by, topic):
+        self._tell(self.ui.notice, "%s set the topic of %s: %s" % (by, room, topic)
+                   if topic else "%s cleared the topic of %s" % (by, room))
+
+    def _onRole(self, room, account, by, role):
+        self._tell(self.ui.notice, "%s made %s %s in %s"
+                   % (by, account, _ROLES.get(role, "role %d" % (role,)), room))
+
     # By name: the message handlers live in L{Messaging}.
     _events = {
         Op.ROOM_MSG: "_onRoomMessage",
@@ -360,7 +405,14 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         Op.RENAMED: "_onRenamed",
         Op.KEY_CHANGED: "_onKeyChanged",
         Op.WARNING: "_onWarning",
+        Op.KICKED: "_onKicked",
+        Op.DESTROYED: "_onDestroyed",
+        Op.TOPIC: "_onTopic",
+        Op.ROLE: "_onRole",
     }
 
+
+# SET_ROLE's roles (docs/protocol.rst), as ROLE events name them.
+_ROLES = {0: "a plain member", 1: "an operator", 2: "an owner"}
 
 _FILE_EVENTS = frozenset({Op.OFFERED, Op.START, Op.CHUNK, Op.NEXT, Op.DONE, Op.CANCEL})

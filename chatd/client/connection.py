@@ -54,6 +54,13 @@ class CertificateRefused(Exception):
     """
 
 
+# The protocol version the client asks for in HELLO: 2, whose events and lists
+# say who is a guest, once this codec knows version 2's guest flags
+# (docs/protocol.rst); 1 until then. A server that speaks only 1 refuses HELLO
+# 2 with 0x01, and the client greets it again with 1.
+PROTOCOL_VERSION = 2 if hasattr(opcodes, "GUEST") else 1
+
+
 @implementer(IHandshakeListener)
 class ClientProtocol(Int32StringReceiver):
     """
@@ -70,7 +77,11 @@ class ClientProtocol(Int32StringReceiver):
     @ivar lost: fires with L{None} once the connection is gone.
     @ivar lostReason: then, the L{Failure} saying why.
     @ivar peerNotice: what C{checkPeer} returned, if anything.
+    @ivar version: the protocol version the server took in HELLO, by which
+        its responses and events are read.
     """
+
+    version = 1
 
     def __init__(self, clock, onEvent, checkPeer=None, heartbeat=6.0,
                  maxFrame=opcodes.MAX_FRAME_DEFAULT):
@@ -146,7 +157,7 @@ class ClientProtocol(Int32StringReceiver):
                 self._dispatchEvent(op, payload)
                 return
             request, d = self._pending.popleft()
-            status, values = opcodes.decodeResponse(request, payload)
+            status, values = opcodes.decodeResponse(request, payload, version=self.version)
         except (opcodes.MalformedFrame, IndexError) as e:
             # A frame we cannot place means every later response could be
             # matched to the wrong request: drop the connection.
@@ -168,7 +179,10 @@ class ClientProtocol(Int32StringReceiver):
         if op not in opcodes.EVENTS:
             log.info("ignoring unknown event 0x{op:02x}", op=op)
             return
-        values = opcodes.decodeEvent(op, payload)
+        if self.version > 1:
+            values = opcodes.decodeEvent(op, payload, version=self.version)
+        else:
+            values = opcodes.decodeEvent(op, payload)
         try:
             self.onEvent(op, values)
         except Exception:

@@ -6,11 +6,14 @@ events directly; a server that does not mark guests is covered by
 L{chatd.test.test_client}.
 """
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
+from chatd.client import chat
 from chatd.client.chat import Room
+from chatd.client.connection import ServerError
 from chatd.client.console import Console
 from chatd.client.trust import GUEST_FLAG
 from chatd.protocols.opcodes import Op
@@ -162,3 +165,93 @@ class GuestShownTests(SynchronousTestCase):
             "#lobby * carol (guest) joined (key %s)"
             % (" ".join(e2e.fingerprint(der("mallory")).split()[:4]),),
         ])
+
+
+class FakeConnection:
+    """
+    Answers requests from a table, and records them.
+    """
+
+    version = 1
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.requests = []
+
+    def request(self, op, *values):
+        self.requests.append((op,) + values)
+        answer = self.answers[(op,) + values]
+        return fail(answer) if isinstance(answer, Exception) else succeed(answer)
+
+
+class VersionTwoTests(SynchronousTestCase):
+    """
+    The client greets in protocol version 2, whose events say who is a guest,
+    and still talks to a server that speaks only version 1; version 2's
+    moderation events and JOIN answer are understood.
+    """
+
+    def setUp(self):
+        self.patch(chat, "PROTOCOL_VERSION", 2)
+        self.client, self.ui = offlineClient(self, "alice", privateKey("alice"))
+
+    def test_helloTwo(self):
+        """
+        A server that speaks version 2 takes HELLO 2; responses and events are
+        then read by version 2's layouts.
+        """
+        connection = FakeConnection({(Op.HELLO, 2): ("rand1",)})
+        d = Deferred.fromCoroutine(self.client._hello(connection))
+        self.assertEqual(self.successResultOf(d), "rand1")
+        self.assertEqual(connection.version, 2)
+
+    def test_helloOne(self):
+        """
+        A server that refuses HELLO 2 (0x01) is greeted again with version 1.
+        """
+        connection = FakeConnection({(Op.HELLO, 2): ServerError(0x01, "HELLO: bad version"),
+                                     (Op.HELLO,): ("rand1",)})
+        d = Deferred.fromCoroutine(self.client._hello(connection))
+        self.assertEqual(self.successResultOf(d), "rand1")
+        self.assertEqual(connection.requests, [(Op.HELLO, 2), (Op.HELLO,)])
+        self.assertEqual(connection.version, 1)
+
+    def test_joinWithTopic(self):
+        """
+        Version 2's JOIN answer carries the topic after the members.
+        """
+        connection = FakeConnection({
+            (Op.JOIN, "lobby", ""): ([("bob", der("bob"), ACCOUNT)], "welcome"),
+            (Op.LIST_ROOMS,): (["lobby"],)})
+        d = Deferred.fromCoroutine(self.client._joinOn(connection, "lobby", ""))
+        self.assertEqual(sorted(self.successResultOf(d).members), ["bob"])
+
+    def test_kicked(self):
+        """
+        A member kicked is no longer one; we, kicked or banned, are out of the
+        room; a room destroyed is gone. Each is said.
+        """
+        for name in ("lobby", "ops", "old"):
+            self.client.rooms[name] = Room(name)
+            self.client.rooms[name].members = {"alice": der("alice"), "bob": der("bob")}
+        self.client._event(Op.KICKED, ("lobby", "bob", "carol", 0, "spam"))
+        self.client._event(Op.KICKED, ("ops", "alice", "carol", 1, ""))
+        self.client._event(Op.DESTROYED, ("old", "carol"))
+        self.assertEqual(list(self.client.rooms), ["lobby"])
+        self.assertEqual(list(self.client.rooms["lobby"].members), ["alice"])
+        self.assertEqual(self.ui.take("notice"), [
+            ("notice", "bob was kicked from lobby by carol: spam"),
+            ("notice", "you were banned from ops by carol"),
+            ("notice", "old was closed for good by carol")])
+
+    def test_topicAndRole(self):
+        """
+        Topic and role changes are said.
+        """
+        self.client._event(Op.TOPIC, ("lobby", "carol", "release day"))
+        self.client._event(Op.TOPIC, ("lobby", "carol", ""))
+        self.client._event(Op.ROLE, ("lobby", "bob", "carol", 1))
+        self.assertEqual(self.ui.take("notice"), [
+            ("notice", "carol set the topic of lobby: release day"),
+            ("notice", "carol cleared the topic of lobby"),
+            ("notice", "carol made bob an operator in lobby")])
