@@ -5,6 +5,7 @@ words, calling L{chatd.client.chat.ChatClient} and showing the result; and the
 table that names them (C{/help} lists it).
 """
 
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -33,6 +34,17 @@ class Commands:
     (a mixin so that splitting the module changed no behaviour): they use its
     C{client}, C{clock}, C{show}, C{askSecret}, C{interactive} and C{finish}.
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _unread: Any
+    askSecret: Any
+    client: Any
+    clock: Any
+    exitCode: Any
+    finish: Any
+    interactive: Any
+    show: Any
+    who: Any
 
     async def _register(self, rest):
         usage = "/register USER [PASSWORD] [invite:TOKEN]"

@@ -7,6 +7,8 @@ Our own key is ours: what the server says it is is only compared with the one
 this device holds (L{chatd.client.ownkey.OwnKey}).
 """
 
+from typing import Any
+
 from chatd import e2e
 from chatd.client.errors import ClientError
 from chatd.client.keystore import KeystoreError, publicKeyDer
@@ -25,6 +27,19 @@ class Identity:
     @ivar user: our name on the server (a guest name until logged in).
     @ivar account: whether we are logged in to an account.
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _connected: Any
+    _renamed: Any
+    _userKey: Any
+    call: Any
+    home: Any
+    keys: Any
+    ownKey: Any
+    rooms: Any
+    runInThread: Any
+    seenEnvelopes: Any
+    ui: Any
 
     def _initIdentity(self):
         self.user = None

@@ -12,6 +12,8 @@ in the order they arrived. This is also the public messaging API that file
 transfers use (L{audience}, L{sealAndCall}, L{openIncoming}, L{inOrder}).
 """
 
+from typing import Any
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -41,6 +43,30 @@ class Messaging:
     @ivar seenEnvelopes: the L{chatd.client.replay.SeenEnvelopes} that catch
         replays, kept with the account's key once logged in.
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _checkRenamed: Any
+    _held: Any
+    _isMe: Any
+    _keyOrNone: Any
+    _members: Any
+    _rejected: Any
+    _sawKey: Any
+    _setMembers: Any
+    _trustedKey: Any
+    _userKey: Any
+    _withOurKey: Any
+    blocked: Any
+    call: Any
+    clock: Any
+    ownKey: Any
+    privateKey: Any
+    publicKey: Any
+    room: Any
+    runInThread: Any
+    ui: Any
+    user: Any
+    withKey: Any
 
     def _initMessaging(self, seenEnvelopes):
         self.seenEnvelopes = seenEnvelopes

@@ -13,6 +13,7 @@ written in the order they came and its checks see every write.
 """
 
 import os
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -30,6 +31,19 @@ class ReceivingFiles:
     The receiving half of L{chatd.client.files.FileTransfers}, which it is
     mixed into (a mixin so that splitting the module changed no behaviour).
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _add: Any
+    _cancel: Any
+    _cleaning: Any
+    _numbers: Any
+    _opening: Any
+    _remove: Any
+    _thread: Any
+    client: Any
+    downloads: Any
+    transfers: Any
+    ui: Any
 
     def offered(self, protocol, serverId, sender, kind, target, size, chunks, chunkSize, blob):
         """

@@ -14,6 +14,8 @@ redials. What cannot get better by redialling (a refused certificate, a refused
 login) stops the client instead.
 """
 
+from typing import Any
+
 from OpenSSL import SSL
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
@@ -43,6 +45,15 @@ class Reconnecting:
 
     @ivar protocol: the connection ready for commands, or L{None}.
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _event: Any
+    _resume: Any
+    _tell: Any
+    checkPeer: Any
+    clock: Any
+    files: Any
+    ui: Any
 
     def _initConnection(self, endpoint, retryPolicy):
         """

@@ -12,6 +12,7 @@ the server allows (START's window, then each NEXT); DONE follows the last one.
 import json
 import os
 import time
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -29,6 +30,18 @@ class SendingFiles:
     The sending half of L{chatd.client.files.FileTransfers}, which it is mixed
     into (a mixin so that splitting the module changed no behaviour).
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _add: Any
+    _dispatch: Any
+    _early: Any
+    _numbers: Any
+    _offering: Any
+    _remove: Any
+    _thread: Any
+    chunkSize: Any
+    client: Any
+    ui: Any
 
     async def send(self, kind, name, path):
         """

@@ -16,6 +16,8 @@ flag of protocol version 2, docs/protocol.rst); from a server that does not
 say, a name of the guest form (C{rand123}) is a guest.
 """
 
+from typing import Any
+
 from chatd import e2e
 from chatd.client.connection import ServerError
 from chatd.client.errors import ClientError
@@ -45,6 +47,19 @@ class Trust:
     @ivar guests: folded name to whether the server last said that user is a
         guest.
     """
+
+    # What the object this is mixed into provides (for type checkers).
+    _isMe: Any
+    _openInOrder: Any
+    _ourKey: Any
+    _tell: Any
+    call: Any
+    home: Any
+    ownKey: Any
+    privateKey: Any
+    publicKey: Any
+    rooms: Any
+    ui: Any
 
     def _initTrust(self):
         self.keys = {}
