@@ -153,8 +153,236 @@ class IChatService(Interface):
 
         @param client: an L{IChatClient} provider.
         @param address: a string naming the peer's host, used for per-address limits.
-        @return: a L{chatd.core.session.Session}, on which the front door calls one
-            method per request.
+        @return: an L{ISession}, on which the front door calls one method per
+            request.
+        """
+
+
+class ISession(Interface):
+    """
+    One connection's session with the core: what a front door calls.
+
+    Each request method (the right column of L{chatd.protocols.requests})
+    returns its result or a L{Deferred} of it, or raises a
+    L{chatd.errors.ChatError} (with the status code and a message in words
+    every door's user reads). Requests are answered in the order they came,
+    and a door runs one at a time, except those named in C{overlapping}.
+    Events reach the door through the L{IChatClient} given to
+    L{IChatService.connect}.
+    """
+
+    name = Attribute("The logged-in (or guest) name, or L{None} before one.")
+    version = Attribute("The protocol version the client said in hello.")
+    overlapping = Attribute(
+        "A frozenset of the request method names whose answers a door may "
+        "await together; every other request waits for those before it and "
+        "holds up those after it.")
+
+    # -- the connection ---------------------------------------------------
+
+    def received():
+        """
+        Bytes arrived from the client: the idle clock starts again.
+        """
+
+    def closed():
+        """
+        The connection is gone: forget the session.
+        """
+
+    def heartbeat():
+        """
+        Nothing to do: the bytes themselves reset the idle clock.
+        """
+
+    # -- queries doors make without a request -----------------------------
+
+    def isMember(roomName):
+        """
+        @return: whether the session's user is in room C{roomName}.
+        @raise chatd.errors.BadRequest: for a name no room can have.
+        @raise chatd.errors.NotFound: when there is no such room.
+        """
+
+    def roomSpelling(name):
+        """
+        @return: the core's spelling of room C{name}, or C{name} itself when
+            there is no such room.
+        """
+
+    def userSpelling(name):
+        """
+        @return: the spelling of the online user C{name}, or C{name} itself.
+        """
+
+    # -- requests: accounts -----------------------------------------------
+
+    def hello(version, guest=True):
+        """
+        Greet the server. @return: the assigned guest name, or L{None}.
+        """
+
+    def register(name, password, publicKey, invite=None):
+        """
+        Create an account and log in as it. @return: a L{Deferred}.
+        """
+
+    def login(name, password):
+        """
+        Log in with a password. @return: a L{Deferred}.
+        """
+
+    def challenge():
+        """
+        @return: a fresh challenge (bytes) for L{auth}.
+        """
+
+    def auth(name, signature):
+        """
+        Log in by signing the challenge. @return: a L{Deferred}.
+        """
+
+    def nick(name):
+        """
+        A guest takes another name. @return: a L{Deferred} firing with it.
+        """
+
+    def setKey(publicKey):
+        """
+        Publish or replace this user's public key. @return: a L{Deferred}.
+        """
+
+    def getKeys(kind, name):
+        """
+        @return: a L{Deferred} firing with the sorted C{(name, key)} pairs of a
+            room's members (C{kind} 0) or of one user (1).
+        """
+
+    # -- requests: rooms ----------------------------------------------------
+
+    def listUsers(roomName):
+        """
+        @return: the sorted names online, or of a room's members.
+        """
+
+    def listRooms():
+        """
+        @return: the sorted names of every room.
+        """
+
+    def create(roomName, password):
+        """
+        Create a room without joining it. @return: a L{Deferred}.
+        """
+
+    def join(roomName, password):
+        """
+        Join a room, creating it when it does not exist.
+
+        @return: a L{Deferred} firing with the members' C{(name, key)} pairs.
+        """
+
+    def leave(roomName):
+        """
+        Leave one room, or every room for an empty name.
+
+        @return: a L{Deferred} firing with whether to close the connection.
+        """
+
+    def history(roomName, limit, before):
+        """
+        @return: a L{Deferred} firing with C{(sender, timestamp, envelope)}
+            triples, oldest first.
+        """
+
+    # -- requests: messages -------------------------------------------------
+
+    def roomMessage(roomName, data):
+        """
+        Post an envelope to a room. @return: a L{Deferred} firing with its
+        server timestamp.
+        """
+
+    def directMessage(userName, data):
+        """
+        Send an envelope to one online user. @return: a L{Deferred} firing
+        with its server timestamp.
+        """
+
+    # -- requests: file transfers -------------------------------------------
+
+    def offer(kind, target, size, chunks, chunkSize, data):
+        """
+        Offer a file to a room (C{kind} 0) or a user (1). @return: a
+        L{Deferred} firing with the transfer id.
+        """
+
+    def answer(transferId, accept):
+        """
+        Accept (1) or decline (0) an offered file.
+        """
+
+    def fileChunk(transferId, index, data):
+        """
+        The sender's chunk C{index}.
+        """
+
+    def fileAck(transferId, index):
+        """
+        A recipient acknowledges chunk C{index}.
+        """
+
+    def fileDone(transferId):
+        """
+        The sender has sent every chunk.
+        """
+
+    def fileCancel(transferId, reason):
+        """
+        The sender cancels, or a recipient leaves, a transfer.
+        """
+
+    # -- requests: room moderation --------------------------------------------
+
+    def kick(roomName, userName, reason):
+        """
+        Take a member out of a room. @return: a L{Deferred}.
+        """
+
+    def ban(roomName, userName, reason):
+        """
+        Ban a name from a room. @return: a L{Deferred}.
+        """
+
+    def unban(roomName, userName):
+        """
+        Lift a ban. @return: a L{Deferred}.
+        """
+
+    def setRole(roomName, userName, role):
+        """
+        Give or take an account's role in a room. @return: a L{Deferred}.
+        """
+
+    def setTopic(roomName, topic):
+        """
+        Set a room's topic. @return: a L{Deferred}.
+        """
+
+    def setRoomPassword(roomName, password):
+        """
+        Set or remove a room's password. @return: a L{Deferred}.
+        """
+
+    def destroy(roomName):
+        """
+        Delete a room with its history. @return: a L{Deferred}.
+        """
+
+    def roomInfo(roomName):
+        """
+        @return: a L{Deferred} firing with C{(topic, owners, operators,
+            banned)}.
         """
 
 

@@ -76,7 +76,7 @@ class Quotas:
 
         @raise RateLimited: over either limit; a refused JOIN does not count.
         """
-        await self._hit("JOIN requests", self._joins, self._addressJoins, owner, address,
+        await self._hit("join requests", self._joins, self._addressJoins, owner, address,
                         self.settings.joinLimit, self.settings.joinAddressLimit)
 
     def checkGuestCreate(self, user, password):

@@ -271,7 +271,7 @@ class Transfer:
         """
         self._fromSender(session, "finish")
         if self.senderDone:
-            raise Conflict("transfer %d: DONE already sent" % (self.id,))
+            raise Conflict("transfer %d: the sender said it was done already" % (self.id,))
         if self.sentCount < self.offer.chunks:
             raise BadRequest("transfer %d: %d chunks not sent yet"
                              % (self.id, self.offer.chunks - self.sentCount))

@@ -72,7 +72,8 @@ class AccountRequests:
         return Deferred.fromCoroutine(self._nick(user, name))
 
     async def _nick(self, user, name):
-        if await self.service.store.getAccount(name) is not None or self.service.directory.nameInUse(name):
+        directory = self.service.directory
+        if await self.service.store.getAccount(name) is not None or directory.nameInUse(name):
             raise Conflict("name in use: %s" % (name,))
         await self._refuseBannedName(user, name)
         if self.user is not user:
@@ -111,7 +112,8 @@ class AccountRequests:
             raise BadRequest("passwords are 8 to 72 bytes")
         e2e.loadPublicKey(publicKey)
         invite = registration.admit(service.settings.registration, invite)
-        if service.directory.nameInUse(name) and (self.user is None or fold(name) != fold(self.user.name)):
+        if service.directory.nameInUse(name) and (
+                self.user is None or fold(name) != fold(self.user.name)):
             raise Conflict("name in use: %s" % (name,))
         service.directory.claim(name)
         try:
@@ -162,7 +164,8 @@ class AccountRequests:
         """
         self._hello()
         value = self.service.randomBytes(32)
-        self._challenge = (value, self.service.clock.seconds() + self.service.settings.challengeLifetime)
+        lifetime = self.service.settings.challengeLifetime
+        self._challenge = (value, self.service.clock.seconds() + lifetime)
         return value
 
     def auth(self, name, signature):
@@ -277,7 +280,7 @@ class AccountRequests:
                 raise Forbidden("the members of %s are private" % (room.name,))
             return succeed(room.memberKeys())
         if kind != USER:
-            raise BadRequest("GET_KEYS kind must be 0 (room) or 1 (user), not %d" % (kind,))
+            raise BadRequest("keys are asked for a room (0) or a user (1), not %d" % (kind,))
         if not isUserName(name):
             raise BadRequest("invalid user name %r" % (name,))
         online = self.service.directory.user(name)

@@ -4,15 +4,26 @@ The users online and the rooms, with their memberships: the directory that
 alone changes them, and reports each change as events.
 """
 
-from zope.interface import implementer
-
 from chatd import e2e
-from chatd.core.events import (DirectMessage, Joined, KeyChanged, Kicked, Left, PasswordChanged,
-                               Renamed, RoleChanged, RoomCreated, RoomDestroyed, RoomDropped,
-                               RoomMessage, TopicChanged, Unbanned, UserOffline, UserOnline)
+from chatd.core.events import (
+    DirectMessage,
+    Joined,
+    KeyChanged,
+    Kicked,
+    Left,
+    PasswordChanged,
+    Renamed,
+    RoleChanged,
+    RoomCreated,
+    RoomDestroyed,
+    RoomDropped,
+    RoomMessage,
+    TopicChanged,
+    Unbanned,
+    UserOffline,
+    UserOnline,
+)
 from chatd.errors import BadRequest, NotFound
-from chatd.interfaces import IDirectoryView
-from chatd.model import RoomView, UserView
 from chatd.names import fold, isRoomName
 
 # The two kinds of target a request names (GET_KEYS, OFFER).
@@ -452,48 +463,3 @@ class Directory:
         Kicked: _kicked, Unbanned: _unbanned, RoleChanged: _role, TopicChanged: _topic,
         PasswordChanged: _password, RoomDestroyed: _destroyed,
     }
-
-
-def _userView(user):
-    return UserView(name=user.name, key=user.key, account=user.account,
-                    rooms=tuple(sorted(room.name for room in user.rooms.values())),
-                    nodes=frozenset(user.nodes), local=bool(user.sessions))
-
-
-@implementer(IDirectoryView)
-class DirectoryView:
-    """
-    The directory as the cluster fan-out reads it: frozen snapshots, so that
-    nothing the fan-out does with them can change the core, and the stored
-    rooms and messages it catches up from.
-
-    @param directory: the L{Directory}.
-    @param store: the L{chatd.interfaces.IMessageStore}.
-    """
-
-    def __init__(self, directory, store):
-        self._directory = directory
-        self._store = store
-
-    def user(self, name):
-        user = self._directory.user(name)
-        return None if user is None else _userView(user)
-
-    def localUsers(self):
-        return [_userView(user) for user in self._directory.users.values() if user.sessions]
-
-    def usersOn(self, node):
-        return [_userView(user) for user in self._directory.usersOn(node)]
-
-    def room(self, name):
-        room = self._directory.rooms.get(fold(name))
-        if room is None:
-            return None
-        return RoomView(name=room.name, localMembers=frozenset(
-            key for key, user in room.members.items() if user.sessions))
-
-    def storedRooms(self):
-        return self._store.loadRooms()
-
-    def messagesSince(self, room, after, limit):
-        return self._store.messagesAfter(room, after, limit)

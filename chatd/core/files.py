@@ -31,7 +31,7 @@ class FileRequests:
         """
         service, settings = self.service, self.service.settings
         if kind not in (ROOM, USER):
-            raise BadRequest("OFFER target kind must be 0 (room) or 1 (user), not %d" % (kind,))
+            raise BadRequest("a file is offered to a room (0) or a user (1), not %d" % (kind,))
         if not 1 <= chunkSize <= settings.maxFrame - 64:
             raise TooLarge("chunk size must be 1 to %d bytes" % (settings.maxFrame - 64,))
         if chunks != max(1, -(-size // chunkSize)):
@@ -106,7 +106,8 @@ class FileRequests:
         Accept (1) or decline (0) an offered file.
         """
         if accept not in (0, 1):
-            raise BadRequest("ANSWER takes 1 (accept) or 0 (decline), not %d" % (accept,))
+            raise BadRequest("a file offer is answered 1 (accept) or 0 (decline), not %d"
+                             % (accept,))
         self._transfer(transferId).answer(self, bool(accept))
 
     def fileChunk(self, transferId, index, data):

@@ -33,8 +33,15 @@ hear Redis: the transfer's own timeouts end what they interrupt.
 from twisted.logger import Logger
 
 from chatd import e2e
-from chatd.core.events import (FileAck, FileAnswer, FileCancelled, FileChunk, FileDone, FileLeave,
-                               FileOffer)
+from chatd.core.events import (
+    FileAck,
+    FileAnswer,
+    FileCancelled,
+    FileChunk,
+    FileDone,
+    FileLeave,
+    FileOffer,
+)
 from chatd.errors import BadRequest, Conflict, NotFound
 from chatd.interfaces import IFileClient
 from chatd.names import fold
@@ -174,7 +181,8 @@ class Mirror:
 
     def ack(self, session, index):
         if index >= self.offer.chunks:
-            raise BadRequest("chunk index %d is past the last (%d)" % (index, self.offer.chunks - 1))
+            raise BadRequest("chunk index %d is past the last (%d)"
+                             % (index, self.offer.chunks - 1))
         if self._recipient(session) != ACCEPTED:
             raise BadRequest("transfer %d: nothing to acknowledge" % (self.id,))
         if index not in self._received:

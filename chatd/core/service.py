@@ -20,12 +20,25 @@ from zope.interface import implementer
 
 from chatd import e2e
 from chatd.core import remotefiles
-from chatd.core.directory import ROOM, Directory, DirectoryView
-from chatd.core.events import (DirectMessage, FileEvent, Joined, KeyChanged, Kicked, Left,
-                               PasswordChanged, Renamed, RoleChanged, RoomDestroyed, RoomMessage,
-                               TopicChanged, UserOffline)
+from chatd.core.directory import ROOM, Directory
+from chatd.core.events import (
+    DirectMessage,
+    FileEvent,
+    Joined,
+    KeyChanged,
+    Kicked,
+    Left,
+    PasswordChanged,
+    Renamed,
+    RoleChanged,
+    RoomDestroyed,
+    RoomMessage,
+    TopicChanged,
+    UserOffline,
+)
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
+from chatd.core.view import DirectoryView
 from chatd.credentials import Credentials
 from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, StaleRecipients, Unavailable
 from chatd.failures import FailureLimits
@@ -94,8 +107,8 @@ class ChatService(Service):
         for record in await self.store.loadRooms():
             self.directory.loadRoom(record.name, record.passwordHash, record.lastTimestamp)
         await self.fanout.start(self)
-        log.info("chatd core ready: {rooms} stored rooms, node {node}", rooms=len(self.directory.rooms),
-                 node=self.fanout.nodeId)
+        log.info("chatd core ready: {rooms} stored rooms, node {node}",
+                 rooms=len(self.directory.rooms), node=self.fanout.nodeId)
 
     def whenReady(self):
         """

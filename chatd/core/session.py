@@ -7,6 +7,7 @@ them in, so that a door calls every request on the one session object.
 """
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from chatd.core.accounts import AccountRequests
 from chatd.core.files import FileRequests
@@ -14,6 +15,7 @@ from chatd.core.messages import MessageRequests
 from chatd.core.moderation import ModerationRequests
 from chatd.core.rooms import RoomRequests
 from chatd.errors import AuthRequired, BadRequest, Conflict, NotFound
+from chatd.interfaces import ISession
 from chatd.names import fold
 from chatd.quotas import WARNING_NO_HELLO
 from chatd.ratelimit import inWholeSeconds
@@ -23,6 +25,7 @@ log = Logger()
 WARNING_IDLE = 0x03
 
 
+@implementer(ISession)
 class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
               ModerationRequests):
     """
@@ -93,9 +96,9 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
             self._helloTimer = self.service.clock.callLater(0, self._noHello, True)
             return
         self._helloTimer = None
-        log.info("closing a connection from {address} that never said HELLO",
+        log.info("closing a connection from {address} that never said hello",
                  address=self.address)
-        self.client.warning(WARNING_NO_HELLO, "no HELLO within %s; closing the connection"
+        self.client.warning(WARNING_NO_HELLO, "no hello within %s; closing the connection"
                             % inWholeSeconds(self.service.settings.helloTimeout))
         self.client.disconnect()
 
@@ -127,7 +130,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
 
     def _hello(self):
         if not self.greeted:
-            raise AuthRequired("say HELLO first")
+            raise AuthRequired("say hello first")
         return self.user
 
     def _greeted(self):
@@ -142,7 +145,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
 
     def _hasKey(self, user):
         if user.key is None:
-            raise BadRequest("publish a public key first (SET_KEY)")
+            raise BadRequest("publish a public key first")
 
     @staticmethod
     def _owner(user):

@@ -168,7 +168,7 @@ def makeWebResource(service, staticDirectory=None, operatorPages=None):
     The root of chatd's web site: the WebSocket door at C{/ws} and, when a
     directory is given, the files of the browser client from it at C{/}.
 
-    @param service: the L{chatd.service.ChatService}, whose settings give
+    @param service: the L{chatd.core.service.ChatService}, whose settings give
         C{webOrigins} and C{trustedProxies}.
     @param staticDirectory: a path, or L{None} to serve only C{/ws}.
     @param operatorPages: the reactor, to serve C{/metrics} and C{/healthz}

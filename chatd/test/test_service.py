@@ -23,12 +23,21 @@ from chatd.core.directory import ROOM, USER
 from chatd.core.service import ChatService
 from chatd.core.session import WARNING_IDLE
 from chatd.credentials import Credentials
-from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
-                          NotFound, RateLimited, StaleRecipients, Status)
-from chatd.interfaces import IChatClient, IChatService
+from chatd.errors import (
+    AuthRequired,
+    BadRequest,
+    ChatError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    StaleRecipients,
+    Status,
+)
+from chatd.interfaces import IChatClient, IChatService, ISession
+from chatd.protocols.requests import REQUESTS
 from chatd.store.memory import MemoryStore
-from chatd.test.fakes import (FakeChatClient, makeService, privateKey, publicDer,
-                              testKeys)
+from chatd.test.fakes import FakeChatClient, makeService, privateKey, publicDer, testKeys
 
 # Idle timers far enough away that tests which move the clock by minutes do not
 # collect warnings they are not about.
@@ -236,6 +245,16 @@ class InterfaceTests(CoreTestCase):
         """
         self.assertTrue(verifyObject(IChatService, self.service))
         self.assertTrue(verifyObject(IChatClient, FakeChatClient()))
+
+    def test_session(self):
+        """
+        A session provides L{ISession}, every method a door calls, and every
+        request of the doors' table is one of its methods.
+        """
+        session = self.service.connect(FakeChatClient(), "127.0.0.1")
+        self.assertTrue(verifyObject(ISession, session))
+        self.assertLessEqual(set(REQUESTS.values()), set(ISession.names()))
+        self.assertLessEqual(session.overlapping, set(REQUESTS.values()))
 
 
 class MembershipEventTests(CoreTestCase):

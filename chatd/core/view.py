@@ -1,0 +1,56 @@
+# -*- test-case-name: chatd.test.test_fanout -*-
+"""
+The directory as the cluster fan-out reads it (L{IDirectoryView}): frozen
+snapshots, so that the fan-out never holds the core's dictionaries.
+"""
+
+from zope.interface import implementer
+
+from chatd.interfaces import IDirectoryView
+from chatd.model import RoomView, UserView
+from chatd.names import fold
+
+
+def _userView(user):
+    return UserView(name=user.name, key=user.key, account=user.account,
+                    rooms=tuple(sorted(room.name for room in user.rooms.values())),
+                    nodes=frozenset(user.nodes), local=bool(user.sessions))
+
+
+@implementer(IDirectoryView)
+class DirectoryView:
+    """
+    The directory as the cluster fan-out reads it: frozen snapshots, so that
+    nothing the fan-out does with them can change the core, and the stored
+    rooms and messages it catches up from.
+
+    @param directory: the L{Directory}.
+    @param store: the L{chatd.interfaces.IMessageStore}.
+    """
+
+    def __init__(self, directory, store):
+        self._directory = directory
+        self._store = store
+
+    def user(self, name):
+        user = self._directory.user(name)
+        return None if user is None else _userView(user)
+
+    def localUsers(self):
+        return [_userView(user) for user in self._directory.users.values() if user.sessions]
+
+    def usersOn(self, node):
+        return [_userView(user) for user in self._directory.usersOn(node)]
+
+    def room(self, name):
+        room = self._directory.rooms.get(fold(name))
+        if room is None:
+            return None
+        return RoomView(name=room.name, localMembers=frozenset(
+            key for key, user in room.members.items() if user.sessions))
+
+    def storedRooms(self):
+        return self._store.loadRooms()
+
+    def messagesSince(self, room, after, limit):
+        return self._store.messagesAfter(room, after, limit)
