@@ -213,6 +213,14 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         except NotFound:
             return name
 
+    def isGuest(self, name):
+        """
+        Whether C{name} is a guest: a name online without an account. An
+        account is never one, online or not, nor is a name nobody has.
+        """
+        online = self.service.directory.user(name)
+        return online is not None and not online.account
+
     def userSpelling(self, name):
         """
         The spelling of the online user C{name}, or C{name} itself.

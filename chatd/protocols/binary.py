@@ -90,7 +90,40 @@ class BinaryProtocol(Door, Int32StringReceiver):
         self.lost()
 
     def _encodeRefusal(self, error, context):
-        return opcodes.errorResponse(error.status, error.message, getattr(error, "members", None))
+        members, version = getattr(error, "members", None), self._version()
+        if members is not None and version >= 2:
+            members = self._flagged(members)
+        return opcodes.errorResponse(error.status, error.message, members, version=version)
+
+    # -- what version 2 adds: guests marked ---------------------------------
+
+    def _version(self):
+        """
+        The protocol version the client said in HELLO (1 until it has).
+        """
+        return self.session.version if self.session is not None else 1
+
+    def _flags(self, name):
+        """
+        The C{flags} of the user C{name}: L{opcodes.GUEST} for a guest.
+        """
+        return opcodes.GUEST if self.session is not None and self.session.isGuest(name) else 0
+
+    def _flagged(self, members):
+        """
+        C{(name, key)} pairs as the C{members} of version 2: with flags.
+        """
+        return [(name, key, self._flags(name)) for name, key in members]
+
+    def _userEvent(self, op, user, *values):
+        """
+        Send an event that names C{user} with a key; a version-2 session gets
+        the user's flags after the fields a version-1 session gets.
+        """
+        if self._version() >= 2:
+            self._send(opcodes.event(op, *values, self._flags(user), version=2))
+        else:
+            self._send(opcodes.event(op, *values))
 
     # -- input ------------------------------------------------------------
 
@@ -138,9 +171,14 @@ class BinaryProtocol(Door, Int32StringReceiver):
     def _encodeOk(self, value, op):
         if isinstance(value, Final):
             return value
-        version = self.session.version
-        if op == Op.JOIN and version >= 2:
-            value = (value, getattr(value, "topic", None) or "")
+        version = self._version()
+        if version >= 2:
+            if op == Op.JOIN:
+                value = (self._flagged(value), getattr(value, "topic", None) or "")
+            elif op == Op.GET_KEYS:
+                value = self._flagged(value)
+            elif op == Op.LIST_USERS:
+                value = [(name, self._flags(name)) for name in value]
         if op in opcodes.OK_RESPONSES:
             # A value of several fields (ROOM_INFO, JOIN in version 2) is a tuple.
             values = value if isinstance(value, tuple) else (value,)
@@ -187,16 +225,16 @@ class BinaryProtocol(Door, Int32StringReceiver):
         self._send(opcodes.envelopeEvent(Op.DM, sender, timestamp, envelope))
 
     def userJoined(self, room, user, publicKey):
-        self._send(opcodes.event(Op.JOINED, room, user, publicKey))
+        self._userEvent(Op.JOINED, user, room, user, publicKey)
 
     def userLeft(self, room, user):
         self._send(opcodes.event(Op.LEFT, room, user))
 
     def userRenamed(self, old, new):
-        self._send(opcodes.event(Op.RENAMED, old, new))
+        self._userEvent(Op.RENAMED, new, old, new)
 
     def keyChanged(self, user, publicKey):
-        self._send(opcodes.event(Op.KEY_CHANGED, user, publicKey))
+        self._userEvent(Op.KEY_CHANGED, user, user, publicKey)
 
     # The moderation events go to sessions that said version 2; a version-1
     # session hears that a user is out of a room as it always has, by LEFT.

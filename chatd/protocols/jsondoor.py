@@ -52,8 +52,22 @@ class JSONDoor:
     def directMessage(self, sender, timestamp, envelope):
         self._event(jsonwire.directMessage(sender, timestamp, envelope))
 
+    def _isGuest(self, name):
+        """
+        Whether the user C{name} is a guest, as the events and lists say.
+        """
+        return self.session is not None and self.session.isGuest(name)
+
+    def _guests(self, members):
+        """
+        The names that are guests among C{members}: C{(name, key)} pairs, or
+        names.
+        """
+        names = (member if isinstance(member, str) else member[0] for member in members)
+        return frozenset(name for name in names if self._isGuest(name))
+
     def userJoined(self, room, user, publicKey):
-        self._event(jsonwire.userJoined(room, user, publicKey))
+        self._event(jsonwire.userJoined(room, user, publicKey, self._isGuest(user)))
 
     def _out(self, room, user=None):
         """
@@ -84,10 +98,10 @@ class JSONDoor:
         self._event(jsonmoderation.roomDestroyed(room, by))
 
     def userRenamed(self, old, new):
-        self._event(jsonwire.renamed(old, new))
+        self._event(jsonwire.renamed(old, new, guest=self._isGuest(new)))
 
     def keyChanged(self, user, publicKey):
-        self._event(jsonwire.keyChanged(user, publicKey))
+        self._event(jsonwire.keyChanged(user, publicKey, self._isGuest(user)))
 
     def warning(self, code, message):
         self._event(jsonwire.warning(code, message))

@@ -205,8 +205,13 @@ def _event(kind, **fields):
     return dumps({"type": kind, **fields})
 
 
-def _members(pairs):
-    return [{"userId": name, "publicKey": derToPem(key)} for name, key in pairs]
+def _members(pairs, guests):
+    """
+    C{(name, DER key)} pairs as member objects, each saying whether it is one
+    of C{guests} (names without an account).
+    """
+    return [{"userId": name, "publicKey": derToPem(key), "guest": name in guests}
+            for name, key in pairs]
 
 
 def welcome(name):
@@ -228,17 +233,18 @@ def authenticated(userId, requestId=NO_ID):
     return _response("authenticated", requestId, userId=userId)
 
 
-def joined(roomId, members, requestId=NO_ID):
+def joined(roomId, members, requestId=NO_ID, *, guests):
     """
     @param members: C{(name, DER key)} pairs, as the core gives them: its
         L{chatd.core.moderation.JoinAnswer} also has the room's C{topic},
         added when the room has one.
+    @param guests: the names among them that are guests.
     """
     topic = getattr(members, "topic", None)
     if topic:
-        return _response("joined", requestId, roomId=roomId, members=_members(members),
-                         topic=topic)
-    return _response("joined", requestId, roomId=roomId, members=_members(members))
+        return _response("joined", requestId, roomId=roomId,
+                         members=_members(members, guests), topic=topic)
+    return _response("joined", requestId, roomId=roomId, members=_members(members, guests))
 
 
 def left(roomId, requestId=NO_ID):
@@ -285,12 +291,18 @@ def rooms(names, requestId=NO_ID):
     return _response("rooms", requestId, rooms=list(names))
 
 
-def users(names, requestId=NO_ID):
-    return _response("users", requestId, users=list(names))
+def users(names, requestId=NO_ID, *, guests):
+    """
+    The answer to C{list_users}: the names, and apart those of them that are
+    C{guests} (so that the list stays the list of names it always was).
+    """
+    names = list(names)
+    return _response("users", requestId, users=names,
+                     guests=[name for name in names if name in guests])
 
 
-def keys(members, requestId=NO_ID):
-    return _response("keys", requestId, members=_members(members))
+def keys(members, requestId=NO_ID, *, guests):
+    return _response("keys", requestId, members=_members(members, guests))
 
 
 def keySet(requestId=NO_ID):
@@ -321,30 +333,33 @@ def commandList(commands, requestId=NO_ID):
     return _response("help", requestId, commands=commands)
 
 
-def renamed(old, new, requestId=NO_ID):
+def renamed(old, new, requestId=NO_ID, *, guest):
     """
     The RENAMED event, and the text door's answer to C{/nick}: the same object.
+
+    @param guest: whether C{new} is a guest.
     """
-    return _response("renamed", requestId, old=old, new=new)
+    return _response("renamed", requestId, old=old, new=new, guest=guest)
 
 
-def error(status, message, members=None, requestId=NO_ID):
+def error(status, message, members=None, requestId=NO_ID, guests=()):
     """
     A refusal: C{{"type": "error", "code", "message"}}, with the current
-    C{members} for C{stale_recipients}.
+    C{members} for C{stale_recipients} (C{guests} the names among them that are
+    guests).
     """
     fields = {"code": errorCode(status), "message": message}
     if status == Status.STALE_RECIPIENTS:
-        fields["members"] = _members(members)
+        fields["members"] = _members(members, guests)
     return _response("error", requestId, **fields)
 
 
-def staleRecipients(message, members):
+def staleRecipients(message, members, *, guests):
     """
     The text of the text door's C{ERR::09::} line: the message and the members
     to re-encrypt for.
     """
-    return dumps({"message": message, "members": _members(members)})
+    return dumps({"message": message, "members": _members(members, guests)})
 
 
 def chatMessage(roomId, userId, timestamp, envelope):
@@ -366,16 +381,17 @@ def directMessage(userId, timestamp, envelope):
                  b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}')
 
 
-def userJoined(roomId, userId, publicKey):
-    return _event("user_joined", userId=userId, roomId=roomId, publicKey=derToPem(publicKey))
+def userJoined(roomId, userId, publicKey, guest):
+    return _event("user_joined", userId=userId, roomId=roomId, publicKey=derToPem(publicKey),
+                  guest=guest)
 
 
 def userLeft(roomId, userId):
     return _event("user_left", userId=userId, roomId=roomId)
 
 
-def keyChanged(userId, publicKey):
-    return _event("key_changed", userId=userId, publicKey=derToPem(publicKey))
+def keyChanged(userId, publicKey, guest):
+    return _event("key_changed", userId=userId, publicKey=derToPem(publicKey), guest=guest)
 
 
 def warning(code, message):

@@ -17,9 +17,16 @@ Field types::
     names            u16 n + n x str8
     keys             u16 n + n x (str8 user + bytes16 public key)
     history          u16 n + n x (str8 from + u64 ts + bytes32 envelope)
+    members          u16 n + n x (str8 user + bytes16 public key + u8 flags)
+    users            u16 n + n x (str8 user + u8 flags)
+
+C{flags} say what a user is: L{GUEST} (0x01) for a name without an account;
+the other bits are 0.
 
 Protocol version 2 (said in HELLO) adds the moderation events and the topic in
-JOIN's answer; the moderation requests are served whichever version a session
+JOIN's answer, and the flags that mark guests wherever a user is named with a
+key or listed (JOINED, RENAMED, KEY_CHANGED, the member lists of JOIN, GET_KEYS
+and a 0x09 refusal, LIST_USERS); the moderation requests are served whichever version a session
 said, and a version-1 session hears of kicks, bans and destroyed rooms as
 LEFT events (docs/protocol.rst, Moderation).
 """
@@ -144,8 +151,10 @@ OK_RESPONSES = {
     Op.ROOM_INFO: ("str16", "names", "names", "names"),
 }
 
-# Where protocol version 2 answers with more: JOIN adds the room's topic.
-OK_RESPONSES_V2 = {**OK_RESPONSES, Op.JOIN: ("keys", "str16")}
+# Where protocol version 2 answers with more: JOIN adds the room's topic, and
+# member and user lists flag guests.
+OK_RESPONSES_V2 = {**OK_RESPONSES, Op.JOIN: ("members", "str16"), Op.GET_KEYS: ("members",),
+                   Op.LIST_USERS: ("users",)}
 
 # Server -> client: the payload of each event.
 EVENTS = {
@@ -170,6 +179,15 @@ EVENTS = {
 
 # The events a version-1 session is never sent.
 EVENTS_V2 = frozenset({Op.KICKED, Op.TOPIC, Op.ROLE, Op.DESTROYED})
+
+# Version 2's layouts of the events that name a user with a key: the user's flags
+# come last.
+EVENT_LAYOUTS_V2 = {**EVENTS, Op.JOINED: EVENTS[Op.JOINED] + ("u8",),
+                    Op.RENAMED: EVENTS[Op.RENAMED] + ("u8",),
+                    Op.KEY_CHANGED: EVENTS[Op.KEY_CHANGED] + ("u8",)}
+
+# The flag bit of a guest, in C{flags}.
+GUEST = 0x01
 
 
 class MalformedFrame(ValueError):
@@ -238,6 +256,10 @@ class _Reader:
             return [self.text(u8) for _ in range(count)]
         if kind == "keys":
             return [(self.text(u8), self.blob(u16)) for _ in range(count)]
+        if kind == "members":
+            return [(self.text(u8), self.blob(u16), self.fixed(u8)) for _ in range(count)]
+        if kind == "users":
+            return [(self.text(u8), self.fixed(u8)) for _ in range(count)]
         if kind == "history":
             return [(self.text(u8), self.fixed(u64), self.blob(_U32))
                     for _ in range(count)]
@@ -279,6 +301,15 @@ def _encodeField(kind, value):
         for name, key in value:
             parts.append(_encodeField("str8", name))
             parts.append(_encodeField("bytes16", key))
+    elif kind == "members":
+        for name, key, flags in value:
+            parts.append(_encodeField("str8", name))
+            parts.append(_encodeField("bytes16", key))
+            parts.append(_FIXED["u8"].pack(flags))
+    elif kind == "users":
+        for name, flags in value:
+            parts.append(_encodeField("str8", name))
+            parts.append(_FIXED["u8"].pack(flags))
     elif kind == "history":
         for sender, ts, envelope in value:
             parts.append(_encodeField("str8", sender))
@@ -387,11 +418,16 @@ def decodeRequest(op, payload):
     return _decodeBy(REQUESTS, "opcode", op, payload)
 
 
-def event(op, *values):
+def _events(version):
+    return EVENT_LAYOUTS_V2 if version >= 2 else EVENTS
+
+
+def event(op, *values, version=1):
     """
-    A whole event frame (for the server).
+    A whole event frame (for the server), laid out for a session that said
+    C{version} in HELLO.
     """
-    return frame(op, encode(EVENTS[op], values))
+    return frame(op, encode(_events(version)[op], values))
 
 
 def envelopeEvent(op, *values):
@@ -408,13 +444,14 @@ def envelopeEvent(op, *values):
     return chain(prefix, envelope)
 
 
-def decodeEvent(op, payload):
+def decodeEvent(op, payload, version=1):
     """
     The fields of an event (for clients).
 
+    @param version: the protocol version the client said in HELLO.
     @raise MalformedFrame: on an unknown opcode or a payload off its layout.
     """
-    return _decodeBy(EVENTS, "event opcode", op, payload)
+    return _decodeBy(_events(version), "event opcode", op, payload)
 
 
 def response(status, payload=b""):
@@ -436,15 +473,20 @@ def okResponse(op, *values, version=1):
     return response(0, encode(_okLayout(op, version), values))
 
 
-def errorResponse(status, message, members=None):
+def _staleLayout(version):
+    return ("members",) if version >= 2 else ("keys",)
+
+
+def errorResponse(status, message, members=None, version=1):
     """
-    A refusal: a str16 message, or for status 0x09 the current members and keys.
+    A refusal: a str16 message, or for status 0x09 the current members and keys
+    (with their flags, for a session that said version 2).
 
     A message too long for its field is cut at a character boundary, so that the
     client can still decode it.
     """
     if status == STALE_RECIPIENTS:
-        return response(status, encode(("keys",), (members,)))
+        return response(status, encode(_staleLayout(version), (members,)))
     data = message.encode("utf-8")[:0xFFFF].decode("utf-8", "ignore").encode("utf-8")
     return response(status, _LENGTH["str16"].pack(len(data)) + data)
 
@@ -464,5 +506,5 @@ def decodeResponse(op, payload, version=1):
     if status == 0:
         return status, decode(_okLayout(op, version), rest)
     if status == STALE_RECIPIENTS:
-        return status, decode(("keys",), rest)
+        return status, decode(_staleLayout(version), rest)
     return status, decode(("str16",), rest)

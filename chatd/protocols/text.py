@@ -181,7 +181,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
 
     def _encodeRefusal(self, error, context):
         if error.status == Status.STALE_RECIPIENTS:
-            text = jsonwire.staleRecipients(error.message, error.members)
+            text = jsonwire.staleRecipients(error.message, error.members,
+                                            guests=self._guests(error.members))
         else:
             text = ownWords(error.message).encode("utf-8", "backslashreplace")
         return b"ERR::%02x::%s" % (error.status, text)
@@ -279,7 +280,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
 
     def _nick(self, name):
         old = self.session.name
-        return self.call("nick", name).addCallback(lambda new: jsonwire.renamed(old, new))
+        return self.call("nick", name).addCallback(
+            lambda new: jsonwire.renamed(old, new, guest=self._isGuest(new)))
 
     def _key(self, key):
         der = jsonwire.decodeBase64(key, "the public key")
@@ -294,7 +296,7 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
 
         def joined(members):
             self.activeRoom = name
-            return jsonwire.joined(name, members)
+            return jsonwire.joined(name, members, guests=self._guests(members))
         return self.call("join", room, password).addCallback(joined)
 
     def _switch(self, room):
@@ -337,7 +339,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
             lambda rows: jsonwire.history(name, rows, budget=budget))
 
     def _users(self, room=""):
-        return jsonwire.users(self.call("list_users", room))
+        names = self.call("list_users", room)
+        return jsonwire.users(names, guests=self._guests(names))
 
     def _rooms(self):
         return jsonwire.rooms(self.call("list_rooms"))
@@ -345,7 +348,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
     def _keys(self, kind, name):
         if kind not in _KINDS:
             raise BadRequest("usage: /keys room|user NAME")
-        return then(self.call("get_keys", _KINDS[kind], name), jsonwire.keys)
+        return then(self.call("get_keys", _KINDS[kind], name),
+                    lambda members: jsonwire.keys(members, guests=self._guests(members)))
 
     def _ping(self):
         return jsonwire.pong()

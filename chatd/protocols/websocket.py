@@ -238,8 +238,10 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
     # -- the door's hooks -------------------------------------------------
 
     def _encodeRefusal(self, error, requestId):
-        return jsonwire.error(error.status, error.message, getattr(error, "members", None),
-                              jsonwire.NO_ID if requestId is NO_CONTEXT else requestId)
+        members = getattr(error, "members", None)
+        return jsonwire.error(error.status, error.message, members,
+                              jsonwire.NO_ID if requestId is NO_CONTEXT else requestId,
+                              guests=self._guests(members or ()))
 
     def _produce(self, outbox):
         # The HTTP channel that served the upgrade is still registered as the
@@ -315,7 +317,7 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
         def joined(members):
             self.activeRoom = name
-            return jsonwire.joined(name, members, requestId)
+            return jsonwire.joined(name, members, requestId, guests=self._guests(members))
         return self.call("join", roomId, password).addCallback(joined)
 
     def _switchRoom(self, requestId, roomId, password=""):
@@ -323,7 +325,7 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
         def joined(members):
             old, self.activeRoom = self.activeRoom, name
-            response = jsonwire.joined(name, members, requestId)
+            response = jsonwire.joined(name, members, requestId, guests=self._guests(members))
             if old is None:
                 return response
             return self.call("leave", old).addCallback(lambda _: response)
@@ -360,12 +362,14 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
         return jsonwire.rooms(self.call("list_rooms"), requestId)
 
     def _listUsers(self, requestId, roomId=""):
-        return jsonwire.users(self.call("list_users", roomId), requestId)
+        names = self.call("list_users", roomId)
+        return jsonwire.users(names, requestId, guests=self._guests(names))
 
     def _getKeys(self, requestId, roomId=None, userId=None):
         kind, name = (ROOM, roomId) if roomId is not None else (USER, userId)
         return then(self.call("get_keys", kind, name),
-                     lambda members: jsonwire.keys(members, requestId))
+                     lambda members: jsonwire.keys(members, requestId,
+                                                   guests=self._guests(members)))
 
     def _setKey(self, requestId, publicKey):
         return self.call("set_key", publicKey).addCallback(lambda _: jsonwire.keySet(requestId))

@@ -77,6 +77,7 @@ class Liar:
         self.envelopes = []
         self.lies = 0
         self._requests = deque()
+        self.version = 1
         self._fromClient = _Frames()
         self._fromServer = _Frames()
 
@@ -87,6 +88,10 @@ class Liar:
         for op, payload in self._fromClient.feed(data):
             if op == Op.HEARTBEAT:
                 continue
+            if op == Op.HELLO:
+                # The server speaks every version a chatd client asks for:
+                # its frames are read and rewritten by that version's layouts.
+                self.version = opcodes.decodeHello(payload)
             self._requests.append(op)
             if op in (Op.ROOM_MSG, Op.DM):
                 self.envelopes.append(opcodes.decodeRequest(op, payload)[1])
@@ -102,31 +107,34 @@ class Liar:
         if where not in self.where:
             return members
         told = []
-        for name, key in members:
+        for name, key, *flags in members:
             if fold(name) == fold(self.user):
                 key = self.claimed
                 self.lies += 1
-            told.append((name, key))
+            told.append((name, key, *flags))
         return told
 
     def _rewrite(self, op, payload):
         if op == Op.RESPONSE:
             request = self._requests.popleft()
-            status, values = opcodes.decodeResponse(request, payload)
+            version = self.version
+            status, values = opcodes.decodeResponse(request, payload, version=version)
             if status == 0 and request in (Op.JOIN, Op.GET_KEYS):
                 where = JOIN if request == Op.JOIN else GET_KEYS
-                return opcodes.okResponse(request, self._lie(where, values[0]))
+                return opcodes.okResponse(request, self._lie(where, values[0]), *values[1:],
+                                          version=version)
             if status == opcodes.STALE_RECIPIENTS:
-                return opcodes.errorResponse(status, "", self._lie(STALE, values[0]))
+                return opcodes.errorResponse(status, "", self._lie(STALE, values[0]),
+                                             version=version)
             return opcodes.frame(op, payload)
         if op == Op.JOINED:
-            room, name, key = opcodes.decodeEvent(op, payload)
-            [(name, key)] = self._lie(JOINED, [(name, key)])
-            return opcodes.event(op, room, name, key)
+            room, name, key, *flags = opcodes.decodeEvent(op, payload, version=self.version)
+            [(name, key, *flags)] = self._lie(JOINED, [(name, key, *flags)])
+            return opcodes.event(op, room, name, key, *flags, version=self.version)
         if op == Op.KEY_CHANGED:
-            name, key = opcodes.decodeEvent(op, payload)
-            [(name, key)] = self._lie(KEY_CHANGED, [(name, key)])
-            return opcodes.event(op, name, key)
+            name, key, *flags = opcodes.decodeEvent(op, payload, version=self.version)
+            [(name, key, *flags)] = self._lie(KEY_CHANGED, [(name, key, *flags)])
+            return opcodes.event(op, name, key, *flags, version=self.version)
         return opcodes.frame(op, payload)
 
 
@@ -208,3 +216,16 @@ class LyingProxyFactory(Factory):
     def __init__(self, server, liar):
         self.server = server
         self.liar = liar
+
+
+def serverEvent(protocol, op, *values):
+    """
+    An event frame as a server sends it to the client connection C{protocol}:
+    laid out by the protocol version it took in HELLO, with flags 0 (not a
+    guest) where version 2 has them and the values leave them out.
+    """
+    version = protocol.version
+    layout = (opcodes.EVENT_LAYOUTS_V2 if version >= 2 else opcodes.EVENTS)[op]
+    if len(values) < len(layout):
+        values += (0,)
+    return opcodes.event(op, *values, version=version)

@@ -29,6 +29,8 @@ class Wire:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
         self.protocol.makeConnection(self.transport)
         self.events = []
+        # The protocol version said in HELLO, by which frames are decoded.
+        self.version = 1
 
     def send(self, op, *values):
         self.sendRaw(opcodes.request(op, *values))
@@ -57,9 +59,10 @@ class Wire:
         out = []
         for fop, payload in self.frames():
             if fop == Op.RESPONSE:
-                out.append(opcodes.decodeResponse(op, payload))
+                out.append(opcodes.decodeResponse(op, payload, version=self.version))
             else:
-                self.events.append((fop, opcodes.decodeEvent(fop, payload)))
+                self.events.append((fop, opcodes.decodeEvent(fop, payload,
+                                                             version=self.version)))
         return out
 
     def request(self, op, *values):
@@ -77,9 +80,10 @@ class Wire:
         self.events = [e for e in self.events if e not in events]
         return events
 
-    def hello(self):
-        status, (name,) = self.request(Op.HELLO)
+    def hello(self, version=None):
+        status, (name,) = self.request(Op.HELLO, *([] if version is None else [version]))
         assert status == OK
+        self.version = version or 1
         return name
 
 

@@ -32,6 +32,7 @@ from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import makeService, privateKey
+from chatd.test.lying import serverEvent
 
 PASSWORD = "correct horse"
 
@@ -296,7 +297,7 @@ class ClientTestCase(SynchronousTestCase):
         Deliver an event as a hostile server could: straight into the
         client's connection.
         """
-        client.protocol.dataReceived(opcodes.event(op, *values))
+        client.protocol.dataReceived(serverEvent(client.protocol, op, *values))
         self.flush()
 
     def room(self, room, *clients):

@@ -101,6 +101,7 @@ class ObjectTests(SynchronousTestCase):
         C{joined} carries the topic when the room has one, and no such field
         when it has none.
         """
-        self.assertEqual(json.loads(joined("#a", JoinAnswer([], "hello")))["topic"], "hello")
-        self.assertNotIn("topic", json.loads(joined("#a", JoinAnswer([], None))))
-        self.assertNotIn("topic", json.loads(joined("#a", [])))
+        self.assertEqual(json.loads(joined("#a", JoinAnswer([], "hello"), guests=()))["topic"],
+                         "hello")
+        self.assertNotIn("topic", json.loads(joined("#a", JoinAnswer([], None), guests=())))
+        self.assertNotIn("topic", json.loads(joined("#a", [], guests=())))

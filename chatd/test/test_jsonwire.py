@@ -139,7 +139,7 @@ class BuilderTests(SynchronousTestCase):
     def setUp(self):
         self.pem = json.dumps(pem("alice")).encode()
         self.members = [("alice", publicDer("alice"))]
-        self.memberList = b'[{"userId":"alice","publicKey":' + self.pem + b"}]"
+        self.memberList = b'[{"userId":"alice","publicKey":' + self.pem + b',"guest":false}]'
 
     def test_responsesWithoutId(self):
         """
@@ -151,7 +151,7 @@ class BuilderTests(SynchronousTestCase):
             (jsonwire.challenge(b"\x00\x01"), b'{"type":"challenge","challenge":"AAE="}'),
             (jsonwire.registered("alice"), b'{"type":"registered","userId":"alice"}'),
             (jsonwire.authenticated("alice"), b'{"type":"authenticated","userId":"alice"}'),
-            (jsonwire.joined("#a", self.members),
+            (jsonwire.joined("#a", self.members, guests=()),
              b'{"type":"joined","roomId":"#a","members":' + self.memberList + b"}"),
             (jsonwire.left("#a"), b'{"type":"left","roomId":"#a"}'),
             (jsonwire.sentToRoom("#a", TS),
@@ -159,13 +159,19 @@ class BuilderTests(SynchronousTestCase):
             (jsonwire.sentToUser("bob", TS),
              b'{"type":"sent","to":"bob","timestamp":"' + ISO.encode() + b'"}'),
             (jsonwire.rooms(["#a", "#b"]), b'{"type":"rooms","rooms":["#a","#b"]}'),
-            (jsonwire.users([]), b'{"type":"users","users":[]}'),
-            (jsonwire.keys(self.members), b'{"type":"keys","members":' + self.memberList + b"}"),
+            (jsonwire.users([], guests=()), b'{"type":"users","users":[],"guests":[]}'),
+            (jsonwire.users(["alice", "rand1"], guests={"rand1"}),
+             b'{"type":"users","users":["alice","rand1"],"guests":["rand1"]}'),
+            (jsonwire.keys(self.members, guests=()),
+             b'{"type":"keys","members":' + self.memberList + b"}"),
+            (jsonwire.keys(self.members, guests={"alice"}),
+             b'{"type":"keys","members":' + self.memberList.replace(b"false", b"true") + b"}"),
             (jsonwire.keySet(), b'{"type":"key_set"}'),
             (jsonwire.pong(), b'{"type":"pong"}'),
             (jsonwire.created("#a"), b'{"type":"created","roomId":"#a"}'),
             (jsonwire.switched("#a"), b'{"type":"switched","roomId":"#a"}'),
-            (jsonwire.renamed("rand0", "bob"), b'{"type":"renamed","old":"rand0","new":"bob"}'),
+            (jsonwire.renamed("rand0", "bob", guest=True),
+             b'{"type":"renamed","old":"rand0","new":"bob","guest":true}'),
             (jsonwire.bye(), b'{"type":"bye"}'),
             (jsonwire.error(Status.NOT_FOUND, "no such room: #x"),
              b'{"type":"error","code":"not_found","message":"no such room: #x"}'),
@@ -187,14 +193,15 @@ class BuilderTests(SynchronousTestCase):
 
     def test_staleRecipients(self):
         """
-        A stale-recipients error lists the members with PEM keys; the text
-        door's form is the message and the members alone.
+        A stale-recipients error lists the members with PEM keys and whether
+        each is a guest; the text door's form is the message and the members
+        alone.
         """
         self.assertEqual(
             jsonwire.error(Status.STALE_RECIPIENTS, "stale", self.members, requestId=1),
             b'{"type":"error","id":1,"code":"stale_recipients","message":"stale","members":'
             + self.memberList + b"}")
-        self.assertEqual(jsonwire.staleRecipients("stale", self.members),
+        self.assertEqual(jsonwire.staleRecipients("stale", self.members, guests=()),
                          b'{"message":"stale","members":' + self.memberList + b"}")
 
     def test_events(self):
@@ -202,13 +209,17 @@ class BuilderTests(SynchronousTestCase):
         Events carry no id; key events carry PEM.
         """
         cases = [
-            (jsonwire.userJoined("#a", "alice", publicDer("alice")),
+            (jsonwire.userJoined("#a", "alice", publicDer("alice"), False),
              b'{"type":"user_joined","userId":"alice","roomId":"#a","publicKey":'
-             + self.pem + b"}"),
+             + self.pem + b',"guest":false}'),
+            (jsonwire.userJoined("#a", "rand1", publicDer("alice"), True),
+             b'{"type":"user_joined","userId":"rand1","roomId":"#a","publicKey":'
+             + self.pem + b',"guest":true}'),
             (jsonwire.userLeft("#a", "alice"),
              b'{"type":"user_left","userId":"alice","roomId":"#a"}'),
-            (jsonwire.keyChanged("alice", publicDer("alice")),
-             b'{"type":"key_changed","userId":"alice","publicKey":' + self.pem + b"}"),
+            (jsonwire.keyChanged("alice", publicDer("alice"), False),
+             b'{"type":"key_changed","userId":"alice","publicKey":' + self.pem
+             + b',"guest":false}'),
             (jsonwire.warning(3, "idle"), b'{"type":"warning","code":3,"message":"idle"}'),
         ]
         for built, expected in cases:

@@ -11,7 +11,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from chatd.protocols import jsonwire, opcodes
+from chatd.protocols import jsonwire
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
@@ -26,22 +26,11 @@ ERR, FORBIDDEN = 0x01, 0x05
 
 class WireV2(Wire):
     """
-    A binary client that says protocol version 2.
+    A binary client that says protocol version 2, and decodes by it.
     """
 
-    def responses(self, op):
-        out = []
-        for fop, payload in self.frames():
-            if fop == Op.RESPONSE:
-                out.append(opcodes.decodeResponse(op, payload, version=2))
-            else:
-                self.events.append((fop, opcodes.decodeEvent(fop, payload)))
-        return out
-
     def hello(self):
-        status, (name,) = self.request(Op.HELLO, 2)
-        assert status == OK
-        return name
+        return Wire.hello(self, 2)
 
 
 class DoorsTestCase(SynchronousTestCase):
@@ -108,7 +97,7 @@ class BinaryModerationTests(DoorsTestCase):
         """
         owner, bob, old = self.wire("owner"), self.wire("bob"), self.wire("old", 1)
         self.assertEqual(owner.request(Op.JOIN, "#r", ""),
-                         (OK, ([("owner", publicDer("owner"))], "")))
+                         (OK, ([("owner", publicDer("owner"), 0)], "")))
         self.assertEqual(owner.request(Op.SET_TOPIC, "#r", "hi \u2713"), (OK, ()))
         status, (members, topic) = bob.request(Op.JOIN, "#r", "")
         self.assertEqual((status, topic), (OK, "hi \u2713"))
@@ -235,4 +224,4 @@ class EveryDoorTests(DoorsTestCase):
         self.assertEqual(web.request("join", roomId="#r"),
                          {"type": "error", "code": "forbidden",
                           "message": "you are banned from #r"})
-        self.assertEqual(owner.request(Op.LIST_USERS, "#r"), (OK, (["owner"],)))
+        self.assertEqual(owner.request(Op.LIST_USERS, "#r"), (OK, ([("owner", 0)],)))

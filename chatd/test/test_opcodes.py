@@ -312,17 +312,41 @@ class SpecTests(SynchronousTestCase):
 
     def test_versionTwoJoin(self):
         """
-        A session that said version 2 gets the room's topic after JOIN's
-        member list; version 1 gets the list alone, as before.
+        A session that said version 2 gets JOIN's member list with each
+        member's flags, then the room's topic; version 1 gets the list alone,
+        as before.
         """
-        members = [("leia", KEY)]
+        members = [("leia", KEY, opcodes.GUEST)]
         two = opcodes.okResponse(Op.JOIN, members, "Hoth", version=2)
-        self.assertEqual(two, wire(0x9A, b"\x00" + opcodes.encode(("keys",), (members,))
-                                   + b"\x00\x04Hoth"))
+        self.assertEqual(two, wire(0x9A, b"\x00\x00\x01\x04leia" + len(KEY).to_bytes(2, "big") + KEY
+                                   + b"\x01" + b"\x00\x04Hoth"))
         self.assertEqual(opcodes.decodeResponse(Op.JOIN, two[7:], version=2),
                          (OK, (members, "Hoth")))
-        self.assertEqual(opcodes.okResponse(Op.JOIN, members),
-                         wire(0x9A, b"\x00" + opcodes.encode(("keys",), (members,))))
+        self.assertEqual(opcodes.okResponse(Op.JOIN, [("leia", KEY)]),
+                         wire(0x9A, b"\x00" + opcodes.encode(("keys",), ([("leia", KEY)],))))
+
+    def test_versionTwoFlagsGuests(self):
+        """
+        Version 2 puts a user's flags after each user of LIST_USERS and
+        GET_KEYS and a 0x09 refusal, and last in JOINED, RENAMED and
+        KEY_CHANGED; version 1's layouts are unchanged.
+        """
+        users = opcodes.okResponse(Op.LIST_USERS, [("leia", 0), ("rand1", 1)], version=2)
+        self.assertEqual(users, wire(0x9A, b"\x00\x00\x02\x04leia\x00\x05rand1\x01"))
+        self.assertEqual(opcodes.decodeResponse(Op.LIST_USERS, users[7:], version=2),
+                         (OK, ([("leia", 0), ("rand1", 1)],)))
+        members = [("rand1", KEY, 1)]
+        for built in (opcodes.okResponse(Op.GET_KEYS, members, version=2),
+                      opcodes.errorResponse(STALE, "", members, version=2)):
+            self.assertTrue(built.endswith(b"\x00\x01\x05rand1" + len(KEY).to_bytes(2, "big") + KEY + b"\x01"))
+            self.assertEqual(opcodes.decodeResponse(Op.GET_KEYS, built[7:], version=2)[1],
+                             (members,))
+        for op, values in [(Op.JOINED, ("#a", "rand1", KEY)), (Op.RENAMED, ("rand1", "luke")),
+                           (Op.KEY_CHANGED, ("rand1", KEY))]:
+            two = opcodes.event(op, *values, 1, version=2)
+            self.assertEqual(two, wire(op, opcodes.encode(EVENTS[op], values) + b"\x01"))
+            self.assertEqual(opcodes.decodeEvent(op, two[7:], version=2), values + (1,))
+            self.assertEqual(opcodes.decodeEvent(op, opcodes.event(op, *values)[7:]), values)
 
     def test_eventLayouts(self):
         """EVENTS lists exactly the design's events with their payloads."""

@@ -13,7 +13,7 @@ from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
 from chatd.test.lying import (GET_KEYS, JOIN, JOINED, KEY_CHANGED, STALE, Liar, LyingFactory,
-                              readable)
+                              readable, serverEvent)
 from chatd.test.test_client import (PASSWORD, ClientTestCase, MemoryEndpoint, TestHome, der,
                                     seedIdentity)
 
@@ -119,7 +119,8 @@ class LyingServerTests(ClientTestCase):
         """
         liar, alice, ui = self.aliceThrough(KEY_CHANGED)
         self.do(alice.join("lobby"))
-        alice.protocol.dataReceived(opcodes.event(Op.KEY_CHANGED, "alice", der("mallory")))
+        alice.protocol.dataReceived(serverEvent(alice.protocol, Op.KEY_CHANGED, "alice",
+                                                der("mallory")))
         self.flush()
         self.assertWarnedAndRefused(alice, ui, liar)
 

@@ -11,9 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
 from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes
-from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
+from chatd.test.lying import serverEvent
 from chatd.test.test_client import (PASSWORD, ClientTestCase, RecordingUI, TestHome, der,
                                     seedIdentity)
 
@@ -171,7 +171,7 @@ class RestartTests(ClientTestCase):
     """
 
     def inject(self, client, op, *values):
-        client.protocol.dataReceived(opcodes.event(op, *values))
+        client.protocol.dataReceived(serverEvent(client.protocol, op, *values))
         self.flush()
 
     def seal(self, text, ts, sender="bob", to=("room", "lobby")):

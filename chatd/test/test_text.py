@@ -308,16 +308,17 @@ class RoomTests(TextTestCase):
     def test_joinAnswersWithMembers(self):
         """
         C{/join} answers with the room's members and PEM keys, and the others
-        get a C{user_joined} event.
+        get a C{user_joined} event; both say these guests are guests.
         """
         self.assertEqual(self.alice.request("CMD::/join #a"), b"OK::" + jsonwire.joined(
-            "#a", [("alice", publicDer("alice"))]))
+            "#a", [("alice", publicDer("alice"))], guests={"alice"}))
         self.assertEqual(self.bob.ok("CMD::/join #a")["members"], [
-            {"userId": "alice", "publicKey": jsonwire.derToPem(publicDer("alice"))},
-            {"userId": "bob", "publicKey": jsonwire.derToPem(publicDer("bob"))}])
+            {"userId": "alice", "publicKey": jsonwire.derToPem(publicDer("alice")),
+             "guest": True},
+            {"userId": "bob", "publicKey": jsonwire.derToPem(publicDer("bob")), "guest": True}])
         self.assertEqual(self.alice.takeEvents(), [
             {"type": "user_joined", "userId": "bob", "roomId": "#a",
-             "publicKey": jsonwire.derToPem(publicDer("bob"))}])
+             "publicKey": jsonwire.derToPem(publicDer("bob")), "guest": True}])
 
     def test_messageToTheActiveRoom(self):
         """
@@ -376,7 +377,7 @@ class RoomTests(TextTestCase):
         blob = self.seal("alice", ("room", "#a"), {"alice": publicDer("alice")}, "x")
         self.assertEqual(self.alice.request(b"MSG::" + blob), b"ERR::09::" + jsonwire.dumps({
             "message": "envelope recipients do not match the current members and keys",
-            "members": [{"userId": n, "publicKey": jsonwire.derToPem(k)}
+            "members": [{"userId": n, "publicKey": jsonwire.derToPem(k), "guest": True}
                         for n, k in sorted(self.keys.items())]}))
 
     def test_switch(self):
@@ -510,7 +511,7 @@ class CommandTests(TextTestCase):
         """
         alice = self.connect()
         self.assertEqual(alice.request("CMD::/nick alice"),
-                         b'OK::{"type":"renamed","old":"rand0","new":"alice"}')
+                         b'OK::{"type":"renamed","old":"rand0","new":"alice","guest":true}')
         alice.ok("CMD::/key " + b64(publicDer("alice")))
         bob = self.guest("bob")
         alice.ok("CMD::/join #a")
@@ -520,7 +521,7 @@ class CommandTests(TextTestCase):
                          b'OK::{"type":"key_set"}')
         self.assertEqual(bob.takeEvents("key_changed"), [
             {"type": "key_changed", "userId": "alice",
-             "publicKey": jsonwire.derToPem(publicDer("alice2"))}])
+             "publicKey": jsonwire.derToPem(publicDer("alice2")), "guest": True}])
         self.assertEqual(alice.status("CMD::/key AAAA"), 1)
 
     def test_createUsersRoomsKeys(self):
@@ -530,13 +531,17 @@ class CommandTests(TextTestCase):
         """
         alice = self.guest("alice")
         self.assertEqual(alice.ok("CMD::/create #quiet"), {"type": "created", "roomId": "#quiet"})
-        self.assertEqual(alice.ok("CMD::/users #quiet"), {"type": "users", "users": []})
+        self.assertEqual(alice.ok("CMD::/users #quiet"),
+                         {"type": "users", "users": [], "guests": []})
         self.assertEqual(alice.status("CMD::/create #quiet"), 7)
         alice.ok("CMD::/join #a")
         self.assertEqual(alice.ok("CMD::/rooms"), {"type": "rooms", "rooms": ["#a", "#quiet"]})
-        self.assertEqual(alice.ok("CMD::/users"), {"type": "users", "users": ["alice"]})
-        self.assertEqual(alice.ok("CMD::/users #a"), {"type": "users", "users": ["alice"]})
-        member = {"userId": "alice", "publicKey": jsonwire.derToPem(publicDer("alice"))}
+        self.assertEqual(alice.ok("CMD::/users"),
+                         {"type": "users", "users": ["alice"], "guests": ["alice"]})
+        self.assertEqual(alice.ok("CMD::/users #a"),
+                         {"type": "users", "users": ["alice"], "guests": ["alice"]})
+        member = {"userId": "alice", "publicKey": jsonwire.derToPem(publicDer("alice")),
+                  "guest": True}
         self.assertEqual(alice.ok("CMD::/keys room #a"), {"type": "keys", "members": [member]})
         self.assertEqual(alice.ok("CMD::/keys user alice"), {"type": "keys", "members": [member]})
         self.assertEqual(alice.status("CMD::/keys user nobody"), 6)

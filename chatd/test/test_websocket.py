@@ -389,7 +389,7 @@ class RoomTests(WebSocketTestCase):
         self.keys = {"alice": publicDer("alice"), "bob": publicDer("bob")}
 
     def members(self, *names):
-        return [{"userId": n, "publicKey": pem(n)} for n in sorted(names)]
+        return [{"userId": n, "publicKey": pem(n), "guest": False} for n in sorted(names)]
 
     def membersOf(self, room):
         """
@@ -415,7 +415,7 @@ class RoomTests(WebSocketTestCase):
         self.assertEqual(self.bob.request("join", roomId="#A"), {
             "type": "joined", "roomId": "#a", "members": self.members("alice", "bob")})
         self.assertEqual(self.alice.take(), [{"type": "user_joined", "userId": "bob",
-                                              "roomId": "#a", "publicKey": pem("bob")}])
+                                              "roomId": "#a", "publicKey": pem("bob"), "guest": False}])
 
     def test_switchRoom(self):
         """
@@ -432,7 +432,7 @@ class RoomTests(WebSocketTestCase):
         self.assertEqual(self.alice.take(),
                          [{"type": "user_left", "userId": "bob", "roomId": "#a"}])
         self.assertEqual(carol.take(), [{"type": "user_joined", "userId": "bob",
-                                         "roomId": "#b", "publicKey": pem("bob")}])
+                                         "roomId": "#b", "publicKey": pem("bob"), "guest": False}])
         self.assertEqual(self.bob.ok("list_users", roomId="#a")["users"], ["alice"])
 
     def test_refusedSwitchChangesNothing(self):
@@ -556,7 +556,7 @@ class RoomTests(WebSocketTestCase):
                          {"type": "keys", "members": self.members("bob")})
         self.assertEqual(self.bob.request("set_key", publicKey=pem("bob2")), {"type": "key_set"})
         self.assertEqual(self.alice.take(), [{"type": "key_changed", "userId": "bob",
-                                              "publicKey": pem("bob2")}])
+                                              "publicKey": pem("bob2"), "guest": False}])
 
     def test_lists(self):
         """
@@ -565,9 +565,9 @@ class RoomTests(WebSocketTestCase):
         self.alice.ok("join", roomId="#a")
         self.assertEqual(self.bob.request("list_rooms"), {"type": "rooms", "rooms": ["#a"]})
         self.assertEqual(self.bob.request("list_users"),
-                         {"type": "users", "users": ["alice", "bob"]})
+                         {"type": "users", "users": ["alice", "bob"], "guests": []})
         self.assertEqual(self.bob.request("list_users", roomId="#a"),
-                         {"type": "users", "users": ["alice"]})
+                         {"type": "users", "users": ["alice"], "guests": []})
 
     def test_membershipsRestoredAtLogin(self):
         """
@@ -583,7 +583,7 @@ class RoomTests(WebSocketTestCase):
         signature = base64.b64encode(e2e.signAuth(privateKey("alice"), challenge, "alice"))
         again.ok("authenticate", userId="alice", signature=signature.decode())
         self.assertEqual(again.take(), [{"type": "user_joined", "userId": "alice",
-                                         "roomId": "#a", "publicKey": pem("alice")}])
+                                         "roomId": "#a", "publicKey": pem("alice"), "guest": False}])
 
     def test_disconnectCleansUp(self):
         """
