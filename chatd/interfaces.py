@@ -215,6 +215,13 @@ class ISession(Interface):
         @return: the spelling of the online user C{name}, or C{name} itself.
         """
 
+    def isGuest(name):
+        """
+        @return: whether C{name} is a guest: a name online without an account
+            (an account never is, online or not), as the doors mark users in
+            their events and lists.
+        """
+
     # -- requests: accounts -----------------------------------------------
 
     def hello(version, guest=True):

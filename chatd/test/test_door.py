@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.core.session import Session
 from chatd.errors import ChatError, NotFound
+from chatd.interfaces import ISession
 from chatd.protocols import binary, door, text, websocket
 from chatd.protocols.door import Door, Final
 from chatd.protocols.requests import REQUESTS
@@ -274,6 +275,16 @@ class SeamTests(SynchronousTestCase):
     """
     The doors talk to the core through the session only.
     """
+
+    def test_onlyTheInterface(self):
+        """
+        Everything a door reads or calls on its session is declared by
+        L{ISession}.
+        """
+        used = set()
+        for path in Path(door.__file__).parent.glob("*.py"):
+            used.update(re.findall(r"\bsession\.([A-Za-z_]+)", path.read_text()))
+        self.assertLessEqual(used, set(ISession.names()))
 
     def test_noCoreDictionaries(self):
         """
