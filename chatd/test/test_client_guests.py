@@ -11,14 +11,14 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
-from chatd.client import chat
+from chatd.client import chat, connection
 from chatd.client.chat import Room
 from chatd.client.connection import ServerError
 from chatd.client.console import Console
 from chatd.client.trust import GUEST_FLAG
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
-from chatd.test.test_client import der, offlineClient
+from chatd.test.test_client import ClientTestCase, der, offlineClient
 
 ACCOUNT = 0
 
@@ -255,3 +255,28 @@ class VersionTwoTests(SynchronousTestCase):
             ("notice", "carol set the topic of lobby: release day"),
             ("notice", "carol cleared the topic of lobby"),
             ("notice", "carol made bob an operator in lobby")])
+
+
+class RealServerGuestTests(ClientTestCase):
+    """
+    The guest flag as the real server (core and binary door, in memory) sends
+    it to a client that greets in version 2.
+    """
+
+    def test_guestTakingANameIsNotPinned(self):
+        """
+        A guest who takes the name carol is marked a guest by the server: the
+        others do not pin its key, and show it marked.
+        """
+        alice, aliceUI = self.account("alice", "lobby")
+        self.assertEqual(alice.protocol.version, connection.PROTOCOL_VERSION)
+        guest, _ = self.client()
+        self.do(guest.join("lobby"))
+        self.do(guest.nick("carol"))
+        self.do(guest.send("hi, I am carol"))
+        self.assertTrue(alice.isGuest("carol"))
+        self.assertIsNone(alice.home.knownKeys.pinned("carol"))
+        self.assertEqual(aliceUI.take("message", "keyChanged"),
+                         [("message", "lobby", "carol", "hi, I am carol")])
+        self.assertEqual([state for user, _, state in self.do(alice.keysOf("room", "lobby"))
+                          if user == "carol"], ["guest"])
