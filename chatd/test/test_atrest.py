@@ -9,6 +9,7 @@ names one, and, where it applies, in memory.
 
 import base64
 from dataclasses import replace
+from typing import Awaitable, Callable, Tuple
 
 from cryptography.fernet import Fernet, MultiFernet
 from twisted.logger import capturedLogs
@@ -241,6 +242,9 @@ class StoredDamageTestsMixin(StoreFixture):
     that read and replace one row's key id and body.
     """
 
+    sealed: Callable[[str], Awaitable[Tuple[str, bytes]]]
+    reseal: Callable[[str, str, bytes], Awaitable[None]]
+
     async def test_damagedRow(self):
         """
         A damaged row is left out of the history page and the catch-up that
@@ -309,6 +313,8 @@ class SQLAtRestTestsMixin(StoredDamageTestsMixin, SQLFixture):
     A test case mixing this in, besides L{SQLFixture}'s needs, provides
     C{newDatabase()}, which points C{createStore} at a new, empty database.
     """
+
+    newDatabase: Callable[[], None]
 
     async def sealed(self, envelopeId):
         [(keyId, body)] = await self.pool.runQuery(

@@ -18,7 +18,9 @@ import sqlite3
 import stat
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
+from typing import Any, Awaitable, Callable, List, Tuple, Type
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, gatherResults
@@ -33,19 +35,20 @@ from chatd.interfaces import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.startup import StartupError
 from chatd.store import makeStore
-from chatd.store.engines import POSTGRESQL, SQLITE, _sqliteStatements, engineForURL
+from chatd.store.engines import POSTGRESQL, SQLITE, Engine, _sqliteStatements, engineForURL
 from chatd.store.memory import MemoryStore
 from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore, loadMigrations
 from chatd.store.timestamps import nextFree
+from chatd.test.mixin import TestCaseMixin
 
 try:
     import psycopg
 except ImportError:
-    psycopg = None
+    psycopg = None  # type: ignore[assignment]
 
 # The database the PostgreSQL tests make their schemas in, if any.
-POSTGRES_URL = os.environ.get("CHATD_TEST_POSTGRES")
+POSTGRES_URL = os.environ.get("CHATD_TEST_POSTGRES", "")
 
 # A fixed at-rest key, so that runs do not differ by key.
 KEYS = AtRestKeys([base64.urlsafe_b64encode(bytes(range(32)))])
@@ -77,17 +80,19 @@ class _HeldThreadPool:
     A stand-in for the pool's L{twisted.python.threadpool.ThreadPool} that runs
     work on the calling thread: at once, or, after L{hold}, when a test says.
 
-    @ivar held: the work waiting to run, or L{None} when not holding.
+    @ivar holding: whether new work waits in C{held} rather than run.
+    @ivar held: the work waiting to run.
     """
 
     def __init__(self):
-        self.held = None
+        self.holding = False
+        self.held: List[Tuple[Any, ...]] = []
 
     def hold(self):
         """
         Keep work from now on until L{runHeld}.
         """
-        self.held = []
+        self.holding = True
 
     def runHeld(self):
         """
@@ -101,12 +106,13 @@ class _HeldThreadPool:
         """
         Stop holding: run the work held so far, and later work at once.
         """
-        work, self.held = self.held, None
+        self.holding = False
+        work, self.held = self.held, []
         for item in work:
             self._run(*item)
 
     def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        if self.held is None:
+        if not self.holding:
             self._run(onResult, f, args, kwargs)
         else:
             self.held.append((onResult, f, args, kwargs))
@@ -125,15 +131,16 @@ class _HeldThreadPool:
 
 class _ThreadlessConnectionPool(ConnectionPool):
     """
-    A L{ConnectionPool} whose work runs on the calling thread.
+    A L{ConnectionPool} whose work runs on the calling thread, in
+    C{threadpool}, a L{_HeldThreadPool}.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, threadpool, **kwargs):
         ConnectionPool.__init__(self, *args, **kwargs)
-        self.threadpool = _HeldThreadPool()
+        self.threadpool = threadpool
 
 
-class StoreFixture:
+class StoreFixture(TestCaseMixin):
     """
     A store to test, opened for each test, and ways to fill it.
 
@@ -148,6 +155,8 @@ class StoreFixture:
     """
 
     keys = KEYS
+    createStore: Callable[..., Any]
+    persistedBytes: Callable[[], Awaitable[bytes]]
 
     def setUp(self):
         self.store = self.createStore()
@@ -596,7 +605,7 @@ class StoreTestsMixin(StoreFixture):
         self.assertEqual(await self.history(limit=100), everything)
         for seen in await gatherResults(reads):
             self.assertEqual(seen, everything[: len(seen)])
-        paged = []
+        paged: List[bytes] = []
         before = 0
         while rows := await self.store.history("#Lobby", "Bob", 6, before):
             # Pages of 6 end between two timestamps, where paging by
@@ -626,6 +635,9 @@ class SQLFixture(StoreFixture):
     for, C{engine}, C{createStore(migrations)} and C{self.pool} (the pool of
     the store made last).
     """
+
+    engine: Engine
+    pool: ConnectionPool
 
     def reopen(self, migrations=None):
         """
@@ -664,6 +676,8 @@ class SQLStoreTestsMixin(SQLFixture, StoreTestsMixin):
     A test case mixing this in provides, besides what L{SQLFixture} asks for,
     C{syntaxError}, what the engine's module raises for SQL it cannot parse.
     """
+
+    syntaxError: Type[Exception]
 
     def withExtraTable(self):
         """
@@ -754,11 +768,14 @@ class SQLiteFixture(SQLFixture):
 
     def createStore(self, migrations=None):
         """
-        A store on C{self.path} whose pool (C{self.pool}) runs without threads.
+        A store on C{self.path} whose pool (C{self.pool}) runs without threads,
+        in C{self.threadpool}.
         """
         reactor = _ThreadlessReactor()
+        self.threadpool = _HeldThreadPool()
         self.pool = SQLITE.connectionPool(
-            (self.path,), reactor, poolFactory=_ThreadlessConnectionPool
+            (self.path,), reactor,
+            poolFactory=partial(_ThreadlessConnectionPool, threadpool=self.threadpool),
         )
         self.addCleanup(self.pool.close)
         return AdbapiStore(
@@ -827,7 +844,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         transaction, and their callers hear in the order they called.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         heard = []
         for n in range(1, 5):
@@ -850,7 +867,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         others queued with it are written.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         self.append(100, "e1")
         dropped = self.append(200, "e2")
@@ -866,7 +883,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         """
         A read cancelled before a thread took it up does not run.
         """
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         read = self.store.getAccount("Alice")
         read.cancel()
@@ -902,9 +919,9 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         transaction, in the order they were called.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
-        heard = []
+        heard: List[object] = []
         for write in [
             self.store.deleteRoom("#Lobby"),
             self.room(),
@@ -934,7 +951,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         their batch is stored.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         results = [
             self.append(100, "e1"),
@@ -966,7 +983,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         of their callers, and the next batch still runs.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         first = self.append(100, "e1")
         stored = self.append(200, "e2")
@@ -992,7 +1009,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         yet told, even when writes complete at once, so order holds.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         heard = []
 
@@ -1016,7 +1033,7 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
         close fires only after queued writes are committed.
         """
         self.successResultOf(self.room())
-        threadpool = self.pool.threadpool
+        threadpool = self.threadpool
         threadpool.hold()
         heard = []
         self.append(100, "e1").addCallback(lambda _: heard.append("e1"))
@@ -1112,7 +1129,7 @@ class PostgreSQLStoreTests(PostgreSQLFixture, SQLStoreTestsMixin, TestCase):
     The shared behaviours on PostgreSQL, and those only PostgreSQL has.
     """
 
-    syntaxError = psycopg and psycopg.errors.SyntaxError
+    syntaxError = psycopg.errors.SyntaxError if psycopg else Exception
 
     async def test_readsBesideWrites(self):
         """
@@ -1396,7 +1413,7 @@ class EngineTests(SynchronousTestCase):
             self.addCleanup(sys.modules.__setitem__, "psycopg", previous)
         self.addCleanup(sys.modules.pop, "psycopg")
         # None in sys.modules makes importing it fail with ImportError.
-        sys.modules["psycopg"] = None
+        sys.modules["psycopg"] = None  # type: ignore[assignment]
         error = self.assertRaises(ValueError, engineForURL, "postgresql://db/chatd")
         self.assertIn("chatd[postgres]", str(error))
 
