@@ -9,6 +9,8 @@ with, and the deletion is one store write (L{chatd.interfaces.IMessageStore.
 deleteHistoryBefore}), in the store's own call order.
 """
 
+from typing import Optional
+
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -38,7 +40,7 @@ class Retention(Service):
         self._keep = days * DAY
         self._clock = clock
         self._whenReady = whenReady
-        self.loop = None
+        self.loop: Optional[LoopingCall] = None
 
     def startService(self):
         Service.startService(self)

@@ -12,9 +12,11 @@ C{python -m chatd.client}).
 """
 
 from collections import deque
+from typing import Deque, Optional
 
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from chatd import e2e
@@ -76,7 +78,7 @@ class Liar:
         self.where = where
         self.envelopes = []
         self.lies = 0
-        self._requests = deque()
+        self._requests: Deque[int] = deque()
         self.version = 1
         self._fromClient = _Frames()
         self._fromServer = _Frames()
@@ -143,6 +145,8 @@ class _LyingServerSide(ProtocolWrapper):
     A real server protocol whose every word passes through a L{Liar}.
     """
 
+    transport: ITransport
+
     def write(self, data):
         self.transport.write(self.factory.liar.fromServer(data))
 
@@ -162,11 +166,13 @@ class LyingFactory(WrappingFactory):
     protocol = _LyingServerSide
 
     def __init__(self, wrappedFactory, liar):
-        WrappingFactory.__init__(self, wrappedFactory)
+        super().__init__(wrappedFactory)
         self.liar = liar
 
 
 class _Upstream(Protocol):
+    transport: ITransport
+
     def __init__(self, downstream):
         self.downstream = downstream
 
@@ -176,7 +182,7 @@ class _Upstream(Protocol):
     def dataReceived(self, data):
         self.downstream.transport.write(self.downstream.liar.fromServer(data))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         self.downstream.transport.loseConnection()
 
 
@@ -186,26 +192,30 @@ class _Downstream(Protocol):
     to the server is up waits.
     """
 
+    transport: ITransport
+
     def connectionMade(self):
         self.liar = self.factory.liar
-        self.upstream = None
-        self.transport.pauseProducing()
+        self.upstream: Optional[_Upstream] = None
+        IPushProducer(self.transport).pauseProducing()
         connectProtocol(self.factory.server, _Upstream(self)).addErrback(
             lambda _: self.transport.loseConnection())
 
     def upstreamReady(self, upstream):
         self.upstream = upstream
-        self.transport.resumeProducing()
+        IPushProducer(self.transport).resumeProducing()
 
     def dataReceived(self, data):
+        # Reading is paused until the upstream connection is ready.
+        assert self.upstream is not None
         self.upstream.transport.write(self.liar.fromClient(data))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         if self.upstream is not None:
             self.upstream.transport.loseConnection()
 
 
-class LyingProxyFactory(Factory):
+class LyingProxyFactory(ServerFactory):
     """
     A TCP proxy to the server at endpoint C{server} that lies through C{liar};
     one client connection at a time shares the one L{Liar}.

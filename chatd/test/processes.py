@@ -17,9 +17,11 @@ import os
 import socket
 import sys
 import time
+from typing import Optional
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.trial.unittest import FailTest, TestCase
 
@@ -79,8 +81,8 @@ class Child(ProcessProtocol):
         self.output = b""
         self.errors = b"" if errorsApart else None
         self.status = None
-        self.ended = defer.Deferred()
-        self.process = None
+        self.ended: defer.Deferred = defer.Deferred()
+        self.process: Optional[IProcessTransport] = None
         self.port = None
 
     def outReceived(self, data):
@@ -110,7 +112,7 @@ class Child(ProcessProtocol):
 
         @return: L{ended}
         """
-        if not self.ended.called:
+        if not self.ended.called and self.process is not None:
             self.process.signalProcess(signalName)
         return self.ended
 

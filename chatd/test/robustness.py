@@ -16,9 +16,10 @@ from contextlib import contextmanager
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.web.server import Site
 from wsproto.events import BytesMessage, TextMessage
+from zope.interface import provider
 
 from chatd import e2e
 from chatd.protocols import jsonwire, opcodes
@@ -49,6 +50,7 @@ def noLoggedFailures():
     """
     failures = []
 
+    @provider(ILogObserver)
     def observe(event):
         if "log_failure" in event:
             failures.append(event["log_failure"])

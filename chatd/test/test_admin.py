@@ -243,16 +243,16 @@ class RotateKeyTests(AdminTestCase):
         with open(keyFile, "rb") as f:
             oldKey = f.read().strip()
         newKey = generateKey()
-        with open(keyFile, "wb") as f:
-            f.write(newKey + b"\n" + oldKey + b"\n")
+        with open(keyFile, "wb") as out:
+            out.write(newKey + b"\n" + oldKey + b"\n")
         keys = datadir.prepare(self.dataDir).keys
         # An interrupted run: one batch of one row.
         done = await self.withStore(lambda s: s.run(operations.resealBatch, keys, 0, 1))
         self.assertEqual(done[:2], (1, 0))
         answer = await self.admin("rotate-key")
         self.assertEqual(answer.value, {"resealed": 4, "skipped": 0, "key": keys.newestId})
-        with open(keyFile, "wb") as f:
-            f.write(newKey + b"\n")
+        with open(keyFile, "wb") as out:
+            out.write(newKey + b"\n")
         rows = await self.withStore(lambda s: s.history("#r", "alice", 10, 0))
         self.assertEqual([row.envelope for row in rows],
                          [b'{"n": %d}' % n for n in range(5)])

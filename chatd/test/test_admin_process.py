@@ -10,6 +10,7 @@ import sys
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import ITransport
 from twisted.protocols.basic import Int32StringReceiver
 
 from chatd.protocols import opcodes
@@ -24,11 +25,13 @@ class _Wire(Int32StringReceiver):
     Sends requests and hands over their responses in order.
     """
 
+    transport: ITransport
+
     def __init__(self):
         self.waiting = []
 
     def request(self, op, *values):
-        answer = defer.Deferred()
+        answer: defer.Deferred = defer.Deferred()
         self.waiting.append((op, answer))
         self.transport.write(opcodes.request(op, *values))
         return answer

@@ -318,6 +318,6 @@ class CertificateTests(SynchronousTestCase):
             toServer.write(fromClient.read())
             toClient.write(fromServer.read())
         self.assertEqual(done, {"client", "server"})
-        self.assertEqual(
-            client.getpeercert()["subjectAltName"][0], ("DNS", "localhost")
-        )
+        peer = client.getpeercert()
+        assert peer is not None
+        self.assertEqual(peer["subjectAltName"][0], ("DNS", "localhost"))

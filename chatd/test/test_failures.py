@@ -113,7 +113,7 @@ class LockOutTests(CoreTestCase):
             session = self.connect("10.0.1.%d" % (i,))
             session.hello(1)
             d = maybeDeferred(session.login, "alice", "wrong password")
-            waited = 0
+            waited = 0.0
             while not d.called:
                 self.clock.advance(0.5)
                 waited += 0.5

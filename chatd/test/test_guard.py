@@ -3,10 +3,13 @@ Tests for L{chatd.store.guard} and L{chatd.outage}: deadlines on store calls,
 and outages logged once.
 """
 
+from typing import cast
+
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd.errors import Status, Unavailable
@@ -16,6 +19,7 @@ from chatd.store.memory import MemoryStore
 from chatd.test.fakes import testKeys
 
 
+@implementer(IMessageStore)
 class FrozenStore:
     """
     A store whose calls answer only when a test says: a frozen database.
@@ -28,7 +32,7 @@ class FrozenStore:
 
     def __getattr__(self, name):
         def call(*args):
-            d = Deferred()
+            d: Deferred = Deferred()
             self.calls.append(d)
             return d
         return call
@@ -110,7 +114,7 @@ class GuardedStoreTests(SynchronousTestCase):
         A failure the store reports as L{Unavailable} (a lost connection)
         counts toward the outage too, logged with its cause.
         """
-        guarded = GuardedStore(FailingStore(), self.clock, 5)
+        guarded = GuardedStore(cast(IMessageStore, FailingStore()), self.clock, 5)
         with capturedLogs() as events:
             for _ in range(3):
                 self.failureResultOf(guarded.roomsOf("alice"), Unavailable)
@@ -133,7 +137,7 @@ class GuardedStoreTests(SynchronousTestCase):
 
 class FailingStore:
     """
-    A store that has lost its connection.
+    A store that has lost its connection; only C{roomsOf} is there to call.
     """
 
     def roomsOf(self, user):

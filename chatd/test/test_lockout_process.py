@@ -8,6 +8,7 @@ import os
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import ITransport
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import TestCase
 
@@ -25,6 +26,8 @@ class _Client(Int32StringReceiver):
     One request at a time: each answered by the next RESPONSE frame (events
     are skipped).
     """
+
+    transport: ITransport
 
     def __init__(self):
         self._waiting = None

@@ -8,14 +8,17 @@ import io
 import json
 import os
 import sys
+from typing import List
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.application.service import Application
 from twisted.internet.address import IPv4Address
-from twisted.logger import ILogObserver, eventAsJSON, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, eventAsJSON, formatEvent, globalLogPublisher
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import provider
 
 from chatd import datadir, e2e
 from chatd.client.connection import certificateFingerprint
@@ -35,9 +38,14 @@ def capture(testCase):
     """
     Collect every log event from now to the end of C{testCase}.
     """
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    testCase.addCleanup(globalLogPublisher.removeObserver, events.append)
+    events: List[LogEvent] = []
+
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        events.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    testCase.addCleanup(globalLogPublisher.removeObserver, observe)
     return events
 
 
@@ -45,13 +53,22 @@ def b64(data):
     return base64.b64encode(data).decode()
 
 
+class _AnsweredRequest(DummyRequest):
+    """
+    A L{DummyRequest} with what a L{Site}'s access log reads of an answer.
+    """
+
+    code = 200
+    sentLength = 0
+
+
 def getRoot():
     """
     A request for C{/} as a L{Site} logs it, answered 200.
     """
-    request = DummyRequest([b""])
+    request = _AnsweredRequest([b""])
     request.client = IPv4Address("TCP", "127.0.0.1", 5000)
-    request.code, request.sentLength, request.clientproto = 200, 0, b"HTTP/1.1"
+    request.clientproto = b"HTTP/1.1"
     return request
 
 
@@ -181,7 +198,9 @@ class JSONTests(SynchronousTestCase):
         L{ILogObserver} that writes to C{--logfile}.
         """
         path = os.path.abspath(self.mktemp())
-        parent = {"logfile": path}
+        # twistd's options, of which chatd's are a subcommand.
+        parent = usage.Options()
+        parent["logfile"] = path
         options = Options()
         options.parent = parent
         options.parseOptions(["--data-dir", self.mktemp(), "--db", "memory:",
@@ -211,10 +230,11 @@ class JSONTests(SynchronousTestCase):
         """
         Without a log file, JSON goes to standard output, one object per line.
         """
-        self.patch(sys, "stdout", io.StringIO())
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
         jsonObserver(None)({"log_format": "x", "log_time": 0.0})
         jsonObserver({"logfile": "-"})({"log_format": "y", "log_time": 0.0})
-        lines = sys.stdout.getvalue().splitlines()
+        lines = stdout.getvalue().splitlines()
         self.assertEqual([json.loads(line)["log_format"] for line in lines], ["x", "y"])
 
     def test_badFormat(self):

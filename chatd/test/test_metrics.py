@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import globalLogPublisher
+from twisted.logger import capturedLogs
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import getChildForRequest
@@ -214,11 +214,9 @@ class HealthTests(SynchronousTestCase):
         logged (a load balancer asks every few seconds).
         """
         root, _ = self.root(FailingStore(testKeys()))
-        events = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        self.assertEqual(fetch(root, b"/healthz"),
-                         (503, b"unavailable: store: database is gone\n"))
+        with capturedLogs() as events:
+            self.assertEqual(fetch(root, b"/healthz"),
+                             (503, b"unavailable: store: database is gone\n"))
         self.assertEqual(events, [])
 
     def test_storeHangs(self):

@@ -6,6 +6,7 @@ liar receives nothing it could open.
 """
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from chatd import e2e
@@ -42,7 +43,9 @@ class LyingServerProcessTests(ScriptedClientTestCase):
             TCP4ClientEndpoint(reactor, "127.0.0.1", server.port), liar), interface="127.0.0.1")
         self.addCleanup(proxy.stopListening)
 
-        alice = self.client(proxy.getHost().port, "alice", ALICE)
+        address = proxy.getHost()
+        assert isinstance(address, IPv4Address)
+        alice = self.client(address.port, "alice", ALICE)
         await waitFor(lambda: alice.ended.called, 90, "alice's script to end", alice)
 
         self.assertEqual([blob for blob in liar.envelopes

@@ -51,7 +51,10 @@ class _Packaging:
                             if ep.group == "console_scripts"}
             self.licenceText = (dist.read_text("licenses/LICENSE")
                                 or dist.read_text("LICENSE") or "")
-            self.readme = dist.metadata.get_payload() or dist.metadata["Description"]
+            # The metadata is an email.message.Message; its declared protocol
+            # leaves out the body, where setuptools puts the README.
+            payload = dist.metadata.get_payload()  # type: ignore[attr-defined]
+            self.readme = payload or dist.metadata["Description"]
 
     @staticmethod
     def _read(name: str) -> str:

@@ -12,6 +12,8 @@ import time
 from cryptography.x509.oid import ExtensionOID
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions
 from twisted.protocols.basic import Int32StringReceiver, LineReceiver
 from twisted.trial.unittest import TestCase
@@ -35,8 +37,10 @@ class _Client(Int32StringReceiver):
     Sends HELLO and hands over the first frame that comes back.
     """
 
+    transport: ITransport
+
     def __init__(self):
-        self.answer = defer.Deferred()
+        self.answer: defer.Deferred = defer.Deferred()
 
     def connectionMade(self):
         self.transport.write(opcodes.request(Op.HELLO))
@@ -91,9 +95,11 @@ class _Recorder(Int32StringReceiver):
     server hangs up.
     """
 
+    transport: ITransport
+
     def __init__(self):
         self.frames = []
-        self.lost = defer.Deferred()
+        self.lost: defer.Deferred = defer.Deferred()
 
     def connectionMade(self):
         self.transport.write(opcodes.request(Op.HELLO))
@@ -101,7 +107,7 @@ class _Recorder(Int32StringReceiver):
     def stringReceived(self, body):
         self.frames.append(opcodes.parseBody(body))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         self.lost.callback(None)
 
 
@@ -115,12 +121,12 @@ class _LineRecorder(LineReceiver):
 
     def __init__(self):
         self.lines = []
-        self.lost = defer.Deferred()
+        self.lost: defer.Deferred = defer.Deferred()
 
     def lineReceived(self, line):
         self.lines.append(line)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         self.lost.callback(None)
 
 

@@ -25,7 +25,7 @@ class RetentionTests(SynchronousTestCase):
         self.clock.advance(NOW)
         self.store = MemoryStore(testKeys(), self.clock)
         self.successResultOf(self.store.createRoom("#r", None))
-        self.ready = Deferred()
+        self.ready: Deferred = Deferred()
         self.retention = Retention(self.store, 2, self.clock, lambda: self.ready)
 
     def store_(self, ageSeconds, envelopeId):
@@ -54,7 +54,8 @@ class RetentionTests(SynchronousTestCase):
         self.clock.advance(120)
         self.assertEqual(len(self.ids()), 1)
         self.retention.stopService()
-        self.assertFalse(self.retention.loop.running)
+        loop = self.retention.loop
+        self.assertFalse(loop is None or loop.running)
 
     def test_failureKeepsSchedule(self):
         """
@@ -65,7 +66,7 @@ class RetentionTests(SynchronousTestCase):
         def deleteHistoryBefore(cutoff):
             calls.append(cutoff)
             return fail(RuntimeError("database gone")) if len(calls) == 1 else succeed(0)
-        self.store.deleteHistoryBefore = deleteHistoryBefore
+        self.patch(self.store, "deleteHistoryBefore", deleteHistoryBefore)
         self.retention.startService()
         self.ready.callback(None)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

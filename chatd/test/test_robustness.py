@@ -11,6 +11,7 @@ stays fixed.
 """
 
 import json
+from typing import Dict, Optional
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -30,6 +31,7 @@ from chatd.test.robustness import (
     runWebSocketDoor,
 )
 
+skipRedis: Optional[str]
 try:
     from chatd.fanout.nodes import parseHash
 except ImportError as e:  # the redis extra is not installed
@@ -205,7 +207,7 @@ class RedisEventTests(SynchronousTestCase):
 
     def test_badHashEntry(self):
         """One malformed entry in a node's user hash is left out; the others are still read."""
-        entry = {"user": USER, "key": None, "account": False, "rooms": []}
+        entry: Dict[str, object] = {"user": USER, "key": None, "account": False, "rooms": []}
         self.assertEqual(parseHash(["bad", "{not json", "bad2", '{"user": 1}',
                                     USER, dumps(entry)]),
                          {USER: entry})

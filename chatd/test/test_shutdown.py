@@ -102,7 +102,7 @@ def holdCredentials(service):
     held = []
 
     def hold(f, *args):
-        d = Deferred()
+        d: Deferred = Deferred()
         held.append(lambda: d.callback(f(*args)))
         return d
     service.credentials._run = hold

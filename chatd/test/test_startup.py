@@ -4,10 +4,12 @@ through it.
 """
 
 import os
+from typing import List, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorCore
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
@@ -52,8 +54,8 @@ class FailedStartTests(SynchronousTestCase):
 
     def setUp(self):
         self.reactor = RecordingReactor()
-        self.exits = []
-        self.failedStart = FailedStart(self.reactor, self.exits.append)
+        self.exits: List[int] = []
+        self.failedStart = FailedStart(cast(IReactorCore, self.reactor), self.exits.append)
 
     def test_startupError(self):
         """
@@ -118,7 +120,7 @@ class ListenerFailureTests(SynchronousTestCase):
         are closed again when the service stops.
         """
         reactor = RefusingReactor()
-        failures = []
+        failures: List[Failure] = []
         listeners = ListenWhenReady(lambda: succeed(None), failures.append)
         for door, description in [("web", "tcp:8017"),
                                   ("binary", "tcp:4017:interface=127.0.0.1")]:
@@ -170,7 +172,7 @@ class KeepTryingTests(SynchronousTestCase):
         self.attempts = []
 
     def attempt(self):
-        d = Deferred()
+        d: Deferred = Deferred()
         self.attempts.append(d)
         return d
 

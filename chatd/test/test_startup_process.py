@@ -15,6 +15,7 @@ import uuid
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import ITransport
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.protocols.portforward import ProxyFactory
 from twisted.trial.unittest import SkipTest, TestCase
@@ -302,8 +303,11 @@ class WaitingForServersTests(TestCase):
         child = self.chatd("--db", late.geturl(), "--start-timeout", "40")
         await waitFor(lambda: b"cannot be reached (attempt 1)" in child.output, PROMPTLY,
                       "a failed attempt", child)
-        forwarder = reactor.listenTCP(port, ProxyFactory(real.hostname, real.port or 5432),
-                                      interface="127.0.0.1")
+        # Twisted's port forwarder is a Factory where listenTCP's annotation
+        # asks for a ServerFactory, which adds nothing listenTCP uses.
+        forwarder = reactor.listenTCP(
+            port, ProxyFactory(real.hostname or "", real.port or 5432),  # type: ignore[arg-type]
+            interface="127.0.0.1")
         self.addCleanup(forwarder.stopListening)
         await listening(child.port, child, PROMPTLY)
         await child.signal("TERM")
@@ -313,6 +317,8 @@ class _Requests(Int32StringReceiver):
     """
     Sends binary requests one at a time and hands over each response.
     """
+
+    transport: ITransport
 
     def __init__(self):
         self.responses = []

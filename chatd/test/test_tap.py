@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from dataclasses import replace
+from typing import List
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -14,6 +15,7 @@ from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactorClock
+from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 from twisted.web.server import Site
@@ -550,8 +552,8 @@ class ListenWhenReadyTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.ready = Deferred()
-        self.failures = []
+        self.ready: Deferred = Deferred()
+        self.failures: List[Failure] = []
         self.listeners = ListenWhenReady(lambda: self.ready, self.failures.append)
         self.child = FakeService()
         self.child.setServiceParent(self.listeners)
@@ -649,7 +651,7 @@ class MakeServiceTests(SynchronousTestCase):
             [(0, "127.0.0.1"), (4019, "::1")],
         )
         for _, factory, _, _ in self.reactor.tcpServers:
-            self.assertIsInstance(factory, BinaryFactory)
+            assert isinstance(factory, BinaryFactory)
             self.assertIs(factory.service, core)
         self.successResultOf(service.stopService())
         self.assertEqual(

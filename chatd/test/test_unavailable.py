@@ -8,8 +8,10 @@ request.
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
+from zope.interface import implementer
 
 from chatd.errors import Status, Unavailable
+from chatd.interfaces import IMessageStore
 from chatd.protocols.jsonwire import errorCode
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
@@ -19,6 +21,7 @@ from chatd.test.test_service import CoreTestCase
 DEADLINE = 5
 
 
+@implementer(IMessageStore)
 class FreezableStore:
     """
     A L{MemoryStore} that can freeze: while frozen, its calls never answer.
