@@ -157,7 +157,8 @@ class VectorTests(SynchronousTestCase):
         case = next(c for c in VECTORS["cases"] if c["name"] == "accept-room")
         client = VectorClient(self, VECTORS, case)
         times = []
-        client.ui.messageReceived = lambda room, sender, ts, text: times.append(ts)
+        self.patch(client.ui, "messageReceived",
+                   lambda room, sender, ts, text: times.append(ts))
         [step] = case["steps"]
         client.run(step)
         self.assertEqual(times, [step["expect"][0]["ts"]])
