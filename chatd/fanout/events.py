@@ -136,6 +136,10 @@ def _isNames(value):
     return isinstance(value, list) and all(map(_isText, value))
 
 
+def _isOptionalText(value):
+    return value is None or isinstance(value, str)
+
+
 def _isCount(value):
     return type(value) is int and 0 <= value < 2**63
 
@@ -161,6 +165,14 @@ EVENTS = {
     "left": {"room": _isText, "user": _isText},
     "message": {"room": _isText, "sender": _isText, "ts": _isTimestamp, "envelope": _isBytes},
     "direct": {"sender": _isText, "peer": _isText, "ts": _isTimestamp, "envelope": _isBytes},
+    # Moderation (chatd.core.moderation).
+    "kicked": {"room": _isText, "user": _isText, "by": _isText, "reason": _isText,
+               "banned": _isFlag},
+    "unbanned": {"room": _isText, "user": _isText},
+    "role": {"room": _isText, "user": _isText, "by": _isText, "role": _isOptionalText},
+    "topic": {"room": _isText, "by": _isText, "topic": _isText},
+    "password": {"room": _isText, "password": _isKey},
+    "destroyed": {"room": _isText, "by": _isText},
     "file-offer": dict(_FILE, sender=_isText, targetKind=_isCount, target=_isText, size=_isCount,
                        chunks=_isCount, chunkSize=_isCount, envelope=_isBytes),
     "file-chunk": dict(_FILE, index=_isCount, data=_isBytes),

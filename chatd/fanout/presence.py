@@ -117,8 +117,12 @@ class Presence:
         applying it.
         """
         names = [event[field] for field in ("user", "old", "new") if field in event]
+        if event["t"] == "destroyed":
+            # Its members are out of it, here too: which of them were local
+            # is not known once it is applied, so every entry is rewritten.
+            names = [user.name for user in self._view.localUsers()]
         rooms = set()
-        if event["t"] in ("joined", "left"):
+        if "room" in event:
             rooms.add(fold(event["room"]))
         for name in dict.fromkeys(names):
             user = self._view.user(name)

@@ -14,7 +14,8 @@ from chatd.fanout.events import MalformedEvent, decodeMessage
 log = Logger()
 
 # The kinds of event that change who is online or in which room.
-PRESENCE = frozenset(["online", "offline", "renamed", "key", "joined", "left", "room"])
+PRESENCE = frozenset(["online", "offline", "renamed", "key", "joined", "left", "room",
+                      "kicked", "destroyed"])
 
 
 class Reader:
