@@ -17,7 +17,8 @@ apply the client hears about the first.
 The modules: L{directory} (users, rooms and memberships, which it alone
 changes), L{events} (what changes, as frozen values with one wire form),
 L{service} (the one L{ChatService} of a node, which applies events and tells
-sessions), L{session} (one connection's state and guards), and one module per
+sessions), L{session} (one connection's state and timers), L{base} (the state
+and guards every request family stands on), and one module per
 family of requests: L{accounts}, L{rooms}, L{messages}, L{files},
 L{moderation}; L{remotefiles} carries file transfers between nodes, L{view} is
 what the fan-out reads of the directory, L{replay} keeps the envelope ids seen

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from chatd import e2e, registration
+from chatd.core.base import SessionBase
 from chatd.core.directory import ROOM, USER, User
 from chatd.core.events import UserOffline
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
@@ -20,7 +21,7 @@ log = Logger()
 PROTOCOL_VERSIONS = (1, 2)
 
 
-class AccountRequests:
+class AccountRequests(SessionBase):
     """
     The account requests of a L{chatd.core.session.Session}, mixed into it.
     """

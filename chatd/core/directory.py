@@ -4,9 +4,12 @@ The users online and the rooms, with their memberships: the directory that
 alone changes them, and reports each change as events.
 """
 
+from typing import Dict, List, Set
+
 from chatd import e2e
 from chatd.core.events import (
     DirectMessage,
+    Event,
     Joined,
     KeyChanged,
     Kicked,
@@ -109,10 +112,10 @@ class Directory:
     @ivar rooms: folded name -> L{Room}, for reading.
     """
 
-    def __init__(self):
-        self.users = {}
-        self.rooms = {}
-        self._claimed = set()
+    def __init__(self) -> None:
+        self.users: Dict[str, User] = {}
+        self.rooms: Dict[str, Room] = {}
+        self._claimed: Set[str] = set()
 
     # -- queries ---------------------------------------------------------
 
@@ -208,7 +211,7 @@ class Directory:
         user.sessions.remove(session)
         return [] if user.sessions else [UserOffline(user.name)]
 
-    def forget(self, user):
+    def forget(self, user: User) -> List[Event]:
         """
         C{user}, in no room any more, is offline in the whole cluster.
         """
@@ -250,7 +253,7 @@ class Directory:
         self.rooms[fold(name)] = Room(name, passwordHash)
         return [RoomCreated(name, passwordHash)]
 
-    def dropRoom(self, room):
+    def dropRoom(self, room: Room) -> List[Event]:
         """
         C{room} is gone, unless it is not the room of that name any more.
         """
@@ -345,7 +348,7 @@ class Directory:
         room.passwordHash = passwordHash
         return [PasswordChanged(room.name, passwordHash)]
 
-    def destroy(self, room, by):
+    def destroy(self, room: Room, by: str) -> List[Event]:
         """
         C{room} is gone with its memberships.
         """

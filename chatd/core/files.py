@@ -8,6 +8,7 @@ from dataclasses import replace
 from twisted.internet.defer import Deferred
 
 from chatd import e2e
+from chatd.core.base import SessionBase
 from chatd.core.directory import ROOM, USER
 from chatd.core.remotefiles import remoteRecipients
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
@@ -16,7 +17,7 @@ from chatd.names import fold, isUserName
 from chatd.transfer import Offer, Transfer
 
 
-class FileRequests:
+class FileRequests(SessionBase):
     """
     The file transfer requests of a L{chatd.core.session.Session}, mixed into it.
     """

@@ -6,6 +6,7 @@ Requests that send envelopes: room and direct messages, under the message limit.
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from chatd.core.base import SessionBase
 from chatd.errors import BadRequest, Conflict, NotFound, RateLimited, StaleRecipients, Unavailable
 from chatd.names import fold, isUserName
 from chatd.ratelimit import inWholeSeconds
@@ -13,7 +14,7 @@ from chatd.ratelimit import inWholeSeconds
 log = Logger()
 
 
-class MessageRequests:
+class MessageRequests(SessionBase):
     """
     The message requests of a L{chatd.core.session.Session}, mixed into it.
     """

@@ -15,6 +15,7 @@ through the fan-out and do the same to their picture of the room.
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from chatd.core.base import SessionBase
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
 from chatd.store.moderation import OPERATOR, OWNER, ROLES
@@ -50,7 +51,7 @@ class JoinAnswer(list):
         self.topic = topic
 
 
-class ModerationRequests:
+class ModerationRequests(SessionBase):
     """
     The moderation requests of a L{chatd.core.session.Session}, mixed into it.
     """
@@ -64,7 +65,7 @@ class ModerationRequests:
             when C{owner} is set) of C{room}.
         """
         info = await self.service.store.moderation(room.name)
-        role = info.roleOf(self.user.name) if user.account else None
+        role = info.roleOf(user.name) if user.account else None
         if owner and role != OWNER:
             raise Forbidden("you are not an owner of %s" % (room.name,))
         if role is None:

@@ -4,6 +4,7 @@ The envelope ids accepted lately, so that a replayed envelope is refused.
 """
 
 from collections import deque
+from typing import Any, Deque, Tuple
 
 
 class ReplayCache:
@@ -24,7 +25,7 @@ class ReplayCache:
         self.horizon = horizon
         self.capacity = capacity
         self._expiry = {}
-        self._order = deque()
+        self._order: Deque[Tuple[float, Any]] = deque()
 
     def __contains__(self, key):
         self._prune()

@@ -4,9 +4,13 @@ Requests about rooms: create, join, leave, the lists of users and rooms, and
 history.
 """
 
+from typing import Optional
+
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from chatd import e2e
+from chatd.core.base import SessionBase
+from chatd.core.directory import Room, User
 from chatd.core.moderation import JoinAnswer
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
@@ -15,7 +19,7 @@ from chatd.names import fold, isRoomName, isUserName
 MAX_TIMESTAMP = 2**63 - 1
 
 
-class RoomRequests:
+class RoomRequests(SessionBase):
     """
     The room requests of a L{chatd.core.session.Session}, mixed into it.
     """
@@ -59,21 +63,21 @@ class RoomRequests:
         return Deferred.fromCoroutine(self._newRoom(user, roomName, password)).addCallback(
             lambda _: None)
 
-    async def _newRoom(self, user, roomName, password):
+    async def _newRoom(self, user: User, roomName: str, password: str) -> Room:
         """
         Create a room under the create limits (see L{chatd.quotas}).
         """
         quotas = self.service.quotas
         quotas.checkGuestCreate(user, password)
         await quotas.checkCreate(self._owner(user), self.address)
-        room = await self._create(roomName, password)
+        room = await self._create(user, roomName, password)
         quotas.created(user)
         return room
 
-    async def _create(self, roomName, password):
+    async def _create(self, user: User, roomName: str, password: str) -> Room:
         # A room named like an account is that user's own room (the WebSocket
         # door's default room): only its user may make it.
-        if isUserName(roomName) and fold(roomName) != fold(self.user.name) \
+        if isUserName(roomName) and fold(roomName) != fold(user.name) \
                 and await self.service.store.getAccount(roomName) is not None:
             raise Forbidden("%s is the own room of the user %s" % (roomName, roomName))
         passwordHash = None
@@ -88,7 +92,7 @@ class RoomRequests:
             # Its creator owns it; a guest holds no role, so a guest's room
             # has no owner until the operator gives it one.
             await self.service.store.createRoom(
-                roomName, passwordHash, self.user.name if self.user.account else None)
+                roomName, passwordHash, user.name if user.account else None)
         except Exception:
             # Never stored, so never announced.
             directory.dropRoom(room)
@@ -108,10 +112,10 @@ class RoomRequests:
         self._checkRoomPassword(password)
         return Deferred.fromCoroutine(self._join(user, roomName, password))
 
-    async def _join(self, user, roomName, password):
+    async def _join(self, user: User, roomName: str, password: str) -> JoinAnswer:
         service = self.service
         await service.quotas.checkJoin(self._owner(user), self.address)
-        room = service.directory.rooms.get(fold(roomName))
+        room: Optional[Room] = service.directory.rooms.get(fold(roomName))
         if room is not None and fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
         topic = None

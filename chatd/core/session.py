@@ -14,7 +14,7 @@ from chatd.core.files import FileRequests
 from chatd.core.messages import MessageRequests
 from chatd.core.moderation import ModerationRequests
 from chatd.core.rooms import RoomRequests
-from chatd.errors import AuthRequired, BadRequest, Conflict, NotFound
+from chatd.errors import NotFound
 from chatd.interfaces import ISession
 from chatd.names import fold
 from chatd.quotas import WARNING_NO_HELLO
@@ -125,36 +125,6 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         if user is not None:
             self._detach(user)
         self.service.sessions.discard(self)
-
-    # -- checks -----------------------------------------------------------
-
-    def _hello(self):
-        if not self.greeted:
-            raise AuthRequired("say hello first")
-        return self.user
-
-    def _greeted(self):
-        if self._hello() is None:
-            raise AuthRequired("authentication required: register or log in first")
-        return self.user
-
-    def _notLoggedIn(self):
-        user = self._hello()
-        if user is not None and user.account:
-            raise Conflict("already logged in as %s" % (self.user.name,))
-
-    def _hasKey(self, user):
-        if user.key is None:
-            raise BadRequest("publish a public key first")
-
-    @staticmethod
-    def _owner(user):
-        """
-        The key of a user's limits: an account's outlive its sessions; a guest's
-        go with it (keyed by the guest itself, so that renaming does not reset
-        them).
-        """
-        return fold(user.name) if user.account else "guest:%d" % (id(user),)
 
     def _attach(self, user):
         self.user = user

@@ -1,0 +1,76 @@
+# -*- test-case-name: chatd.test.test_service -*-
+"""
+What every request family of a session stands on: the session's state and the
+guards each request starts with, declared once, so that each family module
+(L{accounts}, L{rooms}, L{messages}, L{files}, L{moderation}) reads, and is
+type-checked, on its own, although all are mixed into one
+L{chatd.core.session.Session}.
+"""
+
+from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
+
+from chatd.core.directory import User
+from chatd.errors import AuthRequired, BadRequest, Conflict
+from chatd.names import fold
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
+
+
+class SessionBase:
+    """
+    A session's state (set by L{chatd.core.session.Session}) and its guards.
+
+    @ivar user: the L{User} the session belongs to, or L{None} (nobody yet).
+    @ivar transfers: the file transfers it takes part in.
+    """
+
+    service: "ChatService"
+    client: Any
+    address: str
+    user: Optional[User]
+    greeted: bool
+    ended: bool
+    version: int
+    transfers: Set[Any]
+    _challenge: Optional[Tuple[bytes, float]]
+
+    if TYPE_CHECKING:
+        # What one family calls of another's (they are all one object).
+        def _attach(self, user: User) -> None: ...
+        def _cancelHelloTimer(self) -> None: ...
+        def _rename(self, user: User, name: str) -> None: ...
+        def _checkRoomPassword(self, password: str) -> None: ...
+        async def _underMessageLimit(self, user: User, check: Any) -> Any: ...
+        async def _refuseBanned(self, user: User, room: Any) -> Optional[str]: ...
+        async def _refuseBannedName(self, user: User, name: str) -> None: ...
+        async def _leaveBannedRooms(self, user: User, name: str) -> None: ...
+
+    def _hello(self) -> Optional[User]:
+        if not self.greeted:
+            raise AuthRequired("say hello first")
+        return self.user
+
+    def _greeted(self) -> User:
+        user = self._hello()
+        if user is None:
+            raise AuthRequired("authentication required: register or log in first")
+        return user
+
+    def _notLoggedIn(self):
+        user = self._hello()
+        if user is not None and user.account:
+            raise Conflict("already logged in as %s" % (user.name,))
+
+    def _hasKey(self, user):
+        if user.key is None:
+            raise BadRequest("publish a public key first")
+
+    @staticmethod
+    def _owner(user):
+        """
+        The key of a user's limits: an account's outlive its sessions; a guest's
+        go with it (keyed by the guest itself, so that renaming does not reset
+        them).
+        """
+        return fold(user.name) if user.account else "guest:%d" % (id(user),)
