@@ -10,6 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
+from chatd.client import moderation
 from chatd.client.errors import ClientError
 from chatd.client.files import Incoming, formatSize
 from chatd.client.lines import (
@@ -325,4 +326,6 @@ class Commands:
         "quit": _exit,
         "wait": _wait,
         "expect": _expect,
+        # Functions of the console and the words, as these are.
+        **moderation.COMMANDS,
     }

@@ -7,6 +7,7 @@ bars, and the small parsers the commands share. Pure functions, no terminal.
 
 import re
 
+from chatd.client import moderation
 from chatd.client.transfers import formatSize
 
 EXPECT_TIMEOUT = 10.0
@@ -61,6 +62,7 @@ HELP = [
     ("/cancel ID", "stop file transfer ID: one you send for everyone, one you "
                    "receive for you"),
     ("/files", "list file offers and transfers"),
+    *moderation.HELP,
     ("/help", "show this list"),
     ("/exit", "leave"),
 ]

@@ -817,6 +817,27 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("file send and receive (or a clear 'not supported' where the server has none)",
                     fileTransfer)
 
+    def moderated():
+        """
+        alice made the room, so she owns it: she sets its topic and kicks bob
+        from the composer; bob sees the topic, then is told and loses the room.
+        """
+        alice.fill("#composer-input", "/topic Be kind here")
+        alice.press("#composer-input", "Enter")
+        newBob.locator("#messages .system", has_text="alice set the topic: Be kind here") \
+            .first.wait_for(timeout=WAIT_MS)
+        if "Be kind here" not in alice.locator("#chat-sub").inner_text():
+            return "!the topic is not under the room's name"
+        alice.fill("#composer-input", "/kick bob calm down")
+        alice.press("#composer-input", "Enter")
+        newBob.locator(".toast", has_text="You were kicked out of %s by alice: calm down"
+                       % (ROOM,)).first.wait_for(timeout=WAIT_MS)
+        newBob.wait_for_selector("#room-list li[data-conv='%s']" % (ROOM,), state="detached")
+        if alice.locator("#messages .message .text", has_text="/kick").count():
+            return "!the command was sent as a message"
+        return True
+    results.attempt("moderation in the browser: alice sets the topic and kicks bob", moderated)
+
     liar = LyingSocket("dave", otherKeyPem())
     daveContext = browser.newContext()
     daveContext.route_web_socket("**/ws", liar.route)

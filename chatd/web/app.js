@@ -7,7 +7,7 @@
 // The modules, by concern: state.js (the one state object), dom.js (page
 // helpers), trust.js (pins and key warnings), conversations.js, messaging.js
 // (receiving and sending), events.js (server events, by type), render.js,
-// filecards.js, dialogs.js, session.js. This one wires the page's controls;
+// filecards.js, dialogs.js, session.js, moderation.js. This one wires the page's controls;
 // a feature module wires its own (as dialogs.js does) and registers the events
 // it handles (events.js on()), so adding one touches only this file.
 
@@ -17,6 +17,7 @@ import { wireDrawers } from "./drawers.js";
 import { $, describeError, toast } from "./dom.js";
 import { sendFile } from "./filecards.js";
 import { sendText } from "./messaging.js";
+import { wireModeration } from "./moderation.js";
 import { wireNotifications } from "./notify.js";
 import { renderAll } from "./render.js";
 import { signIn, signOut } from "./session.js";
@@ -27,6 +28,7 @@ function wire() {
   wireDialogs();
   wireDrawers();
   wireNotifications();
+  wireModeration(); // before the composer's handler: it takes its commands first
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     signIn("login");

@@ -158,6 +158,8 @@ export async function joinRoom(name, password, switchFrom = null) {
   }
   const room = addRoom(reply.roomId);
   room.password = password || "";
+  room.topic = reply.topic || "";
+  if (room.topic) systemNote(room, `Topic: ${room.topic}`);
   await setMembers(room, reply.members, false);
   if (switchFrom && fold(switchFrom.name) !== room.key) {
     removeRoom(switchFrom);

@@ -64,7 +64,8 @@ export function renderHeader() {
   $("chat-name").textContent = conv.kind === "room" ? conv.name : `@${conv.name}`;
   if (conv.kind === "room") {
     const n = conv.members.size;
-    $("chat-sub").textContent = `${n} member${n === 1 ? "" : "s"} · end-to-end encrypted`;
+    const topic = conv.topic ? `${conv.topic} · ` : "";
+    $("chat-sub").textContent = `${topic}${n} member${n === 1 ? "" : "s"} · end-to-end encrypted`;
   } else {
     $("chat-sub").textContent = conv.peerFp ? `Direct message · key ${conv.peerFp.split(" ").slice(0, 4).join(" ")} …` : "Direct message · end-to-end encrypted";
   }

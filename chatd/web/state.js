@@ -43,6 +43,7 @@ export class Conversation {
     this.oldest = null; // server timestamp string of the oldest history row
     this.hasOlder = false;
     this.password = "";
+    this.topic = ""; // rooms: shown under the name (moderation.js keeps it)
   }
 
   get key() {
