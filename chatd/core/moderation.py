@@ -95,15 +95,25 @@ class ModerationRequests(SessionBase):
         user, room = self._moderate(roomName, userName, (reason, "reason"))
         return Deferred.fromCoroutine(self._kick(user, room, userName, reason))
 
-    async def _kick(self, user, room, userName, reason):
+    async def _mayExpel(self, verb, user, room, name):
+        """
+        The checks a kick and a ban share: the authority to do it, not on
+        oneself, and an operator not on an owner.
+
+        @return: the room's L{chatd.model.Moderation}.
+        """
         info, role = await self._authority(user, room)
-        if fold(userName) == fold(user.name):
-            raise BadRequest("you cannot kick yourself; leave the room instead")
+        if fold(name) == fold(user.name):
+            raise BadRequest("you cannot %s yourself; leave the room instead" % (verb,))
+        if role == OPERATOR and info.roleOf(name) == OWNER:
+            raise Forbidden("an operator cannot %s an owner of %s" % (verb, room.name))
+        return info
+
+    async def _kick(self, user, room, userName, reason):
+        await self._mayExpel("kick", user, room, userName)
         target = room.members.get(fold(userName))
         if target is None:
             raise NotFound("%s is not in %s" % (userName, room.name))
-        if role == OPERATOR and info.roleOf(target.name) == OWNER:
-            raise Forbidden("an operator cannot kick an owner of %s" % (room.name,))
         if target.account:
             await self.service.store.removeMember(room.name, target.name)
         self._expel(user, room, target.name, reason, False)
@@ -130,11 +140,7 @@ class ModerationRequests(SessionBase):
         return Deferred.fromCoroutine(self._ban(user, room, userName, reason))
 
     async def _ban(self, user, room, userName, reason):
-        info, role = await self._authority(user, room)
-        if fold(userName) == fold(user.name):
-            raise BadRequest("you cannot ban yourself; leave the room instead")
-        if role == OPERATOR and info.roleOf(userName) == OWNER:
-            raise Forbidden("an operator cannot ban an owner of %s" % (room.name,))
+        info = await self._mayExpel("ban", user, room, userName)
         if info.banOf(userName) is not None:
             raise Conflict("%s is banned from %s already" % (userName, room.name))
         target = room.members.get(fold(userName))
