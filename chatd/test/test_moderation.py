@@ -8,13 +8,15 @@ from typing import Any, Dict, List, cast
 
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd.core.directory import ROOM
 from chatd.errors import StaleRecipients, Status
 from chatd.fanout.checks import InvalidEvent, checkEvent
+from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import FakeChatClient, FakeHub, makeService, publicDer, testKeys
+from chatd.test.test_fanout import FakeMode, RealMode
 from chatd.test.test_service import CoreTestCase
 
 OK, ERR, FORBIDDEN, NOT_FOUND, CONFLICT = (Status.OK, Status.ERROR, Status.FORBIDDEN,
@@ -456,3 +458,46 @@ class FanoutCheckTests(SynchronousTestCase):
         ]
         for event in bad:
             self.assertRaises(InvalidEvent, checkEvent, event, lambda name: None)
+
+
+async def banAcrossRedis(case: Any) -> None:
+    """
+    The owner on node A bans bob, whose session is on node B, through the
+    Redis fan-out: B's session hears LEFT (a version-1 client), A and B list
+    the owner alone, and bob's JOIN on B is refused.
+    """
+    a, b = await case.node("A"), await case.node("B")
+    owner, bob = await case.account(a, "owner"), await case.guest(b, "bob")
+    await case.request(owner, Op.JOIN, "#r", "")
+    await case.seesRoom(bob, "#r")
+    await case.request(bob, Op.JOIN, "#r", "")
+    await case.events(owner, Op.JOINED)
+    case.assertEqual((await case.request(owner, Op.BAN, "#r", "bob", "spam"))[0], OK)
+    case.assertEqual(await case.events(bob, Op.LEFT), [(Op.LEFT, ("#r", "bob"))])
+    case.assertEqual(await case.users(owner, "#r"), ["owner"])
+    case.assertEqual(await case.users(bob, "#r"), ["owner"])
+    case.assertEqual((await case.request(bob, Op.JOIN, "#r", ""))[0], FORBIDDEN)
+
+
+class FakeRedisModerationTests(FakeMode, TestCase):
+    """
+    A ban across nodes, over the in-memory Redis.
+    """
+
+    async def test_banAcrossRedis(self):
+        """
+        See L{banAcrossRedis}.
+        """
+        await banAcrossRedis(self)
+
+
+class RealRedisModerationTests(RealMode, TestCase):
+    """
+    A ban across nodes, over the real redis-server C{CHATD_TEST_REDIS} names.
+    """
+
+    async def test_banAcrossRedis(self):
+        """
+        See L{banAcrossRedis}.
+        """
+        await banAcrossRedis(self)

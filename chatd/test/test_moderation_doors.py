@@ -29,8 +29,8 @@ class WireV2(Wire):
     A binary client that says protocol version 2, and decodes by it.
     """
 
-    def hello(self):
-        return Wire.hello(self, 2)
+    def hello(self, version=2):
+        return Wire.hello(self, version)
 
 
 class DoorsTestCase(SynchronousTestCase):
