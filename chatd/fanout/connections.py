@@ -12,14 +12,15 @@ carry the number, and clusters on different numbers of one Redis do not hear
 each other.
 """
 
+from functools import partial
+
+import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
-
-import txredisapi
 
 from chatd.config import redisURL
 from chatd.errors import Unavailable
@@ -158,7 +159,7 @@ class Connections:
         for service in (self._subscriberService, self._commandService):
             # Each attempt waits for the service's next connection attempt,
             # which it makes on its own backoff: no wait of our own between.
-            await keepTrying(lambda: self._connected(service), self.clock, timeout, what,
+            await keepTrying(partial(self._connected, service), self.clock, timeout, what,
                              policy=lambda failures: 0)
 
     def whenCommandsUp(self):

@@ -12,6 +12,7 @@ account's messages the same timestamp, and telling messages apart by
 """
 
 from collections import deque
+from typing import Deque, Set, Tuple
 
 from chatd import e2e
 from chatd.names import fold
@@ -37,8 +38,8 @@ class Delivered:
     """
 
     def __init__(self):
-        self._seen = set()
-        self._order = deque()
+        self._seen: Set[str] = set()
+        self._order: Deque[Tuple[float, str]] = deque()
 
     def add(self, when, key):
         """

@@ -22,6 +22,7 @@ once per outage (L{chatd.outage.Outage}).
 
 import random
 from collections import deque
+from typing import Any, Deque
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -87,7 +88,8 @@ class RedisWindow:
 
     def release(self, key, token):
         if not isinstance(token, str):
-            return succeed(self._local.release(key, token))
+            self._local.release(key, token)
+            return succeed(None)
         d = self._connections.command("ZREM", self._key(key), token)
 
         def failed(failure):
@@ -131,7 +133,7 @@ class GuestNumbers:
 
     def __init__(self, connections):
         self._connections = connections
-        self._blocks = deque()
+        self._blocks: Deque[Any] = deque()
         self._fetching = False
 
     def low(self):

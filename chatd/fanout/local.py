@@ -23,7 +23,8 @@ class _Window:
         return succeed(self._window.reserve(key))
 
     def release(self, key, token):
-        return succeed(self._window.release(key, token))
+        self._window.release(key, token)
+        return succeed(None)
 
     def hit(self, key):
         return succeed(self._window.hit(key))

@@ -13,6 +13,8 @@ them; hashes are read again every C{RECONCILE_EVERY} beats, so a node that
 missed something converges.
 """
 
+from typing import Any, Iterable, Tuple
+
 from twisted.logger import Logger
 
 from chatd.core.events import Joined, KeyChanged, Left, RoomCreated, UserOffline, UserOnline
@@ -130,7 +132,7 @@ class Nodes:
         arrive while the hash is read make it unclear which is newer, so the
         read is tried again, and removals are left out if it never settles.
         """
-        for attempt in range(attempts):
+        for _ in range(attempts):
             before = self._changes.get(node, 0)
             fields = await self._connections.command("HGETALL", "chatd:node:%s:users" % (node,))
             if self._changes.get(node, 0) == before:
@@ -216,6 +218,7 @@ def parseHash(fields):
     A node's user hash as folded name to entry; an entry that is not
     well-formed is left out, so that it cannot hide the others.
     """
+    items: Iterable[Tuple[Any, Any]]
     if isinstance(fields, dict):
         items = fields.items()
     else:

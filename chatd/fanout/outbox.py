@@ -13,6 +13,7 @@ node rewrites its hash whole after reconnecting.
 """
 
 from collections import deque
+from typing import Any, Deque
 
 import txredisapi
 from twisted.internet.defer import maybeDeferred
@@ -39,8 +40,8 @@ class Outbox:
 
     def __init__(self, connections):
         self._connections = connections
-        self._queue = deque()
-        self._inflight = deque()
+        self._queue: Deque[Any] = deque()
+        self._inflight: Deque[Any] = deque()
         self._holding = 0
         self._dropped = 0
 

@@ -11,6 +11,7 @@ of every entry, so that nodes that gave it up take its users back.
 """
 
 import json
+from typing import Any, List, Set, Tuple
 
 from chatd.fanout.events import dumps, encodeValue
 from chatd.names import fold
@@ -47,7 +48,7 @@ class Presence:
         self._ttl = ttl
         self.heartbeatKey = "chatd:node:" + source["n"]
         self.usersKey = self.heartbeatKey + ":users"
-        self._unsettled = (set(), set())
+        self._unsettled: Tuple[Set[str], Set[str]] = (set(), set())
         self._settling = None
 
     def writeAll(self):
@@ -59,7 +60,7 @@ class Presence:
         if connections.commands is None:
             return
         entries = [(fold(user.name), dumps(entryOf(user))) for user in self._view.localUsers()]
-        writes = [("DEL", self.usersKey)]
+        writes: List[Tuple[Any, ...]] = [("DEL", self.usersKey)]
         if entries:
             writes.append(("HSET", self.usersKey, *[part for pair in entries for part in pair]))
         writes += [("SET", self.heartbeatKey, self._source["n"], "PX", int(self._ttl * 1000)),
