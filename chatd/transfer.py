@@ -208,7 +208,8 @@ class Transfer:
         """
         recipient = self._recipient(session)
         if index >= self.offer.chunks:
-            raise BadRequest("chunk index %d is past the last (%d)" % (index, self.offer.chunks - 1))
+            raise BadRequest("chunk index %d is past the last (%d)"
+                             % (index, self.offer.chunks - 1))
         if recipient.state != ACCEPTED or self.state != STARTED:
             if recipient.state == FINISHED:
                 return
@@ -241,7 +242,8 @@ class Transfer:
         """
         self._fromSender(session, "send chunks")
         if index >= self.offer.chunks:
-            raise BadRequest("chunk index %d is past the last (%d)" % (index, self.offer.chunks - 1))
+            raise BadRequest("chunk index %d is past the last (%d)"
+                             % (index, self.offer.chunks - 1))
         if len(data) > self.offer.chunkSize + 16:
             raise BadRequest("chunk of %d bytes is over the chunk size + 16" % (len(data),))
         if index > self.limit:

@@ -1,4 +1,4 @@
-# -*- test-case-name: chatd.test.test_door,chatd.test.test_binary,chatd.test.test_text,chatd.test.test_websocket -*-
+# -*- test-case-name: chatd.test.test_door,chatd.test.test_binary,chatd.test.test_text,chatd.test.test_websocket -*-  # noqa: E501
 """
 What every front door does the same way, whatever its wire format.
 

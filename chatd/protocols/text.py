@@ -68,8 +68,12 @@ from chatd.names import fold
 from chatd.protocols import DoorFactory, jsonwire, noDelay
 from chatd.protocols.door import Door, Final
 from chatd.protocols.jsondoor import JSONDoor, then
-from chatd.protocols.moderationdoor import (TEXT_REQUESTS, TEXT_REST_OF_LINE, JSONModeration,
-                                            textCommands)
+from chatd.protocols.moderationdoor import (
+    TEXT_REQUESTS,
+    TEXT_REST_OF_LINE,
+    JSONModeration,
+    textCommands,
+)
 from chatd.protocols.outbox import chain
 
 # Each command's name in L{chatd.protocols.requests.REQUESTS}; the others

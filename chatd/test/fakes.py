@@ -13,11 +13,11 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from chatd.config import Settings
+from chatd.core.events import Joined, UserOnline, fromWire
+from chatd.core.service import ChatService
 from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatClient, IFanout
-from chatd.core.events import Joined, UserOnline, fromWire
-from chatd.core.service import ChatService
 from chatd.store.seal import AtRestKeys, generateKey
 
 

@@ -11,8 +11,15 @@ import os
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from chatd import e2e, transfer
-from chatd.client.files import (Incoming, Outgoing, TransferError, fileInfo, formatSize,
-                                placeFile, safeName)
+from chatd.client.files import (
+    Incoming,
+    Outgoing,
+    TransferError,
+    fileInfo,
+    formatSize,
+    placeFile,
+    safeName,
+)
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey

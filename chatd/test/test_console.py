@@ -14,8 +14,14 @@ from zope.interface.verify import verifyObject
 
 from chatd.client.chat import ClientError, Room
 from chatd.client.connection import ServerError
-from chatd.client.console import (HELP, SCRIPT_HELP, Console, parseExpect, progressBar,
-                                  rateAndTimeLeft)
+from chatd.client.console import (
+    HELP,
+    SCRIPT_HELP,
+    Console,
+    parseExpect,
+    progressBar,
+    rateAndTimeLeft,
+)
 from chatd.client.files import Incoming, Outgoing
 from chatd.interfaces import IClientUI
 from chatd.names import fold

@@ -13,18 +13,18 @@ import hashlib
 import json
 import os
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet import reactor as globalReactor
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.task import Clock, deferLater
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
-
-from twisted.internet.interfaces import IStreamClientEndpoint
 
 from chatd import e2e
 from chatd.interfaces import IFanout
@@ -681,6 +681,7 @@ async def flushReal(url):
     Empty the database of a real Redis, so that every test starts alone.
     """
     import txredisapi
+
     from chatd.config import redisAddress
     host, port, db, password = redisAddress(url)
     connection = await txredisapi.Connection(host, port, dbid=db, password=password,

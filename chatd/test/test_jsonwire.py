@@ -12,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd import e2e
 from chatd.errors import BadRequest, Status
 from chatd.protocols import jsonwire
-from chatd.test.test_jsonmoderation import MODERATION_CASES
 from chatd.protocols.jsonwire import NO_ID, MalformedRequest
 from chatd.test.fakes import privateKey, publicDer
+from chatd.test.test_jsonmoderation import MODERATION_CASES
 
 # 2023-11-14T22:13:20.123Z
 TS = 1_700_000_000_123

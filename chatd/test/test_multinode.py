@@ -22,6 +22,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import FailTest, SkipTest, TestCase
 
 from chatd import e2e
+
 try:
     from chatd.fanout.redis import BEAT, TTL
 except ImportError:  # the redis extra is not installed: the test skips
@@ -29,8 +30,14 @@ except ImportError:  # the redis extra is not installed: the test skips
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
-from chatd.test.processes import (connectWhenListening, freePort, listening, spawn, spawnChatd,
-                                  waitFor)
+from chatd.test.processes import (
+    connectWhenListening,
+    freePort,
+    listening,
+    spawn,
+    spawnChatd,
+    waitFor,
+)
 
 OK = 0
 

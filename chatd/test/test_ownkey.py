@@ -12,10 +12,25 @@ from chatd.client.chat import ClientError
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
-from chatd.test.lying import (GET_KEYS, JOIN, JOINED, KEY_CHANGED, STALE, Liar, LyingFactory,
-                              readable, serverEvent)
-from chatd.test.test_client import (PASSWORD, ClientTestCase, MemoryEndpoint, TestHome, der,
-                                    seedIdentity)
+from chatd.test.lying import (
+    GET_KEYS,
+    JOIN,
+    JOINED,
+    KEY_CHANGED,
+    STALE,
+    Liar,
+    LyingFactory,
+    readable,
+    serverEvent,
+)
+from chatd.test.test_client import (
+    PASSWORD,
+    ClientTestCase,
+    MemoryEndpoint,
+    TestHome,
+    der,
+    seedIdentity,
+)
 
 REFUSED = ("not sent: the server lists you with a key that is not this device's (%s); "
            "the server, or someone with your password, changed your key")

@@ -14,8 +14,14 @@ from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
 from chatd.test.lying import serverEvent
-from chatd.test.test_client import (PASSWORD, ClientTestCase, RecordingUI, TestHome, der,
-                                    seedIdentity)
+from chatd.test.test_client import (
+    PASSWORD,
+    ClientTestCase,
+    RecordingUI,
+    TestHome,
+    der,
+    seedIdentity,
+)
 
 MINUTE = 60_000
 NOW = 1_700_000_000_000

@@ -13,11 +13,11 @@ from zope.interface.verify import verifyObject
 
 from chatd import e2e
 from chatd.config import Settings
+from chatd.core.service import ChatService
 from chatd.credentials import Credentials
 from chatd.interfaces import IChatClient, IFileClient
 from chatd.protocols import jsonwire
 from chatd.protocols.text import TextFactory, TextProtocol, ownWords
-from chatd.core.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 

@@ -16,8 +16,17 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd import e2e
-from chatd.errors import (AuthRequired, BadRequest, ChatError, Conflict, Forbidden,
-                          NotFound, RateLimited, StaleRecipients, TooLarge)
+from chatd.errors import (
+    AuthRequired,
+    BadRequest,
+    ChatError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    StaleRecipients,
+    TooLarge,
+)
 from chatd.interfaces import IFileClient
 from chatd.test.fakes import FakeChatClient, makeService, privateKey, publicDer
 from chatd.transfer import Offer, Transfer

@@ -22,8 +22,12 @@ from chatd.config import normalOrigin, parseNetworks, parseOrigins
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.proxied import serverEndpoint
 from chatd.protocols.text import TextFactory
-from chatd.protocols.website import (CONTENT_SECURITY_POLICY, clientAddress, makeSite,
-                                     makeWebResource)
+from chatd.protocols.website import (
+    CONTENT_SECURITY_POLICY,
+    clientAddress,
+    makeSite,
+    makeWebResource,
+)
 from chatd.tap import WEB_DIRECTORY
 from chatd.test.fakes import makeService
 

@@ -31,6 +31,7 @@ from zope.interface.verify import verifyObject
 
 from chatd import e2e
 from chatd.config import Settings
+from chatd.core.service import ChatService
 from chatd.credentials import Credentials
 from chatd.interfaces import IFileClient
 from chatd.protocols import jsonwire
@@ -38,7 +39,6 @@ from chatd.protocols.outbox import Outbox
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.protocols.websocket import WebSocketChatProtocol
-from chatd.core.service import ChatService
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_text import LineClient
