@@ -132,17 +132,17 @@ class Nodes:
         arrive while the hash is read make it unclear which is newer, so the
         read is tried again, and removals are left out if it never settles.
         """
+        settled = False
         for _ in range(attempts):
             before = self._changes.get(node, 0)
             fields = await self._connections.command("HGETALL", "chatd:node:%s:users" % (node,))
             if self._changes.get(node, 0) == before:
+                settled = True
                 break
-        else:
-            attempt = None
         entries = parseHash(fields)
         if not self._connections.stopping:
             await self._ensureRooms(entries)
-            self.apply(node, entries, removals=attempt is not None)
+            self.apply(node, entries, removals=settled)
 
     async def _ensureRooms(self, entries):
         """
