@@ -320,10 +320,10 @@ class StopAndWaitTests(TransferWireTestCase):
         self.drainAll()
         for index in range(3):
             self.chunk(tid, index)
-            self.assertEqual(self.drainAll(),
-                             [ok(), frame(CHUNK, u32(tid) + u32(index) + bytes32(b"%d" % index)), b""])
-            self.assertEqual(self.status(self.alice, CHUNK, u32(tid) + u32(index + 1) + bytes32(b"x")),
-                             ERR)
+            relayed = frame(CHUNK, u32(tid) + u32(index) + bytes32(b"%d" % index))
+            self.assertEqual(self.drainAll(), [ok(), relayed, b""])
+            ahead = u32(tid) + u32(index + 1) + bytes32(b"x")
+            self.assertEqual(self.status(self.alice, CHUNK, ahead), ERR)
             self.assertEqual(self.drainAll(), [b"", b"", b""])
             self.bob.sendRaw(frame(ACK, u32(tid) + u32(index)))
             self.assertEqual(self.drainAll(),
@@ -371,8 +371,8 @@ class CancelWireTests(TransferWireTestCase):
         self.assertEqual(self.drainAll(), [b"", b"", b""])
         self.clock.advance(1)
         expired = frame(CANCEL, u32(tid) + str16("offer expired"))
-        self.assertEqual(self.drainAll(),
-                         [frame(CANCEL, u32(tid) + str16("no recipient accepted")), expired, expired])
+        refused = frame(CANCEL, u32(tid) + str16("no recipient accepted"))
+        self.assertEqual(self.drainAll(), [refused, expired, expired])
         self.assertEqual(self.status(self.bob, ANSWER, u32(tid) + u8(1)), NOTFOUND)
 
     def test_stalledRecipient(self):
@@ -389,7 +389,8 @@ class CancelWireTests(TransferWireTestCase):
         self.bob.sendRaw(frame(ACK, u32(tid) + u32(1)))
         self.drainAll()
         self.clock.advance(20)
-        self.assertEqual(self.drainAll(), [b"", b"", frame(CANCEL, u32(tid) + str16("chunk timeout"))])
+        timedOut = frame(CANCEL, u32(tid) + str16("chunk timeout"))
+        self.assertEqual(self.drainAll(), [b"", b"", timedOut])
         self.alice.sendRaw(frame(DONE, u32(tid)))
         done = frame(DONE, u32(tid))
         self.assertEqual(self.drainAll(), [done + ok(), done, b""])

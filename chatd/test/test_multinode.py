@@ -399,7 +399,7 @@ class MultiNodeTests(TestCase):
                 if status == OK:
                     stamps[envelopeId] = result[0]
 
-        for outage in range(2):
+        for _ in range(2):
             await burst(20)
             await cluster.stopRedis()
             await task.deferLater(reactor, 0.5)

@@ -338,7 +338,8 @@ class SpecTests(SynchronousTestCase):
         members = [("rand1", KEY, 1)]
         for built in (opcodes.okResponse(Op.GET_KEYS, members, version=2),
                       opcodes.errorResponse(STALE, "", members, version=2)):
-            self.assertTrue(built.endswith(b"\x00\x01\x05rand1" + len(KEY).to_bytes(2, "big") + KEY + b"\x01"))
+            keyField = len(KEY).to_bytes(2, "big") + KEY
+            self.assertTrue(built.endswith(b"\x00\x01\x05rand1" + keyField + b"\x01"))
             self.assertEqual(opcodes.decodeResponse(Op.GET_KEYS, built[7:], version=2)[1],
                              (members,))
         for op, values in [(Op.JOINED, ("#a", "rand1", KEY)), (Op.RENAMED, ("rand1", "luke")),
@@ -396,12 +397,18 @@ class RoundTripTests(SynchronousTestCase):
                            tuple(extreme(kind, True) for kind in table[op])]
 
     def test_requests(self):
-        """Every request in REQUESTS survives request(), parseBody and decodeRequest, at typical, zero and maximal values."""
+        """
+        Every request in REQUESTS survives request(), parseBody and decodeRequest, at typical, zero
+        and maximal values.
+        """
         self.assertRoundTrips(REQUESTS, self.rows(REQUESTS, REQUEST_VALUES),
                               opcodes.request, opcodes.decodeRequest, "request")
 
     def test_events(self):
-        """Every event in EVENTS survives event(), parseBody and decodeEvent, at typical, zero and maximal values."""
+        """
+        Every event in EVENTS survives event(), parseBody and decodeEvent, at typical, zero and
+        maximal values.
+        """
         self.assertRoundTrips(EVENTS, self.rows(EVENTS, EVENT_VALUES),
                               opcodes.event, opcodes.decodeEvent, "event")
 
@@ -419,7 +426,10 @@ class RoundTripTests(SynchronousTestCase):
         self.assertEqual(failures, [])
 
     def test_emptyOkResponses(self):
-        """A request without a listed ok payload is answered by the bare status byte, decoded as no values."""
+        """
+        A request without a listed ok payload is answered by the bare status byte, decoded as no
+        values.
+        """
         for op in sorted(set(REQUESTS) - set(OK_RESPONSES)):
             frame = opcodes.okResponse(op)
             self.assertEqual(frame, wire(0x9A, b"\x00"), label("request", op))
@@ -439,7 +449,10 @@ class RoundTripTests(SynchronousTestCase):
                                      (status, (message,)), "status 0x%02x" % status)
 
     def test_staleResponse(self):
-        """Status 0x09 carries the current members and keys, whatever the message, even when the list is empty."""
+        """
+        Status 0x09 carries the current members and keys, whatever the message, even when the list
+        is empty.
+        """
         for members in (STALE_MEMBERS, [], extreme("keys", True)):
             payload = splitFrame(opcodes.errorResponse(STALE, "ignored", members))[3:]
             self.assertEqual(payload[:1], b"\x09")
@@ -484,7 +497,9 @@ class RoundTripTests(SynchronousTestCase):
     @example("\U0001f600" * 63 + "abc")
     @example("\x00\n\u2028")
     def test_str8Property(self, text):
-        """Any text of at most 255 UTF-8 bytes, non-ASCII included, round-trips as str8 and as a NICK."""
+        """
+        Any text of at most 255 UTF-8 bytes, non-ASCII included, round-trips as str8 and as a NICK.
+        """
         data = text.encode("utf-8")
         self.assertLessEqual(len(data), 255)
         encoded = opcodes.encode(("str8",), (text,))
@@ -568,7 +583,10 @@ class PropertyTests(SynchronousTestCase):
     @DETERMINISTIC
     @given(st.sampled_from(VALID_PAYLOADS), st.data())
     def test_mutatedPayloads(self, case, data):
-        """Valid payloads with a byte changed, inserted or removed decode or raise MalformedFrame, nothing else."""
+        """
+        Valid payloads with a byte changed, inserted or removed decode or raise MalformedFrame,
+        nothing else.
+        """
         payload = bytearray(case[2])
         how = data.draw(st.sampled_from(["replace", "insert", "delete"]))
         if how == "delete" and payload:
@@ -642,7 +660,9 @@ class ByteExactTests(SynchronousTestCase):
         self.assertEqual(opcodes.okResponse(Op.ROOM_MSG, TS), expected)
 
     def test_historyResponseFrame(self):
-        """An ok HISTORY response is a u16 count then str8 from, u64 ts and bytes32 envelope per row."""
+        """
+        An ok HISTORY response is a u16 count then str8 from, u64 ts and bytes32 envelope per row.
+        """
         expected = wire(0x9A, b"\x00" + b"\x00\x01" + b"\x04leia"
                         + b"\x00\x00\x00\x00\x00\x00\x00\x2a" + b"\x00\x00\x00\x02{}")
         self.assertEqual(opcodes.okResponse(Op.HISTORY, [("leia", 42, b"{}")]), expected)
@@ -671,30 +691,37 @@ class MalformedTests(SynchronousTestCase):
             self.assertEqual(decoder(payload), values, what)
 
     def test_truncatedEverywhere(self):
-        """Every request, event, ok, error and 0x09 payload cut short at any byte raises MalformedFrame."""
-        for what, decoder, payload, values in VALID_PAYLOADS:
+        """
+        Every request, event, ok, error and 0x09 payload cut short at any byte raises
+        MalformedFrame.
+        """
+        for what, decoder, payload, _ in VALID_PAYLOADS:
             for cut in range(len(payload)):
                 self.assertMalformed("%s cut to %d bytes" % (what, cut), decoder, payload[:cut])
 
     def test_truncatedExtremes(self):
-        """Payloads of maximal fields cut one byte short or right after a length prefix raise MalformedFrame."""
+        """
+        Payloads of maximal fields cut one byte short or right after a length prefix raise
+        MalformedFrame.
+        """
         for direction, op, layout in ALL_LAYOUTS:
             payload = opcodes.encode(layout, tuple(extreme(kind, True) for kind in layout))
             for cut in {0, 1, 2, 4, 5, len(payload) - 1}:
                 if 0 <= cut < len(payload):
-                    self.assertMalformed(label(direction, op), lambda p: opcodes.decode(layout, p),
+                    self.assertMalformed(label(direction, op),
+                                         lambda p, layout=layout: opcodes.decode(layout, p),
                                          payload[:cut])
 
     def test_trailingByte(self):
         """One byte after a complete payload raises MalformedFrame, for empty layouts too."""
-        for what, decoder, payload, values in VALID_PAYLOADS:
+        for what, decoder, payload, _ in VALID_PAYLOADS:
             self.assertMalformed(what + " + 1 byte", decoder, payload + b"\x00")
         for op in (Op.LIST_ROOMS, Op.CHALLENGE):
             self.assertMalformed(label("request", op),
-                                 lambda p: opcodes.decodeRequest(op, p), b"\x00")
+                                 lambda p, op=op: opcodes.decodeRequest(op, p), b"\x00")
         for op in sorted(set(REQUESTS) - set(OK_RESPONSES)):
             self.assertMalformed(label("ok response to", op),
-                                 lambda p: opcodes.decodeResponse(op, p), b"\x00\x00")
+                                 lambda p, op=op: opcodes.decodeResponse(op, p), b"\x00\x00")
 
     def test_responseWithoutStatus(self):
         """An empty response payload has no status and raises MalformedFrame."""
@@ -745,7 +772,10 @@ class MalformedTests(SynchronousTestCase):
         }[kind]
 
     def test_listCountTooHigh(self):
-        """A names, keys or history list whose count promises more entries than present raises MalformedFrame."""
+        """
+        A names, keys or history list whose count promises more entries than present raises
+        MalformedFrame.
+        """
         cases = [
             (Op.LIST_USERS, b"\x00\x03" + b"\x01a" + b"\x01b"),
             (Op.LIST_ROOMS, b"\x00\x01"),
@@ -757,17 +787,22 @@ class MalformedTests(SynchronousTestCase):
         ]
         for op, payload in cases:
             self.assertMalformed(label("ok response to", op),
-                                 lambda p: opcodes.decodeResponse(op, p), b"\x00" + payload)
+                                 lambda p, op=op: opcodes.decodeResponse(op, p), b"\x00" + payload)
         self.assertMalformed("stale 0x09", lambda p: opcodes.decodeResponse(Op.DM, p),
                              b"\x09\x00\x02\x05alice\x00\x01k")
 
     def test_listCountTooLow(self):
-        """A list whose count promises fewer entries than present leaves bytes over and raises MalformedFrame."""
+        """
+        A list whose count promises fewer entries than present leaves bytes over and raises
+        MalformedFrame.
+        """
         self.assertMalformed("names", lambda p: opcodes.decodeResponse(Op.LIST_ROOMS, p),
                              b"\x00\x00\x01\x01a\x01b")
 
     def test_lengthPrefixTooLong(self):
-        """A str8, str16, bytes16 or bytes32 length beyond the payload's end raises MalformedFrame."""
+        """
+        A str8, str16, bytes16 or bytes32 length beyond the payload's end raises MalformedFrame.
+        """
         self.assertMalformed("str8", lambda p: opcodes.decodeRequest(Op.NICK, p), b"\x05abcd")
         self.assertMalformed("str16", lambda p: opcodes.decodeRequest(Op.CANCEL, p),
                              b"\x00\x00\x00\x01\xff\xffabc")
@@ -777,21 +812,28 @@ class MalformedTests(SynchronousTestCase):
                              b"\x01r\xff\xff\xff\xffx")
 
     def test_unknownRequestOpcode(self):
-        """decodeRequest refuses every opcode not in REQUESTS, HELLO and RESPONSE included, with MalformedFrame."""
+        """
+        decodeRequest refuses every opcode not in REQUESTS, HELLO and RESPONSE included, with
+        MalformedFrame.
+        """
         unknown = [op for op in range(256) if op not in REQUESTS]
         self.assertIn(Op.HELLO, unknown)
         self.assertIn(Op.JOINED, unknown)
         for op in unknown:
             self.assertMalformed("request 0x%02x" % op,
-                                 lambda p: opcodes.decodeRequest(op, p), b"")
+                                 lambda p, op=op: opcodes.decodeRequest(op, p), b"")
 
     def test_unknownEventOpcode(self):
-        """decodeEvent refuses every opcode not in EVENTS, requests such as JOIN included, with MalformedFrame."""
+        """
+        decodeEvent refuses every opcode not in EVENTS, requests such as JOIN included, with
+        MalformedFrame.
+        """
         unknown = [op for op in range(256) if op not in EVENTS]
         self.assertIn(Op.JOIN, unknown)
         self.assertIn(Op.RESPONSE, unknown)
         for op in unknown:
-            self.assertMalformed("event 0x%02x" % op, lambda p: opcodes.decodeEvent(op, p), b"")
+            self.assertMalformed("event 0x%02x" % op,
+                                 lambda p, op=op: opcodes.decodeEvent(op, p), b"")
 
 
 class ParseBodyTests(SynchronousTestCase):
@@ -812,7 +854,9 @@ class ParseBodyTests(SynchronousTestCase):
             self.assertRaises(BadMagic, opcodes.parseBody, bytes([byte]))
 
     def test_magicOnly(self):
-        """A body of only the magic raises MalformedFrame, not BadMagic: the connection stays open."""
+        """
+        A body of only the magic raises MalformedFrame, not BadMagic: the connection stays open.
+        """
         error = self.assertRaises(MalformedFrame, opcodes.parseBody, b"\x04\x17")
         self.assertNotIsInstance(error, BadMagic)
 
@@ -926,7 +970,9 @@ class EncoderRefusalTests(SynchronousTestCase):
 
 
     def test_longErrorMessageTruncated(self):
-        """An error message over 65535 UTF-8 bytes is cut on a character boundary, so it still decodes."""
+        """
+        An error message over 65535 UTF-8 bytes is cut on a character boundary, so it still decodes.
+        """
         message = "\u00e9" * 40000  # 80000 bytes; 65535 would split a character
         payload = splitFrame(opcodes.errorResponse(ERROR, message))[3:]
         status, (decoded,) = opcodes.decodeResponse(Op.JOIN, payload)

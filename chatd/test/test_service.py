@@ -991,7 +991,7 @@ class IdleTestCase(CoreTestCase):
         be warnings with a message.
         """
         events = session.client.take()
-        for name, (code, message) in events:
+        for name, (_, message) in events:
             self.assertEqual(name, "warning")
             self.assertTrue(message)
         return [code for _, (code, _) in events]

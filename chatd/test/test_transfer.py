@@ -1283,6 +1283,12 @@ class CoreTransferTests(CoreTestCase):
     def roomOffer(self, **kw):
         return self.offer(self.alice, ROOM, "#r", ["bob", "carol"], **kw)
 
+    def takeAll(self):
+        """
+        What bob, carol and alice were told since last asked, in that order.
+        """
+        return [self.bob.client.take(), self.carol.client.take(), self.alice.client.take()]
+
     def assertForgotten(self):
         self.assertEqual(self.service.transfers, {})
         self.assertEqual(self.service.transferCounts, {})
@@ -1298,7 +1304,7 @@ class CoreTransferTests(CoreTestCase):
         tid = self.roomOffer(size=25, chunks=3)
         transfer = self.service.transfers[tid]
         self.assertEqual(sum(self.service.transferCounts.values()), 1)
-        self.assertEqual([self.bob.client.take(), self.carol.client.take(), self.alice.client.take()],
+        self.assertEqual(self.takeAll(),
                          [[("fileOffered", (tid,))], [("fileOffered", (tid,))], []])
         offer = self.bob.client.offers[0].offer
         self.assertEqual((offer.kind, offer.target, offer.size, offer.chunks, offer.chunkSize),
@@ -1314,7 +1320,7 @@ class CoreTransferTests(CoreTestCase):
             for index in range(3):
                 self.result(session.fileAck, tid, index)
         self.result(self.alice.fileDone, tid)
-        self.assertEqual([self.bob.client.take(), self.carol.client.take(), self.alice.client.take()],
+        self.assertEqual(self.takeAll(),
                          [[("fileDone", (tid,))], [("fileDone", (tid,))], [("fileDone", (tid,))]])
         self.assertEqual(self.successResultOf(transfer.whenDone()), "done")
         self.assertForgotten()
@@ -1394,7 +1400,7 @@ class CoreTransferTests(CoreTestCase):
         tid = self.roomOffer()
         self.bob.client.take(), self.carol.client.take()
         self.clock.advance(60)
-        self.assertEqual([self.bob.client.take(), self.carol.client.take(), self.alice.client.take()],
+        self.assertEqual(self.takeAll(),
                          [[("fileCancelled", (tid, "offer expired"))],
                           [("fileCancelled", (tid, "offer expired"))],
                           [("fileCancelled", (tid, "no recipient accepted"))]])
@@ -1499,8 +1505,9 @@ class CoreTransferTests(CoreTestCase):
         self.bob.client.take(), self.carol.client.take()
         self.result(self.alice.fileCancel, tid, "oops")
         reason = "cancelled by the sender: oops"
-        self.assertEqual([self.bob.client.take(), self.carol.client.take(), self.alice.client.take()],
-                         [[("fileCancelled", (tid, reason))], [("fileCancelled", (tid, reason))], []])
+        self.assertEqual(self.takeAll(),
+                         [[("fileCancelled", (tid, reason))], [("fileCancelled", (tid, reason))],
+                          []])
         self.assertForgotten()
 
     def test_memberLeavesTheRoom(self):
@@ -1598,7 +1605,8 @@ class CoreTransferTests(CoreTestCase):
         self.clock.advance(0.1)
         self.assertEqual(self.carol.client.take(), [("fileCancelled", (tid, "chunk timeout"))])
         self.result(self.alice.fileDone, tid)
-        self.assertEqual(self.alice.client.take(), [("fileStarted", (tid, 2, 8)), ("fileDone", (tid,))])
+        self.assertEqual(self.alice.client.take(),
+                         [("fileStarted", (tid, 2, 8)), ("fileDone", (tid,))])
         self.assertForgotten()
 
 
@@ -1691,7 +1699,8 @@ class SessionsTests(CoreTestCase):
         self.assertEqual(bob.client.take(), [("fileCancelled", (tid, "key changed"))])
         self.result(carol.answer, tid, 1)
         self.assertEqual(alice.client.take(),
-                         [("keyChanged", ("bob", publicDer("bob-new"))), ("fileStarted", (tid, 1, 8))])
+                         [("keyChanged", ("bob", publicDer("bob-new"))),
+                          ("fileStarted", (tid, 1, 8))])
         self.assertRefused(Conflict, bob.answer, tid, 1)
 
 

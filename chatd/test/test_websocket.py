@@ -415,7 +415,8 @@ class RoomTests(WebSocketTestCase):
         self.assertEqual(self.bob.request("join", roomId="#A"), {
             "type": "joined", "roomId": "#a", "members": self.members("alice", "bob")})
         self.assertEqual(self.alice.take(), [{"type": "user_joined", "userId": "bob",
-                                              "roomId": "#a", "publicKey": pem("bob"), "guest": False}])
+                                              "roomId": "#a", "publicKey": pem("bob"),
+                                              "guest": False}])
 
     def test_switchRoom(self):
         """
@@ -582,8 +583,8 @@ class RoomTests(WebSocketTestCase):
         challenge = base64.b64decode(again.ok("get_challenge")["challenge"])
         signature = base64.b64encode(e2e.signAuth(privateKey("alice"), challenge, "alice"))
         again.ok("authenticate", userId="alice", signature=signature.decode())
-        self.assertEqual(again.take(), [{"type": "user_joined", "userId": "alice",
-                                         "roomId": "#a", "publicKey": pem("alice"), "guest": False}])
+        self.assertEqual(again.take(), [{"type": "user_joined", "userId": "alice", "roomId": "#a",
+                                         "publicKey": pem("alice"), "guest": False}])
 
     def test_disconnectCleansUp(self):
         """
