@@ -38,7 +38,7 @@ from chatd.protocols.outbox import chain
 
 MAGIC = b"\x04\x17"
 GREETING = b"A long time ago in a galaxy far, far away...."
-PROTOCOL_VERSIONS = (1, 2)
+PROTOCOL_VERSIONS = (1, 2, 3)
 MAX_FRAME_DEFAULT = 1048576
 
 
