@@ -617,13 +617,40 @@ class Request:
         return "<Request %s id=%r fields=%s>" % (self.type, self.id, sorted(self.fields))
 
 
-def parseRequest(text):
+def parseFields(kind, obj, spec):
+    """
+    The fields of the object C{obj} by C{spec} (an entry of L{REQUESTS}), each
+    converted: no field C{spec} does not have, every required one present.
+    Nested objects (the device doors' lists) are checked by the same rule.
+
+    @param kind: names the object in refusals.
+    @raise BadRequest: saying what is wrong.
+    """
+    unknown = obj.keys() - spec.keys()
+    if unknown:
+        raise BadRequest("%s has no field %r" % (kind, min(unknown)[:40]))
+    fields = {}
+    for name, (field, required) in spec.items():
+        if name not in obj:
+            if required:
+                raise BadRequest("%s needs the field %r" % (kind, name))
+            continue
+        value = obj[name]
+        if not field.accepts(value):
+            raise BadRequest("%s.%s must be %s" % (kind, name, field.what))
+        fields[name] = field.convert(value)
+    return fields
+
+
+def parseRequest(text, requests=REQUESTS):
     """
     Parse one request strictly: a JSON object without duplicate keys, a known
     string C{"type"}, every required field present with the right type and no
     field the type does not have.
 
     @type text: L{str}
+    @param requests: the request types and their fields (version 3's devices
+        add to L{REQUESTS}: L{chatd.protocols.jsondevices}).
     @rtype: L{Request}
     @raise MalformedRequest: saying what is wrong.
     """
@@ -640,25 +667,13 @@ def parseRequest(text):
     kind = obj.pop("type", None)
     if not isinstance(kind, str):
         raise MalformedRequest("a request needs a string 'type'", requestId)
-    spec = REQUESTS.get(kind)
+    spec = requests.get(kind)
     if spec is None:
         raise MalformedRequest("Unknown message type: %s" % (kind[:64],), requestId)
-    unknown = obj.keys() - spec.keys()
-    if unknown:
-        raise MalformedRequest("%s has no field %r" % (kind, min(unknown)[:40]), requestId)
-    fields = {}
-    for name, (field, required) in spec.items():
-        if name not in obj:
-            if required:
-                raise MalformedRequest("%s needs the field %r" % (kind, name), requestId)
-            continue
-        value = obj[name]
-        if not field.accepts(value):
-            raise MalformedRequest("%s.%s must be %s" % (kind, name, field.what), requestId)
-        try:
-            fields[name] = field.convert(value)
-        except BadRequest as e:
-            raise MalformedRequest(e.message, requestId) from None
+    try:
+        fields = parseFields(kind, obj, spec)
+    except BadRequest as e:
+        raise MalformedRequest(e.message, requestId) from None
     if kind in _ONE_OF and sum(name in fields for name in _ONE_OF[kind]) != 1:
         raise MalformedRequest("%s needs exactly one of %r and %r" % ((kind,) + _ONE_OF[kind]),
                                requestId)
