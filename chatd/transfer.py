@@ -20,12 +20,14 @@ one method per input keep each decision in one readable place.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Iterable, Optional, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, TimeoutError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chatd.errors import BadRequest, Conflict, NotFound
+from chatd.interfaces import IFileClient
 from chatd.observer import OneShotObserver
 
 log = Logger()
@@ -33,6 +35,16 @@ log = Logger()
 ANSWERING, STARTED, DONE, CANCELLED = "answering", "started", "done", "cancelled"
 PENDING, ACCEPTED, DECLINED, DROPPED, FINISHED = (
     "pending", "accepted", "declined", "dropped", "finished")
+
+
+class Participant(Protocol):
+    """
+    What a transfer needs of a sender or recipient session (a core session, or
+    a node's stand-in for a remote one): the client it tells what happens.
+    """
+
+    @property
+    def client(self) -> IFileClient: ...
 
 
 @dataclass(frozen=True)
@@ -64,14 +76,14 @@ class Recipient:
         recipient and not acknowledged yet (at most C{window} of them).
     """
 
-    session: object
-    answer: Deferred
+    session: Participant
+    answer: "Deferred[bool]"
     state: str = PENDING
-    acked: bytearray = b""
+    acked: bytearray = field(default_factory=bytearray)
     low: int = 0
     inFlight: Dict[int, float] = field(default_factory=dict)
 
-    def hasAcked(self, index):
+    def hasAcked(self, index: int) -> int:
         return self.acked[index >> 3] & (1 << (index & 7))
 
 
@@ -84,8 +96,9 @@ class Transfer:
     @param clock: an L{IReactorTime} for the offer and chunk timeouts.
     """
 
-    def __init__(self, transferId, sender, offer, recipients, clock, window=8,
-                 offerTimeout=60.0, chunkTimeout=30.0):
+    def __init__(self, transferId: int, sender: Participant, offer: Offer,
+                 recipients: Iterable[Participant], clock: IReactorTime, window: int = 8,
+                 offerTimeout: float = 60.0, chunkTimeout: float = 30.0) -> None:
         self.id = transferId
         self.sender = sender
         self.offer = offer
@@ -94,18 +107,19 @@ class Transfer:
         self.offerTimeout = offerTimeout
         self.chunkTimeout = chunkTimeout
         self.state = ANSWERING
-        self.recipients = {s: Recipient(s, Deferred()) for s in recipients}
+        self.recipients: Dict[Participant, Recipient] = {
+            s: Recipient(s, Deferred()) for s in recipients}
         self.sent = bytearray((offer.chunks + 7) // 8)
         self.sentCount = 0
         self.senderDone = False
         self.limit = -1
         self._senderActive = clock.seconds()
-        self._timer = None
+        self._timer: Optional[IDelayedCall] = None
         self._done = OneShotObserver()
 
     # -- lifecycle --------------------------------------------------------
 
-    def begin(self):
+    def begin(self) -> None:
         """
         Offer the file to every recipient and wait for their answers.
         """
@@ -125,7 +139,7 @@ class Transfer:
             return
         DeferredList(answers).addCallback(self._answered)
 
-    def whenDone(self):
+    def whenDone(self) -> "Deferred[str]":
         """
         @return: a L{Deferred} that fires with C{"done"}, or with the reason the
             transfer was cancelled, when it ends.
@@ -189,7 +203,7 @@ class Transfer:
             raise NotFound("no such transfer: %d" % (self.id,))
         return recipient
 
-    def answer(self, session, accept):
+    def answer(self, session: Participant, accept: bool) -> None:
         """
         A recipient accepts or declines the offer.
         """
@@ -202,7 +216,7 @@ class Transfer:
         recipient.state = ACCEPTED if accept else DECLINED
         recipient.answer.callback(accept)
 
-    def ack(self, session, index):
+    def ack(self, session: Participant, index: int) -> None:
         """
         A recipient acknowledges chunk C{index}.
         """
@@ -235,7 +249,7 @@ class Transfer:
         if self.state != STARTED:
             raise BadRequest("transfer %d has not started" % (self.id,))
 
-    def chunk(self, session, index, data):
+    def chunk(self, session: Participant, index: int, data: bytes) -> None:
         """
         The sender sends chunk C{index}: relayed at once to every remaining
         recipient, never kept.
@@ -267,7 +281,7 @@ class Transfer:
         if self.state == STARTED:
             self._schedule()
 
-    def done(self, session):
+    def done(self, session: Participant) -> None:
         """
         The sender has sent its last chunk.
         """
@@ -280,7 +294,7 @@ class Transfer:
         self.senderDone = True
         self._progress()
 
-    def cancel(self, session, reason):
+    def cancel(self, session: Participant, reason: str) -> None:
         """
         A participant cancels: the sender for everyone, a recipient for itself.
         """
@@ -295,7 +309,7 @@ class Transfer:
             raise NotFound("transfer %d is over for you" % (self.id,))
         self._drop(recipient, None)
 
-    def sessionGone(self, session, reason):
+    def sessionGone(self, session: Participant, reason: str) -> None:
         """
         A participant disconnected, left the room or changed key: a recipient is
         dropped (told C{reason} when it can still hear it); the sender's going
