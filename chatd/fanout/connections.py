@@ -13,14 +13,17 @@ each other.
 """
 
 from functools import partial
+from typing import Any, Awaitable, Callable, List, Optional
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatd.config import redisURL
 from chatd.errors import Unavailable
@@ -87,7 +90,8 @@ class Connections:
     @ivar cluster: the channel of everything but room messages and file events.
     """
 
-    def __init__(self, url, clock, nodeId, endpoint=None):
+    def __init__(self, url: str, clock: IReactorTime, nodeId: str,
+                 endpoint: Optional[IStreamClientEndpoint] = None) -> None:
         address = redisURL(url)
         host, port, db = address.host, address.port, address.db
         self.clock = clock
@@ -106,27 +110,31 @@ class Connections:
         self._channels = "chatd:%d:" % (db,)
         self.cluster = self._channels + "cluster"
         self._own = self.nodeChannel(nodeId)
-        self.commands = None
-        self.subscriber = None
-        self.connectedAt = None
-        self.lostAt = None
+        # txredisapi's base classes: a test may stand in a fake of its own.
+        self.commands: Optional[txredisapi.BaseRedisProtocol] = None
+        self.subscriber: Optional[txredisapi.SubscriberProtocol] = None
+        self.connectedAt: Optional[float] = None
+        self.lostAt: Optional[float] = None
         self.stopping = False
-        self._commandService = None
-        self._subscriberService = None
+        self._commandService: Optional[ClientService] = None
+        self._subscriberService: Optional[ClientService] = None
 
-    def roomChannel(self, roomKey):
+    def roomChannel(self, roomKey: str) -> str:
         """
         The channel of the room whose folded name is C{roomKey}.
         """
         return self._channels + "room:" + roomKey
 
-    def nodeChannel(self, nodeId):
+    def nodeChannel(self, nodeId: str) -> str:
         """
         The channel of the events for node C{nodeId} alone (file transfers).
         """
         return self._channels + "node:" + nodeId
 
-    def start(self, commandsUp, commandsLost, subscriberUp, received):
+    def start(self, commandsUp: Callable[[CommandProtocol], object],
+              commandsLost: Callable[[], object],
+              subscriberUp: Callable[[SubscriberProtocol], Awaitable[object]],
+              received: Callable[[str, Any], object]) -> None:
         """
         Connect both, and keep them connected until L{stop}.
 
@@ -140,16 +148,16 @@ class Connections:
         self._commandsUp, self._commandsLostHook = commandsUp, commandsLost
         self._subscriberUp = subscriberUp
         policy = backoffPolicy(initialDelay=0.5, maxDelay=5.0, factor=2.0)
-        self._commandService = ClientService(
+        self._commandService = commandService = ClientService(
             self.endpoint, _Factory(CommandProtocol, self.clock, self._commandsLost),
             retryPolicy=policy, clock=self.clock, prepareConnection=self._commandsMade)
-        self._subscriberService = ClientService(
+        self._subscriberService = subscriberService = ClientService(
             self.endpoint, _Factory(SubscriberProtocol, self.clock, self._subscriberLost, received),
             retryPolicy=policy, clock=self.clock, prepareConnection=self._subscriberMade)
-        self._commandService.startService()
-        self._subscriberService.startService()
+        commandService.startService()
+        subscriberService.startService()
 
-    async def waitUntilUp(self, timeout):
+    async def waitUntilUp(self, timeout: float) -> None:
         """
         Wait until both connections are up, for C{timeout} seconds at most.
 
@@ -162,11 +170,15 @@ class Connections:
             await keepTrying(partial(self._connected, service), self.clock, timeout, what,
                              policy=lambda failures: 0)
 
-    def whenCommandsUp(self):
+    def whenCommandsUp(self) -> Deferred:
         """
-        @return: a L{Deferred} that fires once the command connection is up.
+        @return: a L{Deferred} that fires with the command protocol once the
+            command connection is up.
         """
-        return self._commandService.whenConnected()
+        service = self._commandService
+        if service is None:
+            raise RuntimeError("whenCommandsUp() before start()")
+        return service.whenConnected()
 
     @staticmethod
     def _connected(service):
@@ -181,7 +193,7 @@ class Connections:
             raise Unavailable("Redis is unavailable") from failure.value
         return service.whenConnected(failAfterFailures=1).addErrback(failed)
 
-    def stop(self):
+    def stop(self) -> "Deferred[List[None]]":
         """
         Disconnect both and stop reconnecting.
 
@@ -228,13 +240,13 @@ class Connections:
             log.warn("redis subscriber connection lost; events from other nodes are "
                      "missed until it is back")
 
-    def connected(self):
+    def connected(self) -> bool:
         """
         Whether both connections are up.
         """
         return self.commands is not None and self.subscriber is not None
 
-    def command(self, *args):
+    def command(self, *args: Any) -> Deferred:
         """
         Run one command on the command connection.
 
@@ -246,7 +258,7 @@ class Connections:
             return maybeDeferred(self._notConnected)
         return maybeDeferred(commands.execute_command, *args)
 
-    def eval(self, script, keys, args):
+    def eval(self, script: str, keys: List[str], args: List[Any]) -> Deferred:
         """
         Run one of L{chatd.fanout.scripts}, as L{command} runs a command.
         """
@@ -255,7 +267,7 @@ class Connections:
             return maybeDeferred(self._notConnected)
         return maybeDeferred(commands.eval, script, keys, args)
 
-    def write(self, *args):
+    def write(self, *args: Any) -> None:
         """
         Run a command whose reply nobody waits for; a failure other than a
         lost connection is logged.
@@ -267,7 +279,7 @@ class Connections:
         raise txredisapi.ConnectionError("not connected to redis")
 
 
-def failedWrite(failure, command):
+def failedWrite(failure: Failure, command: str) -> None:
     """
     Log a write nobody waits for that failed, unless for a lost connection
     (what is lost then is sent again after reconnecting, or not needed).

@@ -49,18 +49,21 @@ the connection was lost.
 
 import json
 import uuid
+from functools import partial
+from typing import TYPE_CHECKING, Optional
 
 import txredisapi
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd.config import DEFAULTS
-from chatd.core.events import fromWire
+from chatd.core.events import Event, fromWire
 from chatd.fanout import directlog
 from chatd.fanout.checks import Dropped
-from chatd.fanout.connections import Connections, failedWrite
+from chatd.fanout.connections import CommandProtocol, Connections, failedWrite
 from chatd.fanout.events import encodeValue
 from chatd.fanout.limits import GuestNumbers, RedisWindow, timestamp
 from chatd.fanout.nodes import BEAT, TTL, Nodes
@@ -71,6 +74,9 @@ from chatd.fanout.rooms import CATCH_UP_MARGIN, RoomEvents
 from chatd.interfaces import IFanout
 from chatd.names import fold
 from chatd.outage import Outage
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
 
 log = Logger()
 
@@ -95,8 +101,9 @@ class RedisFanout:
         it fails with L{chatd.startup.StartupError}.
     """
 
-    def __init__(self, url, clock, nodeId=None, endpoint=None, ttl=TTL, beat=BEAT,
-                 startTimeout=DEFAULTS.startTimeout):
+    def __init__(self, url: str, clock: IReactorTime, nodeId: Optional[str] = None,
+                 endpoint: Optional[IStreamClientEndpoint] = None, ttl: float = TTL,
+                 beat: float = BEAT, startTimeout: float = DEFAULTS.startTimeout) -> None:
         self.clock = clock
         self.nodeId = nodeId or uuid.uuid4().hex[:12]
         self.connections = Connections(url, clock, self.nodeId, endpoint)
@@ -113,33 +120,34 @@ class RedisFanout:
         self.outbox = Outbox(self.connections)
         self.invalid = Dropped()
         self._guests = GuestNumbers(self.connections)
-        self.service = None
+        self.service: Optional[ChatService] = None
         self._joined = False
         self._sequence = 0
-        self.beating = None
-        self._recovering = None
+        self.beating: Optional[LoopingCall] = None
+        self._recovering: Optional[Deferred] = None
 
-    def attach(self, service):
+    def attach(self, service: "ChatService") -> None:
         """
         Serve C{service} (the core), without connecting yet: L{start} does both.
         """
         self.service = service
         view = service.view
         self._view = view
-        self.rooms = RoomEvents(self.connections, self.outbox, view, self._deliver)
+        deliver = partial(_deliver, service)
+        self.rooms = RoomEvents(self.connections, self.outbox, view, deliver)
         self.presence = Presence(self.connections, self.outbox, view, self.rooms, self._source,
                                  self.ttl)
         self.nodes = Nodes(self.nodeId, self.connections, self.outbox, view, self.presence,
                            self.rooms, service, self.invalid, self._expired, self.ttl)
         reader = Reader(view, self.invalid)
         self.directs = directlog.DirectLog(self.nodeId, self.connections, self.outbox, reader,
-                                           self._deliver)
+                                           deliver)
         self.receiver = Receiver(self.nodeId, reader, service, self.nodes, self.rooms,
                                   self.presence, self.directs, self.outbox)
 
     # -- lifecycle ----------------------------------------------------------
 
-    def start(self, service):
+    def start(self, service: "ChatService") -> "Deferred[None]":
         self.attach(service)
         self.connections.start(self._commandsUp, self._commandsLost, self._subscriberUp,
                                self.receiver)
@@ -152,13 +160,13 @@ class RedisFanout:
         await self._guests.fetch()
         await self.nodes.reconcileAll()
         self._joined = True
-        self.beating = LoopingCall(self._beat)
-        self.beating.clock = self.clock
-        self.beating.start(self.beat, now=False)
+        self.beating = beating = LoopingCall(self._beat)
+        beating.clock = self.clock
+        beating.start(self.beat, now=False)
         log.info("node {node} joined: {nodes} other node(s)", node=self.nodeId,
                  nodes=len(self.nodes.known))
 
-    def stop(self):
+    def stop(self) -> "Deferred[None]":
         return Deferred.fromCoroutine(self._leave())
 
     async def _leave(self):
@@ -194,7 +202,7 @@ class RedisFanout:
         Deferred.fromCoroutine(self._release(protocol)).addErrback(
             lambda f: log.failure("resuming publishing", f))
 
-    async def _release(self, protocol):
+    async def _release(self, protocol: CommandProtocol) -> None:
         """
         Publish this node's state and what it queued once the other nodes
         listen again: after Redis restarts, every node reconnects at its own
@@ -257,17 +265,11 @@ class RedisFanout:
 
     # -- publishing ---------------------------------------------------------
 
-    def _deliver(self, node, event):
-        """
-        Hand the core an event read from Redis, in the core's typed form.
-        """
-        self.service.remoteEvent(node, fromWire(event))
-
-    def publish(self, event):
+    def publish(self, typed: Event) -> None:
         if self.service is None or self.connections.stopping:
             return
         # The core's typed event; the parts below work on its wire form.
-        event = event.toWire()
+        event = typed.toWire()
         kind = event["t"]
         if kind == "message":
             self.rooms.record(fold(event["room"]), event["ts"], event["sender"],
@@ -321,13 +323,13 @@ class RedisFanout:
 
     # -- the rest of IFanout, and health --------------------------------------
 
-    def connected(self):
+    def connected(self) -> bool:
         """
         Whether both connections to Redis are up, for the metrics.
         """
         return self.connections.connected()
 
-    def ping(self):
+    def ping(self) -> Deferred:
         """
         A round trip to Redis, for the health check.
 
@@ -335,12 +337,19 @@ class RedisFanout:
         """
         return self.connections.command("PING")
 
-    def guestNumber(self):
+    def guestNumber(self) -> int:
         return self._guests.next(refill=self._joined)
 
-    def window(self, name, count, seconds):
+    def window(self, name: str, count: Optional[int], seconds: float) -> RedisWindow:
         owner = "%s:%s" % (self.nodeId, self._source["i"])
         return RedisWindow(self.connections, self.outage, owner, name, count, seconds)
 
-    def timestamp(self, room, now, last):
+    def timestamp(self, room: str, now: int, last: int) -> "Deferred[int]":
         return timestamp(self.connections, self.outage, room, now, last)
+
+
+def _deliver(service: "ChatService", node: str, event: dict) -> None:
+    """
+    Hand the core an event read from Redis, in the core's typed form.
+    """
+    service.remoteEvent(node, fromWire(event))
