@@ -22,6 +22,7 @@ from chatd.model import Account, Ban, RoomRecord
 from chatd.names import fold
 from chatd.store.moderation import OWNER, moderation
 from chatd.store.operations import tokenHash
+from chatd.store.readers import readerKeys
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
 
@@ -41,7 +42,8 @@ class _Room:
 class _Message:
     """
     One stored room message: the row the SQL store's C{messages} table holds,
-    with its readers' keys.
+    with its readers' keys (one set shared by the room's messages in a row
+    that have the same readers).
     """
 
     sender: str
@@ -263,18 +265,16 @@ class MemoryStore:
             return fail(NotFound("no such room"))
         self._envelopeIds.add((senderKey, envelopeId))
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
+        messages = self._messages[roomKey]
         timestamp = nextFree(timestamp, sorted(
-            m.timestamp for m in self._messages[roomKey] if m.timestamp >= timestamp))
-        self._messages[roomKey].append(
-            _Message(
-                sender,
-                senderKey,
-                timestamp,
-                envelopeId,
-                keyId,
-                body,
-                frozenset(fold(reader) for reader in readers),
-            )
+            m.timestamp for m in messages if m.timestamp >= timestamp))
+        keys = readerKeys(readers)
+        if messages and messages[-1].readerKeys == keys:
+            # One set for a run of messages to the same readers, as the SQL
+            # store's reader sets: the room's size is not paid per message.
+            keys = messages[-1].readerKeys
+        messages.append(
+            _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys)
         )
         return succeed(timestamp)
 

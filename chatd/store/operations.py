@@ -17,6 +17,7 @@ import secrets
 from typing import List, Optional, Tuple
 
 from chatd.errors import Forbidden, NotFound
+from chatd.store.readers import dropUnusedReaderSets
 from chatd.store.seal import AtRestKeys, SealError
 
 # How many rows one re-sealing transaction handles: small enough that a
@@ -129,15 +130,15 @@ def deleteAccount(txn, execute, nameKey: str) -> None:
 
 def deleteHistoryBefore(txn, execute, timestampMs: int) -> int:
     """
-    Delete every stored room message older than C{timestampMs}, with its
-    readers.
+    Delete every stored room message older than C{timestampMs}, and the
+    reader sets only they used.
 
     @return: how many messages were deleted.
     """
-    execute(txn, "DELETE FROM message_readers WHERE message_id IN"
-                 " (SELECT id FROM messages WHERE ts < ?)", (timestampMs,))
     execute(txn, "DELETE FROM messages WHERE ts < ?", (timestampMs,))
-    return txn.rowcount
+    deleted = txn.rowcount
+    dropUnusedReaderSets(txn, execute)
+    return deleted
 
 
 def resealBatch(txn, execute, keys: AtRestKeys, afterId: int,

@@ -37,6 +37,7 @@ from chatd.startup import StartupError
 from chatd.store import operations
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.moderation import OWNER, ModerationStore
+from chatd.store.readers import storeReaderSet
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
 
@@ -551,13 +552,15 @@ class AdbapiStore(ModerationStore):
         roomKey = fold(room)
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
         timestamp = self._freeTimestamp(txn, roomKey, timestamp)
+        readersId = storeReaderSet(txn, self._execute, readers)
         try:
             self._execute(
                 txn,
-                "INSERT INTO messages"
-                " (room_key, sender, sender_key, ts, envelope_id, key_id, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (roomKey, sender, fold(sender), timestamp, envelopeId, keyId, body),
+                "INSERT INTO messages (room_key, sender, sender_key, ts,"
+                " envelope_id, key_id, body, readers_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (roomKey, sender, fold(sender), timestamp, envelopeId, keyId, body,
+                 readersId),
             )
         except Exception as error:
             if self._engine.isUniqueViolation(error):
@@ -565,13 +568,6 @@ class AdbapiStore(ModerationStore):
             if self._engine.isForeignKeyViolation(error):
                 raise NotFound("no such room") from None
             raise
-        [(messageId,)] = txn.fetchall()
-        txn.executemany(
-            self._engine.sql(
-                "INSERT INTO message_readers (message_id, reader_key) VALUES (?, ?)"
-            ),
-            [(messageId, key) for key in {fold(reader) for reader in readers}],
-        )
         return timestamp
 
     def _freeTimestamp(self, txn, roomKey, timestamp):
@@ -629,7 +625,7 @@ class AdbapiStore(ModerationStore):
         self._execute(
             txn,
             "SELECT m.sender, m.ts, m.envelope_id, m.key_id, m.body FROM messages m"
-            " JOIN message_readers r ON r.message_id = m.id"
+            " JOIN reader_set_members r ON r.set_id = m.readers_id"
             " WHERE m.room_key = ? AND r.reader_key = ?" + bound +
             " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
             (roomKey, readerKey) + ((before,) if before else ()) + (limit,),
