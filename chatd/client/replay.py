@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 from twisted.logger import Logger
 
-from chatd.client.keystore import _makePrivateDirectory, _writePrivately
+from chatd.client.privatefiles import makePrivateDirectory, writePrivately
 from chatd.names import fold, isUserName
 
 log = Logger()
@@ -126,7 +126,7 @@ class SeenEnvelopes:
         return horizon, entries
 
     def _append(self, line):
-        _makePrivateDirectory(os.path.dirname(self._path))
+        makePrivateDirectory(os.path.dirname(self._path))
         descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a", encoding="ascii") as f:
             f.write(line)
@@ -149,5 +149,5 @@ class SeenEnvelopes:
         lines = ["horizon %d\n" % (self.horizon,)] + [
             "%d %s %s\n" % (ts, sender, envelopeId)
             for (sender, envelopeId), ts in self._seen.items()]
-        _writePrivately(self._path, "".join(lines).encode("ascii"))
+        writePrivately(self._path, "".join(lines).encode("ascii"))
         self._lines = len(lines)
