@@ -13,8 +13,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
-import struct
 import time
 from functools import cached_property, lru_cache
 
@@ -23,41 +21,32 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from chatd import envelopeshape
+from chatd.chunks import chunkAad, chunkNonce, openChunk, sealChunk
+from chatd.envelopeshape import EnvelopeError
 from chatd.errors import BadRequest, Forbidden
+
+# Names that moved to their own modules, still reached through this one.
+__all__ = ["EnvelopeError", "chunkAad", "chunkNonce", "openChunk", "sealChunk"]
 
 MESSAGE = b"chatd-e2e-v1"
 FILE = b"chatd-file-v1"
+# Version 2's domains: callers name a kind by its version-1 domain, and a
+# version-2 envelope's header swaps in its own (L{Envelope.header}).
+MESSAGE_V2 = b"chatd-e2e-v2"
+FILE_V2 = b"chatd-file-v2"
+_V2_DOMAINS = {MESSAGE: MESSAGE_V2, FILE: FILE_V2}
 ALG = "RSA-OAEP-256/A256GCM/PS256"
 AUTH_PREFIX = b"chatd-auth-v1\0"
+AUTH_PREFIX_V2 = b"chatd-auth-v2\0"
 
 _COMMIT = b"chatd-commit-v1"
-_CHUNK = b"chatd-chunk-v1\n"
 _MIN_BITS = 2048
-
-_FIELDS = (
-    "v", "alg", "id", "from", "to", "ts", "nonce", "kc",
-    "encrypted_message", "encrypted_keys", "key_ids", "signature",
-)
-_FIELD_SET = frozenset(_FIELDS)
-_TO_KINDS = frozenset({"room", "user"})
-
-# Fixed-size values must be the one canonical spelling of their bytes, so that no
-# two strings name the same id (the replay set keys on the string) or key check.
-_ID = re.compile(r"[A-Za-z0-9_-]{21}[AQgw]")
-_NONCE = re.compile(r"[A-Za-z0-9+/]{16}")
-_KC = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
-_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_KEY_ID = re.compile(r"[0-9a-f]{16}")
-_NOT_IN_HEADER = re.compile("[\n\ud800-\udfff]")
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _OAEP = padding.OAEP(
     mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
 )
-
-
-class EnvelopeError(BadRequest):
-    """An envelope of the wrong shape, or one that does not open (status 0x01)."""
 
 
 class BadSignature(Forbidden):
@@ -111,7 +100,15 @@ def loadPublicKey(der):
     return key
 
 
-def _verify(publicKeyDer, signature, data):
+def signBytes(privateKey, data):
+    """
+    RSA-PSS-SHA256 with the envelopes' parameters, for the other texts chatd
+    signs (device lists), each under a domain of its own.
+    """
+    return privateKey.sign(data, _PSS, hashes.SHA256())
+
+
+def verifyBytes(publicKeyDer, signature, data):
     """
     Whether C{signature} is a PSS signature of C{data} by C{publicKeyDer}; a bad
     key counts as a bad signature, because the caller only needs a yes or no.
@@ -123,38 +120,64 @@ def _verify(publicKeyDer, signature, data):
     return True
 
 
-def authMessage(challenge, user):
+def entryKey(user: str, device: "str | None" = None) -> str:
+    """
+    The name under which a reader's key entry is filed in an envelope's maps:
+    C{user/device} for a device of an account with a device list, the bare
+    C{user} for an account without one (or a guest, or a version-1 envelope).
+    The one place this is spelled, for the server's checks and cuts and for
+    both clients.
+
+    @param device: the device id; L{None} or C{""} for none.
+    """
+    return f"{user}/{device}" if device else user
+
+
+def authMessage(challenge, user, device=None):
     """
     The bytes a login signature covers; the prefix keeps them from ever being a
     message or file header, so a login signature cannot be replayed as either.
+    A login naming a device (version 2 of these bytes) also covers the device,
+    so a signature for one device cannot log in as another.
     """
-    return AUTH_PREFIX + challenge + user.encode("utf-8")
+    if device is None:
+        return AUTH_PREFIX + challenge + user.encode("utf-8")
+    return AUTH_PREFIX_V2 + challenge + f"{user}\n{device}".encode("utf-8")
 
 
-def signAuth(privateKey, challenge, user):
+def signAuth(privateKey, challenge, user, device=None):
     """
-    Sign a login challenge for C{user}.
+    Sign a login challenge for C{user} (and C{device}, when one is named).
 
     @type privateKey: L{rsa.RSAPrivateKey}
     @rtype: L{bytes}
     """
-    return privateKey.sign(authMessage(challenge, user), _PSS, hashes.SHA256())
+    return signBytes(privateKey, authMessage(challenge, user, device))
 
 
-def verifyAuth(publicKeyDer, challenge, user, signature):
+def verifyAuth(publicKeyDer, challenge, user, signature, device=None):
     """
-    Whether C{signature} answers C{challenge} for C{user}; never raises, so that a
-    login with a broken key or signature is simply refused.
+    Whether C{signature} answers C{challenge} for C{user} (and C{device}); never
+    raises, so that a login with a broken key or signature is simply refused.
     """
-    return _verify(publicKeyDer, signature, authMessage(challenge, user))
+    return verifyBytes(publicKeyDer, signature, authMessage(challenge, user, device))
 
 
-def _header(domain, sender, toKind, toName, envelopeId, ts, nonce, kc):
+def _header(domain, sender, toKind, toName, envelopeId, ts, nonce, kc, devices=None):
     """
     The associated data and signed prefix of an envelope (section 6), built in one
     place so that sealing and verifying agree byte for byte.
+
+    @param devices: L{None} for version 1; for version 2 (whose C{domain} is a
+        version-2 one), C{(device id, head, hist)} with C{head} a C{(version,
+        hex hash)} pair or L{None}, signed as four more lines (a missing head as
+        version 0 and an empty hash).
     """
     text = f"\n{ALG}\n{sender}\n{toKind}:{toName}\n{envelopeId}\n{ts}\n{nonce}\n{kc}\n"
+    if devices is not None:
+        device, head, hist = devices
+        version, digest = head if head is not None else (0, "")
+        text += f"{device}\n{version}\n{digest}\n{hist}\n"
     return domain + text.encode("utf-8")
 
 
@@ -166,95 +189,22 @@ def _commit(key):
     return hmac.new(key, _COMMIT, hashlib.sha256).digest()
 
 
-def _quote(name):
-    """
-    A JSON key for an error message, cut short so a hostile one cannot bloat it.
-    """
-    return repr(name[:40])
-
-
-def _uniquePairs(pairs):
-    """
-    A C{json} object hook that refuses duplicate keys, which would let two readers
-    of one envelope see two different values.
-    """
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise EnvelopeError(f"envelope: duplicate key {_quote(key)}")
-            seen.add(key)
-    return obj
-
-
-def _refuseConstant(name):
-    """
-    A C{json} hook refusing C{NaN} and C{Infinity}, which are not JSON.
-    """
-    raise EnvelopeError(f"envelope: {name} is not JSON")
-
-
-def _isHeaderText(value):
-    """
-    Whether C{value} may go into the header as a name: non-empty, free of newlines
-    (one of which would let one header be read as two different envelopes) and of
-    lone surrogates (which have no UTF-8 form to sign).
-    """
-    return isinstance(value, str) and value != "" and not _NOT_IN_HEADER.search(value)
-
-
-def _matches(pattern, value):
-    """
-    Whether C{value} is a string that C{pattern} matches entirely.
-    """
-    return isinstance(value, str) and pattern.fullmatch(value) is not None
-
-
-def _isBase64(value):
-    """
-    Whether C{value} is non-empty padded standard base64; it is checked, not
-    decoded, because the server only ever passes such values on.
-    """
-    return (isinstance(value, str) and value != "" and len(value) % 4 == 0
-            and _B64.fullmatch(value) is not None)
-
-
-def _isKeyId(value):
-    """
-    Whether C{value} looks like a L{keyId}.
-    """
-    return _matches(_KEY_ID, value)
-
-
-def _require(valid, field, what):
-    """
-    Refuse the envelope unless C{valid}; the message says what C{field} must be.
-    """
-    if not valid:
-        raise EnvelopeError(f"envelope: {field} must be {what}")
-
-
-def _requireMap(value, field, isValid, what):
-    """
-    Refuse the envelope unless C{value} is an object whose every value passes
-    C{isValid}; the offending name goes into the message only on failure, so the
-    common case builds no strings.
-    """
-    _require(isinstance(value, dict), field, "an object")
-    for name, entry in value.items():
-        if not isValid(entry):
-            raise EnvelopeError(f"envelope: {field}[{_quote(name)}] must be {what}")
-
-
 class Envelope:
     """
     A parsed envelope whose every field has the shape section 6 requires.
 
     @ivar raw: the bytes it was parsed from.
+    @ivar version: 1 or 2.
     @ivar toKind: C{"room"} or C{"user"}.
-    @ivar encryptedKeys: reader name to wrapped message key (base64).
-    @ivar keyIds: reader name to L{keyId} of the key it was wrapped for.
+    @ivar device: the sending device's id; C{""} from an account without
+        devices, and always in version 1.
+    @ivar head: the sender's list head when it sent, a C{(version, hex hash)}
+        pair, or L{None} (no list, or version 1).
+    @ivar hist: the room's history setting when sent; 0 for a direct message
+        and for version 1, so a version-1 message is never shared.
+    @ivar encryptedKeys: reader entry key (L{entryKey}) to wrapped message key
+        (base64).
+    @ivar keyIds: reader entry key to L{keyId} of the key it was wrapped for.
     """
 
     def __init__(self, raw, obj):
@@ -270,6 +220,10 @@ class Envelope:
         self.ts = obj["ts"]
         self.nonce = obj["nonce"]
         self.kc = obj["kc"]
+        self.device = obj.get("dev", "")
+        head = obj.get("head")
+        self.head = None if head is None else (head["v"], head["h"])
+        self.hist = obj.get("hist", 0)
         self.encryptedMessage = obj["encrypted_message"]
         self.encryptedKeys = obj["encrypted_keys"]
         self.keyIds = obj["key_ids"]
@@ -286,51 +240,29 @@ class Envelope:
         @rtype: L{Envelope}
         @raise EnvelopeError: for anything but a well-formed envelope.
         """
-        try:
-            obj = json.loads(
-                data.decode("utf-8"),
-                object_pairs_hook=_uniquePairs,
-                parse_constant=_refuseConstant,
-            )
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise EnvelopeError("envelope: not UTF-8 JSON")
-        if not isinstance(obj, dict):
-            raise EnvelopeError("envelope: not a JSON object")
-        unknown = obj.keys() - _FIELD_SET
-        if unknown:
-            raise EnvelopeError(f"envelope: unknown field {_quote(min(unknown))}")
-        missing = [field for field in _FIELDS if field not in obj]
-        if missing:
-            raise EnvelopeError(f"envelope: missing field '{missing[0]}'")
-        _require(type(obj["v"]) is int and obj["v"] == 1, "v", "1")
-        _require(obj["alg"] == ALG, "alg", ALG)
-        _require(_matches(_ID, obj["id"]), "id", "16 bytes of unpadded base64url")
-        _require(_isHeaderText(obj["from"]), "from", "a non-empty one-line string")
-        to = obj["to"]
-        _require(isinstance(to, dict) and len(to) == 1 and not to.keys() - _TO_KINDS
-                 and _isHeaderText(next(iter(to.values()))),
-                 "to", '{"room": name} or {"user": name}, name on one line')
-        _require(type(obj["ts"]) is int and obj["ts"] >= 0, "ts",
-                 "a non-negative integer")
-        _require(_matches(_NONCE, obj["nonce"]), "nonce", "12 bytes of base64")
-        _require(_matches(_KC, obj["kc"]), "kc", "32 bytes of base64")
-        _require(_isBase64(obj["encrypted_message"]), "encrypted_message",
-                 "non-empty base64")
-        _requireMap(obj["encrypted_keys"], "encrypted_keys", _isBase64,
-                    "non-empty base64")
-        _requireMap(obj["key_ids"], "key_ids", _isKeyId, "16 lowercase hex digits")
-        _require(_isBase64(obj["signature"]), "signature", "non-empty base64")
-        return cls(data, obj)
+        return cls(data, envelopeshape.check(data, ALG))
 
     def header(self, domain=MESSAGE):
         """
         The header: the AES-GCM associated data and the start of what is signed.
 
-        @param domain: L{MESSAGE} or L{FILE}, so one kind can never pass as the other.
+        @param domain: L{MESSAGE} or L{FILE}, so one kind can never pass as the
+            other; a version-2 envelope uses that kind's version-2 domain.
         @rtype: L{bytes}
         """
+        devices = None
+        if self.version == 2:
+            domain = _V2_DOMAINS.get(domain, domain)
+            devices = (self.device, self.head, self.hist)
         return _header(domain, self.sender, self.toKind, self.toName, self.id,
-                       self.ts, self.nonce, self.kc)
+                       self.ts, self.nonce, self.kc, devices)
+
+    @property
+    def senderEntry(self):
+        """
+        The sending device's entry key (L{entryKey}).
+        """
+        return entryKey(self.sender, self.device)
 
     def verifySignature(self, publicKeyDer, domain=MESSAGE):
         """
@@ -339,7 +271,7 @@ class Envelope:
         """
         signature = base64.b64decode(self.signature)
         signed = self.header(domain) + self.encryptedMessage.encode("ascii")
-        return _verify(publicKeyDer, signature, signed)
+        return verifyBytes(publicKeyDer, signature, signed)
 
     def readers(self):
         """
@@ -358,15 +290,22 @@ class Envelope:
         common = {
             "v": self.version, "alg": self.alg, "id": self.id, "from": self.sender,
             "to": {self.toKind: self.toName}, "ts": self.ts, "nonce": self.nonce,
-            "kc": self.kc, "encrypted_message": self.encryptedMessage,
-            "signature": self.signature,
+            "kc": self.kc,
         }
+        if self.version == 2:
+            common["dev"] = self.device
+            common["head"] = None if self.head is None else {
+                "v": self.head[0], "h": self.head[1]}
+            common["hist"] = self.hist
+        common["encrypted_message"] = self.encryptedMessage
+        common["signature"] = self.signature
         return json.dumps(common, separators=(",", ":"))[:-1].encode("ascii")
 
     def cutFor(self, user):
         """
-        This envelope as C{user} receives it: both maps cut down to C{user}'s own
-        entry (or empty), so fan-out costs the same for every room size.
+        This envelope as C{user} (an entry key, L{entryKey}) receives it: both
+        maps cut down to that reader's own entry (or empty), so fan-out costs
+        the same for every room size.
 
         Cuts are cached per user because a message goes to every session of its
         readers, and history may ask again.
@@ -447,15 +386,23 @@ def _b64(data):
 
 
 def seal(senderName, signingKey, to, recipients, plaintext, domain=MESSAGE,
-         ts=None, envelopeId=None):
+         ts=None, envelopeId=None, *, device=None, head=None, hist=0):
     """
     Encrypt C{plaintext} for C{recipients} and sign it as C{senderName}.
 
-    @param signingKey: the sender's L{rsa.RSAPrivateKey}.
+    @param signingKey: the sending device's L{rsa.RSAPrivateKey}.
     @param to: C{("room", name)} or C{("user", name)}.
-    @param recipients: reader name to SPKI DER; include the sender to read it back.
+    @param recipients: reader entry key (L{entryKey}) to SPKI DER; include the
+        sender to read it back.
+    @param domain: L{MESSAGE} or L{FILE} (a version-2 envelope signs under that
+        kind's version-2 domain).
     @param ts: sender clock in ms; now when L{None}.
     @param envelopeId: the C{id} string; 16 fresh random bytes when L{None}.
+    @param device: L{None} seals version 1 (a legacy session); a string seals
+        version 2 from that device (C{""} for an account without a list).
+    @param head: version 2: the sender's list head C{(version, hex hash)}, or
+        L{None} for an account without a list.
+    @param hist: version 2: the room's history setting (0 for a direct message).
     @rtype: L{bytes}, UTF-8 JSON.
     """
     toKind, toName = to
@@ -466,14 +413,21 @@ def seal(senderName, signingKey, to, recipients, plaintext, domain=MESSAGE,
         envelopeId = base64.urlsafe_b64encode(os.urandom(16)).decode("ascii")[:22]
     if ts is None:
         ts = int(time.time() * 1000)
-    header = _header(domain, senderName, toKind, toName, envelopeId, ts, nonce, kc)
+    envelope = {"v": 1, "alg": ALG, "id": envelopeId, "from": senderName,
+                "to": {toKind: toName}, "ts": ts, "nonce": nonce, "kc": kc}
+    devices = None
+    if device is not None:
+        domain = _V2_DOMAINS.get(domain, domain)
+        devices = (device, head, hist)
+        envelope.update(v=2, dev=device,
+                        head=None if head is None else {"v": head[0], "h": head[1]},
+                        hist=hist)
+    header = _header(domain, senderName, toKind, toName, envelopeId, ts, nonce, kc,
+                     devices)
     ciphertext = AESGCM(key).encrypt(base64.b64decode(nonce), plaintext, header)
     encryptedMessage = _b64(ciphertext)
-    signature = signingKey.sign(header + encryptedMessage.encode("ascii"), _PSS,
-                                hashes.SHA256())
-    envelope = {
-        "v": 1, "alg": ALG, "id": envelopeId, "from": senderName,
-        "to": {toKind: toName}, "ts": ts, "nonce": nonce, "kc": kc,
+    signature = signBytes(signingKey, header + encryptedMessage.encode("ascii"))
+    envelope.update({
         "encrypted_message": encryptedMessage,
         "encrypted_keys": {
             name: _b64(loadPublicKey(der).encrypt(key, _OAEP))
@@ -481,7 +435,7 @@ def seal(senderName, signingKey, to, recipients, plaintext, domain=MESSAGE,
         },
         "key_ids": {name: keyId(der) for name, der in recipients.items()},
         "signature": _b64(signature),
-    }
+    })
     return json.dumps(envelope).encode("utf-8")
 
 
@@ -538,40 +492,3 @@ def decrypt(envelope, readerName, readerPrivateKey, domain=MESSAGE):
     except InvalidTag:
         raise EnvelopeError("envelope: message does not decrypt")
     return plaintext
-
-
-def chunkNonce(index):
-    """
-    The AES-GCM nonce of file chunk C{index}: unique per chunk under one file key.
-    """
-    return b"\0\0\0\0" + struct.pack(">Q", index)
-
-
-def chunkAad(envelopeId, index):
-    """
-    The associated data of file chunk C{index}, binding it to its file and place,
-    so chunks cannot be reordered or moved between files.
-    """
-    return b"%s%s\n%d" % (_CHUNK, envelopeId.encode("ascii"), index)
-
-
-def sealChunk(fileKey, envelopeId, index, data):
-    """
-    Encrypt one chunk of a file offered under envelope C{envelopeId}.
-
-    @rtype: L{bytes}, ciphertext and tag.
-    """
-    return AESGCM(fileKey).encrypt(chunkNonce(index), data, chunkAad(envelopeId, index))
-
-
-def openChunk(fileKey, envelopeId, index, ciphertext):
-    """
-    Decrypt one chunk, refusing one that was altered, moved or belongs elsewhere.
-
-    @raise EnvelopeError: the chunk does not decrypt.
-    """
-    try:
-        return AESGCM(fileKey).decrypt(
-            chunkNonce(index), ciphertext, chunkAad(envelopeId, index))
-    except InvalidTag:
-        raise EnvelopeError(f"file: chunk {index} does not decrypt")
