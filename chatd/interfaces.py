@@ -140,6 +140,46 @@ class IFileClient(IChatClient):
         """
 
 
+class IDeviceClient(IChatClient):
+    """
+    The events of protocol version 3 (devices, docs/protocol.rst), which the
+    core sends only to device sessions (those that named a device at login);
+    the text and WebSocket doors take them always. JOINED and KEY_CHANGED of
+    version 3 carry the user's list: a door reads it with
+    L{ISession.devicesOf} when it encodes them.
+    """
+
+    def devicesChanged(user, devices):
+        """
+        C{user} published a new device list (a L{chatd.model.DeviceList}).
+        """
+
+    def devicePending(pending):
+        """
+        A new device of this session's account waits to be approved (a
+        L{chatd.model.PendingDevice}).
+        """
+
+    def approval(reply):
+        """
+        The identity device approved this (pending) device: its reply, bytes
+        the server passes on unread.
+        """
+
+    def shareWanted(room, newcomer, history):
+        """
+        Account C{newcomer} joined C{room}, whose history setting is
+        C{history}: this session may re-wrap the latest messages for it
+        (SHARE_HISTORY).
+        """
+
+    def caughtUp(count):
+        """
+        The catch-up after login (or approval) is over: C{count} stored
+        messages were replayed as ordinary room and direct messages.
+        """
+
+
 class IChatService(Interface):
     """
     The protocol-free chat core.
@@ -277,16 +317,20 @@ class ISession(Interface):
         @return: the sorted names of every room.
         """
 
-    def create(roomName, password):
+    def create(roomName, password, history=0):
         """
-        Create a room without joining it. @return: a L{Deferred}.
+        Create a room without joining it; C{history} (0-500) is how many of
+        its latest messages a new member may be given (SHARE_WANTED).
+        @return: a L{Deferred}.
         """
 
     def join(roomName, password):
         """
         Join a room, creating it when it does not exist.
 
-        @return: a L{Deferred} firing with the members' C{(name, key)} pairs.
+        @return: a L{Deferred} firing with the members' C{(name, key)} pairs
+            (a L{chatd.core.moderation.JoinAnswer}, which also has the room's
+            C{topic} and C{history} setting).
         """
 
     def leave(roomName):
@@ -298,6 +342,9 @@ class ISession(Interface):
 
     def history(roomName, limit, before):
         """
+        C{roomName} may be C{@user}: the stored direct messages between this
+        account and C{user}.
+
         @return: a L{Deferred} firing with C{(sender, timestamp, envelope)}
             triples, oldest first.
         """
@@ -390,6 +437,109 @@ class ISession(Interface):
         """
         @return: a L{Deferred} firing with C{(topic, owners, operators,
             banned)}.
+        """
+
+    # -- devices (protocol version 3, chatd.core.devices) ------------------
+
+    device = Attribute(
+        "The device this session logged in as (a device session), or L{None} "
+        "for a legacy session (a version 1/2 login, a guest).")
+    pending = Attribute(
+        "Whether this device session waits to be approved; it may then send "
+        "only heartbeat, requestDevice, getDevices (its own), getRecovery and "
+        "resetIdentity.")
+
+    def devicesOf(name):
+        """
+        @return: the L{chatd.model.DeviceList} of user C{name} as the core
+            holds it (every user an answer or event names is held), or
+            L{chatd.model.NO_DEVICES} for a legacy account, a guest or an
+            unknown name. Doors read it for version 3's C{devmembers},
+            JOINED and KEY_CHANGED.
+        """
+
+    def registerDevice(name, password, publicKey, device, listText, signature, recovery,
+                       invite=None):
+        """
+        Create an account whose first device is C{device} with key
+        C{publicKey} (the identity key), its list version 1 C{listText}
+        signed with C{signature}, and the sealed recovery C{recovery} (may be
+        empty); log in as that device, approved. @return: a L{Deferred}.
+        """
+
+    def loginDevice(name, password, device, deviceKey):
+        """
+        Log in with a password as C{device} with key C{deviceKey}.
+
+        @return: a L{Deferred} firing with 0 (approved: the device is in the
+            list with that key, or a legacy account's key is C{deviceKey}) or
+            1 (pending: a new device).
+        @raise chatd.errors.Conflict: the list has C{device} with another key.
+        """
+
+    def authDevice(name, device, signature):
+        """
+        Log in as C{device} by its key's signature over the challenge
+        (L{chatd.devicelist}'s auth message). @return: a L{Deferred}.
+        """
+
+    def getDevices(name):
+        """
+        @return: a L{Deferred} firing with C{(list, pending)}: user C{name}'s
+            L{chatd.model.DeviceList} and, for one's own account only, the
+            L{chatd.model.PendingDevice}s (empty for anyone else's).
+        """
+
+    def requestDevice(tag):
+        """
+        A pending session asks to be approved, with the approval C{tag} (32
+        bytes). @return: a L{Deferred}.
+        """
+
+    def publishDevices(text, signature, devices):
+        """
+        The identity device publishes the account's next list: C{text} signed
+        with C{signature}, C{devices} its C{(id, SPKI DER)} pairs.
+
+        @return: a L{Deferred}.
+        @raise chatd.errors.HeadConflict: the list does not build on the
+            current head (which the error carries).
+        """
+
+    def approve(device, reply):
+        """
+        Relay C{reply} to the pending device C{device}'s sessions (identity
+        device only). @return: a L{Deferred}; fails with
+        L{chatd.errors.NotFound} when none is online.
+        """
+
+    def getRecovery():
+        """
+        @return: a L{Deferred} firing with the account's sealed recovery blob
+            (empty: none).
+        """
+
+    def setRecovery(blob):
+        """
+        Replace the account's recovery blob (identity device only).
+        @return: a L{Deferred}.
+        """
+
+    def shareHistory(roomName, newcomer, entries):
+        """
+        Add key entries for C{newcomer}'s devices to stored messages of
+        C{roomName}: C{entries} are C{(envelope id, JSON bytes)} pairs, the
+        JSON C{{"encrypted_keys": {...}, "key_ids": {...}}}.
+
+        @return: a L{Deferred} firing with how many entries were added.
+        """
+
+    def resetIdentity(publicKey, device, text, signature, blob):
+        """
+        A password session whose account lost every device starts again: a
+        new identity key C{publicKey}, device C{device}, list version 1
+        C{text} with C{signature}, recovery blob C{blob}; the session becomes
+        that device, approved. @return: a L{Deferred}.
         """
 
 

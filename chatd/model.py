@@ -35,11 +35,13 @@ class RoomRecord:
     @ivar passwordHash: the bcrypt hash of the room password, or L{None}.
     @ivar lastTimestamp: the server timestamp (ms) of its newest stored message,
         or 0 when it has no history.
+    @ivar history: how many of its latest messages a new member may be given.
     """
 
     name: str
     passwordHash: Optional[bytes]
     lastTimestamp: int
+    history: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,3 +144,85 @@ class RoomView:
 
     name: str
     localMembers: FrozenSet[str]
+
+
+# -- devices (issue 13; chatd.core.devices, chatd.store.devices) -----------
+
+
+@dataclass(frozen=True)
+class DeviceList:
+    """
+    An account's device list as the server stores and hands it out: the
+    canonical bytes and the identity key's signature over them, which the
+    server checked but clients verify for themselves, and the devices' keys.
+
+    @ivar text: the canonical list bytes (L{chatd.devicelist}); empty when the
+        account has no list (a legacy account, a guest).
+    @ivar signature: the identity key's RSA-PSS signature over C{text}.
+    @ivar devices: C{(device id, SPKI DER)} pairs, in the list's order.
+    @ivar version: the list's version, 0 for none.
+    @ivar digest: the hex SHA-256 of C{text} (the head's hash), empty for none.
+    """
+
+    text: bytes = b""
+    signature: bytes = b""
+    devices: Tuple[Tuple[str, bytes], ...] = ()
+    version: int = 0
+    digest: str = ""
+
+    @property
+    def head(self) -> Tuple[int, str]:
+        """
+        The list's head: (version, hex hash); (0, "") for none.
+        """
+        return (self.version, self.digest)
+
+    def keyOf(self, device: str) -> Optional[bytes]:
+        """
+        The SPKI DER of device C{device}, or L{None} when the list has no such device.
+        """
+        return dict(self.devices).get(device)
+
+
+# An account without a list (a legacy account, a guest), and its head.
+NO_DEVICES = DeviceList()
+
+
+@dataclass(frozen=True)
+class PendingDevice:
+    """
+    A device that logged in with the password and waits to be approved.
+
+    @ivar device: its id.
+    @ivar key: its SPKI DER.
+    @ivar tag: the approval tag (HMAC of DEVICES.md), 32 bytes.
+    @ivar expires: when the request lapses, ms since the epoch.
+    """
+
+    device: str
+    key: bytes
+    tag: bytes
+    expires: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """
+    One stored message (room or direct), as catch-up reads it back for one
+    device.
+
+    @ivar sequence: its store-wide sequence number.
+    @ivar room: the room's name, or L{None} for a direct message.
+    @ivar peer: for a direct message, the other party (the recipient, or the
+        sender when the reader is the recipient); L{None} for a room message.
+    @ivar sender: the sender's name.
+    @ivar timestamp: the server timestamp, ms since the epoch.
+    @ivar envelope: the whole envelope, with the shares added to its maps.
+    """
+
+    sequence: int
+    room: Optional[str]
+    peer: Optional[str]
+    sender: str
+    timestamp: int
+    envelope: bytes

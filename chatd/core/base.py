@@ -32,6 +32,8 @@ class SessionBase:
     greeted: bool
     ended: bool
     version: int
+    device: Optional[str]
+    pending: bool
     transfers: Set[Any]
     _challenge: Optional[Tuple[bytes, float]]
 

@@ -71,10 +71,12 @@ class Room:
         the next is strictly greater, so that HISTORY pages without gaps.
     """
 
-    def __init__(self, name, passwordHash=None, lastTimestamp=0):
+    def __init__(self, name, passwordHash=None, lastTimestamp=0, history=0):
         self.name = name
         self.passwordHash = passwordHash
         self.lastTimestamp = lastTimestamp
+        # How many of its latest messages a new member may be given.
+        self.history = history
         self.members = {}
         self._keyIds = None
 
@@ -181,7 +183,7 @@ class Directory:
 
     # -- changes ---------------------------------------------------------
 
-    def loadRoom(self, name, passwordHash, lastTimestamp):
+    def loadRoom(self, name, passwordHash, lastTimestamp, history=0):
         """
         Know a stored room (at start, or one another node stored): nothing
         happened to it, so there is no event.
@@ -189,7 +191,7 @@ class Directory:
         @return: the L{Room}.
         """
         if fold(name) not in self.rooms:
-            self.rooms[fold(name)] = Room(name, passwordHash, lastTimestamp)
+            self.rooms[fold(name)] = Room(name, passwordHash, lastTimestamp, history)
         return self.rooms[fold(name)]
 
     def attach(self, session, user):
@@ -244,14 +246,14 @@ class Directory:
             room.changed()
         return [KeyChanged(user.name, key)]
 
-    def createRoom(self, name, passwordHash):
+    def createRoom(self, name, passwordHash, history=0):
         """
         A new room; none if one of that name exists.
         """
         if fold(name) in self.rooms:
             return []
-        self.rooms[fold(name)] = Room(name, passwordHash)
-        return [RoomCreated(name, passwordHash)]
+        self.rooms[fold(name)] = Room(name, passwordHash, history=history)
+        return [RoomCreated(name, passwordHash, history)]
 
     def dropRoom(self, room: Room) -> List[Event]:
         """
@@ -401,7 +403,7 @@ class Directory:
         return self.changeKey(user, event.key)
 
     def _room(self, node, event):
-        return self.createRoom(event.room, event.passwordHash)
+        return self.createRoom(event.room, event.passwordHash, event.history)
 
     def _unroom(self, node, event):
         room = self.rooms.get(fold(event.room))

@@ -14,7 +14,7 @@ reads it back. Checking the shape and the types of what another node sent is
 the fan-out's (L{chatd.fanout.events}); checking what it means is the core's.
 """
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Dict, Optional, Type
 
 from chatd.e2e import Envelope
@@ -112,12 +112,15 @@ class KeyChanged(Event):
 @dataclass(frozen=True)
 class RoomCreated(Event):
     """
-    Room C{room} was created (and stored), with a password hash or none.
+    Room C{room} was created (and stored), with a password hash or none,
+    letting new members read its C{history} latest messages (a node of the
+    version before sends none: 0).
     """
 
     KIND: ClassVar[str] = "room"
     room: str
     passwordHash: Optional[bytes] = field(metadata={"wire": "password"})
+    history: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,13 +184,17 @@ class RoomMessage(Event, _Sealed):
     timestamp: int = field(metadata={"wire": "ts"})
     envelope: bytes
     opened: Optional[Envelope] = _local()
+    # Its store-wide sequence number (0: not stored; a node of the version
+    # before sends none), which raises the marks of the devices given it.
+    sequence: int = field(default=0, metadata={"wire": "seq"})
 
 
 @dataclass(frozen=True)
 class DirectMessage(Event, _Sealed):
     """
-    C{sender} sent C{envelope} to C{peer} at server time C{timestamp} (ms).
-    Direct messages are not stored.
+    C{sender} sent C{envelope} to C{peer} at server time C{timestamp} (ms),
+    stored (C{sequence} above 0) when both are accounts and it came from a
+    device session.
     """
 
     KIND: ClassVar[str] = "direct"
@@ -196,6 +203,9 @@ class DirectMessage(Event, _Sealed):
     timestamp: int = field(metadata={"wire": "ts"})
     envelope: bytes
     opened: Optional[Envelope] = _local()
+    # Its store-wide sequence number (0: not stored; a node of the version
+    # before sends none), which raises the marks of the devices given it.
+    sequence: int = field(default=0, metadata={"wire": "seq"})
 
 
 # -- room moderation (chatd.core.moderation) ---------------------------------
@@ -281,6 +291,54 @@ class RoomDestroyed(Event):
     members: Any = _local()
 
 
+# -- devices (chatd.core.devices) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class DevicesChanged(Event):
+    """
+    Account C{user} has a new device list (the identity key's C{signature}
+    over C{text}; C{devices} its C{(id, SPKI DER)} pairs, in list order), or
+    reset its identity (C{key} the new identity key, else L{None}). Every
+    node drops its sessions of devices the list no longer has.
+    """
+
+    KIND: ClassVar[str] = "devices"
+    user: str
+    text: bytes
+    signature: bytes
+    devices: Any
+    key: Optional[bytes]
+
+
+@dataclass(frozen=True)
+class DevicePending(Event):
+    """
+    A new device C{device} (key C{key}, approval C{tag}, lapsing at
+    C{expires} ms) of account C{user} asks to be approved.
+    """
+
+    KIND: ClassVar[str] = "pending"
+    user: str
+    device: str
+    key: bytes
+    tag: bytes
+    expires: int
+
+
+@dataclass(frozen=True)
+class Approval(Event):
+    """
+    The identity device of C{user} sends C{reply} to its pending device
+    C{device} (relayed unread).
+    """
+
+    KIND: ClassVar[str] = "approval"
+    user: str
+    device: str
+    reply: bytes
+
+
 # -- file transfers across nodes (chatd.core.remotefiles) -------------------
 
 
@@ -354,7 +412,8 @@ KINDS: Dict[str, Type[Event]] = {
     kind.KIND: kind for kind in (UserOnline, UserOffline, Renamed, KeyChanged, RoomCreated,
                                  RoomDropped, Joined, Left, RoomMessage, DirectMessage,
                                  Kicked, Unbanned, RoleChanged, TopicChanged, PasswordChanged,
-                                 RoomDestroyed, FileOffer, FileChunk, FileDone, FileCancelled,
+                                 RoomDestroyed, DevicesChanged, DevicePending, Approval,
+                                 FileOffer, FileChunk, FileDone, FileCancelled,
                                  FileAnswer, FileAck, FileLeave)}
 
 
@@ -372,6 +431,9 @@ def fromWire(wire: Dict[str, Any]) -> Event:
     for f in fields(kind):
         name = _wireName(f)
         if name is None:
+            continue
+        if name not in wire and f.default is not MISSING:
+            # A field added since the version before, which may not send it.
             continue
         if name not in wire:
             raise UnknownEvent("a %s event has no %r" % (kind.KIND, name))

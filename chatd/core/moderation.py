@@ -42,13 +42,15 @@ def _checkNames(roomName, userName=None):
 
 class JoinAnswer(list):
     """
-    JOIN's answer: the members' C{(name, key)} pairs, as a list, and the
-    room's C{topic} (L{None}: none) for the doors that show it.
+    JOIN's answer: the members' C{(name, key)} pairs, as a list, the
+    room's C{topic} (L{None}: none) for the doors that show it, and its
+    C{history} setting (version 3).
     """
 
-    def __init__(self, members, topic):
+    def __init__(self, members, topic, history=0):
         list.__init__(self, members)
         self.topic = topic
+        self.history = history
 
 
 class ModerationRequests(SessionBase):

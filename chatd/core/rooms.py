@@ -17,6 +17,8 @@ from chatd.names import fold, isRoomName, isUserName
 
 # Timestamps are signed 64-bit in the database; a larger bound means the same.
 MAX_TIMESTAMP = 2**63 - 1
+# The most messages a room may let new members read (CREATE's history).
+MAX_HISTORY_SETTING = 500
 
 
 class RoomRequests(SessionBase):
@@ -48,33 +50,39 @@ class RoomRequests(SessionBase):
         if len(password.encode("utf-8")) > 72:
             raise BadRequest("room passwords are at most 72 bytes")
 
-    def create(self, roomName, password):
+    def create(self, roomName, password, history=0):
         """
         Create a room without joining it.
 
+        @param history: how many of its latest messages a new member may be
+            given (0-500; L{chatd.core.sharing}).
         @return: a L{Deferred} that fires when the room is stored.
         """
         user = self._greeted()
         if not isRoomName(roomName):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
+        if not 0 <= history <= MAX_HISTORY_SETTING:
+            raise BadRequest("a room's history setting is 0 to %d, not %d"
+                             % (MAX_HISTORY_SETTING, history))
         if fold(roomName) in self.service.directory.rooms:
             raise Conflict("room exists: %s" % (roomName,))
-        return Deferred.fromCoroutine(self._newRoom(user, roomName, password)).addCallback(
-            lambda _: None)
+        return Deferred.fromCoroutine(self._newRoom(user, roomName, password, history)
+                                      ).addCallback(lambda _: None)
 
-    async def _newRoom(self, user: User, roomName: str, password: str) -> Room:
+    async def _newRoom(self, user: User, roomName: str, password: str,
+                       history: int = 0) -> Room:
         """
         Create a room under the create limits (see L{chatd.quotas}).
         """
         quotas = self.service.quotas
         quotas.checkGuestCreate(user, password)
         await quotas.checkCreate(self._owner(user), self.address)
-        room = await self._create(user, roomName, password)
+        room = await self._create(user, roomName, password, history)
         quotas.created(user)
         return room
 
-    async def _create(self, user: User, roomName: str, password: str) -> Room:
+    async def _create(self, user: User, roomName: str, password: str, history: int) -> Room:
         # A room named like an account is that user's own room (the WebSocket
         # door's default room): only its user may make it.
         if isUserName(roomName) and fold(roomName) != fold(user.name) \
@@ -84,7 +92,7 @@ class RoomRequests(SessionBase):
         if password:
             passwordHash = await self.service.credentials.hashPassword(password)
         directory = self.service.directory
-        created = directory.createRoom(roomName, passwordHash)
+        created = directory.createRoom(roomName, passwordHash, history)
         if not created:
             raise Conflict("room exists: %s" % (roomName,))
         room = directory.rooms[fold(roomName)]
@@ -92,7 +100,7 @@ class RoomRequests(SessionBase):
             # Its creator owns it; a guest holds no role, so a guest's room
             # has no owner until the operator gives it one.
             await self.service.store.createRoom(
-                roomName, passwordHash, user.name if user.account else None)
+                roomName, passwordHash, user.name if user.account else None, history)
         except Exception:
             # Never stored, so never announced.
             directory.dropRoom(room)
@@ -146,7 +154,7 @@ class RoomRequests(SessionBase):
         service.happened(service.directory.join(room, user), self)
         if user.account:
             await service.store.addMember(room.name, user.name)
-        return JoinAnswer(room.memberKeys(), topic)
+        return JoinAnswer(room.memberKeys(), topic, room.history)
 
     def leave(self, roomName):
         """

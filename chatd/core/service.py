@@ -105,7 +105,8 @@ class ChatService(Service):
         await keepTrying(self.store.open, self.clock, self.settings.startTimeout,
                          "the database")
         for record in await self.store.loadRooms():
-            self.directory.loadRoom(record.name, record.passwordHash, record.lastTimestamp)
+            self.directory.loadRoom(record.name, record.passwordHash, record.lastTimestamp,
+                                    record.history)
         await self.fanout.start(self)
         log.info("chatd core ready: {rooms} stored rooms, node {node}",
                  rooms=len(self.directory.rooms), node=self.fanout.nodeId)
@@ -384,7 +385,7 @@ class ChatService(Service):
             for record in await self.store.loadRooms():
                 if fold(record.name) == fold(roomName):
                     self.directory.loadRoom(record.name, record.passwordHash,
-                                            record.lastTimestamp)
+                                            record.lastTimestamp, record.history)
         return self.directory.rooms.get(fold(roomName))
 
     def nodeGone(self, node):

@@ -10,6 +10,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd.core.accounts import AccountRequests
+from chatd.core.devices import DeviceRequests
 from chatd.core.files import FileRequests
 from chatd.core.messages import MessageRequests
 from chatd.core.moderation import ModerationRequests
@@ -27,7 +28,7 @@ WARNING_IDLE = 0x03
 
 @implementer(ISession)
 class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
-              ModerationRequests):
+              ModerationRequests, DeviceRequests):
     """
     One connection's state and the requests it can make.
 
@@ -47,6 +48,10 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         # The protocol version the client said in HELLO (the text and
         # WebSocket doors greet with 1 and show every event anyway).
         self.version = 1
+        # The device a device session logged in as (chatd.core.devices), and
+        # whether it waits to be approved.
+        self.device = None
+        self.pending = False
         self.ended = False
         self.transfers = set()
         self._challenge = None

@@ -101,6 +101,9 @@ def _flag(event, field):
 def _timestamp(event):
     ts = event.get("ts")
     _require(type(ts) is int and 0 < ts <= _MAX_TIMESTAMP, "ts is not a timestamp")
+    # A stored message's sequence (a node of the version before sends none).
+    seq = event.get("seq", 0)
+    _require(type(seq) is int and 0 <= seq <= _MAX_TIMESTAMP, "seq is not a sequence number")
 
 
 def _envelope(event, keyOf, sender, toKind, toName, domain=e2e.MESSAGE):
@@ -151,6 +154,9 @@ def checkEvent(event, keyOf):
     elif kind == "room":
         _room(event)
         _require(_hash(event.get("password")), "password is not a hash")
+        history = event.get("history", 0)
+        _require(type(history) is int and 0 <= history <= 500,
+                 "history is not a setting from 0 to 500")
     elif kind == "unroom":
         _room(event)
     elif kind in ("joined", "left"):
@@ -168,6 +174,12 @@ def checkEvent(event, keyOf):
         peer = _user(event, "peer")
         _timestamp(event)
         _envelope(event, keyOf, _user(event, "sender"), "user", peer)
+    elif kind in ("devices", "pending", "approval"):
+        # The lists and replies are the clients' to verify; the core checks
+        # a list against the account's head before storing it.
+        _user(event, "user")
+        if kind == "devices":
+            _key(event.get("key"), optional=True)
     elif isinstance(kind, str) and kind.startswith("file-"):
         _fileEvent(event, keyOf)
     else:

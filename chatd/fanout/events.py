@@ -148,6 +148,15 @@ def _isTransferId(value):
     return type(value) is int and 0 <= value < 2**32
 
 
+def _isDevices(value):
+    """
+    A device list's C{(id, SPKI DER)} pairs, as JSON carries them (lists).
+    """
+    return isinstance(value, list) and len(value) <= 16 and all(
+        isinstance(pair, list) and len(pair) == 2 and _isText(pair[0]) and _isBytes(pair[1])
+        for pair in value)
+
+
 # What every file event carries (L{chatd.core.remotefiles}): the node that is
 # to act on it, the transfer's id on the sender's node, and the recipient.
 _FILE = {"node": _isText, "id": _isTransferId, "user": _isText}
@@ -173,6 +182,12 @@ EVENTS = {
     "topic": {"room": _isText, "by": _isText, "topic": _isText},
     "password": {"room": _isText, "password": _isKey},
     "destroyed": {"room": _isText, "by": _isText},
+    # Devices (chatd.core.devices).
+    "devices": {"user": _isText, "text": _isBytes, "signature": _isBytes,
+                "devices": _isDevices, "key": _isKey},
+    "pending": {"user": _isText, "device": _isText, "key": _isBytes, "tag": _isBytes,
+                "expires": _isCount},
+    "approval": {"user": _isText, "device": _isText, "reply": _isBytes},
     "file-offer": dict(_FILE, sender=_isText, targetKind=_isCount, target=_isText, size=_isCount,
                        chunks=_isCount, chunkSize=_isCount, envelope=_isBytes),
     "file-chunk": dict(_FILE, index=_isCount, data=_isBytes),

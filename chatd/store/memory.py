@@ -20,6 +20,8 @@ from chatd.errors import ChatError, Conflict, Forbidden, NotFound
 from chatd.interfaces import IMessageStore
 from chatd.model import Account, Ban, RoomRecord
 from chatd.names import fold
+from chatd.store.entries import Stamp
+from chatd.store.memorydevices import MemoryDevices
 from chatd.store.moderation import OWNER, moderation
 from chatd.store.operations import tokenHash
 from chatd.store.readers import readerKeys
@@ -36,6 +38,7 @@ class _Room:
     name: str
     passwordHash: Optional[bytes]
     topic: Optional[str] = None
+    history: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class _Message:
     keyId: str
     body: bytes
     readerKeys: FrozenSet[str]
+    sequence: int = 0
 
 
 def _answered(method):
@@ -70,7 +74,7 @@ def _answered(method):
 
 
 @implementer(IMessageStore)
-class MemoryStore:
+class MemoryStore(MemoryDevices):
     """
     An L{IMessageStore} that forgets everything when the process ends.
 
@@ -100,6 +104,7 @@ class MemoryStore:
         self._roles = {}
         self._bans = {}
         self._clock = clock
+        self._initDevices()
 
     def open(self):
         return succeed(None)
@@ -110,7 +115,8 @@ class MemoryStore:
     def getAccount(self, name):
         return succeed(self._accounts.get(fold(name)))
 
-    def createAccount(self, name, passwordHash, publicKey, invite=None):
+    def createAccount(self, name, passwordHash, publicKey, invite=None, devices=None,
+                      recovery=b""):
         key = fold(name)
         if key in self._accounts:
             return fail(Conflict("that name is taken"))
@@ -121,6 +127,7 @@ class MemoryStore:
                 return fail(Forbidden("that invite is unknown, used up or expired"))
             usable[0] -= 1
         self._accounts[key] = Account(name, passwordHash, publicKey)
+        self._createDevices(key, devices, recovery)
         return succeed(None)
 
     def createInvite(self, token, uses, expiresMs):
@@ -133,7 +140,7 @@ class MemoryStore:
             kept = [m for m in messages if m.timestamp >= timestampMs]
             deleted += len(messages) - len(kept)
             self._messages[room] = kept
-        return succeed(deleted)
+        return succeed(deleted + self._deleteDirectsBefore(timestampMs))
 
     def setPublicKey(self, name, publicKey):
         key = fold(name)
@@ -149,16 +156,17 @@ class MemoryStore:
                     room.name,
                     room.passwordHash,
                     max((m.timestamp for m in self._messages[key]), default=0),
+                    room.history,
                 )
                 for key, room in sorted(self._rooms.items())
             ]
         )
 
-    def createRoom(self, name, passwordHash, owner=None):
+    def createRoom(self, name, passwordHash, owner=None, history=0):
         key = fold(name)
         if key in self._rooms:
             return fail(Conflict("that room exists"))
-        self._rooms[key] = _Room(name, passwordHash)
+        self._rooms[key] = _Room(name, passwordHash, history=history)
         self._members[key] = set()
         self._messages[key] = []
         self._roles[key] = {} if owner is None else {fold(owner): OWNER}
@@ -274,9 +282,10 @@ class MemoryStore:
             # store's reader sets: the room's size is not paid per message.
             keys = messages[-1].readerKeys
         messages.append(
-            _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys)
+            _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys,
+                     self._nextSequence())
         )
-        return succeed(timestamp)
+        return succeed(Stamp(timestamp, self._sequence))
 
     def messagesAfter(self, room, after, limit):
         roomKey = fold(room)
@@ -287,17 +296,8 @@ class MemoryStore:
     def history(self, room, reader, limit, before):
         if limit <= 0:
             return succeed([])
-        roomKey = fold(room)
-        readerKey = fold(reader)
-        visible = [
-            message
-            for message in self._messages.get(roomKey, [])
-            if readerKey in message.readerKeys
-            and (before == 0 or message.timestamp < before)
-        ]
-        # A stable sort: messages of one timestamp stay in the order they came.
-        visible.sort(key=lambda message: message.timestamp)
-        return succeed(self._open(roomKey, visible[-limit:]))
+        # The reader is an entry key; shared entries count (memorydevices).
+        return succeed(self._roomHistory(fold(room), reader, limit, before))
 
     def _open(self, roomKey, messages):
         """

@@ -130,15 +130,17 @@ def deleteAccount(txn, execute, nameKey: str) -> None:
 
 def deleteHistoryBefore(txn, execute, timestampMs: int) -> int:
     """
-    Delete every stored room message older than C{timestampMs}, and the
-    reader sets only they used.
+    Delete every stored message (room or direct) older than C{timestampMs},
+    and the reader sets only room messages used.
 
     @return: how many messages were deleted.
     """
     execute(txn, "DELETE FROM messages WHERE ts < ?", (timestampMs,))
     deleted = txn.rowcount
     dropUnusedReaderSets(txn, execute)
-    return deleted
+    # Stored direct messages (schema 6) age out alike.
+    execute(txn, "DELETE FROM direct_messages WHERE ts < ?", (timestampMs,))
+    return deleted + txn.rowcount
 
 
 def resealBatch(txn, execute, keys: AtRestKeys, afterId: int,

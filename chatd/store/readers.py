@@ -12,7 +12,7 @@ reader per message, which was most of a 200-member room's store CPU.
 from hashlib import sha256
 from typing import Iterable
 
-from chatd.names import fold
+from chatd.store.entries import readerKey
 
 # Sets are named by their digest; the migration names the sets it makes for
 # the messages stored before version 5 "message ID", which no digest can be.
@@ -21,9 +21,10 @@ _DIGEST_PREFIX = "sha256:"
 
 def readerKeys(readers: Iterable[str]) -> frozenset:
     """
-    The keys history is read by for C{readers}: each entry key folded.
+    The keys history is read by for C{readers}: each entry key with its
+    user part folded (L{chatd.store.entries.readerKey}: device ids are exact).
     """
-    return frozenset(fold(reader) for reader in readers)
+    return frozenset(readerKey(reader) for reader in readers)
 
 
 def readerSetDigest(keys: Iterable[str]) -> str:

@@ -34,12 +34,15 @@ from chatd.interfaces import IMessageStore
 from chatd.model import Account, RoomRecord
 from chatd.names import fold
 from chatd.startup import StartupError
-from chatd.store import operations
+from chatd.store import devices, operations
+from chatd.store.devices import DeviceStore
+from chatd.store.entries import Stamp
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.moderation import OWNER, ModerationStore
 from chatd.store.readers import storeReaderSet
 from chatd.store.seal import DamageReport, openRows
 from chatd.store.timestamps import nextFree
+from chatd.store.waiting import WaitingStore, nextSequence, roomHistory
 
 # What a write raises to refuse: its changes are undone alone, the other
 # writes of its transaction kept. (Unavailable, though a ChatError too, is the
@@ -90,7 +93,7 @@ def loadMigrations(dialect, directory=None):
 
 
 @implementer(IMessageStore)
-class AdbapiStore(ModerationStore):
+class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
     """
     An L{IMessageStore} on a database reached through a
     L{twisted.enterprise.adbapi.ConnectionPool}.
@@ -418,10 +421,13 @@ class AdbapiStore(ModerationStore):
         [(name, passwordHash, publicKey, banned)] = rows
         return Account(name, passwordHash, publicKey, bool(banned))
 
-    def createAccount(self, name, passwordHash, publicKey, invite=None):
-        return self._write(self._createAccount, name, passwordHash, publicKey, invite)
+    def createAccount(self, name, passwordHash, publicKey, invite=None, devices=None,
+                      recovery=b""):
+        return self._write(self._createAccount, name, passwordHash, publicKey, invite,
+                           devices, recovery)
 
-    def _createAccount(self, txn, name, passwordHash, publicKey, invite):
+    def _createAccount(self, txn, name, passwordHash, publicKey, invite, deviceList,
+                       recovery):
         if invite is not None:
             operations.useInvite(txn, self._execute, invite, self._now())
         try:
@@ -435,6 +441,7 @@ class AdbapiStore(ModerationStore):
             if self._engine.isUniqueViolation(error):
                 raise Conflict("that name is taken") from None
             raise
+        devices.createDevices(txn, self._execute, fold(name), deviceList, recovery)
 
     def setPublicKey(self, name, publicKey):
         return self._write(self._setPublicKey, fold(name), publicKey)
@@ -456,29 +463,29 @@ class AdbapiStore(ModerationStore):
     def _loadRooms(self, txn):
         self._execute(
             txn,
-            "SELECT r.name, r.password_hash, COALESCE(MAX(m.ts), 0)"
+            "SELECT r.name, r.password_hash, COALESCE(MAX(m.ts), 0), r.history"
             " FROM rooms r LEFT JOIN messages m ON m.room_key = r.name_key"
-            " GROUP BY r.name_key, r.name, r.password_hash",
+            " GROUP BY r.name_key, r.name, r.password_hash, r.history",
         )
         # Sorted here rather than by ORDER BY, whose order depends on the
         # database's collation.
         return [
-            RoomRecord(name, passwordHash, lastTimestamp)
-            for name, passwordHash, lastTimestamp in sorted(
+            RoomRecord(name, passwordHash, lastTimestamp, history)
+            for name, passwordHash, lastTimestamp, history in sorted(
                 txn.fetchall(), key=lambda row: fold(row[0])
             )
         ]
 
-    def createRoom(self, name, passwordHash, owner=None):
-        return self._write(self._createRoom, name, passwordHash, owner)
+    def createRoom(self, name, passwordHash, owner=None, history=0):
+        return self._write(self._createRoom, name, passwordHash, owner, history)
 
-    def _createRoom(self, txn, name, passwordHash, owner):
+    def _createRoom(self, txn, name, passwordHash, owner, history):
         try:
             self._execute(
                 txn,
-                "INSERT INTO rooms (name_key, name, password_hash, created_ms)"
-                " VALUES (?, ?, ?, ?)",
-                (fold(name), name, passwordHash, self._now()),
+                "INSERT INTO rooms (name_key, name, password_hash, created_ms, history)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (fold(name), name, passwordHash, self._now(), history),
             )
         except Exception as error:
             if self._engine.isUniqueViolation(error):
@@ -553,14 +560,15 @@ class AdbapiStore(ModerationStore):
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
         timestamp = self._freeTimestamp(txn, roomKey, timestamp)
         readersId = storeReaderSet(txn, self._execute, readers)
+        sequence = nextSequence(txn, self._execute)
         try:
             self._execute(
                 txn,
                 "INSERT INTO messages (room_key, sender, sender_key, ts,"
-                " envelope_id, key_id, body, readers_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " envelope_id, key_id, body, readers_id, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (roomKey, sender, fold(sender), timestamp, envelopeId, keyId, body,
-                 readersId),
+                 readersId, sequence),
             )
         except Exception as error:
             if self._engine.isUniqueViolation(error):
@@ -568,7 +576,7 @@ class AdbapiStore(ModerationStore):
             if self._engine.isForeignKeyViolation(error):
                 raise NotFound("no such room") from None
             raise
-        return timestamp
+        return Stamp(timestamp, sequence)
 
     def _freeTimestamp(self, txn, roomKey, timestamp):
         """
@@ -616,18 +624,9 @@ class AdbapiStore(ModerationStore):
         if limit <= 0:
             # SQLite would read a negative LIMIT as no limit at all.
             return succeed([])
+        # The reader is an entry key (chatd.store.entries); shared entries
+        # are merged into the envelopes read back.
         return self._interact(
-            self._history, fold(room), fold(reader), limit, before
+            lambda txn: roomHistory(txn, self._execute, self._keys, fold(room), reader,
+                                    limit, before)
         ).addCallback(self._damage.keep)
-
-    def _history(self, txn, roomKey, readerKey, limit, before):
-        bound = " AND m.ts < ?" if before else ""
-        self._execute(
-            txn,
-            "SELECT m.sender, m.ts, m.envelope_id, m.key_id, m.body FROM messages m"
-            " JOIN reader_set_members r ON r.set_id = m.readers_id"
-            " WHERE m.room_key = ? AND r.reader_key = ?" + bound +
-            " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
-            (roomKey, readerKey) + ((before,) if before else ()) + (limit,),
-        )
-        return openRows(self._keys, roomKey, reversed(txn.fetchall()))

@@ -11,6 +11,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from chatd.core.directory import Directory, User
 from chatd.core.events import (
     KINDS,
+    Approval,
+    DevicePending,
+    DevicesChanged,
     DirectMessage,
     Event,
     FileAck,
@@ -49,14 +52,23 @@ WIRE: List[Tuple[Event, Dict[str, Any]]] = [
     (Renamed("rand1", "bob", False), {"t": "renamed", "old": "rand1", "new": "bob",
                                       "account": False}),
     (KeyChanged("alice", b"k2"), {"t": "key", "user": "alice", "key": b"k2"}),
-    (RoomCreated("#r", None), {"t": "room", "room": "#r", "password": None}),
+    (RoomCreated("#r", None), {"t": "room", "room": "#r", "password": None, "history": 0}),
+    (DevicesChanged("alice", b"list", b"sig", (("laptop", b"k"),), None),
+     {"t": "devices", "user": "alice", "text": b"list", "signature": b"sig",
+      "devices": (("laptop", b"k"),), "key": None}),
+    (DevicePending("alice", "phone", b"k", b"tag", 7),
+     {"t": "pending", "user": "alice", "device": "phone", "key": b"k", "tag": b"tag",
+      "expires": 7}),
+    (Approval("alice", "phone", b"reply"),
+     {"t": "approval", "user": "alice", "device": "phone", "reply": b"reply"}),
     (RoomDropped("#r"), {"t": "unroom", "room": "#r"}),
     (Joined("#r", "alice"), {"t": "joined", "room": "#r", "user": "alice"}),
     (Left("#r", "alice"), {"t": "left", "room": "#r", "user": "alice"}),
     (RoomMessage("#r", "alice", 5, b"env"), {"t": "message", "room": "#r", "sender": "alice",
-                                             "ts": 5, "envelope": b"env"}),
-    (DirectMessage("alice", "bob", 6, b"env"), {"t": "direct", "sender": "alice",
-                                                "peer": "bob", "ts": 6, "envelope": b"env"}),
+                                             "ts": 5, "envelope": b"env", "seq": 0}),
+    (DirectMessage("alice", "bob", 6, b"env", sequence=3),
+     {"t": "direct", "sender": "alice", "peer": "bob", "ts": 6, "envelope": b"env",
+      "seq": 3}),
     (Kicked("#r", "bob", "alice", "spam", True), {"t": "kicked", "room": "#r", "user": "bob",
                                                   "by": "alice", "reason": "spam",
                                                   "banned": True}),
@@ -137,6 +149,17 @@ class WireTests(SynchronousTestCase):
         self.assertIn("unknown kind", str(e))
         e = self.assertRaises(UnknownEvent, fromWire, {"t": "joined", "room": "#r"})
         self.assertIn("'user'", str(e))
+
+    def test_fieldsAddedSinceDefault(self):
+        """
+        A field added since the version before (a room's history setting, a
+        message's sequence) may be missing from an older node's event: it
+        takes its default.
+        """
+        self.assertEqual(fromWire({"t": "room", "room": "#r", "password": None}),
+                         RoomCreated("#r", None, 0))
+        self.assertEqual(fromWire({"t": "message", "room": "#r", "sender": "a", "ts": 5,
+                                   "envelope": b"e"}), RoomMessage("#r", "a", 5, b"e", sequence=0))
 
 
 class DirectoryTests(SynchronousTestCase):
