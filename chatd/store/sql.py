@@ -483,10 +483,15 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         try:
             self._execute(
                 txn,
-                "INSERT INTO rooms (name_key, name, password_hash, created_ms, history)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (fold(name), name, passwordHash, self._now(), history),
+                "INSERT INTO rooms (name_key, name, password_hash, created_ms)"
+                " VALUES (?, ?, ?, ?)",
+                (fold(name), name, passwordHash, self._now()),
             )
+            if history:
+                # Apart, so that a room without the setting is made alike on
+                # every schema (the column's default is 0).
+                self._execute(txn, "UPDATE rooms SET history = ? WHERE name_key = ?",
+                              (history, fold(name)))
         except Exception as error:
             if self._engine.isUniqueViolation(error):
                 raise Conflict("that room exists") from None
