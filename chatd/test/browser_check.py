@@ -44,6 +44,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import browser_devices  # noqa: E402  (beside this script, run as a script)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = os.environ.get("CHATD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -613,6 +616,8 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("a guest's key is never pinned, and guests are marked", guests)
     results.attempt("the shared client test vectors: the same outcomes as the terminal client",
                     sharedVectors, browser)
+    results.attempt("a lying server's devices (unsigned, swapped, forged, rolled back, forked) "
+                    "are refused in the page", browser_devices.lyingServer, browser)
 
     for page, name in ((alice, "alice"), (bob, "bob")):
         if not results.attempt("%s registers in the browser" % (name,),

@@ -10,7 +10,8 @@ import { loadHistory } from "./messaging.js";
 import { notifyItem } from "./notify.js";
 import { renderComposer, renderHeader, renderMembers, renderMessages, renderSidebar } from "./render.js";
 import { Conversation, fingerprintOf, fold, state } from "./state.js";
-import { checkOwnKey, observeKey } from "./trust.js";
+import { observeMember } from "./devicetrust.js";
+import { checkOwnKey } from "./trust.js";
 
 export function dmWith(name) {
   const key = fold(name);
@@ -55,10 +56,10 @@ export async function setMembers(room, members, announce) {
   for (const m of members) {
     const own = fold(m.userId) === fold(state.me);
     const spki = own && state.identity ? state.identity.spki : e2e.pemToDer(m.publicKey);
-    now.set(fold(m.userId), { name: m.userId, spki, fp: await fingerprintOf(spki), guest: m.guest === true });
+    now.set(fold(m.userId), { name: m.userId, spki, fp: await fingerprintOf(spki), guest: m.guest === true, list: m.devices });
   }
   room.members = now;
-  for (const m of now.values()) await observeKey(m.name, m.spki, m.guest);
+  for (const m of now.values()) await observeMember(m.name, m.spki, m.guest, m.list);
   if (announce) {
     for (const [key, m] of now) if (!before.has(key)) systemNote(room, `${m.name} is a member now (the server's list).`);
     for (const [key, m] of before) if (!now.has(key)) systemNote(room, `${m.name} is no longer a member (the server's list).`);
@@ -114,7 +115,7 @@ export async function refreshPeerKey(conv) {
   conv.name = entry.userId;
   conv.peerSpki = e2e.pemToDer(entry.publicKey);
   conv.peerFp = await fingerprintOf(conv.peerSpki);
-  await observeKey(entry.userId, conv.peerSpki, entry.guest === true);
+  await observeMember(entry.userId, conv.peerSpki, entry.guest === true, entry.devices);
   if (state.active === conv) {
     renderHeader();
     renderMembers();
@@ -159,8 +160,18 @@ export async function joinRoom(name, password, switchFrom = null) {
   const room = addRoom(reply.roomId);
   room.password = password || "";
   room.topic = reply.topic || "";
+  room.historySetting = Number.isSafeInteger(reply.history) ? reply.history : 0;
   if (room.topic) systemNote(room, `Topic: ${room.topic}`);
   await setMembers(room, reply.members, false);
+  if (room.historySetting > 0) {
+    // Members' devices share the keys of the latest messages with us in a
+    // moment (sharing.js): look at the history again then.
+    setTimeout(() => {
+      if (!state.rooms.has(room.key) || room.historyState === "loading") return;
+      room.historyState = "none";
+      if (state.active === room) loadHistory(room);
+    }, 3000);
+  }
   if (switchFrom && fold(switchFrom.name) !== room.key) {
     removeRoom(switchFrom);
   }

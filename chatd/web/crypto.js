@@ -8,9 +8,11 @@
 const subtle = globalThis.crypto.subtle;
 
 export const MESSAGE = "chatd-e2e-v1";
+export const MESSAGE_V2 = "chatd-e2e-v2";
 export const FILE = "chatd-file-v1";
 export const ALG = "RSA-OAEP-256/A256GCM/PS256";
 const AUTH_PREFIX = "chatd-auth-v1\0";
+const AUTH_PREFIX_V2 = "chatd-auth-v2\0";
 const COMMIT = "chatd-commit-v1";
 const CHUNK = "chatd-chunk-v1\n";
 
@@ -18,6 +20,12 @@ const FIELDS = [
   "v", "alg", "id", "from", "to", "ts", "nonce", "kc",
   "encrypted_message", "encrypted_keys", "key_ids", "signature",
 ];
+// Version 2 (devices) adds the sending device, the sender's list head and the
+// room's history setting, all signed.
+const FIELDS_V2 = [...FIELDS, "dev", "head", "hist"];
+const DEVICE_RE = /^[A-Za-z0-9_.-]{1,32}$/;
+const HEAD_HASH_RE = /^[0-9a-f]{64}$/;
+export const MAX_HISTORY = 500;
 // The same canonical spellings chatd/e2e.py insists on.
 const ID_RE = /^[A-Za-z0-9_-]{21}[AQgw]$/;
 const NONCE_RE = /^[A-Za-z0-9+/]{16}$/;
@@ -197,7 +205,10 @@ export async function isUsableKey(spki) {
 // envelope requires. The key is generated extractable only long enough to read
 // it out once; what is kept are two non-extractable private CryptoKeys (one per
 // algorithm, from the same PKCS#8) and the public SPKI.
-export async function generateIdentity() {
+//
+// `withPkcs8(pkcs8)`, when given, is the one chance to use the private key's
+// bytes (to seal it under a recovery code) before they are wiped.
+export async function generateIdentity(withPkcs8 = null) {
   const pair = await subtle.generateKey(
     { name: "RSA-OAEP", modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" },
     true,
@@ -208,7 +219,8 @@ export async function generateIdentity() {
   try {
     const oaep = await subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-256" }, false, ["decrypt"]);
     const pss = await subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
-    return { spki, oaep, pss };
+    const extra = withPkcs8 ? await withPkcs8(pkcs8) : undefined;
+    return { spki, oaep, pss, extra };
   } finally {
     pkcs8.fill(0);
     pkcs8 = null;
@@ -222,13 +234,34 @@ export async function signAuth(pssKey, challenge, user) {
   return new Uint8Array(await subtle.sign(PSS, pssKey, data));
 }
 
+// A device's challenge-response: it names the device it signs for.
+export async function signDeviceAuth(pssKey, challenge, user, device) {
+  const data = concat(utf8(AUTH_PREFIX_V2), bytesOf(challenge), utf8(`${user}\n${device}`));
+  return new Uint8Array(await subtle.sign(PSS, pssKey, data));
+}
+
+// The two private CryptoKeys of a PKCS#8 RSA key (a recovered identity key).
+export async function importPrivate(pkcs8) {
+  const oaep = await subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-256" }, false, ["decrypt"]);
+  const pss = await subtle.importKey("pkcs8", pkcs8, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]);
+  return { oaep, pss };
+}
+
 // -- envelopes --------------------------------------------------------------
 
 // The header: the AES-GCM associated data and the start of the signed bytes.
+// A version 2 envelope's domain is the version 2 spelling of `domain`, and its
+// header goes on with the device, the head and the history setting.
 export function header(domain, env) {
   const [[kind, name]] = Object.entries(env.to);
-  const text = `${domain}\n${env.alg}\n${env.from}\n${kind}:${name}\n${env.id}\n${env.ts}\n${env.nonce}\n${env.kc}\n`;
+  const v2 = env.v === 2;
+  let text = `${v2 ? domainV2(domain) : domain}\n${env.alg}\n${env.from}\n${kind}:${name}\n${env.id}\n${env.ts}\n${env.nonce}\n${env.kc}\n`;
+  if (v2) text += `${env.dev}\n${env.head ? env.head.v : 0}\n${env.head ? env.head.h : ""}\n${env.hist}\n`;
   return utf8(text);
+}
+
+function domainV2(domain) {
+  return domain.replace(/-v1$/, "-v2");
 }
 
 async function commit(key) {
@@ -256,13 +289,22 @@ function need(ok, field, what) {
 // nothing in it is trusted yet.
 export function checkEnvelope(env) {
   if (!isPlainObject(env)) throw new EnvelopeError("envelope: not a JSON object");
+  const fields = env.v === 2 ? FIELDS_V2 : FIELDS;
   for (const field of Object.keys(env)) {
-    if (!FIELDS.includes(field)) throw new EnvelopeError(`envelope: unknown field ${JSON.stringify(field.slice(0, 40))}`);
+    if (!fields.includes(field)) throw new EnvelopeError(`envelope: unknown field ${JSON.stringify(field.slice(0, 40))}`);
   }
-  for (const field of FIELDS) {
+  for (const field of fields) {
     if (!(field in env)) throw new EnvelopeError(`envelope: missing field '${field}'`);
   }
-  need(env.v === 1, "v", "1");
+  need(env.v === 1 || env.v === 2, "v", "1 or 2");
+  if (env.v === 2) {
+    need(env.dev === "" || (typeof env.dev === "string" && DEVICE_RE.test(env.dev)), "dev", "a device id or \"\"");
+    need(env.head === null || (isPlainObject(env.head) && Object.keys(env.head).length === 2
+      && Number.isSafeInteger(env.head.v) && env.head.v >= 1 && HEAD_HASH_RE.test(env.head.h)),
+    "head", '{"v": version, "h": hex hash} or null');
+    need((env.dev === "") === (env.head === null), "head", "null exactly when dev is empty");
+    need(Number.isSafeInteger(env.hist) && env.hist >= 0 && env.hist <= MAX_HISTORY, "hist", "0 to 500");
+  }
   need(env.alg === ALG, "alg", ALG);
   need(typeof env.id === "string" && ID_RE.test(env.id), "id", "16 bytes of unpadded base64url");
   need(isHeaderText(env.from), "from", "a non-empty one-line string");
@@ -285,12 +327,14 @@ export function checkEnvelope(env) {
 // Encrypt `plaintext` (bytes) for `recipients` (a Map or object of name to SPKI
 // DER; include the sender to read it back) and sign it with `signingKey` (an
 // RSA-PSS private CryptoKey). `to` is ["room", name] or ["user", name].
-export async function seal({ from, signingKey, to, recipients, plaintext, domain = MESSAGE, ts, id }) {
+// `device`, when given, makes a version 2 envelope: { dev, head, hist }, with
+// `recipients` named by entry key (entryKey).
+export async function seal({ from, signingKey, to, recipients, plaintext, domain = MESSAGE, ts, id, device }) {
   const [toKind, toName] = to;
   const key = randomBytes(32);
   try {
     const env = {
-      v: 1,
+      v: device ? 2 : 1,
       alg: ALG,
       id: id ?? b64url(randomBytes(16)),
       from,
@@ -299,20 +343,14 @@ export async function seal({ from, signingKey, to, recipients, plaintext, domain
       nonce: b64(randomBytes(12)),
       kc: b64(await commit(key)),
     };
+    if (device) Object.assign(env, { dev: device.dev, head: device.head, hist: device.hist });
     const head = header(domain, env);
     const aesKey = await subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);
     const ciphertext = await subtle.encrypt(
       { name: "AES-GCM", iv: unb64(env.nonce), additionalData: head }, aesKey, bytesOf(plaintext));
     env.encrypted_message = b64(new Uint8Array(ciphertext));
     const signature = await subtle.sign(PSS, signingKey, concat(head, utf8(env.encrypted_message)));
-    const entries = recipients instanceof Map ? [...recipients] : Object.entries(recipients);
-    env.encrypted_keys = {};
-    env.key_ids = {};
-    for (const [name, spki] of entries) {
-      const { oaep } = await publicKeysOf(spki);
-      env.encrypted_keys[name] = b64(new Uint8Array(await subtle.encrypt(OAEP, oaep, key)));
-      env.key_ids[name] = await keyId(spki);
-    }
+    Object.assign(env, await wrapKey(key, recipients));
     env.signature = b64(new Uint8Array(signature));
     return env;
   } finally {
@@ -320,11 +358,21 @@ export async function seal({ from, signingKey, to, recipients, plaintext, domain
   }
 }
 
-// Unwrap, check the key commitment and decrypt. The signature is checked
-// separately, and first (verifySignature): nothing a key we do not trust
-// signed is opened.
-export async function decrypt(env, readerName, oaepPrivateKey, domain = MESSAGE) {
-  checkEnvelope(env);
+// `key` wrapped for each of `recipients` (a Map or object of entry key to
+// SPKI DER): { encrypted_keys, key_ids }.
+export async function wrapKey(key, recipients) {
+  const entries = recipients instanceof Map ? [...recipients] : Object.entries(recipients);
+  const out = { encrypted_keys: {}, key_ids: {} };
+  for (const [name, spki] of entries) {
+    const { oaep } = await publicKeysOf(spki);
+    out.encrypted_keys[name] = b64(new Uint8Array(await subtle.encrypt(OAEP, oaep, key)));
+    out.key_ids[name] = await keyId(spki);
+  }
+  return out;
+}
+
+// The message key of `env` from `readerName`'s entry, its commitment checked.
+export async function unwrapKey(env, readerName, oaepPrivateKey) {
   const wrapped = env.encrypted_keys[readerName];
   if (wrapped === undefined || !Object.prototype.hasOwnProperty.call(env.encrypted_keys, readerName)) {
     throw new EnvelopeError("envelope: no key for you", "not-for-me");
@@ -335,10 +383,20 @@ export async function decrypt(env, readerName, oaepPrivateKey, domain = MESSAGE)
   } catch (e) {
     throw new EnvelopeError("envelope: your key entry does not unwrap", "unwrap");
   }
+  if (key.length !== 32 || !equalBytes(await commit(key), unb64(env.kc))) {
+    key.fill(0);
+    throw new EnvelopeError("envelope: key commitment does not match", "commitment");
+  }
+  return key;
+}
+
+// Unwrap, check the key commitment and decrypt. The signature is checked
+// separately, and first (verifySignature): nothing a key we do not trust
+// signed is opened.
+export async function decrypt(env, readerName, oaepPrivateKey, domain = MESSAGE) {
+  checkEnvelope(env);
+  const key = await unwrapKey(env, readerName, oaepPrivateKey);
   try {
-    if (key.length !== 32 || !equalBytes(await commit(key), unb64(env.kc))) {
-      throw new EnvelopeError("envelope: key commitment does not match", "commitment");
-    }
     const aesKey = await subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
     try {
       const plaintext = await subtle.decrypt(

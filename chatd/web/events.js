@@ -9,7 +9,8 @@ import { transfers } from "./filecards.js";
 import { queueIncoming } from "./messaging.js";
 import { renderAll, renderHeader, renderMembers } from "./render.js";
 import { fingerprintOf, fold, state, USER_RE } from "./state.js";
-import { checkOwnKey, observeKey } from "./trust.js";
+import { observeMember } from "./devicetrust.js";
+import { checkOwnKey } from "./trust.js";
 
 const handlers = new Map(); // event type -> async handler(message)
 
@@ -36,6 +37,11 @@ export function holdEvents() {
 
 export async function onEvent(message) {
   if (!state.me || !state.identity) return;
+  if (state.pending && message.type !== "approval") {
+    // A device waiting for approval trusts nothing yet: what comes waits.
+    state.pending.events.push(message);
+    return;
+  }
   if (transfers.handle(message)) return;
   const handler = handlers.get(message.type);
   if (handler) await handler(message);
@@ -78,7 +84,7 @@ on("user_joined", async (message) => {
   if (!room) return;
   const guest = message.guest === true;
   room.members.set(fold(message.userId), { name: message.userId, spki, fp: await fingerprintOf(spki), guest });
-  await observeKey(message.userId, spki, guest);
+  await observeMember(message.userId, spki, guest, message.devices);
   systemNote(room, `${message.userId} joined`);
   if (state.active === room) {
     renderHeader();
@@ -129,7 +135,7 @@ on("key_changed", async (message) => {
     dm.peerSpki = spki;
     dm.peerFp = fp;
   }
-  await observeKey(message.userId, spki, message.guest === true);
+  await observeMember(message.userId, spki, message.guest === true, message.devices);
   renderAll();
 });
 

@@ -7,14 +7,16 @@ import { bytesDone, FileTransfers, formatSize, rateAndTimeLeft } from "./files.j
 import { recipientsFor, sealAndSend } from "./messaging.js";
 import { renderComposer, renderMessages } from "./render.js";
 import { fold, state } from "./state.js";
+import { readerFor, signingKey } from "./devicetrust.js";
 import { senderKey } from "./trust.js";
 
 export const transfers = new FileTransfers({
   conn: () => state.conn,
   me: () => state.me,
+  reader: (env) => readerFor(env),
   identity: () => state.identity,
   sealFor: (conv, plaintext, domain, send) => sealAndSend(conv, plaintext, domain, send),
-  senderKey: (name, conv) => senderKey(name, conv),
+  senderKey: async (name, conv, env) => signingKey(name, env, await senderKey(name, conv)),
   replayed: (env) => state.replay.replayed(env.from, env.id, env.ts),
   remember: (env) => state.replay.remember(env.from, env.id, env.ts),
   conversationFor: (from, target) => {

@@ -90,8 +90,8 @@ class Transfer {
 }
 
 export class FileTransfers {
-  // hooks: { conn(), me(), identity(), sealFor(conv, plaintext, domain, send),
-  //          senderKey(name, conv) -> spki or null, conversationFor(target) -> conv,
+  // hooks: { conn(), me(), reader(env) (our entry in env), identity(), sealFor(conv, plaintext, domain, send),
+  //          senderKey(name, conv, env) -> spki or null, conversationFor(target) -> conv,
   //          replayed(env) -> why it is a replay or null, remember(env),
   //          changed(transfer), notice(conv, text, bad) }
   constructor(hooks) {
@@ -227,11 +227,11 @@ export class FileTransfers {
       if (env.from !== from) throw new Error("the file envelope is not from its sender");
       const replayed = this.hooks.replayed(env);
       if (replayed) throw new Error(replayed);
-      const spki = await this.hooks.senderKey(from, conv);
+      const spki = await this.hooks.senderKey(from, conv, env);
       if (!spki || !(await e2e.verifySignature(env, spki, e2e.FILE))) {
         throw new Error("the offer's signature does not match the sender's pinned key");
       }
-      const plain = await e2e.decrypt(env, this.hooks.me(), this.hooks.identity().oaep, e2e.FILE);
+      const plain = await e2e.decrypt(env, this.hooks.reader(env), this.hooks.identity().oaep, e2e.FILE);
       this.hooks.remember(env);
       const meta = JSON.parse(e2e.fromUtf8(plain));
       const fileKey = e2e.unb64(meta.file_key);

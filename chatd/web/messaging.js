@@ -9,6 +9,7 @@ import { addItem, refreshPeerKey, setMembers, systemNote } from "./conversations
 import { $, describeError, parseTime, toast } from "./dom.js";
 import { renderComposer, renderMessages } from "./render.js";
 import { fingerprintOf, fold, shownKey, state } from "./state.js";
+import { observeMember, ownEntry, readerFor, readersOf, sendingDevice, signingKey } from "./devicetrust.js";
 import { checkOwnKey, observeKey, senderKey } from "./trust.js";
 
 export const HISTORY_PAGE = 50;
@@ -57,6 +58,9 @@ export async function receive(job) {
   // must be new to this account (replay.js), across page loads too.
   const seenKey = shownKey(env);
   if (history && state.shown.has(seenKey)) return null;
+  // A device catching up may be sent again what it showed before the server
+  // last marked it: dropped without a word.
+  if (state.catchingUp && (state.shown.has(seenKey) || state.replay.seen.has(`${fold(env.from)}\n${env.id}`))) return null;
   const replayed = state.shown.has(seenKey) ? "it repeats a message already received"
     : history ? null : state.replay.replayed(env.from, env.id, env.ts);
   if (replayed) return dropped(conv, sender, replayed, true, "replay");
@@ -73,7 +77,7 @@ export async function receive(job) {
   // The signature is checked before anything is decrypted: what a key we do
   // not trust wrote is never opened. Our own messages are checked with this
   // browser's key (senderKey), never with the key the server gives for us.
-  const spki = await senderKey(sender, conv);
+  const spki = await signingKey(sender, env, await senderKey(sender, conv));
   if (!spki || !(await e2e.verifySignature(env, spki))) {
     if (pending) return hold(job);
     return alert ? dropped(conv, sender, "it is signed with the new key you rejected", live, "rejected-key")
@@ -81,7 +85,7 @@ export async function receive(job) {
   }
   let plaintext;
   try {
-    plaintext = await e2e.decrypt(env, state.me, state.identity.oaep);
+    plaintext = await e2e.decrypt(env, readerFor(env), state.identity.oaep);
   } catch (e) {
     return dropped(conv, sender, e.message.replace(/^envelope: /, ""), live, e.reason);
   }
@@ -110,7 +114,8 @@ function hold(job) {
 // Whether `env` has an entry for this browser's key (by its key id; nothing
 // is decrypted).
 async function sealedForThisBrowser(env) {
-  const own = Object.prototype.hasOwnProperty.call(env.key_ids, state.me) ? env.key_ids[state.me] : null;
+  const entry = readerFor(env);
+  const own = Object.prototype.hasOwnProperty.call(env.key_ids, entry) ? env.key_ids[entry] : null;
   return own === (await e2e.keyId(state.identity.spki));
 }
 
@@ -119,7 +124,8 @@ export async function loadHistory(room, older = false) {
   const previous = room.historyState;
   room.historyState = "loading";
   renderMessages();
-  const fields = { roomId: room.name, limit: HISTORY_PAGE };
+  // A direct conversation's history is asked for as "@user".
+  const fields = { roomId: room.kind === "dm" ? `@${room.name}` : room.name, limit: HISTORY_PAGE };
   if (older && room.oldest) fields.before = room.oldest;
   try {
     const reply = await state.conn.request("history", fields);
@@ -172,8 +178,10 @@ export class OwnKeyBlocked extends Error {
   }
 }
 
-// Who a message to `conv` is sealed for. Our own entry is always sealed with
-// this browser's key, whatever the server says ours is.
+// Who a message to `conv` is sealed for: every device of every member that a
+// list signed by the member's pinned identity key names (devicetrust.js), or
+// the member's pinned key for an account without devices. Our own entry is
+// always sealed with this browser's key, whatever the server says ours is.
 export async function recipientsFor(conv) {
   if (state.ownKey.conflict) throw new OwnKeyBlocked();
   const recipients = new Map();
@@ -183,15 +191,17 @@ export async function recipientsFor(conv) {
       if (fold(m.name) === fold(state.me)) continue;
       await observeKey(m.name, m.spki, m.guest);
       if (state.alerts.has(fold(m.name))) blocked.push(m.name);
-      recipients.set(m.name, m.spki);
+      for (const [entry, spki] of readersOf(m.name, m.spki)) recipients.set(entry, spki);
     }
   } else {
     if (!conv.peerSpki) await refreshPeerKey(conv);
     await observeKey(conv.name, conv.peerSpki, state.guests.has(conv.key));
     if (state.alerts.has(conv.key)) blocked.push(conv.name);
-    if (conv.key !== fold(state.me)) recipients.set(conv.name, conv.peerSpki);
+    if (conv.key !== fold(state.me)) for (const [entry, spki] of readersOf(conv.name, conv.peerSpki)) recipients.set(entry, spki);
   }
-  recipients.set(state.me, state.identity.spki);
+  // Our other devices read what we send too.
+  for (const [entry, spki] of readersOf(state.me, state.ikSpki ?? state.identity.spki)) recipients.set(entry, spki);
+  recipients.set(ownEntry(), state.identity.spki);
   if (state.ownKey.conflict) throw new OwnKeyBlocked();
   if (blocked.length) throw new Blocked(blocked);
   return recipients;
@@ -204,7 +214,9 @@ export async function sealAndSend(conv, plaintext, domain, send) {
   for (let attempt = 1; ; attempt++) {
     const recipients = await recipientsFor(conv);
     const to = conv.kind === "room" ? ["room", conv.name] : ["user", conv.name];
-    const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain });
+    const hist = conv.kind === "room" ? conv.historySetting || 0 : 0;
+    const device = state.device ? sendingDevice(hist) : undefined;
+    const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain, device });
     try {
       const reply = await send(env);
       // Our own envelope, seen again from the server, is a replay.
@@ -232,7 +244,7 @@ export async function applyStaleMembers(conv, members) {
       conv.peerSpki = spki;
       conv.peerFp = await fingerprintOf(spki);
     }
-    await observeKey(m.userId, spki, m.guest === true);
+    await observeMember(m.userId, spki, m.guest === true, m.devices);
   }
 }
 

@@ -12,7 +12,12 @@ export const ROOM_RE = /^#?[A-Za-z0-9_.-]{1,32}$/;
 export const state = {
   conn: null,
   me: null, // the server's spelling of our name
-  identity: null, // { spki, oaep, pss }
+  identity: null, // this browser's device key: { spki, oaep, pss, device, ik }
+  device: null, // this browser's device id
+  ikSpki: null, // the account's identity key (ours, or the one our approval vouched for)
+  deviceLists: new Map(), // fold(name) -> { legacy, head, devices: [{ id, spki, hash }] } (devicetrust.js)
+  pending: null, // while this browser waits for approval: { code, identity, password, events }
+  catchingUp: false, // between a device's sign-in and caught_up: repeats are dropped quietly
   ownKey: null, // an OwnKey (trust.js newOwnKey): what the server says our key is
   pins: new Map(), // fold(name) -> { name, spki, verified, firstSeen, fp }
   alerts: new Map(), // fold(name) -> { name, spki, fp, oldFp }

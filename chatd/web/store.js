@@ -8,12 +8,18 @@
 //   seen        per (owner, sender, id): the envelopes the owner has seen, with
 //               their signed time and the order they came in (replay.js)
 //   horizons    per owner: the highest signed time forgotten from "seen"
+//   heads       per (owner, user): the device list head held for that user
+//               (version, hash, its key hashes and those a list removed), so
+//               that no older list or removed device comes back
+//
+// An identity record also names this browser's device and, on a device that
+// is not the account's first, the account's identity key (its public half).
 //
 // Names are compared ignoring ASCII case, as the server does, so every key is
 // folded.
 
 const DB_NAME = "chatd";
-const DB_VERSION = 2;
+const DB_VERSION = 3;
 
 export function fold(name) {
   return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
@@ -39,6 +45,7 @@ function open() {
         if (!db.objectStoreNames.contains("rooms")) db.createObjectStore("rooms", { keyPath: ["owner", "room"] });
         if (!db.objectStoreNames.contains("seen")) db.createObjectStore("seen", { keyPath: ["owner", "sender", "id"] });
         if (!db.objectStoreNames.contains("horizons")) db.createObjectStore("horizons", { keyPath: "owner" });
+        if (!db.objectStoreNames.contains("heads")) db.createObjectStore("heads", { keyPath: ["owner", "user"] });
       };
       request.onsuccess = () => resolve(request.result);
       request.onerror = () => reject(request.error);
@@ -66,7 +73,10 @@ async function run(storeName, mode, work) {
 export async function loadIdentity(user) {
   const record = await run("identities", "readonly", (s) => s.get(fold(user)));
   if (!record) return null;
-  return { spki: new Uint8Array(record.spki), oaep: record.oaep, pss: record.pss, created: record.created };
+  return {
+    spki: new Uint8Array(record.spki), oaep: record.oaep, pss: record.pss, created: record.created,
+    device: record.device ?? null, ik: record.ik ? new Uint8Array(record.ik) : null,
+  };
 }
 
 export async function saveIdentity(user, identity) {
@@ -77,6 +87,8 @@ export async function saveIdentity(user, identity) {
     oaep: identity.oaep,
     pss: identity.pss,
     created: Date.now(),
+    device: identity.device ?? null,
+    ik: identity.ik ? identity.ik.slice().buffer : null,
   }));
 }
 
@@ -104,6 +116,25 @@ export async function savePin(owner, name, pin) {
     verified: pin.verified,
     firstSeen: pin.firstSeen,
   }));
+}
+
+// -- device list heads --------------------------------------------------------
+
+export async function loadHead(owner, user) {
+  const r = await run("heads", "readonly", (s) => s.get([fold(owner), fold(user)]));
+  if (!r) return null;
+  return { version: r.version, hash: r.hash, hashes: new Set(r.hashes), removed: new Set(r.removed) };
+}
+
+export async function saveHead(owner, user, head) {
+  await run("heads", "readwrite", (s) => s.put({
+    owner: fold(owner), user: fold(user), version: head.version, hash: head.hash,
+    hashes: [...head.hashes], removed: [...head.removed],
+  }));
+}
+
+export async function deleteHead(owner, user) {
+  await run("heads", "readwrite", (s) => s.delete([fold(owner), fold(user)]));
 }
 
 // -- rooms ----------------------------------------------------------------

@@ -6,6 +6,7 @@
 import * as e2e from "./crypto.js";
 import * as store from "./store.js";
 import { refreshRoom, systemNote } from "./conversations.js";
+import { observeList, refreshList } from "./devicetrust.js";
 import { describeError, toast } from "./dom.js";
 import { renderAlerts } from "./keychange.js";
 import { dropped, queueIncoming } from "./messaging.js";
@@ -26,7 +27,7 @@ export function newOwnKey() {
 // order the server made it.
 export function checkOwnKey(name, spki) {
   if (!state.me || fold(name) !== fold(state.me)) return false;
-  state.ownKey.check(spki, state.identity?.spki);
+  state.ownKey.check(spki, state.ikSpki ?? state.identity?.spki);
   return true;
 }
 
@@ -105,6 +106,10 @@ export async function trustNewKey(name, typed) {
   state.pins.set(key, pin);
   state.alerts.delete(key);
   await store.savePin(state.me, alert.name, pin);
+  // A new identity key starts a new chain of device lists.
+  state.deviceLists.delete(key);
+  await store.deleteHead(state.me, alert.name);
+  await refreshList(alert.name).catch(() => {});
   for (const conv of conversationsWith(name)) systemNote(conv, `You verified ${alert.name}'s new key.`);
   renderAll();
   // Messages that waited for this decision are checked again with the new pin.
@@ -156,17 +161,20 @@ export async function senderKey(name, conv) {
   let spki = conv?.members?.get(key)?.spki;
   if (!spki && conv?.kind === "dm" && conv.key === key) spki = conv.peerSpki;
   let guest = state.guests.has(key);
+  let list;
   if (!spki) {
     try {
       const reply = await state.conn.request("get_keys", { userId: name });
       const entry = reply.members.find((m) => fold(m.userId) === key);
-      if (entry) [spki, guest] = [e2e.pemToDer(entry.publicKey), entry.guest === true];
+      if (entry) [spki, guest, list] = [e2e.pemToDer(entry.publicKey), entry.guest === true, entry.devices];
     } catch (e) {
       return null;
     }
   }
   if (!spki) return null;
-  if ((await observeKey(name, spki, guest)) === "guest") return spki;
+  const outcome = await observeKey(name, spki, guest);
+  if (list !== undefined) await observeList(name, guest ? null : list);
+  if (outcome === "guest") return spki;
   return state.pins.get(key)?.spki ?? null;
 }
 
