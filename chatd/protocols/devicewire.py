@@ -17,7 +17,7 @@ Field types version 3 adds::
     devmembers  u16 n + n x (str8 name + u8 flags + bytes16 IK + devicelist)
     devices     u8 n + n x (str8 device id + bytes16 SPKI DER)
     pending     u8 n + n x (str8 device id + bytes16 SPKI DER + bytes16 tag
-                + u64 expiry, ms since the epoch)
+                + u64 expiry, ms since the epoch), each a L{Pending}
     shares      u16 n + n x (str8 envelope id + bytes32 JSON key maps)
 """
 
@@ -65,6 +65,18 @@ class DeviceList(NamedTuple):
 
 # The list of an account that has none (a legacy account, a guest).
 NO_LIST = DeviceList(b"", b"", ())
+
+
+class Pending(NamedTuple):
+    """
+    A device waiting to be approved, as GET_DEVICES and DEVICE_PENDING carry
+    it: its id, SPKI DER, approval tag and expiry (ms since the epoch).
+    """
+
+    device: str
+    key: bytes
+    tag: bytes
+    expires: int
 
 # Client -> server in version 3: the requests whose layout changes, and the new ones.
 REQUESTS = {
@@ -138,8 +150,8 @@ class _Reader(opcodes._Reader):
             return [(self.text(_U8), self.fixed(_U8), self.blob(_U16), self._deviceList())
                     for _ in range(self.fixed(_U16))]
         if kind == "pending":
-            return [(self.text(_U8), self.blob(_U16), self.blob(_U16),
-                     self.fixed(opcodes._FIXED["u64"])) for _ in range(self.fixed(_U8))]
+            return [Pending(self.text(_U8), self.blob(_U16), self.blob(_U16),
+                            self.fixed(opcodes._FIXED["u64"])) for _ in range(self.fixed(_U8))]
         if kind == "shares":
             return [(self.text(_U8), self.blob(_U32)) for _ in range(self.fixed(_U16))]
         return opcodes._Reader.field(self, kind)
@@ -158,9 +170,12 @@ def _encodeDeviceKeys(devices):
 
 
 def _encodeDeviceList(value):
-    text, signature, devices = value
-    return (opcodes._encodeField("bytes32", text) + opcodes._encodeField("bytes16", signature)
-            + _encodeDeviceKeys(devices))
+    """
+    A list: a L{DeviceList}, or anything with its attributes (the core's).
+    """
+    return (opcodes._encodeField("bytes32", value.text)
+            + opcodes._encodeField("bytes16", value.signature)
+            + _encodeDeviceKeys(value.devices))
 
 
 def _encodeField(kind, value):
@@ -177,7 +192,9 @@ def _encodeField(kind, value):
     if kind == "pending":
         _count(len(value), 0xFF)
         return _U8.pack(len(value)) + b"".join(
-            opcodes.encode(("str8", "bytes16", "bytes16", "u64"), entry) for entry in value)
+            opcodes.encode(("str8", "bytes16", "bytes16", "u64"),
+                           (entry.device, entry.key, entry.tag, entry.expires))
+            for entry in value)
     if kind == "shares":
         _count(len(value), 0xFFFF)
         return _U16.pack(len(value)) + b"".join(

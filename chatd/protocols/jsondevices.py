@@ -17,7 +17,7 @@ signature against the pinned identity key.
 
 from chatd.errors import BadRequest, Status
 from chatd.protocols import jsonwire
-from chatd.protocols.devicewire import NO_LIST, DeviceList
+from chatd.protocols.devicewire import DeviceList
 from chatd.protocols.jsonwire import (
     _PEM,
     _STRING,
@@ -33,6 +33,7 @@ from chatd.protocols.jsonwire import (
     dumps,
     encodeBase64,
     formatTimestamp,
+    listObject,
     parseFields,
 )
 
@@ -142,49 +143,28 @@ def parseRequest(text):
 
 # -- building objects -------------------------------------------------------
 
-def listObject(devices):
+def authenticated(userId, device, state, requestId=NO_ID, kind="authenticated"):
     """
-    A device list (L{DeviceList}, or L{None} for none) as its JSON object.
+    The answer to a login or authenticate (C{kind} C{registered}: a register)
+    naming a device: the device and its state (C{approved} or C{pending}).
     """
-    devices = devices or NO_LIST
-    return {"text": encodeBase64(devices.text), "signature": encodeBase64(devices.signature),
-            "devices": [{"id": device, "publicKey": derToPem(key)}
-                        for device, key in devices.devices]}
-
-
-def members(entries, guests):
-    """
-    Member objects with their lists: C{entries} are C{(name, key)} pairs or
-    C{(name, key, list)} triples, as the core gives them.
-    """
-    return [{"userId": entry[0], "publicKey": derToPem(entry[1]), "guest": entry[0] in guests,
-             "devices": listObject(entry[2] if len(entry) > 2 else None)}
-            for entry in entries]
-
-
-def authenticated(userId, device, state, requestId=NO_ID):
-    """
-    The answer to a login, authenticate or register naming a device: the
-    device and its state (C{approved} or C{pending}).
-    """
-    return _response("authenticated", requestId, userId=userId, device=device,
-                     state=STATES[state])
+    return _response(kind, requestId, userId=userId, device=device, state=STATES[state])
 
 
 def devices(userId, devicesList, pending, requestId=NO_ID):
     """
     The answer to C{get_devices}.
 
-    @param pending: C{(device id, SPKI DER, tag, expiry ms)} of the pending
-        devices (only for one's own account).
+    @param pending: the pending devices (only for one's own account), each a
+        L{chatd.protocols.devicewire.Pending} or anything with its attributes.
     """
     return _response("devices", requestId, userId=userId, list=listObject(devicesList),
-                     pending=[_pending(*entry) for entry in pending])
+                     pending=[_pending(entry) for entry in pending])
 
 
-def _pending(device, key, tag, expires):
-    return {"id": device, "publicKey": derToPem(key), "tag": encodeBase64(tag),
-            "expires": formatTimestamp(expires)}
+def _pending(entry):
+    return {"id": entry.device, "publicKey": derToPem(entry.key),
+            "tag": encodeBase64(entry.tag), "expires": formatTimestamp(entry.expires)}
 
 
 def done(kind, requestId=NO_ID):
@@ -221,8 +201,8 @@ def devicesChanged(userId, devicesList):
     return _event("devices_changed", userId=userId, list=listObject(devicesList))
 
 
-def devicePending(device, key, tag, expires):
-    return _event("device_pending", **_pending(device, key, tag, expires))
+def devicePending(pending):
+    return _event("device_pending", **_pending(pending))
 
 
 def approval(reply):

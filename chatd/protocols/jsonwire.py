@@ -205,13 +205,29 @@ def _event(kind, **fields):
     return dumps({"type": kind, **fields})
 
 
-def _members(pairs, guests):
+def listObject(devices):
+    """
+    A device list (protocol version 3: anything with C{text}, C{signature} and
+    C{devices}, the C{(id, SPKI DER)} pairs) as its JSON object; C{text} and
+    C{signature} are empty for a user without a list.
+    """
+    return {"text": encodeBase64(devices.text), "signature": encodeBase64(devices.signature),
+            "devices": [{"id": device, "publicKey": derToPem(key)}
+                        for device, key in devices.devices]}
+
+
+def _members(pairs, guests, devices=None):
     """
     C{(name, DER key)} pairs as member objects, each saying whether it is one
-    of C{guests} (names without an account).
+    of C{guests} (names without an account), and, for a device session, with
+    its list from C{devices} (name -> list).
     """
-    return [{"userId": name, "publicKey": derToPem(key), "guest": name in guests}
-            for name, key in pairs]
+    members = [{"userId": name, "publicKey": derToPem(key), "guest": name in guests}
+               for name, key in pairs]
+    if devices is not None:
+        for member in members:
+            member["devices"] = listObject(devices[member["userId"]])
+    return members
 
 
 def welcome(name):
@@ -233,18 +249,22 @@ def authenticated(userId, requestId=NO_ID):
     return _response("authenticated", requestId, userId=userId)
 
 
-def joined(roomId, members, requestId=NO_ID, *, guests):
+def joined(roomId, members, requestId=NO_ID, *, guests, devices=None):
     """
     @param members: C{(name, DER key)} pairs, as the core gives them: its
         L{chatd.core.moderation.JoinAnswer} also has the room's C{topic},
-        added when the room has one.
+        added when the room has one, and C{history} setting, added for a
+        device session.
     @param guests: the names among them that are guests.
+    @param devices: for a device session, each member's list by name.
     """
+    fields = {"roomId": roomId, "members": _members(members, guests, devices)}
     topic = getattr(members, "topic", None)
     if topic:
-        return _response("joined", requestId, roomId=roomId,
-                         members=_members(members, guests), topic=topic)
-    return _response("joined", requestId, roomId=roomId, members=_members(members, guests))
+        fields["topic"] = topic
+    if devices is not None:
+        fields["history"] = getattr(members, "history", 0)
+    return _response("joined", requestId, **fields)
 
 
 def left(roomId, requestId=NO_ID):
@@ -301,8 +321,8 @@ def users(names, requestId=NO_ID, *, guests):
                      guests=[name for name in names if name in guests])
 
 
-def keys(members, requestId=NO_ID, *, guests):
-    return _response("keys", requestId, members=_members(members, guests))
+def keys(members, requestId=NO_ID, *, guests, devices=None):
+    return _response("keys", requestId, members=_members(members, guests, devices))
 
 
 def keySet(requestId=NO_ID):
@@ -342,24 +362,24 @@ def renamed(old, new, requestId=NO_ID, *, guest):
     return _response("renamed", requestId, old=old, new=new, guest=guest)
 
 
-def error(status, message, members=None, requestId=NO_ID, guests=()):
+def error(status, message, members=None, requestId=NO_ID, guests=(), devices=None):
     """
     A refusal: C{{"type": "error", "code", "message"}}, with the current
     C{members} for C{stale_recipients} (C{guests} the names among them that are
-    guests).
+    guests, C{devices} their lists for a device session).
     """
     fields = {"code": errorCode(status), "message": message}
     if status == Status.STALE_RECIPIENTS:
-        fields["members"] = _members(members, guests)
+        fields["members"] = _members(members, guests, devices)
     return _response("error", requestId, **fields)
 
 
-def staleRecipients(message, members, *, guests):
+def staleRecipients(message, members, *, guests, devices=None):
     """
     The text of the text door's C{ERR::09::} line: the message and the members
     to re-encrypt for.
     """
-    return dumps({"message": message, "members": _members(members, guests)})
+    return dumps({"message": message, "members": _members(members, guests, devices)})
 
 
 def chatMessage(roomId, userId, timestamp, envelope):
@@ -381,17 +401,29 @@ def directMessage(userId, timestamp, envelope):
                  b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}')
 
 
-def userJoined(roomId, userId, publicKey, guest):
-    return _event("user_joined", userId=userId, roomId=roomId, publicKey=derToPem(publicKey),
-                  guest=guest)
+def userJoined(roomId, userId, publicKey, guest, devices=None):
+    """
+    @param devices: for a device session, the user's device list.
+    """
+    fields = {"userId": userId, "roomId": roomId, "publicKey": derToPem(publicKey),
+              "guest": guest}
+    if devices is not None:
+        fields["devices"] = listObject(devices)
+    return _event("user_joined", **fields)
 
 
 def userLeft(roomId, userId):
     return _event("user_left", userId=userId, roomId=roomId)
 
 
-def keyChanged(userId, publicKey, guest):
-    return _event("key_changed", userId=userId, publicKey=derToPem(publicKey), guest=guest)
+def keyChanged(userId, publicKey, guest, devices=None):
+    """
+    @param devices: for a device session, the user's device list.
+    """
+    fields = {"userId": userId, "publicKey": derToPem(publicKey), "guest": guest}
+    if devices is not None:
+        fields["devices"] = listObject(devices)
+    return _event("key_changed", **fields)
 
 
 def warning(code, message):

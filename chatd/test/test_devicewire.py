@@ -13,7 +13,7 @@ import struct
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.protocols import devicewire, opcodes
-from chatd.protocols.devicewire import DeviceList, DeviceOp, MalformedFrame
+from chatd.protocols.devicewire import DeviceList, DeviceOp, MalformedFrame, Pending
 from chatd.protocols.opcodes import Op
 
 
@@ -99,7 +99,7 @@ class ByteExactTests(SynchronousTestCase):
 
     def test_getDevices(self):
         """GET_DEVICES answers the devicelist and the pending devices with tag and expiry."""
-        pending = [("tablet", b"T", b"TAG", 1_700_000_600_000)]
+        pending = [Pending("tablet", b"T", b"TAG", 1_700_000_600_000)]
         body = (LIST_BYTES + b"\x01" + s8("tablet") + b16(b"T") + b16(b"TAG")
                 + struct.pack("!Q", 1_700_000_600_000))
         self.assertEqual(devicewire.okResponse(DeviceOp.GET_DEVICES, LIST, pending),
@@ -207,7 +207,7 @@ class StrictnessTests(SynchronousTestCase):
                    "members": [("a", b"k", 0)], "users": [("a", 0)],
                    "history": [("a", 1, b"e")], "devicelist": LIST,
                    "devmembers": MEMBERS, "devices": [("d", b"k")],
-                   "pending": [("d", b"k", b"t", 9)], "shares": [("i", b"{}")]}
+                   "pending": [Pending("d", b"k", b"t", 9)], "shares": [("i", b"{}")]}
         for table in (devicewire.REQUESTS, devicewire.EVENTS, devicewire.OK_RESPONSES):
             for op, layout in table.items():
                 values = tuple(samples[kind] for kind in layout)

@@ -8,8 +8,8 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.protocols import jsondevices
-from chatd.protocols.devicewire import DeviceList
+from chatd.protocols import jsondevices, jsonwire
+from chatd.protocols.devicewire import NO_LIST, DeviceList, Pending
 from chatd.protocols.jsonwire import MalformedRequest, derToPem
 from chatd.test.fakes import publicDer
 
@@ -100,27 +100,30 @@ class BuildTests(SynchronousTestCase):
 
     def test_listObject(self):
         """A list is base64 text and signature and PEM keys; no list is empty."""
-        obj = jsondevices.listObject(DeviceList(b"T", b"S", (("phone", KEY),)))
+        obj = jsonwire.listObject(DeviceList(b"T", b"S", (("phone", KEY),)))
         self.assertEqual(obj, {"text": "VA==", "signature": "Uw==",
                                "devices": [{"id": "phone", "publicKey": PEM}]})
-        self.assertEqual(jsondevices.listObject(None),
+        self.assertEqual(jsonwire.listObject(NO_LIST),
                          {"text": "", "signature": "", "devices": []})
 
     def test_devices(self):
         """devices carries the list and the pending devices with tag and ISO expiry."""
-        obj = json.loads(jsondevices.devices("alice", None,
-                                             [("tab", KEY, b"TAG", 1_700_000_600_000)], 7))
+        obj = json.loads(jsondevices.devices("alice", NO_LIST,
+                                             [Pending("tab", KEY, b"TAG", 1_700_000_600_000)], 7))
         self.assertEqual(obj, {"type": "devices", "id": 7, "userId": "alice",
                                "list": {"text": "", "signature": "", "devices": []},
                                "pending": [{"id": "tab", "publicKey": PEM, "tag": "VEFH",
                                             "expires": "2023-11-14T22:23:20.000Z"}]})
 
     def test_members(self):
-        """Members gain their devices; a pair without a list has an empty one."""
-        lst = DeviceList(b"T", b"S", (("phone", KEY),))
-        objs = jsondevices.members([("alice", KEY, lst), ("rand0", KEY)], {"rand0"})
+        """For a device session, members gain their lists; otherwise they are unchanged."""
+        lists = {"alice": DeviceList(b"T", b"S", (("phone", KEY),)), "rand0": NO_LIST}
+        pairs = [("alice", KEY), ("rand0", KEY)]
+        objs = json.loads(jsonwire.keys(pairs, guests={"rand0"}, devices=lists))["members"]
         self.assertEqual([o["devices"]["text"] for o in objs], ["VA==", ""])
         self.assertEqual([o["guest"] for o in objs], [False, True])
+        plain = json.loads(jsonwire.keys(pairs, guests={"rand0"}))["members"]
+        self.assertEqual([sorted(o) for o in plain], [["guest", "publicKey", "userId"]] * 2)
 
     def test_events(self):
         """The new events' objects."""
@@ -130,8 +133,8 @@ class BuildTests(SynchronousTestCase):
                          {"type": "share_wanted", "roomId": "#r", "userId": "bob",
                           "history": 50})
         self.assertEqual(json.loads(jsondevices.caughtUp(3)), {"type": "caught_up", "count": 3})
-        self.assertEqual(json.loads(jsondevices.devicePending("tab", KEY, b"T", 0))["expires"],
-                         "1970-01-01T00:00:00.000Z")
+        pending = json.loads(jsondevices.devicePending(Pending("tab", KEY, b"T", 0)))
+        self.assertEqual(pending["expires"], "1970-01-01T00:00:00.000Z")
 
     def test_headConflict(self):
         """A publish on another head is refused conflict with that head."""
