@@ -25,8 +25,9 @@ from twisted.protocols.basic import Int32StringReceiver
 from zope.interface import implementer
 
 from chatd.errors import BadRequest, TooLarge
-from chatd.interfaces import IFileClient
-from chatd.protocols import DoorFactory, noDelay, opcodes
+from chatd.interfaces import IDeviceClient, IFileClient
+from chatd.protocols import DoorFactory, devicewire, noDelay, opcodes
+from chatd.protocols.devicedoor import REQUESTS_V3, BinaryDevices
 from chatd.protocols.door import Door, Final
 from chatd.protocols.opcodes import Op
 
@@ -68,8 +69,8 @@ _REQUEST_OF = {
 }
 
 
-@implementer(IFileClient)
-class BinaryProtocol(Door, Int32StringReceiver):
+@implementer(IFileClient, IDeviceClient)
+class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     """
     One binary-protocol connection: frames in, core calls, frames out.
     """
@@ -91,6 +92,8 @@ class BinaryProtocol(Door, Int32StringReceiver):
 
     def _encodeRefusal(self, error, context):
         members, version = getattr(error, "members", None), self._version()
+        if version >= devicewire.VERSION:
+            return self._encodeRefusalV3(error)
         if members is not None and version >= 2:
             members = self._flagged(members)
         return opcodes.errorResponse(error.status, error.message, members, version=version)
@@ -120,7 +123,9 @@ class BinaryProtocol(Door, Int32StringReceiver):
         Send an event that names C{user} with a key; a version-2 session gets
         the user's flags after the fields a version-1 session gets.
         """
-        if self._version() >= 2:
+        if self._version() >= devicewire.VERSION and op in (Op.JOINED, Op.KEY_CHANGED):
+            self._userEventV3(op, user, *values)
+        elif self._version() >= 2:
             self._send(opcodes.event(op, *values, self._flags(user), version=2))
         else:
             self._send(opcodes.event(op, *values))
@@ -149,6 +154,8 @@ class BinaryProtocol(Door, Int32StringReceiver):
         if op == Op.HEARTBEAT:
             return
         request = _REQUEST_OF.get(op)
+        if self._version() >= devicewire.VERSION:
+            request = REQUESTS_V3.get(op, request)
         self.submit(request, lambda: self._dispatch(op, request, payload))
 
     def _dispatch(self, op, request, payload):
@@ -161,7 +168,7 @@ class BinaryProtocol(Door, Int32StringReceiver):
         if op == Op.HELLO:
             name = self.call(request, opcodes.decodeHello(payload))
             return opcodes.okResponse(op, name or "")
-        fields = opcodes.decodeRequest(op, payload)
+        fields = devicewire.decodeRequest(op, payload, self._version())
         special = self._special.get(op)
         result = special(self, *fields) if special else self.call(request, *fields)
         if isinstance(result, Deferred):
@@ -172,6 +179,8 @@ class BinaryProtocol(Door, Int32StringReceiver):
         if isinstance(value, Final):
             return value
         version = self._version()
+        if version >= devicewire.VERSION:
+            return self._encodeOkV3(value, op)
         if version >= 2:
             if op == Op.JOIN:
                 value = (self._flagged(value), getattr(value, "topic", None) or "")

@@ -66,8 +66,22 @@ class JSONDoor:
         names = (member if isinstance(member, str) else member[0] for member in members)
         return frozenset(name for name in names if self._isGuest(name))
 
+    def _lists(self, members):
+        """
+        For a device session, the list of each of C{members} (C{(name, key)}
+        pairs) by name; L{None} for a legacy session.
+        """
+        if self.session is None or self.session.device is None:
+            return None
+        return {member[0]: self.session.devicesOf(member[0]) for member in members}
+
+    def _listOf(self, user):
+        lists = self._lists([(user, None)])
+        return None if lists is None else lists[user]
+
     def userJoined(self, room, user, publicKey):
-        self._event(jsonwire.userJoined(room, user, publicKey, self._isGuest(user)))
+        self._event(jsonwire.userJoined(room, user, publicKey, self._isGuest(user),
+                                        self._listOf(user)))
 
     def _out(self, room, user=None):
         """
@@ -101,7 +115,8 @@ class JSONDoor:
         self._event(jsonwire.renamed(old, new, guest=self._isGuest(new)))
 
     def keyChanged(self, user, publicKey):
-        self._event(jsonwire.keyChanged(user, publicKey, self._isGuest(user)))
+        self._event(jsonwire.keyChanged(user, publicKey, self._isGuest(user),
+                                        self._listOf(user)))
 
     def warning(self, code, message):
         self._event(jsonwire.warning(code, message))

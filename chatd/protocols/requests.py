@@ -42,4 +42,16 @@ REQUESTS: Mapping[str, str] = {
     "set_password": "setRoomPassword",
     "destroy_room": "destroy",
     "room_info": "roomInfo",
+    # Protocol version 3: devices (chatd.core.devices).
+    "register_device": "registerDevice",
+    "login_device": "loginDevice",
+    "auth_device": "authDevice",
+    "get_devices": "getDevices",
+    "request_device": "requestDevice",
+    "publish_devices": "publishDevices",
+    "approve": "approve",
+    "get_recovery": "getRecovery",
+    "set_recovery": "setRecovery",
+    "share_history": "shareHistory",
+    "reset_identity": "resetIdentity",
 }

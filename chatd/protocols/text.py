@@ -36,6 +36,14 @@ and hold no whitespace::
     -> CMD::/help                            <- OK::{"type":"help","commands"}
     -> CMD::/exit                            <- OK::{"type":"bye"}, then the server closes
 
+Devices (protocol version 3; docs/protocol.rst, Protocol version 3: devices):
+C{/login NAME PASSWORD DEVICE KEY}, C{/auth NAME SIGNATURE DEVICE}, C{/create
+ROOM [PASSWORD] [history=N]}, and the commands of
+L{chatd.protocols.jsondevicedoor}: C{/register-device JSON}, C{/devices
+[USER]}, C{/device-request TAG}, C{/device-publish JSON}, C{/approve DEVICE
+REPLY}, C{/recovery}, C{/recovery-set BLOB}, C{/share ROOM USER JSON} and
+C{/reset-identity JSON}.
+
 KEY is base64 SubjectPublicKeyInfo DER and SIGNATURE base64; ENVELOPE is the
 envelope JSON (section 6) on one line, the rest of the line for C{/pm}. BEFORE
 is milliseconds or an ISO 8601 timestamp. C{/join} makes the room the active
@@ -63,10 +71,11 @@ from zope.interface import implementer
 
 from chatd.core.directory import ROOM, USER
 from chatd.errors import AuthRequired, BadRequest, ChatError, Status, TooLarge
-from chatd.interfaces import IChatClient
+from chatd.interfaces import IChatClient, IDeviceClient
 from chatd.names import fold
-from chatd.protocols import DoorFactory, jsonwire, noDelay
+from chatd.protocols import DoorFactory, jsondevicedoor, jsondevices, jsonwire, noDelay
 from chatd.protocols.door import Door, Final
+from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.moderationdoor import (
     TEXT_REQUESTS,
@@ -84,10 +93,11 @@ _REQUEST_OF = {
     "/leave": "leave", "/pm": "direct_message", "/history": "history",
     "/users": "list_users", "/rooms": "list_rooms", "/keys": "get_keys",
     **TEXT_REQUESTS,
+    **jsondevicedoor.TEXT_REQUESTS,
 }
 _KINDS = {"room": ROOM, "user": USER}
 # Commands whose last argument is the rest of the line, spaces and all.
-_REST_OF_LINE = frozenset({"/pm"}) | TEXT_REST_OF_LINE
+_REST_OF_LINE = frozenset({"/pm"}) | TEXT_REST_OF_LINE | jsondevicedoor.TEXT_REST_OF_LINE
 # More digits than any u64 has: refused before int() spends time on them.
 _MAX_DIGITS = 20
 # The core's refusals that name a request, in this door's words: whether the
@@ -146,8 +156,8 @@ def _before(text):
     return jsonwire.parseTimestamp(text)
 
 
-@implementer(IChatClient)
-class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
+@implementer(IChatClient, IDeviceClient)
+class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
     """
     One text-protocol connection: lines in, core calls, lines out.
 
@@ -184,9 +194,14 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         Door._send(self, chain(line, b"\n"))
 
     def _encodeRefusal(self, error, context):
-        if error.status == Status.STALE_RECIPIENTS:
+        head = getattr(error, "head", None)
+        if head is not None:
+            text = jsonwire.dumps({"message": error.message,
+                                   "head": jsondevices.headObject(head)})
+        elif error.status == Status.STALE_RECIPIENTS:
             text = jsonwire.staleRecipients(error.message, error.members,
-                                            guests=self._guests(error.members))
+                                            guests=self._guests(error.members),
+                                            devices=self._lists(error.members))
         else:
             text = ownWords(error.message).encode("utf-8", "backslashreplace")
         return b"ERR::%02x::%s" % (error.status, text)
@@ -268,7 +283,12 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         return self.call("register", name, password, der, invite).addCallback(
             lambda _: jsonwire.registered(session.name))
 
-    def _login(self, name, password):
+    def _login(self, name, password, device=None, key=None):
+        if key is None and device is not None:
+            raise BadRequest("usage: /login NAME PASSWORD [DEVICE KEY]")
+        if device is not None:
+            return self._devLogin(jsonwire.NO_ID, name, password, device,
+                                  jsonwire.decodeBase64(key, "the device key"))
         session = self.session
         return self.call("login", name, password).addCallback(
             lambda _: jsonwire.authenticated(session.name))
@@ -276,8 +296,10 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
     def _challenge(self):
         return jsonwire.challenge(self.call("challenge"))
 
-    def _auth(self, name, signature):
+    def _auth(self, name, signature, device=None):
         signature = jsonwire.decodeBase64(signature, "the signature")
+        if device is not None:
+            return self._devAuth(jsonwire.NO_ID, name, signature, device)
         session = self.session
         return self.call("auth", name, signature).addCallback(
             lambda _: jsonwire.authenticated(session.name))
@@ -291,8 +313,15 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         der = jsonwire.decodeBase64(key, "the public key")
         return self.call("set_key", der).addCallback(lambda _: jsonwire.keySet())
 
-    def _create(self, room, password=""):
-        return self.call("create", room, password).addCallback(
+    def _create(self, room, *rest):
+        history = 0
+        if rest and rest[-1].startswith("history="):
+            history = _count(rest[-1][len("history="):], "history")
+            rest = rest[:-1]
+        if len(rest) > 1:
+            raise BadRequest("usage: /create ROOM [PASSWORD] [history=N]")
+        password = rest[0] if rest else ""
+        return self.call("create", room, password, history).addCallback(
             lambda _: jsonwire.created(room))
 
     def _join(self, room, password=""):
@@ -300,7 +329,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
 
         def joined(members):
             self.activeRoom = name
-            return jsonwire.joined(name, members, guests=self._guests(members))
+            return jsonwire.joined(name, members, guests=self._guests(members),
+                                   devices=self._lists(members))
         return self.call("join", room, password).addCallback(joined)
 
     def _switch(self, room):
@@ -353,7 +383,8 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         if kind not in _KINDS:
             raise BadRequest("usage: /keys room|user NAME")
         return then(self.call("get_keys", _KINDS[kind], name),
-                    lambda members: jsonwire.keys(members, guests=self._guests(members)))
+                    lambda members: jsonwire.keys(members, guests=self._guests(members),
+                                                  devices=self._lists(members)))
 
     def _ping(self):
         return jsonwire.pong()
@@ -374,13 +405,15 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         "/register": (_register, 3, 4, "/register NAME PASSWORD KEY [INVITE]",
                       "create an account; KEY is base64 SubjectPublicKeyInfo DER, INVITE "
                       "the token a server with --registration invite needs"),
-        "/login": (_login, 2, 2, "/login NAME PASSWORD", "log in with a password"),
+        "/login": (_login, 2, 4, "/login NAME PASSWORD [DEVICE KEY]",
+                   "log in with a password (as a device: KEY base64 SPKI DER)"),
         "/challenge": (_challenge, 0, 0, "/challenge", "get a challenge to sign for /auth"),
-        "/auth": (_auth, 2, 2, "/auth NAME SIGNATURE",
+        "/auth": (_auth, 2, 3, "/auth NAME SIGNATURE [DEVICE]",
                   "log in with the base64 signature of the challenge"),
         "/nick": (_nick, 1, 1, "/nick NAME", "take another guest name"),
         "/key": (_key, 1, 1, "/key KEY", "publish your public key (base64 DER)"),
-        "/create": (_create, 1, 2, "/create ROOM [PASSWORD]", "create a room"),
+        "/create": (_create, 1, 3, "/create ROOM [PASSWORD] [history=N]",
+                    "create a room; N latest messages may be shared with new members"),
         "/join": (_join, 1, 2, "/join ROOM [PASSWORD]",
                   "join a room (created if need be); it becomes the active room"),
         "/switch": (_switch, 1, 1, "/switch ROOM", "make another of your rooms the active one"),
@@ -396,6 +429,7 @@ class TextProtocol(JSONModeration, JSONDoor, Door, LineReceiver):
         "/help": (_help, 0, 0, "/help", "this list"),
         "/exit": (_exit, 0, 0, "/exit", "say goodbye; the server closes the connection"),
         **textCommands(),
+        **jsondevicedoor.textCommands(),
     }
 
     # -- IChatClient --------------------------------------------------------

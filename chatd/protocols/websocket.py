@@ -25,6 +25,12 @@ C{envelope} the envelope object of section 6. Requests and their responses::
     -> ping                                   <- pong
     any refused request                       <- error {code, message, members?}
 
+Devices (protocol version 3; docs/protocol.rst, Protocol version 3: devices)
+add C{device} to register (with C{list} and C{blob}), login (with
+C{deviceKey}) and authenticate, and the requests get_devices, request_device,
+publish_devices, approve, get_recovery, set_recovery, share_history and
+reset_identity (L{chatd.protocols.jsondevicedoor}).
+
 File transfer mirrors the binary door's (docs/protocol.rst), with the
 transfer id as C{transferId} (C{id} is the request's) and chunks in base64;
 every file request that succeeds is answered C{file_ok {transferId}}::
@@ -73,15 +79,18 @@ from zope.interface import implementer
 
 from chatd.core.directory import ROOM, USER
 from chatd.errors import AuthRequired, BadRequest, TooLarge
-from chatd.interfaces import IFileClient
+from chatd.interfaces import IDeviceClient, IFileClient
 from chatd.names import fold
-from chatd.protocols import jsonwire
+from chatd.protocols import jsondevicedoor, jsondevices, jsonwire
 from chatd.protocols.door import NO_CONTEXT, Door
+from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.moderationdoor import WEBSOCKET_HANDLERS, JSONModeration
 
-# Requests a session may make before it has logged in.
-_BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"})
+# Requests a session may make before it has logged in (a pending device's
+# included: the core says what such a session may ask).
+_BEFORE_LOGIN = frozenset({"get_challenge", "register", "authenticate", "login", "ping"}
+                          ) | jsondevicedoor.WEBSOCKET_BEFORE_LOGIN
 
 # Each message type's name in L{chatd.protocols.requests.REQUESTS}; the others
 # (switch_room, ping) are the door's own.
@@ -92,6 +101,7 @@ _REQUEST_OF = {
     "list_users": "list_users", "get_keys": "get_keys", "set_key": "set_key",
     "file_offer": "file_offer", "file_answer": "file_answer", "file_chunk": "file_chunk",
     "file_ack": "file_ack", "file_done": "file_done", "file_cancel": "file_cancel",
+    **jsondevicedoor.WEBSOCKET_REQUESTS,
 }
 
 CLOSE_NORMAL = 1000
@@ -170,8 +180,8 @@ class _TextFrames:
         self.write(b"".join(pieces))
 
 
-@implementer(IFileClient)
-class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
+@implementer(IFileClient, IDeviceClient)
+class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
     """
     One WebSocket connection: JSON messages in, core calls, JSON messages out.
 
@@ -211,7 +221,7 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
     def textMessageReceived(self, message):
         try:
-            request = jsonwire.parseRequest(message)
+            request = jsondevices.parseRequest(message)
         except jsonwire.MalformedRequest as e:
             self.refuseInTurn(e, e.requestId)
             return
@@ -239,9 +249,10 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
     def _encodeRefusal(self, error, requestId):
         members = getattr(error, "members", None)
-        return jsonwire.error(error.status, error.message, members,
-                              jsonwire.NO_ID if requestId is NO_CONTEXT else requestId,
-                              guests=self._guests(members or ()))
+        requestId = jsonwire.NO_ID if requestId is NO_CONTEXT else requestId
+        return self._deviceRefusal(error, requestId) or jsonwire.error(
+            error.status, error.message, members, requestId,
+            guests=self._guests(members or ()), devices=self._lists(members or ()))
 
     def _produce(self, outbox):
         # The HTTP channel that served the upgrade is still registered as the
@@ -295,17 +306,25 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
     def _getChallenge(self, requestId):
         return jsonwire.challenge(self.call("challenge"), requestId)
 
-    def _register(self, requestId, userId, publicKey, password="", invite=None):
+    def _register(self, requestId, userId, publicKey, password="", invite=None, device=None,
+                  list=None, blob=b""):
+        if device is not None:
+            return self._devRegister(requestId, userId, publicKey, password, invite, device,
+                                     list, blob)
         session = self.session
         return self.call("register", userId, password, publicKey, invite).addCallback(
             lambda _: jsonwire.registered(session.name, requestId))
 
-    def _authenticate(self, requestId, userId, signature):
+    def _authenticate(self, requestId, userId, signature, device=None):
+        if device is not None:
+            return self._devAuth(requestId, userId, signature, device)
         session = self.session
         return self.call("auth", userId, signature).addCallback(
             lambda _: jsonwire.authenticated(session.name, requestId))
 
-    def _login(self, requestId, userId, password):
+    def _login(self, requestId, userId, password, device=None, deviceKey=None):
+        if device is not None:
+            return self._devLogin(requestId, userId, password, device, deviceKey)
         session = self.session
         return self.call("login", userId, password).addCallback(
             lambda _: jsonwire.authenticated(session.name, requestId))
@@ -317,7 +336,8 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
         def joined(members):
             self.activeRoom = name
-            return jsonwire.joined(name, members, requestId, guests=self._guests(members))
+            return jsonwire.joined(name, members, requestId, guests=self._guests(members),
+                                   devices=self._lists(members))
         return self.call("join", roomId, password).addCallback(joined)
 
     def _switchRoom(self, requestId, roomId, password=""):
@@ -325,7 +345,8 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
 
         def joined(members):
             old, self.activeRoom = self.activeRoom, name
-            response = jsonwire.joined(name, members, requestId, guests=self._guests(members))
+            response = jsonwire.joined(name, members, requestId, guests=self._guests(members),
+                                       devices=self._lists(members))
             if old is None:
                 return response
             return self.call("leave", old).addCallback(lambda _: response)
@@ -369,7 +390,8 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
         kind, name = (ROOM, roomId) if roomId is not None else (USER, userId)
         return then(self.call("get_keys", kind, name),
                      lambda members: jsonwire.keys(members, requestId,
-                                                   guests=self._guests(members)))
+                                                   guests=self._guests(members),
+                                                   devices=self._lists(members)))
 
     def _setKey(self, requestId, publicKey):
         return self.call("set_key", publicKey).addCallback(lambda _: jsonwire.keySet(requestId))
@@ -425,6 +447,7 @@ class WebSocketChatProtocol(JSONModeration, JSONDoor, Door):
         "file_done": _fileDone,
         "file_cancel": _fileCancel,
         **WEBSOCKET_HANDLERS,
+        **jsondevicedoor.WEBSOCKET_HANDLERS,
     }
 
     # -- IChatClient --------------------------------------------------------

@@ -17,6 +17,7 @@ from chatd.core.session import Session
 from chatd.errors import ChatError, NotFound
 from chatd.interfaces import ISession
 from chatd.protocols import binary, door, text, websocket
+from chatd.protocols.devicedoor import REQUESTS_V3
 from chatd.protocols.door import Door, Final
 from chatd.protocols.requests import REQUESTS
 
@@ -262,11 +263,13 @@ class RequestTableTests(SynchronousTestCase):
 
     def test_doorsMapIntoTheTable(self):
         """
-        The binary door reaches every request; the text and WebSocket doors
+        The binary door reaches every request (those of devices in version
+        3); the text and WebSocket doors
         map their commands and messages only to requests of the table (HELLO
         they make themselves on connecting).
         """
-        self.assertEqual(set(binary._REQUEST_OF.values()), set(REQUESTS))
+        self.assertEqual(set(binary._REQUEST_OF.values()) | set(REQUESTS_V3.values()),
+                         set(REQUESTS))
         for table in (text._REQUEST_OF, websocket._REQUEST_OF):
             self.assertLessEqual(set(table.values()), set(REQUESTS) - {"hello"})
 
