@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, TextMessage
 from zope.interface import provider
 
 from chatd import e2e
-from chatd.protocols import jsonwire, opcodes
+from chatd.protocols import devicewire, jsondevices, jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
@@ -39,7 +39,8 @@ PASSWORD = "fuzz password"
 WEBSOCKET_EVENTS = frozenset({
     "chat_message", "dm", "user_joined", "user_left", "renamed", "key_changed",
     "warning", "file_offered", "file_start", "file_chunk", "file_next", "file_done",
-    "file_cancel"})
+    "file_cancel", "devices_changed", "device_pending", "approval", "share_wanted",
+    "caught_up"})
 
 
 @contextmanager
@@ -70,7 +71,9 @@ def checkBinaryPayload(op, payload):
     Every binary decoder, server's and client's, decodes C{payload} under
     opcode C{op} or raises L{opcodes.MalformedFrame}.
     """
-    for decoder in (opcodes.decodeRequest, opcodes.decodeEvent, opcodes.decodeResponse):
+    for decoder in (opcodes.decodeRequest, opcodes.decodeEvent, opcodes.decodeResponse,
+                    devicewire.decodeRequest, devicewire.decodeEvent,
+                    devicewire.decodeResponse):
         try:
             assert isinstance(decoder(op, payload), tuple)
         except opcodes.MalformedFrame:
@@ -176,14 +179,14 @@ def runTextDoor(lines, account=False):
 
 def checkJSONRequest(text):
     """
-    L{jsonwire.parseRequest} returns a request of a known type or raises
-    L{jsonwire.MalformedRequest}.
+    L{jsondevices.parseRequest} (the WebSocket door's, devices included)
+    returns a request of a known type or raises L{jsonwire.MalformedRequest}.
     """
     try:
-        request = jsonwire.parseRequest(text)
+        request = jsondevices.parseRequest(text)
     except jsonwire.MalformedRequest:
         return
-    assert request.type in jsonwire.REQUESTS
+    assert request.type in jsondevices.REQUESTS
 
 
 def runWebSocketDoor(messages, account=False):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.fanout.events import EVENTS, MalformedEvent, decodeMessage, dumps, encodeValue
-from chatd.protocols import jsonwire, opcodes
+from chatd.protocols import jsondevices, opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import publicDer
 from chatd.test.robustness import (
@@ -88,8 +88,8 @@ def jsonRequests(draw):
     A request of a known type whose fields (its own or any type's) hold any
     JSON value.
     """
-    kind = draw(st.sampled_from(sorted(jsonwire.REQUESTS)))
-    names = sorted({name for spec in jsonwire.REQUESTS.values() for name in spec} | {"id"})
+    kind = draw(st.sampled_from(sorted(jsondevices.REQUESTS)))
+    names = sorted({name for spec in jsondevices.REQUESTS.values() for name in spec} | {"id"})
     fields = draw(st.dictionaries(st.sampled_from(names), JSON | WORD, max_size=4))
     return json.dumps(dict(fields, type=kind))
 
@@ -127,7 +127,7 @@ class TextDoorTests(SynchronousTestCase):
 
 class WebSocketTests(SynchronousTestCase):
     """
-    L{jsonwire.parseRequest} and the WebSocket door on any message.
+    L{jsondevices.parseRequest} and the WebSocket door on any message.
     """
 
     @MANY
