@@ -10,11 +10,14 @@ agree.
 
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.protocols import devicewire, opcodes
 from chatd.protocols.devicewire import DeviceList, DeviceOp, MalformedFrame, Pending
 from chatd.protocols.opcodes import Op
+from chatd.test.robustness import checkBinaryPayload
 
 
 def wire(op, payload=b""):
@@ -213,3 +216,10 @@ class StrictnessTests(SynchronousTestCase):
                 values = tuple(samples[kind] for kind in layout)
                 self.assertEqual(devicewire.decode(layout, devicewire.encode(layout, values)),
                                  values, hex(op))
+
+    @settings(max_examples=300)
+    @given(st.integers(0, 255), st.binary(max_size=60)
+           | st.sampled_from([b"\x00" + MEMBERS_BYTES, LIST_BYTES]).map(lambda b: b[:-1]))
+    def test_arbitraryBytes(self, op, payload):
+        """Any bytes under any opcode decode or raise MalformedFrame, in every version."""
+        checkBinaryPayload(op, payload)
