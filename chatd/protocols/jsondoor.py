@@ -40,6 +40,16 @@ class JSONDoor:
         """
         return self.session.roomSpelling(room)
 
+    def _historyName(self, name):
+        """
+        What a history answer names: the room as L{_roomName} spells it, or
+        for C{@user} (the stored direct messages with C{user}, protocol
+        version 3) that user as L{_userName} spells it.
+        """
+        if name.startswith("@"):
+            return "@" + self._userName(name[1:])
+        return self._roomName(name)
+
     def _userName(self, user):
         """
         The name the core knows an online C{user} by, or C{user} itself.

@@ -368,7 +368,7 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         limit = _count(limit, "the number of messages")
         before = _before(before)
         budget = self.maxLine - len(b"OK::")
-        name = self._roomName(room)
+        name = self._historyName(room)
         return self.call("history", room, limit, before).addCallback(
             lambda rows: jsonwire.history(name, rows, budget=budget))
 

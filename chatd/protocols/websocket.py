@@ -375,7 +375,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
                      lambda timestamp: jsonwire.sentToUser(name, timestamp, requestId))
 
     def _history(self, requestId, roomId, limit=0, before=0):
-        name = self._roomName(roomId)
+        name = self._historyName(roomId)
         return self.call("history", roomId, limit, before).addCallback(
             lambda rows: jsonwire.history(name, rows, requestId, budget=self.maxMessage))
 

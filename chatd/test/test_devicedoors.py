@@ -304,6 +304,18 @@ class WebSocketTests(DeviceDoorsTestCase):
                           "getRecovery", "shareHistory"])
         self.assertEqual(self.calls[3][1], ("tablet", b"R"))
 
+    def test_historyOfDirectMessages(self):
+        """history of @user asks the core for @user and names the user as spelt online."""
+        self.account("alice")
+        self.account("Bob")
+        client = self.web("alice")
+        self.web("Bob")
+        self.patch(Session, "history", self._recorder("history"))
+        self.answers["history"] = []
+        self.assertEqual(client.ok("history", roomId="@bob", limit=5),
+                         {"type": "history", "roomId": "@Bob", "messages": []})
+        self.assertEqual(self.calls[-1], ("history", ("@bob", 5, 0)))
+
     def test_headConflict(self):
         """A publish on another head is refused conflict with the head."""
         self.account("alice")
@@ -373,6 +385,16 @@ class TextTests(DeviceDoorsTestCase):
                          b"ERR::01::publish_devices.text must be base64")
         self.assertEqual(client.request("CMD::/share #r bob {}"),
                          b"ERR::01::/share takes a JSON array of entries")
+
+    def test_historyOfDirectMessages(self):
+        """/history @USER asks the core for @USER."""
+        self.account("alice")
+        client = self.text("alice")
+        self.patch(Session, "history", self._recorder("history"))
+        self.answers["history"] = []
+        self.assertEqual(client.ok("CMD::/history @bob 3"),
+                         {"type": "history", "roomId": "@bob", "messages": []})
+        self.assertEqual(self.calls[-1], ("history", ("@bob", 3, 0)))
 
     def test_headConflictAndDevices(self):
         """ERR::07 carries the head; /devices lists a user's devices."""
