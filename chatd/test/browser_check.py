@@ -196,6 +196,7 @@ class Process:
         self.reader.start()
 
     def _read(self):
+        assert self.process.stdout is not None  # stdout=PIPE above
         for line in self.process.stdout:
             self.log.write(line)
             self.log.flush()
@@ -457,8 +458,11 @@ class Browser:
     def page(self, context, name, base=None):
         page = context.new_page()
         page.on("pageerror", lambda e: self.errors.append("%s: %s" % (name, e)))
-        page.on("console", lambda m: m.type == "error" and self.errors.append(
-            "%s console: %s" % (name, m.text)))
+
+        def console(message):
+            if message.type == "error":
+                self.errors.append("%s console: %s" % (name, message.text))
+        page.on("console", console)
         if base and base not in self.bases:
             self.bases.append(base)
         page.goto(base or self.base, wait_until="load")
@@ -1138,6 +1142,7 @@ class LyingSocket:
         """
         Send C{event} to the page, as if the server did.
         """
+        assert self.ws is not None, "the page has not connected yet"
         self.ws.send(json.dumps(event))
 
     def route(self, ws):

@@ -5,6 +5,7 @@ keys made once per test run, and a service wired to an in-memory store.
 
 from dataclasses import replace
 from functools import lru_cache
+from typing import Callable, List, Tuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -13,7 +14,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from chatd.config import Settings
-from chatd.core.events import Joined, UserOnline, fromWire
+from chatd.core.events import Event, Joined, UserOnline, fromWire
 from chatd.core.service import ChatService
 from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
@@ -74,34 +75,37 @@ def makeService(store=None, clock=None, fanout=None, credentials=None, metrics=N
     return service
 
 
+def _recorder(name: str) -> Callable[..., None]:
+    """
+    A method of L{FakeChatClient} that records its call as C{(name, args)}.
+    """
+    def method(self: "FakeChatClient", *args: object) -> None:
+        self.events.append((name, args))
+    method.__name__ = name
+    return method
+
+
 @implementer(IChatClient)
 class FakeChatClient:
     """
     Records every event as C{(methodName, args)} in C{self.events}.
     """
 
-    def __init__(self):
-        self.events = []
+    def __init__(self) -> None:
+        self.events: List[Tuple[str, Tuple[object, ...]]] = []
         self.disconnected = False
 
-    def _record(name):
-        def method(self, *args):
-            self.events.append((name, args))
-        method.__name__ = name
-        return method
-
-    roomMessage = _record("roomMessage")
-    directMessage = _record("directMessage")
-    userJoined = _record("userJoined")
-    userLeft = _record("userLeft")
-    userRenamed = _record("userRenamed")
-    keyChanged = _record("keyChanged")
-    kicked = _record("kicked")
-    topicChanged = _record("topicChanged")
-    roleChanged = _record("roleChanged")
-    roomDestroyed = _record("roomDestroyed")
-    warning = _record("warning")
-    del _record
+    roomMessage = _recorder("roomMessage")
+    directMessage = _recorder("directMessage")
+    userJoined = _recorder("userJoined")
+    userLeft = _recorder("userLeft")
+    userRenamed = _recorder("userRenamed")
+    keyChanged = _recorder("keyChanged")
+    kicked = _recorder("kicked")
+    topicChanged = _recorder("topicChanged")
+    roleChanged = _recorder("roleChanged")
+    roomDestroyed = _recorder("roomDestroyed")
+    warning = _recorder("warning")
 
     def disconnect(self):
         self.disconnected = True
@@ -186,7 +190,7 @@ def snapshot(service):
     The events that tell a joining node what C{service}'s node holds: its users
     with sessions there, and their rooms.
     """
-    events = []
+    events: List[Event] = []
     users = service.directory.users.values()
     for user in users:
         if user.sessions:
