@@ -22,7 +22,11 @@ OK, ERR, RATE, AUTHREQ, FORBIDDEN, NOTFOUND, CONFLICT, TOOLARGE, STALE = 0, 1, 2
 class Wire:
     """
     One client connection to a L{BinaryProtocol} over a L{StringTransport}.
+
+    @ivar name: the user's name, for tests that keep it with the connection.
     """
+
+    name: str
 
     def __init__(self, factory, host="10.0.0.1"):
         self.protocol = factory.buildProtocol(None)

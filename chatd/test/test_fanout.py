@@ -12,6 +12,7 @@ the script's text: the real-Redis tests are what check the Lua itself.
 import hashlib
 import json
 import os
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,6 +33,7 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
+from chatd.test.mixin import TestCaseMixin
 from chatd.test.test_binary import CONFLICT, FORBIDDEN, OK, RATE, STALE, Wire
 
 try:
@@ -41,7 +43,7 @@ try:
     from chatd.fanout.redis import RedisFanout
     from chatd.fanout.scripts import BEAT_SCRIPT, RESERVE_SCRIPT, TIMESTAMP_SCRIPT
 except ImportError as e:  # the redis extra is not installed
-    skip = "the Redis fan-out needs txredisapi: %s" % (e,)
+    skip: Optional[str] = "the Redis fan-out needs txredisapi: %s" % (e,)
 else:
     skip = None
 
@@ -477,15 +479,27 @@ def flush(redis):
 # -- running nodes -----------------------------------------------------------
 
 
-class _Nodes:
+class _Nodes(TestCaseMixin):
     """
     Nodes on one L{MemoryStore} meeting in one Redis, with binary clients over
     L{StringTransport}s; the mode (fake or real Redis) says how to wait.
+
+    The mode provides C{url} and C{clock}, C{endpoint()} (where nodes connect,
+    or L{None} for the URL's address), and the waits: C{wait(d)} for a
+    L{Deferred}, C{until(condition)}, C{quiet()} until nothing moves, and
+    C{advance(seconds)}.
     """
 
     ttl, beat = 10.0, 3.0
     # Settings of every node's core, over the defaults.
-    nodeSettings = {}
+    nodeSettings: Dict[str, Any] = {}
+    url: str
+    clock: Any
+    endpoint: Callable[[], Optional[IStreamClientEndpoint]]
+    wait: Callable[..., Awaitable[Any]]
+    until: Callable[..., Awaitable[None]]
+    quiet: Callable[[], Awaitable[None]]
+    advance: Callable[..., Awaitable[None]]
 
     def setUp(self):
         self.store = MemoryStore(testKeys())
@@ -522,8 +536,12 @@ class _Nodes:
         Send one request and wait for its one response C{(status, values)}.
         """
         wire.send(op, *values)
-        got = []
-        await self.until(lambda: got.extend(wire.responses(op)) or got)
+        got: List[Any] = []
+
+        def answered():
+            got.extend(wire.responses(op))
+            return got
+        await self.until(answered)
         self.assertEqual(len(got), 1, got)
         return got[0]
 
@@ -695,7 +713,7 @@ async def flushReal(url):
 # -- what every cluster must do (after test_cluster.py) -----------------------
 
 
-class Scenarios:
+class Scenarios(_Nodes):
     """
     The cross-node scenarios of L{chatd.test.test_cluster}, through Redis.
     """
@@ -899,9 +917,12 @@ class Scenarios:
         """
         Wait for C{count} responses to C{op} in all at C{wires}, and take them.
         """
-        got = []
-        await self.until(lambda: got.extend(r for wire in wires for r in wire.responses(op))
-                         or len(got) >= count)
+        got: List[Any] = []
+
+        def answered():
+            got.extend(r for wire in wires for r in wire.responses(op))
+            return len(got) >= count
+        await self.until(answered)
         return got
 
     async def test_pipelinedMessagesHoldTheLimit(self):
@@ -1058,7 +1079,7 @@ class FailureTests(FakeMode, TestCase):
                     connection.transport.loseConnection()
                     return NO_REPLY
             return reply
-        self.redis.run = run
+        self.patch(self.redis, "run", run)
         alice.send(Op.DM, "bob", self.seal("alice", ("user", "bob"), keys, "once"))
         await self.advance(RECONNECTED)
         self.assertEqual(len(published), 2)
@@ -1123,7 +1144,7 @@ class FailureTests(FakeMode, TestCase):
         def run(connection, args):
             log.append((args[0].upper(), args[1] if len(args) > 1 else None))
             return original(connection, args)
-        self.redis.run = run
+        self.patch(self.redis, "run", run)
         await self.request(alice, Op.JOIN, "#r", "")
         subscribed = log.index(("SUBSCRIBE", "chatd:3:room:#r"))
         published = [i for i, entry in enumerate(log) if entry == ("PUBLISH", "chatd:3:cluster")]
