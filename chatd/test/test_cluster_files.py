@@ -6,6 +6,7 @@ the same scenarios through a real Redis when C{CHATD_TEST_REDIS} names one.
 """
 
 import json
+from typing import List, Tuple
 
 from twisted.trial.unittest import TestCase
 
@@ -13,10 +14,10 @@ from chatd import e2e
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.test_binary import NOTFOUND, OK
-from chatd.test.test_fanout import FakeMode, RealMode, skip
+from chatd.test.test_fanout import FakeMode, RealMode, _Nodes, skip
 
 
-class _Scenarios:
+class _Scenarios(_Nodes):
     """
     Transfers between alice on node A and bob on node B.
     """
@@ -85,7 +86,8 @@ class _Scenarios:
         """
         chunks = 12
         tid, bobTid, window = await self.started(alice, bob, room, chunks)
-        limit, sent, received = window - 1, 0, []
+        limit, sent = window - 1, 0
+        received: List[Tuple[int, bytes]] = []
         while sent < chunks:
             while sent <= limit:
                 data = b"chunk %d" % (sent,)

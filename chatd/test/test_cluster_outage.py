@@ -6,10 +6,10 @@ other nodes are checked as a client's requests are.
 """
 
 import json
+from typing import Any
 
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from chatd import e2e
@@ -19,14 +19,15 @@ from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.test_binary import OK
 from chatd.test.test_fanout import RECONNECTED, FakeMode, skip
+from chatd.test.test_logs import capture
 
 try:
     from chatd.fanout import directlog
     from chatd.fanout.connections import SubscriberProtocol
     from chatd.fanout.events import encodeValue
     from chatd.fanout.redis import RedisFanout
-except ImportError:  # the redis extra is not installed: the tests skip
-    RedisFanout = SubscriberProtocol = directlog = encodeValue = None
+except ImportError:  # the redis extra is not installed: the tests skip (see skip)
+    pass
 
 
 class OutageTests(FakeMode, TestCase):
@@ -111,9 +112,7 @@ class RemoteCheckTests(FakeMode, TestCase):
     def setUp(self):
         FakeMode.setUp(self)
         self.sequence = 0
-        self.logged = []
-        globalLogPublisher.addObserver(self.logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.logged.append)
+        self.logged = capture(self)
 
     def inject(self, channel, event=None, raw=None):
         """
@@ -231,12 +230,13 @@ class RedisURLTests(TestCase):
         A C{rediss://} URL makes the fan-out speak TLS, checking the certificate
         against the host name; C{redis://} speaks plain TCP.
         """
-        if encodeValue is None:
+        if skip:
             raise SkipTest(skip)
         tls = RedisFanout("rediss://:pw@redis.example:6380/1", Clock())
         plain = RedisFanout("redis://redis.example/1", Clock())
         self.assertIsInstance(plain.connections.endpoint, HostnameEndpoint)
-        self.assertIsInstance(tls.connections.endpoint._wrappedEndpoint, HostnameEndpoint)
+        wrapped: Any = tls.connections.endpoint
+        self.assertIsInstance(wrapped._wrappedEndpoint, HostnameEndpoint)
         self.assertEqual(tls.where, "tls:redis.example:6380/1")
 
 
@@ -257,7 +257,7 @@ class AuthTests(FakeMode, TestCase):
         def run(connection, args):
             sent.append(args)
             return original(connection, args)
-        self.redis.run = run
+        self.patch(self.redis, "run", run)
         await self.node("A")
         self.assertEqual([args for args in sent if args[0] == "AUTH"],
                          [["AUTH", "chatd", "s3cret"]] * 2)
