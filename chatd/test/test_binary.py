@@ -3,6 +3,7 @@ Tests for L{chatd.protocols.binary}: byte-exact exchanges over StringTransport.
 """
 
 import json
+from typing import Any, Dict
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
@@ -96,7 +97,7 @@ class ProtocolTestCase(SynchronousTestCase):
     Common set-up: a core on an in-memory store and a binary factory.
     """
 
-    settings = {}
+    settings: Dict[str, Any] = {}
 
     def setUp(self):
         self.service = makeService(**self.settings)
@@ -126,7 +127,7 @@ class ProtocolTestCase(SynchronousTestCase):
         return wire
 
     def room(self, room, *wires):
-        members = None
+        members: Any = None
         for wire in wires:
             status, (members,) = wire.request(Op.JOIN, room, "")
             assert status == OK, status
@@ -614,7 +615,7 @@ class OrderingAndBackpressureTests(ProtocolTestCase):
         pending = []
 
         def slow(f, *args):
-            d = Deferred()
+            d: Deferred = Deferred()
             pending.append((d, f, args))
             return d
         self.account("alice", "password1").transport.loseConnection()
@@ -658,7 +659,7 @@ class _HeldStore(MemoryStore):
         self.held = []
 
     def appendMessage(self, *args):
-        d = Deferred()
+        d: Deferred = Deferred()
         self.held.append((d, args))
         return d
 

@@ -7,6 +7,7 @@ L{twisted.test.iosim}, with RSA work run inline.
 import hashlib
 import os
 from itertools import count
+from typing import Any, Dict
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -109,8 +110,18 @@ class TestHome(Home):
 
     _guests = count()
 
-    def ephemeral(self):
-        return privateKey("guest-%d" % (next(self._guests),))
+    @staticmethod
+    def ephemeral():
+        return privateKey("guest-%d" % (next(TestHome._guests),))
+
+
+class TestChatClient(ChatClient):
+    """
+    A L{ChatClient} that keeps the endpoint it was given, for tests to drop
+    or refuse its connections.
+    """
+
+    endpoint: Any
 
 
 def seedIdentity(home, user, keyName=None):
@@ -215,7 +226,7 @@ class ClientTestCase(SynchronousTestCase):
         round trips allows more).
     """
 
-    settings = {}
+    settings: Dict[str, Any] = {}
     rounds = 100
 
     def setUp(self):
@@ -250,8 +261,8 @@ class ClientTestCase(SynchronousTestCase):
         ui = RecordingUI()
         home = home or TestHome(self.mktemp())
         endpoint = endpoint or MemoryEndpoint(self, self.factory)
-        client = ChatClient(home, ui, endpoint, self.clock, checkPeer=checkPeer,
-                            runInThread=runInThread, retryPolicy=lambda attempt: 1.0)
+        client = TestChatClient(home, ui, endpoint, self.clock, checkPeer=checkPeer,
+                                runInThread=runInThread, retryPolicy=lambda attempt: 1.0)
         client.endpoint = endpoint
         client.start()
         self.flush()
@@ -641,7 +652,7 @@ class EnvelopeTests(ClientTestCase):
         """
         alice, _ = self.account("alice", "lobby")
         for stale, succeeds in ((3, True), (4, False)):
-            attempts = []
+            attempts: list = []
             d = Deferred.fromCoroutine(alice.sealAndCall(
                 ("room", "lobby"), lambda: {"alice": der("alice")}, lambda members: None,
                 b"hi", staleTimes(stale, attempts)))
@@ -737,7 +748,7 @@ class EnvelopeTests(ClientTestCase):
         pending = []
 
         def later(f, *args, **kwargs):
-            d = Deferred()
+            d: Deferred = Deferred()
             pending.append((d, f, args, kwargs))
             return d
 

@@ -7,6 +7,7 @@ disk and cipher work run inline; and the pieces that make received files safe.
 import hashlib
 import json
 import os
+from typing import Any, Dict, List
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
@@ -53,8 +54,8 @@ class FileTestCase(ClientTestCase):
     # chat needs.
     rounds = 100000
 
-    def account(self, name, room=None, **kwargs):
-        client, ui = ClientTestCase.account(self, name, room, **kwargs)
+    def account(self, name, room=None, *args, **kwargs):
+        client, ui = ClientTestCase.account(self, name, room, *args, **kwargs)
         client.files.downloads = os.path.abspath(self.mktemp())
         client.files.chunkSize = CHUNK
         return client, ui
@@ -513,8 +514,10 @@ class IntegrityTests(FileTestCase):
                 "file_key": "A" * 43 + "="}
         self.assertEqual(fileInfo(json.dumps(good).encode(), 10, 3, 4),
                          ("x", "a" * 64, bytes(32)))
-        for change in [{"name": 3}, {"size": "10"}, {"sha256": "A" * 64}, {"file_key": "AAAA"},
-                       {"chunks": 2}, {"file_key": "!" * 44}]:
+        changes: List[Dict[str, Any]] = [
+            {"name": 3}, {"size": "10"}, {"sha256": "A" * 64}, {"file_key": "AAAA"},
+            {"chunks": 2}, {"file_key": "!" * 44}]
+        for change in changes:
             bad = dict(good, **change)
             self.assertRaises(TransferError, fileInfo, json.dumps(bad).encode(), 10,
                               bad["chunks"], 4)
@@ -658,7 +661,7 @@ class CancelTests(FileTestCase):
         held = []
 
         def later(f, *args, **kwargs):
-            d = Deferred()
+            d: Deferred = Deferred()
             held.append((d, f, args, kwargs))
             return d
         client.runInThread = later

@@ -52,7 +52,7 @@ class FakeClient:
         self.guests = set()
         self.stopped = False
         self.connected = True
-        self.connection = Deferred()
+        self.connection: Deferred = Deferred()
 
     def whenConnected(self):
         return succeed(None) if self.connected else self.connection
@@ -176,7 +176,7 @@ class ConsoleTestCase(SynchronousTestCase):
     def console(self, interactive=False, script=None, startup=()):
         self.clock = Clock()
         self.clock.advance(T0)
-        self.echo = []
+        self.echo: list = []
         console = Console(FakeClient, self.clock, interactive=interactive, script=script,
                           startup=startup, localtime=time.gmtime, setEcho=self.echo.append)
         self.transport = StringTransport()
@@ -362,7 +362,7 @@ class CommandTests(ConsoleTestCase):
         A line is not looked at until the command before it has finished.
         """
         console = self.console()
-        joining = Deferred()
+        joining: Deferred = Deferred()
         console.client.answers["join"] = joining
         self.type(console, "/join lobby", "first words", "/rooms")
         self.assertEqual(console.client.calls, [("join", "lobby", "")])
@@ -577,8 +577,7 @@ class ScriptTests(ConsoleTestCase):
         A script's lines run after the startup lines, and the client exits 0
         once the last command has finished; standard input is ignored.
         """
-        listing = Deferred()
-        self.clock = None
+        listing: Deferred = Deferred()
         console = Console(FakeClient, Clock(), script=["/rooms", "/users"],
                           startup=["/auth alice"], localtime=time.gmtime)
         console.client.answers["listUsers"] = listing

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import connectionDone
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase
@@ -47,7 +48,7 @@ class FakeSession:
     def __getattr__(self, method):
         def request(*args):
             self.calls.append((method, args))
-            result = Deferred()
+            result: Deferred = Deferred()
             self.results.append(result)
             return result
         return request
@@ -60,7 +61,7 @@ class FakeService:
 
     def __init__(self, overlapping=frozenset({"roomMessage"}), refuse=None):
         self.settings = SimpleNamespace(sendQueue=1 << 20, sendBudget=1 << 30)
-        self.refusals = []
+        self.refusals: list = []
         self.metrics = SimpleNamespace(
             refused=lambda door, status: self.refusals.append((door, status)))
         self.session = FakeSession(overlapping)
@@ -84,7 +85,7 @@ class LineDoor(Door, LineReceiver):
     def connectionMade(self):
         self.open(self.transport, "10.0.0.1")
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         self.lost()
 
     def _encodeRefusal(self, error, context):

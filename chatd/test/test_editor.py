@@ -11,13 +11,13 @@ import time
 from twisted.conch.insults.insults import ServerProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.client.chat import Room
 from chatd.client.console import Console
 from chatd.client.editor import HISTORY_LINES, History, LineEditor, keepInHistory
 from chatd.test.test_console import NOW, T0, FakeClient
+from chatd.test.test_logs import capture
 
 UP, DOWN, LEFT = b"\x1b[A", b"\x1b[B", b"\x1b[D"
 
@@ -38,7 +38,9 @@ class EditorTests(SynchronousTestCase):
         self.terminal = ServerProtocol(LineEditor, self.console, History(self.historyPath))
         self.transport = StringTransport()
         self.terminal.makeConnection(self.transport)
-        self.editor = self.terminal.terminalProtocol
+        editor = self.terminal.terminalProtocol
+        assert isinstance(editor, LineEditor)
+        self.editor = editor
         self.transport.clear()
 
     def keys(self, data):
@@ -214,9 +216,7 @@ class EditorTests(SynchronousTestCase):
         A key the editor has no use for (F1, Ctrl-B) changes nothing, and
         logs nothing that would land on the terminal.
         """
-        logged = []
-        globalLogPublisher.addObserver(logged.append)
-        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        logged = capture(self)
         self.keys(b"ab\x02\x1bOP")
         self.assertEqual(self.line(), "ab")
         self.assertEqual(logged, [])

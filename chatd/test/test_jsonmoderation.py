@@ -4,6 +4,7 @@ and the moderation requests of L{chatd.protocols.jsonwire.parseRequest}).
 """
 
 import json
+from typing import Any, Dict, List, Tuple
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -12,7 +13,7 @@ from chatd.protocols import jsonmoderation as jm
 from chatd.protocols.jsonwire import MalformedRequest, joined, parseRequest
 
 # Each moderation request as a client writes it, and the fields it parses to.
-MODERATION_CASES = [
+MODERATION_CASES: List[Tuple[str, Dict[str, Any]]] = [
     ('{"type":"kick","roomId":"#a","userId":"bob","reason":"spam"}',
      {"roomId": "#a", "userId": "bob", "reason": "spam"}),
     ('{"type":"ban","roomId":"#a","userId":"bob"}', {"roomId": "#a", "userId": "bob"}),

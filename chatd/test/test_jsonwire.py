@@ -5,6 +5,7 @@ strict request parser.
 
 import base64
 import json
+from typing import Any, Dict, List, Tuple
 
 from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SynchronousTestCase
@@ -429,7 +430,7 @@ class ParseRequestTests(SynchronousTestCase):
         Missing, unknown and wrong-typed fields are refused, each with a message
         naming the field, and the id kept.
         """
-        cases = [
+        cases: List[Tuple[Dict[str, Any], str]] = [
             ({"type": "leave"}, "leave needs the field 'roomId'"),
             ({"type": "join", "roomid": "#a"}, "join has no field 'roomid'"),
             ({"type": "leave", "roomId": 5}, "leave.roomId must be a string of valid Unicode"),

@@ -79,7 +79,7 @@ class IdentityTests(SynchronousTestCase):
         Make key generation return the module's RSA-2048 key, for tests about
         what happens around generation rather than generation itself.
         """
-        calls = []
+        calls: list = []
 
         def generateKey():
             calls.append(None)

@@ -14,10 +14,13 @@ import shutil
 import time
 import urllib.parse
 import uuid
+from typing import List, Optional, Tuple
 
 from cryptography.fernet import Fernet
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import FailTest, SkipTest, TestCase
 
@@ -25,12 +28,15 @@ from chatd import e2e
 
 try:
     from chatd.fanout.redis import BEAT, TTL
-except ImportError:  # the redis extra is not installed: the test skips
-    BEAT = TTL = None
+except ImportError as e:  # the redis extra is not installed: the test skips
+    noFanout: Optional[str] = "the Redis fan-out needs txredisapi: %s" % (e,)
+else:
+    noFanout = None
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.processes import (
+    Child,
     connectWhenListening,
     freePort,
     listening,
@@ -50,14 +56,16 @@ class Peer(Int32StringReceiver):
 
     MAX_LENGTH = 16 * 1024 * 1024
 
+    transport: ITransport
+
     def __init__(self):
         self.pending = []
         self.events = []
         self.name = None
-        self.lost = defer.Deferred()
+        self.lost: defer.Deferred[None] = defer.Deferred()
 
     def request(self, op, *values):
-        d = defer.Deferred()
+        d: defer.Deferred[Tuple[int, tuple]] = defer.Deferred()
         self.pending.append((op, d))
         self.transport.write(opcodes.request(op, *values))
         return d
@@ -70,7 +78,7 @@ class Peer(Int32StringReceiver):
         else:
             self.events.append((op, opcodes.decodeEvent(op, payload)))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         for _, d in self.pending:
             d.errback(reason)
         self.pending = []
@@ -124,7 +132,7 @@ class Cluster:
         self.workdir = workdir
         self.database = database
         self.redisPort = freePort()
-        self.redis = None
+        self.redis: Optional[Child] = None
         self.nodes = {}
         self.keyFile = os.path.join(workdir, "at-rest.key")
         with open(os.open(self.keyFile, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
@@ -141,6 +149,7 @@ class Cluster:
         await self.startRedis()
 
     async def stopRedis(self):
+        assert self.redis is not None, "Redis was never started"
         await self.redis.signal("TERM")
 
     async def startNode(self, name, *extra):
@@ -180,8 +189,8 @@ class MultiNodeTests(TestCase):
         database = os.environ.get("CHATD_TEST_POSTGRES")
         if not (os.environ.get("CHATD_TEST_REDIS") and database):
             raise SkipTest("needs CHATD_TEST_REDIS and CHATD_TEST_POSTGRES")
-        if TTL is None:
-            raise SkipTest("the Redis fan-out needs txredisapi")
+        if noFanout:
+            raise SkipTest(noFanout)
         if not shutil.which("redis-server"):
             raise SkipTest("needs redis-server on the PATH for a Redis of its own")
         workdir = os.path.abspath(self.mktemp())
@@ -431,7 +440,8 @@ class MultiNodeTests(TestCase):
                 faults.append("%d messages delivered twice to %s"
                               % (len(got) - len(set(got)), peer.name))
         for size in (1, 50, 500):
-            pages, before = [], 0
+            pages: List[list] = []
+            before = 0
             while True:
                 (rows,) = await reader2.call(Op.HISTORY, room, size, before)
                 pages.extend(e2e.Envelope.parse(envelope).id for _, _, envelope in rows)

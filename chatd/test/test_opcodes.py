@@ -8,6 +8,8 @@ layout that drifts from the design fails here even when encoder and decoder agre
 """
 
 import struct
+from functools import partial
+from typing import Any, Callable, Dict, List, Tuple
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -127,7 +129,7 @@ KEY = b"\x30\x82\x01\xa2\x30\x0d" + bytes(range(40))
 ENVELOPE = b'{"v": 1, "id": "q83vEjRWeJA", "to": {"room": "#rebels"}}'
 TS = 1700000000123  # 00 00 01 8b cf e5 68 7b
 
-REQUEST_VALUES = {
+REQUEST_VALUES: Dict[Op, tuple] = {
     Op.HEARTBEAT: ("stayin alive...",),
     Op.NICK: ("Luke_Skywalker",),
     Op.LIST_USERS: ("#cantina",),
@@ -160,7 +162,7 @@ REQUEST_VALUES = {
     Op.ROOM_INFO: ("#rebels",),
 }
 
-EVENT_VALUES = {
+EVENT_VALUES: Dict[Op, tuple] = {
     Op.ROOM_MSG: ("#rebels", "leia", TS, ENVELOPE),
     Op.DM: ("leia", 2 ** 64 - 1, b"{}"),
     Op.JOINED: ("#rebels", "chewie", KEY),
@@ -180,7 +182,7 @@ EVENT_VALUES = {
     Op.DESTROYED: ("#alderaan", "tarkin"),
 }
 
-OK_VALUES = {
+OK_VALUES: Dict[Op, tuple] = {
     Op.HELLO: ("rand0",),
     Op.NICK: ("Rey",),
     Op.LIST_USERS: (["Rey", "leia", "rand3", "\u00e9t\u00e9"],),
@@ -242,19 +244,18 @@ def splitFrame(data):
 # Every (description, decoder, a valid payload, the values it decodes to), for
 # the truncation, trailing-byte and fuzzing tests.
 def validPayloads():
-    cases = []
+    cases: List[Tuple[str, Callable[[bytes], Any], bytes, Any]] = []
     for op, values in REQUEST_VALUES.items():
         payload = opcodes.encode(REQUESTS[op], values)
-        cases.append((label("request", op), lambda p, op=op: opcodes.decodeRequest(op, p),
+        cases.append((label("request", op), partial(opcodes.decodeRequest, op),
                       payload, values))
     for op, values in EVENT_VALUES.items():
         payload = opcodes.encode(EVENTS[op], values)
-        cases.append((label("event", op), lambda p, op=op: opcodes.decodeEvent(op, p),
+        cases.append((label("event", op), partial(opcodes.decodeEvent, op),
                       payload, values))
     for op, values in OK_VALUES.items():
         payload = b"\x00" + opcodes.encode(OK_RESPONSES[op], values)
-        cases.append((label("ok response to", op),
-                      lambda p, op=op: opcodes.decodeResponse(op, p),
+        cases.append((label("ok response to", op), partial(opcodes.decodeResponse, op),
                       payload, (OK, values)))
     for status in MESSAGE_STATUSES:
         payload = bytes([status]) + b"\x00\x05oops!"
@@ -489,7 +490,7 @@ class RoundTripTests(SynchronousTestCase):
 
     @DETERMINISTIC
     @given(st.one_of(st.text(max_size=255),
-                     st.text(st.characters(min_codepoint=0x80, exclude_categories=("Cs",)),
+                     st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]),
                              max_size=255))
            .map(lambda s: s.encode("utf-8")[:255].decode("utf-8", "ignore")))
     @example("")

@@ -9,6 +9,7 @@ flight when their session goes away.
 """
 
 import json
+from typing import Any, Dict
 
 import bcrypt
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -75,7 +76,7 @@ class HeldThreads:
     def __call__(self, f, *args):
         if not self.held:
             return maybeDeferred(f, *args)
-        d = Deferred()
+        d: Deferred = Deferred()
         self.pending.append((d, f, args))
         return d
 
@@ -120,7 +121,7 @@ class CoreTestCase(SynchronousTestCase):
     @cvar settings: overrides of L{Settings} for the tests of the class.
     """
 
-    settings = {}
+    settings: Dict[str, Any] = {}
 
     def setUp(self):
         self.sessions = []
@@ -152,12 +153,14 @@ class CoreTestCase(SynchronousTestCase):
         """
         The status a request ends with: L{Status.OK}, or its refusal's.
         """
-        outcome = []
+        outcome: list = []
         maybeDeferred(method, *args).addBoth(outcome.append)
         self.assertEqual(len(outcome), 1, "the request has not finished")
         if isinstance(outcome[0], Failure):
             outcome[0].trap(ChatError)
-            return outcome[0].value.status
+            error = outcome[0].value
+            assert isinstance(error, ChatError)
+            return error.status
         return Status.OK
 
     # -- clients ----------------------------------------------------------
@@ -1259,7 +1262,8 @@ class HistoryTests(CoreTestCase):
         every message once, even when they were posted within one millisecond.
         """
         stamps = self.postMany(60)
-        pages, before = [], 0
+        pages: list = []
+        before = 0
         while True:
             rows = self.result(self.bob.history, "#r", 25, before)
             if not rows:

@@ -4,6 +4,7 @@ Tests for L{chatd.protocols.text}: line exchanges over StringTransport.
 
 import base64
 import json
+from typing import Any, Dict
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock, deferLater
@@ -103,7 +104,7 @@ class TextTestCase(SynchronousTestCase):
     Common set-up: a core on an in-memory store and a text factory.
     """
 
-    settings = {}
+    settings: Dict[str, Any] = {}
 
     def setUp(self):
         self.service = makeService(**self.settings)

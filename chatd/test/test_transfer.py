@@ -8,8 +8,10 @@ docs/protocol.rst is the contract; each rule there has a test here.
 
 import json
 import sys
+from typing import Callable
 
 from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -112,7 +114,8 @@ class LoopGuardClock(Clock):
         self._moment = None
         self._count = 0
 
-    def callLater(self, delay, f, *args, **kw):
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
+                  **kw: object) -> IDelayedCall:
         if delay <= 0:
             if self._moment != self.seconds():
                 self._moment, self._count = self.seconds(), 0
@@ -120,7 +123,7 @@ class LoopGuardClock(Clock):
             if self._count > self.limit:
                 raise RuntimeError("a timer keeps re-arming itself for now (%r): livelock"
                                    % (self.seconds(),))
-        return Clock.callLater(self, delay, f, *args, **kw)
+        return Clock.callLater(self, delay, callable, *args, **kw)
 
 
 class FakeSession:
@@ -158,7 +161,7 @@ class MachineTestCase(SynchronousTestCase):
 
     def setUp(self):
         self.clock = LoopGuardClock()
-        self.log = []
+        self.log: list = []
         self.alice, self.bob, self.carol, self.dave = (
             FakeSession(name, self.log, self.clientFactory)
             for name in ("alice", "bob", "carol", "dave"))

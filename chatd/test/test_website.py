@@ -8,8 +8,10 @@ core behind a proxy.
 import ipaddress
 import os
 import re
+from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.test import iosim
@@ -36,7 +38,12 @@ class UpgradeClient(Protocol):
     """
     Asks for a WebSocket at C{/ws} with the given headers, and records whether
     it was accepted, or the status and body of the refusal.
+
+    @ivar server: the server's protocol, once connected by L{upgrade}.
     """
+
+    transport: ITransport
+    server: Any
 
     def __init__(self, host, headers):
         self.host = host
@@ -237,6 +244,7 @@ class HeaderTests(SynchronousTestCase):
         with open(os.path.join(WEB_DIRECTORY, "index.html")) as f:
             page = f.read()
         meta = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]*)"', page)
+        assert meta is not None, "index.html has no Content-Security-Policy"
         self.assertEqual(meta.group(1) + "; frame-ancestors 'none'", CONTENT_SECURITY_POLICY)
 
 
@@ -320,8 +328,10 @@ class ClientAddressTests(SynchronousTestCase):
         service = makeService(clock=reactor, trustedProxies=("127.0.0.1/32",))
         addresses = []
         connect = service.connect
-        service.connect = lambda client, address: (
-            addresses.append(address) or connect(client, address))
+        def recordingConnect(client, address):
+            addresses.append(address)
+            return connect(client, address)
+        self.patch(service, "connect", recordingConnect)
         site = makeSite(service, None, reactor)
         self.assertTrue(upgrade(site, peer="127.0.0.1", forwardedFor="203.0.113.5").accepted)
         self.assertTrue(upgrade(site, peer="198.51.100.9", forwardedFor="203.0.113.5").accepted)
@@ -350,6 +360,7 @@ class ProxyProtocolTests(SynchronousTestCase):
         wrapping = self.reactor.tcpServers[-1][1]
         peer = IPv4Address("TCP", "127.0.0.1", 50000)
         protocol = wrapping.buildProtocol(peer)
+        assert protocol is not None
         transport = StringTransport(peerAddress=peer)
         protocol.makeConnection(transport)
         return protocol, transport

@@ -9,9 +9,11 @@ import hashlib
 import itertools
 import json
 import os
+from typing import Any, Dict
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
@@ -55,7 +57,13 @@ class WebSocketClient(Protocol):
     @ivar messages: the JSON objects received and not yet taken.
     @ivar closeCode: the code of the server's close frame, once one came.
     @ivar closeReason: its reason.
+    @ivar pump: the L{iosim.IOPump} between it and the server.
+    @ivar server: the server's protocol.
     """
+
+    transport: ITransport
+    pump: iosim.IOPump
+    server: Any
 
     def __init__(self, path="/ws"):
         self.path = path
@@ -87,7 +95,7 @@ class WebSocketClient(Protocol):
                 if self.connection.state == ConnectionState.REMOTE_CLOSING:
                     self.transport.write(self.connection.send(event.response()))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason=connectionDone):
         self.lost = True
 
     def sendRaw(self, data):
@@ -152,7 +160,7 @@ class WebSocketTestCase(SynchronousTestCase):
     L{MemoryReactorClock}, which is also the core's clock.
     """
 
-    settings = {}
+    settings: Dict[str, Any] = {}
 
     def setUp(self):
         self.reactor = MemoryReactorClock()
