@@ -32,7 +32,7 @@ class MessageRequests(SessionBase):
         limit, seconds = self.service.settings.rateLimit
         window, owner = self.service.messageLimit, self._owner(user)
         slot = await window.reserve(owner)
-        if not slot.granted:
+        if slot.wait is not None:  # not granted
             raise RateLimited("more than %d messages in %s; retry in %s"
                               % (limit, inWholeSeconds(seconds), inWholeSeconds(slot.wait)))
         try:

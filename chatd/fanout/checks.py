@@ -10,6 +10,8 @@ reason, the later ones only counted (a node publishing garbage would otherwise
 fill the log).
 """
 
+from typing import Any, Callable, Dict, Optional
+
 from twisted.logger import Logger
 
 from chatd import e2e
@@ -127,7 +129,7 @@ def _envelope(event, keyOf, sender, toKind, toName, domain=e2e.MESSAGE):
     return envelope
 
 
-def checkEvent(event, keyOf):
+def checkEvent(event: Any, keyOf: Callable[[str], Optional[bytes]]) -> None:
     """
     Check one event from another node.
 
@@ -203,7 +205,7 @@ def _fileEvent(event, keyOf):
     _envelope(event, keyOf, sender, "room" if kind == 0 else "user", target, e2e.FILE)
 
 
-def checkEntry(entry):
+def checkEntry(entry: Any) -> None:
     """
     Check one user's entry in another node's hash or C{sync}: C{user},
     C{key}, C{account} and C{rooms}, as the events that made it would be.
@@ -224,10 +226,10 @@ class Dropped:
     Counts the events dropped per kind, logging the first of each.
     """
 
-    def __init__(self):
-        self.counts = {}
+    def __init__(self) -> None:
+        self.counts: Dict[str, int] = {}
 
-    def __call__(self, node, kind, reason):
+    def __call__(self, node: str, kind: object, reason: str) -> None:
         kind = kind if isinstance(kind, str) else repr(kind)[:40]
         count = self.counts[kind] = self.counts.get(kind, 0) + 1
         if count == 1:

@@ -39,7 +39,7 @@ class CommandProtocol(txredisapi.BaseRedisProtocol):
     The connection for commands and publishing; tells the fan-out when it is lost.
     """
 
-    def connectionLost(self, why):
+    def connectionLost(self, why: Failure) -> None:
         txredisapi.BaseRedisProtocol.connectionLost(self, why)
         self.factory.lost(self)
 
@@ -49,10 +49,10 @@ class SubscriberProtocol(txredisapi.SubscriberProtocol):
     The connection in subscribe mode; hands each message to the fan-out.
     """
 
-    def messageReceived(self, pattern, channel, message):
+    def messageReceived(self, pattern: Optional[str], channel: str, message: str) -> None:
         self.factory.received(channel, message)
 
-    def connectionLost(self, why):
+    def connectionLost(self, why: Failure) -> None:
         txredisapi.SubscriberProtocol.connectionLost(self, why)
         self.factory.lost(self)
 

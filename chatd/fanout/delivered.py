@@ -12,13 +12,16 @@ account's messages the same timestamp, and telling messages apart by
 """
 
 from collections import deque
-from typing import Deque, Set, Tuple
+from typing import Deque, Set, Tuple, Union
 
 from chatd import e2e
 from chatd.names import fold
 
+# A message's sender (folded) and envelope id.
+EnvelopeKey = Tuple[str, str]
 
-def envelopeKey(sender, envelope):
+
+def envelopeKey(sender: str, envelope: Union[bytes, e2e.Envelope]) -> EnvelopeKey:
     """
     What tells a message apart from every other: its sender (folded) and its
     envelope id.
@@ -26,9 +29,8 @@ def envelopeKey(sender, envelope):
     @param envelope: the envelope, L{bytes}, or an L{e2e.Envelope} already parsed.
     @raise e2e.EnvelopeError: when C{envelope} is not one.
     """
-    if not isinstance(envelope, e2e.Envelope):
-        envelope = e2e.Envelope.parse(envelope)
-    return fold(sender), envelope.id
+    parsed = envelope if isinstance(envelope, e2e.Envelope) else e2e.Envelope.parse(envelope)
+    return fold(sender), parsed.id
 
 
 class Delivered:
@@ -37,11 +39,11 @@ class Delivered:
     with the time it stands for, so that old ones can be forgotten.
     """
 
-    def __init__(self):
-        self._seen: Set[str] = set()
-        self._order: Deque[Tuple[float, str]] = deque()
+    def __init__(self) -> None:
+        self._seen: Set[EnvelopeKey] = set()
+        self._order: Deque[Tuple[float, EnvelopeKey]] = deque()
 
-    def add(self, when, key):
+    def add(self, when: float, key: EnvelopeKey) -> bool:
         """
         Remember C{key}.
 
@@ -54,7 +56,7 @@ class Delivered:
         self._order.append((when, key))
         return True
 
-    def prune(self, floor):
+    def prune(self, floor: float) -> None:
         """
         Forget what is older than C{floor} (ms); entries are roughly in
         timestamp order, so a late straggler lingers a little, which is harmless.
@@ -62,5 +64,5 @@ class Delivered:
         while self._order and self._order[0][0] < floor:
             self._seen.discard(self._order.popleft()[1])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._seen)

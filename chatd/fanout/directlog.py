@@ -16,9 +16,16 @@ The set holds what the channel carried (ciphertext and metadata), for at most
 C{KEEP} seconds.
 """
 
+from typing import TYPE_CHECKING, Any, Callable, Dict
+
 from twisted.logger import Logger
 
 from chatd.fanout.delivered import Delivered, envelopeKey
+
+if TYPE_CHECKING:
+    from chatd.fanout.connections import Connections
+    from chatd.fanout.outbox import Outbox
+    from chatd.fanout.receiving import Reader
 
 log = Logger()
 
@@ -45,7 +52,8 @@ class DirectLog:
         the core.
     """
 
-    def __init__(self, nodeId, connections, outbox, reader, deliver):
+    def __init__(self, nodeId: str, connections: "Connections", outbox: "Outbox",
+                 reader: "Reader", deliver: Callable[[str, Dict[str, Any]], None]) -> None:
         self._nodeId = nodeId
         self._connections = connections
         self._outbox = outbox
@@ -53,7 +61,7 @@ class DirectLog:
         self._deliver = deliver
         self._delivered = Delivered()
 
-    def keep(self, payload):
+    def keep(self, payload: str) -> None:
         """
         Queue the commands that keep the published message C{payload}.
         """
@@ -62,20 +70,20 @@ class DirectLog:
         self._outbox.enqueue(("ZREMRANGEBYSCORE", KEY, "-inf",
                               "(%d" % (now - int(KEEP * 1000),)))
 
-    def fresh(self, event):
+    def fresh(self, event: Dict[str, Any]) -> bool:
         """
         Whether the direct message C{event} (already checked) was not delivered
         here yet; it counts as delivered from now on.
         """
         return self._delivered.add(event["ts"], envelopeKey(event["sender"], event["envelope"]))
 
-    def prune(self, now):
+    def prune(self, now: float) -> None:
         """
         Forget deliveries older than any the set can still hold.
         """
         self._delivered.prune(int((now - 2 * KEEP) * 1000))
 
-    async def catchUp(self, since, margin):
+    async def catchUp(self, since: float, margin: float) -> None:
         """
         Deliver the kept direct messages published from C{margin} seconds
         before C{since} that this node has not delivered.

@@ -25,6 +25,7 @@ acceptable is for the core to decide, as it does for a client's.
 import base64
 import binascii
 import json
+from typing import Any, Dict, Optional, Tuple, Union
 
 
 class MalformedEvent(ValueError):
@@ -33,7 +34,7 @@ class MalformedEvent(ValueError):
     """
 
 
-def encodeValue(value):
+def encodeValue(value: Any) -> Any:
     """
     Make a value JSON can carry: L{bytes} become C{{"$bytes": base64}}; a dict
     with a key starting with C{$} is wrapped as C{{"$dict": ...}} so that it
@@ -51,7 +52,7 @@ def encodeValue(value):
     return value
 
 
-def decodeValue(value):
+def decodeValue(value: Any) -> Any:
     """
     Undo L{encodeValue}.
 
@@ -77,7 +78,7 @@ def decodeValue(value):
     return value
 
 
-def dumps(value):
+def dumps(value: Any) -> str:
     return json.dumps(encodeValue(value), separators=(",", ":"))
 
 
@@ -90,7 +91,7 @@ def _parse(text):
         raise MalformedEvent("not JSON: %s" % (e,)) from None
 
 
-def loads(text):
+def loads(text: Union[str, bytes]) -> Any:
     """
     Undo L{dumps}.
 
@@ -213,7 +214,7 @@ def _check(value, fields, what):
     return value
 
 
-def decodeEvent(value):
+def decodeEvent(value: Any) -> Dict[str, Any]:
     """
     An event as L{encodeValue} left it, decoded and checked.
 
@@ -226,7 +227,7 @@ def decodeEvent(value):
     return _check(event, EVENTS[kind], "a %s event" % (kind,))
 
 
-def decodeEntry(value):
+def decodeEntry(value: Any) -> Dict[str, Any]:
     """
     One user's entry in a node's hash or C{sync}, decoded and checked.
 
@@ -235,7 +236,7 @@ def decodeEntry(value):
     return _check(_shallow(decodeValue, value), ENTRY, "a user entry")
 
 
-def loadEntry(text):
+def loadEntry(text: Union[str, bytes]) -> Dict[str, Any]:
     """
     One user's entry as a node's hash holds it: L{dumps} of the entry.
 
@@ -244,7 +245,7 @@ def loadEntry(text):
     return decodeEntry(_parse(text))
 
 
-def decodeEntries(value):
+def decodeEntries(value: Any) -> Dict[str, Dict[str, Any]]:
     """
     The C{"u"} of a C{sync}: folded name to entry.
 
@@ -267,8 +268,10 @@ class Message:
     @ivar entries: a C{sync}'s decoded entries, else L{None}.
     """
 
-    def __init__(self, node, control=None, source=None, sequence=None, event=None,
-                 entries=None):
+    def __init__(self, node: str, control: Optional[str] = None,
+                 source: Optional[Tuple[str, str]] = None, sequence: Optional[int] = None,
+                 event: Optional[Dict[str, Any]] = None,
+                 entries: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
         self.node = node
         self.control = control
         self.source = source
@@ -277,7 +280,7 @@ class Message:
         self.entries = entries
 
 
-def decodeMessage(data):
+def decodeMessage(data: Union[str, bytes]) -> "Message":
     """
     Read one message from a channel.
 

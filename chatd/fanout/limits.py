@@ -22,7 +22,7 @@ once per outage (L{chatd.outage.Outage}).
 
 import random
 from collections import deque
-from typing import Any, Deque
+from typing import TYPE_CHECKING, Deque, Hashable, Iterator, Optional
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -30,6 +30,10 @@ from twisted.logger import Logger
 from chatd.fanout.scripts import RESERVE_SCRIPT, TIMESTAMP_SCRIPT
 from chatd.names import fold
 from chatd.ratelimit import Reservation, SlidingWindow
+
+if TYPE_CHECKING:
+    from chatd.fanout.connections import Connections
+    from chatd.outage import Outage
 
 log = Logger()
 
@@ -50,7 +54,8 @@ class RedisWindow:
     @param owner: what makes this node's members unique (node and incarnation).
     """
 
-    def __init__(self, connections, outage, owner, name, count, seconds):
+    def __init__(self, connections: "Connections", outage: "Outage", owner: str, name: str,
+                 count: Optional[int], seconds: float) -> None:
         self._connections = connections
         self._outage = outage
         self._owner = owner
@@ -63,7 +68,7 @@ class RedisWindow:
     def _key(self, key):
         return "chatd:window:%s:%s" % (self._name, key)
 
-    def reserve(self, key):
+    def reserve(self, key: str) -> "Deferred[Reservation]":
         connections = self._connections
         if connections.commands is None:
             return succeed(self._local.reserve(key))
@@ -86,7 +91,7 @@ class RedisWindow:
             return self._local.reserve(key)
         return d.addCallbacks(answered, failed)
 
-    def release(self, key, token):
+    def release(self, key: str, token: Hashable) -> "Deferred[None]":
         if not isinstance(token, str):
             self._local.release(key, token)
             return succeed(None)
@@ -99,11 +104,12 @@ class RedisWindow:
                      error=failure.getErrorMessage())
         return d.addCallbacks(lambda _: None, failed)
 
-    def hit(self, key):
+    def hit(self, key: str) -> "Deferred[Optional[float]]":
         return self.reserve(key).addCallback(lambda reservation: reservation.wait)
 
 
-def timestamp(connections, outage, room, now, last):
+def timestamp(connections: "Connections", outage: "Outage", room: str, now: int,
+              last: int) -> "Deferred[int]":
     """
     The next timestamp of C{room}: above C{last} and every one any node gave,
     at least C{now}; this node's own answer while Redis fails.
@@ -131,18 +137,18 @@ class GuestNumbers:
     Guest numbers unique across the cluster, from blocks taken in Redis.
     """
 
-    def __init__(self, connections):
+    def __init__(self, connections: "Connections") -> None:
         self._connections = connections
-        self._blocks: Deque[Any] = deque()
+        self._blocks: Deque[Iterator[int]] = deque()
         self._fetching = False
 
-    def low(self):
+    def low(self) -> bool:
         """
         Whether another block should be fetched.
         """
         return len(self._blocks) < 2
 
-    async def fetch(self):
+    async def fetch(self) -> None:
         """
         Take one more block from Redis; a failure is logged, and numbers then
         come from the fallback range once the blocks in hand are used up.
@@ -158,7 +164,7 @@ class GuestNumbers:
         finally:
             self._fetching = False
 
-    def next(self, refill):
+    def next(self, refill: bool) -> int:
         """
         The next guest number.
 

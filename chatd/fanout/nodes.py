@@ -13,7 +13,7 @@ them; hashes are read again every C{RECONCILE_EVERY} beats, so a node that
 missed something converges.
 """
 
-from typing import Any, Iterable, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Set, Tuple
 
 from twisted.logger import Logger
 
@@ -22,7 +22,17 @@ from chatd.fanout.checks import InvalidEvent, checkEntry
 from chatd.fanout.events import MalformedEvent, loadEntry
 from chatd.fanout.rooms import CATCH_UP
 from chatd.fanout.scripts import BEAT_SCRIPT
+from chatd.interfaces import IDirectoryView
 from chatd.names import fold
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
+    from chatd.fanout.checks import Dropped
+    from chatd.fanout.connections import Connections
+    from chatd.fanout.events import Message
+    from chatd.fanout.outbox import Outbox
+    from chatd.fanout.presence import Presence
+    from chatd.fanout.rooms import RoomEvents
 
 log = Logger()
 
@@ -49,8 +59,10 @@ class Nodes:
     @param ttl: seconds a heartbeat outlives the last beat.
     """
 
-    def __init__(self, nodeId, connections, outbox, view, presence, rooms, core, invalid,
-                 expired, ttl):
+    def __init__(self, nodeId: str, connections: "Connections", outbox: "Outbox",
+                 view: IDirectoryView, presence: "Presence", rooms: "RoomEvents",
+                 core: "ChatService", invalid: "Dropped", expired: Callable[[], None],
+                 ttl: float) -> None:
         self.nodeId = nodeId
         self._connections = connections
         self._outbox = outbox
@@ -63,30 +75,32 @@ class Nodes:
         self._ttl = ttl
         # The last sequence number heard per (node, incarnation), the nodes
         # known to be alive, and how many presence events each sent.
-        self._heard = {}
-        self.known = set()
-        self._changes = {}
+        self._heard: Dict[Tuple[str, str], int] = {}
+        self.known: Set[str] = set()
+        self._changes: Dict[str, int] = {}
         self._beats = 0
 
-    def fresh(self, message):
+    def fresh(self, message: "Message") -> bool:
         """
         Whether the event C{message} (a L{chatd.fanout.events.Message}) was
         not heard yet; it counts as heard from now on.
         """
-        if message.sequence <= self._heard.get(message.source, 0):
+        source, sequence = message.source, message.sequence
+        assert source is not None and sequence is not None  # an event's message has both
+        if sequence <= self._heard.get(source, 0):
             return False
-        self._heard[message.source] = message.sequence
+        self._heard[source] = sequence
         self.known.add(message.node)
         return True
 
-    def changing(self, node):
+    def changing(self, node: str) -> None:
         """
         Count a presence event (or C{sync}) from C{node}, so that a hash read
         meanwhile is known to be unsettled.
         """
         self._changes[node] = self._changes.get(node, 0) + 1
 
-    def apply(self, node, entries, removals):
+    def apply(self, node: str, entries: Dict[str, Dict[str, Any]], removals: bool) -> None:
         """
         Make this node's picture of C{node}'s users match C{entries} (folded name
         -> entry), as events from that node would have.
@@ -112,11 +126,11 @@ class Nodes:
                 remoteEvent(node, Joined(roomName, name))
         if removals:
             for user in self._view.usersOn(node):
-                entry = entries.get(fold(user.name))
-                if entry is None:
+                current = entries.get(fold(user.name))
+                if current is None:
                     remoteEvent(node, UserOffline(user.name))
                 elif user.nodes == {node} and not user.local:
-                    rooms = {fold(name) for name in entry["rooms"]}
+                    rooms = {fold(name) for name in current["rooms"]}
                     for room in user.rooms:
                         if fold(room) not in rooms:
                             remoteEvent(node, Left(room, user.name))
@@ -126,7 +140,7 @@ class Nodes:
         self._rooms.checkAll()
         self._outbox.flush()
 
-    async def reconcile(self, node, attempts=3):
+    async def reconcile(self, node: str, attempts: int = 3) -> None:
         """
         Read C{node}'s hash and apply it. Presence events from that node that
         arrive while the hash is read make it unclear which is newer, so the
@@ -156,7 +170,7 @@ class Nodes:
             if fold(record.name) in names:
                 self._core.remoteEvent(CATCH_UP, RoomCreated(record.name, record.passwordHash))
 
-    async def reconcileAll(self):
+    async def reconcileAll(self) -> None:
         """
         Beat, then read the hash of every other live node.
         """
@@ -164,7 +178,7 @@ class Nodes:
             if node != self.nodeId:
                 await self.reconcile(node)
 
-    async def beat(self):
+    async def beat(self) -> Set[str]:
         """
         Refresh this node's heartbeat and forget expired nodes in Redis.
 
@@ -178,7 +192,7 @@ class Nodes:
             self._expired()
         return live
 
-    async def sweep(self):
+    async def sweep(self) -> None:
         """
         One beat: declare gone the nodes whose heartbeat expired (once this
         node has been connected long enough to know), and read the hashes of
@@ -197,7 +211,7 @@ class Nodes:
             if node != self.nodeId and (again or node not in self.known):
                 await self.reconcile(node)
 
-    def gone(self, node):
+    def gone(self, node: str) -> None:
         """
         Node C{node} left or died: its users are gone, and so are the rooms
         they alone kept.
@@ -213,7 +227,7 @@ class Nodes:
         self._rooms.checkAll()
 
 
-def parseHash(fields):
+def parseHash(fields: Any) -> Dict[str, Dict[str, Any]]:
     """
     A node's user hash as folded name to entry; an entry that is not
     well-formed is left out, so that it cannot hide the others.
@@ -223,7 +237,7 @@ def parseHash(fields):
         items = fields.items()
     else:
         items = zip(fields[::2], fields[1::2])
-    entries = {}
+    entries: Dict[str, Dict[str, Any]] = {}
     for key, value in items:
         try:
             entries[key] = loadEntry(value)

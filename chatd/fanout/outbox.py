@@ -13,7 +13,7 @@ node rewrites its hash whole after reconnecting.
 """
 
 from collections import deque
-from typing import Any, Deque
+from typing import TYPE_CHECKING, Deque, Tuple
 
 import txredisapi
 from twisted.internet.defer import maybeDeferred
@@ -21,7 +21,13 @@ from twisted.logger import Logger
 
 from chatd.fanout import directlog
 
+if TYPE_CHECKING:
+    from chatd.fanout.connections import Connections
+
 log = Logger()
+
+# One command's arguments, its name first.
+Command = Tuple[object, ...]
 
 QUEUE_LIMIT = 10000
 
@@ -38,17 +44,17 @@ class Outbox:
         command connection sends them.
     """
 
-    def __init__(self, connections):
+    def __init__(self, connections: "Connections") -> None:
         self._connections = connections
-        self._queue: Deque[Any] = deque()
-        self._inflight: Deque[Any] = deque()
+        self._queue: Deque[Command] = deque()
+        self._inflight: Deque[Command] = deque()
         self._holding = 0
         self._dropped = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._queue)
 
-    def enqueue(self, command):
+    def enqueue(self, command: Command) -> None:
         """
         Queue C{command} (a tuple of a command's arguments) to be sent after
         everything queued before it; call L{flush} to send.
@@ -62,20 +68,20 @@ class Outbox:
                               count=self._dropped)
         self._queue.append(command)
 
-    def hold(self):
+    def hold(self) -> None:
         """
         Keep what is queued from going out until as many L{release}s.
         """
         self._holding += 1
 
-    def release(self):
+    def release(self) -> None:
         """
         Undo one L{hold}, and send what may go.
         """
         self._holding -= 1
         self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         """
         Send what is queued, in order, unless a subscription must come first.
         """
@@ -98,7 +104,7 @@ class Outbox:
         self._confirmed(None, item)
         log.failure("redis refused {command}", failure, command=item[0])
 
-    def lost(self):
+    def lost(self) -> None:
         """
         The command connection was lost: queue again, first, what was sent but
         not confirmed, and keep only what is worth sending again.

@@ -11,13 +11,22 @@ of every entry, so that nodes that gave it up take its users back.
 """
 
 import json
-from typing import Any, List, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
+
+from twisted.internet.interfaces import IDelayedCall
 
 from chatd.fanout.events import dumps, encodeValue
+from chatd.interfaces import IDirectoryView
+from chatd.model import UserView
 from chatd.names import fold
 
+if TYPE_CHECKING:
+    from chatd.fanout.connections import Connections
+    from chatd.fanout.outbox import Outbox
+    from chatd.fanout.rooms import RoomEvents
 
-def entryOf(user):
+
+def entryOf(user: UserView) -> Dict[str, Any]:
     """
     The hash entry of a L{chatd.model.UserView}.
     """
@@ -39,7 +48,8 @@ class Presence:
     @param ttl: seconds the heartbeat outlives the last beat.
     """
 
-    def __init__(self, connections, outbox, view, rooms, source, ttl):
+    def __init__(self, connections: "Connections", outbox: "Outbox", view: IDirectoryView,
+                 rooms: "RoomEvents", source: Dict[str, str], ttl: float) -> None:
         self._connections = connections
         self._outbox = outbox
         self._view = view
@@ -49,9 +59,9 @@ class Presence:
         self.heartbeatKey = "chatd:node:" + source["n"]
         self.usersKey = self.heartbeatKey + ":users"
         self._unsettled: Tuple[Set[str], Set[str]] = (set(), set())
-        self._settling = None
+        self._settling: Optional[IDelayedCall] = None
 
-    def writeAll(self):
+    def writeAll(self) -> None:
         """
         Rewrite this node's hash and heartbeat, directly, ahead of anything
         queued (which the rewrite supersedes).
@@ -68,7 +78,7 @@ class Presence:
         for args in writes:
             connections.write(*args)
 
-    def publishSync(self):
+    def publishSync(self) -> None:
         """
         Publish this node's whole state, directly.
         """
@@ -80,7 +90,7 @@ class Presence:
         sync = json.dumps(dict(self._source, c="sync", u=entries), separators=(",", ":"))
         connections.write("PUBLISH", connections.cluster, sync)
 
-    def announce(self):
+    def announce(self) -> None:
         """
         Write this node's presence afresh and publish its whole state, so that a
         node that gave it up (its heartbeat expired, Redis lost its data) takes
@@ -89,7 +99,7 @@ class Presence:
         self.writeAll()
         self.publishSync()
 
-    def writeUser(self, name, event=None):
+    def writeUser(self, name: str, event: Optional[Dict[str, Any]] = None) -> None:
         """
         Queue the hash write that makes this node's entry for C{name} current.
 
@@ -110,7 +120,7 @@ class Presence:
             entry["rooms"] = sorted(rooms.values())
         self._outbox.enqueue(("HSET", self.usersKey, fold(name), dumps(entry)))
 
-    def changed(self, event, local):
+    def changed(self, event: Dict[str, Any], local: bool) -> None:
         """
         A presence event was published here or applied from another node: keep
         this node's hash and its room subscriptions in step with its local

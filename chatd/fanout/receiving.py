@@ -5,11 +5,22 @@ drop its own echoes and what it heard already, check the event as a client's
 request would be checked, and hand it to the part it concerns or to the core.
 """
 
+from typing import TYPE_CHECKING, Any, Optional, Union
+
 from twisted.logger import Logger
 
 from chatd.core.events import fromWire
-from chatd.fanout.checks import InvalidEvent, checkEvent
-from chatd.fanout.events import MalformedEvent, decodeMessage
+from chatd.fanout.checks import Dropped, InvalidEvent, checkEvent
+from chatd.fanout.events import MalformedEvent, Message, decodeMessage
+from chatd.interfaces import IDirectoryView
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
+    from chatd.fanout.directlog import DirectLog
+    from chatd.fanout.nodes import Nodes
+    from chatd.fanout.outbox import Outbox
+    from chatd.fanout.presence import Presence
+    from chatd.fanout.rooms import RoomEvents
 
 log = Logger()
 
@@ -27,11 +38,11 @@ class Reader:
     @param invalid: the L{chatd.fanout.checks.Dropped} that counts what is dropped.
     """
 
-    def __init__(self, view, invalid):
+    def __init__(self, view: IDirectoryView, invalid: Dropped) -> None:
         self._view = view
         self._invalid = invalid
 
-    def read(self, channel, data):
+    def read(self, channel: str, data: Union[str, bytes]) -> Optional[Message]:
         """
         Decode a message read from C{channel}.
 
@@ -44,7 +55,7 @@ class Reader:
             self._invalid(channel, "malformed", str(e))
             return None
 
-    def valid(self, node, event):
+    def valid(self, node: str, event: Any) -> bool:
         """
         Whether an event from C{node} passes the checks a client's request
         would (L{chatd.fanout.checks}); one that fails is counted and dropped.
@@ -75,7 +86,9 @@ class Receiver:
     @param outbox: its L{chatd.fanout.outbox.Outbox}.
     """
 
-    def __init__(self, nodeId, reader, core, nodes, rooms, presence, directs, outbox):
+    def __init__(self, nodeId: str, reader: Reader, core: "ChatService", nodes: "Nodes",
+                 rooms: "RoomEvents", presence: "Presence", directs: "DirectLog",
+                 outbox: "Outbox") -> None:
         self._nodeId = nodeId
         self._reader = reader
         self._core = core
@@ -85,7 +98,7 @@ class Receiver:
         self._directs = directs
         self._outbox = outbox
 
-    def __call__(self, channel, data):
+    def __call__(self, channel: str, data: Union[str, bytes]) -> None:
         """
         A message on a subscribed channel. Nothing raised here may reach the
         protocol, which would drop the connection.
@@ -104,6 +117,7 @@ class Receiver:
             return
         if message.control == "sync":
             self._nodes.changing(node)
+            assert message.entries is not None  # a sync holds them
             self._nodes.apply(node, message.entries, removals=True)
             return
         if message.control == "bye":
@@ -112,6 +126,7 @@ class Receiver:
         if not self._nodes.fresh(message):
             return
         event = message.event
+        assert event is not None  # a message that is neither sync nor bye holds one
         if not self._reader.valid(node, event):
             return
         kind = event["t"]

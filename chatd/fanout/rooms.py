@@ -18,13 +18,20 @@ as they are published, so a message that comes both live and in a catch-up
 is delivered once.
 """
 
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional
+
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.fanout.connections import failedWrite
 from chatd.fanout.delivered import Delivered, envelopeKey
+from chatd.interfaces import IDirectoryView
 from chatd.names import fold
+
+if TYPE_CHECKING:
+    from chatd.fanout.connections import Connections
+    from chatd.fanout.outbox import Outbox
 
 log = Logger()
 
@@ -45,23 +52,24 @@ class RoomEvents:
     @param deliver: called with C{(node, event)} to hand a room message to the core.
     """
 
-    def __init__(self, connections, outbox, view, deliver):
+    def __init__(self, connections: "Connections", outbox: "Outbox", view: IDirectoryView,
+                 deliver: Callable[[str, Dict[str, Any]], None]) -> None:
         self._connections = connections
         self._outbox = outbox
         self._view = view
         self._deliver = deliver
         # The rooms with local members (folded name -> name), and what was
         # delivered lately per room.
-        self.wanted = {}
-        self._delivered = {}
+        self.wanted: Dict[str, str] = {}
+        self._delivered: Dict[str, Delivered] = {}
 
-    def channel(self, room):
+    def channel(self, room: str) -> str:
         """
         The channel of C{room} (a name, in any case).
         """
         return self._connections.roomChannel(fold(room))
 
-    def record(self, key, timestamp, sender, envelope):
+    def record(self, key: str, timestamp: int, sender: str, envelope: bytes) -> bool:
         """
         Remember a message of the room whose folded name is C{key} as delivered.
 
@@ -72,7 +80,7 @@ class RoomEvents:
             delivered = self._delivered[key] = Delivered()
         return delivered.add(timestamp, envelopeKey(sender, envelope))
 
-    def received(self, node, event):
+    def received(self, node: str, event: Dict[str, Any]) -> None:
         """
         Hand a room message (checked already) to the core unless it was
         delivered here already.
@@ -80,7 +88,7 @@ class RoomEvents:
         if self.record(fold(event["room"]), event["ts"], event["sender"], event["envelope"]):
             self._deliver(node, event)
 
-    def prune(self, floor):
+    def prune(self, floor: float) -> None:
         """
         Forget deliveries older than C{floor} (ms).
         """
@@ -89,7 +97,8 @@ class RoomEvents:
 
     # -- subscriptions --------------------------------------------------------
 
-    def check(self, key, local=False, event=None):
+    def check(self, key: str, local: bool = False,
+              event: Optional[Dict[str, Any]] = None) -> None:
         """
         Subscribe to or unsubscribe from the room whose folded name is C{key},
         as it has local members or not.
@@ -113,7 +122,7 @@ class RoomEvents:
                 maybeDeferred(subscriber.unsubscribe, self._connections.roomChannel(key)
                               ).addErrback(failedWrite, "UNSUBSCRIBE")
 
-    def checkAll(self):
+    def checkAll(self) -> None:
         """
         L{check} every room wanted now or with local members.
         """
@@ -144,7 +153,7 @@ class RoomEvents:
                 self._outbox.release()
         d.addBoth(done)
 
-    async def resubscribe(self, protocol):
+    async def resubscribe(self, protocol: Any) -> None:
         """
         A new subscriber connection: listen to every wanted room on it.
         """
@@ -157,7 +166,7 @@ class RoomEvents:
         Deferred.fromCoroutine(self.catchUp(keys, since)).addErrback(
             lambda f: log.failure("catching up", f))
 
-    async def catchUp(self, keys, since):
+    async def catchUp(self, keys: Iterable[str], since: float) -> None:
         """
         Deliver to local members the stored messages of rooms C{keys} from
         C{CATCH_UP_MARGIN} seconds before C{since} that were not delivered here.
