@@ -4,14 +4,18 @@ chatd's storage: accounts, rooms, memberships and room history behind
 L{chatd.interfaces.IMessageStore}, chosen by a database URL.
 """
 
+from typing import Any, Optional
+
 from chatd.interfaces import IMessageStore
 from chatd.store.engines import engineForURL
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
+from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore
 
 
-def makeStore(url, keys, reactor=None, timeout=None):
+def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
+              timeout: Optional[float] = None) -> IMessageStore:
     """
     Build the store a database URL names; the caller then C{open}s it.
 
@@ -39,7 +43,8 @@ def makeStore(url, keys, reactor=None, timeout=None):
     if timeout is None:
         return store
     if reactor is None:
-        from twisted.internet import reactor
+        from twisted.internet import reactor as globalReactor
+        reactor = globalReactor
     return GuardedStore(store, reactor, timeout)
 
 

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import stat
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from twisted.enterprise.adbapi import ConnectionPool
 
@@ -90,13 +90,13 @@ class Engine:
     connectTimeoutKeyword: Optional[str] = None
     statementTimeoutStatement: Optional[str] = None
 
-    def sql(self, query):
+    def sql(self, query: str) -> str:
         """
         Rewrite C{query}, written with C{?} placeholders, for this engine.
         """
         return query.replace("?", self.placeholder)
 
-    def onConnect(self, connection, statements=()):
+    def onConnect(self, connection: Any, statements: Sequence[str] = ()) -> None:
         """
         Set up a new DB-API connection; a L{ConnectionPool} C{cp_openfun}.
 
@@ -109,7 +109,7 @@ class Engine:
             cursor.execute(statement)
         cursor.close()
 
-    def describe(self, connectionArgs):
+    def describe(self, connectionArgs: Sequence[str]) -> str:
         """
         Name the database C{connectionArgs} connect to, for messages: the
         file of SQLite, C{host:port/database} of PostgreSQL (never the
@@ -122,14 +122,14 @@ class Engine:
         return "%s:%s/%s" % (parts.get("host", "localhost"), parts.get("port", 5432),
                              parts.get("dbname", ""))
 
-    def isDatabaseError(self, error):
+    def isDatabaseError(self, error: BaseException) -> bool:
         """
         Whether C{error} comes from the database (its DB-API module's
         C{Error}), rather than from chatd.
         """
         return isinstance(error, importlib.import_module(self.dbapiName).Error)
 
-    def isUniqueViolation(self, error):
+    def isUniqueViolation(self, error: BaseException) -> bool:
         """
         Whether C{error} was raised because a row would have duplicated a key.
         """
@@ -137,7 +137,7 @@ class Engine:
             getattr(error, self.errorCodeAttribute, None) in self.uniqueViolationCodes
         )
 
-    def isForeignKeyViolation(self, error):
+    def isForeignKeyViolation(self, error: BaseException) -> bool:
         """
         Whether C{error} was raised because a row referred to a missing row.
         """
@@ -146,8 +146,9 @@ class Engine:
             in self.foreignKeyViolationCodes
         )
 
-    def connectionPool(self, connectionArgs, reactor=None, poolFactory=ConnectionPool,
-                       timeout=None):
+    def connectionPool(self, connectionArgs: Sequence[str], reactor: Optional[Any] = None,
+                       poolFactory: Callable[..., ConnectionPool] = ConnectionPool,
+                       timeout: Optional[float] = None) -> ConnectionPool:
         """
         Build a connection pool for this engine.
 
@@ -352,7 +353,7 @@ _FORMS = (
 _SQLITE_MINIMUM = (3, 35, 0)
 
 
-def engineForURL(url):
+def engineForURL(url: str) -> Tuple["Engine", Tuple[str, ...]]:
     """
     Pick the engine for a database URL, and what to connect with.
 

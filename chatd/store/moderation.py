@@ -11,7 +11,7 @@ built on them. It lives apart from C{sql.py}, which holds the chat's own
 tables.
 """
 
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 
@@ -48,7 +48,8 @@ def readModeration(txn, execute, roomKey: str) -> Moderation:
     return moderation(topic, roles, bans)
 
 
-def moderation(topic, roles, bans) -> Moderation:
+def moderation(topic: Optional[str], roles: Iterable[Tuple[str, str]],
+               bans: Iterable[Ban]) -> Moderation:
     """
     A L{Moderation} from (name, role) pairs and L{Ban}s in any order: every
     store sorts them the same way (by folded name, not by the database's
@@ -165,23 +166,23 @@ class ModerationStore:
     _execute: Callable[..., None]
     _now: Callable[[], int]
 
-    def moderation(self, room):
+    def moderation(self, room: str) -> "Deferred[Moderation]":
         return self._interact(lambda txn: readModeration(txn, self._execute, fold(room)))
 
-    def setRole(self, room, user, role):
+    def setRole(self, room: str, user: str, role: Optional[str]) -> "Deferred[None]":
         return self.run(setRole, fold(room), fold(user), role)
 
-    def addBan(self, room, name, by, reason):
+    def addBan(self, room: str, name: str, by: str, reason: str) -> "Deferred[None]":
         return self.run(addBan, fold(room), name, by, self._now(), reason)
 
-    def removeBan(self, room, name):
+    def removeBan(self, room: str, name: str) -> "Deferred[None]":
         return self.run(removeBan, fold(room), fold(name))
 
-    def setTopic(self, room, topic):
+    def setTopic(self, room: str, topic: str) -> "Deferred[None]":
         return self.run(setTopic, fold(room), topic)
 
-    def setRoomPassword(self, room, passwordHash):
+    def setRoomPassword(self, room: str, passwordHash: Optional[bytes]) -> "Deferred[None]":
         return self.run(setRoomPassword, fold(room), passwordHash)
 
-    def destroyRoom(self, room):
+    def destroyRoom(self, room: str) -> "Deferred[None]":
         return self.run(destroyRoom, fold(room))

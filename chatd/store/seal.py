@@ -105,7 +105,7 @@ class AtRestKeys:
     """
 
     def __init__(self, keys: Sequence[bytes], source: str = "the at-rest keys",
-                 created: bool = False):
+                 created: bool = False) -> None:
         """
         @param keys: key-file lines, newest first.
         @raise ValueError: when there is no key, a line is not a key, or two
@@ -227,7 +227,7 @@ class DamageReport:
 
     _log = Logger()
 
-    def __init__(self, limit: int = 1000):
+    def __init__(self, limit: int = 1000) -> None:
         self.limit = limit
         self._logged: Set[Tuple[str, str, str]] = set()
         self._full = False

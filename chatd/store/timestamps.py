@@ -10,8 +10,10 @@ shares, has the last word: a message whose timestamp is taken gets the next
 free one.
 """
 
+from typing import Iterable
 
-def nextFree(timestamp, taken):
+
+def nextFree(timestamp: int, taken: Iterable[int]) -> int:
     """
     The first timestamp from C{timestamp} on that is not in C{taken}.
 

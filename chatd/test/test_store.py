@@ -1480,7 +1480,7 @@ class MakeStoreTests(SynchronousTestCase):
         store = makeStore(
             "postgresql://chatd@db.invalid/chatd", KEYS, _ThreadlessReactor()
         )
-        self.assertIsInstance(store, AdbapiStore)
+        assert isinstance(store, AdbapiStore)
         self.assertEqual(store._engine, POSTGRESQL)
         self.successResultOf(store.close())
 
