@@ -29,12 +29,14 @@ request to L{Door.submit}.
 """
 
 from collections import deque
+from typing import Any, Callable, Deque, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.errors import BadRequest, ChatError
+from chatd.interfaces import IChatService, ISession
 from chatd.protocols.outbox import Outbox, budgetOf
 from chatd.protocols.requests import REQUESTS
 
@@ -50,7 +52,7 @@ class Final:
     a frame that makes the stream untrustworthy).
     """
 
-    def __init__(self, frame):
+    def __init__(self, frame: Any) -> None:
         self.frame = frame
 
 
@@ -87,21 +89,21 @@ class Door:
     malformed = ()
     maxOverlapping = 64
 
-    def __init__(self, service):
+    def __init__(self, service: IChatService) -> None:
         self.service = service
-        self.session = None
-        self.outbox = None
+        self.session: Optional[ISession] = None
+        self.outbox: Optional[Outbox] = None
         self._closing = False
-        self._leaving = None
-        self._answers = deque()
-        self._waiting = deque()
+        self._leaving: Optional[str] = None
+        self._answers: Deque[_Answer] = deque()
+        self._waiting: Deque[Tuple[Optional[str], Callable[[], Any], object]] = deque()
         self._pending = {"ordered": 0, "overlapping": 0}
         self._advancing = False
         self._readingPaused = False
 
     # -- lifecycle --------------------------------------------------------
 
-    def open(self, sink, address):
+    def open(self, sink: Any, address: str) -> bool:
         """
         The connection is up: start its outbox over C{sink} and connect to the
         core. A connection the core refuses is told why and closed.
@@ -119,7 +121,7 @@ class Door:
             return False
         return True
 
-    def lost(self):
+    def lost(self) -> None:
         """
         The connection is gone: the session ends and nothing more is sent.
         """
@@ -130,7 +132,7 @@ class Door:
         if self.outbox is not None:
             self.outbox.stopProducing()
 
-    def received(self):
+    def received(self) -> None:
         """
         Bytes came from the client: the session's idle clock starts again.
         """
@@ -191,7 +193,7 @@ class Door:
 
     # -- the request pipeline ---------------------------------------------
 
-    def call(self, request, *args, **kwargs):
+    def call(self, request: str, *args: Any, **kwargs: Any) -> Any:
         """
         Make request C{request} (a name of L{REQUESTS}) of the session.
 
@@ -199,7 +201,8 @@ class Door:
         """
         return getattr(self.session, REQUESTS[request])(*args, **kwargs)
 
-    def submit(self, request, handle, context=NO_CONTEXT):
+    def submit(self, request: Optional[str], handle: Callable[[], Any],
+               context: object = NO_CONTEXT) -> None:
         """
         Take one request in its turn.
 
@@ -217,7 +220,8 @@ class Door:
         self._waiting.append((request, handle, context))
         self._advance()
 
-    def refuseInTurn(self, error, context=NO_CONTEXT, final=False):
+    def refuseInTurn(self, error: ChatError, context: object = NO_CONTEXT,
+                     final: bool = False) -> None:
         """
         Refuse input that is no request (malformed, unknown) in its turn: its
         refusal is its answer, in order; with C{final}, the connection then
@@ -309,10 +313,10 @@ class Door:
 
     # -- IChatClient ------------------------------------------------------
 
-    def disconnect(self):
+    def disconnect(self) -> None:
         self._closeAfterWriting()
 
-    def goAway(self, code, message):
+    def goAway(self, code: int, message: str) -> None:
         """
         Send the warning, drop the requests not yet started, and close once
         the ones in progress are answered.

@@ -13,10 +13,11 @@ from twisted.internet.protocol import connectionDone
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from chatd.core.session import Session
 from chatd.errors import ChatError, NotFound
-from chatd.interfaces import ISession
+from chatd.interfaces import IChatService, ISession
 from chatd.protocols import binary, door, text, websocket
 from chatd.protocols.devicedoor import REQUESTS_V3
 from chatd.protocols.door import Door, Final
@@ -54,6 +55,7 @@ class FakeSession:
         return request
 
 
+@implementer(IChatService)
 class FakeService:
     """
     What a door needs of the core: settings, metrics and C{connect}.
