@@ -26,6 +26,7 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, Timeo
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from chatd import e2e
 from chatd.errors import BadRequest, Conflict, NotFound
 from chatd.interfaces import IFileClient
 from chatd.observer import OneShotObserver
@@ -62,7 +63,7 @@ class Offer:
     size: int
     chunks: int
     chunkSize: int
-    envelope: object
+    envelope: Optional[e2e.Envelope]
 
 
 @dataclass(eq=False)

@@ -4,6 +4,8 @@ Requests about who a session is: hello, register, login, challenge and auth,
 keys, and a guest's nick.
 """
 
+from typing import List, Optional, Tuple
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -26,7 +28,7 @@ class AccountRequests(SessionBase):
     The account requests of a L{chatd.core.session.Session}, mixed into it.
     """
 
-    def hello(self, version, guest=True):
+    def hello(self, version: int, guest: bool = True) -> Optional[str]:
         """
         Greet the server.
 
@@ -51,7 +53,7 @@ class AccountRequests(SessionBase):
         return user.name
 
 
-    def nick(self, name):
+    def nick(self, name: str) -> "Deferred[str]":
         """
         A guest takes another name.
 
@@ -86,7 +88,8 @@ class AccountRequests(SessionBase):
         self.service.happened(self.service.directory.rename(user, name, user.account), self)
 
 
-    def register(self, name, password, publicKey, invite=None):
+    def register(self, name: str, password: str, publicKey: bytes,
+                 invite: Optional[str] = None) -> "Deferred[None]":
         """
         Create an account and log this session in as it. An empty password makes
         an account that logs in by challenge-response only.
@@ -128,7 +131,7 @@ class AccountRequests(SessionBase):
         log.info("registered {name} from {address}", name=name, address=self.address)
         await self._becomeAccount(name, publicKey)
 
-    def login(self, name, password):
+    def login(self, name: str, password: str) -> "Deferred[None]":
         """
         Log in with a password.
 
@@ -159,7 +162,7 @@ class AccountRequests(SessionBase):
         log.info("{name} logged in from {address}", name=account.name, address=self.address)
         await self._becomeAccount(account.name, account.publicKey)
 
-    def challenge(self):
+    def challenge(self) -> bytes:
         """
         A fresh challenge for AUTH, replacing any earlier one.
         """
@@ -169,7 +172,7 @@ class AccountRequests(SessionBase):
         self._challenge = (value, self.service.clock.seconds() + lifetime)
         return value
 
-    def auth(self, name, signature):
+    def auth(self, name: str, signature: bytes) -> "Deferred[None]":
         """
         Log in by signing the outstanding challenge; the challenge is used up
         whatever the outcome.
@@ -250,7 +253,7 @@ class AccountRequests(SessionBase):
             if room is not None and fold(name) not in room.members and self.user is user:
                 service.happened(service.directory.join(room, user))
 
-    def setKey(self, publicKey):
+    def setKey(self, publicKey: bytes) -> "Deferred[None]":
         """
         Publish (a guest) or replace (an account) this user's public key.
 
@@ -268,7 +271,7 @@ class AccountRequests(SessionBase):
     def _changeKey(self, user, publicKey):
         self.service.happened(self.service.directory.changeKey(user, publicKey), self)
 
-    def getKeys(self, kind, name):
+    def getKeys(self, kind: int, name: str) -> "Deferred[List[Tuple[str, bytes]]]":
         """
         The public keys of a room's members, or of one user.
 

@@ -22,7 +22,8 @@ class FileRequests(SessionBase):
     The file transfer requests of a L{chatd.core.session.Session}, mixed into it.
     """
 
-    def offer(self, kind, target, size, chunks, chunkSize, data):
+    def offer(self, kind: int, target: str, size: int, chunks: int, chunkSize: int,
+              data: bytes) -> "Deferred[int]":
         """
         Offer a file to a room or a user: the sizes are checked first (they rank
         with malformed requests), then the target and the file envelope as for a
@@ -102,7 +103,7 @@ class FileRequests(SessionBase):
             raise NotFound("no such transfer: %d" % (transferId,))
         return transfer
 
-    def answer(self, transferId, accept):
+    def answer(self, transferId: int, accept: int) -> None:
         """
         Accept (1) or decline (0) an offered file.
         """
@@ -111,26 +112,26 @@ class FileRequests(SessionBase):
                              % (accept,))
         self._transfer(transferId).answer(self, bool(accept))
 
-    def fileChunk(self, transferId, index, data):
+    def fileChunk(self, transferId: int, index: int, data: bytes) -> None:
         """
         The sender's chunk C{index}, relayed to the accepting recipients.
         """
         self._transfer(transferId).chunk(self, index, data)
         self.service.metrics.chunkRelayed(len(data))
 
-    def fileAck(self, transferId, index):
+    def fileAck(self, transferId: int, index: int) -> None:
         """
         A recipient acknowledges chunk C{index}.
         """
         self._transfer(transferId).ack(self, index)
 
-    def fileDone(self, transferId):
+    def fileDone(self, transferId: int) -> None:
         """
         The sender has sent every chunk.
         """
         self._transfer(transferId).done(self)
 
-    def fileCancel(self, transferId, reason):
+    def fileCancel(self, transferId: int, reason: str) -> None:
         """
         The sender cancels the transfer, or a recipient leaves it.
         """

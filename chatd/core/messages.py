@@ -42,7 +42,7 @@ class MessageRequests(SessionBase):
             raise
 
 
-    def roomMessage(self, roomName, data):
+    def roomMessage(self, roomName: str, data: bytes) -> "Deferred[int]":
         """
         Post an envelope to a room.
 
@@ -82,7 +82,7 @@ class MessageRequests(SessionBase):
                          self)
         return timestamp
 
-    def directMessage(self, userName, data):
+    def directMessage(self, userName: str, data: bytes) -> "Deferred[int]":
         """
         Send an envelope to one online user. Direct messages are not stored.
 

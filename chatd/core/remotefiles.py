@@ -30,15 +30,20 @@ receive files declines at once. File events are not kept while a node cannot
 hear Redis: the transfer's own timeouts end what they interrupt.
 """
 
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Set
+
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd import e2e
+from chatd.core.directory import User
 from chatd.core.events import (
     FileAck,
     FileAnswer,
     FileCancelled,
     FileChunk,
     FileDone,
+    FileEvent,
     FileLeave,
     FileOffer,
 )
@@ -46,7 +51,10 @@ from chatd.errors import BadRequest, Conflict, NotFound
 from chatd.interfaces import IFileClient
 from chatd.names import fold
 from chatd.observer import OneShotObserver
-from chatd.transfer import Offer
+from chatd.transfer import Offer, Participant, Transfer
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
 
 log = Logger()
 
@@ -59,32 +67,36 @@ class RemoteRecipient:
     session of a L{chatd.transfer.Transfer}: it is its own client.
     """
 
-    def __init__(self, service, node, user):
+    def __init__(self, service: "ChatService", node: str, user: User) -> None:
         self.service = service
         self.node = node
         self.user = user
         self.client = self
-        self.transfers = set()
+        self.transfers: Set[int] = set()
 
     def _publish(self, kind, transferId, *fields):
         self.service.happened([kind(self.node, transferId, self.user.name, *fields)])
 
-    def fileOffered(self, transfer):
+    def fileOffered(self, transfer: Transfer) -> None:
         offer = transfer.offer
-        self._publish(FileOffer, transfer.id, transfer.sender.name, offer.kind, offer.target,
+        # A transfer offered is one the core made: from a session, with a name,
+        # of an envelope it checked.
+        sender: Any = transfer.sender
+        assert offer.envelope is not None
+        self._publish(FileOffer, transfer.id, sender.name, offer.kind, offer.target,
                       offer.size, offer.chunks, offer.chunkSize, offer.envelope.raw)
 
-    def fileChunk(self, transferId, index, data):
+    def fileChunk(self, transferId: int, index: int, data: bytes) -> None:
         self._publish(FileChunk, transferId, index, data)
 
-    def fileDone(self, transferId):
+    def fileDone(self, transferId: int) -> None:
         self._publish(FileDone, transferId)
 
-    def fileCancelled(self, transferId, reason):
+    def fileCancelled(self, transferId: int, reason: str) -> None:
         self._publish(FileCancelled, transferId, reason)
 
 
-def remoteRecipients(service, users):
+def remoteRecipients(service: "ChatService", users: Iterable[User]) -> List[RemoteRecipient]:
     """
     The L{RemoteRecipient}s of C{users}' sessions on other nodes.
     """
@@ -115,7 +127,8 @@ class Mirror:
     @ivar origin: C{(node, id)} of the transfer on the sender's node.
     """
 
-    def __init__(self, service, node, event, sender, user, sessions, envelope):
+    def __init__(self, service: "ChatService", node: str, event: FileOffer, sender: User,
+                 user: User, sessions: Iterable[Participant], envelope: e2e.Envelope) -> None:
         self.service = service
         self.id = service.newTransferId()
         self.origin = (node, event.id)
@@ -124,17 +137,17 @@ class Mirror:
         self.offer = Offer(event.targetKind, event.target, event.size, event.chunks,
                            event.chunkSize, envelope)
         self.recipients = dict.fromkeys(sessions, PENDING)
-        self.chosen = None
+        self.chosen: Optional[Participant] = None
         self.over = False
-        self._received = set()
-        self._acked = set()
+        self._received: Set[int] = set()
+        self._acked: Set[int] = set()
         self._done = OneShotObserver()
 
-    def begin(self):
+    def begin(self) -> None:
         for session in self.recipients:
             session.client.fileOffered(self)
 
-    def whenDone(self):
+    def whenDone(self) -> "Deferred[str]":
         return self._done.whenFired()
 
     def _publish(self, kind, *fields):
@@ -162,7 +175,7 @@ class Mirror:
 
     # -- requests of the recipient's sessions ------------------------------
 
-    def answer(self, session, accept):
+    def answer(self, session: Participant, accept: bool) -> None:
         if self._recipient(session) != PENDING:
             raise Conflict("transfer %d: already answered" % (self.id,))
         if accept:
@@ -179,7 +192,7 @@ class Mirror:
             self._publish(FileAnswer, False)
             self._end("declined")
 
-    def ack(self, session, index):
+    def ack(self, session: Participant, index: int) -> None:
         if index >= self.offer.chunks:
             raise BadRequest("chunk index %d is past the last (%d)"
                              % (index, self.offer.chunks - 1))
@@ -191,19 +204,19 @@ class Mirror:
             self._acked.add(index)
             self._publish(FileAck, index)
 
-    def chunk(self, session, index, data):
+    def chunk(self, session: Participant, index: int, data: bytes) -> None:
         self._recipient(session)
         raise BadRequest("only the sender of transfer %d may send chunks" % (self.id,))
 
-    def done(self, session):
+    def done(self, session: Participant) -> None:
         self._recipient(session)
         raise BadRequest("only the sender of transfer %d may finish" % (self.id,))
 
-    def cancel(self, session, reason):
+    def cancel(self, session: Participant, reason: str) -> None:
         self._recipient(session)
         self._leave(session, reason, cancel=True)
 
-    def sessionGone(self, session, reason):
+    def sessionGone(self, session: Participant, reason: str) -> None:
         if not self.over and self.recipients.get(session) in (PENDING, ACCEPTED):
             self._leave(session, reason, cancel=False)
 
@@ -216,17 +229,17 @@ class Mirror:
 
     # -- what the sender's node says ----------------------------------------
 
-    def chunkArrived(self, index, data):
+    def chunkArrived(self, index: int, data: bytes) -> None:
         if self.chosen is not None and not self.over and 0 <= index < self.offer.chunks:
             self._received.add(index)
             self.chosen.client.fileChunk(self.id, index, data)
 
-    def finished(self):
+    def finished(self) -> None:
         if self.chosen is not None and not self.over:
             self.chosen.client.fileDone(self.id)
             self._end("done")
 
-    def cancelled(self, reason):
+    def cancelled(self, reason: str) -> None:
         if not self.over:
             self._tell(reason, [s for s, state in self.recipients.items()
                                 if state in (PENDING, ACCEPTED)])
@@ -277,7 +290,7 @@ def _remoteRecipient(service, node, event):
     return None, None
 
 
-def remoteFileEvent(service, node, event):
+def remoteFileEvent(service: "ChatService", node: str, event: FileEvent) -> None:
     """
     A L{chatd.core.events.FileEvent} from node C{node} (checked by the
     fan-out): act on it when it is for this node. A request the transfer
@@ -305,13 +318,15 @@ def remoteFileEvent(service, node, event):
             transfer.answer(recipient, event.accept)
         elif isinstance(event, FileAck):
             transfer.ack(recipient, event.index)
-        elif event.cancel:
-            transfer.cancel(recipient, event.reason)
         else:
-            transfer.sessionGone(recipient, event.reason)
+            assert isinstance(event, FileLeave)  # the last kind of file event
+            if event.cancel:
+                transfer.cancel(recipient, event.reason)
+            else:
+                transfer.sessionGone(recipient, event.reason)
 
 
-def filesNodeGone(service, node):
+def filesNodeGone(service: "ChatService", node: str) -> None:
     """
     Node C{node} is gone: transfers from there end for their recipients here
     as if the sender had disconnected, and its users leave transfers from here

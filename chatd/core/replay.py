@@ -4,7 +4,9 @@ The envelope ids accepted lately, so that a replayed envelope is refused.
 """
 
 from collections import deque
-from typing import Any, Deque, Tuple
+from typing import Any, Deque, Dict, Hashable, Tuple
+
+from twisted.internet.interfaces import IReactorTime
 
 
 class ReplayCache:
@@ -20,18 +22,18 @@ class ReplayCache:
     rate limit keeps a full cache rare; see docs/security.rst).
     """
 
-    def __init__(self, clock, horizon, capacity):
+    def __init__(self, clock: IReactorTime, horizon: float, capacity: int) -> None:
         self.clock = clock
         self.horizon = horizon
         self.capacity = capacity
-        self._expiry = {}
+        self._expiry: Dict[Hashable, float] = {}
         self._order: Deque[Tuple[float, Any]] = deque()
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         self._prune()
         return key in self._expiry
 
-    def add(self, key):
+    def add(self, key: Hashable) -> None:
         expires = self.clock.seconds() + self.horizon
         self._expiry[key] = expires
         self._order.append((expires, key))
@@ -40,10 +42,10 @@ class ReplayCache:
             if self._expiry.get(key) == expires:
                 del self._expiry[key]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._expiry)
 
-    def discard(self, key):
+    def discard(self, key: Hashable) -> None:
         self._expiry.pop(key, None)
 
     def _prune(self):
