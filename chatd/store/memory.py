@@ -11,22 +11,25 @@ the at-rest key here too, so that no store ever holds one in plaintext.
 
 from dataclasses import dataclass, replace
 from functools import wraps
-from typing import FrozenSet, Optional
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, TypeVar, cast
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from chatd.errors import ChatError, Conflict, Forbidden, NotFound
 from chatd.interfaces import IMessageStore
-from chatd.model import Account, Ban, RoomRecord
+from chatd.model import Account, Ban, DeviceList, HistoryRow, Moderation, RoomRecord
 from chatd.names import fold
 from chatd.store.entries import Stamp
 from chatd.store.memorydevices import MemoryDevices
 from chatd.store.moderation import OWNER, moderation
 from chatd.store.operations import tokenHash
 from chatd.store.readers import readerKeys
-from chatd.store.seal import DamageReport, openRows
+from chatd.store.seal import AtRestKeys, DamageReport, openRows
 from chatd.store.timestamps import nextFree
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class _Message:
     sequence: int = 0
 
 
-def _answered(method):
+def _answered(method: Callable[..., _T]) -> Callable[..., "Deferred[_T]"]:
     """
     A method that returns or raises, as one that returns a L{Deferred} that
     has fired, as every store method does.
@@ -84,7 +87,7 @@ class MemoryStore(MemoryDevices):
         uniqueness the SQL store's constraint keeps.
     """
 
-    def __init__(self, keys, clock=None):
+    def __init__(self, keys: AtRestKeys, clock: Optional[IReactorTime] = None) -> None:
         """
         @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
             with.
@@ -92,31 +95,34 @@ class MemoryStore(MemoryDevices):
             reactor when L{None}.
         """
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor as globalReactor
+            clock = cast(IReactorTime, globalReactor)
         self._keys = keys
         self._damage = DamageReport()
-        self._accounts = {}
-        self._rooms = {}
-        self._members = {}
-        self._messages = {}
-        self._envelopeIds = set()
-        self._invites = {}
-        self._roles = {}
-        self._bans = {}
+        self._accounts: Dict[str, Account] = {}
+        self._rooms: Dict[str, _Room] = {}
+        self._members: Dict[str, Set[str]] = {}
+        self._messages: Dict[str, List[_Message]] = {}
+        self._envelopeIds: Set[Tuple[str, str]] = set()
+        # hash of the token -> [uses left, expiry in ms or None]
+        self._invites: Dict[str, list] = {}
+        self._roles: Dict[str, Dict[str, str]] = {}
+        self._bans: Dict[str, Dict[str, Ban]] = {}
         self._clock = clock
         self._initDevices()
 
-    def open(self):
+    def open(self) -> "Deferred[None]":
         return succeed(None)
 
-    def close(self):
+    def close(self) -> "Deferred[None]":
         return succeed(None)
 
-    def getAccount(self, name):
+    def getAccount(self, name: str) -> "Deferred[Optional[Account]]":
         return succeed(self._accounts.get(fold(name)))
 
-    def createAccount(self, name, passwordHash, publicKey, invite=None, devices=None,
-                      recovery=b""):
+    def createAccount(self, name: str, passwordHash: Optional[bytes], publicKey: bytes,
+                      invite: Optional[str] = None, devices: Optional[DeviceList] = None,
+                      recovery: bytes = b"") -> "Deferred[None]":
         key = fold(name)
         if key in self._accounts:
             return fail(Conflict("that name is taken"))
@@ -130,11 +136,12 @@ class MemoryStore(MemoryDevices):
         self._createDevices(key, devices, recovery)
         return succeed(None)
 
-    def createInvite(self, token, uses, expiresMs):
+    def createInvite(self, token: str, uses: int,
+                     expiresMs: Optional[int]) -> "Deferred[None]":
         self._invites[tokenHash(token)] = [uses, expiresMs]
         return succeed(None)
 
-    def deleteHistoryBefore(self, timestampMs):
+    def deleteHistoryBefore(self, timestampMs: int) -> "Deferred[int]":
         deleted = 0
         for room, messages in self._messages.items():
             kept = [m for m in messages if m.timestamp >= timestampMs]
@@ -142,14 +149,14 @@ class MemoryStore(MemoryDevices):
             self._messages[room] = kept
         return succeed(deleted + self._deleteDirectsBefore(timestampMs))
 
-    def setPublicKey(self, name, publicKey):
+    def setPublicKey(self, name: str, publicKey: bytes) -> "Deferred[None]":
         key = fold(name)
         if key not in self._accounts:
             return fail(NotFound("no such account"))
         self._accounts[key] = replace(self._accounts[key], publicKey=publicKey)
         return succeed(None)
 
-    def loadRooms(self):
+    def loadRooms(self) -> "Deferred[List[RoomRecord]]":
         return succeed(
             [
                 RoomRecord(
@@ -162,7 +169,8 @@ class MemoryStore(MemoryDevices):
             ]
         )
 
-    def createRoom(self, name, passwordHash, owner=None, history=0):
+    def createRoom(self, name: str, passwordHash: Optional[bytes], owner: Optional[str] = None,
+                   history: int = 0) -> "Deferred[None]":
         key = fold(name)
         if key in self._rooms:
             return fail(Conflict("that room exists"))
@@ -173,7 +181,7 @@ class MemoryStore(MemoryDevices):
         self._bans[key] = {}
         return succeed(None)
 
-    def deleteRoom(self, name):
+    def deleteRoom(self, name: str) -> "Deferred[bool]":
         key = fold(name)
         room = self._rooms.get(key)
         if room is None or room.passwordHash is not None or room.topic is not None \
@@ -195,13 +203,13 @@ class MemoryStore(MemoryDevices):
         return key
 
     @_answered
-    def moderation(self, room):
+    def moderation(self, room: str) -> Moderation:
         key = self._room(room)
         roles = [(self._accounts[user].name, role) for user, role in self._roles[key].items()]
         return moderation(self._rooms[key].topic, roles, self._bans[key].values())
 
     @_answered
-    def setRole(self, room, user, role):
+    def setRole(self, room: str, user: str, role: Optional[str]) -> None:
         key, userKey = self._room(room), fold(user)
         if userKey not in self._accounts:
             raise NotFound("no such account")
@@ -211,7 +219,7 @@ class MemoryStore(MemoryDevices):
             self._roles[key][userKey] = role
 
     @_answered
-    def addBan(self, room, name, by, reason):
+    def addBan(self, room: str, name: str, by: str, reason: str) -> None:
         key, userKey = self._room(room), fold(name)
         if userKey in self._bans[key]:
             raise Conflict("%s is banned already" % (name,))
@@ -220,29 +228,29 @@ class MemoryStore(MemoryDevices):
         self._roles[key].pop(userKey, None)
 
     @_answered
-    def removeBan(self, room, name):
+    def removeBan(self, room: str, name: str) -> None:
         if self._bans.get(fold(room), {}).pop(fold(name), None) is None:
             raise NotFound("not banned")
 
     @_answered
-    def setTopic(self, room, topic):
+    def setTopic(self, room: str, topic: str) -> None:
         key = self._room(room)
         self._rooms[key] = replace(self._rooms[key], topic=topic)
 
     @_answered
-    def setRoomPassword(self, room, passwordHash):
+    def setRoomPassword(self, room: str, passwordHash: Optional[bytes]) -> None:
         key = self._room(room)
         self._rooms[key] = replace(self._rooms[key], passwordHash=passwordHash)
 
     @_answered
-    def destroyRoom(self, room):
+    def destroyRoom(self, room: str) -> None:
         key = self._room(room)
         envelopeIds = {(m.senderKey, m.envelopeId) for m in self._messages[key]}
         self._forgetRoom(key)
         # The SQL store's unique (sender, id) pairs go with their rows.
         self._envelopeIds -= envelopeIds
 
-    def addMember(self, room, user):
+    def addMember(self, room: str, user: str) -> "Deferred[None]":
         roomKey = fold(room)
         userKey = fold(user)
         if roomKey not in self._rooms or userKey not in self._accounts:
@@ -250,11 +258,11 @@ class MemoryStore(MemoryDevices):
         self._members[roomKey].add(userKey)
         return succeed(None)
 
-    def removeMember(self, room, user):
+    def removeMember(self, room: str, user: str) -> "Deferred[None]":
         self._members.get(fold(room), set()).discard(fold(user))
         return succeed(None)
 
-    def roomsOf(self, user):
+    def roomsOf(self, user: str) -> "Deferred[List[str]]":
         userKey = fold(user)
         return succeed(
             sorted(
@@ -264,7 +272,8 @@ class MemoryStore(MemoryDevices):
             )
         )
 
-    def appendMessage(self, room, sender, timestamp, envelopeId, envelope, readers):
+    def appendMessage(self, room: str, sender: str, timestamp: int, envelopeId: str,
+                      envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
         roomKey = fold(room)
         senderKey = fold(sender)
         if (senderKey, envelopeId) in self._envelopeIds:
@@ -287,13 +296,15 @@ class MemoryStore(MemoryDevices):
         )
         return succeed(Stamp(timestamp, self._sequence))
 
-    def messagesAfter(self, room, after, limit):
+    def messagesAfter(self, room: str, after: int,
+                      limit: int) -> "Deferred[List[HistoryRow]]":
         roomKey = fold(room)
         later = [m for m in self._messages.get(roomKey, []) if m.timestamp > after]
         later.sort(key=lambda message: message.timestamp)
         return succeed(self._open(roomKey, later[:max(limit, 0)]))
 
-    def history(self, room, reader, limit, before):
+    def history(self, room: str, reader: str, limit: int,
+                before: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             return succeed([])
         # The reader is an entry key; shared entries count (memorydevices).

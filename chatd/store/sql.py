@@ -23,7 +23,9 @@ undoing the others.
 
 import re
 from importlib import resources
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
+from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -31,16 +33,17 @@ from zope.interface import implementer
 
 from chatd.errors import Conflict, Forbidden, NotFound, Unavailable
 from chatd.interfaces import IMessageStore
-from chatd.model import Account, RoomRecord
+from chatd.model import Account, DeviceList, HistoryRow, RoomRecord
 from chatd.names import fold
 from chatd.startup import StartupError
 from chatd.store import devices, operations
 from chatd.store.devices import DeviceStore
+from chatd.store.engines import Engine
 from chatd.store.entries import Stamp
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.moderation import OWNER, ModerationStore
 from chatd.store.readers import storeReaderSet
-from chatd.store.seal import DamageReport, openRows
+from chatd.store.seal import AtRestKeys, DamageReport, openRows
 from chatd.store.timestamps import nextFree
 from chatd.store.waiting import WaitingStore, nextSequence, roomHistory
 
@@ -55,7 +58,7 @@ _TAKEN_PAGE = 64
 _MIGRATION_NAME = re.compile(r"([0-9]+)-[A-Za-z0-9_-]+(?:\.([a-z]+))?\.sql")
 
 
-def loadMigrations(dialect, directory=None):
+def loadMigrations(dialect: str, directory: Optional[Any] = None) -> List[Tuple[int, str]]:
     """
     Read the schema files of one engine, named C{NNN-what.sql} when every
     engine runs them and C{NNN-what.DIALECT.sql} when the engines need
@@ -108,8 +111,10 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
     _log = Logger()
 
     def __init__(
-        self, engine, connectionArgs, keys, pool=None, reactor=None, migrations=None
-    ):
+        self, engine: Engine, connectionArgs: Sequence[str], keys: AtRestKeys,
+        pool: Optional[ConnectionPool] = None, reactor: Optional[Any] = None,
+        migrations: Optional[List[Tuple[int, str]]] = None
+    ) -> None:
         """
         @param engine: the L{chatd.store.engines.Engine} of the database.
         @param connectionArgs: what to connect with (for SQLite, the path; for
@@ -125,7 +130,8 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
             L{None} for the schema files shipped with chatd for C{engine}.
         """
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as globalReactor
+            reactor = globalReactor
         if pool is None:
             pool = engine.connectionPool(connectionArgs, reactor)
         if migrations is None:
@@ -137,9 +143,9 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         self._pool = pool
         self._clock = reactor
         self._migrations = migrations
-        self._queue = []
+        self._queue: List[Tuple[Callable[..., Any], tuple, Deferred]] = []
         self._writing = False
-        self._idleWaiters = []
+        self._idleWaiters: List[Deferred] = []
 
     # Plumbing
 
@@ -194,7 +200,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
 
     # Opening and closing
 
-    def open(self):
+    def open(self) -> "Deferred[None]":
         """
         Create or upgrade the schema.
 
@@ -282,7 +288,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         self._execute(txn, "UPDATE schema_version SET version = ?", (version,))
         return True
 
-    def close(self):
+    def close(self) -> "Deferred[None]":
         waiting = self._whenIdle()
         waiting.addCallback(self._closePool)
         return waiting
@@ -385,7 +391,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
             self._execute(txn, "RELEASE SAVEPOINT queued_write")
         return outcomes
 
-    def run(self, operation, *args):
+    def run(self, operation: Callable[..., Any], *args: Any) -> Deferred:
         """
         Run C{operation(txn, execute, *args)}, one of L{chatd.store.operations},
         as a write in call order.
@@ -397,15 +403,16 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
 
     # Operators
 
-    def createInvite(self, token, uses, expiresMs):
+    def createInvite(self, token: str, uses: int,
+                     expiresMs: Optional[int]) -> "Deferred[None]":
         return self.run(operations.createInvite, token, uses, expiresMs, self._now())
 
-    def deleteHistoryBefore(self, timestampMs):
+    def deleteHistoryBefore(self, timestampMs: int) -> "Deferred[int]":
         return self.run(operations.deleteHistoryBefore, timestampMs)
 
     # Accounts
 
-    def getAccount(self, name):
+    def getAccount(self, name: str) -> "Deferred[Optional[Account]]":
         return self._interact(self._getAccount, fold(name))
 
     def _getAccount(self, txn, key):
@@ -421,8 +428,9 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         [(name, passwordHash, publicKey, banned)] = rows
         return Account(name, passwordHash, publicKey, bool(banned))
 
-    def createAccount(self, name, passwordHash, publicKey, invite=None, devices=None,
-                      recovery=b""):
+    def createAccount(self, name: str, passwordHash: Optional[bytes], publicKey: bytes,
+                      invite: Optional[str] = None, devices: Optional[DeviceList] = None,
+                      recovery: bytes = b"") -> "Deferred[None]":
         return self._write(self._createAccount, name, passwordHash, publicKey, invite,
                            devices, recovery)
 
@@ -443,7 +451,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
             raise
         devices.createDevices(txn, self._execute, fold(name), deviceList, recovery)
 
-    def setPublicKey(self, name, publicKey):
+    def setPublicKey(self, name: str, publicKey: bytes) -> "Deferred[None]":
         return self._write(self._setPublicKey, fold(name), publicKey)
 
     def _setPublicKey(self, txn, key, publicKey):
@@ -457,7 +465,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
 
     # Rooms and memberships
 
-    def loadRooms(self):
+    def loadRooms(self) -> "Deferred[List[RoomRecord]]":
         return self._interact(self._loadRooms)
 
     def _loadRooms(self, txn):
@@ -476,7 +484,8 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
             )
         ]
 
-    def createRoom(self, name, passwordHash, owner=None, history=0):
+    def createRoom(self, name: str, passwordHash: Optional[bytes], owner: Optional[str] = None,
+                   history: int = 0) -> "Deferred[None]":
         return self._write(self._createRoom, name, passwordHash, owner, history)
 
     def _createRoom(self, txn, name, passwordHash, owner, history):
@@ -501,7 +510,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
                 txn, "INSERT INTO room_roles (room_key, user_key, role) VALUES (?, ?, ?)",
                 (fold(name), fold(owner), OWNER))
 
-    def deleteRoom(self, name):
+    def deleteRoom(self, name: str) -> "Deferred[bool]":
         return self._write(self._deleteRoom, fold(name))
 
     def _deleteRoom(self, txn, roomKey):
@@ -516,7 +525,7 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         )
         return txn.rowcount == 1
 
-    def addMember(self, room, user):
+    def addMember(self, room: str, user: str) -> "Deferred[None]":
         return self._write(self._addMember, fold(room), fold(user))
 
     def _addMember(self, txn, roomKey, userKey):
@@ -532,14 +541,14 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
                 raise NotFound("no such room or account") from None
             raise
 
-    def removeMember(self, room, user):
+    def removeMember(self, room: str, user: str) -> "Deferred[None]":
         return self._write(
             self._execute,
             "DELETE FROM memberships WHERE room_key = ? AND user_key = ?",
             (fold(room), fold(user)),
         )
 
-    def roomsOf(self, user):
+    def roomsOf(self, user: str) -> "Deferred[List[str]]":
         return self._interact(self._roomsOf, fold(user))
 
     def _roomsOf(self, txn, userKey):
@@ -554,7 +563,8 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
 
     # Room history
 
-    def appendMessage(self, room, sender, timestamp, envelopeId, envelope, readers):
+    def appendMessage(self, room: str, sender: str, timestamp: int, envelopeId: str,
+                      envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
         return self._write(
             self._appendMessage, room, sender, timestamp, envelopeId, envelope, readers
         )
@@ -609,7 +619,8 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
     # Bodies are opened in the pool's thread, to keep the work off the reactor;
     # what did not open is logged back on the reactor's (DamageReport.keep).
 
-    def messagesAfter(self, room, after, limit):
+    def messagesAfter(self, room: str, after: int,
+                      limit: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             return succeed([])
         return self._interact(
@@ -625,7 +636,8 @@ class AdbapiStore(ModerationStore, DeviceStore, WaitingStore):
         )
         return openRows(self._keys, roomKey, txn.fetchall())
 
-    def history(self, room, reader, limit, before):
+    def history(self, room: str, reader: str, limit: int,
+                before: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             # SQLite would read a negative LIMIT as no limit at all.
             return succeed([])
