@@ -186,6 +186,7 @@ class IChatService(Interface):
     """
 
     settings = Attribute("The L{chatd.config.Settings} the service runs with.")
+    metrics = Attribute("The L{chatd.metrics.Metrics} the doors count refusals in.")
 
     def connect(client, address):
         """

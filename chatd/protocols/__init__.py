@@ -2,6 +2,8 @@
 chatd's front doors: one module per wire format, each adapting to the core.
 """
 
+from typing import Any
+
 from twisted.internet.protocol import Factory
 
 
@@ -40,6 +42,8 @@ class DoorFactory(Factory):
         self.service = service
 
     def buildProtocol(self, addr):
-        protocol = self.protocol(self.service)
+        # Factory declares a class made without arguments; a door's takes the core.
+        door: Any = self.protocol
+        protocol = door(self.service)
         protocol.factory = self
         return protocol

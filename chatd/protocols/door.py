@@ -29,7 +29,7 @@ request to L{Door.submit}.
 """
 
 from collections import deque
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Deque, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -86,8 +86,17 @@ class Door:
     """
 
     door = "other"
-    malformed = ()
+    malformed: Tuple[type, ...] = ()
     maxOverlapping = 64
+
+    if TYPE_CHECKING:
+        # What the protocol a door is mixed into provides (the default hooks
+        # use them), and the IChatClient method every door has.
+        transport: Any
+
+        def pauseProducing(self) -> None: ...
+        def resumeProducing(self) -> None: ...
+        def warning(self, code: int, message: str) -> None: ...
 
     def __init__(self, service: IChatService) -> None:
         self.service = service
@@ -143,6 +152,7 @@ class Door:
 
     def _send(self, frame):
         if not self._closing:
+            assert self.outbox is not None, "a frame before the connection opened"
             self.outbox.write(frame)
 
     def _closeAfterWriting(self, *how):
@@ -158,6 +168,7 @@ class Door:
         if self._closing:
             return
         self._closing = True
+        assert self.outbox is not None, "closing before the connection opened"
         self.outbox.resumeProducing()
         self._hangUp(*how)
 

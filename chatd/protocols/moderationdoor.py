@@ -7,6 +7,8 @@ user as the server spells them. The WebSocket door calls these with the
 request's id and fields; the text door with L{NO_ID} and its arguments.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from chatd.errors import BadRequest
 from chatd.protocols import jsonmoderation
 from chatd.protocols.jsonwire import _ROLE_NAMES, NO_ID
@@ -17,6 +19,12 @@ class JSONModeration:
     Mixed into a L{chatd.protocols.jsondoor.JSONDoor} that is also a
     L{chatd.protocols.door.Door}.
     """
+
+    if TYPE_CHECKING:
+        # What the door it is mixed into provides.
+        def _roomName(self, room: str) -> str: ...
+        def _userName(self, user: str) -> str: ...
+        def call(self, request: str, *args: Any, **kwargs: Any) -> Any: ...
 
     def _onUser(self, request, build, requestId, roomId, userId, *args):
         room, user = self._roomName(roomId), self._userName(userId)

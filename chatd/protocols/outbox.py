@@ -17,6 +17,7 @@ transport takes them.
 """
 
 from collections import deque
+from typing import Any, Deque
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IPushProducer
@@ -102,7 +103,7 @@ class Outbox:
         self.budget = budget
         self.paused = False
         self.size = 0
-        self._queue = deque()
+        self._queue: Deque[Any] = deque()
 
     def write(self, frame):
         if not self.paused:
@@ -139,7 +140,7 @@ class Outbox:
         self.size = 0
 
 
-_budgets = WeakKeyDictionary()
+_budgets: "WeakKeyDictionary[object, SendBudget]" = WeakKeyDictionary()
 
 
 def budgetOf(service):

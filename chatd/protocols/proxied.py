@@ -17,25 +17,28 @@ A connection whose first bytes are not a PROXY header is closed, as Twisted
 does, without the door ever seeing it.
 """
 
+from typing import Type, cast
+
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IStreamServerEndpoint, ITransport
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.protocols.haproxy._wrapper import HAProxyProtocolWrapper, HAProxyWrappingFactory
+from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 PREFIX = "haproxy:"
 
 
-class _Early:
+class _Early(Protocol):
     """
     Stands in for the door while the header is parsed, keeping the bytes that
     came with it.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.data = b""
 
-    def dataReceived(self, data):
+    def dataReceived(self, data: bytes) -> None:
         self.data += data
 
 
@@ -66,11 +69,12 @@ class _StartAfterHeader(HAProxyProtocolWrapper):
         if self._proxyInfo is None or self.disconnecting:
             return
         self._started = True
-        door.makeConnection(self)
+        # The wrapper is the door's transport (it provides what its own does).
+        door.makeConnection(cast(ITransport, self))
         if early.data:
             door.dataReceived(early.data)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._started:
             HAProxyProtocolWrapper.connectionLost(self, reason)
         else:
@@ -78,7 +82,7 @@ class _StartAfterHeader(HAProxyProtocolWrapper):
 
 
 class _Factory(HAProxyWrappingFactory):
-    protocol = _StartAfterHeader
+    protocol: Type[HAProxyProtocolWrapper] = _StartAfterHeader
 
 
 @implementer(IStreamServerEndpoint)
