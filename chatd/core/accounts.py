@@ -20,7 +20,7 @@ from chatd.ratelimit import inWholeSeconds
 log = Logger()
 
 # Version 2 adds the moderation events and the topic in JOIN's answer.
-PROTOCOL_VERSIONS = (1, 2)
+PROTOCOL_VERSIONS = (1, 2, 3)
 
 
 class AccountRequests(SessionBase):

@@ -171,16 +171,16 @@ class SessionRulesTests(ProtocolTestCase):
 
     def test_helloRules(self):
         """
-        A wrong greeting gets 0x01, an unknown version 0x01 naming versions 1
-        and 2, a second HELLO 0x07.
+        A wrong greeting gets 0x01, an unknown version 0x01 naming versions 1,
+        2 and 3, a second HELLO 0x07.
         """
         wire = self.connect()
         wire.sendRaw(opcodes.frame(Op.HELLO, opcodes.GREETING[:-1] + b"!"))
         self.assertEqual(wire.responses(Op.HELLO)[0][0], ERR)
-        wire.sendRaw(opcodes.frame(Op.HELLO, opcodes.encodeHello(3)))
+        wire.sendRaw(opcodes.frame(Op.HELLO, opcodes.encodeHello(4)))
         status, (message,) = wire.responses(Op.HELLO)[0]
         self.assertEqual(status, ERR)
-        self.assertIn("1, 2", message)
+        self.assertIn("1, 2, 3", message)
         self.assertEqual(wire.request(Op.HELLO, 1), (OK, ("rand0",)))
         self.assertEqual(wire.request(Op.HELLO)[0], CONFLICT)
 

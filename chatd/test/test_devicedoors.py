@@ -19,9 +19,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from chatd.core import accounts
 from chatd.core.session import Session
-from chatd.errors import HeadConflict, StaleRecipients
+from chatd.devicelist import Head, HeadConflict
+from chatd.errors import StaleRecipients
 from chatd.model import DeviceList, PendingDevice
 from chatd.protocols import devicewire, jsonwire
 from chatd.protocols.binary import BinaryFactory
@@ -54,7 +54,8 @@ class WireV3(Wire):
     def hello(self, version=3):
         self.send(Op.HELLO, version)
         self.version = version
-        return self.responses(Op.HELLO)
+        (status, _), = self.responses(Op.HELLO)
+        assert status == OK, status
 
     def send(self, op, *values):
         if self.version >= 3:
@@ -89,7 +90,6 @@ class DeviceDoorsTestCase(SynchronousTestCase):
         self.binary = BinaryFactory(self.service)
         self.calls: List[Tuple[str, tuple]] = []
         self.answers: Dict[str, object] = {}
-        self.patch(accounts, "PROTOCOL_VERSIONS", (1, 2, 3))
         for method in ("getDevices", "requestDevice", "publishDevices", "approve",
                        "getRecovery", "setRecovery", "shareHistory", "resetIdentity",
                        "authDevice"):
@@ -225,7 +225,7 @@ class BinaryTests(DeviceDoorsTestCase):
         """A publish on another head answers that head; 0x09 names devmembers."""
         self.account("alice")
         wire = self.wire("alice")
-        self.answers["publishDevices"] = HeadConflict("stale list", (4, "cd" * 32))
+        self.answers["publishDevices"] = HeadConflict("stale list", Head(4, "cd" * 32))
         self.assertEqual(wire.request(DeviceOp.PUBLISH_DEVICES, b"L", b"S", []),
                          (CONFLICT, (4, "cd" * 32)))
         self.answers["shareHistory"] = StaleRecipients("re-encrypt",
@@ -320,7 +320,7 @@ class WebSocketTests(DeviceDoorsTestCase):
         """A publish on another head is refused conflict with the head."""
         self.account("alice")
         client = self.web("alice")
-        self.answers["publishDevices"] = HeadConflict("stale list", (4, "cd"))
+        self.answers["publishDevices"] = HeadConflict("stale list", Head(4, "cd"))
         self.assertEqual(client.request("publish_devices", text="", signature="",
                                         devices=[]),
                          {"type": "error", "code": "conflict", "message": "stale list",
@@ -400,7 +400,7 @@ class TextTests(DeviceDoorsTestCase):
         """ERR::07 carries the head; /devices lists a user's devices."""
         self.account("alice")
         client = self.text("alice")
-        self.answers["publishDevices"] = HeadConflict("stale list", (4, "cd"))
+        self.answers["publishDevices"] = HeadConflict("stale list", Head(4, "cd"))
         publish = json.dumps({"text": "", "signature": "", "devices": []})
         self.assertEqual(client.request("CMD::/device-publish " + publish),
                          b'ERR::07::{"message":"stale list","head":{"v":4,"h":"cd"}}')
