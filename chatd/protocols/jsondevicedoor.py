@@ -52,9 +52,12 @@ class JSONDevices:
 
     def _devLogin(self, requestId, userId, password, device, deviceKey):
         session = self.session
-        return then(self.call("login_device", userId, password, device, deviceKey),
-                    lambda state: jsondevices.authenticated(session.name, device, state,
-                                                            requestId))
+
+        def answer(state):
+            # A pending session is nobody yet: the name it logged in with.
+            name = session.name if session.name is not None else self._userName(userId)
+            return jsondevices.authenticated(name, device, state, requestId)
+        return then(self.call("login_device", userId, password, device, deviceKey), answer)
 
     def _devAuth(self, requestId, userId, signature, device):
         session = self.session

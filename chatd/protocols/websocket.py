@@ -241,7 +241,10 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         Call the core for one request and return its response (or a
         L{Deferred} of it).
         """
-        if self.session.name is None and request.type not in _BEFORE_LOGIN:
+        # A pending device is nobody yet, but the core says what it may ask
+        # (0x05 "device not approved yet" for the rest).
+        if self.session.name is None and not self.session.pending \
+                and request.type not in _BEFORE_LOGIN:
             raise AuthRequired("Authentication required")
         return self._handlers[request.type](self, request.id, **request.fields)
 
