@@ -39,7 +39,7 @@ from collections import OrderedDict, deque
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionClosed
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -102,6 +102,7 @@ class Console(Commands, LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = 1 << 20
+    transport: ITransport
 
     def __init__(self, makeClient, clock, interactive=False, script=None, startup=(),
                  localtime=time.localtime, setEcho=lambda on: None):
@@ -111,7 +112,7 @@ class Console(Commands, LineReceiver):
         self.localtime = localtime
         self.setEcho = setEcho
         self.exitCode = None
-        self.done = Deferred()
+        self.done: Deferred = Deferred()
         self._queue = deque(startup)
         if script is not None:
             self._queue.extend(script)
@@ -335,7 +336,7 @@ class Console(Commands, LineReceiver):
                                     % (prompt.strip().rstrip(":"),)))
         if self._secret is not None:
             return fail(ClientError("already asking for a secret"))
-        d = Deferred()
+        d: Deferred = Deferred()
         self._secret = (d, prompt)
         if self._editor is not None:
             # The editor shows nothing of what is typed, and starts the
@@ -507,8 +508,10 @@ class Console(Commands, LineReceiver):
             d.callback(False)
         if self._secret is not None:
             self._secret[0].errback(ClientError("exiting"))
-        d = Deferred.fromCoroutine(self._stopClient())
-        d.addBoth(lambda _: self.transport.loseConnection() if self.transport else None)
+        def hangUp(_):
+            if self.transport:
+                self.transport.loseConnection()
+        Deferred.fromCoroutine(self._stopClient()).addBoth(hangUp)
 
     async def _stopClient(self):
         try:

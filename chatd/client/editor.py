@@ -108,7 +108,9 @@ class LineEditor(HistoricRecvLine):
     @param history: a L{History}.
     """
 
-    ps = (b"> ",)
+    # RecvLine's prompt and continuation prompt, one and the same here (pn
+    # stays 0).
+    ps = (b"> ", b"> ")
 
     def __init__(self, console, history):
         self.console = console
@@ -164,7 +166,8 @@ class LineEditor(HistoricRecvLine):
         """
         Show C{prompt} in front of the line being typed.
         """
-        self.ps = (prompt.encode("utf-8", "replace"),)
+        shown = prompt.encode("utf-8", "replace")
+        self.ps = (shown, shown)
         self.pn = 0
         self.redraw()
 
@@ -173,7 +176,8 @@ class LineEditor(HistoricRecvLine):
         Print C{text} (whole lines) where the input line was, then the prompt
         and the half-typed line below it, with the cursor where it was.
         """
-        self.ps = (prompt.encode("utf-8", "replace"),)
+        shown = prompt.encode("utf-8", "replace")
+        self.ps = (shown, shown)
         self.pn = 0
         self.terminal.write(b"\r")
         self.terminal.eraseLine()

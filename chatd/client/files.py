@@ -77,8 +77,9 @@ class FileTransfers(SendingFiles, ReceivingFiles):
 
     def _remove(self, transfer):
         self.transfers.pop(transfer.number, None)
-        if self._byServerId.get(transfer.serverId) is transfer:
-            del self._byServerId[transfer.serverId]
+        serverId = transfer.serverId
+        if self._byServerId.get(serverId) is transfer:
+            del self._byServerId[serverId]
 
     def running(self):
         """

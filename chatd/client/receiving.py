@@ -219,7 +219,7 @@ class ReceivingFiles:
         """
         Delete C{incoming}'s temporary file once its running step is over.
         """
-        cleaning = Deferred()
+        cleaning: Deferred = Deferred()
         self._cleaning.add(cleaning)
 
         def deleted(result):

@@ -178,7 +178,7 @@ class Reconnecting:
             return succeed(None)
         if self._stopping:
             return fail(ClientError("the client has stopped"))
-        d = Deferred()
+        d: Deferred = Deferred()
         self._connectionWaiters.append(d)
         return d
 

@@ -12,7 +12,7 @@ the server allows (START's window, then each NEXT); DONE follows the last one.
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -108,7 +108,7 @@ class SendingFiles:
         Wait for START, send every chunk within the window, then DONE, and tell
         the person how it ended.
         """
-        reading = None
+        reading: Optional[Deferred] = None
         try:
             while out.accepted is None:
                 await out.changed()
@@ -116,9 +116,10 @@ class SendingFiles:
             self.ui.notice("%s: %d recipient%s accepted; sending %s"
                            % (out.label(), out.accepted, "" if out.accepted == 1 else "s",
                               formatSize(out.size)))
-            last = None
+            last: Optional[Deferred] = None
             reading = self._thread(out.readChunk, 0)
             for index in range(out.chunks):
+                assert reading is not None  # the read of chunk index began last round
                 data = await reading
                 reading = None
                 if index + 1 < out.chunks:
@@ -133,6 +134,7 @@ class SendingFiles:
                 last.addErrback(self._refused, out, "chunk %d" % (index,))
                 out.done = min(out.size, (index + 1) * out.chunkSize)
                 self.ui.fileProgress(out.number, out.direction, out.name, out.done, out.size)
+            assert last is not None  # a file is at least one chunk (chunkCount)
             await last
             if out.ended:
                 raise TransferError(out.endedBecause)

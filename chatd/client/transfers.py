@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import tempfile
+from typing import BinaryIO, List, Optional
 
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -108,7 +109,7 @@ class _Transfer:
         success).
     """
 
-    direction = None
+    direction: Optional[str] = None
 
     def __init__(self, number, protocol=None):
         self.number = number
@@ -116,7 +117,7 @@ class _Transfer:
         self.protocol = protocol
         self.endedBecause = None
         self.done = 0
-        self._waiters = []
+        self._waiters: List[Deferred] = []
 
     @property
     def ended(self):
@@ -129,7 +130,7 @@ class _Transfer:
         """
         if self.ended:
             return fail(TransferError(self.endedBecause))
-        d = Deferred()
+        d: Deferred = Deferred()
         self._waiters.append(d)
         return d
 
@@ -182,7 +183,7 @@ class Outgoing(_Transfer):
         self.window = None
         self.finished = False
         self.startTime = None
-        self._fd = None
+        self._fd: Optional[int] = None
         self._hasher = hashlib.sha256()
 
     def prepare(self):
@@ -230,6 +231,7 @@ class Outgoing(_Transfer):
         @raise TransferError: when the file is shorter than it was.
         """
         length = min(self.chunkSize, self.size - index * self.chunkSize)
+        assert self._fd is not None, "readChunk() before prepare()"
         data = os.pread(self._fd, length, index * self.chunkSize)
         if len(data) != length:
             raise TransferError("the file got shorter while it was being sent")
@@ -285,7 +287,7 @@ class Incoming(_Transfer):
         self.folder = None
         self.temporary = None
         self.work = succeed(None)
-        self._file = None
+        self._file: Optional[BinaryIO] = None
         self._received = bytearray((chunks + 7) // 8)
         self._count = 0
         self._hasher = hashlib.sha256()
@@ -320,6 +322,7 @@ class Incoming(_Transfer):
         expected = min(self.chunkSize, self.size - index * self.chunkSize)
         if len(data) != expected:
             raise TransferError("chunk %d has %d bytes, not %d" % (index, len(data), expected))
+        assert self._file is not None, "a chunk before open()"
         self._file.seek(index * self.chunkSize)
         self._file.write(data)
         self._received[index >> 3] |= 1 << (index & 7)
@@ -340,6 +343,7 @@ class Incoming(_Transfer):
         """
         if self._count != self.chunks:
             raise TransferError("only %d of %d chunks arrived" % (self._count, self.chunks))
+        assert self._file is not None, "finish() before open()"
         self._file.flush()
         os.fsync(self._file.fileno())
         actual = os.fstat(self._file.fileno()).st_size
