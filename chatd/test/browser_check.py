@@ -317,6 +317,7 @@ async (user) => new Promise((resolve, reject) => {
 """
 
 VECTORS = os.path.join(ROOT, "chatd", "test", "vectors", "clients.json")
+DEVICE_VECTORS = os.path.join(ROOT, "chatd", "test", "vectors", "devices.json")
 
 # Every case of the shared client test vectors through the page's own code:
 # the state the page keeps (state.js), pins and key changes (trust.js), the
@@ -620,8 +621,14 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("a guest's key is never pinned, and guests are marked", guests)
     results.attempt("the shared client test vectors: the same outcomes as the terminal client",
                     sharedVectors, browser)
+    results.attempt("the shared device vectors: lists, envelope version 2, device login, "
+                    "approval and recovery, as the Python reference makes them",
+                    browser_devices.sharedVectors, browser, DEVICE_VECTORS)
     results.attempt("a lying server's devices (unsigned, swapped, forged, rolled back, forked) "
                     "are refused in the page", browser_devices.lyingServer, browser)
+    results.attempt("history for a new member: only what the signed setting covers is "
+                    "re-wrapped, for verified devices; a wrong key fails the commitment",
+                    browser_devices.historyShares, browser)
 
     for page, name in ((alice, "alice"), (bob, "bob")):
         if not results.attempt("%s registers in the browser" % (name,),

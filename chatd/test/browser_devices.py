@@ -1,11 +1,105 @@
 """
 The browser check's devices part (protocol version 3), in a module of its own
-to keep browser_check.py from growing: a lying server stubbed in the page (an
-unsigned device, a swapped key, a forged approval, a rollback, a fork).
+to keep browser_check.py from growing: the shared device vectors
+(chatd/test/vectors/devices.json) through the page's code, a lying server
+stubbed in the page (an unsigned device, a swapped key, a forged approval, a
+rollback, a fork), and history shares in the page.
 
 Run by browser_check.py; every function here takes what it needs and returns
 what L{browser_check.Results.attempt} expects (True, or "!why").
 """
+
+import json
+
+WAIT_MS = 20000
+
+# The shared device vectors (chatd/test/vectors/devices.json, which the
+# Python reference is held to by test_device_vectors) through the page's code.
+DEVICE_VECTORS_JS = """
+async (v) => {
+  const c = await import("/crypto.js");
+  const d = await import("/devices.js");
+  const u = c.unb64;
+  const spki = (label) => u(v.keys[label].spki);
+  const keys = (label) => c.importPrivate(u(v.keys[label].pkcs8));
+  const out = { lists: [], chain: [], readers: {}, badReplies: {} };
+  let held = null;
+  for (const l of v.lists) {
+    const devices = l.devices.map((x) => ({ id: x.id, spki: spki(x.key) }));
+    const text = await d.listText(l.user, l.version, l.prev, devices);
+    const given = { text: u(l.text), signature: u(l.signature), devices };
+    const checked = await d.checkList(l.user, spki("alice"), given);
+    out.lists.push(c.equalBytes(text, u(l.text)) && checked.hash === l.head.h
+                   && checked.version === l.head.v && checked.devices.length === devices.length);
+    out.chain.push(d.chainStep(held, checked));
+    held = d.advance(held, checked);
+  }
+  out.removedLaptop = held.removed.has(await d.keyHash(spki("laptop")));
+  const env = JSON.parse(v.envelope.json);
+  c.checkEnvelope(env);
+  out.header = c.b64(c.header(c.MESSAGE, env)) === v.envelope.header;
+  out.signature = await c.verifySignature(env, spki(v.envelope.signer));
+  for (const [entry, label] of Object.entries(v.envelope.readers)) {
+    const plain = await c.decrypt(env, entry, (await keys(label)).oaep);
+    out.readers[entry] = new TextDecoder().decode(plain) === v.envelope.plaintext;
+  }
+  const a = v.auth;
+  out.auth = c.b64(c.deviceAuthMessage(u(a.challenge), a.user, a.device)) === a.message;
+  const p = v.approval;
+  const deviceKey = spki(p.key);
+  out.tag = c.equalBytes(await d.approvalTag(p.secret, p.user, deviceKey), u(p.tag));
+  const accept = async (reply) => {
+    const opened = await d.openReply(p.secret, u(reply), p.user, p.device, deviceKey);
+    const checked = await d.checkList(p.user, opened.ik, opened.list);
+    if (!checked.devices.some((x) => x.id === p.device && c.equalBytes(x.spki, deviceKey))) {
+      throw new Error("not listed");
+    }
+    return opened;
+  };
+  const good = await accept(p.reply);
+  out.reply = c.equalBytes(good.ik, spki(p.identityKey))
+    && c.equalBytes(good.list.text, u(v.lists[p.list].text))
+    && JSON.stringify(good.pins.map((x) => [x.user, c.b64(x.spki)]))
+       === JSON.stringify(Object.entries(p.pins).map(([n, l]) => [n, v.keys[l].spki]));
+  for (const bad of p.badReplies) {
+    try { await accept(bad.reply); out.badReplies[bad.why] = "accepted"; }
+    catch (e) { out.badReplies[bad.why] = "refused"; }
+  }
+  const r = v.recovery;
+  out.recovery = c.b64(await d.openRecovery(r.code, r.user, u(r.blob))) === v.keys[r.key].pkcs8;
+  try { await d.openRecovery(r.wrongCode, r.user, u(r.blob)); out.wrongCode = "opened"; }
+  catch (e) { out.wrongCode = "refused"; }
+  return out;
+}
+"""
+
+
+def sharedVectors(browser, path):
+    """
+    The page builds and checks the shared device vectors' bytes as the Python
+    reference does: lists (and their chain), the version 2 envelope and its
+    header, a device login's bytes, the approval tag and reply (forged ones
+    refused) and the recovery blob (a wrong code refused).
+    """
+    with open(path, encoding="utf-8") as f:
+        vectors = json.load(f)
+    page = browser.page(browser.newContext(), "device vectors")
+    try:
+        got = page.evaluate(DEVICE_VECTORS_JS, vectors)
+    finally:
+        page.context.close()
+    expected = {
+        "lists": [True] * len(vectors["lists"]),
+        "chain": ["first"] + ["next"] * (len(vectors["lists"]) - 1),
+        "removedLaptop": True, "header": True, "signature": True,
+        "readers": {entry: True for entry in vectors["envelope"]["readers"]},
+        "auth": True, "tag": True, "reply": True,
+        "badReplies": {bad["why"]: "refused" for bad in vectors["approval"]["badReplies"]},
+        "recovery": True, "wrongCode": "refused",
+    }
+    wrong = {k: got.get(k) for k in expected if got.get(k) != expected[k]}
+    return "!%r" % (wrong,) if wrong else True
+
 
 # A lying server, stubbed in the page: what the page's own code makes of the
 # device lists, approvals and envelopes a server could forge. bob's identity
@@ -103,3 +197,81 @@ def lyingServer(browser):
             wrong[what] = refusals
     return "!%r" % (wrong,) if wrong else True
 
+
+
+# History for new members, in the page: what alice's page re-wraps for nina's
+# devices (only messages of that room whose signed history setting covers
+# them, for nina's verified devices), and what nina's device makes of a share:
+# the original signature still verifies, a wrong key fails the commitment.
+SHARE_JS = """
+async () => {
+  const c = await import("/crypto.js");
+  const d = await import("/devices.js");
+  const t = await import("/devicetrust.js");
+  const { state } = await import("/state.js");
+  const { addRoom } = await import("/conversations.js");
+  const { observeKey } = await import("/trust.js");
+  const { rewrap } = await import("/sharing.js");
+  const [alice, bob, nina1, nina2] = await Promise.all(
+    [0, 1, 2, 3].map(() => c.generateIdentity()));
+  Object.assign(state, { me: "alice", identity: alice, ikSpki: alice.spki, device: null });
+  state.deviceLists.clear();
+  const room = addRoom("share");
+  const signed = async (user, signer, devices) => {
+    const text = await d.listText(user, 1, "", devices);
+    return { text: c.b64(text), signature: c.b64(await d.signList(signer.pss, text)),
+             devices: devices.map((x) => ({ id: x.id, publicKey: c.derToPem(x.spki) })) };
+  };
+  const bobList = await signed("bob", bob, [{ id: "desk", spki: bob.spki }]);
+  const ninaList = await signed("nina", nina1, [{ id: "n1", spki: nina1.spki },
+                                                { id: "n2", spki: nina2.spki }]);
+  for (const [name, ik, list] of [["bob", bob, bobList], ["nina", nina1, ninaList]]) {
+    await observeKey(name, ik.spki);
+    await t.observeList(name, list);
+    room.members.set(name, { name, spki: ik.spki });
+  }
+  const head = { v: 1, h: await d.listHash(c.unb64(bobList.text)) };
+  const say = async (text, hist, roomName = "share") => ({ userId: "bob", envelope: await c.seal({
+    from: "bob", signingKey: bob.pss, to: ["room", roomName], plaintext: c.utf8(text),
+    recipients: new Map([["alice", alice.spki], ["bob/desk", bob.spki]]),
+    device: { dev: "desk", head, hist } }) });
+  const rows = [await say("shared, old enough", 5), await say("never shared", 0),
+                await say("moved from another room", 5, "other"),
+                await say("only the latest", 1)];
+  const entries = await rewrap(room, "nina", rows);
+  const out = { shared: entries.map((e) => rows.findIndex((r) => r.envelope.id === e.id)),
+                entryKeys: entries.map((e) => Object.keys(e.keys.encrypted_keys).sort()) };
+  // nina's second device opens the first share: the maps grow, the signature
+  // (which does not cover them) still verifies.
+  const env = structuredClone(rows[0].envelope);
+  Object.assign(env.encrypted_keys, entries[0].keys.encrypted_keys);
+  Object.assign(env.key_ids, entries[0].keys.key_ids);
+  out.opened = new TextDecoder().decode(await c.decrypt(env, "nina/n2", nina2.oaep));
+  out.signature = await c.verifySignature(env, bob.spki);
+  // A share of another key fails the key commitment.
+  const wrong = await c.wrapKey(c.randomBytes(32), new Map([["nina/n2", nina2.spki]]));
+  const bad = structuredClone(rows[0].envelope);
+  Object.assign(bad.encrypted_keys, wrong.encrypted_keys);
+  Object.assign(bad.key_ids, wrong.key_ids);
+  try { await c.decrypt(bad, "nina/n2", nina2.oaep); out.wrongKey = "opened"; }
+  catch (e) { out.wrongKey = e.reason; }
+  return out;
+}
+"""
+
+
+def historyShares(browser):
+    """
+    alice's page re-wraps for nina's two verified devices the keys of only
+    the messages the signed history setting covers, in that room; nina's
+    device opens a share with the original signature intact, and a share of
+    a wrong key fails the key commitment.
+    """
+    page = browser.page(browser.newContext(), "history shares")
+    try:
+        got = page.evaluate(SHARE_JS)
+    finally:
+        page.context.close()
+    expected = {"shared": [0, 3], "entryKeys": [["nina/n1", "nina/n2"]] * 2,
+                "opened": "shared, old enough", "signature": True, "wrongKey": "commitment"}
+    return True if got == expected else "!%r" % (got,)

@@ -7,7 +7,9 @@
 // The modules, by concern: state.js (the one state object), dom.js (page
 // helpers), trust.js (pins and key warnings), conversations.js, messaging.js
 // (receiving and sending), events.js (server events, by type), render.js,
-// filecards.js, dialogs.js, session.js, moderation.js. This one wires the page's controls;
+// filecards.js, dialogs.js, session.js, moderation.js; devices: devices.js
+// (list bytes, approval and recovery crypto), devicetrust.js (whose devices
+// get keys), sharing.js (history for new members). This one wires the page's controls;
 // a feature module wires its own (as dialogs.js does) and registers the events
 // it handles (events.js on()), so adding one touches only this file.
 
@@ -19,6 +21,7 @@ import { sendFile } from "./filecards.js";
 import { sendText } from "./messaging.js";
 import { wireModeration } from "./moderation.js";
 import { wireNotifications } from "./notify.js";
+import { wireSharing } from "./sharing.js";
 import { renderAll } from "./render.js";
 import { signIn, signOut } from "./session.js";
 import { state } from "./state.js";
@@ -26,6 +29,7 @@ import { newOwnKey } from "./trust.js";
 
 function wire() {
   wireDialogs();
+  wireSharing();
   wireDrawers();
   wireNotifications();
   wireModeration(); // before the composer's handler: it takes its commands first

@@ -235,9 +235,12 @@ export async function signAuth(pssKey, challenge, user) {
 }
 
 // A device's challenge-response: it names the device it signs for.
+export function deviceAuthMessage(challenge, user, device) {
+  return concat(utf8(AUTH_PREFIX_V2), bytesOf(challenge), utf8(`${user}\n${device}`));
+}
+
 export async function signDeviceAuth(pssKey, challenge, user, device) {
-  const data = concat(utf8(AUTH_PREFIX_V2), bytesOf(challenge), utf8(`${user}\n${device}`));
-  return new Uint8Array(await subtle.sign(PSS, pssKey, data));
+  return new Uint8Array(await subtle.sign(PSS, pssKey, deviceAuthMessage(challenge, user, device)));
 }
 
 // The two private CryptoKeys of a PKCS#8 RSA key (a recovered identity key).

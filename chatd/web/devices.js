@@ -173,8 +173,16 @@ export function formatCode(code) {
   return code.match(/.{1,4}/g).join("-");
 }
 
+// The code as the secret it spells (see normaliseCode); a malformed one is
+// refused rather than used.
+function secretOf(code, n) {
+  const secret = normaliseCode(code, n);
+  if (!secret) throw new DeviceError(`code: must be ${n} letters and digits 2-7 (dashes allowed)`);
+  return utf8(secret);
+}
+
 async function hmac(code, data) {
-  const key = await subtle.importKey("raw", utf8(code), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await subtle.importKey("raw", secretOf(code, APPROVAL_CHARS), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   return new Uint8Array(await subtle.sign("HMAC", key, data));
 }
 
@@ -255,7 +263,7 @@ export async function openReply(code, reply, user, device, spki) {
 // -- recovery -----------------------------------------------------------------
 
 async function recoveryKey(code, usage) {
-  const base = await subtle.importKey("raw", utf8(code), "HKDF", false, ["deriveKey"]);
+  const base = await subtle.importKey("raw", secretOf(code, RECOVERY_CHARS), "HKDF", false, ["deriveKey"]);
   return subtle.deriveKey({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: utf8(RECOVERY_INFO) },
     base, { name: "AES-GCM", length: 256 }, false, [usage]);
 }
