@@ -11,7 +11,7 @@ L{chatd.interfaces.IMessageStore} methods built on them. Bodies are sealed
 and opened in the pool's thread, as room history's are.
 """
 
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -102,8 +102,8 @@ def _shares(txn, execute, messageIds) -> Dict[int, List[Tuple[str, str, str]]]:
     return found
 
 
-def directHistory(txn, execute, keys, user: str, peer: str, reader: str, limit: int,
-                  before: int):
+def directHistory(txn, execute, keys: AtRestKeys, user: str, peer: str, reader: str,
+                  limit: int, before: int) -> Tuple[List[HistoryRow], list]:
     """
     The newest C{limit} direct messages between C{user} and C{peer} that
     C{reader} (an entry key) has an entry in, below C{before} (0: no bound).
@@ -125,7 +125,8 @@ def directHistory(txn, execute, keys, user: str, peer: str, reader: str, limit: 
              if envelope is not None], damaged)
 
 
-def roomHistory(txn, execute, keys, roomKey: str, reader: str, limit: int, before: int):
+def roomHistory(txn, execute, keys: AtRestKeys, roomKey: str, reader: str, limit: int,
+                before: int) -> Tuple[List[HistoryRow], list]:
     """
     Room history for C{reader} (an entry key), with the shares merged in.
 
@@ -146,7 +147,8 @@ def roomHistory(txn, execute, keys, roomKey: str, reader: str, limit: int, befor
              for row, envelope in zip(rows, opened) if envelope is not None], damaged)
 
 
-def catchUp(txn, execute, keys, user: str, reader: str, after: int, limit: int):
+def catchUp(txn, execute, keys: AtRestKeys, user: str, reader: str, after: int,
+            limit: int) -> Tuple[List[StoredMessage], list]:
     """
     The oldest C{limit} stored messages above sequence C{after} of the rooms
     C{user} is remembered in and of its direct conversations, that
@@ -188,7 +190,8 @@ def catchUp(txn, execute, keys, user: str, reader: str, after: int, limit: int):
     return found[:limit], damaged
 
 
-def latestMessages(txn, execute, keys, roomKey: str, latest: int):
+def latestMessages(txn, execute, keys: AtRestKeys, roomKey: str,
+                   latest: int) -> Tuple[Dict[str, Tuple[int, str, bytes]], list]:
     """
     The latest C{latest} messages of a room, for SHARE_HISTORY: by envelope
     id, C{(message id, sender, envelope with its shares)}.
@@ -269,36 +272,40 @@ class WaitingStore:
             lambda txn: operation(txn, self._execute, self._keys, *args)
         ).addCallback(self._damage.keep)
 
-    def appendDirect(self, sender, peer, timestamp, envelopeId, envelope, readers):
+    def appendDirect(self, sender: str, peer: str, timestamp: int, envelopeId: str,
+                     envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
         return self.run(appendDirect, self._keys, sender, peer, timestamp, envelopeId,
                         envelope, list(readers))
 
-    def directHistory(self, user, peer, reader, limit, before):
+    def directHistory(self, user: str, peer: str, reader: str, limit: int,
+                      before: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             return succeed([])
         return self._readOpened(directHistory, user, peer, reader, limit, before)
 
-    def catchUp(self, user, reader, after, limit):
+    def catchUp(self, user: str, reader: str, after: int,
+                limit: int) -> "Deferred[List[StoredMessage]]":
         if limit <= 0:
             return succeed([])
         return self._readOpened(catchUp, user, reader, after, limit)
 
-    def latestMessages(self, room, latest):
+    def latestMessages(self, room: str,
+                       latest: int) -> "Deferred[Dict[str, Tuple[int, str, bytes]]]":
         if latest <= 0:
             return succeed({})
         return self._readOpened(latestMessages, fold(room), latest)
 
-    def addShares(self, shares):
+    def addShares(self, shares: Iterable[Tuple[int, str, str, str]]) -> "Deferred[int]":
         return self.run(addShares, list(shares))
 
-    def currentSequence(self):
+    def currentSequence(self) -> "Deferred[int]":
         return self._interact(lambda txn: currentSequence(txn, self._execute))
 
-    def getMark(self, user, device):
+    def getMark(self, user: str, device: str) -> "Deferred[Optional[int]]":
         return self._interact(lambda txn: readMark(txn, self._execute, fold(user), device))
 
-    def setMarks(self, marks):
+    def setMarks(self, marks: Iterable[Tuple[str, str, int]]) -> "Deferred[None]":
         return self.run(writeMarks, list(marks))
 
-    def membersOf(self, room):
+    def membersOf(self, room: str) -> "Deferred[List[str]]":
         return self._interact(lambda txn: membersOf(txn, self._execute, fold(room)))
