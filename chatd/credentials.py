@@ -45,14 +45,16 @@ class Credentials:
         """
         return self._run(self._check, password.encode("utf-8"), hashed)
 
-    def verifyAuth(self, publicKey, challenge, user, signature):
+    def verifyAuth(self, publicKey, challenge, user, signature, device=None):
         """
-        @param publicKey: the account's SubjectPublicKeyInfo DER, or L{None} for
-            an unknown user.
+        @param publicKey: the account's (or the device's) SubjectPublicKeyInfo
+            DER, or L{None} for an unknown user or device.
+        @param device: the device a version 3 login names, or L{None}.
         @return: a L{Deferred} that fires with L{True} only for a good signature
-            by C{publicKey} over the login message for C{challenge} and C{user}.
+            by C{publicKey} over the login message for C{challenge}, C{user}
+            (and C{device}).
         """
-        return self._run(self._verify, publicKey, challenge, user, signature)
+        return self._run(self._verify, publicKey, challenge, user, signature, device)
 
     def _hash(self, password):
         return bcrypt.hashpw(password, bcrypt.gensalt(self.cost))
@@ -67,11 +69,11 @@ class Credentials:
             return False
         return bcrypt.checkpw(password, hashed)
 
-    def _verify(self, publicKey, challenge, user, signature):
+    def _verify(self, publicKey, challenge, user, signature, device=None):
         if publicKey is None:
             if self._dummyKey is None:
                 self._dummyKey = rsa.generate_private_key(65537, 3072).public_key().public_bytes(
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            e2e.verifyAuth(self._dummyKey, challenge, user, signature)
+            e2e.verifyAuth(self._dummyKey, challenge, user, signature, device)
             return False
-        return e2e.verifyAuth(publicKey, challenge, user, signature)
+        return e2e.verifyAuth(publicKey, challenge, user, signature, device)

@@ -107,15 +107,3 @@ class Unavailable(ChatError):
 
     status = Status.UNAVAILABLE
 
-
-class HeadConflict(Conflict):
-    """
-    A device list built on another head than the account's current one
-    (0x07): the signer rebuilds on C{head}.
-
-    @ivar head: the current head, C{(version, hex hash)}; (0, "") for none.
-    """
-
-    def __init__(self, message, head):
-        Conflict.__init__(self, message)
-        self.head = head

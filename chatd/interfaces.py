@@ -503,7 +503,7 @@ class ISession(Interface):
         with C{signature}, C{devices} its C{(id, SPKI DER)} pairs.
 
         @return: a L{Deferred}.
-        @raise chatd.errors.HeadConflict: the list does not build on the
+        @raise chatd.devicelist.HeadConflict: the list does not build on the
             current head (which the error carries).
         """
 

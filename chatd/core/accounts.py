@@ -19,7 +19,8 @@ from chatd.ratelimit import inWholeSeconds
 
 log = Logger()
 
-# Version 2 adds the moderation events and the topic in JOIN's answer.
+# Version 2 adds the moderation events and the topic in JOIN's answer;
+# version 3 devices (chatd.core.devices).
 PROTOCOL_VERSIONS = (1, 2, 3)
 
 
@@ -101,7 +102,15 @@ class AccountRequests(SessionBase):
         self._notLoggedIn()
         return Deferred.fromCoroutine(self._register(name, password, publicKey, invite))
 
-    async def _register(self, name, password, publicKey, invite):
+    async def _register(self, name, password, publicKey, invite, devices=None, recovery=b"",
+                        check=None):
+        """
+        @param devices: for a device's registration (L{chatd.core.devices}),
+            a list that C{check} puts the checked L{chatd.model.DeviceList}
+            in; L{None} otherwise.
+        @param check: run once the name is known to be valid and before
+            anything is stored.
+        """
         service = self.service
         wait = await service.registrations.hit(self.address)
         if wait is not None:
@@ -115,6 +124,8 @@ class AccountRequests(SessionBase):
         if password and not 8 <= size <= 72:
             raise BadRequest("passwords are 8 to 72 bytes")
         e2e.loadPublicKey(publicKey)
+        if check is not None:
+            check()
         invite = registration.admit(service.settings.registration, invite)
         if service.directory.nameInUse(name) and (
                 self.user is None or fold(name) != fold(self.user.name)):
@@ -124,7 +135,11 @@ class AccountRequests(SessionBase):
             passwordHash = None
             if password:
                 passwordHash = await service.credentials.hashPassword(password)
-            await service.store.createAccount(name, passwordHash, publicKey, invite)
+            if devices is None:
+                await service.store.createAccount(name, passwordHash, publicKey, invite)
+            else:
+                await service.store.createAccount(name, passwordHash, publicKey, invite,
+                                                  devices[0], recovery)
         finally:
             service.directory.unclaim(name)
         service.metrics.registered()
@@ -142,6 +157,26 @@ class AccountRequests(SessionBase):
         return Deferred.fromCoroutine(self._login(name, password))
 
     async def _login(self, name, password):
+        account = await self._checkPassword(name, password)
+        await self._refuseListed(account)
+        log.info("{name} logged in from {address}", name=account.name, address=self.address)
+        await self._becomeAccount(account.name, account.publicKey)
+
+    async def _refuseListed(self, account):
+        """
+        A legacy login (naming no device) to an account with a device list
+        is refused: its key is not the only one any more.
+        """
+        if (await self.service.store.getDevices(account.name)).devices:
+            raise Forbidden("this account uses devices: log in with a device"
+                            " (protocol version 3)")
+
+    async def _checkPassword(self, name, password):
+        """
+        Check a password login's name and password, under the failure limits.
+
+        @return: the L{chatd.model.Account}.
+        """
         service = self.service
         try:
             attempt = await service.failures.attempt("user:" + fold(name), self.address)
@@ -159,8 +194,7 @@ class AccountRequests(SessionBase):
         await attempt.succeeded()
         registration.checkNotBanned(account)
         service.metrics.loggedIn("password", True)
-        log.info("{name} logged in from {address}", name=account.name, address=self.address)
-        await self._becomeAccount(account.name, account.publicKey)
+        return account
 
     def challenge(self) -> bytes:
         """
@@ -199,6 +233,7 @@ class AccountRequests(SessionBase):
             await service.failures.failed("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
         registration.checkNotBanned(account)
+        await self._refuseListed(account)
         service.metrics.loggedIn("key", True)
         log.info("{name} logged in by key from {address}", name=account.name,
                  address=self.address)

@@ -8,6 +8,9 @@ from typing import Dict, List, Set
 
 from chatd import e2e
 from chatd.core.events import (
+    Approval,
+    DevicePending,
+    DevicesChanged,
     DirectMessage,
     Event,
     Joined,
@@ -282,23 +285,26 @@ class Directory:
         """
         room.lastTimestamp = max(room.lastTimestamp, timestamp)
 
-    def roomMessage(self, room, sender, timestamp, data, envelope=None):
+    def roomMessage(self, room, sender, timestamp, data, envelope=None, sequence=0):
         """
         C{sender} posted C{data} (whose parsed form is C{envelope}, when known)
-        to C{room} at C{timestamp}.
+        to C{room} at C{timestamp}, stored as C{sequence}.
         """
         self.advance(room, timestamp)
-        return [RoomMessage(room.name, sender, timestamp, data, envelope)]
+        return [RoomMessage(room.name, sender, timestamp, data, envelope, sequence)]
 
-    def directMessage(self, sender, peer, timestamp, data, envelope=None):
+    def directMessage(self, sender, peer, timestamp, data, envelope=None, sequence=0,
+                      peerName=None):
         """
         C{sender} wrote to C{peer}: each must hear of the other's key changes
-        from now on.
+        from now on. A stored message may be to an account nobody has online
+        (C{peer} L{None}, C{peerName} its name).
         """
-        if peer is not sender:
+        if peer is not None and peer is not sender:
             sender.peers.add(peer)
             peer.peers.add(sender)
-        return [DirectMessage(sender.name, peer.name, timestamp, data, envelope)]
+        name = peer.name if peer is not None else peerName
+        return [DirectMessage(sender.name, name, timestamp, data, envelope, sequence)]
 
     # -- room moderation (chatd.core.moderation) -----------------------
 
@@ -430,14 +436,16 @@ class Directory:
         room = self.rooms.get(fold(event.room))
         if room is None:
             return []
-        return self.roomMessage(room, event.sender, event.timestamp, event.envelope)
+        return self.roomMessage(room, event.sender, event.timestamp, event.envelope,
+                                sequence=event.sequence)
 
     def _direct(self, node, event):
         sender = self.users.get(fold(event.sender))
         peer = self.users.get(fold(event.peer))
-        if sender is None or peer is None:
+        if sender is None:
             return []
-        return self.directMessage(sender, peer, event.timestamp, event.envelope)
+        return self.directMessage(sender, peer, event.timestamp, event.envelope,
+                                  sequence=event.sequence, peerName=event.peer)
 
     def _kicked(self, node, event):
         if self.user(event.user) is None:
@@ -457,6 +465,9 @@ class Directory:
         room = self.rooms.get(fold(event.room))
         return [] if room is None else self.setPassword(room, event.passwordHash)
 
+    def _passOn(self, node, event):
+        return [event]
+
     def _destroyed(self, node, event):
         room = self.rooms.get(fold(event.room))
         return [] if room is None else self.destroy(room, event.by)
@@ -467,4 +478,7 @@ class Directory:
         RoomMessage: _message, DirectMessage: _direct,
         Kicked: _kicked, Unbanned: _unbanned, RoleChanged: _role, TopicChanged: _topic,
         PasswordChanged: _password, RoomDestroyed: _destroyed,
+        # Device events change no directory: the service tells them (and
+        # updates its chatd.core.devicebook).
+        DevicesChanged: _passOn, DevicePending: _passOn, Approval: _passOn,
     }

@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd.core.base import SessionBase
+from chatd.core.waiting import parsedOrNone
 from chatd.errors import BadRequest, Conflict, NotFound, RateLimited, StaleRecipients, Unavailable
 from chatd.names import fold, isUserName
 from chatd.ratelimit import inWholeSeconds
@@ -57,8 +58,13 @@ class MessageRequests(SessionBase):
 
     async def _roomMessage(self, user, room, data):
         service = self.service
+        # A malformed envelope is refused under the limit (and counts), by
+        # checkEnvelope; a good one says which recipients it must name.
+        parsed = parsedOrNone(data)
+        expected, members = await self._roomRecipients(room, parsed)
         envelope = await self._underMessageLimit(user, lambda: service.checkEnvelope(
-            user, data, "room", room.name, room.keyIds(), room.memberKeys))
+            user, data, "room", room.name, expected, members, envelope=parsed,
+            signer=self._signer(parsed)))
         replayKey = (fold(user.name), envelope.id)
         service.replays.add(replayKey)
         try:
@@ -78,13 +84,18 @@ class MessageRequests(SessionBase):
             log.failure("storing a message to {room}", room=room.name)
             raise BadRequest("the message could not be stored; try again")
         service.metrics.message("room")
-        service.happened(service.directory.roomMessage(room, user.name, timestamp, data, envelope),
-                         self)
-        return timestamp
+        sequence = getattr(timestamp, "sequence", 0)
+        service.happened(service.directory.roomMessage(
+            room, user.name, timestamp, data, envelope, sequence=sequence), self)
+        # The sending device has it: it is not replayed to it.
+        service.devices.delivered(self, sequence)
+        return int(timestamp)
 
     def directMessage(self, userName: str, data: bytes) -> "Deferred[int]":
         """
-        Send an envelope to one online user. Direct messages are not stored.
+        Send an envelope to one user: to one online, not stored, from a
+        legacy session; stored, to an account online or not, from a device
+        session (L{chatd.core.waiting}).
 
         @return: a L{Deferred} firing with the server timestamp.
         """
@@ -93,6 +104,8 @@ class MessageRequests(SessionBase):
         if not isUserName(userName):
             raise BadRequest("invalid user name %r" % (userName,))
         peer = service.directory.user(userName)
+        if self._storesDirect(user, peer):
+            return Deferred.fromCoroutine(self._storedDirect(user, peer, userName, data))
         if peer is None:
             raise NotFound("%s is not online" % (userName,))
         self._hasKey(user)

@@ -154,6 +154,7 @@ class RoomRequests(SessionBase):
         service.happened(service.directory.join(room, user), self)
         if user.account:
             await service.store.addMember(room.name, user.name)
+        self._wantShares(room, user)
         return JoinAnswer(room.memberKeys(), topic, room.history)
 
     def leave(self, roomName):
@@ -186,7 +187,8 @@ class RoomRequests(SessionBase):
 
     def history(self, roomName, limit, before):
         """
-        The newest messages of a room that this user has a key entry in.
+        The newest messages of a room that this session's entry key has an
+        entry in; C{@user} names the stored direct messages with C{user}.
 
         @param limit: how many (0: the configured default; capped at the maximum).
         @param before: a server timestamp (exclusive), 0 for the newest.
@@ -195,12 +197,18 @@ class RoomRequests(SessionBase):
         """
         settings = self.service.settings
         user = self._greeted()
+        limit = min(limit or settings.historyLimit, settings.historyMax)
+        before = min(before, MAX_TIMESTAMP)
+        if roomName.startswith("@"):
+            if not isUserName(roomName[1:]):
+                raise BadRequest("invalid user name %r" % (roomName[1:],))
+            return self._directHistory(user, roomName[1:], limit, before)
         room = self.service.directory.room(roomName)
         if fold(user.name) not in room.members:
             raise BadRequest("not a member of %s" % (room.name,))
-        limit = min(limit or settings.historyLimit, settings.historyMax)
-        before = min(before, MAX_TIMESTAMP)
-        d = self.service.store.history(room.name, user.name, limit, before)
+        # Read by this session's entry key: a device reads its own entries.
+        entry = self.service.devices.entryKeyOf(self)
+        d = self.service.store.history(room.name, entry, limit, before)
         return d.addCallback(lambda rows: [
-            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(user.name))
+            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(entry))
             for row in rows])

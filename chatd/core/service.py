@@ -19,9 +19,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import e2e
-from chatd.core import remotefiles
+from chatd.core import devicetell, remotefiles
+from chatd.core.devicebook import DeviceBook
 from chatd.core.directory import ROOM, Directory
 from chatd.core.events import (
+    Approval,
+    DevicePending,
+    DevicesChanged,
     DirectMessage,
     FileEvent,
     Joined,
@@ -80,6 +84,8 @@ class ChatService(Service):
         self.credentials = credentials or Credentials(settings.bcryptCost)
         self.randomBytes = randomBytes
         self.directory = Directory()
+        # Accounts' device lists, pending devices, marks (chatd.core.devices).
+        self.devices = DeviceBook(store, clock)
         # What the fan-out reads of the directory (and the store), read-only.
         self.view = DirectoryView(self.directory, store)
         self._ready = OneShotObserver()
@@ -303,10 +309,25 @@ class ChatService(Service):
         readers = envelope.encryptedKeys
         for member in room.members.values():
             sessions = [s for s in member.sessions if s is not exclude]
-            if sessions and member.name in readers:
-                self.broadcast(sessions, "roomMessage", room.name, event.sender,
-                               event.timestamp, envelope.sharedCut(member.name))
-                self.metrics.delivered("room", len(sessions))
+            if sessions:
+                self._deliver(sessions, readers, "room", "roomMessage", event.sequence,
+                              room.name, event.sender, event.timestamp, envelope=envelope)
+
+    def _deliver(self, sessions, readers, kind, method, sequence, *args, envelope):
+        """
+        Give each session its own cut of C{envelope} (by its entry key: a
+        device reads only its own entry), when it has an entry, and raise its
+        device's mark.
+        """
+        told = 0
+        for session in sessions:
+            entry = self.devices.entryKeyOf(session)
+            if entry in readers:
+                self.broadcast([session], method, *args, envelope.sharedCut(entry))
+                self.devices.delivered(session, sequence)
+                told += 1
+        if told:
+            self.metrics.delivered(kind, told)
 
     def _toldDirect(self, event, exclude, local):
         """
@@ -315,14 +336,15 @@ class ChatService(Service):
         """
         sender, peer = self.directory.user(event.sender), self.directory.user(event.peer)
         envelope = event.parsed()
-        receivers = [s for s in peer.sessions if s is not exclude]
-        self.broadcast(receivers, "directMessage", sender.name, event.timestamp,
-                       envelope.sharedCut(peer.name))
-        self.metrics.delivered("direct", len(receivers))
+        readers = envelope.encryptedKeys
+        if peer is not None:
+            self._deliver([s for s in peer.sessions if s is not exclude], readers, "direct",
+                          "directMessage", event.sequence, sender.name, event.timestamp,
+                          envelope=envelope)
         if peer is not sender:
-            self.broadcast([s for s in sender.sessions if s is not exclude],
-                           "directMessage", sender.name, event.timestamp,
-                           envelope.sharedCut(sender.name))
+            self._deliver([s for s in sender.sessions if s is not exclude], readers, "direct",
+                          "directMessage", event.sequence, sender.name, event.timestamp,
+                          envelope=envelope)
 
     _telling = {
         UserOffline: _toldOffline, Renamed: _toldRenamed, KeyChanged: _toldKey,
@@ -330,6 +352,8 @@ class ChatService(Service):
         DirectMessage: _toldDirect, Kicked: _toldKicked, RoleChanged: _toldRole,
         TopicChanged: _toldTopic, PasswordChanged: _toldPassword,
         RoomDestroyed: _toldDestroyed,
+        DevicesChanged: devicetell.devicesChanged, DevicePending: devicetell.devicePending,
+        Approval: devicetell.approval,
     }
 
     def goOffline(self, user, local=True):
@@ -446,7 +470,7 @@ class ChatService(Service):
                 return transferId
 
     def checkEnvelope(self, user, data, kind, target, expectedKeys, members,
-                      domain=e2e.MESSAGE):
+                      domain=e2e.MESSAGE, envelope=None, signer=None):
         """
         Check an envelope the way section 6 ranks its rules, once.
 
@@ -454,9 +478,13 @@ class ChatService(Service):
         @param members: a callable giving the target's C{(name, key)} pairs, for
             the refusal that lists them.
         @param domain: the header domain, message or file.
+        @param envelope: C{data} parsed already, or L{None}.
+        @param signer: the key the envelope must be signed with (the sending
+            device's), or L{None} for the user's.
         @return: the parsed L{e2e.Envelope}.
         """
-        envelope = e2e.Envelope.parse(data)
+        if envelope is None:
+            envelope = e2e.Envelope.parse(data)
         if envelope.sender != user.name:
             raise Forbidden("envelope 'from' is %r, not you (%s)" % (envelope.sender, user.name))
         if envelope.toKind != kind or envelope.toName != target:
@@ -466,7 +494,7 @@ class ChatService(Service):
         if skew > self.settings.clockSkew:
             raise BadRequest("envelope timestamp is %d s off the server clock (at most %d s)"
                              % (skew, self.settings.clockSkew))
-        if not envelope.verifySignature(user.key, domain):
+        if not envelope.verifySignature(signer or user.key, domain):
             raise Forbidden("envelope signature does not verify with your current key")
         if (fold(user.name), envelope.id) in self.replays:
             raise Conflict("replayed envelope id %s" % (envelope.id,))

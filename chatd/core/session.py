@@ -15,6 +15,8 @@ from chatd.core.files import FileRequests
 from chatd.core.messages import MessageRequests
 from chatd.core.moderation import ModerationRequests
 from chatd.core.rooms import RoomRequests
+from chatd.core.sharing import SharingRequests
+from chatd.core.waiting import WaitingRequests
 from chatd.errors import NotFound
 from chatd.interfaces import ISession
 from chatd.names import fold
@@ -28,7 +30,7 @@ WARNING_IDLE = 0x03
 
 @implementer(ISession)
 class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
-              ModerationRequests, DeviceRequests):
+              ModerationRequests, DeviceRequests, WaitingRequests, SharingRequests):
     """
     One connection's state and the requests it can make.
 
@@ -130,6 +132,10 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         if user is not None:
             self._detach(user)
         self.service.sessions.discard(self)
+        # A device's mark is written when its session closes.
+        self.service.devices.dropPending(self)
+        if self.device is not None:
+            self.service.devices.flush()
 
     def _attach(self, user):
         self.user = user

@@ -12,7 +12,8 @@ from typing import Callable, FrozenSet, List, Optional
 
 from twisted.internet.defer import Deferred
 
-from chatd.errors import HeadConflict, NotFound
+from chatd.devicelist import Head, HeadConflict
+from chatd.errors import NotFound
 from chatd.model import NO_DEVICES, DeviceList, PendingDevice
 from chatd.names import fold
 
@@ -67,7 +68,7 @@ def publishDevices(txn, execute, userKey: str, devices: DeviceList, prev,
     rows = txn.fetchall()
     head = tuple(rows[0]) if rows else NO_DEVICES.head
     if head != tuple(prev):
-        raise HeadConflict("the device list changed meanwhile", head)
+        raise HeadConflict("the device list changed meanwhile", Head(*head))
     writeDevices(txn, execute, userKey, devices)
     for keyHash in removed:
         execute(txn, "INSERT INTO removed_devices (user_key, key_hash) VALUES (?, ?)"

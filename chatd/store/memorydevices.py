@@ -10,7 +10,8 @@ from typing import Any, Dict, FrozenSet, List, Tuple
 
 from twisted.internet.defer import fail, succeed
 
-from chatd.errors import ChatError, Conflict, HeadConflict, NotFound
+from chatd.devicelist import Head, HeadConflict
+from chatd.errors import ChatError, Conflict, NotFound
 from chatd.model import NO_DEVICES, HistoryRow, StoredMessage
 from chatd.names import fold
 from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey
@@ -102,7 +103,7 @@ class MemoryDevices:
         key = fold(user)
         head = self._lists.get(key, NO_DEVICES).head
         if head != tuple(prev):
-            raise HeadConflict("the device list changed meanwhile", head)
+            raise HeadConflict("the device list changed meanwhile", Head(*head))
         self._writeDevices(key, devices)
         self._removed.setdefault(key, set()).update(removed)
 

@@ -18,7 +18,7 @@ from chatd.core.events import Event, Joined, UserOnline, fromWire
 from chatd.core.service import ChatService
 from chatd.credentials import Credentials
 from chatd.fanout.local import LocalFanout
-from chatd.interfaces import IChatClient, IFanout
+from chatd.interfaces import IChatClient, IDeviceClient, IFanout
 from chatd.store.seal import AtRestKeys, generateKey
 
 
@@ -119,6 +119,27 @@ class FakeChatClient:
         """
         events, self.events = self.events, []
         return events
+
+
+@implementer(IDeviceClient)
+class FakeDeviceClient(FakeChatClient):
+    """
+    A L{FakeChatClient} that also takes the events of protocol version 3
+    (devices), recorded alike.
+    """
+
+    def _record(name):
+        def method(self, *args):
+            self.events.append((name, args))
+        method.__name__ = name
+        return method
+
+    devicesChanged = _record("devicesChanged")
+    devicePending = _record("devicePending")
+    approval = _record("approval")
+    shareWanted = _record("shareWanted")
+    caughtUp = _record("caughtUp")
+    del _record
 
 
 @implementer(IFanout)

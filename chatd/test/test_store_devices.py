@@ -8,7 +8,8 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from chatd.errors import Conflict, HeadConflict
+from chatd.devicelist import HeadConflict
+from chatd.errors import Conflict
 from chatd.model import NO_DEVICES, DeviceList, PendingDevice
 from chatd.store.entries import mergeShares, pairKey, readerKey
 from chatd.store.memory import MemoryStore

@@ -1,0 +1,84 @@
+# -*- test-case-name: chatd.test.test_devices_core -*-
+"""
+What the device events (L{chatd.core.events.DevicesChanged},
+L{DevicePending}, L{Approval}) mean for the sessions of a node, wherever
+they happened: the service's tellers for them
+(L{chatd.core.service.ChatService._telling}).
+
+Device events go to sessions whose client provides L{IDeviceClient}; a door
+that speaks several versions (the binary door) drops them for sessions of
+version 1 and 2 itself.
+"""
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from chatd import devicelist
+from chatd.interfaces import IDeviceClient
+from chatd.model import DeviceList, PendingDevice
+from chatd.names import fold
+
+log = Logger()
+
+
+def _listening(sessions):
+    return [s for s in sessions if IDeviceClient.providedBy(s.client)]
+
+
+def devicesChanged(service, event, exclude, local):
+    """
+    Hold the new list; close the sessions of devices it no longer has (or
+    has with another key), approve the pending sessions it names, and tell
+    the account's sessions and everyone who would hear of its key changes.
+    """
+    book = service.devices
+    head = devicelist.DeviceList.parse(event.text).head
+    devices = DeviceList(event.text, event.signature,
+                         tuple((device, key) for device, key in event.devices),
+                         head.version, head.hash)
+    held = book.lists.get(fold(event.user))
+    identity = event.key if event.key is not None else (held[1] if held else None)
+    user = service.directory.user(event.user)
+    if identity is None and user is not None:
+        identity = user.key
+    book.hold(user.name if user is not None else event.user, identity, devices)
+    keys = dict(devices.devices)
+    if user is not None:
+        for session in list(user.sessions):
+            if session.device is not None and keys.get(session.device) != session.deviceKey:
+                log.info("closing {name}'s session of removed device {device}",
+                         name=user.name, device=session.device)
+                session.client.disconnect()
+    pending = book.pendingSessions(event.user)
+    audience = service.directory.audience(user, exclude) if user is not None else []
+    service.broadcast(_listening([s for s in audience if not s.ended] + pending),
+                      "devicesChanged", event.user, devices)
+    for session in pending:
+        if keys.get(session.device) == session.deviceKey:
+            d = Deferred.fromCoroutine(session._becomeDevice(
+                session._pendingName, identity, session.device, session.deviceKey, devices))
+            d.addErrback(_notApproved, session)
+
+
+def _notApproved(failure, session):
+    log.failure("approving device {device}", failure, device=session.device)
+
+
+def devicePending(service, event, exclude, local):
+    """
+    Tell the account's approved device sessions here that a device waits.
+    """
+    user = service.directory.user(event.user)
+    if user is None:
+        return
+    sessions = [s for s in user.sessions if s.device is not None and s is not exclude]
+    service.broadcast(_listening(sessions), "devicePending",
+                      PendingDevice(event.device, event.key, event.tag, event.expires))
+
+
+def approval(service, event, exclude, local):
+    """
+    Relay the identity device's reply to the pending device's sessions here.
+    """
+    service.broadcast(_listening(service.devices.pendingSessions(event.user, event.device)),
+                      "approval", event.reply)
