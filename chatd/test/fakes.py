@@ -128,18 +128,11 @@ class FakeDeviceClient(FakeChatClient):
     (devices), recorded alike.
     """
 
-    def _record(name):
-        def method(self, *args):
-            self.events.append((name, args))
-        method.__name__ = name
-        return method
-
-    devicesChanged = _record("devicesChanged")
-    devicePending = _record("devicePending")
-    approval = _record("approval")
-    shareWanted = _record("shareWanted")
-    caughtUp = _record("caughtUp")
-    del _record
+    devicesChanged = _recorder("devicesChanged")
+    devicePending = _recorder("devicePending")
+    approval = _recorder("approval")
+    shareWanted = _recorder("shareWanted")
+    caughtUp = _recorder("caughtUp")
 
 
 @implementer(IFanout)
