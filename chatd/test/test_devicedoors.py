@@ -396,6 +396,35 @@ class TextTests(DeviceDoorsTestCase):
                          {"type": "history", "roomId": "@bob", "messages": []})
         self.assertEqual(self.calls[-1], ("history", ("@bob", 3, 0)))
 
+    def test_otherCommands(self):
+        """The remaining device commands call the core with their decoded arguments."""
+        self.account("alice")
+        client = self.text("alice")
+        self.answers["getRecovery"] = b"B"
+        pem = jsonwire.derToPem(publicDer("new"))
+        reset = json.dumps({"publicKey": pem, "device": "d", "text": b64(b"L"),
+                            "signature": b64(b"S"), "blob": b64(b"B")})
+        lines = [("CMD::/device-request " + b64(b"T" * 32), "device_requested"),
+                 ("CMD::/approve tablet " + b64(b"R"), "approved"),
+                 ("CMD::/recovery", "recovery"),
+                 ("CMD::/recovery-set " + b64(b"B"), "recovery_set"),
+                 ("CMD::/reset-identity " + reset, "identity_reset")]
+        self.assertEqual([client.ok(line)["type"] for line, _ in lines],
+                         [kind for _, kind in lines])
+        self.assertEqual(self.calls[1:], [
+            ("requestDevice", (b"T" * 32,)), ("approve", ("tablet", b"R")), ("getRecovery", ()),
+            ("setRecovery", (b"B",)),
+            ("resetIdentity", (publicDer("new"), "d", b"L", b"S", b"B"))])
+
+    def test_authWithDevice(self):
+        """/auth NAME SIGNATURE DEVICE logs in as that device."""
+        client = LineClient(TextFactory(self.service))
+        client.ok("CMD::/challenge")
+        answer = client.ok("CMD::/auth alice %s phone" % (b64(b"SIG"),))
+        self.assertEqual((answer["type"], answer["device"], answer["state"]),
+                         ("authenticated", "phone", "approved"))
+        self.assertEqual(self.calls, [("authDevice", ("alice", "phone", b"SIG"))])
+
     def test_headConflictAndDevices(self):
         """ERR::07 carries the head; /devices lists a user's devices."""
         self.account("alice")
