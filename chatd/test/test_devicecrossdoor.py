@@ -1,0 +1,177 @@
+"""
+Devices across the three doors on the real core: one account on a binary
+version-3 session and a WebSocket session (added as a pending device and
+approved by the binary one), another on the text door; each session receives
+only its own device's entry of a room message, and a message that leaves a
+device out is refused 0x09 naming every member's devices.
+"""
+
+import base64
+import json
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
+
+from chatd import e2e
+from chatd.devicelist import DeviceList
+from chatd.protocols import jsonwire
+from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.devicewire import DeviceOp
+from chatd.protocols.opcodes import Op
+from chatd.protocols.text import TextFactory
+from chatd.protocols.website import makeWebResource
+from chatd.test.fakes import makeService, privateKey, publicDer
+from chatd.test.test_binary import OK
+from chatd.test.test_devicedoors import WireV3
+from chatd.test.test_text import LineClient
+from chatd.test.test_websocket import connectWebSocket
+
+PASSWORD = "correct horse"
+
+
+def b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+class CrossDoorDevicesTests(SynchronousTestCase):
+    """
+    alice on her phone (binary) and her browser (WebSocket), bob on his
+    laptop (text).
+    """
+
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.reactor.advance(1_700_000_000)
+        self.service = makeService(clock=self.reactor)
+        self.lists = {}
+
+    def registerBinary(self, user, device):
+        wire = WireV3(BinaryFactory(self.service))
+        wire.hello()
+        first = DeviceList.first(user, device, publicDer(user))
+        self.assertEqual(wire.request(Op.REGISTER, user, PASSWORD, publicDer(user), device,
+                                      first.text(), first.sign(privateKey(user)), b"R"),
+                         (OK, ()))
+        self.lists[user] = first
+        return wire
+
+    def registerText(self, user, device):
+        client = LineClient(TextFactory(self.service))
+        first = DeviceList.first(user, device, publicDer(user))
+        request = {"userId": user, "publicKey": jsonwire.derToPem(publicDer(user)),
+                   "password": PASSWORD, "device": device,
+                   "list": {"text": b64(first.text()),
+                            "signature": b64(first.sign(privateKey(user)))}}
+        self.assertEqual(client.ok("CMD::/register-device " + json.dumps(request)),
+                         {"type": "registered", "userId": user, "device": device,
+                          "state": "approved"})
+        self.lists[user] = first
+        return client
+
+    def addBrowser(self, phone):
+        """
+        alice's browser logs in (pending), asks to be approved; her phone
+        sees it waiting and publishes the list that adds it.
+        """
+        browser = connectWebSocket(Site(makeWebResource(self.service), reactor=self.reactor))
+        key = publicDer("alice/browser-1")
+        self.assertEqual(browser.request("login", userId="alice", password=PASSWORD,
+                                         device="browser-1",
+                                         deviceKey=jsonwire.derToPem(key)),
+                         {"type": "authenticated", "userId": "alice", "device": "browser-1",
+                          "state": "pending"})
+        self.assertEqual(browser.request("join", roomId="#r")["code"], "forbidden")
+        self.assertEqual(browser.ok("request_device", tag=b64(b"T" * 32)),
+                         {"type": "device_requested"})
+        (_, (device, spki, tag, _)), = phone.takeEvents(DeviceOp.DEVICE_PENDING)
+        self.assertEqual((device, spki, tag), ("browser-1", key, b"T" * 32))
+        new = self.lists["alice"].following({"browser-1": key})
+        devices = [("browser-1", key), ("phone", publicDer("alice"))]
+        self.assertEqual(phone.request(DeviceOp.PUBLISH_DEVICES, new.text(),
+                                       new.sign(privateKey("alice")), devices), (OK, ()))
+        self.lists["alice"] = new
+        return browser
+
+    def envelope(self, readers):
+        return e2e.seal("bob", privateKey("bob"), ("room", "#r"), readers, b"hi",
+                        ts=1_700_000_000_000, device="laptop",
+                        head=tuple(self.lists["bob"].head))
+
+    def test_eachDeviceItsOwnEntry(self):
+        """
+        A room message from bob reaches alice's binary session with only the
+        phone's entry and her WebSocket session with only the browser's.
+        """
+        phone = self.registerBinary("alice", "phone")
+        laptop = self.registerText("bob", "laptop")
+        self.assertEqual(phone.request(Op.JOIN, "#r", "")[0], OK)
+        browser = self.addBrowser(phone)
+        events = browser.take()
+        self.assertEqual([m["type"] for m in events],
+                         ["devices_changed", "user_joined", "caught_up"])
+        self.assertEqual((events[1]["roomId"], events[1]["userId"], events[2]["count"]),
+                         ("#r", "alice", 0))
+        laptop.ok("CMD::/join #r")
+        readers = {e2e.entryKey("alice", "phone"): publicDer("alice"),
+                   e2e.entryKey("alice", "browser-1"): publicDer("alice/browser-1"),
+                   e2e.entryKey("bob", "laptop"): publicDer("bob")}
+        laptop.ok("MSG::" + self.envelope(readers).decode("utf-8"))
+        (_, (room, sender, _, data)), = phone.takeEvents(Op.ROOM_MSG)
+        self.assertEqual((room, sender, sorted(json.loads(data)["encrypted_keys"])),
+                         ("#r", "bob", ["alice/phone"]))
+        message, = [m for m in browser.take() if m["type"] == "chat_message"]
+        self.assertEqual(sorted(message["envelope"]["encrypted_keys"]), ["alice/browser-1"])
+
+    def test_staleNamesDevices(self):
+        """
+        A message that leaves out alice's browser is refused 09 on the text
+        door, with every member's devices to re-encrypt for.
+        """
+        phone = self.registerBinary("alice", "phone")
+        laptop = self.registerText("bob", "laptop")
+        self.assertEqual(phone.request(Op.JOIN, "#r", "")[0], OK)
+        self.addBrowser(phone)
+        laptop.ok("CMD::/join #r")
+        readers = {e2e.entryKey("alice", "phone"): publicDer("alice"),
+                   e2e.entryKey("bob", "laptop"): publicDer("bob")}
+        reply = laptop.request("MSG::" + self.envelope(readers).decode("utf-8"))
+        self.assertTrue(reply.startswith(b"ERR::09::"), reply)
+        members = json.loads(reply[9:])["members"]
+        self.assertEqual({m["userId"]: sorted(d["id"] for d in m["devices"]["devices"])
+                          for m in members},
+                         {"alice": ["browser-1", "phone"], "bob": ["laptop"]})
+        status, (devmembers,) = phone.request(Op.GET_KEYS, 0, "#r")
+        self.assertEqual(status, OK)
+        self.assertEqual([(name, sorted(d for d, _ in lst.devices))
+                          for name, _, _, lst in devmembers],
+                         [("alice", ["browser-1", "phone"]), ("bob", ["laptop"])])
+
+    def test_waitingDirectMessage(self):
+        """
+        A DM from bob's text session to alice while she is offline is stored;
+        her phone's binary login replays it, then CAUGHT_UP, and HISTORY
+        @bob returns it.
+        """
+        phone = self.registerBinary("alice", "phone")
+        phone.transport.loseConnection()
+        phone.protocol.connectionLost(None)
+        laptop = self.registerText("bob", "laptop")
+        readers = {e2e.entryKey("alice", "phone"): publicDer("alice"),
+                   e2e.entryKey("bob", "laptop"): publicDer("bob")}
+        envelope = e2e.seal("bob", privateKey("bob"), ("user", "alice"), readers, b"later",
+                            ts=1_700_000_000_000, device="laptop",
+                            head=tuple(self.lists["bob"].head))
+        self.assertEqual(laptop.ok("CMD::/pm alice " + envelope.decode("utf-8"))["type"],
+                         "sent")
+        phone = WireV3(BinaryFactory(self.service))
+        phone.hello()
+        self.assertEqual(phone.request(Op.LOGIN, "alice", PASSWORD, "phone", publicDer("alice")),
+                         (OK, (0,)))
+        events = phone.takeEvents()
+        self.assertEqual([op for op, _ in events], [Op.DM, DeviceOp.CAUGHT_UP])
+        (_, (sender, _, data)), (_, (count,)) = events
+        self.assertEqual((sender, sorted(json.loads(data)["encrypted_keys"]), count),
+                         ("bob", ["alice/phone"], 1))
+        status, (rows,) = phone.request(Op.HISTORY, "@bob", 0, 0)
+        self.assertEqual((status, [row[0] for row in rows]), (OK, ["bob"]))
