@@ -35,6 +35,9 @@ class DeviceBook:
         self._clock = clock
         self.lists: Dict[str, Tuple[str, Optional[bytes], DeviceList]] = {}
         self.pending: Dict[Tuple[str, str], Set] = {}
+        # (folded account, device) -> expiry (ms) of the pending requests
+        # other nodes told of.
+        self.remotePending: Dict[Tuple[str, str], int] = {}
         self._dirty: Dict[Tuple[str, str], int] = {}
         self._flush = None
 
@@ -121,6 +124,15 @@ class DeviceBook:
             sessions.discard(session)
             if not sessions:
                 del self.pending[key]
+
+    def waiting(self, name, device, nowMs) -> bool:
+        """
+        Whether device C{device} of C{name} waits for approval on a node of
+        the cluster: a session here, or a request another node told of.
+        """
+        if self.pendingSessions(name, device):
+            return True
+        return self.remotePending.get((fold(name), device), 0) > nowMs
 
     def pendingSessions(self, name, device=None) -> List:
         return [s for (user, dev), sessions in self.pending.items() for s in sessions

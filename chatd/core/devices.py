@@ -302,7 +302,7 @@ class DeviceRequests(SessionBase):
         """
         user = self._identityDevice()
         checkDeviceId(device)
-        if not self.service.devices.pendingSessions(user.name, device):
+        if not self.service.devices.waiting(user.name, device, self.service.now()):
             raise NotFound("no pending device %s is online" % (device,))
         self.service.happened([Approval(user.name, device, reply)])
 

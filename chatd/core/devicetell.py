@@ -68,6 +68,9 @@ def devicePending(service, event, exclude, local):
     """
     Tell the account's approved device sessions here that a device waits.
     """
+    if not local:
+        # The pending device is on another node: an APPROVE here may relay to it.
+        service.devices.remotePending[(fold(event.user), event.device)] = event.expires
     user = service.directory.user(event.user)
     if user is None:
         return

@@ -82,6 +82,11 @@ class Room:
         self.history = history
         self.members = {}
         self._keyIds = None
+        # The accounts remembered in it (read from the store when needed),
+        # and a count of membership changes, so that a read that raced a
+        # change is not kept.
+        self.storedAccounts = None
+        self.generation = 0
 
     @property
     def hasHistory(self):
@@ -97,7 +102,14 @@ class Room:
         return self._keyIds
 
     def changed(self):
+        """
+        Its members changed: what was worked out from them is forgotten,
+        the accounts remembered in it included (a version 2 envelope names
+        their devices, chatd.core.waiting).
+        """
         self._keyIds = None
+        self.storedAccounts = None
+        self.generation += 1
 
     def memberKeys(self):
         return sorted((u.name, u.key) for u in self.members.values())
@@ -316,6 +328,10 @@ class Directory:
         """
         target = self.user(name)
         removed = False
+        kept = self.rooms.get(fold(roomName))
+        if kept is not None:
+            # An offline account banned is no longer remembered in it either.
+            kept.changed()
         if target is not None:
             if banned:
                 target.bans.add(fold(roomName))

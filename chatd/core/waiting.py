@@ -64,7 +64,12 @@ class WaitingRequests(SessionBase):
         """
         if envelope is None or envelope.version != 2:
             return room.keyIds(), room.memberKeys
-        accounts = await self.service.store.membersOf(room.name)
+        accounts = room.storedAccounts
+        if accounts is None:
+            generation = room.generation
+            accounts = await self.service.store.membersOf(room.name)
+            if room.generation == generation:
+                room.storedAccounts = accounts
         expected, members = await self.service.devices.expected(
             list(room.members.values()), accounts)
         return expected, lambda: members

@@ -300,3 +300,62 @@ class RecoveryAndResetTests(DeviceCase):
         self.assertIsInstance(self.refusal(alice.resetIdentity, b"", "x", b"", b"", b""),
                               BadRequest)
         self.assertIsInstance(self.refusal(self.connect().getRecovery), AuthRequired)
+
+
+class ClusterTests(DeviceCase):
+    """
+    Device events cross the nodes of a cluster, as KEY_CHANGED does.
+    """
+
+    def buildService(self):
+        from twisted.internet.task import Clock
+
+        from chatd.store.memory import MemoryStore
+        from chatd.test.fakes import FakeHub, makeService, testKeys
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        hub = FakeHub(clock)
+        store = MemoryStore(testKeys(), clock)
+        self.other = makeService(store=store, clock=clock, fanout=hub.fanout("B"))
+        return makeService(store=store, clock=clock, fanout=hub.fanout("A"))
+
+    def onOther(self):
+        """
+        A greeted device session on node B.
+        """
+        from chatd.test.fakes import FakeDeviceClient
+        other = self.other.connect(FakeDeviceClient(), "10.0.0.2")
+        other.hello(1)
+        return other
+
+    def test_approvalAcrossNodes(self):
+        """
+        A pending device on node B is announced to the identity device on
+        node A, gets A's APPROVE, and is approved by A's list; a member on B
+        hears DEVICES_CHANGED.
+        """
+        alice = self.register("alice")
+        phone = self.onOther()
+        self.assertEqual(self.result(phone.loginDevice, "alice", PASSWORD, "phone",
+                                     deviceDer("alice", "phone")), 1)
+        self.result(phone.requestDevice, b"t" * 32)
+        [(told,)] = self.events(alice, "devicePending")
+        self.assertEqual(told.device, "phone")
+        self.result(alice.approve, "phone", b"reply")
+        self.assertEqual(self.events(phone, "approval"), [(b"reply",)])
+        self.publish(alice, "alice", add=["phone"])
+        self.assertFalse(phone.pending)
+        self.assertEqual(phone.name, "alice")
+        self.assertEqual(self.other.devices.held("alice").devices,
+                         self.service.devices.held("alice").devices)
+
+    def test_removalAcrossNodes(self):
+        """
+        A list published on node A closes the removed device's session on B.
+        """
+        alice = self.register("alice")
+        phone = self.onOther()
+        self.result(phone.loginDevice, "alice", PASSWORD, "phone", deviceDer("alice", "phone"))
+        self.publish(alice, "alice", add=["phone"])
+        self.publish(alice, "alice", remove=["phone"])
+        self.assertTrue(phone.client.disconnected)

@@ -77,6 +77,18 @@ class RecipientsTests(DeviceCase):
         self.result(self.alice.roomMessage, "#r", self.sealFrom(
             "alice", "first", ("room", "#r"), self.readers("alice", "bob")))
 
+    def test_bannedOfflineMemberDropped(self):
+        """
+        An offline account banned from the room is no longer a recipient:
+        its devices must not be named any more.
+        """
+        self.bob.closed()
+        self.result(self.alice.roomMessage, "#r", self.sealFrom(
+            "alice", "first", ("room", "#r"), self.readers("alice", "bob")))
+        self.result(self.alice.ban, "#r", "bob", "")
+        self.result(self.alice.roomMessage, "#r", self.sealFrom(
+            "alice", "first", ("room", "#r"), self.readers("alice")))
+
     def test_signedByThisDevice(self):
         """
         An envelope naming another device than the session's is refused 0x05.
