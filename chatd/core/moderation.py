@@ -12,6 +12,8 @@ so it receives nothing more of the room. The other nodes of a cluster are told
 through the fan-out and do the same to their picture of the room.
 """
 
+from typing import Iterable, List, Optional, Tuple
+
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -47,7 +49,8 @@ class JoinAnswer(list):
     C{history} setting (version 3).
     """
 
-    def __init__(self, members, topic, history=0):
+    def __init__(self, members: Iterable[Tuple[str, bytes]], topic: Optional[str],
+                 history: int = 0) -> None:
         list.__init__(self, members)
         self.topic = topic
         self.history = history
@@ -88,7 +91,7 @@ class ModerationRequests(SessionBase):
             _checkText(text, what)
         return user, self.service.directory.room(roomName)
 
-    def kick(self, roomName, userName, reason):
+    def kick(self, roomName: str, userName: str, reason: str) -> "Deferred[None]":
         """
         Take a member out of a room; it may come back.
 
@@ -132,7 +135,7 @@ class ModerationRequests(SessionBase):
                  what="banned" if banned else "kicked", target=name, room=room.name,
                  address=self.address)
 
-    def ban(self, roomName, userName, reason):
+    def ban(self, roomName: str, userName: str, reason: str) -> "Deferred[None]":
         """
         Ban a name from a room, and take it out if it is in.
 
@@ -150,7 +153,7 @@ class ModerationRequests(SessionBase):
                                         user.name, reason)
         self._expel(user, room, target.name if target else userName, reason, True)
 
-    def unban(self, roomName, userName):
+    def unban(self, roomName: str, userName: str) -> "Deferred[None]":
         """
         Lift a ban.
 
@@ -169,7 +172,8 @@ class ModerationRequests(SessionBase):
         log.info("{actor} unbanned {target} from {room} (from {address})", actor=user.name,
                  target=userName, room=room.name, address=self.address)
 
-    def setRole(self, roomName, userName, role):
+    def setRole(self, roomName: str, userName: str,
+                role: Optional[str]) -> "Deferred[None]":
         """
         Make an account an owner or operator of a room, or take its role away
         (L{None}).
@@ -198,7 +202,7 @@ class ModerationRequests(SessionBase):
         service.happened(service.directory.setRole(room.name, account.name, user.name, role),
                          self)
 
-    def setTopic(self, roomName, topic):
+    def setTopic(self, roomName: str, topic: str) -> "Deferred[None]":
         """
         Set a room's topic (empty: none).
 
@@ -213,7 +217,7 @@ class ModerationRequests(SessionBase):
         await service.store.setTopic(room.name, topic or None)
         service.happened(service.directory.setTopic(room.name, user.name, topic), self)
 
-    def setRoomPassword(self, roomName, password):
+    def setRoomPassword(self, roomName: str, password: str) -> "Deferred[None]":
         """
         Set a room's password, or remove it (empty). Its members stay.
 
@@ -230,7 +234,7 @@ class ModerationRequests(SessionBase):
         await service.store.setRoomPassword(room.name, passwordHash)
         service.happened(service.directory.setPassword(room, passwordHash))
 
-    def destroy(self, roomName):
+    def destroy(self, roomName: str) -> "Deferred[None]":
         """
         Delete a room with its history, memberships, roles and bans.
 
@@ -247,7 +251,8 @@ class ModerationRequests(SessionBase):
         log.info("{actor} destroyed {room} (from {address})", actor=user.name,
                  room=room.name, address=self.address)
 
-    def roomInfo(self, roomName):
+    def roomInfo(self, roomName: str
+                 ) -> "Deferred[Tuple[str, List[str], List[str], List[str]]]":
         """
         A room's topic, owners and operators, and the names banned from it for
         its operators and owners.
