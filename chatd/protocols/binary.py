@@ -20,8 +20,12 @@ budget of all connections, the connection is aborted (see
 L{chatd.protocols.outbox}).
 """
 
+from typing import Any, Callable, Dict
+
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.errors import BadRequest, TooLarge
@@ -87,7 +91,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         peer = self.transport.getPeer()
         self.open(self.transport, getattr(peer, "host", str(peer)))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost()
 
     def _encodeRefusal(self, error, context):
@@ -223,7 +227,8 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
             raise opcodes.MalformedFrame("role %d is none of 0, 1 and 2" % (code,))
         return self.call("set_role", room, user, opcodes.ROLES[code])
 
-    _special = {Op.LEAVE: _leave, Op.HISTORY: _history, Op.SET_ROLE: _setRole}
+    _special: Dict[int, Callable[..., Any]] = {
+        Op.LEAVE: _leave, Op.HISTORY: _history, Op.SET_ROLE: _setRole}
 
     # -- IChatClient --------------------------------------------------------
 
@@ -249,24 +254,24 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     # session hears that a user is out of a room as it always has, by LEFT.
 
     def kicked(self, room, user, by, banned, reason):
-        if self.session.version >= 2:
+        if self._live.version >= 2:
             self._send(opcodes.event(Op.KICKED, room, user, by, int(banned), reason))
         else:
             self.userLeft(room, user)
 
     def topicChanged(self, room, by, topic):
-        if self.session.version >= 2:
+        if self._live.version >= 2:
             self._send(opcodes.event(Op.TOPIC, room, by, topic))
 
     def roleChanged(self, room, user, by, role):
-        if self.session.version >= 2:
+        if self._live.version >= 2:
             self._send(opcodes.event(Op.ROLE, room, user, by, opcodes.ROLE_CODES[role]))
 
     def roomDestroyed(self, room, by):
-        if self.session.version >= 2:
+        if self._live.version >= 2:
             self._send(opcodes.event(Op.DESTROYED, room, by))
-        elif self.session.name is not None:
-            self.userLeft(room, self.session.name)
+        elif self._live.name is not None:
+            self.userLeft(room, self._live.name)
 
     def warning(self, code, message):
         self._send(opcodes.event(Op.WARNING, code, message))
@@ -277,7 +282,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         offer = transfer.offer
         self._send(opcodes.event(Op.OFFERED, transfer.id, transfer.sender.name, offer.kind,
                                  offer.target, offer.size, offer.chunks, offer.chunkSize,
-                                 offer.envelope.cutFor(self.session.name)))
+                                 offer.envelope.cutFor(self._live.name)))
 
     def fileStarted(self, transferId, accepted, window):
         self._send(opcodes.event(Op.START, transferId, accepted, window))

@@ -7,6 +7,9 @@ version-3 session, and the device events (docs/protocol.rst, Protocol version
 versions 1 and 2 as they were; the layouts are L{chatd.protocols.devicewire}'s.
 """
 
+from typing import TYPE_CHECKING
+
+from chatd.interfaces import ISession
 from chatd.protocols import devicewire, opcodes
 from chatd.protocols.devicewire import DeviceOp
 from chatd.protocols.opcodes import Op
@@ -34,12 +37,20 @@ class BinaryDevices:
     Version 3 of a L{chatd.protocols.binary.BinaryProtocol}, mixed into it.
     """
 
+    if TYPE_CHECKING:
+        # What the protocol it is mixed into provides.
+        @property
+        def _live(self) -> ISession: ...
+        def _flags(self, name: str) -> int: ...
+        def _send(self, frame: bytes) -> None: ...
+        def _version(self) -> int: ...
+
     def _devMembers(self, members):
         """
         C{(name, key)} pairs as version 3's C{devmembers}: with flags and the
         list the core holds for each.
         """
-        devicesOf = self.session.devicesOf
+        devicesOf = self._live.devicesOf
         return [(name, self._flags(name), key, devicesOf(name)) for name, key in members]
 
     def _encodeOkV3(self, value, op):
@@ -74,7 +85,7 @@ class BinaryDevices:
 
     def _userEventV3(self, op, user, *values):
         self._send(devicewire.event(op, *values, self._flags(user),
-                                    self.session.devicesOf(user)))
+                                    self._live.devicesOf(user)))
 
     # -- IDeviceClient --------------------------------------------------------
     # Only a version-3 session has a use for these; the core sends them to

@@ -23,7 +23,7 @@ Field types version 3 adds::
 
 import struct
 from enum import IntEnum
-from typing import NamedTuple, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import MalformedFrame, Op
@@ -79,7 +79,7 @@ class Pending(NamedTuple):
     expires: int
 
 # Client -> server in version 3: the requests whose layout changes, and the new ones.
-REQUESTS = {
+REQUESTS: Dict[Any, Tuple[str, ...]] = {
     **opcodes.REQUESTS,
     Op.REGISTER: ("str8", "str8", "bytes16", "str8", "bytes32", "bytes16", "bytes32"),
     Op.LOGIN: ("str8", "str8", "str8", "bytes16"),
@@ -96,7 +96,7 @@ REQUESTS = {
 }
 
 # The payload of a status-0x00 response in version 3, by the request it answers.
-OK_RESPONSES = {
+OK_RESPONSES: Dict[Any, Tuple[str, ...]] = {
     **opcodes.OK_RESPONSES_V2,
     Op.LOGIN: ("u8",),
     Op.JOIN: ("devmembers", "str16", "u16"),
@@ -108,7 +108,7 @@ OK_RESPONSES = {
 
 # Server -> client in version 3: JOINED and KEY_CHANGED end with the user's
 # list, and the new events.
-EVENTS = {
+EVENTS: Dict[Any, Tuple[str, ...]] = {
     **opcodes.EVENT_LAYOUTS_V2,
     Op.JOINED: opcodes.EVENT_LAYOUTS_V2[Op.JOINED] + ("devicelist",),
     Op.KEY_CHANGED: opcodes.EVENT_LAYOUTS_V2[Op.KEY_CHANGED] + ("devicelist",),

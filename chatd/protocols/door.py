@@ -110,6 +110,16 @@ class Door:
         self._advancing = False
         self._readingPaused = False
 
+    @property
+    def _live(self) -> ISession:
+        """
+        The session, where the door acts only while it has one: answering a
+        request, telling an event.
+        """
+        session = self.session
+        assert session is not None, "no session: the connection is not open"
+        return session
+
     # -- lifecycle --------------------------------------------------------
 
     def open(self, sink: Any, address: str) -> bool:

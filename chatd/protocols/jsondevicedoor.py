@@ -13,8 +13,10 @@ legacy session sees exactly what it saw before.
 """
 
 import json
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from chatd.errors import BadRequest
+from chatd.interfaces import ISession
 from chatd.protocols import jsondevices, jsonwire
 from chatd.protocols.jsondoor import then
 from chatd.protocols.jsonwire import NO_ID
@@ -27,6 +29,16 @@ class JSONDevices:
     Mixed into a L{chatd.protocols.jsondoor.JSONDoor} that is also a
     L{chatd.protocols.door.Door}.
     """
+
+    if TYPE_CHECKING:
+        # What the door it is mixed into provides.
+        session: Optional[ISession]
+
+        @property
+        def _live(self) -> ISession: ...
+        def _event(self, obj: Dict[str, Any]) -> None: ...
+        def _userName(self, user: str) -> str: ...
+        def call(self, request: str, *args: Any, **kwargs: Any) -> Any: ...
 
     # -- what device sessions see -------------------------------------------
 
@@ -44,14 +56,14 @@ class JSONDevices:
 
     def _devRegister(self, requestId, userId, publicKey, password, invite, device, devices,
                      blob):
-        session = self.session
+        session = self._live
         return then(self.call("register_device", userId, password, publicKey, device,
                               devices.text, devices.signature, blob, invite),
                     lambda _: jsondevices.authenticated(session.name, device, _APPROVED,
                                                         requestId, kind="registered"))
 
     def _devLogin(self, requestId, userId, password, device, deviceKey):
-        session = self.session
+        session = self._live
 
         def answer(state):
             # A pending session is nobody yet: the name it logged in with.
@@ -60,13 +72,13 @@ class JSONDevices:
         return then(self.call("login_device", userId, password, device, deviceKey), answer)
 
     def _devAuth(self, requestId, userId, signature, device):
-        session = self.session
+        session = self._live
         return then(self.call("auth_device", userId, device, signature),
                     lambda _: jsondevices.authenticated(session.name, device, _APPROVED,
                                                         requestId))
 
     def _devGetDevices(self, requestId, userId=None):
-        name = userId if userId is not None else self.session.name
+        name = userId if userId is not None else self._live.name
         if name is None:
             raise BadRequest("get_devices needs a userId before login")
         spelling = self._userName(name)
@@ -229,7 +241,7 @@ WEBSOCKET_REQUESTS = {"get_devices": "get_devices", "request_device": "request_d
 # the core, not the door, says what it may ask.
 WEBSOCKET_BEFORE_LOGIN = frozenset({"get_devices", "request_device", "get_recovery",
                                     "reset_identity"})
-WEBSOCKET_HANDLERS = {
+WEBSOCKET_HANDLERS: Dict[str, Callable[..., Any]] = {
     "get_devices": JSONDevices._devGetDevices, "request_device": JSONDevices._devRequestDevice,
     "publish_devices": JSONDevices._devPublish, "approve": JSONDevices._devApprove,
     "get_recovery": JSONDevices._devGetRecovery, "set_recovery": JSONDevices._devSetRecovery,

@@ -5,8 +5,11 @@ chat events, and naming rooms and users as the server spells them. Each door
 only says how an object goes out.
 """
 
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
 from twisted.internet.defer import Deferred
 
+from chatd.interfaces import ISession
 from chatd.names import fold
 from chatd.protocols import jsonmoderation, jsonwire
 
@@ -31,14 +34,22 @@ class JSONDoor:
     to, forgotten when its own user leaves that room.
     """
 
-    activeRoom = None
+    activeRoom: Optional[str] = None
+
+    if TYPE_CHECKING:
+        # What the door it is mixed into provides.
+        session: Optional[ISession]
+
+        @property
+        def _live(self) -> ISession: ...
+        def _event(self, obj: Dict[str, Any]) -> None: ...
 
     def _roomName(self, room):
         """
         The name the core knows C{room} by (its first writer's spelling), or
         C{room} itself for a room that does not exist yet.
         """
-        return self.session.roomSpelling(room)
+        return self._live.roomSpelling(room)
 
     def _historyName(self, name):
         """
@@ -54,7 +65,7 @@ class JSONDoor:
         """
         The name the core knows an online C{user} by, or C{user} itself.
         """
-        return self.session.userSpelling(user)
+        return self._live.userSpelling(user)
 
     def roomMessage(self, room, sender, timestamp, envelope):
         self._event(jsonwire.chatMessage(room, sender, timestamp, envelope))

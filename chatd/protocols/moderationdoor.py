@@ -7,7 +7,7 @@ user as the server spells them. The WebSocket door calls these with the
 request's id and fields; the text door with L{NO_ID} and its arguments.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Dict
 
 from chatd.errors import BadRequest
 from chatd.protocols import jsonmoderation
@@ -103,7 +103,7 @@ TEXT_REQUESTS = {"/kick": "kick", "/ban": "ban", "/unban": "unban", "/role": "se
                  "/topic": "set_topic", "/password": "set_password",
                  "/destroy": "destroy_room", "/info": "room_info"}
 TEXT_REST_OF_LINE = frozenset({"/kick", "/ban", "/topic"})
-WEBSOCKET_HANDLERS = {
+WEBSOCKET_HANDLERS: Dict[str, Callable[..., Any]] = {
     "kick": JSONModeration._modKick, "ban": JSONModeration._modBan,
     "unban": JSONModeration._modUnban, "set_role": JSONModeration._modSetRole,
     "set_topic": JSONModeration._modSetTopic, "set_password": JSONModeration._modSetPassword,

@@ -66,7 +66,9 @@ aborted.
 
 import re
 
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.core.directory import ROOM, USER
@@ -185,7 +187,7 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         if self.open(self.transport, getattr(peer, "host", str(peer))):
             self._send(b"OK::" + jsonwire.welcome(self.call("hello", 1)))
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost()
 
     # -- output -----------------------------------------------------------
@@ -279,7 +281,7 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
 
     def _register(self, name, password, key, invite=None):
         der = jsonwire.decodeBase64(key, "the public key")
-        session = self.session
+        session = self._live
         return self.call("register", name, password, der, invite).addCallback(
             lambda _: jsonwire.registered(session.name))
 
@@ -289,7 +291,7 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         if device is not None:
             return self._devLogin(jsonwire.NO_ID, name, password, device,
                                   jsonwire.decodeBase64(key, "the device key"))
-        session = self.session
+        session = self._live
         return self.call("login", name, password).addCallback(
             lambda _: jsonwire.authenticated(session.name))
 
@@ -300,12 +302,12 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         signature = jsonwire.decodeBase64(signature, "the signature")
         if device is not None:
             return self._devAuth(jsonwire.NO_ID, name, signature, device)
-        session = self.session
+        session = self._live
         return self.call("auth", name, signature).addCallback(
             lambda _: jsonwire.authenticated(session.name))
 
     def _nick(self, name):
-        old = self.session.name
+        old = self._live.name
         return self.call("nick", name).addCallback(
             lambda new: jsonwire.renamed(old, new, guest=self._isGuest(new)))
 
@@ -334,10 +336,10 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         return self.call("join", room, password).addCallback(joined)
 
     def _switch(self, room):
-        if self.session.name is None:
+        if self._live.name is None:
             raise AuthRequired("authentication required: register or log in first")
-        member = self.session.isMember(room)
-        name = self.session.roomSpelling(room)
+        member = self._live.isMember(room)
+        name = self._live.roomSpelling(room)
         if not member:
             raise BadRequest("not a member of %s; /join it first" % (name,))
         self.activeRoom = name

@@ -74,6 +74,8 @@ request order, reading paused while a request waits on asynchronous work; the
 replies wait in an L{Outbox} bounded by C{send-queue}.
 """
 
+from typing import Any, Callable, Dict
+
 from wsproto.events import BytesMessage, CloseConnection, Message
 from zope.interface import implementer
 
@@ -200,8 +202,10 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         Door.__init__(self, service)
         self.address = address
         self.maxMessage = service.settings.maxFrame
-        self.wire = None
-        self.guard = None
+        # The WebSocket transport and the size guard on its wsproto
+        # connection, from negotiationStarted on.
+        self.wire: Any = None
+        self.guard: Any = None
         self.activeRoom = None
 
     # -- WebSocketProtocol ------------------------------------------------
@@ -243,7 +247,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         """
         # A pending device is nobody yet, but the core says what it may ask
         # (0x05 "device not approved yet" for the rest).
-        if self.session.name is None and not self.session.pending \
+        if self._live.name is None and not self._live.pending \
                 and request.type not in _BEFORE_LOGIN:
             raise AuthRequired("Authentication required")
         return self._handlers[request.type](self, request.id, **request.fields)
@@ -301,6 +305,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         does not start its shutdown while a producer is registered.
         """
         self._closing = True
+        assert self.outbox is not None, "a close frame before the connection opened"
         self.outbox.stopProducing()
         self.wire.detachProducer()
 
@@ -314,27 +319,27 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         if device is not None:
             return self._devRegister(requestId, userId, publicKey, password, invite, device,
                                      list, blob)
-        session = self.session
+        session = self._live
         return self.call("register", userId, password, publicKey, invite).addCallback(
             lambda _: jsonwire.registered(session.name, requestId))
 
     def _authenticate(self, requestId, userId, signature, device=None):
         if device is not None:
             return self._devAuth(requestId, userId, signature, device)
-        session = self.session
+        session = self._live
         return self.call("auth", userId, signature).addCallback(
             lambda _: jsonwire.authenticated(session.name, requestId))
 
     def _login(self, requestId, userId, password, device=None, deviceKey=None):
         if device is not None:
             return self._devLogin(requestId, userId, password, device, deviceKey)
-        session = self.session
+        session = self._live
         return self.call("login", userId, password).addCallback(
             lambda _: jsonwire.authenticated(session.name, requestId))
 
     def _join(self, requestId, roomId=None, password=""):
         if roomId is None:
-            roomId = self.session.name
+            roomId = self._live.name
         name = self._roomName(roomId)
 
         def joined(members):
@@ -427,7 +432,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         self.call("file_cancel", transferId, reason)
         return jsonwire.fileOk(transferId, requestId)
 
-    _handlers = {
+    _handlers: Dict[str, Callable[..., Any]] = {
         "get_challenge": _getChallenge,
         "register": _register,
         "authenticate": _authenticate,
@@ -464,7 +469,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         offer = transfer.offer
         self._send(jsonwire.fileOffered(
             transfer.id, transfer.sender.name, offer.kind == ROOM, offer.target, offer.size,
-            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self.session.name)))
+            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self._live.name)))
 
     def fileStarted(self, transferId, accepted, window):
         self._send(jsonwire.fileStart(transferId, accepted, window))
