@@ -175,3 +175,37 @@ class CrossDoorDevicesTests(SynchronousTestCase):
                          ("bob", ["alice/phone"], 1))
         status, (rows,) = phone.request(Op.HISTORY, "@bob", 0, 0)
         self.assertEqual((status, [row[0] for row in rows]), (OK, ["bob"]))
+
+    def test_historyForNewMembers(self):
+        """
+        alice's binary phone creates a room showing its last 5 messages and
+        posts; bob's text laptop joins, alice is asked to share (SHARE_WANTED)
+        and adds his entry (SHARE_HISTORY); bob's history then returns the
+        message with his entry.
+        """
+        phone = self.registerBinary("alice", "phone")
+        laptop = self.registerText("bob", "laptop")
+        self.assertEqual(phone.request(Op.CREATE, "#h", "", 5), (OK, ()))
+        status, (_, _, setting) = phone.request(Op.JOIN, "#h", "")
+        self.assertEqual((status, setting), (OK, 5))
+        envelope = e2e.seal("alice", privateKey("alice"), ("room", "#h"),
+                            {e2e.entryKey("alice", "phone"): publicDer("alice")}, b"before",
+                            ts=1_700_000_000_000, device="phone",
+                            head=tuple(self.lists["alice"].head), hist=5)
+        self.assertEqual(phone.request(Op.ROOM_MSG, "#h", envelope)[0], OK)
+        self.assertEqual(laptop.ok("CMD::/join #h")["history"], 5)
+        self.assertEqual(phone.takeEvents(DeviceOp.SHARE_WANTED),
+                         [(DeviceOp.SHARE_WANTED, ("#h", "bob", 5))])
+        # The server checks where an entry goes and its key id, not the
+        # wrapped key (bob's client checks that): one from another envelope.
+        wrapped = json.loads(e2e.seal(
+            "alice", privateKey("alice"), ("room", "#h"),
+            {e2e.entryKey("bob", "laptop"): publicDer("bob")}, b"x", device="phone",
+            head=tuple(self.lists["alice"].head)))
+        keys = json.dumps({name: wrapped[name] for name in ("encrypted_keys", "key_ids")})
+        envelopeId = json.loads(envelope)["id"]
+        self.assertEqual(phone.request(DeviceOp.SHARE_HISTORY, "#h", "bob",
+                                       [(envelopeId, keys.encode("ascii"))]), (OK, (1,)))
+        history = laptop.ok("CMD::/history #h")
+        self.assertEqual([sorted(m["envelope"]["encrypted_keys"]) for m in history["messages"]],
+                         [["bob/laptop"]])
