@@ -21,7 +21,7 @@ from twisted.web.server import Site
 from wsproto.events import BytesMessage, TextMessage
 from zope.interface import provider
 
-from chatd import e2e
+from chatd import devicelist, e2e
 from chatd.protocols import devicewire, jsondevices, jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
@@ -99,37 +99,53 @@ def _splitFrames(data):
     return frames
 
 
-def runBinaryDoor(frames, account=False):
+def runBinaryDoor(frames, account=False, version=1):
     """
-    Greet the binary door (and register when C{account}), send C{frames} (each
-    L{bytes}, whole frames or not), and check that every answer is a frame the
-    client decodes, none an internal error.
+    Greet the binary door with protocol C{version} (and register when
+    C{account}: in version 3, as a device), send C{frames} (each L{bytes},
+    whole frames or not), and check that every answer is a frame the client
+    decodes, none an internal error.
     """
     service = makeService()
     protocol = BinaryFactory(service).buildProtocol(ADDRESS)
     transport = StringTransport(peerAddress=ADDRESS)
     protocol.makeConnection(transport)
     with noLoggedFailures():
-        protocol.dataReceived(opcodes.request(Op.HELLO))
-        if account:
+        protocol.dataReceived(opcodes.request(Op.HELLO, version))
+        if account and version >= devicewire.VERSION:
+            first = devicelist.DeviceList.first(USER, "fuzz", publicDer(USER))
+            protocol.dataReceived(devicewire.request(
+                Op.REGISTER, USER, PASSWORD, publicDer(USER), "fuzz", first.text(),
+                first.sign(privateKey(USER)), b""))
+        elif account:
             protocol.dataReceived(opcodes.request(Op.REGISTER, USER, PASSWORD, publicDer(USER)))
         for data in frames:
             protocol.dataReceived(data)
+    v3 = version >= devicewire.VERSION
     for op, payload in _splitFrames(transport.value()):
         if op != Op.RESPONSE:
-            opcodes.decodeEvent(op, payload)
+            devicewire.decodeEvent(op, payload) if v3 else opcodes.decodeEvent(op, payload,
+                                                                               version)
         elif payload[:1] == b"\x00":
-            assert any(_fits(layout, payload[1:]) for layout in _OK_LAYOUTS), payload
+            layouts = _OK_LAYOUTS_V3 if v3 else _OK_LAYOUTS
+            assert any(_fits(layout, payload[1:]) for layout in layouts), payload
+        elif v3 and payload[:1] == b"\x07":
+            # PUBLISH_DEVICES' carries the head, any other a message.
+            assert _fits(("u32", "str8"), payload[1:]) or _fits(("str16",), payload[1:])
+        elif v3 and payload[:1] == b"\x09":
+            assert _fits(("devmembers",), payload[1:]), payload
         else:
             assert opcodes.decodeResponse(None, payload)[1] != (INTERNAL,), "internal error"
 
 
-_OK_LAYOUTS = {()} | set(opcodes.OK_RESPONSES.values())
+_OK_LAYOUTS = {()} | set(opcodes.OK_RESPONSES.values()) | set(
+    opcodes.OK_RESPONSES_V2.values())
+_OK_LAYOUTS_V3 = {()} | set(devicewire.OK_RESPONSES.values())
 
 
 def _fits(layout, payload):
     try:
-        opcodes.decode(layout, payload)
+        devicewire.decode(layout, payload)
     except opcodes.MalformedFrame:
         return False
     return True

@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.fanout.events import EVENTS, MalformedEvent, decodeMessage, dumps, encodeValue
 from chatd.protocols import jsondevices, opcodes
+from chatd.protocols.devicewire import DeviceOp
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import publicDer
 from chatd.test.robustness import (
@@ -60,7 +61,7 @@ def binaryFrames(draw):
     """
     Whole frames with any opcode and payload, or raw bytes.
     """
-    op = st.sampled_from(sorted(set(Op))) | st.integers(0, 255)
+    op = st.sampled_from(sorted(set(Op) | set(DeviceOp))) | st.integers(0, 255)
     whole = st.builds(opcodes.frame, op, st.binary(max_size=40))
     return draw(st.lists(whole | st.binary(max_size=12), min_size=1, max_size=5))
 
@@ -107,6 +108,15 @@ class BinaryDoorTests(SynchronousTestCase):
         and no internal error.
         """
         runBinaryDoor(frames, account)
+
+    @FEW
+    @given(binaryFrames(), st.booleans())
+    def test_anyFramesVersion3(self, frames, account):
+        """
+        The same in protocol version 3, from a guest or a device of an
+        account, with the device opcodes among the frames.
+        """
+        runBinaryDoor(frames, account, version=3)
 
 
 class TextDoorTests(SynchronousTestCase):
