@@ -284,9 +284,9 @@ class AccountRequests(SessionBase):
             for room in list(user.rooms.values()):
                 await service.store.addMember(room.name, user.name)
         for roomName in await service.store.roomsOf(name):
-            room = service.directory.rooms.get(fold(roomName))
-            if room is not None and fold(name) not in room.members and self.user is user:
-                service.happened(service.directory.join(room, user))
+            stored = service.directory.rooms.get(fold(roomName))
+            if stored is not None and fold(name) not in stored.members and self.user is user:
+                service.happened(service.directory.join(stored, user))
 
     def setKey(self, publicKey: bytes) -> "Deferred[None]":
         """
@@ -306,7 +306,7 @@ class AccountRequests(SessionBase):
     def _changeKey(self, user, publicKey):
         self.service.happened(self.service.directory.changeKey(user, publicKey), self)
 
-    def getKeys(self, kind: int, name: str) -> "Deferred[List[Tuple[str, bytes]]]":
+    def getKeys(self, kind: int, name: str) -> "Deferred[List[Tuple[str, Optional[bytes]]]]":
         """
         The public keys of a room's members, or of one user.
 

@@ -4,7 +4,7 @@ The users online and the rooms, with their memberships: the directory that
 alone changes them, and reports each change as events.
 """
 
-from typing import Dict, List, Set
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from chatd import e2e
 from chatd.core.events import (
@@ -51,17 +51,19 @@ class User:
         guest that renames stays banned (L{chatd.core.moderation}).
     """
 
-    def __init__(self, name, key=None, account=False):
+    def __init__(self, name: str, key: Optional[bytes] = None, account: bool = False) -> None:
         self.name = name
         self.account = account
-        self.sessions = []
-        self.nodes = set()
-        self.rooms = {}
-        self.peers = set()
-        self.bans = set()
+        # The core's sessions here (L{chatd.core.session.Session}), opaque to
+        # the directory.
+        self.sessions: List[Any] = []
+        self.nodes: Set[str] = set()
+        self.rooms: Dict[str, Room] = {}
+        self.peers: Set[User] = set()
+        self.bans: Set[str] = set()
         self.setKey(key)
 
-    def setKey(self, key):
+    def setKey(self, key: Optional[bytes]) -> None:
         self.key = key
         self.keyId = e2e.keyId(key) if key is not None else None
 
@@ -74,25 +76,26 @@ class Room:
         the next is strictly greater, so that HISTORY pages without gaps.
     """
 
-    def __init__(self, name, passwordHash=None, lastTimestamp=0, history=0):
+    def __init__(self, name: str, passwordHash: Optional[bytes] = None, lastTimestamp: int = 0,
+                 history: int = 0) -> None:
         self.name = name
         self.passwordHash = passwordHash
         self.lastTimestamp = lastTimestamp
         # How many of its latest messages a new member may be given.
         self.history = history
-        self.members = {}
-        self._keyIds = None
+        self.members: Dict[str, User] = {}
+        self._keyIds: Optional[Dict[str, Optional[str]]] = None
         # The accounts remembered in it (read from the store when needed),
         # and a count of membership changes, so that a read that raced a
         # change is not kept.
-        self.storedAccounts = None
+        self.storedAccounts: Optional[List[str]] = None
         self.generation = 0
 
     @property
-    def hasHistory(self):
+    def hasHistory(self) -> bool:
         return self.lastTimestamp > 0
 
-    def keyIds(self):
+    def keyIds(self) -> Dict[str, Optional[str]]:
         """
         The key map an envelope to this room must carry: member name -> key id.
         Cached until membership or a member's key changes.
@@ -101,7 +104,7 @@ class Room:
             self._keyIds = {u.name: u.keyId for u in self.members.values()}
         return self._keyIds
 
-    def changed(self):
+    def changed(self) -> None:
         """
         Its members changed: what was worked out from them is forgotten,
         the accounts remembered in it included (a version 2 envelope names
@@ -111,7 +114,7 @@ class Room:
         self.storedAccounts = None
         self.generation += 1
 
-    def memberKeys(self):
+    def memberKeys(self) -> List[Tuple[str, Optional[bytes]]]:
         return sorted((u.name, u.key) for u in self.members.values())
 
 
@@ -136,29 +139,29 @@ class Directory:
 
     # -- queries ---------------------------------------------------------
 
-    def user(self, name):
+    def user(self, name: str) -> Optional[User]:
         """
         @return: the L{User} online under C{name} (ignoring case), or L{None}.
         """
         return self.users.get(fold(name))
 
-    def nameInUse(self, name):
+    def nameInUse(self, name: str) -> bool:
         """
         Whether C{name} is online, or being registered by a session.
         """
         key = fold(name)
         return key in self.users or key in self._claimed
 
-    def claim(self, name):
+    def claim(self, name: str) -> None:
         """
         Hold C{name} while an account of that name is being stored.
         """
         self._claimed.add(fold(name))
 
-    def unclaim(self, name):
+    def unclaim(self, name: str) -> None:
         self._claimed.discard(fold(name))
 
-    def room(self, name):
+    def room(self, name: str) -> Room:
         """
         The room named C{name} (ignoring case).
 
@@ -172,13 +175,13 @@ class Directory:
             raise NotFound("no such room: %s" % (name,))
         return room
 
-    def usersOn(self, node):
+    def usersOn(self, node: str) -> List[User]:
         """
         @return: the users this node knows to have sessions on node C{node}.
         """
         return [user for user in self.users.values() if node in user.nodes]
 
-    def audience(self, user, exclude=None):
+    def audience(self, user: User, exclude: object = None) -> List[Any]:
         """
         Every session here that must hear of a change to C{user}: the sessions
         of everyone sharing a room or a direct conversation with it, and its
@@ -190,7 +193,7 @@ class Directory:
             users.update(room.members.values())
         return [s for u in users for s in u.sessions if s is not exclude]
 
-    def roomSessions(self, room, exclude=None):
+    def roomSessions(self, room: Room, exclude: object = None) -> List[Any]:
         """
         The sessions here of C{room}'s members.
         """
@@ -198,7 +201,8 @@ class Directory:
 
     # -- changes ---------------------------------------------------------
 
-    def loadRoom(self, name, passwordHash, lastTimestamp, history=0):
+    def loadRoom(self, name: str, passwordHash: Optional[bytes], lastTimestamp: int,
+                 history: int = 0) -> Room:
         """
         Know a stored room (at start, or one another node stored): nothing
         happened to it, so there is no event.
@@ -209,7 +213,7 @@ class Directory:
             self.rooms[fold(name)] = Room(name, passwordHash, lastTimestamp, history)
         return self.rooms[fold(name)]
 
-    def attach(self, session, user):
+    def attach(self, session: object, user: User) -> List[Event]:
         """
         C{session} belongs to C{user} now; its first session here brings it
         online here.
@@ -219,7 +223,7 @@ class Directory:
         self.users[fold(user.name)] = user
         return [UserOnline(user.name, user.key, user.account)] if first else []
 
-    def detach(self, session, user):
+    def detach(self, session: object, user: User) -> List[Event]:
         """
         C{session} no longer belongs to C{user}; with its last session here
         gone, it is offline here (and offline everywhere when no other node has
@@ -239,7 +243,7 @@ class Directory:
             del self.users[fold(user.name)]
         return []
 
-    def rename(self, user, new, account):
+    def rename(self, user: User, new: str, account: bool) -> List[Event]:
         """
         C{user} is called C{new} now, and is an account or not.
         """
@@ -255,13 +259,14 @@ class Directory:
             self.users[fold(new)] = user
         return [Renamed(old, new, account)]
 
-    def changeKey(self, user, key):
+    def changeKey(self, user: User, key: bytes) -> List[Event]:
         user.setKey(key)
         for room in user.rooms.values():
             room.changed()
         return [KeyChanged(user.name, key)]
 
-    def createRoom(self, name, passwordHash, history=0):
+    def createRoom(self, name: str, passwordHash: Optional[bytes],
+                   history: int = 0) -> List[Event]:
         """
         A new room; none if one of that name exists.
         """
@@ -279,25 +284,26 @@ class Directory:
         del self.rooms[fold(room.name)]
         return [RoomDropped(room.name)]
 
-    def join(self, room, user):
+    def join(self, room: Room, user: User) -> List[Event]:
         room.members[fold(user.name)] = user
         user.rooms[fold(room.name)] = room
         room.changed()
         return [Joined(room.name, user.name)]
 
-    def leave(self, room, user):
+    def leave(self, room: Room, user: User) -> List[Event]:
         del room.members[fold(user.name)]
         del user.rooms[fold(room.name)]
         room.changed()
         return [Left(room.name, user.name)]
 
-    def advance(self, room, timestamp):
+    def advance(self, room: Room, timestamp: int) -> None:
         """
         C{room} has had a message at C{timestamp}: the next gets a later one.
         """
         room.lastTimestamp = max(room.lastTimestamp, timestamp)
 
-    def roomMessage(self, room, sender, timestamp, data, envelope=None, sequence=0):
+    def roomMessage(self, room: Room, sender: str, timestamp: int, data: bytes,
+                    envelope: Optional[e2e.Envelope] = None, sequence: int = 0) -> List[Event]:
         """
         C{sender} posted C{data} (whose parsed form is C{envelope}, when known)
         to C{room} at C{timestamp}, stored as C{sequence}.
@@ -305,8 +311,9 @@ class Directory:
         self.advance(room, timestamp)
         return [RoomMessage(room.name, sender, timestamp, data, envelope, sequence)]
 
-    def directMessage(self, sender, peer, timestamp, data, envelope=None, sequence=0,
-                      peerName=None):
+    def directMessage(self, sender: User, peer: Optional[User], timestamp: int, data: bytes,
+                      envelope: Optional[e2e.Envelope] = None, sequence: int = 0,
+                      peerName: Optional[str] = None) -> List[Event]:
         """
         C{sender} wrote to C{peer}: each must hear of the other's key changes
         from now on. A stored message may be to an account nobody has online
@@ -316,11 +323,13 @@ class Directory:
             sender.peers.add(peer)
             peer.peers.add(sender)
         name = peer.name if peer is not None else peerName
+        assert name is not None, "a direct message names its peer"
         return [DirectMessage(sender.name, name, timestamp, data, envelope, sequence)]
 
     # -- room moderation (chatd.core.moderation) -----------------------
 
-    def kick(self, roomName, name, by, reason, banned):
+    def kick(self, roomName: str, name: str, by: str, reason: str,
+             banned: bool) -> List[Event]:
         """
         C{by} kicked (or banned) C{name} from room C{roomName}: the user online
         under that name is out of the room, and a banned one stays out as the
@@ -350,11 +359,12 @@ class Directory:
         if target is not None:
             target.bans.discard(fold(roomName))
 
-    def unban(self, roomName, name):
+    def unban(self, roomName: str, name: str) -> List[Event]:
         self._forgive(roomName, name)
         return [Unbanned(roomName, name)]
 
-    def setRole(self, roomName, name, by, role):
+    def setRole(self, roomName: str, name: str, by: str,
+                role: Optional[str]) -> List[Event]:
         """
         An owner or operator is no longer kept out as the user it was.
         """
@@ -362,13 +372,13 @@ class Directory:
             self._forgive(roomName, name)
         return [RoleChanged(roomName, name, by, role)]
 
-    def setTopic(self, roomName, by, topic):
+    def setTopic(self, roomName: str, by: str, topic: str) -> List[Event]:
         """
         The topic is the store's; only the event is the directory's.
         """
         return [TopicChanged(roomName, by, topic)]
 
-    def setPassword(self, room, passwordHash):
+    def setPassword(self, room: Room, passwordHash: Optional[bytes]) -> List[Event]:
         room.passwordHash = passwordHash
         return [PasswordChanged(room.name, passwordHash)]
 
@@ -387,7 +397,7 @@ class Directory:
 
     # -- changes made on other nodes -------------------------------------
 
-    def apply(self, node, event):
+    def apply(self, node: str, event: Event) -> List[Event]:
         """
         Make here the change that C{event}, published by C{node}, says
         happened there, as far as this node's picture allows (an event about a

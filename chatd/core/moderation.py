@@ -49,7 +49,7 @@ class JoinAnswer(list):
     C{history} setting (version 3).
     """
 
-    def __init__(self, members: Iterable[Tuple[str, bytes]], topic: Optional[str],
+    def __init__(self, members: Iterable[Tuple[str, Optional[bytes]]], topic: Optional[str],
                  history: int = 0) -> None:
         list.__init__(self, members)
         self.topic = topic

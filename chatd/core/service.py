@@ -228,11 +228,13 @@ class ChatService(Service):
     def _toldRenamed(self, event, exclude, local):
         if event.new != event.old:
             user = self.directory.user(event.new)
+            assert user is not None  # renamed here, or applied from another node
             self.broadcast(self.directory.audience(user, exclude), "userRenamed",
                            event.old, event.new)
 
     def _toldKey(self, event, exclude, local):
         user = self.directory.user(event.user)
+        assert user is not None  # its key changed here, or was applied from another node
         self.leaveTransfers(user, lambda t, s: s is not t.sender, "key changed")
         self.broadcast(self.directory.audience(user, exclude), "keyChanged", user.name, event.key)
 
@@ -248,6 +250,7 @@ class ChatService(Service):
     def _toldKicked(self, event, exclude, local):
         if event.removed:
             user = self.directory.user(event.user)
+            assert user is not None  # removed from the room, so known
             self._out(event.room, event.user, exclude, local, "kicked", user.name, event.by,
                       event.banned, event.reason)
 
@@ -335,6 +338,7 @@ class ChatService(Service):
         the sender's other sessions here, each cut to its own entry.
         """
         sender, peer = self.directory.user(event.sender), self.directory.user(event.peer)
+        assert sender is not None  # it sent the message here, or is known from its node
         envelope = event.parsed()
         readers = envelope.encryptedKeys
         if peer is not None:

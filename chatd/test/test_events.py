@@ -230,6 +230,7 @@ class DirectoryTests(SynchronousTestCase):
         for event in events[1:]:
             self.assertEqual(self.directory.apply("n2", event), [])
         bob = self.directory.user("bob")
+        assert bob is not None
         self.assertEqual((bob.nodes, list(bob.rooms)), ({"n2"}, ["#r"]))
         self.assertEqual(self.directory.apply("n2", RoomDropped("#r")), [])
         self.assertEqual(self.directory.apply("n2", KeyChanged("bob", publicDer("bob"))), [])
