@@ -4,7 +4,7 @@ Requests about rooms: create, join, leave, the lists of users and rooms, and
 history.
 """
 
-from typing import Optional
+from typing import List, Optional
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
@@ -26,7 +26,7 @@ class RoomRequests(SessionBase):
     The room requests of a L{chatd.core.session.Session}, mixed into it.
     """
 
-    def listUsers(self, roomName):
+    def listUsers(self, roomName: str) -> List[str]:
         """
         @return: the sorted names online, or of a room's members.
         """
@@ -38,7 +38,7 @@ class RoomRequests(SessionBase):
             raise Forbidden("the members of %s are private" % (room.name,))
         return sorted(u.name for u in room.members.values())
 
-    def listRooms(self):
+    def listRooms(self) -> List[str]:
         """
         @return: the sorted names of every room.
         """
@@ -50,7 +50,7 @@ class RoomRequests(SessionBase):
         if len(password.encode("utf-8")) > 72:
             raise BadRequest("room passwords are at most 72 bytes")
 
-    def create(self, roomName, password, history=0):
+    def create(self, roomName: str, password: str, history: int = 0) -> "Deferred[None]":
         """
         Create a room without joining it.
 
@@ -108,7 +108,7 @@ class RoomRequests(SessionBase):
         self.service.happened(created)
         return room
 
-    def join(self, roomName, password):
+    def join(self, roomName: str, password: str) -> "Deferred[JoinAnswer]":
         """
         Join a room, creating it (with C{password}) when it does not exist.
 
@@ -157,7 +157,7 @@ class RoomRequests(SessionBase):
         self._wantShares(room, user)
         return JoinAnswer(room.memberKeys(), topic, room.history)
 
-    def leave(self, roomName):
+    def leave(self, roomName: str) -> "Deferred[bool]":
         """
         Leave one room, or every room for an empty name.
 
@@ -185,7 +185,7 @@ class RoomRequests(SessionBase):
         return gatherResults(stored).addCallback(lambda _: False)
 
 
-    def history(self, roomName, limit, before):
+    def history(self, roomName: str, limit: int, before: int) -> "Deferred[list]":
         """
         The newest messages of a room that this session's entry key has an
         entry in; C{@user} names the stored direct messages with C{user}.

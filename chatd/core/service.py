@@ -12,21 +12,25 @@ sessions here that the event concerns, once.
 """
 
 import os
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatd import e2e
+from chatd.config import Settings
 from chatd.core import devicetell, remotefiles
 from chatd.core.devicebook import DeviceBook
-from chatd.core.directory import ROOM, Directory
+from chatd.core.directory import ROOM, Directory, Room, User
 from chatd.core.events import (
     Approval,
     DevicePending,
     DevicesChanged,
     DirectMessage,
+    Event,
     FileEvent,
     Joined,
     KeyChanged,
@@ -47,7 +51,7 @@ from chatd.credentials import Credentials
 from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, StaleRecipients, Unavailable
 from chatd.failures import FailureLimits
 from chatd.fanout.local import LocalFanout
-from chatd.interfaces import IChatService
+from chatd.interfaces import IChatClient, IChatService, IFanout
 from chatd.metrics import Metrics
 from chatd.names import fold
 from chatd.observer import OneShotObserver
@@ -73,8 +77,10 @@ class ChatService(Service):
         default.
     """
 
-    def __init__(self, store, settings, clock, credentials=None, randomBytes=os.urandom,
-                 fanout=None, metrics=None):
+    def __init__(self, store, settings: Settings, clock: IReactorTime,
+                 credentials: Optional[Credentials] = None,
+                 randomBytes: Callable[[int], bytes] = os.urandom,
+                 fanout: Optional[IFanout] = None, metrics: Optional[Metrics] = None) -> None:
         self.metrics = metrics if metrics is not None else Metrics()
         self.store = store
         self.fanout = fanout if fanout is not None else LocalFanout(clock)
@@ -97,12 +103,14 @@ class ChatService(Service):
         self.replays = ReplayCache(clock, 2 * settings.clockSkew + 1, settings.replayEntries)
         self.quotas = Quotas(self.fanout, settings)
         self.sessions = Sessions(clock)
-        self.transfers = {}
-        self.transferCounts = {}
+        # Transfer id -> its Transfer (or a Mirror of one on another node),
+        # and how many transfers each owner has open.
+        self.transfers: Dict[int, Any] = {}
+        self.transferCounts: Dict[Any, int] = {}
 
     # -- lifecycle --------------------------------------------------------
 
-    def startService(self):
+    def startService(self) -> None:
         Service.startService(self)
         d = Deferred.fromCoroutine(self._load())
         d.addBoth(self._ready.fire)
@@ -117,14 +125,14 @@ class ChatService(Service):
         log.info("chatd core ready: {rooms} stored rooms, node {node}",
                  rooms=len(self.directory.rooms), node=self.fanout.nodeId)
 
-    def whenReady(self):
+    def whenReady(self) -> "Deferred[None]":
         """
         @return: a L{Deferred} that fires once the store is open and the stored
             rooms are loaded (or fails if that failed).
         """
         return self._ready.whenFired()
 
-    def stopService(self):
+    def stopService(self) -> "Deferred[None]":
         """
         Tell every connection the server is going away and let it finish (for
         at most C{stop-timeout} seconds), then leave the cluster and close the
@@ -135,7 +143,7 @@ class ChatService(Service):
         d.addBoth(lambda _: self.fanout.stop())
         return d.addBoth(lambda _: self.store.close())
 
-    def connect(self, client, address):
+    def connect(self, client: IChatClient, address: str) -> Session:
         """
         @raise RateLimited: when C{address} holds as many connections as allowed.
         @raise ChatError: when the server is stopping.
@@ -150,19 +158,19 @@ class ChatService(Service):
 
     # -- helpers shared by sessions ---------------------------------------
 
-    def now(self):
+    def now(self) -> int:
         """
         The server clock in whole milliseconds since the epoch.
         """
         return int(self.clock.seconds() * 1000)
 
-    def nextGuestName(self):
+    def nextGuestName(self) -> str:
         while True:
             name = "rand%d" % self.fanout.guestNumber()
             if not self.directory.nameInUse(name):
                 return name
 
-    def broadcast(self, sessions, method, *args):
+    def broadcast(self, sessions: Iterable[Any], method: str, *args: Any) -> None:
         """
         Send one event to many sessions; a session that fails is logged and
         disconnected, and the others still get the event.
@@ -177,7 +185,7 @@ class ChatService(Service):
 
     # -- events: one path for what happened here and elsewhere ------------
 
-    def happened(self, events, exclude=None):
+    def happened(self, events: Iterable[Event], exclude: object = None) -> None:
         """
         Events made here by a change to the directory: publish each to the
         other nodes, then tell the sessions here.
@@ -189,7 +197,7 @@ class ChatService(Service):
             self.fanout.publish(event)
             self._tell(event, exclude, True)
 
-    def remoteEvent(self, node, event):
+    def remoteEvent(self, node: str, event: Event) -> None:
         """
         An event from another node: make the change here and tell the local
         sessions it concerns. A bad event is logged and dropped; it never stops
@@ -360,7 +368,7 @@ class ChatService(Service):
         Approval: devicetell.approval,
     }
 
-    def goOffline(self, user, local=True):
+    def goOffline(self, user: User, local: bool = True) -> None:
         """
         The last session of C{user} in the cluster is gone: it leaves every room
         (memberships of accounts stay stored, to be restored at its next login).
@@ -372,7 +380,7 @@ class ChatService(Service):
                 self._tell(event, None, local)
         self.directory.forget(user)
 
-    def dropIfUnused(self, room, local=True):
+    def dropIfUnused(self, room: Room, local: bool = True) -> None:
         """
         Remove an empty room unless a password or history keeps it, or an
         account is remembered in it. The store decides (it alone knows the
@@ -402,7 +410,7 @@ class ChatService(Service):
 
     # -- the cluster ------------------------------------------------------
 
-    async def adoptStoredRoom(self, roomName):
+    async def adoptStoredRoom(self, roomName: str) -> Optional[Room]:
         """
         Learn a room that another node of the cluster stored, when this node has
         not heard of it yet.
@@ -416,7 +424,7 @@ class ChatService(Service):
                                             record.lastTimestamp, record.history)
         return self.directory.rooms.get(fold(roomName))
 
-    def nodeGone(self, node):
+    def nodeGone(self, node: str) -> None:
         """
         Node C{node} left the cluster (or died): its users' sessions there are gone.
 
@@ -434,7 +442,8 @@ class ChatService(Service):
                 self.dropIfUnused(room)
         remotefiles.filesNodeGone(self, node)
 
-    def leaveTransfers(self, user, applies, reason):
+    def leaveTransfers(self, user: User, applies: Callable[[Any, Any], bool],
+                       reason: str) -> None:
         """
         Take C{user}'s sessions out of the transfers for which C{applies(transfer,
         session)} holds.
@@ -444,7 +453,7 @@ class ChatService(Service):
                 if applies(transfer, session):
                     transfer.sessionGone(session, reason)
 
-    def addTransfer(self, transfer, owner):
+    def addTransfer(self, transfer: Any, owner: Any) -> None:
         """
         Track a new transfer until it ends, counted against C{owner}'s limit.
         """
@@ -464,7 +473,7 @@ class ChatService(Service):
                 session.transfers.discard(transfer)
         transfer.whenDone().addCallback(ended)
 
-    def newTransferId(self):
+    def newTransferId(self) -> int:
         """
         A random u32 no running transfer has, so that ids tell nothing.
         """
@@ -473,8 +482,10 @@ class ChatService(Service):
             if transferId not in self.transfers:
                 return transferId
 
-    def checkEnvelope(self, user, data, kind, target, expectedKeys, members,
-                      domain=e2e.MESSAGE, envelope=None, signer=None):
+    def checkEnvelope(self, user: User, data: bytes, kind: str, target: str,
+                      expectedKeys: Dict[str, Optional[str]], members: Callable[[], Any],
+                      domain: bytes = e2e.MESSAGE, envelope: Optional[e2e.Envelope] = None,
+                      signer: Optional[bytes] = None) -> e2e.Envelope:
         """
         Check an envelope the way section 6 ranks its rules, once.
 

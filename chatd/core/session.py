@@ -6,6 +6,9 @@ per family (L{accounts}, L{rooms}, L{messages}, L{files}); L{Session} mixes
 them in, so that a door calls every request on the one session object.
 """
 
+from typing import TYPE_CHECKING, Optional
+
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -18,10 +21,13 @@ from chatd.core.rooms import RoomRequests
 from chatd.core.sharing import SharingRequests
 from chatd.core.waiting import WaitingRequests
 from chatd.errors import NotFound
-from chatd.interfaces import ISession
+from chatd.interfaces import IChatClient, ISession
 from chatd.names import fold
 from chatd.quotas import WARNING_NO_HELLO
 from chatd.ratelimit import inWholeSeconds
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
 
 log = Logger()
 
@@ -39,7 +45,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
     session never runs two at once.
     """
 
-    def __init__(self, service, client, address):
+    def __init__(self, service: "ChatService", client: IChatClient, address: str) -> None:
         self.service = service
         self.client = client
         self.address = address
@@ -59,12 +65,14 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         self._challenge = None
         self._lastReceived = service.clock.seconds()
         self._warned = False
-        self._timer = service.clock.callLater(service.settings.idleWarning, self._idleCheck)
-        self._helloTimer = service.clock.callLater(service.settings.helloTimeout, self._noHello)
+        self._timer: Optional[IDelayedCall] = service.clock.callLater(
+            service.settings.idleWarning, self._idleCheck)
+        self._helloTimer: Optional[IDelayedCall] = service.clock.callLater(
+            service.settings.helloTimeout, self._noHello)
 
     # -- connection events ------------------------------------------------
 
-    def received(self):
+    def received(self) -> None:
         """
         Bytes arrived from the client: the idle clock starts again.
         """
@@ -114,7 +122,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
             self._helloTimer.cancel()
         self._helloTimer = None
 
-    def closed(self):
+    def closed(self) -> None:
         """
         The connection is gone: forget the session, and the user with its last one.
         """
@@ -148,7 +156,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         """
         self.service.happened(self.service.directory.detach(self, user))
 
-    def heartbeat(self):
+    def heartbeat(self) -> None:
         """
         Nothing to do: the bytes themselves reset the idle clock.
         """
@@ -165,14 +173,14 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
     overlapping = frozenset({"roomMessage", "directMessage"})
 
     @property
-    def name(self):
+    def name(self) -> Optional[str]:
         """
         The name of the session's user (guest or account), or L{None} before
         HELLO gave it one or a login.
         """
         return self.user.name if self.user is not None else None
 
-    def isMember(self, roomName):
+    def isMember(self, roomName: str) -> bool:
         """
         Whether the session's user is in the room C{roomName}.
 
@@ -182,7 +190,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         room = self.service.directory.room(roomName)
         return self.user is not None and fold(room.name) in self.user.rooms
 
-    def roomSpelling(self, name):
+    def roomSpelling(self, name: str) -> str:
         """
         The core's spelling of the room C{name} (its creator's), or C{name}
         itself when there is no such room.
@@ -194,7 +202,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         except NotFound:
             return name
 
-    def isGuest(self, name):
+    def isGuest(self, name: str) -> bool:
         """
         Whether C{name} is a guest: a name online without an account. An
         account is never one, online or not, nor is a name nobody has.
@@ -202,7 +210,7 @@ class Session(AccountRequests, RoomRequests, MessageRequests, FileRequests,
         online = self.service.directory.user(name)
         return online is not None and not online.account
 
-    def userSpelling(self, name):
+    def userSpelling(self, name: str) -> str:
         """
         The spelling of the online user C{name}, or C{name} itself.
         """
