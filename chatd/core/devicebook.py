@@ -6,11 +6,14 @@ of pending devices, the recipients a version 2 envelope must name, and the
 delivered marks written now and then (never once per delivery).
 """
 
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chatd import e2e
+from chatd.core.directory import User
 from chatd.model import NO_DEVICES, DeviceList
 from chatd.names import fold
 
@@ -30,7 +33,7 @@ class DeviceBook:
     @ivar pending: (folded account, device) -> the pending sessions here.
     """
 
-    def __init__(self, store, clock):
+    def __init__(self, store: Any, clock: IReactorTime) -> None:
         self._store = store
         self._clock = clock
         self.lists: Dict[str, Tuple[str, Optional[bytes], DeviceList]] = {}
@@ -39,15 +42,15 @@ class DeviceBook:
         # other nodes told of.
         self.remotePending: Dict[Tuple[str, str], int] = {}
         self._dirty: Dict[Tuple[str, str], int] = {}
-        self._flush = None
+        self._flush: Optional[IDelayedCall] = None
 
     # -- lists ------------------------------------------------------------
 
-    def held(self, name) -> DeviceList:
+    def held(self, name: str) -> DeviceList:
         entry = self.lists.get(fold(name))
         return entry[2] if entry is not None else NO_DEVICES
 
-    def entryKeyOf(self, session) -> str:
+    def entryKeyOf(self, session: Any) -> str:
         """
         The entry key a session reads by: C{user/device} for a device of an
         account with a list, its user's bare name otherwise.
@@ -57,10 +60,11 @@ class DeviceBook:
             return e2e.entryKey(user.name, session.device)
         return user.name
 
-    def hold(self, name, key, devices):
+    def hold(self, name: str, key: Optional[bytes], devices: DeviceList) -> None:
         self.lists[fold(name)] = (name, key, devices)
 
-    async def load(self, name):
+    async def load(self, name: str
+                   ) -> Optional[Tuple[str, Optional[bytes], DeviceList]]:
         """
         The account's C{(name, identity key, list)}, from the store when not
         held; L{None} for no such account.
@@ -75,7 +79,8 @@ class DeviceBook:
             self.lists.setdefault(fold(name), entry)
         return entry
 
-    def recipientsOf(self, name, key, devices) -> Dict[str, Optional[bytes]]:
+    def recipientsOf(self, name: str, key: Optional[bytes],
+                     devices: DeviceList) -> Dict[str, Optional[bytes]]:
         """
         Entry key -> SPKI DER of every reader of user C{name}: each device
         of its list, or the bare name with its key.
@@ -84,7 +89,8 @@ class DeviceBook:
             return {e2e.entryKey(name, device): spki for device, spki in devices.devices}
         return {name: key}
 
-    async def expected(self, users, accounts):
+    async def expected(self, users: Iterable[User], accounts: Iterable[str]
+                       ) -> Tuple[Dict[str, Optional[str]], List[Tuple[str, Optional[bytes]]]]:
         """
         The key map a version 2 envelope must carry: entry key -> key id, for
         C{users} (online L{chatd.core.directory.User}s) and the stored
@@ -116,16 +122,16 @@ class DeviceBook:
 
     # -- pending sessions ---------------------------------------------------
 
-    def addPending(self, name, device, session):
+    def addPending(self, name: str, device: str, session: Any) -> None:
         self.pending.setdefault((fold(name), device), set()).add(session)
 
-    def dropPending(self, session):
+    def dropPending(self, session: Any) -> None:
         for key, sessions in list(self.pending.items()):
             sessions.discard(session)
             if not sessions:
                 del self.pending[key]
 
-    def waiting(self, name, device, nowMs) -> bool:
+    def waiting(self, name: str, device: str, nowMs: int) -> bool:
         """
         Whether device C{device} of C{name} waits for approval on a node of
         the cluster: a session here, or a request another node told of.
@@ -134,13 +140,13 @@ class DeviceBook:
             return True
         return self.remotePending.get((fold(name), device), 0) > nowMs
 
-    def pendingSessions(self, name, device=None) -> List:
+    def pendingSessions(self, name: str, device: Optional[str] = None) -> List:
         return [s for (user, dev), sessions in self.pending.items() for s in sessions
                 if user == fold(name) and (device is None or dev == device)]
 
     # -- marks --------------------------------------------------------------
 
-    def delivered(self, session, sequence):
+    def delivered(self, session: Any, sequence: int) -> None:
         """
         C{session} was given the stored message C{sequence}: its device's
         mark is raised here, and written within L{MARK_INTERVAL}.
@@ -155,7 +161,7 @@ class DeviceBook:
         if self._flush is None:
             self._flush = self._clock.callLater(MARK_INTERVAL, self.flush)
 
-    def flush(self):
+    def flush(self) -> Optional[Deferred]:
         """
         Write the raised marks, all in one store call.
 

@@ -16,7 +16,7 @@ pinned.
 """
 
 import re
-from typing import FrozenSet, List, Optional
+from typing import FrozenSet, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -45,7 +45,7 @@ MAX_RECOVERY = 16384
 _DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
-def checkDeviceId(device):
+def checkDeviceId(device: object) -> None:
     if not isinstance(device, str) or _DEVICE_ID.fullmatch(device) is None:
         raise BadRequest("invalid device id %r: 1-32 of A-Z a-z 0-9 _ . -" % (device,))
 
@@ -87,14 +87,14 @@ class DeviceRequests(SessionBase):
 
     # -- queries --------------------------------------------------------
 
-    def devicesOf(self, name):
+    def devicesOf(self, name: str) -> DeviceList:
         """
         The device list the core holds for user C{name}.
         """
         return self.service.devices.held(name)
 
     @property
-    def entryKey(self):
+    def entryKey(self) -> str:
         """
         The entry key this session reads by (L{chatd.e2e.entryKey}).
         """
@@ -123,8 +123,9 @@ class DeviceRequests(SessionBase):
 
     # -- logging in -------------------------------------------------------
 
-    def registerDevice(self, name, password, publicKey, device, listText, signature,
-                       recovery, invite=None):
+    def registerDevice(self, name: str, password: str, publicKey: bytes, device: str,
+                       listText: bytes, signature: bytes, recovery: bytes,
+                       invite: Optional[str] = None) -> "Deferred[None]":
         """
         Register an account whose first device (its identity) is this one.
         """
@@ -145,7 +146,8 @@ class DeviceRequests(SessionBase):
                                  [(device, publicKey)])))
         await self._becomeDevice(name, publicKey, device, publicKey, checked[0], fresh=True)
 
-    def loginDevice(self, name, password, device, deviceKey):
+    def loginDevice(self, name: str, password: str, device: str,
+                    deviceKey: bytes) -> "Deferred[int]":
         """
         Log in with a password as a device.
 
@@ -193,7 +195,7 @@ class DeviceRequests(SessionBase):
         service.directory.detach(self, guest)
         self.user = None
 
-    def authDevice(self, name, device, signature):
+    def authDevice(self, name: str, device: str, signature: bytes) -> "Deferred[None]":
         """
         Log in as a device by signing the outstanding challenge.
         """
@@ -240,7 +242,7 @@ class DeviceRequests(SessionBase):
 
     # -- the list -----------------------------------------------------------
 
-    def getDevices(self, name):
+    def getDevices(self, name: str) -> Deferred:
         """
         @return: a L{Deferred} firing with C{(list, pending)}.
         """
@@ -258,7 +260,7 @@ class DeviceRequests(SessionBase):
             pending = await self.service.store.pendingDevices(name)
         return held[2], pending
 
-    def requestDevice(self, tag):
+    def requestDevice(self, tag: bytes) -> Deferred:
         """
         A pending device asks its account's devices to approve it.
         """
@@ -274,7 +276,8 @@ class DeviceRequests(SessionBase):
         return d.addCallback(lambda _: self.service.happened([DevicePending(
             name, pending.device, pending.key, pending.tag, pending.expires)]))
 
-    def publishDevices(self, text, signature, devices):
+    def publishDevices(self, text: bytes, signature: bytes, devices: Sequence[Tuple[str, bytes]]
+                       ) -> "Deferred[None]":
         """
         The identity device publishes the account's next list.
         """
@@ -296,7 +299,7 @@ class DeviceRequests(SessionBase):
         service.happened([DevicesChanged(user.name, checked.text, checked.signature,
                                          checked.devices, None)])
 
-    def approve(self, device, reply):
+    def approve(self, device: str, reply: bytes) -> None:
         """
         Relay the identity device's reply to the pending device C{device}.
         """
@@ -306,18 +309,19 @@ class DeviceRequests(SessionBase):
             raise NotFound("no pending device %s is online" % (device,))
         self.service.happened([Approval(user.name, device, reply)])
 
-    def getRecovery(self):
+    def getRecovery(self) -> "Deferred[bytes]":
         """
         @return: a L{Deferred} firing with the account's recovery blob.
         """
         return self.service.store.getRecovery(self._ownName())
 
-    def setRecovery(self, blob):
+    def setRecovery(self, blob: bytes) -> "Deferred[None]":
         user = self._identityDevice()
         _checkRecovery(blob)
         return self.service.store.setRecovery(user.name, blob)
 
-    def resetIdentity(self, publicKey, device, text, signature, blob):
+    def resetIdentity(self, publicKey: bytes, device: str, text: bytes, signature: bytes,
+                      blob: bytes) -> "Deferred[None]":
         """
         A pending (password) session starts the account again with a new
         identity key: a loud key change, as in version 1.

@@ -10,13 +10,19 @@ that speaks several versions (the binary door) drops them for sessions of
 version 1 and 2 itself.
 """
 
+from typing import TYPE_CHECKING
+
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd import devicelist
+from chatd.core.events import Approval, DevicePending, DevicesChanged
 from chatd.interfaces import IDeviceClient
 from chatd.model import DeviceList, PendingDevice
 from chatd.names import fold
+
+if TYPE_CHECKING:
+    from chatd.core.service import ChatService
 
 log = Logger()
 
@@ -25,7 +31,8 @@ def _listening(sessions):
     return [s for s in sessions if IDeviceClient.providedBy(s.client)]
 
 
-def devicesChanged(service, event, exclude, local):
+def devicesChanged(service: "ChatService", event: DevicesChanged, exclude: object,
+                   local: bool) -> None:
     """
     Hold the new list; close the sessions of devices it no longer has (or
     has with another key), approve the pending sessions it names, and tell
@@ -64,7 +71,8 @@ def _notApproved(failure, session):
     log.failure("approving device {device}", failure, device=session.device)
 
 
-def devicePending(service, event, exclude, local):
+def devicePending(service: "ChatService", event: DevicePending, exclude: object,
+                  local: bool) -> None:
     """
     Tell the account's approved device sessions here that a device waits.
     """
@@ -79,7 +87,7 @@ def devicePending(service, event, exclude, local):
                       PendingDevice(event.device, event.key, event.tag, event.expires))
 
 
-def approval(service, event, exclude, local):
+def approval(service: "ChatService", event: Approval, exclude: object, local: bool) -> None:
     """
     Relay the identity device's reply to the pending device's sessions here.
     """

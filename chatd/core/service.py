@@ -358,7 +358,7 @@ class ChatService(Service):
                           "directMessage", event.sequence, sender.name, event.timestamp,
                           envelope=envelope)
 
-    _telling = {
+    _telling: Dict[type, Callable[..., None]] = {
         UserOffline: _toldOffline, Renamed: _toldRenamed, KeyChanged: _toldKey,
         Joined: _toldJoined, Left: _toldLeft, RoomMessage: _toldMessage,
         DirectMessage: _toldDirect, Kicked: _toldKicked, RoleChanged: _toldRole,

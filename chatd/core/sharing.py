@@ -10,6 +10,7 @@ verifies; the newcomer's client checks it, C{to} and C{hist}.
 """
 
 import json
+from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
 
@@ -67,7 +68,8 @@ class SharingRequests(SessionBase):
                                        room.history)
                 asked += 1
 
-    def shareHistory(self, roomName, newcomer, entries):
+    def shareHistory(self, roomName: str, newcomer: str,
+                     entries: Sequence[Any]) -> "Deferred[int]":
         """
         Add key entries for C{newcomer}'s devices to stored messages of a room.
 

@@ -24,7 +24,7 @@ from chatd.names import fold
 CATCH_UP_PAGE = 200
 
 
-def parsedOrNone(data):
+def parsedOrNone(data: bytes) -> Optional[e2e.Envelope]:
     """
     C{data} parsed as an envelope, or L{None} when it is not one: a
     malformed envelope is refused later, under the message limit, by
