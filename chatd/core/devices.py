@@ -16,7 +16,7 @@ pinned.
 """
 
 import re
-from typing import FrozenSet, List, Optional, Sequence, Tuple
+from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -50,7 +50,7 @@ def checkDeviceId(device: object) -> None:
         raise BadRequest("invalid device id %r: 1-32 of A-Z a-z 0-9 _ . -" % (device,))
 
 
-def storedList(parsed, devices) -> DeviceList:
+def storedList(parsed: devicelist.DeviceList, devices: Iterable[Tuple[str, bytes]]) -> DeviceList:
     """
     The stored form of a checked list: its devices' keys in the list's order.
     """
