@@ -48,7 +48,11 @@ def devicesChanged(service: "ChatService", event: DevicesChanged, exclude: objec
     user = service.directory.user(event.user)
     if identity is None and user is not None:
         identity = user.key
-    book.hold(user.name if user is not None else event.user, identity, devices)
+    if identity is None:
+        # Not held here: read from the store when next needed.
+        book.lists.pop(fold(event.user), None)
+    else:
+        book.hold(user.name if user is not None else event.user, identity, devices)
     keys = dict(devices.devices)
     if user is not None:
         for session in list(user.sessions):

@@ -6,6 +6,7 @@ L{chatd.core.sharing}.
 
 from chatd import devicelist, e2e
 from chatd.test.fakes import FakeDeviceClient, privateKey, publicDer
+from chatd.test.mixin import TestCaseMixin
 from chatd.test.test_service import CoreTestCase
 
 PASSWORD = "correct horse"
@@ -118,3 +119,31 @@ class DeviceCase(CoreTestCase):
 
     def events(self, session, kind):
         return [args for name, args in session.client.take() if name == kind]
+
+
+class OnSQLite(TestCaseMixin):
+    """
+    Mixed in before a L{DeviceCase}: its core runs on an SQLite store whose
+    pool works without threads, so that the tests run alike on the SQL
+    store's queries.
+    """
+
+    def buildService(self):
+        from functools import partial
+
+        from chatd.store.engines import SQLITE
+        from chatd.store.sql import AdbapiStore
+        from chatd.test.fakes import makeService, testKeys
+        from chatd.test.test_store import (
+            _HeldThreadPool,
+            _ThreadlessConnectionPool,
+            _ThreadlessReactor,
+        )
+        path = self.mktemp()
+        reactor = _ThreadlessReactor()
+        pool = SQLITE.connectionPool(
+            (path,), reactor,
+            poolFactory=partial(_ThreadlessConnectionPool, threadpool=_HeldThreadPool()))
+        self.addCleanup(pool.close)
+        store = AdbapiStore(SQLITE, (path,), testKeys(), pool=pool, reactor=reactor)
+        return makeService(store=store)

@@ -6,7 +6,7 @@ devices and their approval, the recovery blob and an identity reset.
 from chatd import devicelist, e2e
 from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden, NotFound
 from chatd.interfaces import ISession
-from chatd.test.devicecase import PASSWORD, DeviceCase, deviceDer, deviceKey
+from chatd.test.devicecase import PASSWORD, DeviceCase, OnSQLite, deviceDer, deviceKey
 from chatd.test.fakes import privateKey, publicDer
 
 
@@ -359,3 +359,15 @@ class ClusterTests(DeviceCase):
         self.publish(alice, "alice", add=["phone"])
         self.publish(alice, "alice", remove=["phone"])
         self.assertTrue(phone.client.disconnected)
+
+
+class SQLitePublishTests(OnSQLite, PublishTests):
+    """
+    The list's checks, on SQLite.
+    """
+
+
+class SQLitePendingTests(OnSQLite, PendingTests):
+    """
+    Pending devices, on SQLite.
+    """

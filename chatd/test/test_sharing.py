@@ -7,7 +7,7 @@ import json
 
 from chatd import e2e
 from chatd.errors import BadRequest, Forbidden, StaleRecipients
-from chatd.test.devicecase import DeviceCase, deviceDer
+from chatd.test.devicecase import DeviceCase, OnSQLite, deviceDer
 
 
 class SharingTests(DeviceCase):
@@ -101,3 +101,9 @@ class SharingTests(DeviceCase):
         self.assertEqual(self.successResultOf(self.share(
             self.alice, self.ids[2:], {"alice/first": deviceDer("alice", None)},
             "alice")), 0)
+
+
+class SQLiteSharingTests(OnSQLite, SharingTests):
+    """
+    History for new members, on SQLite.
+    """

@@ -9,7 +9,7 @@ import json
 from chatd import e2e
 from chatd.core.devicebook import MARK_INTERVAL
 from chatd.errors import Forbidden, NotFound, StaleRecipients
-from chatd.test.devicecase import DeviceCase, deviceDer, deviceKey
+from chatd.test.devicecase import DeviceCase, OnSQLite, deviceDer, deviceKey
 
 
 class RecipientsTests(DeviceCase):
@@ -228,3 +228,21 @@ class CatchUpTests(DeviceCase):
             "alice", "first", ("room", "#r"), self.readers("alice", "bob"), "d"))
         bob.closed()
         self.assertEqual(len(writes), 2)
+
+
+class SQLiteRecipientsTests(OnSQLite, RecipientsTests):
+    """
+    The recipients per device, on SQLite.
+    """
+
+
+class SQLiteWaitingDirectTests(OnSQLite, WaitingDirectTests):
+    """
+    Direct messages that wait, on SQLite.
+    """
+
+
+class SQLiteCatchUpTests(OnSQLite, CatchUpTests):
+    """
+    Catch-up, on SQLite.
+    """
