@@ -8,7 +8,7 @@ L{DeviceStore} gives L{chatd.store.sql.AdbapiStore} the
 L{chatd.interfaces.IMessageStore} methods built on them.
 """
 
-from typing import Callable, FrozenSet, List, Optional
+from typing import Any, Callable, FrozenSet, Iterable, List, Optional
 
 from twisted.internet.defer import Deferred
 
@@ -144,26 +144,28 @@ class DeviceStore:
     def _read(self, operation, *args):
         return self._interact(lambda txn: operation(txn, self._execute, *args))
 
-    def getDevices(self, user):
+    def getDevices(self, user: str) -> "Deferred[DeviceList]":
         return self._read(readDevices, fold(user))
 
-    def removedDevices(self, user):
+    def removedDevices(self, user: str) -> "Deferred[FrozenSet[str]]":
         return self._read(readRemoved, fold(user))
 
-    def publishDevices(self, user, devices, prev, removed):
+    def publishDevices(self, user: str, devices: DeviceList, prev: Any,
+                       removed: Iterable[str]) -> "Deferred[None]":
         return self.run(publishDevices, fold(user), devices, prev, sorted(removed))
 
-    def resetIdentity(self, user, publicKey, devices, recovery):
+    def resetIdentity(self, user: str, publicKey: bytes, devices: DeviceList,
+                      recovery: bytes) -> "Deferred[None]":
         return self.run(resetIdentity, fold(user), publicKey, devices, recovery)
 
-    def addPending(self, user, pending):
+    def addPending(self, user: str, pending: PendingDevice) -> "Deferred[None]":
         return self.run(addPending, fold(user), pending)
 
-    def pendingDevices(self, user):
+    def pendingDevices(self, user: str) -> "Deferred[List[PendingDevice]]":
         return self.run(readPending, fold(user), self._now())
 
-    def getRecovery(self, user):
+    def getRecovery(self, user: str) -> "Deferred[bytes]":
         return self._read(readRecovery, fold(user))
 
-    def setRecovery(self, user, blob):
+    def setRecovery(self, user: str, blob: bytes) -> "Deferred[None]":
         return self.run(setRecovery, fold(user), blob)

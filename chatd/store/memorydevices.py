@@ -6,13 +6,13 @@ dictionaries, answering alike.
 """
 
 from dataclasses import dataclass, replace
-from typing import Any, Dict, FrozenSet, List, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from chatd.devicelist import Head, HeadConflict
 from chatd.errors import ChatError, Conflict, NotFound
-from chatd.model import NO_DEVICES, HistoryRow, StoredMessage
+from chatd.model import NO_DEVICES, DeviceList, HistoryRow, PendingDevice, StoredMessage
 from chatd.names import fold
 from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey
 from chatd.store.seal import SealError
@@ -92,14 +92,15 @@ class MemoryDevices:
 
     # Devices
 
-    def getDevices(self, user):
+    def getDevices(self, user: str) -> "Deferred[DeviceList]":
         return succeed(self._lists.get(fold(user), NO_DEVICES))
 
-    def removedDevices(self, user):
+    def removedDevices(self, user: str) -> "Deferred[FrozenSet[str]]":
         return succeed(frozenset(self._removed.get(fold(user), ())))
 
     @_answered
-    def publishDevices(self, user, devices, prev, removed):
+    def publishDevices(self, user: str, devices: DeviceList, prev: Any,
+                       removed: Iterable[str]) -> None:
         key = fold(user)
         head = self._lists.get(key, NO_DEVICES).head
         if head != tuple(prev):
@@ -108,7 +109,8 @@ class MemoryDevices:
         self._removed.setdefault(key, set()).update(removed)
 
     @_answered
-    def resetIdentity(self, user, publicKey, devices, recovery):
+    def resetIdentity(self, user: str, publicKey: bytes, devices: DeviceList,
+                      recovery: bytes) -> None:
         key = self._account(user)
         self._accounts[key] = replace(self._accounts[key], publicKey=publicKey)
         for table in (self._removed, self._pending):
@@ -123,11 +125,11 @@ class MemoryDevices:
             self._writeDevices(key, devices)
         self._setRecovery(key, recovery)
 
-    def addPending(self, user, pending):
+    def addPending(self, user: str, pending: PendingDevice) -> "Deferred[None]":
         self._pending.setdefault(fold(user), {})[pending.device] = pending
         return succeed(None)
 
-    def pendingDevices(self, user):
+    def pendingDevices(self, user: str) -> "Deferred[List[PendingDevice]]":
         now = int(self._clock.seconds() * 1000)
         pending = self._pending.get(fold(user), {})
         for device in [d for d, p in pending.items() if p.expires <= now]:
@@ -140,17 +142,18 @@ class MemoryDevices:
         else:
             self._recovery.pop(key, None)
 
-    def getRecovery(self, user):
+    def getRecovery(self, user: str) -> "Deferred[bytes]":
         return succeed(self._recovery.get(fold(user), b""))
 
-    def setRecovery(self, user, blob):
+    def setRecovery(self, user: str, blob: bytes) -> "Deferred[None]":
         self._setRecovery(fold(user), blob)
         return succeed(None)
 
     # Messages that wait
 
     @_answered
-    def appendDirect(self, sender, peer, timestamp, envelopeId, envelope, readers):
+    def appendDirect(self, sender: str, peer: str, timestamp: int, envelopeId: str,
+                     envelope: bytes, readers: Iterable[str]) -> Stamp:
         if (fold(sender), envelopeId) in self._directIds:
             raise Conflict("replayed envelope id")
         self._directIds.add((fold(sender), envelopeId))
@@ -201,7 +204,8 @@ class MemoryDevices:
                 rows.append(HistoryRow(message.sender, message.timestamp, envelope))
         return self._damage.keep((rows, damaged))
 
-    def directHistory(self, user, peer, reader, limit, before):
+    def directHistory(self, user: str, peer: str, reader: str, limit: int,
+                      before: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             return succeed([])
         pair, key = pairKey(user, peer), readerKey(reader)
@@ -217,7 +221,8 @@ class MemoryDevices:
                 rows.append(HistoryRow(direct.sender, direct.timestamp, envelope))
         return succeed(self._damage.keep((rows, damaged)))
 
-    def catchUp(self, user, reader, after, limit):
+    def catchUp(self, user: str, reader: str, after: int,
+                limit: int) -> "Deferred[List[StoredMessage]]":
         if limit <= 0:
             return succeed([])
         userKey, key = fold(user), readerKey(reader)
@@ -244,7 +249,8 @@ class MemoryDevices:
         found.sort(key=lambda message: message.sequence)
         return succeed(self._damage.keep((found[:limit], damaged)))
 
-    def latestMessages(self, room, latest):
+    def latestMessages(self, room: str,
+                       latest: int) -> "Deferred[Dict[str, Tuple[Any, str, bytes]]]":
         roomKey = fold(room)
         if latest <= 0:
             return succeed({})
@@ -258,7 +264,7 @@ class MemoryDevices:
                                              message.sender, envelope)
         return succeed(self._damage.keep((found, damaged)))
 
-    def addShares(self, shares):
+    def addShares(self, shares: Iterable[Tuple[Any, str, str, str]]) -> "Deferred[int]":
         added = 0
         for messageId, entry, encryptedKey, keyId in shares:
             entries = self._shares.setdefault(messageId, {})
@@ -267,20 +273,20 @@ class MemoryDevices:
                 added += 1
         return succeed(added)
 
-    def currentSequence(self):
+    def currentSequence(self) -> "Deferred[int]":
         return succeed(self._sequence)
 
-    def getMark(self, user, device):
+    def getMark(self, user: str, device: str) -> "Deferred[Optional[int]]":
         return succeed(self._marks.get((fold(user), device)))
 
-    def setMarks(self, marks):
+    def setMarks(self, marks: Iterable[Tuple[str, str, int]]) -> "Deferred[None]":
         for user, device, sequence in marks:
             key = (fold(user), device)
             if sequence > self._marks.get(key, -1):
                 self._marks[key] = sequence
         return succeed(None)
 
-    def membersOf(self, room):
+    def membersOf(self, room: str) -> "Deferred[List[str]]":
         members = self._members.get(fold(room), set())
         return succeed(sorted((self._accounts[key].name for key in members), key=fold))
 
