@@ -4,7 +4,7 @@ Requests about who a session is: hello, register, login, challenge and auth,
 keys, and a guest's nick.
 """
 
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -14,6 +14,7 @@ from chatd.core.base import SessionBase
 from chatd.core.directory import ROOM, USER, User
 from chatd.core.events import UserOffline
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
+from chatd.model import Account
 from chatd.names import fold, isGuestName, isUserName
 from chatd.ratelimit import inWholeSeconds
 
@@ -222,22 +223,37 @@ class AccountRequests(SessionBase):
         # little to check): only failures are counted, after the check.
         service = self.service
         account = await service.store.getAccount(name) if isUserName(name) else None
+        account = await self._checkSignature(
+            name, account, account.publicKey if account else None, challenge, signature)
+        await self._refuseListed(account)
+        log.info("{name} logged in by key from {address}", name=account.name,
+                 address=self.address)
+        await self._becomeAccount(account.name, account.publicKey)
+
+    async def _checkSignature(self, name: str, account: Optional[Account], key: Optional[bytes],
+                              challenge: Any, signature: bytes,
+                              device: Optional[str] = None) -> Account:
+        """
+        Check a key login's signature of C{challenge} by C{key} (the
+        account's, or a device's), counting a failure against the name, and
+        that the account is not banned. A valid signature is never limited.
+
+        @return: the account, once checked.
+        @raise Forbidden: for a bad or late signature, or no such account or key.
+        """
+        service = self.service
         live = challenge is not None and challenge[1] > service.clock.seconds()
         ok = await service.credentials.verifyAuth(
-            account.publicKey if account else None,
-            challenge[0] if challenge else bytes(32), name, signature)
-        if not (ok and account and live):
+            key, challenge[0] if challenge else bytes(32), name, signature, device)
+        if not (ok and account and live and key):
             service.metrics.loggedIn("key", False)
             log.info("failed key login as {name!r} from {address}", name=name,
                      address=self.address)
             await service.failures.failed("user:" + fold(name), self.address)
             raise Forbidden("authentication failed")
         registration.checkNotBanned(account)
-        await self._refuseListed(account)
         service.metrics.loggedIn("key", True)
-        log.info("{name} logged in by key from {address}", name=account.name,
-                 address=self.address)
-        await self._becomeAccount(account.name, account.publicKey)
+        return account
 
     async def _becomeAccount(self, name, publicKey):
         """
@@ -317,7 +333,7 @@ class AccountRequests(SessionBase):
             room = self.service.directory.room(name)
             if room.passwordHash is not None and fold(user.name) not in room.members:
                 raise Forbidden("the members of %s are private" % (room.name,))
-            return succeed(room.memberKeys())
+            return Deferred.fromCoroutine(self._membersFor(room))
         if kind != USER:
             raise BadRequest("keys are asked for a room (0) or a user (1), not %d" % (kind,))
         if not isUserName(name):
@@ -326,10 +342,15 @@ class AccountRequests(SessionBase):
         if online is not None:
             if online.key is None:
                 raise BadRequest("%s has not published a key" % (online.name,))
-            return succeed([(online.name, online.key)])
+            if not online.account:
+                return succeed([(online.name, online.key)])
+        # An account's list is held too, for the door to send with its key.
+        return Deferred.fromCoroutine(self._accountKey(name, online))
 
-        def found(account):
-            if account is None:
-                raise NotFound("no such user: %s" % (name,))
-            return [(account.name, account.publicKey)]
-        return self.service.store.getAccount(name).addCallback(found)
+    async def _accountKey(self, name, online):
+        held = await self.service.devices.load(name)
+        if held is None:
+            raise NotFound("no such user: %s" % (name,))
+        if online is not None:
+            return [(online.name, online.key)]
+        return [(held[0], held[1] or b"")]

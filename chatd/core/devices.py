@@ -21,7 +21,7 @@ from typing import FrozenSet, Iterable, List, Optional, Sequence, Tuple
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatd import devicelist, e2e, registration
+from chatd import devicelist, e2e
 from chatd.core.base import SessionBase
 from chatd.core.events import Approval, DevicePending, DevicesChanged, UserOffline
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -212,17 +212,7 @@ class DeviceRequests(SessionBase):
         if account is not None:
             devices = await service.store.getDevices(account.name)
             key = devices.keyOf(device) if devices.devices else (account.publicKey or None)
-        live = challenge is not None and challenge[1] > service.clock.seconds()
-        ok = await service.credentials.verifyAuth(
-            key, challenge[0] if challenge else bytes(32), name, signature, device)
-        if not (ok and account and live and key):
-            service.metrics.loggedIn("key", False)
-            log.info("failed device login as {name!r} from {address}", name=name,
-                     address=self.address)
-            await service.failures.failed("user:" + fold(name), self.address)
-            raise Forbidden("authentication failed")
-        registration.checkNotBanned(account)
-        service.metrics.loggedIn("key", True)
+        account = await self._checkSignature(name, account, key, challenge, signature, device)
         await self._becomeDevice(account.name, account.publicKey, device, key, devices)
 
     async def _becomeDevice(self, name, identityKey, device, deviceKey, devices, fresh=False):

@@ -155,7 +155,7 @@ class RoomRequests(SessionBase):
         if user.account:
             await service.store.addMember(room.name, user.name)
         self._wantShares(room, user)
-        return JoinAnswer(room.memberKeys(), topic, room.history)
+        return JoinAnswer(await self._membersFor(room), topic, room.history)
 
     def leave(self, roomName: str) -> "Deferred[bool]":
         """

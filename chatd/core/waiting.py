@@ -24,6 +24,14 @@ from chatd.names import fold
 CATCH_UP_PAGE = 200
 
 
+class _V2:
+    """
+    Stands for any version 2 envelope, when only the recipients are asked.
+    """
+
+    version = 2
+
+
 def parsedOrNone(data: bytes) -> Optional[e2e.Envelope]:
     """
     C{data} parsed as an envelope, or L{None} when it is not one: a
@@ -73,6 +81,17 @@ class WaitingRequests(SessionBase):
         expected, members = await self.service.devices.expected(
             list(room.members.values()), accounts)
         return expected, lambda: members
+
+    async def _membersFor(self, room):
+        """
+        The members a JOIN or GET_KEYS answers with: for a device session,
+        those a version 2 envelope must name (online or remembered in the
+        room), with their lists held so that the door can send them; for a
+        legacy session, those online, as in version 2.
+        """
+        if self.device is None:
+            return room.memberKeys()
+        return (await self._roomRecipients(room, _V2))[1]()
 
     def _storesDirect(self, user, peer):
         """

@@ -89,6 +89,24 @@ class RecipientsTests(DeviceCase):
         self.result(self.alice.roomMessage, "#r", self.sealFrom(
             "alice", "first", ("room", "#r"), self.readers("alice")))
 
+    def test_answersNameRecipients(self):
+        """
+        A device session's JOIN and GET_KEYS answer with every member a
+        version 2 envelope must name (offline accounts remembered in the room
+        included), their lists held for the door; a legacy session's, with
+        those online, as in version 2.
+        """
+        self.bob.closed()
+        carol = self.register("carol")
+        self.assertEqual([name for name, _ in self.result(carol.join, "#r", "")],
+                         ["alice", "bob", "carol"])
+        self.assertEqual([name for name, _ in self.result(carol.getKeys, 0, "#r")],
+                         ["alice", "bob", "carol"])
+        self.assertEqual(carol.devicesOf("bob").devices, (("first", deviceDer("bob", None)),))
+        dave = self.account("dave")
+        self.assertEqual([name for name, _ in self.result(dave.join, "#r", "")],
+                         ["alice", "carol", "dave"])
+
     def test_signedByThisDevice(self):
         """
         An envelope naming another device than the session's is refused 0x05.
