@@ -140,7 +140,8 @@ class GeneratorTests(SynchronousTestCase):
         Made again from the same keys, every byte that is not randomised by its
         scheme (signatures, wrapped keys) is the same.
         """
-        made = make_devices.build(make_devices.Keys.load(make_devices.PATH, False))
+        made = make_devices.build(
+            make_devices.Keys.load(make_devices.PATH, False, make_devices.LABELS))
         for old, new in zip(VECTORS["lists"], made["lists"]):
             self.assertEqual(dict(old, signature=None), dict(new, signature=None))
         self.assertEqual(VECTORS["envelope"]["header"], made["envelope"]["header"])

@@ -144,10 +144,10 @@ class Keys:
         self.private = private
 
     @classmethod
-    def load(cls, path, new):
+    def load(cls, path, new, labels=LABELS):
         """
         The keys of the file at C{path}, or new ones when it has none (or
-        when C{new}).
+        when C{new}): one for each of C{labels} (make_devices.py has its own).
         """
         private = {}
         if not new and os.path.exists(path):
@@ -155,10 +155,10 @@ class Keys:
                 stored = json.load(f)["keys"]
             private = {label: serialization.load_der_private_key(
                 base64.b64decode(entry["pkcs8"]), None) for label, entry in stored.items()}
-        for label in LABELS:
+        for label in labels:
             if label not in private:
                 private[label] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return cls(private)
+        return cls({label: private[label] for label in labels})
 
     def der(self, label):
         return self.private[label].public_key().public_bytes(
@@ -170,7 +170,7 @@ class Keys:
             "pkcs8": _b64(self.private[label].private_bytes(
                 serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())),
-        } for label in LABELS}
+        } for label in self.private}
 
 
 class Maker:

@@ -53,11 +53,11 @@ import os
 import sys
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatd import devicecodes, e2e
 from chatd.devicelist import DeviceList, readServerList
+from chatd.test.vectors.make_clients import Keys
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "devices.json")
 
@@ -79,43 +79,6 @@ def _derived(what, size):
     C{size} fixed bytes named by C{what}.
     """
     return hashlib.sha256(b"chatd-device-vectors\0" + what.encode()).digest()[:size]
-
-
-class Keys:
-    """
-    The fixed keys, by label.
-    """
-
-    def __init__(self, private):
-        self.private = private
-
-    @classmethod
-    def load(cls, path, new):
-        private = {}
-        if not new and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                stored = json.load(f)["keys"]
-            private = {label: serialization.load_der_private_key(
-                base64.b64decode(entry["pkcs8"]), None) for label, entry in stored.items()}
-        for label in LABELS:
-            if label not in private:
-                private[label] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return cls(private)
-
-    def der(self, label):
-        return self.private[label].public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def label(self, der):
-        return next(label for label in LABELS if self.der(label) == der)
-
-    def asJSON(self):
-        return {label: {
-            "spki": _b64(self.der(label)),
-            "pkcs8": _b64(self.private[label].private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption())),
-        } for label in LABELS}
 
 
 def lists(keys):
@@ -224,7 +187,7 @@ def build(keys):
 
 
 def main(argv):
-    keys = Keys.load(PATH, "--new-keys" in argv)
+    keys = Keys.load(PATH, "--new-keys" in argv, LABELS)
     with open(PATH, "w", encoding="utf-8") as f:
         json.dump(build(keys), f, indent=1, ensure_ascii=False)
         f.write("\n")
