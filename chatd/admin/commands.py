@@ -195,14 +195,16 @@ async def rotateKey(context, options):
     it stopped.
     """
     resealed = skipped = 0
-    after = 0
-    while True:
-        done, damaged, last = await _run(context, operations.resealBatch, context.keys, after)
-        resealed += done
-        skipped += damaged
-        if last is None:
-            break
-        after = last
+    for table, _ in operations.SEALED_TABLES:
+        after = 0
+        while True:
+            done, damaged, last = await _run(context, operations.resealBatch, context.keys,
+                                             after, operations.RESEAL_BATCH, table)
+            resealed += done
+            skipped += damaged
+            if last is None:
+                break
+            after = last
     text = "re-sealed %d messages with key %s" % (resealed, context.keys.newestId)
     if skipped:
         text += "; %d did not open and were left as they are" % (skipped,)

@@ -143,18 +143,27 @@ def deleteHistoryBefore(txn, execute, timestampMs: int) -> int:
     return deleted + txn.rowcount
 
 
+# The tables of sealed messages, each with the column its seal is bound to:
+# room messages to their room, stored direct messages (schema 6) to their
+# conversation (chatd.store.entries.pairKey).
+SEALED_TABLES = (("messages", "room_key"), ("direct_messages", "pair_key"))
+
+
 def resealBatch(txn, execute, keys: AtRestKeys, afterId: int,
-                limit: int = RESEAL_BATCH) -> Tuple[int, int, Optional[int]]:
+                limit: int = RESEAL_BATCH,
+                table: str = "messages") -> Tuple[int, int, Optional[int]]:
     """
-    Seal again, with the newest key, up to C{limit} messages with ids above
-    C{afterId} that are sealed with another key or in the old Fernet format.
-    Each batch commits on its own, so an interrupted rotation resumes where it
-    stopped: a re-sealed row names the newest key and is not selected again.
+    Seal again, with the newest key, up to C{limit} messages of C{table}
+    (one of L{SEALED_TABLES}) with ids above C{afterId} that are sealed with
+    another key or in the old Fernet format. Each batch commits on its own,
+    so an interrupted rotation resumes where it stopped: a re-sealed row
+    names the newest key and is not selected again.
 
     @return: (rows re-sealed, rows that did not open and were left as they
         are, the last id looked at or L{None} when none was left).
     """
-    execute(txn, "SELECT id, room_key, sender, envelope_id, key_id, body FROM messages"
+    bound = dict(SEALED_TABLES)[table]
+    execute(txn, "SELECT id, " + bound + ", sender, envelope_id, key_id, body FROM " + table +
                  " WHERE (key_id IS NULL OR key_id <> ?) AND id > ? ORDER BY id LIMIT ?",
             (keys.newestId, afterId, limit))
     rows = txn.fetchall()
@@ -166,7 +175,7 @@ def resealBatch(txn, execute, keys: AtRestKeys, afterId: int,
             skipped += 1
             continue
         newId, newBody = keys.seal(envelope, roomKey, sender, envelopeId)
-        execute(txn, "UPDATE messages SET key_id = ?, body = ? WHERE id = ?",
+        execute(txn, "UPDATE " + table + " SET key_id = ?, body = ? WHERE id = ?",
                 (newId, newBody, messageId))
         done += 1
     return done, skipped, rows[-1][0] if rows else None

@@ -238,6 +238,7 @@ class RotateKeyTests(AdminTestCase):
             for n in range(5):
                 await store.appendMessage("#r", "alice", 1000 + n, "e%d" % n,
                                           b'{"n": %d}' % n, ["alice"])
+            await store.appendDirect("alice", "bob", 2000, "d1", b"dm", ["bob"])
         await self.withStore(history)
         keyFile = os.path.join(self.dataDir, datadir.KEY_FILE)
         with open(keyFile, "rb") as f:
@@ -250,12 +251,14 @@ class RotateKeyTests(AdminTestCase):
         done = await self.withStore(lambda s: s.run(operations.resealBatch, keys, 0, 1))
         self.assertEqual(done[:2], (1, 0))
         answer = await self.admin("rotate-key")
-        self.assertEqual(answer.value, {"resealed": 4, "skipped": 0, "key": keys.newestId})
+        self.assertEqual(answer.value, {"resealed": 5, "skipped": 0, "key": keys.newestId})
         with open(keyFile, "wb") as out:
             out.write(newKey + b"\n")
         rows = await self.withStore(lambda s: s.history("#r", "alice", 10, 0))
         self.assertEqual([row.envelope for row in rows],
                          [b'{"n": %d}' % n for n in range(5)])
+        rows = await self.withStore(lambda s: s.directHistory("alice", "bob", "bob", 10, 0))
+        self.assertEqual([row.envelope for row in rows], [b"dm"])
 
 
 class BackupTests(AdminTestCase):
