@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from chatd.errors import BadRequest
 from chatd.interfaces import ISession
-from chatd.protocols import jsondevices, jsonwire
+from chatd.protocols import jsondevices, jsonrequests, jsonwire
 from chatd.protocols.jsondoor import then
 from chatd.protocols.jsonwire import NO_ID
 
@@ -139,8 +139,8 @@ def _loads(text):
     @raise BadRequest: when it is not JSON.
     """
     try:
-        return json.loads(text, object_pairs_hook=jsonwire._uniqueObject,
-                          parse_constant=jsonwire._refuseConstant)
+        return json.loads(text, object_pairs_hook=jsonrequests._uniqueObject,
+                          parse_constant=jsonrequests._refuseConstant)
     except RecursionError:
         raise BadRequest("JSON nested too deeply") from None
     except ValueError as e:
@@ -157,7 +157,7 @@ def _jsonArgument(kind, text):
     obj = _loads(text)
     if not isinstance(obj, dict):
         raise BadRequest("%s takes a JSON object" % (kind,))
-    fields = jsonwire.parseFields(kind, obj, jsondevices.REQUESTS[kind])
+    fields = jsonrequests.parseFields(kind, obj, jsondevices.REQUESTS[kind])
     jsondevices.checkTogether(kind, fields)
     return fields
 

@@ -16,25 +16,27 @@ signature against the pinned identity key.
 """
 
 from chatd.errors import BadRequest, Status
-from chatd.protocols import jsonwire
+from chatd.protocols import jsonrequests, jsonwire
 from chatd.protocols.devicewire import DeviceList
-from chatd.protocols.jsonwire import (
+from chatd.protocols.jsonrequests import (
     _PEM,
     _STRING,
-    NO_ID,
     OPTIONAL,
     REQUIRED,
-    _event,
     _Field,
-    _response,
     _whole,
+    parseFields,
+)
+from chatd.protocols.jsonwire import (
+    NO_ID,
+    _event,
+    _response,
     decodeBase64,
     derToPem,
     dumps,
     encodeBase64,
     formatTimestamp,
     listObject,
-    parseFields,
 )
 
 # LOGIN's answer by the core: the device's state, as the JSON doors name it.
@@ -84,13 +86,13 @@ _SHARE = _objectOf("a share", {"id": (_STRING, REQUIRED), "keys": (_KEYS, REQUIR
                    lambda id, keys: (id, keys))
 
 # The requests version 3 adds, and the fields it adds to login, authenticate
-# and register; the rest of L{jsonwire.REQUESTS} is unchanged.
+# and register; the rest of L{jsonrequests.REQUESTS} is unchanged.
 REQUESTS = {
-    **jsonwire.REQUESTS,
-    "login": {**jsonwire.REQUESTS["login"], "device": (_STRING, OPTIONAL),
+    **jsonrequests.REQUESTS,
+    "login": {**jsonrequests.REQUESTS["login"], "device": (_STRING, OPTIONAL),
               "deviceKey": (_PEM, OPTIONAL)},
-    "authenticate": {**jsonwire.REQUESTS["authenticate"], "device": (_STRING, OPTIONAL)},
-    "register": {**jsonwire.REQUESTS["register"], "device": (_STRING, OPTIONAL),
+    "authenticate": {**jsonrequests.REQUESTS["authenticate"], "device": (_STRING, OPTIONAL)},
+    "register": {**jsonrequests.REQUESTS["register"], "device": (_STRING, OPTIONAL),
                  "list": (_LIST, OPTIONAL), "blob": (_base64("blob"), OPTIONAL)},
     "get_devices": {"userId": (_STRING, OPTIONAL)},
     "request_device": {"tag": (_base64("tag"), REQUIRED)},
@@ -129,15 +131,15 @@ def checkTogether(kind, fields):
 
 def parseRequest(text):
     """
-    L{jsonwire.parseRequest} with version 3's requests and fields.
+    L{jsonrequests.parseRequest} with version 3's requests and fields.
 
-    @raise jsonwire.MalformedRequest: saying what is wrong.
+    @raise jsonrequests.MalformedRequest: saying what is wrong.
     """
-    request = jsonwire.parseRequest(text, REQUESTS)
+    request = jsonrequests.parseRequest(text, REQUESTS)
     try:
         checkTogether(request.type, request.fields)
     except BadRequest as e:
-        raise jsonwire.MalformedRequest(e.message, request.id) from None
+        raise jsonrequests.MalformedRequest(e.message, request.id) from None
     return request
 
 

@@ -6,11 +6,12 @@ C{set_password}, C{destroy_room} and C{room_info}, and the events kicks, bans,
 topics, roles and destroyed rooms cause (docs/protocol.rst, Moderation).
 
 The requests' fields are parsed with the others, by
-L{chatd.protocols.jsonwire.parseRequest}; the objects are built the same
+L{chatd.protocols.jsonrequests.parseRequest}; the objects are built the same
 way as its own, in a module of their own only to keep that one to a size.
 """
 
-from chatd.protocols.jsonwire import _ROLE_NAMES, NO_ID, _event, _response
+from chatd.protocols.jsonrequests import _ROLE_NAMES
+from chatd.protocols.jsonwire import NO_ID, _event, _response
 
 # The JSON name of each of the core's roles.
 ROLE_NAMES = {role: name for name, role in _ROLE_NAMES.items()}

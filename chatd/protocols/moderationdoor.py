@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict
 
 from chatd.errors import BadRequest
 from chatd.protocols import jsonmoderation
-from chatd.protocols.jsonwire import _ROLE_NAMES, NO_ID
+from chatd.protocols.jsonrequests import _ROLE_NAMES
+from chatd.protocols.jsonwire import NO_ID
 
 
 class JSONModeration:

@@ -83,7 +83,7 @@ from chatd.core.directory import ROOM, USER
 from chatd.errors import AuthRequired, BadRequest, TooLarge
 from chatd.interfaces import IDeviceClient, IFileClient
 from chatd.names import fold
-from chatd.protocols import jsondevicedoor, jsondevices, jsonwire
+from chatd.protocols import jsondevicedoor, jsondevices, jsonrequests, jsonwire
 from chatd.protocols.door import NO_CONTEXT, Door
 from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
@@ -226,7 +226,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
     def textMessageReceived(self, message):
         try:
             request = jsondevices.parseRequest(message)
-        except jsonwire.MalformedRequest as e:
+        except jsonrequests.MalformedRequest as e:
             self.refuseInTurn(e, e.requestId)
             return
         self.submit(_REQUEST_OF.get(request.type, request.type),

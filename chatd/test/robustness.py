@@ -22,7 +22,7 @@ from wsproto.events import BytesMessage, TextMessage
 from zope.interface import provider
 
 from chatd import devicelist, e2e
-from chatd.protocols import devicewire, jsondevices, jsonwire, opcodes
+from chatd.protocols import devicewire, jsondevices, jsonrequests, jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
@@ -196,11 +196,11 @@ def runTextDoor(lines, account=False):
 def checkJSONRequest(text):
     """
     L{jsondevices.parseRequest} (the WebSocket door's, devices included)
-    returns a request of a known type or raises L{jsonwire.MalformedRequest}.
+    returns a request of a known type or raises L{jsonrequests.MalformedRequest}.
     """
     try:
         request = jsondevices.parseRequest(text)
-    except jsonwire.MalformedRequest:
+    except jsonrequests.MalformedRequest:
         return
     assert request.type in jsondevices.REQUESTS
 

@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.protocols import jsondevices, jsonwire
 from chatd.protocols.devicewire import NO_LIST, DeviceList, Pending
-from chatd.protocols.jsonwire import MalformedRequest, derToPem
+from chatd.protocols.jsonrequests import MalformedRequest
+from chatd.protocols.jsonwire import derToPem
 from chatd.test.fakes import publicDer
 
 

@@ -1,6 +1,6 @@
 """
 Tests for the JSON vocabulary of room moderation (L{chatd.protocols.jsonmoderation}
-and the moderation requests of L{chatd.protocols.jsonwire.parseRequest}).
+and the moderation requests of L{chatd.protocols.jsonrequests.parseRequest}).
 """
 
 import json
@@ -10,7 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.core.moderation import JoinAnswer
 from chatd.protocols import jsonmoderation as jm
-from chatd.protocols.jsonwire import MalformedRequest, joined, parseRequest
+from chatd.protocols.jsonrequests import MalformedRequest, parseRequest
+from chatd.protocols.jsonwire import joined
 
 # Each moderation request as a client writes it, and the fields it parses to.
 MODERATION_CASES: List[Tuple[str, Dict[str, Any]]] = [

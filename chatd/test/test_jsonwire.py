@@ -1,6 +1,6 @@
 """
-Tests for L{chatd.protocols.jsonwire}: values, every object builder, and the
-strict request parser.
+Tests for L{chatd.protocols.jsonwire} (values, every object builder) and
+L{chatd.protocols.jsonrequests} (the strict request parser).
 """
 
 import base64
@@ -12,8 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
 from chatd.errors import BadRequest, Status
-from chatd.protocols import jsonwire
-from chatd.protocols.jsonwire import NO_ID, MalformedRequest
+from chatd.protocols import jsonrequests, jsonwire
+from chatd.protocols.jsonrequests import MalformedRequest
+from chatd.protocols.jsonwire import NO_ID
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.test_jsonmoderation import MODERATION_CASES
 
@@ -306,10 +307,10 @@ class ParseRequestTests(SynchronousTestCase):
     """
 
     def parse(self, obj):
-        return jsonwire.parseRequest(json.dumps(obj))
+        return jsonrequests.parseRequest(json.dumps(obj))
 
     def refused(self, text):
-        return self.assertRaises(MalformedRequest, jsonwire.parseRequest, text)
+        return self.assertRaises(MalformedRequest, jsonrequests.parseRequest, text)
 
     def test_everyTypeParses(self):
         """
@@ -366,7 +367,7 @@ class ParseRequestTests(SynchronousTestCase):
         ]
         # The moderation requests' rows are in test_jsonmoderation.
         cases += [(json.loads(text), fields) for text, fields in MODERATION_CASES]
-        self.assertEqual({obj["type"] for obj, _ in cases}, set(jsonwire.REQUESTS))
+        self.assertEqual({obj["type"] for obj, _ in cases}, set(jsonrequests.REQUESTS))
         for obj, fields in cases:
             request = self.parse(obj)
             self.assertEqual((request.type, request.fields, request.id),
