@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.protocols import noDelay, opcodes
+from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 
 log = Logger()
@@ -158,7 +159,7 @@ class ClientProtocol(Int32StringReceiver):
                 return
             request, d = self._pending.popleft()
             status, values = opcodes.decodeResponse(request, payload, version=self.version)
-        except (opcodes.MalformedFrame, IndexError) as e:
+        except (MalformedFrame, IndexError) as e:
             # A frame we cannot place means every later response could be
             # matched to the wrong request: drop the connection.
             self.transport.loseConnection()

@@ -33,6 +33,7 @@ from chatd.interfaces import IDeviceClient, IFileClient
 from chatd.protocols import DoorFactory, devicewire, noDelay, opcodes
 from chatd.protocols.devicedoor import REQUESTS_V3, BinaryDevices
 from chatd.protocols.door import Door, Final
+from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 
 # A HISTORY response frame holds magic, opcode, status and row count besides rows.
@@ -80,7 +81,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     """
 
     door = "binary"
-    malformed = (opcodes.MalformedFrame,)
+    malformed = (MalformedFrame,)
 
     def __init__(self, service):
         Door.__init__(self, service)
@@ -152,7 +153,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         except opcodes.BadMagic as e:
             self.refuseInTurn(BadRequest(str(e)), final=True)
             return
-        except opcodes.MalformedFrame as e:
+        except MalformedFrame as e:
             self.refuseInTurn(BadRequest(str(e)))
             return
         if op == Op.HEARTBEAT:
@@ -168,7 +169,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         L{Deferred} of it).
         """
         if request is None:
-            raise opcodes.MalformedFrame("unknown opcode 0x%02x" % op)
+            raise MalformedFrame("unknown opcode 0x%02x" % op)
         if op == Op.HELLO:
             name = self.call(request, opcodes.decodeHello(payload))
             return opcodes.okResponse(op, name or "")
@@ -224,7 +225,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
 
     def _setRole(self, room, user, code):
         if code not in opcodes.ROLES:
-            raise opcodes.MalformedFrame("role %d is none of 0, 1 and 2" % (code,))
+            raise MalformedFrame("role %d is none of 0, 1 and 2" % (code,))
         return self.call("set_role", room, user, opcodes.ROLES[code])
 
     _special: Dict[int, Callable[..., Any]] = {

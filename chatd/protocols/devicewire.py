@@ -25,8 +25,9 @@ import struct
 from enum import IntEnum
 from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
-from chatd.protocols import opcodes
-from chatd.protocols.opcodes import MalformedFrame, Op
+from chatd.protocols import layouts, opcodes
+from chatd.protocols.layouts import MalformedFrame
+from chatd.protocols.opcodes import Op
 
 VERSION = 3
 
@@ -125,12 +126,12 @@ APPROVED, PENDING = 0, 1
 CONFLICT = 0x07
 _HEAD = ("u32", "str8")
 
-_U8, _U16, _U32 = opcodes._FIXED["u8"], opcodes._FIXED["u16"], opcodes._FIXED["u32"]
+_U8, _U16, _U32 = layouts._FIXED["u8"], layouts._FIXED["u16"], layouts._FIXED["u32"]
 
 
-class _Reader(opcodes._Reader):
+class _Reader(layouts._Reader):
     """
-    L{opcodes._Reader} with version 3's field types.
+    L{layouts._Reader} with version 3's field types.
     """
 
     __slots__ = ()
@@ -151,10 +152,10 @@ class _Reader(opcodes._Reader):
                     for _ in range(self.fixed(_U16))]
         if kind == "pending":
             return [Pending(self.text(_U8), self.blob(_U16), self.blob(_U16),
-                            self.fixed(opcodes._FIXED["u64"])) for _ in range(self.fixed(_U8))]
+                            self.fixed(layouts._FIXED["u64"])) for _ in range(self.fixed(_U8))]
         if kind == "shares":
             return [(self.text(_U8), self.blob(_U32)) for _ in range(self.fixed(_U16))]
-        return opcodes._Reader.field(self, kind)
+        return layouts._Reader.field(self, kind)
 
 
 def _count(n, limit):
@@ -165,7 +166,7 @@ def _count(n, limit):
 def _encodeDeviceKeys(devices):
     _count(len(devices), 0xFF)
     return _U8.pack(len(devices)) + b"".join(
-        opcodes._encodeField("str8", device) + opcodes._encodeField("bytes16", key)
+        layouts._encodeField("str8", device) + layouts._encodeField("bytes16", key)
         for device, key in devices)
 
 
@@ -173,8 +174,8 @@ def _encodeDeviceList(value):
     """
     A list: a L{DeviceList}, or anything with its attributes (the core's).
     """
-    return (opcodes._encodeField("bytes32", value.text)
-            + opcodes._encodeField("bytes16", value.signature)
+    return (layouts._encodeField("bytes32", value.text)
+            + layouts._encodeField("bytes16", value.signature)
             + _encodeDeviceKeys(value.devices))
 
 
@@ -186,25 +187,25 @@ def _encodeField(kind, value):
     if kind == "devmembers":
         _count(len(value), 0xFFFF)
         return _U16.pack(len(value)) + b"".join(
-            opcodes._encodeField("str8", name) + _U8.pack(flags)
-            + opcodes._encodeField("bytes16", key) + _encodeDeviceList(devices)
+            layouts._encodeField("str8", name) + _U8.pack(flags)
+            + layouts._encodeField("bytes16", key) + _encodeDeviceList(devices)
             for name, flags, key, devices in value)
     if kind == "pending":
         _count(len(value), 0xFF)
         return _U8.pack(len(value)) + b"".join(
-            opcodes.encode(("str8", "bytes16", "bytes16", "u64"),
+            layouts.encode(("str8", "bytes16", "bytes16", "u64"),
                            (entry.device, entry.key, entry.tag, entry.expires))
             for entry in value)
     if kind == "shares":
         _count(len(value), 0xFFFF)
         return _U16.pack(len(value)) + b"".join(
-            opcodes.encode(("str8", "bytes32"), entry) for entry in value)
-    return opcodes._encodeField(kind, value)
+            layouts.encode(("str8", "bytes32"), entry) for entry in value)
+    return layouts._encodeField(kind, value)
 
 
 def decode(layout, payload):
     """
-    L{opcodes.decode} with version 3's field types.
+    L{layouts.decode} with version 3's field types.
     """
     reader = _Reader(payload)
     values = tuple(reader.field(kind) for kind in layout)
@@ -216,7 +217,7 @@ def decode(layout, payload):
 
 def encode(layout, values):
     """
-    L{opcodes.encode} with version 3's field types.
+    L{layouts.encode} with version 3's field types.
 
     @raise ValueError: when a value does not fit its field.
     """

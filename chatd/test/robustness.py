@@ -24,6 +24,7 @@ from zope.interface import provider
 from chatd import devicelist, e2e
 from chatd.protocols import devicewire, jsondevices, jsonrequests, jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
@@ -69,22 +70,22 @@ def noLoggedFailures():
 def checkBinaryPayload(op, payload):
     """
     Every binary decoder, server's and client's, decodes C{payload} under
-    opcode C{op} or raises L{opcodes.MalformedFrame}.
+    opcode C{op} or raises L{MalformedFrame}.
     """
     for decoder in (opcodes.decodeRequest, opcodes.decodeEvent, opcodes.decodeResponse,
                     devicewire.decodeRequest, devicewire.decodeEvent,
                     devicewire.decodeResponse):
         try:
             assert isinstance(decoder(op, payload), tuple)
-        except opcodes.MalformedFrame:
+        except MalformedFrame:
             pass
     try:
         opcodes.decodeHello(payload)
-    except opcodes.MalformedFrame:
+    except MalformedFrame:
         pass
     try:
         opcodes.parseBody(payload)
-    except opcodes.MalformedFrame:
+    except MalformedFrame:
         pass
 
 
@@ -146,7 +147,7 @@ _OK_LAYOUTS_V3 = {()} | set(devicewire.OK_RESPONSES.values())
 def _fits(layout, payload):
     try:
         devicewire.decode(layout, payload)
-    except opcodes.MalformedFrame:
+    except MalformedFrame:
         return False
     return True
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.protocols import devicewire, opcodes
-from chatd.protocols.devicewire import DeviceList, DeviceOp, MalformedFrame, Pending
+from chatd.protocols.devicewire import DeviceList, DeviceOp, Pending
+from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 from chatd.test.robustness import checkBinaryPayload
 

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.protocols import opcodes
+from chatd.protocols import layouts, opcodes
+from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import (
     EVENTS,
     GREETING,
@@ -25,7 +26,6 @@ from chatd.protocols.opcodes import (
     REQUESTS,
     WARNING_IDLE,
     BadMagic,
-    MalformedFrame,
     Op,
 )
 
@@ -246,15 +246,15 @@ def splitFrame(data):
 def validPayloads():
     cases: List[Tuple[str, Callable[[bytes], Any], bytes, Any]] = []
     for op, values in REQUEST_VALUES.items():
-        payload = opcodes.encode(REQUESTS[op], values)
+        payload = layouts.encode(REQUESTS[op], values)
         cases.append((label("request", op), partial(opcodes.decodeRequest, op),
                       payload, values))
     for op, values in EVENT_VALUES.items():
-        payload = opcodes.encode(EVENTS[op], values)
+        payload = layouts.encode(EVENTS[op], values)
         cases.append((label("event", op), partial(opcodes.decodeEvent, op),
                       payload, values))
     for op, values in OK_VALUES.items():
-        payload = b"\x00" + opcodes.encode(OK_RESPONSES[op], values)
+        payload = b"\x00" + layouts.encode(OK_RESPONSES[op], values)
         cases.append((label("ok response to", op), partial(opcodes.decodeResponse, op),
                       payload, (OK, values)))
     for status in MESSAGE_STATUSES:
@@ -324,7 +324,7 @@ class SpecTests(SynchronousTestCase):
         self.assertEqual(opcodes.decodeResponse(Op.JOIN, two[7:], version=2),
                          (OK, (members, "Hoth")))
         self.assertEqual(opcodes.okResponse(Op.JOIN, [("leia", KEY)]),
-                         wire(0x9A, b"\x00" + opcodes.encode(("keys",), ([("leia", KEY)],))))
+                         wire(0x9A, b"\x00" + layouts.encode(("keys",), ([("leia", KEY)],))))
 
     def test_versionTwoFlagsGuests(self):
         """
@@ -346,7 +346,7 @@ class SpecTests(SynchronousTestCase):
         for op, values in [(Op.JOINED, ("#a", "rand1", KEY)), (Op.RENAMED, ("rand1", "luke")),
                            (Op.KEY_CHANGED, ("rand1", KEY))]:
             two = opcodes.event(op, *values, 1, version=2)
-            self.assertEqual(two, wire(op, opcodes.encode(EVENTS[op], values) + b"\x01"))
+            self.assertEqual(two, wire(op, layouts.encode(EVENTS[op], values) + b"\x01"))
             self.assertEqual(opcodes.decodeEvent(op, two[7:], version=2), values + (1,))
             self.assertEqual(opcodes.decodeEvent(op, opcodes.event(op, *values)[7:]), values)
 
@@ -503,9 +503,9 @@ class RoundTripTests(SynchronousTestCase):
         """
         data = text.encode("utf-8")
         self.assertLessEqual(len(data), 255)
-        encoded = opcodes.encode(("str8",), (text,))
+        encoded = layouts.encode(("str8",), (text,))
         self.assertEqual(encoded, bytes([len(data)]) + data)
-        self.assertEqual(opcodes.decode(("str8",), encoded), (text,))
+        self.assertEqual(layouts.decode(("str8",), encoded), (text,))
         op, payload = opcodes.parseBody(splitFrame(opcodes.request(Op.NICK, text)))
         self.assertEqual(opcodes.decodeRequest(op, payload), (text,))
 
@@ -548,8 +548,8 @@ class PropertyTests(SynchronousTestCase):
     def test_anyValuesRoundTrip(self, case):
         """Generated values for every request, event and ok layout decode back to themselves."""
         direction, op, layout, values = case
-        payload = opcodes.encode(layout, values)
-        self.assertEqual(opcodes.decode(layout, payload), values, label(direction, op))
+        payload = layouts.encode(layout, values)
+        self.assertEqual(layouts.decode(layout, payload), values, label(direction, op))
 
     def assertOnlyMalformed(self, payload):
         """
@@ -706,11 +706,11 @@ class MalformedTests(SynchronousTestCase):
         MalformedFrame.
         """
         for direction, op, layout in ALL_LAYOUTS:
-            payload = opcodes.encode(layout, tuple(extreme(kind, True) for kind in layout))
+            payload = layouts.encode(layout, tuple(extreme(kind, True) for kind in layout))
             for cut in {0, 1, 2, 4, 5, len(payload) - 1}:
                 if 0 <= cut < len(payload):
                     self.assertMalformed(label(direction, op),
-                                         lambda p, layout=layout: opcodes.decode(layout, p),
+                                         lambda p, layout=layout: layouts.decode(layout, p),
                                          payload[:cut])
 
     def test_trailingByte(self):
@@ -744,8 +744,8 @@ class MalformedTests(SynchronousTestCase):
                 if kind not in textKinds:
                     continue
                 for bad in badSequences:
-                    payload = (opcodes.encode(layout[:i], values[:i]) + self.badField(kind, bad)
-                               + opcodes.encode(layout[i + 1:], values[i + 1:]))
+                    payload = (layouts.encode(layout[:i], values[:i]) + self.badField(kind, bad)
+                               + layouts.encode(layout[i + 1:], values[i + 1:]))
                     self.assertMalformed("%s field %d (%s)" % (label(direction, op), i, kind),
                                          decoder, payload)
                     checked += 1
@@ -944,9 +944,9 @@ class EncoderRefusalTests(SynchronousTestCase):
 
     def test_wrongNumberOfValues(self):
         """encode and the frame builders refuse too few or too many values."""
-        self.assertValueError("encode", opcodes.encode, ("u8",), ())
-        self.assertValueError("encode", opcodes.encode, (), (1,))
-        self.assertValueError("encode", opcodes.encode, ("str8", "str8"), ("a", "b", "c"))
+        self.assertValueError("encode", layouts.encode, ("u8",), ())
+        self.assertValueError("encode", layouts.encode, (), (1,))
+        self.assertValueError("encode", layouts.encode, ("str8", "str8"), ("a", "b", "c"))
         self.assertValueError("JOIN", opcodes.request, Op.JOIN, "#a")
         self.assertValueError("JOIN", opcodes.request, Op.JOIN, "#a", "", "extra")
         self.assertValueError("LIST_ROOMS", opcodes.request, Op.LIST_ROOMS, "x")
@@ -958,7 +958,7 @@ class EncoderRefusalTests(SynchronousTestCase):
         """An integer outside its field's range is refused with ValueError."""
         for kind, value in [("u8", 256), ("u8", -1), ("u16", 0x10000), ("u32", 2 ** 32),
                             ("u64", 2 ** 64), ("u64", -1)]:
-            self.assertValueError("%s %d" % (kind, value), opcodes.encode, (kind,), (value,))
+            self.assertValueError("%s %d" % (kind, value), layouts.encode, (kind,), (value,))
         self.assertValueError("HISTORY limit", opcodes.request, Op.HISTORY, "#a", 70000, 0)
 
 

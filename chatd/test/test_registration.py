@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from chatd.errors import Status
-from chatd.protocols import jsonwire, opcodes
+from chatd.protocols import jsonwire, layouts, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.text import TextFactory
@@ -50,8 +50,8 @@ class Doors:
         if login:
             status, values = wire.request(Op.LOGIN, name, PASSWORD)
         else:
-            extra = opcodes.encode(("str8",), (invite,)) if invite is not None else b""
-            wire.sendRaw(opcodes.frame(Op.REGISTER, opcodes.encode(
+            extra = layouts.encode(("str8",), (invite,)) if invite is not None else b""
+            wire.sendRaw(opcodes.frame(Op.REGISTER, layouts.encode(
                 opcodes.REQUESTS[Op.REGISTER], (name, PASSWORD, publicDer(name))) + extra))
             [(status, values)] = wire.responses(Op.REGISTER)
         return Status(status), (values[0] if status else None)
