@@ -76,7 +76,6 @@ replies wait in an L{Outbox} bounded by C{send-queue}.
 
 from typing import Any, Callable, Dict
 
-from wsproto.events import BytesMessage, CloseConnection, Message
 from zope.interface import implementer
 
 from chatd.core.directory import ROOM, USER
@@ -88,6 +87,14 @@ from chatd.protocols.door import NO_CONTEXT, Door
 from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
 from chatd.protocols.moderationdoor import WEBSOCKET_HANDLERS, JSONModeration
+from chatd.protocols.wsframes import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_TOO_BIG,
+    CLOSE_TRY_LATER,
+    MessageSizeGuard,
+    TextFrames,
+)
 
 # Requests a session may make before it has logged in (a pending device's
 # included: the core says what such a session may ask).
@@ -105,82 +112,6 @@ _REQUEST_OF = {
     "file_ack": "file_ack", "file_done": "file_done", "file_cancel": "file_cancel",
     **jsondevicedoor.WEBSOCKET_REQUESTS,
 }
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_TOO_BIG = 1009
-CLOSE_TRY_LATER = 1013
-
-
-class _MessageSizeGuard:
-    """
-    Counts each incoming message's bytes as its pieces arrive, and stops
-    delivering once a message passes the limit.
-
-    Twisted's websocket support buffers a whole message before handing it on
-    and has no size limit, so a client could make it hold any amount of data.
-    wsproto, below it, yields each piece of a frame as soon as it is read, and
-    Twisted pulls those pieces from its connection's C{events()}. This guard
-    stands in for that connection (Twisted's private C{_wsconn}; there is no
-    public hook) and sees every piece first: at most the limit plus one read is
-    ever buffered. Everything else is passed through unchanged.
-
-    @ivar stopped: once set, no further event is delivered; set when a message
-        is over the limit and when the door closes the connection itself.
-    """
-
-    def __init__(self, connection, limit, received, tooLarge, peerClosed):
-        self._connection = connection
-        self._limit = limit
-        self._received = received
-        self._tooLarge = tooLarge
-        self._peerClosed = peerClosed
-        self._size = 0
-        self.stopped = False
-
-    def __getattr__(self, name):
-        return getattr(self._connection, name)
-
-    def receive_data(self, data):
-        if data:
-            self._received()
-        self._connection.receive_data(data)
-
-    def events(self):
-        for event in self._connection.events():
-            if self.stopped:
-                continue
-            if isinstance(event, Message):
-                data = event.data
-                if isinstance(event, BytesMessage) or data.isascii():
-                    self._size += len(data)
-                else:
-                    self._size += len(data.encode("utf-8"))
-                if self._size > self._limit:
-                    self.stopped = True
-                    self._tooLarge()
-                    continue
-                if event.message_finished:
-                    self._size = 0
-            elif isinstance(event, CloseConnection):
-                self._peerClosed()
-            yield event
-
-
-class _TextFrames:
-    """
-    The L{Outbox}'s view of a WebSocket: each write is one text message.
-    """
-
-    def __init__(self, wire):
-        self.wire = wire
-
-    def write(self, data):
-        self.wire.sendTextMessage(data.decode("utf-8"))
-
-    def writeSequence(self, pieces):
-        self.write(b"".join(pieces))
-
 
 @implementer(IFileClient, IDeviceClient)
 class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
@@ -212,12 +143,12 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
 
     def negotiationStarted(self, transport):
         self.wire = transport
-        self.guard = _MessageSizeGuard(transport._wsconn, self.maxMessage, self.received,
+        self.guard = MessageSizeGuard(transport._wsconn, self.maxMessage, self.received,
                                        self._messageTooLarge, self._closeReceived)
         transport._wsconn = self.guard
 
     def negotiationFinished(self):
-        if self.open(_TextFrames(self.wire), self.address):
+        if self.open(TextFrames(self.wire), self.address):
             self.call("hello", 1, guest=False)
 
     def connectionLost(self, reason):
