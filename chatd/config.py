@@ -7,7 +7,7 @@ Both sources speak in the same keys: each long command-line option (C{--idle-tim
 30}) is also a key of the config file's C{[chatd]} section (C{idle-timeout = 30}).
 Every key has a parser here that turns its text into a typed value or raises
 L{ValueError} with a sentence saying what was expected; L{readConfigFile} and the
-options in L{chatd.tap} both use them, so a value means the same wherever it is
+options in L{chatd.options} both use them, so a value means the same wherever it is
 written. L{settingsFrom} then checks the values against each other and fills in
 the defaults that depend on the data directory.
 """

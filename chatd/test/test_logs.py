@@ -23,9 +23,9 @@ from zope.interface import provider
 from chatd import datadir, e2e
 from chatd.client.connection import certificateFingerprint
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
+from chatd.options import Options
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeSite
-from chatd.tap import Options
 from chatd.tap import makeService as makeTapService
 from chatd.test.fakes import makeService, privateKey, publicDer
 from chatd.test.test_text import LineClient

@@ -18,10 +18,10 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from chatd import e2e
 from chatd.metrics import HEALTH_DEADLINE, Metrics, TimedStore
+from chatd.options import Options
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.store.memory import MemoryStore
-from chatd.tap import Options
 from chatd.tap import makeService as makeTapService
 from chatd.test.fakes import makeService, privateKey, publicDer, testKeys
 from chatd.test.test_text import LineClient

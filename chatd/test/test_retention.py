@@ -94,7 +94,8 @@ class ServiceTreeTests(SynchronousTestCase):
 
         from twisted.internet.testing import MemoryReactorClock
 
-        from chatd.tap import Options, makeService
+        from chatd.options import Options
+        from chatd.tap import makeService
         options = Options()
         options.parseOptions(["--data-dir", os.path.join(self.mktemp(), "d"), "--db",
                               "memory:", "--binary", "none", "--text", "none",

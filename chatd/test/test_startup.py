@@ -17,8 +17,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.errors import Unavailable
+from chatd.options import Options
 from chatd.startup import EXIT_STATUS, FailedStart, StartupError, keepTrying
-from chatd.tap import ListenWhenReady, Options, makeService
+from chatd.tap import ListenWhenReady, makeService
 
 
 class RecordingReactor:

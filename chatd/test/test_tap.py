@@ -1,6 +1,6 @@
 # -*- test-case-name: chatd.test.test_tap -*-
 """
-Tests for L{chatd.tap} and the settings it builds with L{chatd.config}.
+Tests for L{chatd.tap}, L{chatd.options} and the settings they build with L{chatd.config}.
 """
 
 import os
@@ -25,10 +25,11 @@ from chatd import config
 from chatd.config import Settings, readConfigFile
 from chatd.core.service import ChatService
 from chatd.datadir import prepare
+from chatd.options import Options
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.store.seal import AtRestKeys, generateKey
-from chatd.tap import ListenWhenReady, Options, makeService
+from chatd.tap import ListenWhenReady, makeService
 
 DEFAULT_SSL = (
     "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
