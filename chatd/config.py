@@ -19,13 +19,15 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass, replace
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 from twisted.python.usage import UsageError
 
 from chatd.datadir import tlsPaths
+from chatd.endpoints import DEFAULT_LISTENERS, DISABLED, parseEndpoints, withDataDirCertificate
+from chatd.redisurl import parseRedis
 from chatd.registration import parseRegistration
 from chatd.store.engines import engineForURL
 
@@ -222,83 +224,6 @@ def parseRate(value):
     return parseCount(count.strip()), parseSeconds(seconds.strip())
 
 
-def parseEndpoints(value):
-    """
-    A list of endpoint strings, one per line or separated by commas (the
-    config-file form of a repeated C{--binary}).
-
-    @return: a L{tuple} of endpoint strings
-    """
-    endpoints = tuple(part.strip() for part in re.split(r"[,\n]", value))
-    endpoints = tuple(part for part in endpoints if part)
-    if not endpoints:
-        raise ValueError("expected at least one endpoint")
-    return endpoints
-
-
-class RedisURL(NamedTuple):
-    """
-    Where a cluster's Redis is and how to log in to it.
-
-    @ivar password: L{None} when not given (no AUTH).
-    @ivar username: for Redis 6 ACL users; L{None} for the default user.
-    @ivar tls: whether to speak TLS (C{rediss://}), checking the server's
-        certificate against the system's trusted authorities and the host name.
-    """
-
-    host: str
-    port: int
-    db: int
-    password: Optional[str]
-    username: Optional[str]
-    tls: bool
-
-
-def redisURL(url):
-    """
-    Split a Redis URL, C{redis[s]://[[user]:password@]host[:port][/db]}.
-
-    @rtype: L{RedisURL}
-    @raise ValueError: when C{url} is not such a URL.
-    """
-    expected = "(expected redis://host:port/N or rediss://host:port/N)"
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError("%r is not a redis:// or rediss:// URL %s" % (url, expected))
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise ValueError("%r has a bad port %s" % (url, expected))
-    db = parts.path.strip("/") or "0"
-    if not db.isdigit():
-        raise ValueError("%r: the database must be a number %s" % (url, expected))
-    if parts.query or parts.fragment:
-        raise ValueError("%r: no query or fragment, please %s" % (url, expected))
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    if username is not None and password is None:
-        raise ValueError("%r: a user name needs a password (user:password@host)" % (url,))
-    return RedisURL(parts.hostname, port, int(db), password, username,
-                    parts.scheme == "rediss")
-
-
-def redisAddress(url):
-    """
-    The first four parts of L{redisURL}: C{(host, port, db, password)}.
-    """
-    return tuple(redisURL(url)[:4])
-
-
-def parseRedis(value):
-    """
-    The Redis URL of a cluster's fan-out: C{redis://host:port/N}, or
-    C{rediss://} for TLS.
-    """
-    value = value.strip()
-    redisAddress(value)
-    return value
-
-
 def _splitList(value):
     """
     The items of a list written one per line, or separated by commas or spaces.
@@ -474,55 +399,6 @@ def readConfigFile(path):
         except ValueError as e:
             raise ConfigError("%s: %s: %s" % (path, key, e))
     return values
-
-
-def defaultTLSEndpoint(dataDir, port):
-    """
-    A TLS listener on C{port} with the data directory's own key and certificate:
-    the default of the binary (4017) and text (4018) doors.
-    """
-    return withDataDirCertificate("ssl:%d" % (port,), dataDir)
-
-
-# An argument of an endpoint string that names a key or certificate file: at
-# the start of an argument, after a ":" that no backslash escapes.
-_KEY_ARGUMENT = re.compile(r"(?<!\\):(privateKey|certKey)=")
-
-
-def withDataDirCertificate(description, dataDir):
-    """
-    Give an C{ssl:} endpoint that names neither a private key nor a
-    certificate the data directory's own, as the default listeners have
-    (Twisted's own default, C{server.pem} in the current directory, is never
-    what is meant); leave any other endpoint as it is.
-    """
-    if not description.startswith("ssl:") or _KEY_ARGUMENT.search(description):
-        return description
-    privateKey, certificate = tlsPaths(dataDir)
-    return "%s:privateKey=%s:certKey=%s" % (
-        description,
-        quoteEndpointArgument(privateKey),
-        quoteEndpointArgument(certificate),
-    )
-
-
-# The listeners of each door when none is configured. The web door defaults to
-# plain HTTP on loopback: browsers treat localhost as a secure context, which
-# WebCrypto needs, and a person puts TLS in front for anything else.
-DEFAULT_LISTENERS = {
-    "binary": lambda dataDir: defaultTLSEndpoint(dataDir, 4017),
-    "text": lambda dataDir: defaultTLSEndpoint(dataDir, 4018),
-    "web": lambda dataDir: "tcp:8017:interface=127.0.0.1",
-}
-DISABLED = "none"
-
-
-def quoteEndpointArgument(text):
-    """
-    Escape C{text} for use as one argument of an endpoint string, in which C{:}
-    separates arguments and C{\\} escapes.
-    """
-    return text.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _checkEndpoint(door, description, dataDir):

@@ -13,7 +13,6 @@ from twisted.python import usage
 
 import chatd
 from chatd.config import (
-    DEFAULT_LISTENERS,
     DEFAULTS,
     FIELDS,
     parseBcryptCost,
@@ -25,7 +24,6 @@ from chatd.config import (
     parseNetworks,
     parseOrigins,
     parseRate,
-    parseRedis,
     parseRetentionDays,
     parseSeconds,
     parseSize,
@@ -34,6 +32,8 @@ from chatd.config import (
     readConfigFile,
     settingsFrom,
 )
+from chatd.endpoints import DEFAULT_LISTENERS
+from chatd.redisurl import parseRedis
 from chatd.registration import parseRegistration
 
 

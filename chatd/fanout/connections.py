@@ -25,8 +25,8 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatd.config import redisURL
 from chatd.errors import Unavailable
+from chatd.redisurl import redisURL
 from chatd.startup import keepTrying
 
 log = Logger()

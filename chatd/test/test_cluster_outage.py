@@ -13,9 +13,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SkipTest, TestCase
 
 from chatd import e2e
-from chatd.config import redisAddress, redisURL
 from chatd.fanout.delivered import Delivered, envelopeKey
 from chatd.protocols.opcodes import Op
+from chatd.redisurl import redisAddress, redisURL
 from chatd.test.fakes import privateKey, publicDer
 from chatd.test.test_binary import OK
 from chatd.test.test_fanout import RECONNECTED, FakeMode, skip

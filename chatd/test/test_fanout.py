@@ -700,7 +700,7 @@ async def flushReal(url):
     """
     import txredisapi
 
-    from chatd.config import redisAddress
+    from chatd.redisurl import redisAddress
     host, port, db, password = redisAddress(url)
     connection = await txredisapi.Connection(host, port, dbid=db, password=password,
                                              reconnect=False)

@@ -10,8 +10,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.config import defaultTLSEndpoint
 from chatd.datadir import prepare
+from chatd.endpoints import defaultTLSEndpoint
 from chatd.tls import RestrictedTLSReactor
 
 
