@@ -2,7 +2,8 @@
 """
 The terminal side of the client: a C{LineReceiver} on standard input and
 output that turns typed lines into L{chatd.client.chat.ChatClient} commands and
-shows what the client is told (L{IClientUI}) as readable lines.
+shows what the client is told (L{IClientUI}) as readable lines, worded by
+L{chatd.client.told}.
 
 Lines are handled one at a time, in order: a command runs to completion (its
 result or error printed) before the next line is looked at, so a script reads
@@ -49,19 +50,15 @@ from chatd.client.commands import Commands
 from chatd.client.connection import ServerError
 from chatd.client.editor import LineEditor
 from chatd.client.errors import ClientError
-from chatd.client.files import formatSize
 from chatd.client.keystore import KeystoreError
 from chatd.client.lines import (
     HELP,
-    PROGRESS_INTERVAL,
     SCRIPT_HELP,
-    SCRIPT_STEPS,
     STOP_TIMEOUT,
     UNREAD_LINES,
     Pending,
     UsageError,
     clean,
-    fingerprintRows,
     isMessage,
     parseExpect,
     progressBar,
@@ -70,6 +67,7 @@ from chatd.client.lines import (
     shortFingerprint,
     shortName,
 )
+from chatd.client.told import Told
 from chatd.interfaces import IClientUI
 from chatd.names import fold
 
@@ -82,7 +80,7 @@ log = Logger()
 
 
 @implementer(IClientUI, IHalfCloseableProtocol)
-class Console(Commands, LineReceiver):
+class Console(Told, Commands, LineReceiver):
     """
     The person's terminal (or a script) for one L{ChatClient}.
 
@@ -204,117 +202,6 @@ class Console(Commands, LineReceiver):
                 d.callback(True)
                 return
         self._unread.append(line)
-
-    # -- IClientUI --------------------------------------------------------
-
-    def who(self, name):
-        """
-        A user's name as shown: marked when the user is a guest, whose name
-        says nothing about who it is (anyone may take a free name).
-        """
-        return clean(name) + (" (guest)" if self.client.isGuest(name) else "")
-
-    def messageReceived(self, room, sender, timestamp, text):
-        self.show("%s <%s> %s" % (clean(roomLabel(room)), self.who(sender), clean(text)),
-                  stamp=True, timestamp=timestamp)
-
-    def directMessageReceived(self, sender, peer, timestamp, text):
-        if fold(sender) == fold(peer):
-            where = "*dm*"
-        else:
-            where = "*dm to %s*" % (clean(peer),)
-        self.show("%s <%s> %s" % (where, self.who(sender), clean(text)),
-                  stamp=True, timestamp=timestamp)
-
-    def memberJoined(self, room, user, fingerprint):
-        self.show("%s * %s joined (key %s)" % (clean(roomLabel(room)), self.who(user),
-                                                shortFingerprint(fingerprint)), stamp=True)
-
-    def memberLeft(self, room, user):
-        self.show("%s * %s left" % (clean(roomLabel(room)), clean(user)), stamp=True)
-
-    def renamed(self, old, new):
-        self.show("* %s is now known as %s" % (clean(old), self.who(new)), stamp=True)
-
-    def keyChanged(self, user, old, new):
-        user = clean(user)
-        lines = ["!!! WARNING: THE KEY OF %s HAS CHANGED !!!" % (user,),
-                 "!!!   %-22s  %s" % ("pinned key (old)", "new key")]
-        rows = zip(fingerprintRows(old), fingerprintRows(new))
-        lines += ["!!!   %-22s  %s" % pair for pair in rows]
-        lines += [
-            "!!! Either %s has a new device or reinstalled, or someone (perhaps the server)"
-            % (user,),
-            "!!! is trying to read what you send to %s. Nothing is sent to %s, and what %s"
-            % (user, user, user),
-            "!!! sends is held, until you decide. Ask %s, by phone or in person, to read out"
-            % (user,),
-            "!!! their fingerprint (/fingerprint) and compare it with the new key, group by",
-            "!!! group. If they match, accept it by typing its last 4 characters:",
-            "!!!   /trust %s LAST4      (or the whole of it:  /verify %s FINGERPRINT)"
-            % (user, user),
-            "!!! If they do not match:  /reject %s" % (user,),
-        ]
-        for line in lines:
-            self.show(line, stamp=True)
-
-    def ownKeyChanged(self, user, ours, claimed):
-        user = clean(user)
-        for line in [
-            "!!! WARNING: THE SERVER GIVES ANOTHER KEY FOR YOU (%s) !!!" % (user,),
-            "!!!   this device's key: %s" % (ours,),
-            "!!!   the server's key:  %s" % (claimed,),
-            "!!! Either the server is lying, or someone with your password (perhaps you, on",
-            "!!! another device) changed your key: whoever holds it may read what is sent to %s."
-            % (user,),
-            "!!! Nothing more is sent from this session. If it was not you, do not trust this",
-            "!!! server; to take the account back, start again and /login %s PASSWORD." % (user,),
-        ]:
-            self.show(line, stamp=True)
-
-    def notice(self, text):
-        self.show("-- %s" % (clean(text),), stamp=True)
-
-    def dropped(self, text):
-        self.show("!! %s" % (clean(text),), stamp=True)
-
-    def held(self, text):
-        self.show("-- %s" % (clean(text),), stamp=True)
-
-    def fatal(self, text):
-        for line in clean(text).split("\n"):
-            self.show("!!! %s" % (line,), stamp=True)
-        self.finish(1)
-
-    def fileOffered(self, number, sender, room, name, size):
-        where = " in %s" % (roomLabel(room),) if room is not None else ""
-        self.show('file offer #%d from %s%s: "%s" (%s) \u2014 /accept %d [DIR] or /decline %d'
-                  % (number, clean(sender), clean(where), clean(name), formatSize(size),
-                     number, number), stamp=True)
-
-    def fileProgress(self, number, direction, name, done, total):
-        self._progressStarts.setdefault(number, (self.clock.seconds(), done))
-        if self.interactive:
-            self._progress[number] = (direction, name, done, total)
-            now = self.clock.seconds()
-            if (self._progressDrawn is None or now - self._progressDrawn >= PROGRESS_INTERVAL
-                    or done >= total):
-                self._progressDrawn = now
-                self._redrawPrompt()
-            return
-        step = done * SCRIPT_STEPS // total if total else SCRIPT_STEPS
-        if 0 < step < SCRIPT_STEPS and step > self._progressSteps.get(number, 0):
-            self._progressSteps[number] = step
-            rate = self._rate(number, done, total)
-            self.show('%s #%d "%s": %d%% (%s of %s%s)'
-                      % (direction, number, clean(name), done * 100 // total, formatSize(done),
-                         formatSize(total), ", " + rate if rate else ""), stamp=True)
-
-    def fileEnded(self, number, text, failed):
-        self._progress.pop(number, None)
-        self._progressSteps.pop(number, None)
-        self._progressStarts.pop(number, None)
-        self.show(("!! " if failed else "") + clean(text), stamp=True)
 
     def _redrawPrompt(self):
         """
