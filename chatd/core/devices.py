@@ -242,6 +242,10 @@ class DeviceRequests(SessionBase):
         return Deferred.fromCoroutine(self._getDevices(own, name))
 
     async def _getDevices(self, own, name):
+        online = self.service.directory.user(name)
+        if online is not None and not online.account:
+            # A guest is legacy: one key, no list.
+            return NO_DEVICES, []
         held = await self.service.devices.load(name)
         if held is None:
             raise NotFound("no such user: %s" % (name,))

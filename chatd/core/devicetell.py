@@ -97,3 +97,17 @@ def approval(service: "ChatService", event: Approval, exclude: object, local: bo
     """
     service.broadcast(_listening(service.devices.pendingSessions(event.user, event.device)),
                       "approval", event.reply)
+
+
+def shareWanted(service, event, exclude, local):
+    """
+    Ask one device session here of each member the event names to share
+    the room's history with the newcomer.
+    """
+    for name in event.members:
+        member = service.directory.user(name)
+        if member is None:
+            continue
+        sessions = _listening([s for s in member.sessions if s.device is not None])
+        service.broadcast(sessions[:1], "shareWanted", event.room, event.newcomer,
+                          event.history)

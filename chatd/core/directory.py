@@ -24,6 +24,7 @@ from chatd.core.events import (
     RoomDestroyed,
     RoomDropped,
     RoomMessage,
+    ShareWanted,
     TopicChanged,
     Unbanned,
     UserOffline,
@@ -507,4 +508,5 @@ class Directory:
         # Device events change no directory: the service tells them (and
         # updates its chatd.core.devicebook).
         DevicesChanged: _passOn, DevicePending: _passOn, Approval: _passOn,
+        ShareWanted: _passOn,
     }

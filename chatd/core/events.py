@@ -339,6 +339,21 @@ class Approval(Event):
     reply: bytes
 
 
+
+@dataclass(frozen=True)
+class ShareWanted(Event):
+    """
+    Account C{newcomer} joined C{room} (history setting C{history}): the
+    members named in C{members} are asked, one device session each, to
+    share its latest messages with it.
+    """
+
+    KIND: ClassVar[str] = "share-wanted"
+    room: str
+    newcomer: str
+    history: int
+    members: Any
+
 # -- file transfers across nodes (chatd.core.remotefiles) -------------------
 
 
@@ -413,6 +428,7 @@ KINDS: Dict[str, Type[Event]] = {
                                  RoomDropped, Joined, Left, RoomMessage, DirectMessage,
                                  Kicked, Unbanned, RoleChanged, TopicChanged, PasswordChanged,
                                  RoomDestroyed, DevicesChanged, DevicePending, Approval,
+                                 ShareWanted,
                                  FileOffer, FileChunk, FileDone, FileCancelled,
                                  FileAnswer, FileAck, FileLeave)}
 

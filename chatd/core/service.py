@@ -41,6 +41,7 @@ from chatd.core.events import (
     RoleChanged,
     RoomDestroyed,
     RoomMessage,
+    ShareWanted,
     TopicChanged,
     UserOffline,
 )
@@ -365,7 +366,7 @@ class ChatService(Service):
         TopicChanged: _toldTopic, PasswordChanged: _toldPassword,
         RoomDestroyed: _toldDestroyed,
         DevicesChanged: devicetell.devicesChanged, DevicePending: devicetell.devicePending,
-        Approval: devicetell.approval,
+        Approval: devicetell.approval, ShareWanted: devicetell.shareWanted,
     }
 
     def goOffline(self, user: User, local: bool = True) -> None:

@@ -16,8 +16,8 @@ from twisted.internet.defer import Deferred
 
 from chatd import e2e
 from chatd.core.base import SessionBase
+from chatd.core.events import ShareWanted
 from chatd.errors import BadRequest, Forbidden, StaleRecipients
-from chatd.interfaces import IDeviceClient
 from chatd.names import fold, isUserName
 from chatd.store.entries import mergeShares
 
@@ -51,22 +51,24 @@ class SharingRequests(SessionBase):
     def _wantShares(self, room, newcomer):
         """
         Account C{newcomer} joined C{room}: ask up to L{SHARERS} other
-        members online here, one device session each, to share its history.
+        members online, one device session each, to share its history: those
+        with a device session here first, then members on other nodes (which
+        ask theirs, L{chatd.core.devicetell.shareWanted}).
         """
         if room.history <= 0 or not newcomer.account:
             return
-        asked = 0
+        here, elsewhere = [], []
         for member in room.members.values():
-            if asked == SHARERS:
-                break
             if member is newcomer:
                 continue
-            sessions = [s for s in member.sessions
-                        if s.device is not None and IDeviceClient.providedBy(s.client)]
-            if sessions:
-                self.service.broadcast(sessions[:1], "shareWanted", room.name, newcomer.name,
-                                       room.history)
-                asked += 1
+            if any(s.device is not None for s in member.sessions):
+                here.append(member.name)
+            elif member.nodes and member.account:
+                elsewhere.append(member.name)
+        chosen = (here + elsewhere)[:SHARERS]
+        if chosen:
+            self.service.happened([ShareWanted(room.name, newcomer.name, room.history,
+                                               chosen)])
 
     def shareHistory(self, roomName: str, newcomer: str,
                      entries: Sequence[Any]) -> "Deferred[int]":

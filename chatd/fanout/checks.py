@@ -176,6 +176,14 @@ def checkEvent(event: Any, keyOf: Callable[[str], Optional[bytes]]) -> None:
         peer = _user(event, "peer")
         _timestamp(event)
         _envelope(event, keyOf, _user(event, "sender"), "user", peer)
+    elif kind == "share-wanted":
+        _room(event)
+        _user(event, "newcomer")
+        history = event.get("history")
+        _require(type(history) is int and 0 < history <= 500,
+                 "history is not a setting from 1 to 500")
+        for name in event.get("members") or ():
+            _user({"user": name}, "user")
     elif kind in ("devices", "pending", "approval"):
         # The lists and replies are the clients' to verify; the core checks
         # a list against the account's head before storing it.

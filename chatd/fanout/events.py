@@ -189,6 +189,8 @@ EVENTS = {
     "pending": {"user": _isText, "device": _isText, "key": _isBytes, "tag": _isBytes,
                 "expires": _isCount},
     "approval": {"user": _isText, "device": _isText, "reply": _isBytes},
+    "share-wanted": {"room": _isText, "newcomer": _isText, "history": _isCount,
+                     "members": _isNames},
     "file-offer": dict(_FILE, sender=_isText, targetKind=_isCount, target=_isText, size=_isCount,
                        chunks=_isCount, chunkSize=_isCount, envelope=_isBytes),
     "file-chunk": dict(_FILE, index=_isCount, data=_isBytes),

@@ -6,6 +6,7 @@ devices and their approval, the recovery blob and an identity reset.
 from chatd import devicelist, e2e
 from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden, NotFound
 from chatd.interfaces import ISession
+from chatd.model import NO_DEVICES
 from chatd.test.devicecase import PASSWORD, DeviceCase, OnSQLite, deviceDer, deviceKey
 from chatd.test.fakes import privateKey, publicDer
 
@@ -50,6 +51,15 @@ class DeviceLoginTests(DeviceCase):
             session.registerDevice, "alice", PASSWORD, publicDer("alice"), "phone",
             first.text(), first.sign(privateKey("alice")), b""), BadRequest)
         self.assertIsNone(self.successResultOf(self.store.getAccount("alice")))
+
+    def test_devicesOfOthers(self):
+        """
+        GET_DEVICES of a guest is an empty list; of nobody, 0x06.
+        """
+        alice = self.register("alice")
+        self.guest("carol")
+        self.assertEqual(self.result(alice.getDevices, "carol"), (NO_DEVICES, []))
+        self.assertIsInstance(self.refusal(alice.getDevices, "nobody"), NotFound)
 
     def test_legacyLoginRefused(self):
         """
@@ -361,6 +371,21 @@ class ClusterTests(DeviceCase):
         self.assertTrue(phone.client.disconnected)
 
 
+    def test_shareWantedAcrossNodes(self):
+        """
+        An account joining on node B makes a member's device session on A
+        hear SHARE_WANTED.
+        """
+        alice = self.register("alice")
+        self.result(alice.create, "#h", "", 3)
+        self.result(alice.join, "#h", "")
+        self.register("bob").closed()
+        bob = self.onOther()
+        self.result(bob.loginDevice, "bob", PASSWORD, "first", publicDer("bob"))
+        alice.client.take()
+        self.result(bob.join, "#h", "")
+        self.assertEqual(self.events(alice, "shareWanted"), [("#h", "bob", 3)])
+
 class SQLitePublishTests(OnSQLite, PublishTests):
     """
     The list's checks, on SQLite.
@@ -371,3 +396,4 @@ class SQLitePendingTests(OnSQLite, PendingTests):
     """
     Pending devices, on SQLite.
     """
+
