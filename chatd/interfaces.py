@@ -142,11 +142,13 @@ class IFileClient(IChatClient):
 
 class IDeviceClient(IChatClient):
     """
-    The events of protocol version 3 (devices, docs/protocol.rst), which the
-    core sends only to device sessions (those that named a device at login);
-    the text and WebSocket doors take them always. JOINED and KEY_CHANGED of
-    version 3 carry the user's list: a door reads it with
-    L{ISession.devicesOf} when it encodes them.
+    The events of protocol version 3 (devices, docs/protocol.rst). The core
+    sends DEVICES_CHANGED to every session whose client provides this
+    (a door that also speaks versions 1 and 2, the binary one, drops it for
+    those sessions itself), and DEVICE_PENDING, APPROVAL, SHARE_WANTED and
+    CAUGHT_UP to device sessions only. JOINED and KEY_CHANGED of version 3
+    carry the user's list: a door reads it with L{ISession.devicesOf} when
+    it encodes them.
     """
 
     def devicesChanged(user, devices):
