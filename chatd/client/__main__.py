@@ -3,8 +3,8 @@
 C{python -m chatd.client}: the terminal client.
 
     python -m chatd.client [--host H] [--port 4017] [--tls | --no-tls] [--ca FILE]
-                           [--home DIR] [--user NAME] [--script FILE]
-                           [--downloads DIR] [--chunk-size KIB]
+                           [--home DIR] [--user NAME] [--device NAME]
+                           [--script FILE] [--downloads DIR] [--chunk-size KIB]
 
 TLS is the default. With C{--ca} the server's certificate must chain to that
 certificate and name the host (service_identity checks it); without it, the
@@ -33,6 +33,7 @@ import chatd
 from chatd.client.chat import ChatClient
 from chatd.client.connection import PinningTLSOptions, ServerPin
 from chatd.client.console import Console
+from chatd.client.devicestore import checkDeviceId
 from chatd.client.editor import HISTORY_FILE, History, LineEditor
 from chatd.client.files import CHUNK_SIZE, DEFAULT_DOWNLOADS
 from chatd.client.keystore import Home, KeystoreError
@@ -75,6 +76,8 @@ class Options(usage.Options):
         ["home", None, None, "Directory for keys and pins [default: ~/.chatd]."],
         ["user", None, None, "Log in as this user at start (/auth), with the key "
                              "already in the home directory."],
+        ["device", None, None, "This device's name on accounts it logs in to "
+                               "[default: the one used before, else the host name]."],
         ["script", None, None, "Run the lines of this file instead of reading the "
                                "terminal, then exit."],
         ["downloads", None, DEFAULT_DOWNLOADS, "Folder that accepted files are saved in "
@@ -94,6 +97,11 @@ class Options(usage.Options):
         chatd.printVersion()
 
     def postOptions(self):
+        if self["device"] is not None:
+            try:
+                checkDeviceId(self["device"])
+            except KeystoreError as e:
+                raise usage.UsageError(str(e)) from None
         if self["tls"] and self["no-tls"]:
             raise usage.UsageError("--tls and --no-tls contradict each other")
         if self["no-tls"] and self["ca"]:
@@ -199,7 +207,8 @@ async def run(reactor, options):
         return ChatClient(home, ui, endpoint, reactor, checkPeer=checkPeer,
                           passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
                           downloads=options["downloads"],
-                          chunkSize=options["chunk-size"] or CHUNK_SIZE)
+                          chunkSize=options["chunk-size"] or CHUNK_SIZE,
+                          device=options["device"])
 
     console = Console(makeClient, reactor, interactive=interactive, script=script,
                       startup=startup)

@@ -22,7 +22,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 
 from chatd import e2e
-from chatd.client.connection import PROTOCOL_VERSION, ServerError
+from chatd.client.approving import IdentityDevice
+from chatd.client.connection import PROTOCOL_VERSIONS, ServerError
+from chatd.client.devices import Devices
 from chatd.client.errors import ClientError, Held
 from chatd.client.files import CHUNK_SIZE, FileTransfers
 from chatd.client.identity import Identity
@@ -30,8 +32,10 @@ from chatd.client.messaging import SEND_ATTEMPTS, Messaging
 from chatd.client.ownkey import OwnKey
 from chatd.client.reconnect import Reconnecting
 from chatd.client.replay import SeenEnvelopes
+from chatd.client.sharing import Sharing
 from chatd.client.trust import Trust
 from chatd.names import fold, isGuestName
+from chatd.protocols.devicewire import DeviceOp
 from chatd.protocols.opcodes import KIND_ROOM, Op
 
 BAD_REQUEST = 0x01
@@ -49,9 +53,13 @@ class Room:
         self.name = name
         self.password = password
         self.members = {}
+        # The room's history setting (version 3's JOIN says it): signed as
+        # C{hist} in what we send there.
+        self.history = 0
 
 
-class ChatClient(Reconnecting, Identity, Trust, Messaging):
+class ChatClient(Reconnecting, Identity, Trust, Messaging, Devices, IdentityDevice,
+                 Sharing):
     """
     One person's chat: the connection (reconnected with backoff), identity,
     rooms, pins and the commands the console offers.
@@ -70,6 +78,8 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
     @param downloads: the folder accepted files go to by default
         (C{~/Downloads/chatd} when L{None}).
     @param chunkSize: the size of the chunks of files we send.
+    @param device: the device id to log in with (C{--device}); L{None} for
+        the one this home used for the account, else one from the host name.
 
     @ivar user: our name on the server (a guest name until logged in).
     @ivar account: whether we are logged in to an account.
@@ -86,7 +96,7 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
 
     def __init__(self, home, ui, endpoint, clock, checkPeer=None, passphrase=None,
                  runInThread=deferToThread, retryPolicy=None, downloads=None,
-                 chunkSize=CHUNK_SIZE):
+                 chunkSize=CHUNK_SIZE, device=None):
         self.home = home
         self.ui = ui
         self.clock = clock
@@ -95,8 +105,10 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         self.runInThread = runInThread
         self._initIdentity()
         self._initTrust()
+        self._initDevices(device)
         self._initMessaging(SeenEnvelopes())
         self.rooms = OrderedDict()
+        self._whilePending = []
         self.active = None
         self._restoredNames = set()
         self.ownKey = OwnKey(lambda *told: self._tell(self.ui.ownKeyChanged, *told))
@@ -112,6 +124,10 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         """
         guestName = await self._hello(protocol)
         resuming, self._everConnected = self._everConnected, True
+        if self.pending is not None:
+            self.pending = None
+            self.ui.notice("the connection was lost while this device waited for approval; "
+                           "/login again for a new code")
         if self.account:
             self._restoredNames = set()
             await self._authenticate(protocol, self.user, self.privateKey)
@@ -145,14 +161,14 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
 
         @return: the guest name the server gave.
         """
-        if PROTOCOL_VERSION > 1:
+        for version in PROTOCOL_VERSIONS:
             try:
-                (guestName,) = await protocol.request(Op.HELLO, PROTOCOL_VERSION)
+                (guestName,) = await protocol.request(Op.HELLO, version)
             except ServerError as e:
                 if e.status != BAD_REQUEST:
                     raise
             else:
-                protocol.version = PROTOCOL_VERSION
+                protocol.version = version
                 return guestName
         (guestName,) = await protocol.request(Op.HELLO)
         return guestName
@@ -180,8 +196,18 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         except KeyError:
             raise ClientError("not in %s" % (name,)) from None
 
-    async def create(self, name, password=""):
-        await self.call(Op.CREATE, name, password)
+    async def create(self, name, password="", history=0):
+        """
+        Create a room; in a device session with C{history} (0 to 500): how
+        many of its latest messages members' devices share with newcomers.
+        """
+        protocol = await self._connected()
+        if self.deviceSession(protocol):
+            await protocol.request(Op.CREATE, name, password, history)
+        elif history:
+            raise ClientError("this server cannot keep history for newcomers")
+        else:
+            await protocol.request(Op.CREATE, name, password)
 
     async def join(self, name, password=""):
         """
@@ -192,13 +218,14 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         return room
 
     async def _joinOn(self, protocol, name, password):
-        # Version 2 adds the room's topic.
+        # Version 2 adds the room's topic, version 3 its history setting.
         (members, *topic) = await protocol.request(Op.JOIN, name, password)
         (names,) = await protocol.request(Op.LIST_ROOMS)
         spelled = next((n for n in names if fold(n) == fold(name)), name)
         room = self.rooms.get(fold(name)) or Room(spelled, password)
         room.name = spelled
         room.password = password
+        room.history = topic[1] if len(topic) > 1 else 0
         self.rooms[fold(name)] = room
         self._setMembers(room, members)
         return room
@@ -297,14 +324,39 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
             else:
                 self.files.event(protocol, op, *values)
             return
+        if ((self.pending is not None and op != DeviceOp.APPROVAL)
+                or (self._becoming is not None and op in _AFTER_LOGIN)):
+            # Nothing from the server is used before the approval verifies;
+            # and messages (a device's catch-up) that come while a login
+            # runs are opened once it is done, with the account's key. What
+            # came meanwhile follows, in order.
+            self._whilePending.append((op, values, protocol))
+            return
         handler = self._events.get(op)
         if handler is not None:
             getattr(self, handler)(*values)
 
-    def _onJoined(self, room, user, der, flags=None):
+    def _approved(self, user, key):
+        """
+        This device was approved: log in as after a password login (which
+        takes what the server sent meanwhile).
+        """
+        self._becomeAccount(user, key)
+
+    def _loggedIn(self):
+        """
+        A login is over: take the events that waited for it.
+        """
+        events, self._whilePending = self._whilePending, []
+        for event in events:
+            self._event(*event)
+
+    def _onJoined(self, room, user, der, flags=None, wireList=None):
         self._noteGuest(user, flags)
         if self._isMe(user):
             self.ownKey.check(user, der, self._ourKey(user))
+            if wireList is not None:
+                self._memberDevices(user, der, wireList)
             self._restoredNames.add(fold(room))
             d = Deferred.fromCoroutine(self._restored(room, user, der))
             d.addErrback(self._restoreFailed, room)
@@ -313,6 +365,8 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         if target is not None:
             self._sawKey(user, der)
             target.members[user] = der
+        if wireList is not None:
+            self._memberDevices(user, der, wireList)
         self._tell(self.ui.memberJoined, room, user, e2e.fingerprint(der))
 
     def _restoreFailed(self, failure, room):
@@ -360,9 +414,11 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
             self._unchecked.add(fold(new))
         self._tell(self.ui.renamed, old, new)
 
-    def _onKeyChanged(self, user, der, flags=None):
+    def _onKeyChanged(self, user, der, flags=None, wireList=None):
         self._noteGuest(user, flags)
         self._sawKey(user, der)
+        if wireList is not None:
+            self._memberDevices(user, der, wireList)
         if self._isMe(user):
             return
         for room in self.rooms.values():
@@ -409,10 +465,20 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging):
         Op.DESTROYED: "_onDestroyed",
         Op.TOPIC: "_onTopic",
         Op.ROLE: "_onRole",
+        DeviceOp.DEVICES_CHANGED: "_onDevicesChanged",
+        DeviceOp.DEVICE_PENDING: "_onDevicePending",
+        DeviceOp.APPROVAL: "_onApproval",
+        DeviceOp.SHARE_WANTED: "_onShareWanted",
+        DeviceOp.CAUGHT_UP: "_onCaughtUp",
     }
 
 
 # SET_ROLE's roles (docs/protocol.rst), as ROLE events name them.
 _ROLES = {0: "a plain member", 1: "an operator", 2: "an owner"}
+
+# Events that wait while a login runs: what they carry is opened with the
+# account's key.
+_AFTER_LOGIN = frozenset({Op.ROOM_MSG, Op.DM, Op.OFFERED, DeviceOp.CAUGHT_UP,
+                          DeviceOp.SHARE_WANTED})
 
 _FILE_EVENTS = frozenset({Op.OFFERED, Op.START, Op.CHUNK, Op.NEXT, Op.DONE, Op.CANCEL})

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from chatd.client import moderation
+from chatd.client import devicecommands, moderation
 from chatd.client.errors import ClientError
 from chatd.client.files import Incoming, formatSize
 from chatd.client.lines import (
@@ -61,9 +61,15 @@ class Commands:
                                             "this device's key only): " % (user,))
             if password and password != await self.askSecret("the same password again: "):
                 raise ClientError("the two passwords differ; nothing was registered")
-        await self.client.register(user, password or "", invite)
+        code = await self.client.register(user, password or "", invite)
         self.show("registered and logged in as %s; your key's fingerprint is %s"
                   % (self.client.user, self.client.fingerprint()))
+        if code is not None:
+            self.show("your recovery code, shown this once: %s" % (code,))
+            self.show("write it down and keep it safe: with it, a new device takes this "
+                      "identity back if this one is lost (/recover CODE)")
+            if self.interactive:
+                await self.askSecret("press Enter once it is written down ", optional=True)
 
     async def _login(self, rest):
         user, password = takeWords(rest, 1, 2, "/login USER [PASSWORD]")
@@ -72,8 +78,11 @@ class Commands:
                 raise ClientError("a password is needed: /login USER PASSWORD "
                                   "(nothing can be asked for without a terminal)")
             password = await self.askSecret("password of %s: " % (user,))
-        await self.client.login(user, password)
-        self.show("logged in as %s" % (self.client.user,))
+        if await self.client.login(user, password) is False:
+            # A new device, waiting for approval (chatd.client.devices).
+            self.show(self.client.approveLine())
+        else:
+            self.show("logged in as %s" % (self.client.user,))
 
     async def _auth(self, rest):
         (user,) = takeWords(rest, 1, 1, "/auth USER")
@@ -86,8 +95,19 @@ class Commands:
         self.show("you are now known as %s" % (clean(name),))
 
     async def _create(self, rest):
-        room, password = takeWords(rest, 1, 2, "/create ROOM [PASSWORD]")
-        await self.client.create(room, password or "")
+        usage = "/create ROOM [PASSWORD] [history=N]"
+        words = takeWords(rest, 1, 3, usage)
+        history = 0
+        if words[-1] is None and words[1] is not None and words[1].startswith("history="):
+            words[1], words[2] = None, words[1]
+        if words[2] is not None:
+            if not words[2].startswith("history=") or not words[2][8:].isdigit():
+                raise UsageError(usage)
+            history = int(words[2][8:])
+            if history > 500:
+                raise UsageError("%s: N is at most 500" % (usage,))
+        room, password = words[0], words[1]
+        await self.client.create(room, password or "", *((history,) if history else ()))
         self.show("created %s (/join %s to talk there)" % (clean(roomLabel(room)), clean(room)))
 
     async def _join(self, rest):
@@ -133,7 +153,8 @@ class Commands:
                   stamp=True, timestamp=timestamp)
 
     async def _history(self, rest):
-        words = takeWords(rest, 0, 2, "/history [ROOM] [N]")
+        usage = "/history [ROOM|@USER] [N]"
+        words = takeWords(rest, 0, 2, usage)
         room, count = words
         if (count is None and room is not None and room.isdigit()
                 and fold(room) not in self.client.rooms):
@@ -141,11 +162,11 @@ class Commands:
         try:
             limit = int(count) if count is not None else 0
         except ValueError:
-            raise UsageError("/history [ROOM] [N]: N is a number") from None
+            raise UsageError("%s: N is a number" % (usage,)) from None
         if not 0 <= limit <= 500:
-            raise UsageError("/history [ROOM] [N]: N is at most 500")
+            raise UsageError("%s: N is at most 500" % (usage,))
         name, rows = await self.client.history(room, limit)
-        label = clean(roomLabel(name))
+        label = clean(roomLabel(name) if not name.startswith("@") else "*dm %s*" % (name[1:],))
         for sender, timestamp, text, problem in rows:
             if text is None:
                 self.show("%s <%s> (cannot be shown: %s)" % (label, clean(sender), clean(problem)),
@@ -328,4 +349,5 @@ class Commands:
         "expect": _expect,
         # Functions of the console and the words, as these are.
         **moderation.COMMANDS,
+        **devicecommands.COMMANDS,
     }

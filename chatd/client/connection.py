@@ -23,7 +23,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.protocols import noDelay, opcodes
+from chatd.protocols import devicewire, noDelay, opcodes
 from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 
@@ -38,14 +38,18 @@ class ServerError(Exception):
 
     @ivar status: the status byte.
     @ivar message: its message (for 0x09, a summary).
-    @ivar members: for 0x09, the current C{(name, key)} pairs; else L{None}.
+    @ivar members: for 0x09, the current C{(name, key)} pairs (version 3:
+        C{devmembers} entries); else L{None}.
+    @ivar head: for a 0x07 refusal of PUBLISH_DEVICES, the account's current
+        head C{(version, hex hash)}; else L{None}.
     """
 
-    def __init__(self, status, message, members=None):
+    def __init__(self, status, message, members=None, head=None):
         Exception.__init__(self, message)
         self.status = status
         self.message = message
         self.members = members
+        self.head = head
 
 
 class CertificateRefused(Exception):
@@ -55,11 +59,12 @@ class CertificateRefused(Exception):
     """
 
 
-# The protocol version the client asks for in HELLO: 2, whose events and lists
-# say who is a guest, once this codec knows version 2's guest flags
-# (docs/protocol.rst); 1 until then. A server that speaks only 1 refuses HELLO
-# 2 with 0x01, and the client greets it again with 1.
-PROTOCOL_VERSION = 2 if hasattr(opcodes, "GUEST") else 1
+# The protocol versions the client asks for in HELLO, newest first: 2 (guest
+# flags, moderation events), and 3 (devices, docs/protocol.rst) once the
+# server's binary door serves it; a server that refuses one with 0x01 is
+# greeted with the next, and one that knows none of them with a plain HELLO
+# (version 1).
+PROTOCOL_VERSIONS = (2,)
 
 
 @implementer(IHandshakeListener)
@@ -147,7 +152,10 @@ class ClientProtocol(Int32StringReceiver):
             return fail(ConnectionLost("not connected to the server"))
         d = Deferred()
         self._pending.append((op, d))
-        self.transport.write(opcodes.request(op, *values))
+        if self.version >= devicewire.VERSION:
+            self.transport.write(devicewire.request(op, *values))
+        else:
+            self.transport.write(opcodes.request(op, *values))
         self._beat()
         return d
 
@@ -158,7 +166,10 @@ class ClientProtocol(Int32StringReceiver):
                 self._dispatchEvent(op, payload)
                 return
             request, d = self._pending.popleft()
-            status, values = opcodes.decodeResponse(request, payload, version=self.version)
+            if self.version >= devicewire.VERSION:
+                status, values = devicewire.decodeResponse(request, payload)
+            else:
+                status, values = opcodes.decodeResponse(request, payload, version=self.version)
         except (MalformedFrame, IndexError) as e:
             # A frame we cannot place means every later response could be
             # matched to the wrong request: drop the connection.
@@ -169,6 +180,9 @@ class ClientProtocol(Int32StringReceiver):
             d.callback(values)
         elif status == opcodes.STALE_RECIPIENTS:
             d.errback(ServerError(status, "stale recipients", values[0]))
+        elif status == devicewire.CONFLICT and request == devicewire.DeviceOp.PUBLISH_DEVICES:
+            d.errback(ServerError(status, "the device list changed meanwhile (it is at "
+                                          "version %d)" % (values[0],), head=values))
         else:
             d.errback(ServerError(status, values[0]))
 
@@ -177,10 +191,12 @@ class ClientProtocol(Int32StringReceiver):
         Hand an event on. An event a newer server may send that this client
         does not know is ignored; one that does not decode is a broken stream.
         """
-        if op not in opcodes.EVENTS:
+        if op not in (devicewire.EVENTS if self.version >= devicewire.VERSION else opcodes.EVENTS):
             log.info("ignoring unknown event 0x{op:02x}", op=op)
             return
-        if self.version > 1:
+        if self.version >= devicewire.VERSION:
+            values = devicewire.decodeEvent(op, payload)
+        elif self.version > 1:
             values = opcodes.decodeEvent(op, payload, version=self.version)
         else:
             values = opcodes.decodeEvent(op, payload)

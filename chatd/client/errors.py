@@ -19,6 +19,13 @@ class Held(ClientError):
     """
 
 
+class Duplicate(ClientError):
+    """
+    An envelope shown already, sent again by the catch-up after a login (the
+    server's mark of what this device got may lag): dropped without a word.
+    """
+
+
 class TransferError(Exception):
     """
     A transfer that cannot go on; the message says why, in words for the person.

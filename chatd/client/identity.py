@@ -32,7 +32,13 @@ class Identity:
     _connected: Any
     _renamed: Any
     _userKey: Any
+    _authDevice: Any
+    _loggedIn: Any
+    _loginDevice: Any
+    _whilePending: Any
+    _registerDevice: Any
     call: Any
+    deviceSession: Any
     home: Any
     keys: Any
     ownKey: Any
@@ -50,7 +56,22 @@ class Identity:
 
     @property
     def publicKey(self):
+        """
+        This device's key (SPKI DER).
+        """
         return publicKeyDer(self.privateKey)
+
+    @property
+    def identityKey(self):
+        """
+        Our account's identity key: the one this device adopted (at
+        registration, approval or recovery), or, for an account without
+        devices, this device's own.
+        """
+        device = getattr(self, "device", None)
+        if device is not None and device.identity is not None:
+            return device.identity
+        return self.publicKey
 
     async def _loadIdentity(self, user, generate):
         """
@@ -89,12 +110,23 @@ class Identity:
         """
         Create an account with our identity key (made on first use), with the
         invite token a server with C{--registration invite} needs.
+
+        @return: in a device session, the recovery code to show once
+            (L{chatd.client.devices}); else L{None}.
         """
         self._notLoggedIn()
         key = await self._loadIdentity(user, True)
+        if self.deviceSession(await self._connected()):
+            codes = []
+
+            async def registering():
+                codes.append(await self._registerDevice(user, password, key, invite))
+            await self._asAccount(user, key, registering())
+            return codes[0]
         tail = (invite,) if invite else ()
         await self._asAccount(user, key, self.call(Op.REGISTER, user, password,
                                                    publicKeyDer(key), *tail))
+        return None
 
     async def login(self, user, password):
         """
@@ -103,6 +135,11 @@ class Identity:
         is published (the others are told).
         """
         self._notLoggedIn()
+        if self.deviceSession(await self._connected()):
+            # A device without a key yet is a new device: its key is made
+            # here, and it waits for approval.
+            key = await self._loadIdentity(user, True)
+            return await self._loginAsDevice(user, password, key)
         key = await self._loadIdentity(user, False)
         replaced = None
         self.ownKey.setAside()
@@ -111,6 +148,28 @@ class Identity:
             replaced = await self._settle(user, publish=True)
         finally:
             self.ownKey.resume(replaced)
+        return True
+
+    async def _loginAsDevice(self, user, password, key):
+        """
+        A version-3 login: approved, as after any login; or pending, which
+        is not yet being logged in (see L{chatd.client.devices}).
+
+        @return: whether this device is approved.
+        """
+        self._becoming, self._becomingKey = user, key
+        try:
+            approved = await self._loginDevice(user, password, key)
+        except BaseException:
+            # Nothing is opened for a login that failed.
+            self._becoming = self._becomingKey = None
+            self._whilePending = []
+            raise
+        self._becoming = self._becomingKey = None
+        if approved:
+            self._becomeAccount(user, key)
+            await self._settle(user)
+        return approved
 
     async def auth(self, user):
         """
@@ -131,11 +190,17 @@ class Identity:
         self._becoming, self._becomingKey = user, key
         try:
             await loggingIn
-        finally:
+        except BaseException:
+            # Nothing is opened for a login that failed.
             self._becoming = self._becomingKey = None
+            self._whilePending = []
+            raise
+        self._becoming = self._becomingKey = None
         self._becomeAccount(user, key)
 
     async def _authenticate(self, protocol, user, key):
+        if self.deviceSession(protocol):
+            return await self._authDevice(protocol, user, key)
         (challenge,) = await protocol.request(Op.CHALLENGE)
         signature = await self.runInThread(e2e.signAuth, key, challenge, user)
         await protocol.request(Op.AUTH, user, signature)
@@ -148,11 +213,12 @@ class Identity:
         old = self.user
         self.user, self.account, self.privateKey = user, True, key
         self.seenEnvelopes.attach(self.home.seenPath(user))
-        self.keys[fold(user)] = self.publicKey
+        self.keys[fold(user)] = self.identityKey
         for room in self.rooms.values():
             if old is not None:
                 room.members.pop(old, None)
-            room.members[user] = self.publicKey
+            room.members[user] = self.identityKey
+        self._loggedIn()
 
     async def _settle(self, user, publish=False):
         """
@@ -167,13 +233,13 @@ class Identity:
         name, stored = await self._userKey(user)
         if name != self.user:
             self._renamed(self.user, name)
-            self.keys[fold(name)] = self.publicKey
+            self.keys[fold(name)] = self.identityKey
         if publish and stored != self.publicKey:
             await self.call(Op.SET_KEY, self.publicKey)
             self.ui.notice("the server had another key for %s; published this device's key"
                            % (name,))
             return stored
-        self.ownKey.check(name, stored, self.publicKey)
+        self.ownKey.check(name, stored, self.identityKey)
         return None
 
     async def _publishGuestKey(self, protocol):
@@ -205,8 +271,11 @@ class Identity:
         logged in to, while a login runs), or L{None} while it holds none.
         """
         if self._becoming is not None and fold(name) == fold(self._becoming):
+            device = getattr(self, "device", None)
+            if device is not None and device.identity is not None:
+                return device.identity
             return publicKeyDer(self._becomingKey)
-        return self.publicKey if self.privateKey is not None else None
+        return self.identityKey if self.privateKey is not None else None
 
     def _withOurKey(self, members):
         """

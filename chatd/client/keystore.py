@@ -186,21 +186,21 @@ class Home:
             if not generate:
                 raise KeystoreError("there is no key for %s in %s" % (user, self.path))
             key = generateKey()
-            if passphrase is None:
-                encryption = serialization.NoEncryption()
-            else:
-                encryption = serialization.BestAvailableEncryption(passphrase)
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                encryption,
-            )
             try:
-                writePrivately(path, pem, exclusive=True)
+                writePrivately(path, _pem(key, passphrase), exclusive=True)
             except FileExistsError:
                 return self.identity(user, passphrase, generate=False)
             return key
         return _loadIdentity(user, path, pem, passphrase)
+
+    def replaceIdentity(self, user, key, passphrase=None):
+        """
+        Make C{key} C{user}'s key on this device, in place of the one it had:
+        only for a device that was waiting for approval (whose key nobody
+        encrypted to yet) taking the account's identity key back with the
+        recovery code.
+        """
+        writePrivately(self._keyPath(user), _pem(key, _passphraseBytes(passphrase)))
 
     @staticmethod
     def ephemeral():
@@ -212,6 +212,19 @@ class Home:
         @rtype: L{rsa.RSAPrivateKey}
         """
         return generateKey()
+
+
+def _pem(key, passphrase):
+    """
+    C{key} as PKCS8 PEM, encrypted with C{passphrase} (bytes) unless it is
+    L{None}.
+    """
+    if passphrase is None:
+        encryption = serialization.NoEncryption()
+    else:
+        encryption = serialization.BestAvailableEncryption(passphrase)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption)
 
 
 def _isEncryptedPem(pem):

@@ -7,7 +7,7 @@ bars, and the small parsers the commands share. Pure functions, no terminal.
 
 import re
 
-from chatd.client import moderation
+from chatd.client import devicecommands, moderation
 from chatd.client.transfers import formatSize
 
 EXPECT_TIMEOUT = 10.0
@@ -37,7 +37,8 @@ HELP = [
     ("/login USER [PASSWORD]", "log in with a password (asked for when left out)"),
     ("/auth USER", "log in by signing with this device's key"),
     ("/nick NAME", "take another name (guests only)"),
-    ("/create ROOM [PASSWORD]", "create a room without joining it"),
+    ("/create ROOM [PASSWORD] [history=N]", "create a room without joining it; newcomers "
+                                            "get its last N messages (0 to 500, default 0)"),
     ("/join ROOM [PASSWORD]", "join a room (creating it if need be) and talk there"),
     ("/leave [ROOM]", "leave a room (the one you talk in by default)"),
     ("/switch ROOM", "talk in another of your rooms"),
@@ -45,7 +46,8 @@ HELP = [
     ("/users [ROOM]", "list who is online, or in a room"),
     ("/send TEXT", "say TEXT in your room; so does any line not starting with /"),
     ("/pm USER TEXT", "send USER a direct message"),
-    ("/history [ROOM] [N]", "show a room's last N messages (default 50)"),
+    ("/history [ROOM|@USER] [N]", "show a room's last N messages (default 50), or "
+                                  "those between you and USER"),
     ("/keys room|user NAME", "show the keys of a room's members or of a user"),
     ("/fingerprint [USER]", "show your key's fingerprint, or USER's"),
     ("/verify USER FINGERPRINT", "mark USER's key verified, after comparing its "
@@ -63,6 +65,7 @@ HELP = [
                    "receive for you"),
     ("/files", "list file offers and transfers"),
     *moderation.HELP,
+    *devicecommands.HELP,
     ("/help", "show this list"),
     ("/exit", "leave"),
 ]

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 
 from chatd import e2e
 from chatd.client.connection import ServerError
-from chatd.client.errors import ClientError, Held
+from chatd.client.errors import ClientError, Duplicate, Held
 from chatd.names import fold
 from chatd.protocols.opcodes import Op
 
@@ -57,6 +57,14 @@ class Messaging:
     _userKey: Any
     _withOurKey: Any
     blocked: Any
+    catchingUp: Any
+    entryKey: Any
+    newerHead: Any
+    readersOf: Any
+    rooms: Any
+    sealing: Any
+    senderKey: Any
+    verdicts: Any
     call: Any
     clock: Any
     ownKey: Any
@@ -175,9 +183,11 @@ class Messaging:
                 raise ClientError("not sent: the key of %s changed; compare fingerprints and "
                                   "/verify USER FINGERPRINT, or /trust USER"
                                   % (", ".join(refused),))
-            blob = await self.runInThread(e2e.seal, self.user, self.privateKey, to, members,
+            readers = self._readers(members)
+            blob = await self.runInThread(e2e.seal, self.user, self.privateKey, to, readers,
                                           plaintext, domain=domain,
-                                          ts=int(self.clock.seconds() * 1000))
+                                          ts=int(self.clock.seconds() * 1000),
+                                          **self.sealing(self._historySetting(to)))
             try:
                 result = await request(blob)
             except ServerError as e:
@@ -188,6 +198,27 @@ class Messaging:
             # Our own envelope, seen again from the server, is a replay.
             self._remember(e2e.Envelope.parse(blob))
             return result
+
+    def _readers(self, members):
+        """
+        The entry keys and keys to seal to for C{members} (name to identity
+        key): in a device session, each member's verified devices
+        (L{chatd.client.devices}); else the members themselves.
+        """
+        if not self.sealing():
+            return members
+        readers = {}
+        for name, der in members.items():
+            readers.update(self.readersOf(name, der))
+        return readers
+
+    def _historySetting(self, to):
+        """
+        The C{hist} a message to C{to} signs: its room's history setting.
+        """
+        kind, name = to
+        room = self.rooms.get(fold(name)) if kind == "room" else None
+        return room.history if room is not None else 0
 
     def _onRoomMessage(self, room, sender, timestamp, blob):
         # The time shown is the one the sender signed; the server's is only
@@ -219,6 +250,10 @@ class Messaging:
 
         def refused(failure):
             where = "in room %s" % (to[1],) if to is not None else "(direct)"
+            if failure.check(Duplicate):
+                # Catch-up after a login replays what the mark had not
+                # recorded yet: it was shown once already.
+                return
             if failure.check(Held):
                 self._held.setdefault(fold(sender), []).append((blob, sender, to, show))
                 self.ui.held("held a message from %s %s until you accept or reject %s's new key"
@@ -249,6 +284,9 @@ class Messaging:
         self._refuseReplay(envelope)
         self._checkRenamed([sender])
         key = self._trustedKey(sender)
+        if key is None and envelope.version == 2 and self.verdicts.get(fold(sender)) is None:
+            await self._keyOrNone(sender)
+            key = self._trustedKey(sender)
         if key is None:
             # A direct message from someone we share no room with: this is
             # our first contact with them.
@@ -260,14 +298,54 @@ class Messaging:
         if fold(sender) in self.blocked:
             raise Held("%s's key changed and is not trusted yet" % (sender,))
         self._refuseReplay(envelope)
-        data = await self.runInThread(e2e.openEnvelope, envelope, self.user, self.privateKey, key,
+        if envelope.version == 2:
+            key = await self._deviceKey(envelope)
+        reader = self.entryKey() if envelope.version == 2 else self.user
+        data = await self.runInThread(e2e.openEnvelope, envelope, reader, self.privateKey, key,
                                       domain)
         self._remember(envelope)
+        self._checkHead(envelope)
         return envelope, data
+
+    async def _deviceKey(self, envelope):
+        """
+        The key of the device that sent a version-2 envelope, from its
+        sender's verified list; fetched (and verified) once more when the
+        held list does not name it yet.
+
+        @raise ClientError: when no verified list names that device.
+        """
+        key = self.senderKey(envelope)
+        if key is None and not self._isMe(envelope.sender):
+            await self._keyOrNone(envelope.sender)
+            key = self.senderKey(envelope)
+        if key is None:
+            raise ClientError("sent from device %s of %s, which no device list signed by %s's "
+                              "identity key names" % (envelope.device or "(none)",
+                                                      envelope.sender, envelope.sender))
+        return key
+
+    def _checkHead(self, envelope):
+        """
+        A signed head newer than the sender's list held means: fetch and
+        verify that list before sending to the sender again; the held
+        version with another hash is a fork, said loudly.
+        """
+        if envelope.version != 2 or envelope.head is None:
+            return
+        newer = self.newerHead(envelope.sender, envelope.head)
+        if isinstance(newer, str):
+            self._tell(self.ui.dropped, "WARNING: %s" % (newer,))
+        elif newer and not self._isMe(envelope.sender):
+            d = Deferred.fromCoroutine(self._keyOrNone(envelope.sender))
+            d.addErrback(lambda f: log.failure("fetching {user}'s devices", f,
+                                               user=envelope.sender))
 
     def _refuseReplay(self, envelope):
         replayed = self.seenEnvelopes.replayed(envelope.sender, envelope.id, envelope.ts)
         if replayed is not None:
+            if self.catchingUp and self.seenEnvelopes.seen(envelope.sender, envelope.id):
+                raise Duplicate(replayed)
             raise ClientError(replayed)
 
     def _remember(self, envelope):
@@ -288,26 +366,48 @@ class Messaging:
         The room's stored messages we can read, decrypted: C{[(sender, timestamp,
         text, problem)]}, oldest first, with the time the sender signed (the
         server's, for one that cannot be shown); C{text} is L{None} and
-        C{problem} says why for one that fails its checks.
+        C{problem} says why for one that fails its checks. C{room} C{@user}
+        asks for the direct messages between us and that user (a device
+        session's stored direct messages).
 
-        @return: the room's name and the rows.
+        @return: the room's name (C{@user} for direct messages) and the rows.
         """
+        if room is not None and room.startswith("@"):
+            peer = room[1:]
+            (rows,) = await self.call(Op.HISTORY, room, limit, 0)
+            between = {fold(peer), fold(self.user)}
+            return room, await self._openStored(
+                rows, lambda sender, envelope: envelope.toKind == "user"
+                and {fold(sender), fold(envelope.toName)} == between)
         target = self.room(room)
         (rows,) = await self.call(Op.HISTORY, target.name, limit, 0)
+        return target.name, await self._openStored(
+            rows, lambda sender, envelope: (envelope.toKind, envelope.toName)
+            == ("room", target.name))
+
+    async def _openStored(self, rows, inPlace):
+        """
+        Open stored messages one by one; each that fails a check (C{inPlace}
+        of its sender and envelope among them: a message moved from elsewhere)
+        is a row that says why.
+        """
         shown = []
         for sender, timestamp, blob in rows:
             self._checkRenamed([sender])
             key = self._trustedKey(sender) or await self._keyOrNone(sender)
             try:
                 envelope = e2e.Envelope.parse(blob)
-                place = (envelope.sender, envelope.toKind, envelope.toName)
-                if place != (sender, "room", target.name):
+                if envelope.sender != sender or not inPlace(sender, envelope):
                     raise ClientError("envelope does not match its place in the history")
+                reader = self.user
+                if envelope.version == 2:
+                    key = await self._deviceKey(envelope)
+                    reader = self.entryKey()
                 if key is None:
                     raise ClientError("no key known for %s" % (sender,))
-                data = await self.runInThread(e2e.openEnvelope, envelope, self.user,
+                data = await self.runInThread(e2e.openEnvelope, envelope, reader,
                                               self.privateKey, key)
                 shown.append((sender, envelope.ts, data.decode("utf-8", "replace"), None))
             except Exception as e:
                 shown.append((sender, timestamp, None, str(e)))
-        return target.name, shown
+        return shown

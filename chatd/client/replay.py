@@ -67,6 +67,13 @@ class SeenEnvelopes:
                     "remembers: a replay" % (envelopeId,))
         return None
 
+    def seen(self, sender, envelopeId):
+        """
+        Whether this very envelope is remembered (not merely older than the
+        horizon).
+        """
+        return (fold(sender), envelopeId) in self._seen
+
     def remember(self, sender, envelopeId, ts, now):
         """
         Remember an envelope shown (or sent), signed at C{ts}, at time C{now}

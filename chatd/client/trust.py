@@ -50,16 +50,19 @@ class Trust:
 
     # What the object this is mixed into provides (for type checkers).
     _isMe: Any
+    _memberDevices: Any
     _openInOrder: Any
     _ourKey: Any
     _tell: Any
     call: Any
+    deviceLists: Any
     home: Any
     ownKey: Any
     privateKey: Any
     publicKey: Any
     rooms: Any
     ui: Any
+    verdicts: Any
 
     def _initTrust(self):
         self.keys = {}
@@ -89,11 +92,19 @@ class Trust:
     def _members(self, entries):
         """
         The C{(name, key)} pairs of a member list, noting the guest flags of
-        entries that carry them (C{(name, key, flags)}, protocol version 2).
+        entries that carry them (C{(name, key, flags)}, protocol version 2),
+        and judging the device lists of those that carry one (C{(name, flags,
+        key, devicelist)}, version 3's C{devmembers}).
         """
         pairs = []
-        for name, der, *flags in entries:
-            self._noteGuest(name, flags[0] if flags else None)
+        for entry in entries:
+            if len(entry) == 4 and isinstance(entry[1], int):
+                name, flags, der, wireList = entry
+                self._noteGuest(name, flags)
+                self._memberDevices(name, der, wireList)
+            else:
+                name, der, *rest = entry
+                self._noteGuest(name, rest[0] if rest else None)
             pairs.append((name, der))
         return pairs
 
@@ -204,6 +215,7 @@ class Trust:
         read it from the other person) matches it.
         """
         name, der = await self._keyToAccept(user)
+        pinned = self.home.knownKeys.pinned(name)
         try:
             matched = self.home.knownKeys.verify(name, fingerprint, der)
         except KeystoreError as e:
@@ -211,6 +223,8 @@ class Trust:
         if not matched:
             raise ClientError("fingerprint does not match %s's key %s; nothing changed"
                               % (name, e2e.fingerprint(der)))
+        if pinned is not None and pinned[0] != der:
+            self._forgetDevices(name)
         self._unblock(name)
         return e2e.fingerprint(der)
 
@@ -228,9 +242,24 @@ class Trust:
             raise ClientError("%s are not the last 4 characters of %s's new fingerprint; "
                               "compare it with %s again; nothing changed"
                               % (lastFour, name, name))
+        self._newIdentity(name, der)
         self.home.knownKeys.trust(name, der)
         self._unblock(name)
         return e2e.fingerprint(der)
+
+    def _newIdentity(self, name, der):
+        """
+        The person is accepting C{der} as C{name}'s key: when it is not the
+        one pinned, C{name} reset its identity, and its device lists start a
+        new chain, signed by the new key.
+        """
+        pinned = self.home.knownKeys.pinned(name)
+        if pinned is not None and pinned[0] != der:
+            self._forgetDevices(name)
+
+    def _forgetDevices(self, name):
+        self.deviceLists.forget(name)
+        self.verdicts.pop(fold(name), None)
 
     def reject(self, user):
         """

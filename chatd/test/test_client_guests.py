@@ -192,7 +192,7 @@ class VersionTwoTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.patch(chat, "PROTOCOL_VERSION", 2)
+        self.patch(chat, "PROTOCOL_VERSIONS", (2,))
         self.client, self.ui = offlineClient(self, "alice", privateKey("alice"))
 
     def test_helloTwo(self):
@@ -269,7 +269,7 @@ class RealServerGuestTests(ClientTestCase):
         others do not pin its key, and show it marked.
         """
         alice, aliceUI = self.account("alice", "lobby")
-        self.assertEqual(alice.protocol.version, connection.PROTOCOL_VERSION)
+        self.assertEqual(alice.protocol.version, connection.PROTOCOL_VERSIONS[0])
         guest, _ = self.client()
         self.do(guest.join("lobby"))
         self.do(guest.nick("carol"))

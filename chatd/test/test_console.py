@@ -329,10 +329,10 @@ class CommandTests(ConsoleTestCase):
             "usage: /join ROOM [PASSWORD]",
             "usage: /pm USER TEXT",
             "usage: /keys room|user NAME",
-            "usage: /history [ROOM] [N]",
+            "usage: /history [ROOM|@USER] [N]",
             "usage: /wait SECONDS",
             "usage: /verify USER FINGERPRINT",
-            "usage: /history [ROOM] [N]: N is a number",
+            "usage: /history [ROOM|@USER] [N]: N is a number",
             "usage: /send TEXT",
         ])
 

@@ -1,0 +1,168 @@
+# -*- test-case-name: chatd.test.test_client_devices -*-
+"""
+What only the identity device does (docs/client.rst, "Devices"): approve a
+new device (C{/approve CODE}), remove one (C{/devices remove NAME}), each by
+signing the account's next device list with the identity key; and list the
+account's devices (C{/devices}), on any device.
+
+Approving checks the code against the pending requests' tags (the server
+cannot swap the key being approved: only the device that made the code can
+make its tag), signs the list with that key added, and sends the new device
+a reply authenticated with the code: the identity key, the list, and the
+keys this device pinned for the members of its rooms.
+"""
+
+from typing import Any
+
+from chatd import devicecodes, e2e
+from chatd.client import devicechain
+from chatd.client.connection import ServerError
+from chatd.client.errors import ClientError
+from chatd.devicelist import DeviceList, DeviceListError
+from chatd.errors import ChatError
+from chatd.protocols.devicewire import DeviceOp
+
+
+class IdentityDevice:
+    """
+    The identity device's part of L{chatd.client.chat.ChatClient}, which it
+    is mixed into; it uses the client's C{device}, C{user}, C{privateKey},
+    C{publicKey}, C{rooms}, C{home}, C{call}, C{runInThread}, C{_isMe} and
+    C{judgeDevices}.
+    """
+
+    _isMe: Any
+    call: Any
+    device: Any
+    home: Any
+    judgeDevices: Any
+    privateKey: Any
+    publicKey: Any
+    rooms: Any
+    runInThread: Any
+    user: Any
+
+    def _requireIdentity(self, what):
+        if self.device is None or self.device.identity != self.publicKey:
+            raise ClientError("only %s's identity device can %s" % (self.user, what))
+
+    async def _ownList(self):
+        """
+        Our account's current list, fetched and verified.
+
+        @return: the L{devicechain.Verdict}.
+        """
+        (wireList, pending) = await self.call(DeviceOp.GET_DEVICES, self.user)
+        verdict = self.judgeDevices(self.user, self.device.identity, wireList)
+        if verdict.state == devicechain.REFUSED:
+            raise ClientError(verdict.alarm)
+        return verdict, pending
+
+    async def _publish(self, verdict, add=None, remove=()):
+        """
+        Sign and publish the list after C{verdict}'s: C{add} (id to SPKI)
+        added, the ids in C{remove} removed (version 1 for an account that
+        had none).
+
+        @return: the new list, verified (a L{chatd.devicelist.VerifiedList}).
+        """
+        keys = {self.device.id: self.publicKey}
+        if verdict.state == devicechain.VERIFIED:
+            keys = dict(verdict.verified.keys)
+        try:
+            if verdict.state == devicechain.VERIFIED:
+                new = verdict.verified.list.following(add or {}, remove)
+            else:
+                new = DeviceList.build(self.user, 1, "", {self.device.id: self.publicKey,
+                                                           **(add or {})})
+        except DeviceListError as e:
+            raise ClientError(str(e)) from None
+        keys.update(add or {})
+        for device in remove:
+            keys.pop(device, None)
+        devices = [(device, keys[device]) for device, _ in new.entries]
+        signature = await self.runInThread(new.sign, self.privateKey)
+        try:
+            await self.call(DeviceOp.PUBLISH_DEVICES, new.text(), signature, devices)
+        except ServerError as e:
+            if e.head is None:
+                raise
+            raise ClientError("your device list changed meanwhile (another identity device?); "
+                              "nothing was published: try again") from None
+        published = self.judgeDevices(self.user, self.device.identity,
+                                      (new.text(), signature, devices))
+        if published.state != devicechain.VERIFIED:
+            raise ClientError(published.alarm or "the list published does not verify")
+        return published.verified
+
+    async def approve(self, code):
+        """
+        C{/approve CODE}: approve the pending device whose request the code
+        made, publish the list with it, and send it the reply.
+
+        @return: C{(device id, fingerprint)} of the approved device.
+        """
+        self._requireIdentity("approve devices")
+        try:
+            secret = devicecodes.normalizeCode(code, devicecodes.APPROVAL_LENGTH)
+        except ChatError as e:
+            raise ClientError(str(e)) from None
+        verdict, pending = await self._ownList()
+        matching = devicecodes.findPending(
+            secret, self.user, [(device, spki, tag) for device, spki, tag, _ in pending])
+        if matching is None:
+            raise ClientError("no device waiting for approval made that code (it may have "
+                              "expired: ten minutes); nothing changed")
+        device, spki = matching
+        verified = await self._publish(verdict, add={device: spki})
+        reply = devicecodes.buildReply(secret, self.user, device, spki, self.publicKey, verified,
+                                       self._pinsForApproval())
+        await self.call(DeviceOp.APPROVE, device, reply)
+        return device, e2e.fingerprint(spki)
+
+    def _pinsForApproval(self):
+        """
+        The keys we pinned for the members of our rooms: what the approved
+        device starts from.
+        """
+        pins = {}
+        for room in self.rooms.values():
+            for name in room.members:
+                if not self._isMe(name):
+                    pinned = self.home.knownKeys.pinned(name)
+                    if pinned is not None:
+                        pins[name] = pinned[0]
+        return pins
+
+    async def removeDevice(self, name):
+        """
+        C{/devices remove NAME}: publish the list without device C{name}.
+        """
+        self._requireIdentity("remove devices")
+        verdict, _ = await self._ownList()
+        if verdict.state != devicechain.VERIFIED or name not in verdict.verified.list.ids():
+            raise ClientError("%s has no device %s" % (self.user, name))
+        if name == self.device.id:
+            raise ClientError("this is the identity device; it cannot remove itself")
+        await self._publish(verdict, remove=[name])
+
+    async def devices(self):
+        """
+        C{/devices}: our account's devices, C{[(id, fingerprint, this one)]},
+        and the devices waiting for approval, C{[(id, fingerprint)]}.
+        """
+        if self.device is None:
+            raise ClientError("log in to an account first")
+        (wireList, pending) = await self.call(DeviceOp.GET_DEVICES, self.user)
+        identity = self.device.identity
+        if identity is None:
+            raise ClientError("this device is not approved yet")
+        verdict = self.judgeDevices(self.user, identity, wireList)
+        if verdict.state == devicechain.REFUSED:
+            raise ClientError(verdict.alarm)
+        mine = [(self.device.id, self.publicKey)]
+        if verdict.state == devicechain.VERIFIED:
+            mine = sorted(verdict.verified.keys.items())
+        rows = [(device, e2e.fingerprint(der), device == self.device.id,
+                 der == identity) for device, der in mine]
+        return rows, [(device, e2e.fingerprint(spki)) for device, spki, _, _ in pending]
