@@ -18,7 +18,7 @@ from chatd import devicecodes, e2e
 from chatd.client import devicechain
 from chatd.client.connection import ServerError
 from chatd.client.errors import ClientError
-from chatd.devicelist import DeviceList, DeviceListError
+from chatd.devicelist import DeviceList, DeviceListError, readServerList
 from chatd.errors import ChatError
 from chatd.protocols.devicewire import DeviceOp
 
@@ -58,13 +58,12 @@ class IdentityDevice:
             raise ClientError(verdict.alarm)
         return verdict, pending
 
-    async def _publish(self, verdict, add=None, remove=()):
+    async def _nextList(self, verdict, add=None, remove=()):
         """
-        Sign and publish the list after C{verdict}'s: C{add} (id to SPKI)
-        added, the ids in C{remove} removed (version 1 for an account that
-        had none).
+        Sign the list after C{verdict}'s: C{add} (id to SPKI) added, the ids
+        in C{remove} removed (version 1 for an account that had none).
 
-        @return: the new list, verified (a L{chatd.devicelist.VerifiedList}).
+        @return: its wire form C{(text, signature, devices)}.
         """
         keys = {self.device.id: self.publicKey}
         if verdict.state == devicechain.VERIFIED:
@@ -81,19 +80,23 @@ class IdentityDevice:
         for device in remove:
             keys.pop(device, None)
         devices = [(device, keys[device]) for device, _ in new.entries]
-        signature = await self.runInThread(new.sign, self.privateKey)
+        return new.text(), await self.runInThread(new.sign, self.privateKey), devices
+
+    async def _publish(self, wireList):
+        """
+        Publish a list L{_nextList} signed, and hold it.
+        """
+        text, signature, devices = wireList
         try:
-            await self.call(DeviceOp.PUBLISH_DEVICES, new.text(), signature, devices)
+            await self.call(DeviceOp.PUBLISH_DEVICES, text, signature, devices)
         except ServerError as e:
             if e.head is None:
                 raise
             raise ClientError("your device list changed meanwhile (another identity device?); "
                               "nothing was published: try again") from None
-        published = self.judgeDevices(self.user, self.device.identity,
-                                      (new.text(), signature, devices))
+        published = self.judgeDevices(self.user, self.device.identity, wireList)
         if published.state != devicechain.VERIFIED:
             raise ClientError(published.alarm or "the list published does not verify")
-        return published.verified
 
     async def approve(self, code):
         """
@@ -114,10 +117,18 @@ class IdentityDevice:
             raise ClientError("no device waiting for approval made that code (it may have "
                               "expired: ten minutes); nothing changed")
         device, spki = matching
-        verified = await self._publish(verdict, add={device: spki})
+        wireList = await self._nextList(verdict, add={device: spki})
+        verified = readServerList(self.user, self.publicKey, *wireList)
         reply = devicecodes.buildReply(secret, self.user, device, spki, self.publicKey, verified,
                                        self._pinsForApproval())
+        # The reply goes first: the list's publication approves the device
+        # at once, and the server relays a reply to pending devices only.
         await self.call(DeviceOp.APPROVE, device, reply)
+        try:
+            await self._publish(wireList)
+        except ClientError as e:
+            raise ClientError("device %s has its approval, but its list was not published: %s"
+                              % (device, e)) from None
         return device, e2e.fingerprint(spki)
 
     def _pinsForApproval(self):
@@ -144,7 +155,7 @@ class IdentityDevice:
             raise ClientError("%s has no device %s" % (self.user, name))
         if name == self.device.id:
             raise ClientError("this is the identity device; it cannot remove itself")
-        await self._publish(verdict, remove=[name])
+        await self._publish(await self._nextList(verdict, remove=[name]))
 
     async def devices(self):
         """

@@ -59,12 +59,11 @@ class CertificateRefused(Exception):
     """
 
 
-# The protocol versions the client asks for in HELLO, newest first: 2 (guest
-# flags, moderation events), and 3 (devices, docs/protocol.rst) once the
-# server's binary door serves it; a server that refuses one with 0x01 is
-# greeted with the next, and one that knows none of them with a plain HELLO
-# (version 1).
-PROTOCOL_VERSIONS = (2,)
+# The protocol versions the client asks for in HELLO, newest first: 3
+# (devices, docs/protocol.rst), then 2 (guest flags, moderation events); a
+# server that refuses one with 0x01 is greeted with the next, and one that
+# knows none of them with a plain HELLO (version 1).
+PROTOCOL_VERSIONS = (devicewire.VERSION, 2)
 
 
 @implementer(IHandshakeListener)

@@ -183,11 +183,13 @@ class Messaging:
                 raise ClientError("not sent: the key of %s changed; compare fingerprints and "
                                   "/verify USER FINGERPRINT, or /trust USER"
                                   % (", ".join(refused),))
-            readers = self._readers(members)
+            # File offers stay version 1 (the server checks their readers
+            # by name): only messages are sealed to devices.
+            v2 = self.sealing(self._historySetting(to)) if domain == e2e.MESSAGE else {}
+            readers = self._readers(members) if v2 else members
             blob = await self.runInThread(e2e.seal, self.user, self.privateKey, to, readers,
                                           plaintext, domain=domain,
-                                          ts=int(self.clock.seconds() * 1000),
-                                          **self.sealing(self._historySetting(to)))
+                                          ts=int(self.clock.seconds() * 1000), **v2)
             try:
                 result = await request(blob)
             except ServerError as e:

@@ -7,7 +7,7 @@ L{twisted.test.iosim}, with RSA work run inline.
 import hashlib
 import os
 from itertools import count
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +24,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd import e2e
+from chatd.client import chat
 from chatd.client.chat import ChatClient, ClientError
 from chatd.client.connection import CertificateRefused, PinningTLSOptions, ServerError, ServerPin
 from chatd.client.keystore import Home, publicKeyDer
@@ -224,12 +225,18 @@ class ClientTestCase(SynchronousTestCase):
     @ivar rounds: how many rounds of moving bytes L{flush} allows before it
         calls the connections stuck (a subclass whose exchanges take many
         round trips allows more).
+    @ivar protocolVersions: the versions the clients greet in, when not the
+        client's own (tests of what a session without devices does, as with
+        a server that does not serve version 3, say C{(2,)}).
     """
 
     settings: Dict[str, Any] = {}
     rounds = 100
+    protocolVersions: Optional[tuple] = None
 
     def setUp(self):
+        if self.protocolVersions is not None:
+            self.patch(chat, "PROTOCOL_VERSIONS", self.protocolVersions)
         self.service = makeService(**self.settings)
         self.clock = self.service.clock
         self.factory = BinaryFactory(self.service)
@@ -464,8 +471,12 @@ class ChattingTests(ClientTestCase):
 
 class TrustTests(ClientTestCase):
     """
+    Sessions without devices (protocol version 2), where a password login
+    from another device publishes its key: the key change this catches.
     Pinning keys on first contact, and what happens when a pinned key changes.
     """
+
+    protocolVersions = (2,)
 
     def test_firstContactPinned(self):
         """
@@ -667,8 +678,11 @@ class EnvelopeTests(ClientTestCase):
         """
         When a member joins between the sender's view of the room and its send,
         the server answers 0x09; the client takes the new member list, seals
-        again and sends once more, and the new member can read the message.
+        again and sends once more, and the new member can read the message
+        (sessions without devices, whose readers are named by user name;
+        devices: test_client_devices).
         """
+        self.patch(chat, "PROTOCOL_VERSIONS", (2,))
         sealed = []
 
         def recording(f, *args, **kwargs):
@@ -942,8 +956,10 @@ class ConnectionTests(ClientTestCase):
     def test_loginNeedsLocalKey(self):
         """
         Logging in on a device without the account's key is refused before
-        anything is sent: it could not read anything anyway.
+        anything is sent: it could not read anything anyway (a session
+        without devices; with devices, the device waits for approval).
         """
+        self.patch(chat, "PROTOCOL_VERSIONS", (2,))
         self.account("alice")
         other, _ = self.client()
         error = self.runFails(other.login("alice", PASSWORD), ClientError)
@@ -951,11 +967,13 @@ class ConnectionTests(ClientTestCase):
 
     def test_ownKeyReplacedElsewhere(self):
         """
-        When another device publishes a new key for our account we are warned
+        When another device publishes a new key for our account (sessions
+        without devices) we are warned
         loudly and this device sends nothing more; when the connection drops,
         the server refuses our old key and the client stops instead of
         redialling.
         """
+        self.patch(chat, "PROTOCOL_VERSIONS", (2,))
         alice, aliceUI = self.account("alice", "lobby")
         home = TestHome(self.mktemp())
         seedIdentity(home, "alice", keyName="alice2")

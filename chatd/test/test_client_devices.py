@@ -267,6 +267,10 @@ class IdentityDeviceTests(DeviceClientTestCase):
         self.assertEqual(sorted(devices), [("laptop", der("alice")),
                                            ("phone", der("alice-phone"))])
         [(to, reply)] = self.laptop.protocol.sent(DeviceOp.APPROVE)
+        # The reply first: publishing the list approves the device at once,
+        # and the server relays replies to pending devices only.
+        ops = [request[0] for request in self.laptop.protocol.requests]
+        self.assertLess(ops.index(DeviceOp.APPROVE), ops.index(DeviceOp.PUBLISH_DEVICES))
         approval = devicecodes.openReply(self.secret, reply, "alice", "phone", der("alice-phone"))
         self.assertEqual(approval.identityKey, der("alice"))
 

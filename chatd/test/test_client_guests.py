@@ -11,7 +11,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
-from chatd.client import chat, connection
+from chatd.client import chat
 from chatd.client.chat import Room
 from chatd.client.connection import ServerError
 from chatd.client.console import Console
@@ -263,13 +263,15 @@ class RealServerGuestTests(ClientTestCase):
     it to a client that greets in version 2.
     """
 
+    protocolVersions = (2,)
+
     def test_guestTakingANameIsNotPinned(self):
         """
         A guest who takes the name carol is marked a guest by the server: the
         others do not pin its key, and show it marked.
         """
         alice, aliceUI = self.account("alice", "lobby")
-        self.assertEqual(alice.protocol.version, connection.PROTOCOL_VERSIONS[0])
+        self.assertEqual(alice.protocol.version, 2)
         guest, _ = self.client()
         self.do(guest.join("lobby"))
         self.do(guest.nick("carol"))

@@ -14,8 +14,6 @@ import os
 import re
 import sys
 
-from chatd.client.connection import PROTOCOL_VERSIONS
-from chatd.protocols.devicewire import VERSION
 from chatd.test.processes import ScriptedClientTestCase, spawn, waitFor
 
 
@@ -25,8 +23,6 @@ class DevicesProcessTests(ScriptedClientTestCase):
     """
 
     timeout = 180
-    if VERSION not in PROTOCOL_VERSIONS:
-        skip = "the client does not greet in protocol version 3 yet"
 
     def typing(self, port, name, home, *options):
         """
@@ -62,18 +58,19 @@ class DevicesProcessTests(ScriptedClientTestCase):
         """
         server = await self.startServer()
         laptop = self.typing(server.port, "laptop", "alice-laptop", "--device", "laptop")
-        laptop.type("/register alice secret1")
+        laptop.type("/register alice alice-password")
         laptop.type("/create lobby")
         laptop.type("/join lobby")
+        await self.shows(laptop, "registered and logged in as alice")
         await self.shows(laptop, "joined #lobby")
 
         bob = self.typing(server.port, "bob", "bob", "--device", "pc")
-        bob.type("/register bob secret2")
+        bob.type("/register bob bob-password")
         bob.type("/join lobby")
         await self.shows(bob, "joined #lobby: 2 members")
 
         phone = self.typing(server.port, "phone", "alice-phone", "--device", "phone")
-        phone.type("/login alice secret1")
+        phone.type("/login alice alice-password")
         await self.shows(phone, "within 10 minutes")
         found = re.search(rb"/approve ([A-Z2-7-]+)", phone.output)
         assert found is not None
