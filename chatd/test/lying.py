@@ -21,7 +21,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 
 from chatd import e2e
 from chatd.names import fold
-from chatd.protocols import opcodes
+from chatd.protocols import devicewire, opcodes
 from chatd.protocols.opcodes import Op
 
 _U32 = 4
@@ -109,35 +109,52 @@ class Liar:
         if where not in self.where:
             return members
         told = []
-        for name, key, *flags in members:
-            if fold(name) == fold(self.user):
-                key = self.claimed
+        for entry in members:
+            # Version 3's members are (name, flags, key, list); the others
+            # (name, key[, flags]).
+            at = 2 if len(entry) == 4 and isinstance(entry[1], int) else 1
+            if fold(entry[0]) == fold(self.user):
+                entry = entry[:at] + (self.claimed,) + tuple(entry[at + 1:])
                 self.lies += 1
-            told.append((name, key, *flags))
+            told.append(tuple(entry))
         return told
 
     def _rewrite(self, op, payload):
         if op == Op.RESPONSE:
             request = self._requests.popleft()
             version = self.version
-            status, values = opcodes.decodeResponse(request, payload, version=version)
+            if version >= devicewire.VERSION:
+                status, values = devicewire.decodeResponse(request, payload)
+            else:
+                status, values = opcodes.decodeResponse(request, payload, version=version)
             if status == 0 and request in (Op.JOIN, Op.GET_KEYS):
                 where = JOIN if request == Op.JOIN else GET_KEYS
-                return opcodes.okResponse(request, self._lie(where, values[0]), *values[1:],
-                                          version=version)
+                told = (self._lie(where, values[0]),) + tuple(values[1:])
+                if version >= devicewire.VERSION:
+                    return devicewire.okResponse(request, *told)
+                return opcodes.okResponse(request, *told, version=version)
             if status == opcodes.STALE_RECIPIENTS:
+                if version >= devicewire.VERSION:
+                    return devicewire.staleResponse(self._lie(STALE, values[0]))
                 return opcodes.errorResponse(status, "", self._lie(STALE, values[0]),
                                              version=version)
             return opcodes.frame(op, payload)
-        if op == Op.JOINED:
-            room, name, key, *flags = opcodes.decodeEvent(op, payload, version=self.version)
-            [(name, key, *flags)] = self._lie(JOINED, [(name, key, *flags)])
-            return opcodes.event(op, room, name, key, *flags, version=self.version)
-        if op == Op.KEY_CHANGED:
-            name, key, *flags = opcodes.decodeEvent(op, payload, version=self.version)
-            [(name, key, *flags)] = self._lie(KEY_CHANGED, [(name, key, *flags)])
-            return opcodes.event(op, name, key, *flags, version=self.version)
+        if op in (Op.JOINED, Op.KEY_CHANGED):
+            values = self._decodeEvent(op, payload)
+            at = 1 if op == Op.JOINED else 0
+            [entry] = self._lie(JOINED if op == Op.JOINED else KEY_CHANGED, [values[at:]])
+            return self._event(op, *(values[:at] + entry))
         return opcodes.frame(op, payload)
+
+    def _decodeEvent(self, op, payload):
+        if self.version >= devicewire.VERSION:
+            return devicewire.decodeEvent(op, payload)
+        return opcodes.decodeEvent(op, payload, version=self.version)
+
+    def _event(self, op, *values):
+        if self.version >= devicewire.VERSION:
+            return devicewire.event(op, *values)
+        return opcodes.event(op, *values, version=self.version)
 
 
 class _LyingServerSide(ProtocolWrapper):

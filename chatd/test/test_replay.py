@@ -10,6 +10,7 @@ import stat
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
+from chatd.client import chat
 from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
@@ -233,8 +234,10 @@ class RestartTests(ClientTestCase):
         """
         The time given for a message, room or direct, live or in history, is
         the one its sender signed, not the server's; so is the one /send
-        gives back.
+        gives back. (Sessions without devices: the envelopes made here name
+        their readers by user name.)
         """
+        self.patch(chat, "PROTOCOL_VERSIONS", (2,))
         home = TestHome(self.mktemp())
         seedIdentity(home, "alice")
         alice, _ = self.client(home)
