@@ -273,6 +273,18 @@ class Envelope:
         signed = self.header(domain) + self.encryptedMessage.encode("ascii")
         return verifyBytes(publicKeyDer, signature, signed)
 
+    def entryFor(self, entry):
+        """
+        The key this envelope files reader C{entry}'s key entry under: C{entry}
+        itself in version 2, its bare user name in version 1, which knows no
+        devices (so a legacy sender's message reaches every device of a
+        member; only the one whose key is the identity key can open it). The
+        one rule for live delivery, catch-up and history alike.
+
+        @param entry: an entry key (L{entryKey}).
+        """
+        return entry if self.version == 2 else entry.partition("/")[0]
+
     def readers(self):
         """
         The names the sender wrapped the message key for.

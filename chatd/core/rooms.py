@@ -8,10 +8,10 @@ from typing import List, Optional
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
-from chatd import e2e
 from chatd.core.base import SessionBase
 from chatd.core.directory import Room, User
 from chatd.core.moderation import JoinAnswer
+from chatd.core.waiting import readable
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName
 
@@ -209,6 +209,4 @@ class RoomRequests(SessionBase):
         # Read by this session's entry key: a device reads its own entries.
         entry = self.service.devices.entryKeyOf(self)
         d = self.service.store.history(room.name, entry, limit, before)
-        return d.addCallback(lambda rows: [
-            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(entry))
-            for row in rows])
+        return d.addCallback(readable, entry)

@@ -327,13 +327,14 @@ class ChatService(Service):
 
     def _deliver(self, sessions, readers, kind, method, sequence, *args, envelope):
         """
-        Give each session its own cut of C{envelope} (by its entry key: a
-        device reads only its own entry), when it has an entry, and raise its
+        Give each session its own cut of C{envelope} (by the entry it reads
+        the envelope by, L{chatd.e2e.Envelope.entryFor}: a device reads only
+        its own entry of a version 2 envelope), when it has one, and raise its
         device's mark.
         """
         told = 0
         for session in sessions:
-            entry = self.devices.entryKeyOf(session)
+            entry = envelope.entryFor(self.devices.entryKeyOf(session))
             if entry in readers:
                 self.broadcast([session], method, *args, envelope.sharedCut(entry))
                 self.devices.delivered(session, sequence)

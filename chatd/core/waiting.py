@@ -24,6 +24,24 @@ from chatd.names import fold
 CATCH_UP_PAGE = 200
 
 
+def readable(rows, entry):
+    """
+    Stored history C{rows} as reader C{entry} (an entry key) receives them:
+    C{(sender, timestamp, cut envelope)} triples of the rows it has a key
+    entry in, each cut by the entry it reads that envelope by
+    (L{chatd.e2e.Envelope.entryFor}). The store matches a device's entry or
+    its bare name; a version 2 envelope filed under the bare name only (sent
+    before the account had devices) is not this device's to read.
+    """
+    found = []
+    for row in rows:
+        envelope = e2e.Envelope.parse(row.envelope)
+        reader = envelope.entryFor(entry)
+        if reader in envelope.encryptedKeys:
+            found.append((row.sender, row.timestamp, envelope.cutFor(reader)))
+    return found
+
+
 class _V2:
     """
     Stands for any version 2 envelope, when only the recipients are asked.
@@ -144,9 +162,7 @@ class WaitingRequests(SessionBase):
             raise BadRequest("only accounts have stored direct messages")
         entry = self.service.devices.entryKeyOf(self)
         d = self.service.store.directHistory(user.name, peerName, entry, limit, before)
-        return d.addCallback(lambda rows: [
-            (row.sender, row.timestamp, e2e.Envelope.parse(row.envelope).cutFor(entry))
-            for row in rows])
+        return d.addCallback(readable, entry)
 
     async def _catchUp(self, fresh=False):
         """
@@ -180,7 +196,11 @@ class WaitingRequests(SessionBase):
             for message in batch:
                 if self.ended:
                     break
-                cut = e2e.Envelope.parse(message.envelope).sharedCut(entry)
+                envelope = e2e.Envelope.parse(message.envelope)
+                reader = envelope.entryFor(entry)
+                if reader not in envelope.encryptedKeys:
+                    continue  # filed under the bare name only: see readable
+                cut = envelope.sharedCut(reader)
                 if message.room is not None:
                     service.broadcast([self], "roomMessage", message.room, message.sender,
                                       message.timestamp, cut)

@@ -24,6 +24,16 @@ def readerKey(entry: str) -> str:
     return fold(user) + slash + device
 
 
+def readingKeys(entry: str) -> Tuple[str, str]:
+    """
+    The stored reader keys entry key C{entry} reads messages by: its own,
+    and its bare user name's, under which a version-1 envelope (which knows
+    no devices) files the account's entry (L{chatd.e2e.Envelope.entryFor}).
+    The same key twice for a bare name.
+    """
+    return readerKey(entry), fold(entry.partition("/")[0])
+
+
 def pairKey(a: str, b: str) -> str:
     """
     The key of the direct conversation between C{a} and C{b}: both folded

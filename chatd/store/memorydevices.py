@@ -14,7 +14,7 @@ from chatd.devicelist import Head, HeadConflict
 from chatd.errors import ChatError, Conflict, NotFound
 from chatd.model import NO_DEVICES, DeviceList, HistoryRow, PendingDevice, StoredMessage
 from chatd.names import fold
-from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey
+from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey, readingKeys
 from chatd.store.seal import SealError
 
 
@@ -176,12 +176,13 @@ class MemoryDevices:
         return [(entry, encryptedKey, keyId) for entry, (encryptedKey, keyId) in
                 self._shares.get((roomKey, message.senderKey, message.envelopeId), {}).items()]
 
-    def _readsRoom(self, roomKey, message, key):
+    def _readsRoom(self, roomKey, message, keys):
         """
-        Whether reader C{key} has an entry in a room message, shared or not.
+        Whether a reader, by its reading keys C{keys} (L{readingKeys}), has
+        an entry in a room message, shared or not.
         """
-        return key in message.readerKeys or any(
-            readerKey(entry) == key for entry, _, _ in self._sharesOf(roomKey, message))
+        return not message.readerKeys.isdisjoint(keys) or any(
+            readerKey(entry) in keys for entry, _, _ in self._sharesOf(roomKey, message))
 
     def _openRoom(self, roomKey, message, damaged):
         envelope = self._openOne(roomKey, message.sender, message.envelopeId, message.keyId,
@@ -191,9 +192,9 @@ class MemoryDevices:
         return mergeShares(envelope, self._sharesOf(roomKey, message))
 
     def _roomHistory(self, roomKey, reader, limit, before):
-        key = readerKey(reader)
+        keys = readingKeys(reader)
         visible = [m for m in self._messages.get(roomKey, [])
-                   if self._readsRoom(roomKey, m, key)
+                   if self._readsRoom(roomKey, m, keys)
                    and (before == 0 or m.timestamp < before)]
         visible.sort(key=lambda message: message.timestamp)
         damaged: List = []
@@ -208,8 +209,9 @@ class MemoryDevices:
                       before: int) -> "Deferred[List[HistoryRow]]":
         if limit <= 0:
             return succeed([])
-        pair, key = pairKey(user, peer), readerKey(reader)
-        visible = [d for d in self._directs if d.pair == pair and key in d.readerKeys
+        pair, keys = pairKey(user, peer), readingKeys(reader)
+        visible = [d for d in self._directs if d.pair == pair
+                   and not d.readerKeys.isdisjoint(keys)
                    and (before == 0 or d.timestamp < before)]
         visible.sort(key=lambda direct: direct.timestamp)
         damaged: List = []
@@ -225,21 +227,21 @@ class MemoryDevices:
                 limit: int) -> "Deferred[List[StoredMessage]]":
         if limit <= 0:
             return succeed([])
-        userKey, key = fold(user), readerKey(reader)
+        userKey, keys = fold(user), readingKeys(reader)
         damaged: List = []
         found = []
         for roomKey, members in self._members.items():
             if userKey not in members:
                 continue
             for message in self._messages[roomKey]:
-                if message.sequence > after and self._readsRoom(roomKey, message, key):
+                if message.sequence > after and self._readsRoom(roomKey, message, keys):
                     envelope = self._openRoom(roomKey, message, damaged)
                     if envelope is not None:
                         found.append(StoredMessage(message.sequence, self._rooms[roomKey].name,
                                                    None, message.sender, message.timestamp,
                                                    envelope))
         for direct in self._directs:
-            if direct.sequence > after and key in direct.readerKeys:
+            if direct.sequence > after and not direct.readerKeys.isdisjoint(keys):
                 envelope = self._openOne(direct.pair, direct.sender, direct.envelopeId,
                                          direct.keyId, direct.body, damaged)
                 if envelope is not None:

@@ -18,13 +18,17 @@ from twisted.internet.defer import Deferred, succeed
 from chatd.errors import Conflict
 from chatd.model import HistoryRow, StoredMessage
 from chatd.names import fold
-from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey
+from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey, readingKeys
 from chatd.store.seal import AtRestKeys, DamageReport, SealError
 
-# Whether reader C{?} may read message C{m}: its reader set (chatd.store.readers)
-# names it, or a member shared an entry for it (SHARE_HISTORY). Two parameters.
-_READS = ("(m.readers_id IN (SELECT set_id FROM reader_set_members WHERE reader_key = ?)"
-          " OR m.id IN (SELECT message_id FROM message_shares WHERE reader_key = ?))")
+# Whether a reader may read message C{m}: its reader set (chatd.store.readers)
+# names one of its two reading keys (entries.readingKeys), or a member shared
+# an entry for it (SHARE_HISTORY). Four parameters: the reading keys twice.
+_READS = ("(m.readers_id IN (SELECT set_id FROM reader_set_members WHERE reader_key IN (?, ?))"
+          " OR m.id IN (SELECT message_id FROM message_shares WHERE reader_key IN (?, ?)))")
+# Whether a reader may read direct message C{d}: two parameters, the reading keys.
+_READS_DIRECT = ("d.id IN (SELECT message_id FROM direct_readers"
+                 " WHERE reader_key IN (?, ?))")
 
 
 def nextSequence(txn, execute) -> int:
@@ -113,10 +117,9 @@ def directHistory(txn, execute, keys: AtRestKeys, user: str, peer: str, reader: 
     pair = pairKey(user, peer)
     bound = " AND d.ts < ?" if before else ""
     execute(txn, "SELECT d.sender, d.ts, d.envelope_id, d.key_id, d.body FROM direct_messages d"
-                 " JOIN direct_readers r ON r.message_id = d.id"
-                 " WHERE d.pair_key = ? AND r.reader_key = ?" + bound +
+                 " WHERE d.pair_key = ? AND " + _READS_DIRECT + bound +
                  " ORDER BY d.ts DESC, d.id DESC LIMIT ?",
-            (pair, readerKey(reader)) + ((before,) if before else ()) + (limit,))
+            (pair,) + readingKeys(reader) + ((before,) if before else ()) + (limit,))
     rows = list(reversed(txn.fetchall()))
     damaged: List = []
     opened = _open(keys, [(pair, sender, envelopeId, keyId, body)
@@ -133,11 +136,11 @@ def roomHistory(txn, execute, keys: AtRestKeys, roomKey: str, reader: str, limit
     @return: (L{HistoryRow}s oldest first, damaged rows).
     """
     bound = " AND m.ts < ?" if before else ""
-    key = readerKey(reader)
+    reading = readingKeys(reader) * 2
     execute(txn, "SELECT m.id, m.sender, m.ts, m.envelope_id, m.key_id, m.body FROM messages m"
                  " WHERE m.room_key = ? AND " + _READS + bound +
                  " ORDER BY m.ts DESC, m.id DESC LIMIT ?",
-            (roomKey, key, key) + ((before,) if before else ()) + (limit,))
+            (roomKey,) + reading + ((before,) if before else ()) + (limit,))
     rows = list(reversed(txn.fetchall()))
     shares = _shares(txn, execute, [row[0] for row in rows])
     damaged: List = []
@@ -156,18 +159,18 @@ def catchUp(txn, execute, keys: AtRestKeys, user: str, reader: str, after: int,
 
     @return: (L{StoredMessage}s in sequence order, damaged rows).
     """
-    userKey, key = fold(user), readerKey(reader)
+    userKey, reading = fold(user), readingKeys(reader)
     execute(txn, "SELECT m.seq, m.id, r.name, m.room_key, m.sender, m.ts, m.envelope_id,"
                  " m.key_id, m.body FROM messages m"
                  " JOIN memberships s ON s.room_key = m.room_key AND s.user_key = ?"
                  " JOIN rooms r ON r.name_key = m.room_key"
                  " WHERE m.seq > ? AND " + _READS + " ORDER BY m.seq LIMIT ?",
-            (userKey, after, key, key, limit))
+            (userKey, after) + reading * 2 + (limit,))
     rooms = txn.fetchall()
     execute(txn, "SELECT d.seq, d.sender, d.sender_key, d.peer, d.pair_key, d.ts,"
                  " d.envelope_id, d.key_id, d.body FROM direct_messages d"
-                 " JOIN direct_readers x ON x.message_id = d.id AND x.reader_key = ?"
-                 " WHERE d.seq > ? ORDER BY d.seq LIMIT ?", (key, after, limit))
+                 " WHERE d.seq > ? AND " + _READS_DIRECT + " ORDER BY d.seq LIMIT ?",
+            (after,) + reading + (limit,))
     directs = txn.fetchall()
     shares = _shares(txn, execute, [row[1] for row in rooms])
     damaged: List = []

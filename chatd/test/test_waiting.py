@@ -10,6 +10,7 @@ from chatd import e2e
 from chatd.core.devicebook import MARK_INTERVAL
 from chatd.errors import Forbidden, NotFound, StaleRecipients
 from chatd.test.devicecase import DeviceCase, OnSQLite, deviceDer, deviceKey
+from chatd.test.fakes import privateKey, publicDer
 
 
 class RecipientsTests(DeviceCase):
@@ -248,6 +249,87 @@ class CatchUpTests(DeviceCase):
         self.assertEqual(len(writes), 2)
 
 
+class LegacySenderTests(DeviceCase):
+    """
+    A version-1 envelope (a legacy sender's, keyed by bare names) reaches
+    every device session of a member by the bare name, live, in history and
+    in catch-up; only the identity device can open it.
+    """
+
+    def setUp(self):
+        DeviceCase.setUp(self)
+        self.alice = self.register("alice")
+        self.phone = self.addDevice(self.alice, "alice", "phone")
+        self.carol = self.account("carol")
+        for session in (self.alice, self.carol):
+            self.result(session.join, "#r", "")
+        for session in (self.alice, self.phone, self.carol):
+            session.client.take()
+
+    def fromCarol(self, to, readers, text="old school"):
+        return e2e.seal("carol", privateKey("carol"), to, readers, text.encode("utf-8"),
+                        ts=int(self.clock.seconds() * 1000))
+
+    def roomBlob(self, text="old school"):
+        return self.fromCarol(("room", "#r"), {"alice": publicDer("alice"),
+                                               "carol": publicDer("carol")}, text)
+
+    def assertOpens(self, cut, text="old school"):
+        """
+        C{cut} is keyed by the bare name alone, and the identity key opens it.
+        """
+        self.assertEqual(set(json.loads(bytes(cut))["encrypted_keys"]), {"alice"})
+        self.assertEqual(e2e.openEnvelope(bytes(cut), "alice", privateKey("alice"),
+                                          publicDer("carol")), text.encode("utf-8"))
+
+    def test_live(self):
+        """
+        Both of alice's devices get carol's room message, cut to "alice".
+        """
+        self.result(self.carol.roomMessage, "#r", self.roomBlob())
+        for session in (self.alice, self.phone):
+            [(room, sender, _, cut)] = self.events(session, "roomMessage")
+            self.assertEqual((room, sender), ("#r", "carol"))
+            self.assertOpens(cut)
+
+    def test_liveDirect(self):
+        """
+        A legacy direct message reaches every device of the recipient.
+        """
+        self.result(self.carol.directMessage, "alice", self.fromCarol(
+            ("user", "alice"), {"alice": publicDer("alice"), "carol": publicDer("carol")}))
+        for session in (self.alice, self.phone):
+            [(sender, _, cut)] = self.events(session, "directMessage")
+            self.assertEqual(sender, "carol")
+            self.assertOpens(cut)
+
+    def test_history(self):
+        """
+        A device session's HISTORY returns carol's messages beside the
+        version 2 ones, each cut by the entry it is read by.
+        """
+        self.result(self.carol.roomMessage, "#r", self.roomBlob())
+        self.result(self.alice.roomMessage, "#r", self.sealFrom(
+            "alice", "first", ("room", "#r"),
+            dict(self.readers("alice"), carol=publicDer("carol")), "new"))
+        for session, entry in [(self.alice, "alice/first"), (self.phone, "alice/phone")]:
+            rows = self.result(session.history, "#r", 0, 0)
+            self.assertEqual([sender for sender, _, _ in rows], ["carol", "alice"])
+            self.assertOpens(rows[0][2])
+            self.assertEqual(set(json.loads(rows[1][2])["encrypted_keys"]), {entry})
+
+    def test_catchUp(self):
+        """
+        A device that was offline gets carol's message in its catch-up.
+        """
+        self.phone.closed()
+        self.clock.advance(MARK_INTERVAL)
+        self.result(self.carol.roomMessage, "#r", self.roomBlob("while away"))
+        again = self.loginDevice("alice", "phone")
+        [(room, sender, _, cut)] = self.events(again, "roomMessage")
+        self.assertOpens(cut, "while away")
+
+
 class SQLiteRecipientsTests(OnSQLite, RecipientsTests):
     """
     The recipients per device, on SQLite.
@@ -263,4 +345,10 @@ class SQLiteWaitingDirectTests(OnSQLite, WaitingDirectTests):
 class SQLiteCatchUpTests(OnSQLite, CatchUpTests):
     """
     Catch-up, on SQLite.
+    """
+
+
+class SQLiteLegacySenderTests(OnSQLite, LegacySenderTests):
+    """
+    Version-1 envelopes to device sessions, on SQLite.
     """
