@@ -5,7 +5,7 @@ words, calling L{chatd.client.chat.ChatClient} and showing the result; and the
 table that names them (C{/help} lists it).
 """
 
-from typing import Any
+from typing import Any, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
@@ -38,6 +38,7 @@ class Commands:
 
     # What the object this is mixed into provides (for type checkers).
     _unread: Any
+    _expecting: Optional[Tuple[str, Deferred]]
     askSecret: Any
     client: Any
     clock: Any
@@ -297,7 +298,7 @@ class Commands:
         while self._unread:
             if text in self._unread.popleft():
                 return
-        d = Deferred()
+        d: Deferred = Deferred()
         self._expecting = (text, d)
 
         def expire():

@@ -10,6 +10,7 @@ queue of waiting L{Deferred}s is all the matching needs.
 
 import hashlib
 from collections import deque
+from typing import Any, Deque, Tuple
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -17,6 +18,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IHandshakeListener, IOpenSSLClientConnectionCreator
+from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
@@ -88,6 +90,9 @@ class ClientProtocol(Int32StringReceiver):
 
     version = 1
 
+    # A TCP or TLS transport (the TLS one is asked for the peer's certificate).
+    transport: Any
+
     def __init__(self, clock, onEvent, checkPeer=None, heartbeat=6.0,
                  maxFrame=opcodes.MAX_FRAME_DEFAULT):
         self.clock = clock
@@ -95,11 +100,11 @@ class ClientProtocol(Int32StringReceiver):
         self.checkPeer = checkPeer
         self.heartbeat = heartbeat
         self.MAX_LENGTH = maxFrame
-        self.ready = Deferred()
-        self.lost = Deferred()
+        self.ready: Deferred = Deferred()
+        self.lost: Deferred = Deferred()
         self.peerNotice = None
         self.lostReason = None
-        self._pending = deque()
+        self._pending: Deque[Tuple[int, Deferred]] = deque()
         self._timer = None
 
     def connectionMade(self):
@@ -149,7 +154,7 @@ class ClientProtocol(Int32StringReceiver):
         """
         if not self.connected:
             return fail(ConnectionLost("not connected to the server"))
-        d = Deferred()
+        d: Deferred = Deferred()
         self._pending.append((op, d))
         if self.version >= devicewire.VERSION:
             self.transport.write(devicewire.request(op, *values))
@@ -204,7 +209,7 @@ class ClientProtocol(Int32StringReceiver):
         except Exception:
             log.failure("handling event 0x{op:02x}", op=op)
 
-    def connectionLost(self, reason):
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

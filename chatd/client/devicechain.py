@@ -59,6 +59,7 @@ class Verdict:
         if self.state == LEGACY:
             return {user: identity}
         if self.state == VERIFIED:
+            assert self.verified is not None  # a verified verdict holds its list
             return self.verified.recipients(identity)
         return {}
 
@@ -99,6 +100,7 @@ def judge(user, identity, chain, text, signature, devices):
         return Verdict(REFUSED, alarm="%s's devices cannot be believed: %s; nothing is sent to %s"
                                       % (user, e, user))
     warnings = _unverified(user, verified.unverified)
+    assert verified.list is not None  # accepted by the chain above
     missing = sorted(set(verified.list.ids()) - set(verified.keys))
     if missing:
         warnings.append("the server gave no key for %s's device%s %s, which get%s nothing"

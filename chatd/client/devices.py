@@ -81,6 +81,7 @@ class Devices:
     """
 
     _approved: Any
+    account: Any
     _becomeAccount: Any
     _connected: Any
     _isMe: Any
@@ -337,6 +338,7 @@ class Devices:
         device.
         """
         pending = self.pending
+        assert pending is not None, "no approval is awaited"
         return ("this device (%s, key %s) waits for approval: on %s's identity device, type  "
                 "/approve %s  within %d minutes (or here: /recover RECOVERY-CODE)"
                 % (pending.device, e2e.fingerprint(publicKeyDer(pending.key)), pending.user,

@@ -42,6 +42,7 @@ class Identity:
     home: Any
     keys: Any
     ownKey: Any
+    passphrase: Any
     rooms: Any
     runInThread: Any
     seenEnvelopes: Any

@@ -219,6 +219,7 @@ def _pem(key, passphrase):
     C{key} as PKCS8 PEM, encrypted with C{passphrase} (bytes) unless it is
     L{None}.
     """
+    encryption: serialization.KeySerializationEncryption
     if passphrase is None:
         encryption = serialization.NoEncryption()
     else:

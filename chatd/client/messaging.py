@@ -12,7 +12,7 @@ in the order they arrived. This is also the public messaging API that file
 transfers use (L{audience}, L{sealAndCall}, L{openIncoming}, L{inOrder}).
 """
 
-from typing import Any
+from typing import Any, List
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -140,13 +140,13 @@ class Messaging:
         def recipients():
             return dict(peer, **{self.user: self.publicKey})
 
-        def update(members):
+        def updatePeer(members):
             for member, key in self._members(members):
                 self._sawKey(member, key)
                 if not self._isMe(member):
                     peer.clear()
                     peer[member] = key
-        return name, ("user", name), recipients, update
+        return name, ("user", name), recipients, updatePeer
 
     async def _post(self, op, target, to, recipients, update, text):
         """
@@ -393,7 +393,8 @@ class Messaging:
         of its sender and envelope among them: a message moved from elsewhere)
         is a row that says why.
         """
-        shown = []
+        # (sender, signed time, text or None, why it could not be shown or None)
+        shown: List[tuple] = []
         for sender, timestamp, blob in rows:
             self._checkRenamed([sender])
             key = self._trustedKey(sender) or await self._keyOrNone(sender)

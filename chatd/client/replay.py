@@ -27,6 +27,7 @@ its key.
 import os
 import re
 from collections import OrderedDict
+from typing import List, Optional, Tuple
 
 from twisted.logger import Logger
 
@@ -53,7 +54,7 @@ class SeenEnvelopes:
         self._window = window
         self._seen = OrderedDict()
         self.horizon = 0
-        self._path = None
+        self._path: Optional[str] = None
         self._lines = 0
 
     def replayed(self, sender, envelopeId, ts):
@@ -117,7 +118,9 @@ class SeenEnvelopes:
         What the file holds: its horizon, and its envelopes in the order they
         were written.
         """
-        horizon, entries = 0, []
+        horizon = 0
+        entries: List[Tuple[Tuple[str, str], int]] = []
+        assert self._path is not None, "read before attach()"
         try:
             f = open(self._path, encoding="ascii", errors="replace")
         except FileNotFoundError:
@@ -133,6 +136,7 @@ class SeenEnvelopes:
         return horizon, entries
 
     def _append(self, line):
+        assert self._path is not None, "written before attach()"
         makePrivateDirectory(os.path.dirname(self._path))
         descriptor = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "a", encoding="ascii") as f:
@@ -151,10 +155,11 @@ class SeenEnvelopes:
         entries += [(key, ts) for key, ts in self._seen.items() if key not in inFile]
         self._seen = OrderedDict()
         self.horizon = max(self.horizon, horizon)
-        for key, ts in entries:
-            self._add(*key, ts)
+        for (sender, envelopeId), ts in entries:
+            self._add(sender, envelopeId, ts)
         lines = ["horizon %d\n" % (self.horizon,)] + [
             "%d %s %s\n" % (ts, sender, envelopeId)
             for (sender, envelopeId), ts in self._seen.items()]
+        assert self._path is not None, "compacted before attach()"
         writePrivately(self._path, "".join(lines).encode("ascii"))
         self._lines = len(lines)
