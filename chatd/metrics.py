@@ -136,7 +136,7 @@ class Metrics:
 
 class TimedStore:
     """
-    An L{chatd.interfaces.IMessageStore} that times each call of the store it
+    An L{chatd.istore.IMessageStore} that times each call of the store it
     wraps into L{Metrics.storeLatency}, so that the store itself needs no
     counting.
 

@@ -5,7 +5,7 @@ open and then once a day.
 
 Direct messages are never stored (docs/security.rst), so room history is all
 there is to expire. The age is the server timestamp a message was stored
-with, and the deletion is one store write (L{chatd.interfaces.IMessageStore.
+with, and the deletion is one store write (L{chatd.istore.IMessageStore.
 deleteHistoryBefore}), in the store's own call order.
 """
 
@@ -30,7 +30,7 @@ class Retention(Service):
 
     def __init__(self, store, days, clock, whenReady):
         """
-        @param store: the L{chatd.interfaces.IMessageStore}.
+        @param store: the L{chatd.istore.IMessageStore}.
         @param days: how many days of history to keep, at least 1.
         @param clock: an L{IReactorTime}, for the age and the schedule.
         @param whenReady: a callable returning a L{Deferred} that fires once

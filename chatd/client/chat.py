@@ -65,7 +65,7 @@ class ChatClient(Reconnecting, Identity, Trust, Messaging, Devices, IdentityDevi
     rooms, pins and the commands the console offers.
 
     @param home: a L{chatd.client.keystore.Home}.
-    @param ui: an L{chatd.interfaces.IClientUI}.
+    @param ui: an L{chatd.client.ui.IClientUI}.
     @param endpoint: the L{IStreamClientEndpoint} of the server.
     @param clock: an L{IReactorTime}: heartbeats, redials, envelope times.
     @param checkPeer: called with the server's certificate on TLS connections;

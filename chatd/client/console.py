@@ -68,7 +68,7 @@ from chatd.client.lines import (
     shortName,
 )
 from chatd.client.told import Told
-from chatd.interfaces import IClientUI
+from chatd.client.ui import IClientUI
 from chatd.names import fold
 
 # Kept importable from here, where the client and its tests have always found

@@ -68,7 +68,7 @@ class ChatService(Service):
     """
     The protocol-free core shared by every front door.
 
-    @param store: an L{chatd.interfaces.IMessageStore}.
+    @param store: an L{chatd.istore.IMessageStore}.
     @param settings: a L{chatd.config.Settings}.
     @param clock: an L{IReactorTime}, for timestamps, idle timers and limits.
     @param credentials: bcrypt and RSA checks; by default run in threads.

@@ -21,7 +21,8 @@ from chatd.core.rooms import RoomRequests
 from chatd.core.sharing import SharingRequests
 from chatd.core.waiting import WaitingRequests
 from chatd.errors import NotFound
-from chatd.interfaces import IChatClient, ISession
+from chatd.interfaces import IChatClient
+from chatd.isession import ISession
 from chatd.names import fold
 from chatd.quotas import WARNING_NO_HELLO
 from chatd.ratelimit import inWholeSeconds

@@ -10,7 +10,8 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from chatd.core.directory import Directory, User
-from chatd.interfaces import IDirectoryView, IMessageStore
+from chatd.interfaces import IDirectoryView
+from chatd.istore import IMessageStore
 from chatd.model import HistoryRow, RoomRecord, RoomView, UserView
 from chatd.names import fold
 
@@ -29,7 +30,7 @@ class DirectoryView:
     rooms and messages it catches up from.
 
     @param directory: the L{Directory}.
-    @param store: the L{chatd.interfaces.IMessageStore}.
+    @param store: the L{chatd.istore.IMessageStore}.
     """
 
     def __init__(self, directory: Directory, store: IMessageStore) -> None:

@@ -9,7 +9,7 @@ versions 1 and 2 as they were; the layouts are L{chatd.protocols.devicewire}'s.
 
 from typing import TYPE_CHECKING
 
-from chatd.interfaces import ISession
+from chatd.isession import ISession
 from chatd.protocols import devicewire, opcodes
 from chatd.protocols.devicewire import DeviceOp
 from chatd.protocols.opcodes import Op

@@ -36,7 +36,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatd.errors import BadRequest, ChatError
-from chatd.interfaces import IChatService, ISession
+from chatd.interfaces import IChatService
+from chatd.isession import ISession
 from chatd.protocols.outbox import Outbox, budgetOf
 from chatd.protocols.requests import REQUESTS
 

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from chatd.errors import BadRequest
-from chatd.interfaces import ISession
+from chatd.isession import ISession
 from chatd.protocols import jsondevices, jsonrequests, jsonwire
 from chatd.protocols.jsondoor import then
 from chatd.protocols.jsonwire import NO_ID

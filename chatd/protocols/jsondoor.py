@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.internet.defer import Deferred
 
-from chatd.interfaces import ISession
+from chatd.isession import ISession
 from chatd.names import fold
 from chatd.protocols import jsonmoderation, jsonwire
 

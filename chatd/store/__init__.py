@@ -1,12 +1,12 @@
 # -*- test-case-name: chatd.test.test_store -*-
 """
 chatd's storage: accounts, rooms, memberships and room history behind
-L{chatd.interfaces.IMessageStore}, chosen by a database URL.
+L{chatd.istore.IMessageStore}, chosen by a database URL.
 """
 
 from typing import Any, Optional
 
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.store.engines import engineForURL
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore

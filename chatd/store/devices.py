@@ -5,7 +5,7 @@ the key hashes it removed), pending devices and the recovery blob.
 
 The statements are operations in the manner of L{chatd.store.operations};
 L{DeviceStore} gives L{chatd.store.sql.AdbapiStore} the
-L{chatd.interfaces.IMessageStore} methods built on them.
+L{chatd.istore.IMessageStore} methods built on them.
 """
 
 from typing import Any, Callable, FrozenSet, Iterable, List, Optional
@@ -132,7 +132,7 @@ def createDevices(txn, execute, userKey: str, devices: Optional[DeviceList],
 
 class DeviceStore:
     """
-    The device methods of L{chatd.interfaces.IMessageStore} for a store with
+    The device methods of L{chatd.istore.IMessageStore} for a store with
     C{run} (a write in call order) and C{_interact} (a read).
     """
 

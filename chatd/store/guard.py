@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.errors import Unavailable
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.outage import Outage
 
 UNAVAILABLE = "the database is unavailable; try again"

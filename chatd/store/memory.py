@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from chatd.errors import ChatError, Conflict, Forbidden, NotFound
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.model import Account, Ban, DeviceList, HistoryRow, Moderation, RoomRecord
 from chatd.names import fold
 from chatd.store.entries import Stamp

@@ -6,7 +6,7 @@ passwords and destroying a room.
 The statements are operations in the manner of L{chatd.store.operations}
 (each runs inside one transaction and is given the store's C{execute}), so
 that the server and C{chatd-admin owner} share them; L{ModerationStore} gives
-L{chatd.store.sql.AdbapiStore} the L{chatd.interfaces.IMessageStore} methods
+L{chatd.store.sql.AdbapiStore} the L{chatd.istore.IMessageStore} methods
 built on them. It lives apart from C{sql.py}, which holds the chat's own
 tables.
 """
@@ -155,7 +155,7 @@ def destroyRoom(txn, execute, roomKey: str) -> None:
 
 class ModerationStore:
     """
-    The moderation methods of L{chatd.interfaces.IMessageStore} for a store
+    The moderation methods of L{chatd.istore.IMessageStore} for a store
     with C{run} (a write in call order) and C{_interact} (a read), as
     L{chatd.store.sql.AdbapiStore} has.
     """

@@ -1,7 +1,7 @@
 # -*- test-case-name: chatd.test.test_store -*-
 """
 Rooms, their memberships and their history, in the SQL store: the
-L{chatd.interfaces.IMessageStore} methods for them, mixed into
+L{chatd.istore.IMessageStore} methods for them, mixed into
 L{chatd.store.sql.AdbapiStore} as L{chatd.store.moderation.ModerationStore}
 is.
 
@@ -32,7 +32,7 @@ _TAKEN_PAGE = 64
 class RoomStore:
     """
     The room, membership and room history methods of
-    L{chatd.interfaces.IMessageStore} for a store with C{_write} (a write in
+    L{chatd.istore.IMessageStore} for a store with C{_write} (a write in
     call order) and C{_interact} (a read), as L{chatd.store.sql.AdbapiStore}
     has.
     """

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.errors import Conflict, Forbidden, NotFound, Unavailable
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.model import Account, DeviceList
 from chatd.names import fold
 from chatd.startup import StartupError

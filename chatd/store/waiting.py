@@ -7,7 +7,7 @@ entries members share with a newcomer (SHARE_HISTORY).
 
 The statements are operations in the manner of L{chatd.store.operations};
 L{WaitingStore} gives L{chatd.store.sql.AdbapiStore} the
-L{chatd.interfaces.IMessageStore} methods built on them. Bodies are sealed
+L{chatd.istore.IMessageStore} methods built on them. Bodies are sealed
 and opened in the pool's thread, as room history's are.
 """
 
@@ -260,7 +260,7 @@ def membersOf(txn, execute, roomKey: str) -> List[str]:
 
 class WaitingStore:
     """
-    The waiting-message methods of L{chatd.interfaces.IMessageStore} for a
+    The waiting-message methods of L{chatd.istore.IMessageStore} for a
     store with C{run}, C{_interact}, C{_keys} and C{_damage}.
     """
 

@@ -28,8 +28,8 @@ from chatd.client import chat
 from chatd.client.chat import ChatClient, ClientError
 from chatd.client.connection import CertificateRefused, PinningTLSOptions, ServerError, ServerPin
 from chatd.client.keystore import Home, publicKeyDer
+from chatd.client.ui import IClientUI
 from chatd.datadir import selfSignedCertificate
-from chatd.interfaces import IClientUI
 from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op

@@ -23,7 +23,7 @@ from chatd.client.console import (
     rateAndTimeLeft,
 )
 from chatd.client.files import Incoming, Outgoing
-from chatd.interfaces import IClientUI
+from chatd.client.ui import IClientUI
 from chatd.names import fold
 
 # 2023-11-14 22:13:20 UTC; the console is given gmtime, so times read alike

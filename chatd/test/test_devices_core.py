@@ -5,7 +5,7 @@ devices and their approval, the recovery blob and an identity reset.
 
 from chatd import devicelist, e2e
 from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden, NotFound
-from chatd.interfaces import ISession
+from chatd.isession import ISession
 from chatd.model import NO_DEVICES
 from chatd.test.devicecase import PASSWORD, DeviceCase, OnSQLite, deviceDer, deviceKey
 from chatd.test.fakes import privateKey, publicDer

@@ -17,7 +17,8 @@ from zope.interface import implementer
 
 from chatd.core.session import Session
 from chatd.errors import ChatError, NotFound
-from chatd.interfaces import IChatService, ISession
+from chatd.interfaces import IChatService
+from chatd.isession import ISession
 from chatd.protocols import binary, door, text, websocket
 from chatd.protocols.devicedoor import REQUESTS_V3
 from chatd.protocols.door import Door, Final

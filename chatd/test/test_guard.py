@@ -13,7 +13,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chatd.errors import Status, Unavailable
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import testKeys

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from chatd.errors import Conflict, Forbidden
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.store.memory import MemoryStore
 from chatd.test.mixin import TestCaseMixin
 from chatd.test.test_store import KEYS, PostgreSQLFixture, SQLiteFixture

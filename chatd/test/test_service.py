@@ -35,7 +35,8 @@ from chatd.errors import (
     StaleRecipients,
     Status,
 )
-from chatd.interfaces import IChatClient, IChatService, ISession
+from chatd.interfaces import IChatClient, IChatService
+from chatd.isession import ISession
 from chatd.protocols.requests import REQUESTS
 from chatd.store.memory import MemoryStore
 from chatd.test.fakes import FakeChatClient, makeService, privateKey, publicDer, testKeys

@@ -31,7 +31,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from chatd.errors import Conflict, NotFound, Unavailable
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.model import Account, HistoryRow, RoomRecord
 from chatd.startup import StartupError
 from chatd.store import makeStore

@@ -11,7 +11,7 @@ from twisted.logger import LogLevel, capturedLogs
 from zope.interface import implementer
 
 from chatd.errors import Status, Unavailable
-from chatd.interfaces import IMessageStore
+from chatd.istore import IMessageStore
 from chatd.protocols.jsonwire import errorCode
 from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
