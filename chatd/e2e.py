@@ -285,6 +285,13 @@ class Envelope:
         """
         return entry if self.version == 2 else entry.partition("/")[0]
 
+    def cutAs(self, entry):
+        """
+        L{cutFor} the entry reader C{entry} (an entry key) reads this
+        envelope by (L{entryFor}).
+        """
+        return self.cutFor(self.entryFor(entry))
+
     def readers(self):
         """
         The names the sender wrapped the message key for.

@@ -254,6 +254,11 @@ class ISession(Interface):
 
     # -- devices (protocol version 3, chatd.core.devices) ------------------
 
+    entryKey = Attribute(
+        "The entry key this session reads envelopes by (L{chatd.e2e.entryKey}): "
+        "C{user/device} for a device of an account with a list, the bare name "
+        "otherwise; a door cuts an envelope with L{chatd.e2e.Envelope.cutAs}.")
+
     device = Attribute(
         "The device this session logged in as (a device session), or L{None} "
         "for a legacy session (a version 1/2 login, a guest).")

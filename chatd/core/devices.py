@@ -96,8 +96,11 @@ class DeviceRequests(SessionBase):
     @property
     def entryKey(self) -> str:
         """
-        The entry key this session reads by (L{chatd.e2e.entryKey}).
+        The entry key this session reads by (L{chatd.e2e.entryKey}); C{""}
+        before it logs in, when it reads nothing.
         """
+        if self.user is None:
+            return ""
         return self.service.devices.entryKeyOf(self)
 
     def _identityDevice(self):

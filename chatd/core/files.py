@@ -11,6 +11,7 @@ from chatd import e2e
 from chatd.core.base import SessionBase
 from chatd.core.directory import ROOM, USER
 from chatd.core.remotefiles import remoteRecipients
+from chatd.core.waiting import parsedOrNone
 from chatd.errors import BadRequest, NotFound, RateLimited, TooLarge
 from chatd.interfaces import IFileClient
 from chatd.names import fold, isUserName
@@ -53,6 +54,9 @@ class FileRequests(SessionBase):
                 raise BadRequest("not a member of %s" % (room.name,))
             toKind, name, expected, members = "room", room.name, room.keyIds(), room.memberKeys
             receivers = [u for u in room.members.values() if u is not user]
+
+            async def devices(envelope):
+                return await self._roomRecipients(room, envelope)
         else:
             if not isUserName(target):
                 raise BadRequest("invalid user name %r" % (target,))
@@ -65,14 +69,28 @@ class FileRequests(SessionBase):
             expected = {user.name: user.keyId, peer.name: peer.keyId}
             members = lambda: sorted({(user.name, user.key), (peer.name, peer.key)})  # noqa: E731
             receivers = [peer] if peer is not user else []
+
+            async def devices(envelope):
+                keyMap, pairs = await service.devices.expected([user] + receivers, [])
+                return keyMap, lambda: pairs
         self._hasKey(user)
         return Deferred.fromCoroutine(self._offer(
-            user, Offer(kind, name, size, chunks, chunkSize, None), data, toKind, expected,
-            members, receivers))
+            user, Offer(kind, name, size, chunks, chunkSize, None), data, toKind,
+            (expected, members), devices, receivers))
 
-    async def _offer(self, user, offer, data, toKind, expected, members, receivers):
+    async def _offer(self, user, offer, data, toKind, legacy, devices, receivers):
+        """
+        Check the file envelope and begin the transfer. A version 2 envelope
+        is checked as a version 2 message's: it names every device of the
+        members (C{devices(envelope)}: the key map and the members for a refusal),
+        signed by the sending device's key; a version 1 envelope as before
+        (C{legacy}: the members by name, signed by the account key).
+        """
         service, settings = self.service, self.service.settings
         name = offer.target
+        parsed = parsedOrNone(data)
+        devicesToo = parsed is not None and parsed.version == 2
+        expected, members = await devices(parsed) if devicesToo else legacy
 
         def check():
             if self.ended:
@@ -81,7 +99,8 @@ class FileRequests(SessionBase):
                 raise RateLimited("at most %d transfers at once; wait for one to end"
                                   % (settings.maxTransfers,))
             return service.checkEnvelope(user, data, toKind, name, expected, members,
-                                         domain=e2e.FILE)
+                                         domain=e2e.FILE, envelope=parsed,
+                                         signer=self._signer(parsed) if devicesToo else None)
         envelope = await self._underMessageLimit(user, check)
         sessions = [s for u in receivers for s in u.sessions if IFileClient.providedBy(s.client)]
         sessions += remoteRecipients(service, receivers)

@@ -283,7 +283,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         offer = transfer.offer
         self._send(opcodes.event(Op.OFFERED, transfer.id, transfer.sender.name, offer.kind,
                                  offer.target, offer.size, offer.chunks, offer.chunkSize,
-                                 offer.envelope.cutFor(self._live.name)))
+                                 offer.envelope.cutAs(self._live.entryKey)))
 
     def fileStarted(self, transferId, accepted, window):
         self._send(opcodes.event(Op.START, transferId, accepted, window))

@@ -400,7 +400,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         offer = transfer.offer
         self._send(jsonwire.fileOffered(
             transfer.id, transfer.sender.name, offer.kind == ROOM, offer.target, offer.size,
-            offer.chunks, offer.chunkSize, offer.envelope.cutFor(self._live.name)))
+            offer.chunks, offer.chunkSize, offer.envelope.cutAs(self._live.entryKey)))
 
     def fileStarted(self, transferId, accepted, window):
         self._send(jsonwire.fileStart(transferId, accepted, window))

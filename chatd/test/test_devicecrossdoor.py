@@ -123,6 +123,33 @@ class CrossDoorDevicesTests(SynchronousTestCase):
         message, = [m for m in browser.take() if m["type"] == "chat_message"]
         self.assertEqual(sorted(message["envelope"]["encrypted_keys"]), ["alice/browser-1"])
 
+    def test_fileOfferedEachDeviceItsOwnEntry(self):
+        """
+        A version 2 file offer from bob's binary laptop reaches alice's
+        binary phone with only the phone's entry and her WebSocket browser
+        with only the browser's.
+        """
+        phone = self.registerBinary("alice", "phone")
+        laptop = self.registerBinary("bob", "laptop")
+        for wire in (phone, laptop):
+            self.assertEqual(wire.request(Op.JOIN, "#r", "")[0], OK)
+        browser = self.addBrowser(phone)
+        browser.take()
+        phone.takeEvents()
+        readers = {e2e.entryKey("alice", "phone"): publicDer("alice"),
+                   e2e.entryKey("alice", "browser-1"): publicDer("alice/browser-1"),
+                   e2e.entryKey("bob", "laptop"): publicDer("bob")}
+        meta = json.dumps({"name": "a.txt", "size": 5, "sha256": "00" * 32, "chunk_size": 5,
+                           "chunks": 1, "file_key": "A" * 43 + "="}).encode()
+        blob = e2e.seal("bob", privateKey("bob"), ("room", "#r"), readers, meta,
+                        domain=e2e.FILE, ts=1_700_000_000_000, device="laptop",
+                        head=tuple(self.lists["bob"].head))
+        self.assertEqual(laptop.request(Op.OFFER, 0, "#r", 5, 1, 5, blob)[0], OK)
+        (_, offered), = phone.takeEvents(Op.OFFERED)
+        self.assertEqual(sorted(json.loads(offered[-1])["encrypted_keys"]), ["alice/phone"])
+        offer, = [m for m in browser.take() if m["type"] == "file_offered"]
+        self.assertEqual(sorted(offer["envelope"]["encrypted_keys"]), ["alice/browser-1"])
+
     def test_staleNamesDevices(self):
         """
         A message that leaves out alice's browser is refused 09 on the text
