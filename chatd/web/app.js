@@ -9,11 +9,12 @@
 // (receiving and sending), events.js (server events, by type), render.js,
 // filecards.js, dialogs.js, session.js, moderation.js; devices: devices.js
 // (list bytes, approval and recovery crypto), devicetrust.js (whose devices
-// get keys), sharing.js (history for new members). This one wires the page's controls;
+// get keys), devicesession.js (signing in as a device), deviceui.js. This one wires the page's controls;
 // a feature module wires its own (as dialogs.js does) and registers the events
 // it handles (events.js on()), so adding one touches only this file.
 
 import { joinRoom, leaveRoom } from "./conversations.js";
+import { wireDevices } from "./deviceui.js";
 import { wireDialogs } from "./dialogs.js";
 import { wireDrawers } from "./drawers.js";
 import { $, describeError, toast } from "./dom.js";
@@ -29,6 +30,7 @@ import { newOwnKey } from "./trust.js";
 
 function wire() {
   wireDialogs();
+  wireDevices();
   wireSharing();
   wireDrawers();
   wireNotifications();

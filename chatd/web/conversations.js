@@ -102,7 +102,7 @@ export function select(conv) {
   renderMembers();
   renderAlerts();
   renderComposer();
-  if (conv && conv.kind === "room" && conv.historyState === "none") loadHistory(conv);
+  if (conv && conv.historyState === "none") loadHistory(conv);
   if (conv && conv.kind === "dm" && !conv.peerSpki) refreshPeerKey(conv).catch(() => {});
   if (conv) $("composer-input").focus();
 }

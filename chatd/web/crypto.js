@@ -11,7 +11,6 @@ export const MESSAGE = "chatd-e2e-v1";
 export const MESSAGE_V2 = "chatd-e2e-v2";
 export const FILE = "chatd-file-v1";
 export const ALG = "RSA-OAEP-256/A256GCM/PS256";
-const AUTH_PREFIX = "chatd-auth-v1\0";
 const AUTH_PREFIX_V2 = "chatd-auth-v2\0";
 const COMMIT = "chatd-commit-v1";
 const CHUNK = "chatd-chunk-v1\n";
@@ -229,12 +228,8 @@ export async function generateIdentity(withPkcs8 = null) {
 
 // -- login ----------------------------------------------------------------
 
-export async function signAuth(pssKey, challenge, user) {
-  const data = concat(utf8(AUTH_PREFIX), bytesOf(challenge), utf8(user));
-  return new Uint8Array(await subtle.sign(PSS, pssKey, data));
-}
-
-// A device's challenge-response: it names the device it signs for.
+// A device's challenge-response: it names the device it signs for (the page
+// always signs in as a device).
 export function deviceAuthMessage(challenge, user, device) {
   return concat(utf8(AUTH_PREFIX_V2), bytesOf(challenge), utf8(`${user}\n${device}`));
 }

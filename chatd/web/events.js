@@ -10,6 +10,7 @@ import { queueIncoming } from "./messaging.js";
 import { renderAll, renderHeader, renderMembers } from "./render.js";
 import { fingerprintOf, fold, state, USER_RE } from "./state.js";
 import { observeMember } from "./devicetrust.js";
+import { pendingListed } from "./deviceui.js";
 import { checkOwnKey } from "./trust.js";
 
 const handlers = new Map(); // event type -> async handler(message)
@@ -40,6 +41,7 @@ export async function onEvent(message) {
   if (state.pending && message.type !== "approval") {
     // A device waiting for approval trusts nothing yet: what comes waits.
     state.pending.events.push(message);
+    if (message.type === "devices_changed") await pendingListed(message);
     return;
   }
   if (transfers.handle(message)) return;

@@ -9,6 +9,7 @@ import { fileCard, transfers } from "./filecards.js";
 import { focusKeyAlert, renderAlerts } from "./keychange.js";
 import { loadHistory, retrySend } from "./messaging.js";
 import { fingerprintOf, fold, state } from "./state.js";
+import { isIdentityDevice } from "./devicesession.js";
 import { publishOwnKey } from "./trust.js";
 
 export function renderAll() {
@@ -76,15 +77,16 @@ export async function renderSelfKey() {
   const claimed = state.ownKey.conflict;
   box.classList.toggle("hidden", !claimed);
   if (!claimed || !state.identity) return;
-  const [ours, theirs] = [await fingerprintOf(state.identity.spki), await fingerprintOf(claimed)];
+  const [ours, theirs] = [await fingerprintOf(state.ikSpki ?? state.identity.spki), await fingerprintOf(claimed)];
   if (state.ownKey.conflict !== claimed) return;
   box.replaceChildren(
     el("h3", { text: `⚠ The server gives another key for you (${state.me})` }),
     el("p", { text: "Either the server is lying, or someone with your password (perhaps you, in another browser or client) changed your key. Whoever holds that key may read what is sent to you. Nothing is sent from this page until you choose to use this browser's key again." }),
-    el("p", { text: "This browser's key:" }), el("pre", { class: "fingerprint", text: fingerprintLines(ours) }),
+    el("p", { text: "Your identity key:" }), el("pre", { class: "fingerprint", text: fingerprintLines(ours) }),
     el("p", { text: "The key the server gives for you:" }), el("pre", { class: "fingerprint", text: fingerprintLines(theirs) }),
-    el("div", { class: "alert-actions" },
-      el("button", { type: "button", class: "publish-own-key", onclick: publishOwnKey }, "Use this browser's key for my account")));
+    // Only the browser holding the identity key may publish it again.
+    isIdentityDevice() ? el("div", { class: "alert-actions" },
+      el("button", { type: "button", class: "publish-own-key", onclick: publishOwnKey }, "Use this browser's key for my account")) : null);
 }
 
 export function renderComposer() {
@@ -119,10 +121,8 @@ export function renderMessages(toBottom = false) {
     return;
   }
   const nodes = [];
-  if (conv.kind === "room") {
-    if (conv.historyState === "loading") nodes.push(el("p", { class: "system", text: "Loading history…" }));
-    else if (conv.hasOlder) nodes.push(el("button", { type: "button", class: "load-older ghost", onclick: () => loadHistory(conv, true) }, "Load older messages"));
-  }
+  if (conv.historyState === "loading") nodes.push(el("p", { class: "system", text: "Loading history…" }));
+  else if (conv.hasOlder) nodes.push(el("button", { type: "button", class: "load-older ghost", onclick: () => loadHistory(conv, true) }, "Load older messages"));
   let lastDay = null;
   let lastFrom = null;
   let lastTime = 0;

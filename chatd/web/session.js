@@ -12,6 +12,8 @@ import { loadHistory } from "./messaging.js";
 import { renderAll, renderSelfKey } from "./render.js";
 import { SeenEnvelopes } from "./replay.js";
 import { fingerprintOf, fold, state, USER_RE } from "./state.js";
+import * as device from "./devicesession.js";
+import { hidePending, renderDeviceButtons, showRecoveryCode } from "./deviceui.js";
 import { newOwnKey } from "./trust.js";
 
 export function wsUrl() {
@@ -39,13 +41,6 @@ export function loginStatus(text, error = false) {
   $("login-status").className = error ? "status error" : "status";
 }
 
-// Prove who we are with this browser's key: sign the server's challenge.
-export async function authenticateWithKey(name, identity) {
-  const { challenge } = await state.conn.request("get_challenge");
-  const signature = await e2e.signAuth(identity.pss, e2e.unb64(challenge), name);
-  return state.conn.request("authenticate", { userId: name, signature: e2e.b64(signature) });
-}
-
 export async function signIn(mode) {
   const name = $("login-user").value.trim();
   const password = $("login-pass").value;
@@ -53,7 +48,6 @@ export async function signIn(mode) {
   if (password && new TextEncoder().encode(password).length < 8) return loginStatus("Passwords are at least 8 bytes (or leave it empty).", true);
   for (const button of [$("btn-login"), $("btn-register")]) button.disabled = true;
   let release = null;
-  let replaced = null;
   try {
     if (!state.conn || !state.conn.isOpen) {
       loginStatus("Connecting…");
@@ -63,58 +57,51 @@ export async function signIn(mode) {
     state.signedOut = false;
     let identity = await store.loadIdentity(name);
     let reply;
+    let recovery = null;
     if (mode === "register") {
-      let fresh = false;
-      if (!identity) {
-        loginStatus("Making your key (RSA-3072)…");
-        identity = await e2e.generateIdentity();
-        fresh = true;
-      }
-      loginStatus("Creating your account…");
-      const fields = { userId: name, publicKey: e2e.derToPem(identity.spki) };
-      if (password) fields.password = password;
-      const invite = $("login-invite").value.trim();
-      if (invite) fields.invite = invite;
-      reply = await state.conn.request("register", fields);
-      if (fresh) await store.saveIdentity(reply.userId, identity);
+      loginStatus("Making your identity key (RSA-3072) and creating your account…");
+      ({ reply, identity, recovery } = await device.register(name, password, $("login-invite").value.trim()));
     } else if (password) {
-      loginStatus("Signing in…");
-      reply = await state.conn.request("login", { userId: name, password });
+      loginStatus(identity ? "Signing in…" : "Making a key for this browser (RSA-3072)…");
+      ({ reply, identity } = await device.passwordLogin(name, password, identity));
     } else {
       if (!identity) throw new Error(`This browser has no key for ${name}. Enter your password, or create an account.`);
       loginStatus("Signing in with this browser's key…");
-      reply = await authenticateWithKey(name, identity);
+      reply = await device.keyLogin(name, identity);
     }
-    state.me = reply.userId;
-    const keys = await state.conn.request("get_keys", { userId: state.me });
-    const serverSpki = e2e.pemToDer(keys.members[0].publicKey);
-    if (!identity) {
-      // A password sign-in on a browser that has never seen this account: it
-      // makes its own key and publishes it (contacts are warned of the change).
-      // The events held meanwhile still name the key it replaces.
-      loginStatus("Making a key for this browser (RSA-3072)…");
-      identity = await e2e.generateIdentity();
-      state.ownKey.setAside();
-      replaced = serverSpki;
-      await state.conn.request("set_key", { publicKey: e2e.derToPem(identity.spki) });
-      await store.saveIdentity(state.me, identity);
-      toast("This browser made a new key for your account; your contacts will see that it changed.");
-    }
-    state.identity = identity;
-    state.ownKey.check(serverSpki, identity.spki);
-    await state.replay.attach(state.me);
+    state.me = reply.userId || name;
     $("login-pass").value = "";
     $("login-invite").value = "";
-    await enterApp();
+    if (reply.state === "pending") {
+      // A new device: it waits, and so does whatever the server sends it,
+      // until one of the account's devices approves it (deviceui.js).
+      state.identity = identity;
+      loginStatus("");
+      await device.requestApproval(identity, password);
+      return;
+    }
+    await finishSignIn(identity);
+    if (recovery) showRecoveryCode(recovery);
   } catch (e) {
     state.me = null;
+    state.pending = null;
     loginStatus(describeError(e), true);
     if (e instanceof Disconnected) state.conn = null;
   } finally {
     release?.();
-    if (replaced) state.events = state.events.then(() => state.ownKey.resume(replaced));
     for (const button of [$("btn-login"), $("btn-register")]) button.disabled = false;
   }
+}
+
+// Signed in as an approved device: our identity and list, the envelopes seen
+// before, then the page. Until the server says it has caught this device up,
+// a message shown before is dropped quietly.
+export async function finishSignIn(identity) {
+  const keys = await state.conn.request("get_keys", { userId: state.me });
+  await device.settle(identity, e2e.pemToDer(keys.members[0].publicKey));
+  state.catchingUp = true;
+  await state.replay.attach(state.me);
+  await enterApp();
 }
 
 export async function enterApp() {
@@ -124,6 +111,7 @@ export async function enterApp() {
     state.pins.set(key, pin);
   }
   $("me-name").textContent = state.me;
+  renderDeviceButtons();
   $("me-avatar").replaceWith(Object.assign(avatar(state.me), { id: "me-avatar" }));
   $("login-screen").classList.add("hidden");
   $("app-screen").classList.remove("hidden");
@@ -166,8 +154,9 @@ export async function reconnect() {
     try {
       await connect();
       release = holdEvents();
-      const reply = await authenticateWithKey(state.me, state.identity);
+      const reply = await device.keyLogin(state.me, state.identity);
       state.me = reply.userId;
+      state.catchingUp = true;
       for (const room of [...state.rooms.values()]) {
         try {
           const joined = await state.conn.request("join", { roomId: room.name, ...(room.password ? { password: room.password } : {}) });
@@ -212,7 +201,9 @@ export function signOut() {
   for (const t of transfers.byId.values()) if (t.url) URL.revokeObjectURL(t.url);
   Object.assign(state, {
     me: null, identity: null, active: null, held: [], ownKey: newOwnKey(),
+    device: null, ikSpki: null, pending: null, catchingUp: false,
   });
+  state.deviceLists.clear();
   state.pins.clear();
   state.alerts.clear();
   state.guests.clear();
@@ -222,6 +213,7 @@ export function signOut() {
   state.shown.clear();
   transfers.byId.clear();
   $("app-screen").classList.add("hidden");
+  hidePending();
   $("login-screen").classList.remove("hidden");
   loginStatus("");
   document.title = "chatd";

@@ -16,7 +16,7 @@ export const state = {
   device: null, // this browser's device id
   ikSpki: null, // the account's identity key (ours, or the one our approval vouched for)
   deviceLists: new Map(), // fold(name) -> { legacy, head, devices: [{ id, spki, hash }] } (devicetrust.js)
-  pending: null, // while this browser waits for approval: { code, identity, password, events }
+  pending: null, // while this browser waits for approval: { code, identity, password, events, approval, listed }
   catchingUp: false, // between a device's sign-in and caught_up: repeats are dropped quietly
   ownKey: null, // an OwnKey (trust.js newOwnKey): what the server says our key is
   pins: new Map(), // fold(name) -> { name, spki, verified, firstSeen, fp }
