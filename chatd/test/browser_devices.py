@@ -3,7 +3,8 @@ The browser check's devices part (protocol version 3), in a module of its own
 to keep browser_check.py from growing: the shared device vectors
 (chatd/test/vectors/devices.json) through the page's code, a lying server
 stubbed in the page (an unsigned device, a swapped key, a forged approval, a
-rollback, a fork), and history shares in the page.
+rollback, a fork), history shares in the page, and a second browser approved
+with the code the new one shows.
 
 Run by browser_check.py; every function here takes what it needs and returns
 what L{browser_check.Results.attempt} expects (True, or "!why").
@@ -197,6 +198,63 @@ def lyingServer(browser):
             wrong[what] = refusals
     return "!%r" % (wrong,) if wrong else True
 
+
+# -- against the real server ----------------------------------------------------
+
+def pendingCode(page, user, password):
+    """
+    Sign C{page} in as C{user} with the password from a browser that has no
+    key for C{user}: it waits for approval; returns the code it shows.
+    """
+    page.fill("#login-user", user)
+    page.fill("#login-pass", password)
+    page.click("#btn-login")
+    page.locator("#pending-panel:not(.hidden)").wait_for(timeout=60000)
+    line = page.locator("#pending-code").inner_text().strip()
+    if not line.startswith("/approve "):
+        raise AssertionError("the pending panel shows %r" % (line,))
+    return line.split()[1]
+
+
+def approveWith(approver, code):
+    """
+    C{approver} (a browser holding the identity key) approves with C{code}.
+    """
+    approver.click("#btn-approve-open")
+    approver.fill("#approve-code", code)
+    approver.click("#approve-submit")
+    approver.locator("#approve-status", has_text="Approved").wait_for(timeout=WAIT_MS)
+    approver.click("#approve-dialog [data-close]")
+
+
+def secondDevice(browser, alice, password):
+    """
+    alice signs in from a second browser with her password: it waits and
+    shows C{/approve CODE}; her first browser's "Approve a device" takes the
+    code, and the second browser goes on signed in. Returns its page.
+    """
+    two = browser.page(browser.newContext(), "alice (second browser)")
+    code = pendingCode(two, "alice", password)
+    if two.locator("#app-screen:not(.hidden)").count():
+        raise AssertionError("signed in before it was approved")
+    approveWith(alice, code)
+    two.wait_for_selector("#app-screen:not(.hidden)", timeout=60000)
+    return two
+
+
+def quietlyAdded(bob, alice, room):
+    """
+    bob's page tells of alice's new device in a quiet line, with no
+    key-change block for alice and sending not blocked.
+    """
+    bob.locator("#room-list li[data-conv='%s'] button" % (room,)).click()
+    bob.locator("#messages .system:not(.bad)", has_text="alice added device browser-").first \
+        .wait_for(timeout=WAIT_MS)
+    if bob.locator("#key-alerts .key-alert[data-user='alice']").count():
+        return "!a key-change block for alice"
+    if bob.locator("#composer-send").is_disabled():
+        return "!sending is blocked"
+    return True
 
 
 # History for new members, in the page: what alice's page re-wraps for nina's
