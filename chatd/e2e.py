@@ -341,26 +341,47 @@ class Envelope:
         L{cutFor}, kept in pieces: the fields every reader gets, ciphertext and
         signature included, are one L{bytes} object shared by all the cuts of
         this envelope, so that a message waiting for many slow readers is held
-        once, not once per reader.
+        once, not once per reader; the other pieces are C{user}'s entries.
+
+        This is the fan-out's per-reader cost, so it encodes nothing twice: the
+        entries' values are validated base64 and hex, which JSON writes as they
+        are, and a reader's quoted name is kept across messages.
 
         @rtype: L{Cut}
         """
         cut = self._shared.get(user)
         if cut is None:
-            cut = self._shared[user] = Cut((self._common, b"".join([
-                b',"encrypted_keys":{', self._entry(self.encryptedKeys, user),
-                b'},"key_ids":{', self._entry(self.keyIds, user), b"}}",
-            ])))
+            tail = b"".join((_KEYS_OPEN, *self._entry(self.encryptedKeys, user), _KEYS_BETWEEN,
+                             *self._entry(self.keyIds, user), _KEYS_CLOSE))
+            cut = self._shared[user] = Cut((self._common, tail),
+                                           len(self._common) + len(tail))
         return cut
 
     @staticmethod
     def _entry(mapping, user):
         """
-        C{user}'s member of C{mapping} as JSON text, or nothing when it has none.
+        C{user}'s member of C{mapping} as JSON text, in pieces (none when it
+        has none).
         """
-        if user not in mapping:
-            return b""
-        return f"{json.dumps(user)}:{json.dumps(mapping[user])}".encode("ascii")
+        value = mapping.get(user)
+        if value is None:
+            return ()
+        return (_quotedName(user), b':"', value.encode("ascii"), b'"')
+
+
+# The JSON around a cut's two entries (see Envelope.sharedCut).
+_KEYS_OPEN = b',"encrypted_keys":{'
+_KEYS_BETWEEN = b'},"key_ids":{'
+_KEYS_CLOSE = b"}}"
+
+
+@lru_cache(maxsize=65536)
+def _quotedName(name):
+    """
+    C{name} as a JSON string, as L{json.dumps} writes it: a room's readers
+    come back with every message, so their names are encoded once.
+    """
+    return json.dumps(name).encode("ascii")
 
 
 class Cut:
@@ -370,18 +391,20 @@ class Cut:
     L{Envelope.sharedCut}). It equals the L{bytes} it stands for.
 
     @ivar pieces: a L{tuple} of L{bytes} whose concatenation is the cut.
+    @ivar size: its length in bytes, counted once.
     """
 
-    __slots__ = ("pieces",)
+    __slots__ = ("pieces", "size")
 
-    def __init__(self, pieces):
+    def __init__(self, pieces, size=None):
         self.pieces = pieces
+        self.size = sum(map(len, pieces)) if size is None else size
 
     def __bytes__(self):
         return b"".join(self.pieces)
 
     def __len__(self):
-        return sum(map(len, self.pieces))
+        return self.size
 
     def __eq__(self, other):
         if isinstance(other, Cut):

@@ -35,6 +35,7 @@ from chatd.protocols.devicedoor import REQUESTS_V3, BinaryDevices
 from chatd.protocols.door import Door, Final
 from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
+from chatd.protocols.splice import envelopeFrame
 
 # A HISTORY response frame holds magic, opcode, status and row count besides rows.
 _HISTORY_FRAME_OVERHEAD = 2 + 1 + 1 + 2
@@ -234,10 +235,10 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     # -- IChatClient --------------------------------------------------------
 
     def roomMessage(self, room, sender, timestamp, envelope):
-        self._send(opcodes.envelopeEvent(Op.ROOM_MSG, room, sender, timestamp, envelope))
+        self._send(envelopeFrame(Op.ROOM_MSG, (room, sender, timestamp), envelope))
 
     def directMessage(self, sender, timestamp, envelope):
-        self._send(opcodes.envelopeEvent(Op.DM, sender, timestamp, envelope))
+        self._send(envelopeFrame(Op.DM, (sender, timestamp), envelope))
 
     def userJoined(self, room, user, publicKey):
         self._userEvent(Op.JOINED, user, room, user, publicKey)

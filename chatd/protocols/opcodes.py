@@ -23,7 +23,6 @@ LEFT events (docs/protocol.rst, Moderation).
 from enum import IntEnum
 
 from chatd.protocols.layouts import _LENGTH, _U32, MalformedFrame, _Reader, decode, encode
-from chatd.protocols.outbox import chain
 
 MAGIC = b"\x04\x17"
 GREETING = b"A long time ago in a galaxy far, far away...."
@@ -279,20 +278,6 @@ def event(op, *values, version=1):
     C{version} in HELLO.
     """
     return frame(op, encode(_events(version)[op], values))
-
-
-def envelopeEvent(op, *values):
-    """
-    A ROOM_MSG or DM event frame whose last field, the envelope, may be an
-    L{chatd.e2e.Cut}: its pieces then stay pieces of the frame rather than being
-    copied into it, so that readers share its ciphertext.
-
-    @return: what L{chatd.protocols.outbox.chain} makes of the frame.
-    """
-    *fields, envelope = values
-    head = encode(EVENTS[op][:-1], fields) + _U32.pack(len(envelope))
-    prefix = _U32.pack(len(head) + len(envelope) + 3) + MAGIC + bytes((op,)) + head
-    return chain(prefix, envelope)
 
 
 def decodeEvent(op, payload, version=1):

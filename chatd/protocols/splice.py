@@ -1,0 +1,64 @@
+# -*- test-case-name: chatd.test.test_splice -*-
+"""
+Room and direct message event frames of the binary door, built once per
+message and spliced per reader.
+
+A room message goes to every member's sessions one after another, and all
+that differs between their frames is the reader's own key entry (see
+L{chatd.e2e.Envelope.sharedCut}) and so the two lengths. So the fields
+before the envelope are encoded once, for the first reader, and every reader
+costs one join of the pieces and one write: this is the fan-out's inner
+loop, where an encoder run per reader cost more than the rest of the
+delivery together.
+"""
+
+import struct
+from typing import Optional
+
+from chatd.protocols.layouts import encode
+from chatd.protocols.opcodes import EVENTS, MAGIC
+from chatd.protocols.outbox import chain
+
+_U32 = struct.Struct(">I").pack
+
+# An envelope longer than this stays pieces in each reader's frame rather
+# than being copied into it: what one copy per reader of a large message
+# would cost a room of slow readers in memory outweighs the join it saves.
+SHARED_ABOVE = 4096
+
+
+class _Head:
+    """
+    The encoded fields before the envelope of the last message framed: the
+    readers of one message come one after another, so one entry is enough.
+    """
+
+    key: Optional[tuple] = None
+    head = b""
+
+
+_last = _Head()
+
+
+def envelopeFrame(op, fields, envelope):
+    """
+    The event frame C{op} (ROOM_MSG or DM) of C{fields} and C{envelope}.
+
+    @param fields: the fields before the envelope, in the event's layout.
+    @param envelope: a L{chatd.e2e.Cut} (or L{bytes}).
+    @return: what L{chatd.protocols.outbox.chain} makes of the frame: one
+        L{bytes} unless the envelope is over C{SHARED_ABOVE} bytes.
+    """
+    key = (op, *fields)
+    last = _last
+    if last.key != key:
+        last.head = MAGIC + bytes((op,)) + encode(EVENTS[op][:-1], fields)
+        last.key = key
+    head = last.head
+    size = len(envelope)
+    pieces = getattr(envelope, "pieces", None)
+    if pieces is None:
+        return b"".join((_U32(len(head) + 4 + size), head, _U32(size), envelope))
+    if size > SHARED_ABOVE:
+        return chain(_U32(len(head) + 4 + size) + head + _U32(size), envelope)
+    return b"".join((_U32(len(head) + 4 + size), head, _U32(size), *pieces))
