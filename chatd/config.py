@@ -56,6 +56,7 @@ class Settings:
     maxFrame: int = 1048576
     historyLimit: int = 50
     historyMax: int = 500
+    memoryHistory: int = 1000
     sendQueue: int = 4 * 1024 * 1024
     sendBudget: int = 64 * 1024 * 1024
     createLimit: Tuple[int, float] = (20, 60.0)
@@ -325,6 +326,7 @@ FIELDS = {
     "register-limit": ("registerLimit", parseRate),
     "max-frame": ("maxFrame", parseSize),
     "history-limit": ("historyLimit", parseCount),
+    "memory-history": ("memoryHistory", parseCount),
     "send-queue": ("sendQueue", parseSize),
     "send-budget": ("sendBudget", parseSize),
     "create-limit": ("createLimit", parseRate),

@@ -151,6 +151,14 @@ class Options(usage.Options):
             parseCount,
         ],
         [
+            "memory-history",
+            None,
+            None,
+            "Messages the memory: store keeps per room, the newest "
+            "[default: %d]." % (DEFAULTS.memoryHistory,),
+            parseCount,
+        ],
+        [
             "send-queue",
             None,
             None,

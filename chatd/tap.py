@@ -194,7 +194,8 @@ def _buildService(settings, reactor, failedStart):
     """
     dataDir = datadir.prepare(settings.dataDir, keyFile=settings.keyFile or None)
     metrics = Metrics()
-    store = TimedStore(makeStore(settings.db, dataDir.keys, reactor, timeout=settings.dbTimeout),
+    store = TimedStore(makeStore(settings.db, dataDir.keys, reactor, timeout=settings.dbTimeout,
+                                 memoryHistory=settings.memoryHistory),
                        metrics)
     chat = ChatService(store, settings, reactor, fanout=makeFanout(settings, reactor),
                        metrics=metrics)

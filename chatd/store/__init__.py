@@ -15,7 +15,7 @@ from chatd.store.sql import AdbapiStore
 
 
 def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
-              timeout: Optional[float] = None) -> IMessageStore:
+              timeout: Optional[float] = None, memoryHistory: int = 1000) -> IMessageStore:
     """
     Build the store a database URL names; the caller then C{open}s it.
 
@@ -29,13 +29,15 @@ def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
     @param timeout: seconds each call has to answer (a L{GuardedStore} sees
         to it, and PostgreSQL's connect and statement timeouts are set to it);
         L{None} for no deadline.
+    @param memoryHistory: the most messages the C{memory:} store keeps per
+        room.
     @return: an L{IMessageStore} provider.
     @raise ValueError: when the URL is not one of those forms, or names
         PostgreSQL while psycopg is not installed.
     """
     store: IMessageStore
     if url == "memory:":
-        store = MemoryStore(keys, reactor)
+        store = MemoryStore(keys, reactor, memoryHistory)
     else:
         engine, connectionArgs = engineForURL(url)
         pool = engine.connectionPool(connectionArgs, reactor, timeout=timeout)

@@ -85,18 +85,25 @@ class MemoryStore(MemoryDevices):
         they were appended.
     @ivar _envelopeIds: every stored (folded sender, envelope id) pair, the
         uniqueness the SQL store's constraint keeps.
+    @ivar _historyCap: the most messages kept per room.
     """
 
-    def __init__(self, keys: AtRestKeys, clock: Optional[IReactorTime] = None) -> None:
+    def __init__(self, keys: AtRestKeys, clock: Optional[IReactorTime] = None,
+                 historyCap: int = 1000) -> None:
         """
         @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
             with.
         @param clock: what invite expiry is checked against; the global
             reactor when L{None}.
+        @param historyCap: the most messages kept per room (the newest):
+            memory is all this store has, and an envelope to a large room
+            holds a key entry per reader, so an uncapped room grew the
+            process by gigabytes.
         """
         if clock is None:
             from twisted.internet import reactor as globalReactor
             clock = cast(IReactorTime, globalReactor)
+        self._historyCap = historyCap
         self._keys = keys
         self._damage = DamageReport()
         self._accounts: Dict[str, Account] = {}
@@ -294,6 +301,11 @@ class MemoryStore(MemoryDevices):
             _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys,
                      self._nextSequence())
         )
+        if len(messages) > self._historyCap:
+            # The oldest goes, and its id with it: the service's replay cache
+            # still refuses it while its timestamp would be accepted.
+            dropped = messages.pop(0)
+            self._envelopeIds.discard((dropped.senderKey, dropped.envelopeId))
         return succeed(Stamp(timestamp, self._sequence))
 
     def messagesAfter(self, room: str, after: int,

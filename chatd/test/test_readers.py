@@ -5,8 +5,10 @@ by the messages sent to the same readers, not a row per reader per message.
 
 from typing import Callable
 
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from chatd.store import makeStore
 from chatd.store.memory import MemoryStore
 from chatd.store.readers import readerSetDigest
 from chatd.store.sql import loadMigrations
@@ -16,6 +18,7 @@ from chatd.test.test_store import (
     SQLiteFixture,
     StoreFixture,
 )
+from chatd.test.test_tap import parse
 
 # The last schema version that kept a row per reader per message.
 _PER_READER_VERSION = 4
@@ -190,3 +193,51 @@ class PostgreSQLReaderSetTests(PostgreSQLFixture, SQLReaderSetTestsMixin, TestCa
 
     def newDatabase(self):
         self.connectionString = self.newSchema()
+
+
+class MemoryCapTests(StoreFixture, TestCase):
+    """
+    The memory store keeps the newest messages of each room, up to its cap.
+    """
+
+    def createStore(self):
+        return MemoryStore(self.keys, historyCap=3)
+
+    async def test_newestKept(self):
+        """
+        Past the cap the oldest message of the room goes, and its id may be
+        stored again; other rooms keep theirs.
+        """
+        await self.room()
+        await self.room("#other")
+        await self.append(50, "o1", room="#other")
+        for n in range(1, 6):
+            await self.append(100 * n, f"e{n}")
+        self.assertEqual(await self.history(),
+                         [b"envelope e3", b"envelope e4", b"envelope e5"])
+        self.assertEqual(await self.history(room="#other"), [b"envelope o1"])
+        await self.append(600, "e1")
+        self.assertEqual(len(self.store._envelopeIds), 4)
+
+
+class MemoryCapOptionTests(SynchronousTestCase):
+    """
+    C{--memory-history} reaches the memory store.
+    """
+
+    def test_option(self):
+        """
+        The option sets the cap, 1000 unless given, and refuses 0.
+        """
+        self.assertEqual(parse("--memory-history", "20").memoryHistory, 20)
+        self.assertEqual(parse().memoryHistory, 1000)
+        self.assertRaises(UsageError, parse, "--memory-history", "0")
+
+    def test_makeStore(self):
+        """
+        L{makeStore} gives a memory store the cap it is given.
+        """
+        from chatd.test.test_store import KEYS
+        store = makeStore("memory:", KEYS, memoryHistory=7)
+        assert isinstance(store, MemoryStore)
+        self.assertEqual(store._historyCap, 7)
