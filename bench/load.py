@@ -38,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.internet import task
+from twisted.internet import ssl, task
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
@@ -47,7 +47,7 @@ from twisted.internet.defer import (
     TimeoutError,
     gatherResults,
 )
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.web.websocket import ConnectionRejected, WebSocketClientEndpoint
@@ -185,14 +185,19 @@ class BenchClient(Int32StringReceiver, RoomMessageLog):
         self.lost.callback(None)
 
 
-def connect(reactor, server):
+def connect(reactor, server, tls=False):
     """
-    Open one connection to C{server}, a C{(host, port)} pair.
+    Open one connection to C{server}, a C{(host, port)} pair, over TLS when
+    C{tls} (the server's certificate is not checked: this measures memory).
 
     @return: a L{Deferred} firing with the connected L{BenchClient}.
     """
     host, port = server
-    return connectProtocol(TCP4ClientEndpoint(reactor, host, port, timeout=10), BenchClient())
+    if tls:
+        endpoint = SSL4ClientEndpoint(reactor, host, port, ssl.CertificateOptions(), timeout=10)
+    else:
+        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=10)
+    return connectProtocol(endpoint, BenchClient())
 
 
 def newKey():
@@ -454,7 +459,7 @@ async def openIdle(reactor, args, index, der, clients):
     Open one connection, greet, and when rooms are asked for, publish a key
     and join room C{index} modulo their number.
     """
-    client = await connect(reactor, args.server)
+    client = await connect(reactor, args.server, args.tls)
     clients.append(client)
     await client.ok(Op.HELLO)
     if args.rooms:
@@ -1142,6 +1147,8 @@ def parseArguments(argv=None):
                      help="seconds to hold them before reading the RSS; longer than"
                           " the server's idle timeout shows heartbeats keep them"
                           " [%(default)s]")
+    idl.add_argument("--tls", action="store_true",
+                     help="connect with TLS (to an ssl: listener)")
     idl.add_argument("--parallel", type=atLeast(1), default=50,
                      help="connections being set up at once [%(default)s]")
     idl.set_defaults(run=idle)
