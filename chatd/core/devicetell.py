@@ -3,7 +3,7 @@
 What the device events (L{chatd.core.events.DevicesChanged},
 L{DevicePending}, L{Approval}) mean for the sessions of a node, wherever
 they happened: the service's tellers for them
-(L{chatd.core.service.ChatService._telling}).
+(L{chatd.core.telling.Telling._telling}).
 
 Device events go to sessions whose client provides L{IDeviceClient}; a door
 that speaks several versions (the binary door) drops them for sessions of
