@@ -21,7 +21,6 @@ Field types version 3 adds::
     shares      u16 n + n x (str8 envelope id + bytes32 JSON key maps)
 """
 
-import struct
 from enum import IntEnum
 from typing import Any, Dict, NamedTuple, Sequence, Tuple
 
@@ -207,12 +206,7 @@ def decode(layout, payload):
     """
     L{layouts.decode} with version 3's field types.
     """
-    reader = _Reader(payload)
-    values = tuple(reader.field(kind) for kind in layout)
-    if reader.pos != len(payload):
-        raise MalformedFrame("%d unexpected bytes after the payload"
-                             % (len(payload) - reader.pos))
-    return values
+    return layouts.decode(layout, payload, _Reader)
 
 
 def encode(layout, values):
@@ -221,12 +215,7 @@ def encode(layout, values):
 
     @raise ValueError: when a value does not fit its field.
     """
-    if len(layout) != len(values):
-        raise ValueError("layout has %d fields, got %d values" % (len(layout), len(values)))
-    try:
-        return b"".join(_encodeField(kind, value) for kind, value in zip(layout, values))
-    except struct.error as e:
-        raise ValueError("value out of range for its field: %s" % (e,)) from e
+    return layouts.encode(layout, values, _encodeField)
 
 
 def _withTail(op, values, layout):
@@ -262,14 +251,7 @@ def decodeRequest(op, payload, version=VERSION):
     tail = opcodes.OPTIONAL_TAILS.get(op)
     if tail is None:
         return decode(layout, payload)
-    reader = _Reader(payload)
-    values = tuple(reader.field(kind) for kind in layout)
-    if reader.pos == len(payload):
-        return values
-    extra = decode((tail,), payload[reader.pos:])
-    if not extra[0]:
-        raise MalformedFrame("an optional last field is left out, not sent empty")
-    return values + extra
+    return layouts.decodeWithTail(layout, tail, payload, _Reader)
 
 
 def okResponse(op, *values):

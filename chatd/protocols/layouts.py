@@ -95,19 +95,38 @@ class _Reader:
         raise AssertionError("unknown field type %r" % (kind,))
 
 
-def decode(layout, payload):
+def decode(layout, payload, reader=None):
     """
     Decode C{payload} by C{layout}, refusing anything but an exact fit.
 
+    @param reader: the L{_Reader} class that knows the field types (a later
+        protocol version's adds its own); this module's when L{None}.
     @return: a tuple with one value per field.
     @raise MalformedFrame: on too few bytes, bytes left over or invalid UTF-8.
     """
-    reader = _Reader(payload)
-    values = tuple(reader.field(kind) for kind in layout)
-    if reader.pos != len(payload):
+    fields = (reader or _Reader)(payload)
+    values = tuple(fields.field(kind) for kind in layout)
+    if fields.pos != len(payload):
         raise MalformedFrame("%d unexpected bytes after the payload"
-                             % (len(payload) - reader.pos))
+                             % (len(payload) - fields.pos))
     return values
+
+
+def decodeWithTail(layout, tail, payload, reader=None):
+    """
+    L{decode}, where C{payload} may end with one more field of type C{tail}
+    (REGISTER's invite token): present only when it is not empty.
+
+    @raise MalformedFrame: as L{decode}, or for a tail sent empty.
+    """
+    fields = (reader or _Reader)(payload)
+    values = tuple(fields.field(kind) for kind in layout)
+    if fields.pos == len(payload):
+        return values
+    extra = decode((tail,), payload[fields.pos:], reader)
+    if not extra[0]:
+        raise MalformedFrame("an optional last field is left out, not sent empty")
+    return values + extra
 
 
 def _sized(lengthStruct, data):
@@ -149,15 +168,18 @@ def _encodeField(kind, value):
     return b"".join(parts)
 
 
-def encode(layout, values):
+def encode(layout, values, encodeField=None):
     """
     Encode C{values} by C{layout}; the inverse of L{decode}.
 
+    @param encodeField: encodes one field from its type and value (a later
+        protocol version's knows more types); this module's when L{None}.
     @raise ValueError: when a value does not fit its field.
     """
     if len(layout) != len(values):
         raise ValueError("layout has %d fields, got %d values" % (len(layout), len(values)))
+    encodeField = encodeField or _encodeField
     try:
-        return b"".join(_encodeField(kind, value) for kind, value in zip(layout, values))
+        return b"".join(encodeField(kind, value) for kind, value in zip(layout, values))
     except struct.error as e:
         raise ValueError("value out of range for its field: %s" % (e,)) from e

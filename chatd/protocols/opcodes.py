@@ -22,7 +22,14 @@ LEFT events (docs/protocol.rst, Moderation).
 
 from enum import IntEnum
 
-from chatd.protocols.layouts import _LENGTH, _U32, MalformedFrame, _Reader, decode, encode
+from chatd.protocols.layouts import (
+    _LENGTH,
+    _U32,
+    MalformedFrame,
+    decode,
+    decodeWithTail,
+    encode,
+)
 
 MAGIC = b"\x04\x17"
 GREETING = b"A long time ago in a galaxy far, far away...."
@@ -249,14 +256,7 @@ def _decodeBy(table, what, op, payload):
     tail = OPTIONAL_TAILS.get(op) if table is REQUESTS else None
     if tail is None:
         return decode(layout, payload)
-    reader = _Reader(payload)
-    values = tuple(reader.field(kind) for kind in layout)
-    if reader.pos == len(payload):
-        return values
-    extra = decode((tail,), payload[reader.pos:])
-    if not extra[0]:
-        raise MalformedFrame("an optional last field is left out, not sent empty")
-    return values + extra
+    return decodeWithTail(layout, tail, payload)
 
 
 def decodeRequest(op, payload):
