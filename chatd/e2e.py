@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatd import envelopeshape
 from chatd.chunks import chunkAad, chunkNonce, openChunk, sealChunk
+from chatd.cut import Cut
 from chatd.envelopeshape import EnvelopeError
 from chatd.errors import BadRequest, Forbidden
 
@@ -382,42 +383,6 @@ def _quotedName(name):
     come back with every message, so their names are encoded once.
     """
     return json.dumps(name).encode("ascii")
-
-
-class Cut:
-    """
-    An envelope cut for one reader, as the L{bytes} pieces it is made of; the
-    first piece is shared with the other readers' cuts (see
-    L{Envelope.sharedCut}). It equals the L{bytes} it stands for.
-
-    @ivar pieces: a L{tuple} of L{bytes} whose concatenation is the cut.
-    @ivar size: its length in bytes, counted once.
-    """
-
-    __slots__ = ("pieces", "size")
-
-    def __init__(self, pieces, size=None):
-        self.pieces = pieces
-        self.size = sum(map(len, pieces)) if size is None else size
-
-    def __bytes__(self):
-        return b"".join(self.pieces)
-
-    def __len__(self):
-        return self.size
-
-    def __eq__(self, other):
-        if isinstance(other, Cut):
-            other = bytes(other)
-        if not isinstance(other, bytes):
-            return NotImplemented
-        return bytes(self) == other
-
-    def __hash__(self):
-        return hash(bytes(self))
-
-    def __repr__(self):
-        return "Cut(%r)" % (bytes(self),)
 
 
 def _b64(data):

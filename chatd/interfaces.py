@@ -21,7 +21,7 @@ class IChatClient(Interface):
     Each method is called on the reactor thread, once per event, and must not
     raise; a client that cannot take an event any more disconnects itself. Names
     are as their owners wrote them; envelopes are UTF-8 JSON already cut down to
-    this session's user, as an L{chatd.e2e.Cut} whose pieces a door should keep
+    this session's user, as an L{chatd.cut.Cut} whose pieces a door should keep
     as pieces (see L{chatd.protocols.outbox.chain}), so that every reader's
     queue shares one copy of the ciphertext.
     """
@@ -31,7 +31,7 @@ class IChatClient(Interface):
         A message was posted to C{room}, of which this session's user is a member.
 
         @param timestamp: the server timestamp in ms since the epoch.
-        @type envelope: L{chatd.e2e.Cut}
+        @type envelope: L{chatd.cut.Cut}
         """
 
     def directMessage(sender, timestamp, envelope):

@@ -385,7 +385,7 @@ def staleRecipients(message, members, *, guests, devices=None):
 def chatMessage(roomId, userId, timestamp, envelope):
     """
     The event of a room message; C{envelope} is spliced in as given (as pieces,
-    for an L{chatd.e2e.Cut}: see L{chain}).
+    for an L{chatd.cut.Cut}: see L{chain}).
     """
     return chain(b'{"type":"chat_message","userId":', dumps(userId),
                  b',"roomId":', dumps(roomId), b',"envelope":', envelope,
@@ -395,7 +395,7 @@ def chatMessage(roomId, userId, timestamp, envelope):
 def directMessage(userId, timestamp, envelope):
     """
     The event of a direct message; C{envelope} is spliced in as given (as
-    pieces, for an L{chatd.e2e.Cut}: see L{chain}).
+    pieces, for an L{chatd.cut.Cut}: see L{chain}).
     """
     return chain(b'{"type":"dm","userId":', dumps(userId), b',"envelope":', envelope,
                  b',"timestamp":"', formatTimestamp(timestamp).encode("ascii"), b'"}')

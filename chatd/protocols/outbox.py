@@ -27,7 +27,7 @@ from zope.interface import implementer
 def chain(*parts):
     """
     One frame made of C{parts}: L{bytes}, L{tuple}s of pieces, or objects with
-    C{pieces} (a L{chatd.e2e.Cut}).
+    C{pieces} (a L{chatd.cut.Cut}).
 
     @return: L{bytes} when every part is L{bytes}, else a L{tuple} of pieces
         that keeps shared pieces as they are.

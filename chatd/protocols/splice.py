@@ -45,7 +45,7 @@ def envelopeFrame(op, fields, envelope):
     The event frame C{op} (ROOM_MSG or DM) of C{fields} and C{envelope}.
 
     @param fields: the fields before the envelope, in the event's layout.
-    @param envelope: a L{chatd.e2e.Cut} (or L{bytes}).
+    @param envelope: a L{chatd.cut.Cut} (or L{bytes}).
     @return: what L{chatd.protocols.outbox.chain} makes of the frame: one
         L{bytes} unless the envelope is over C{SHARED_ABOVE} bytes.
     """

@@ -7,6 +7,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
+from chatd.cut import Cut
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.protocols.outbox import Outbox, SendBudget, budgetOf, chain
@@ -74,7 +75,7 @@ class OutboxTests(SynchronousTestCase):
         """
         shared = b"shared"
         self.assertEqual(chain(b"a", b"b"), b"ab")
-        frame = chain(b"a", e2e.Cut((shared, b"b")), b"c")
+        frame = chain(b"a", Cut((shared, b"b")), b"c")
         self.assertEqual(frame, (b"a", b"shared", b"b", b"c"))
         self.assertIs(frame[1], shared)
 
