@@ -3,7 +3,9 @@
 What only the identity device does (docs/client.rst, "Devices"): approve a
 new device (C{/approve CODE}), remove one (C{/devices remove NAME}), each by
 signing the account's next device list with the identity key; and list the
-account's devices (C{/devices}), on any device.
+account's devices (C{/devices}), on any device; and make a device waiting
+for approval the identity device of an account that lost all the others and
+its recovery code (C{/reset-identity}).
 
 Approving checks the code against the pending requests' tags (the server
 cannot swap the key being approved: only the device that made the code can
@@ -17,6 +19,7 @@ from typing import Any
 from chatd import devicecodes, e2e
 from chatd.client import devicechain
 from chatd.client.connection import ServerError
+from chatd.client.devicestore import ThisDevice
 from chatd.client.errors import ClientError
 from chatd.devicelist import DeviceList, DeviceListError, readServerList
 from chatd.errors import ChatError
@@ -31,12 +34,18 @@ class IdentityDevice:
     C{judgeDevices}.
     """
 
+    _adopt: Any
+    _approved: Any
     _isMe: Any
+    _firstIdentity: Any
     call: Any
     device: Any
+    deviceLists: Any
     home: Any
     judgeDevices: Any
+    pending: Any
     privateKey: Any
+    catchingUp: Any
     publicKey: Any
     rooms: Any
     runInThread: Any
@@ -130,6 +139,35 @@ class IdentityDevice:
             raise ClientError("device %s has its approval, but its list was not published: %s"
                               % (device, e)) from None
         return device, e2e.fingerprint(spki)
+
+    async def resetIdentity(self):
+        """
+        C{/reset-identity} on a device waiting for approval whose account
+        lost every device and its recovery code (DEVICES.md, "Losing IK and R
+        is an identity reset"): this device's key becomes the new identity
+        key, list version 1 names this device alone, and a new recovery code
+        seals the key. Everyone sees the loud key change of version 1; the
+        old list's chain ends here, for us as for them.
+
+        @return: the new recovery code, to show once.
+        """
+        pending = self.pending
+        if pending is None:
+            raise ClientError("/reset-identity is for a device waiting for approval "
+                              "(/login first)")
+        user, device, key = pending.user, pending.device, pending.key
+        ik, wireList, code, blob = await self._firstIdentity(user, device, key)
+        await self.call(DeviceOp.RESET_IDENTITY, ik, device, wireList[0], wireList[1], blob)
+        # The chain held for our own account was signed by the old identity
+        # key; the new key's starts at version 1.
+        self.deviceLists.forget(user)
+        self._adopt(user, ThisDevice(device, ik), wireList)
+        self.pending = None
+        self.catchingUp = True
+        # The server made this session the identity device: what it sent
+        # meanwhile (our list, our rooms, the catch-up) is taken now.
+        self._approved(user, key)
+        return code
 
     def _pinsForApproval(self):
         """

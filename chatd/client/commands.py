@@ -66,11 +66,7 @@ class Commands:
         self.show("registered and logged in as %s; your key's fingerprint is %s"
                   % (self.client.user, self.client.fingerprint()))
         if code is not None:
-            self.show("your recovery code, shown this once: %s" % (code,))
-            self.show("write it down and keep it safe: with it, a new device takes this "
-                      "identity back if this one is lost (/recover CODE)")
-            if self.interactive:
-                await self.askSecret("press Enter once it is written down ", optional=True)
+            await devicecommands.showRecoveryCode(self, code)
 
     async def _login(self, rest):
         user, password = takeWords(rest, 1, 2, "/login USER [PASSWORD]")

@@ -1,7 +1,7 @@
 # -*- test-case-name: chatd.test.test_client_devices -*-
 """
 The terminal client's device commands: C{/devices}, C{/devices remove NAME},
-C{/approve CODE} and C{/recover CODE} (docs/client.rst, "Devices"). The work
+C{/approve CODE}, C{/recover CODE} and C{/reset-identity} (docs/client.rst, "Devices"). The work
 is the client's (L{chatd.client.devices}); these parse the words and show
 the result.
 
@@ -19,7 +19,22 @@ HELP = [
     ("/approve CODE", "approve the new device that shows CODE (on the identity device)"),
     ("/recover CODE", "on a device waiting for approval: take your identity key back "
                       "with the recovery code shown at registration"),
+    ("/reset-identity [yes]", "on a device waiting for approval, when every device and the "
+                              "recovery code are lost: make this device's key your new "
+                              "identity (everyone sees your key change)"),
 ]
+
+
+async def showRecoveryCode(console, code):
+    """
+    Show a new recovery code, the once it is ever shown (at registration and
+    at an identity reset); on a terminal, wait until it is written down.
+    """
+    console.show("your recovery code, shown this once: %s" % (code,))
+    console.show("write it down and keep it safe: with it, a new device takes this identity "
+                 "back if this one is lost (/recover CODE)")
+    if console.interactive:
+        await console.askSecret("press Enter once it is written down ", optional=True)
 
 
 def _usage(usage):
@@ -64,4 +79,23 @@ async def recover(console, rest):
                  "again" % (console.client.user, device))
 
 
-COMMANDS = {"devices": devices, "approve": approve, "recover": recover}
+async def resetIdentity(console, rest):
+    words = rest.split()
+    if words not in ([], ["yes"]):
+        raise _usage("/reset-identity [yes]")
+    if not words and console.interactive:
+        answer = await console.askSecret(
+            "resetting makes this device's key your new identity: everyone you talk with "
+            "sees your key change, and what your lost devices could read stays with them; "
+            "type yes to go on: ")
+        if answer.strip().lower() != "yes":
+            raise ClientError("identity not reset")
+    code = await console.client.resetIdentity()
+    console.show("identity reset: this device's key is %s's new identity key (%s); everyone "
+                 "you talk with is told it changed" % (console.client.user,
+                                                       console.client.fingerprint()))
+    await showRecoveryCode(console, code)
+
+
+COMMANDS = {"devices": devices, "approve": approve, "recover": recover,
+            "reset-identity": resetIdentity}

@@ -110,6 +110,7 @@ class Devices:
         self.device = None
         self.pending = None
         self.verdicts = {}
+        self._waitingLists = {}
         self.catchingUp = False
         self.deviceLists = DeviceLists(os.path.join(self.home.path, DEVICE_LISTS_FILE))
 
@@ -175,8 +176,21 @@ class Devices:
             return
         pinned = self.home.knownKeys.pinned(name)
         if pinned is not None and pinned[0] != der:
+            # Judged if the person accepts the new key (L{_judgeWaitingList}).
+            self._waitingLists[fold(name)] = (der, wireList)
             return
         self.judgeDevices(name, der, wireList)
+
+    def _judgeWaitingList(self, name, der):
+        """
+        The person accepted C{der} as C{name}'s new identity key, and the
+        chain held for C{name} was dropped: judge the last list the server
+        gave with that key while the change waited (an identity reset's
+        version 1 is accepted only so, together with the key change).
+        """
+        waiting = self._waitingLists.pop(fold(name), None)
+        if waiting is not None and waiting[0] == der:
+            self.judgeDevices(name, der, waiting[1])
 
     def readersOf(self, user, identity):
         """
@@ -258,16 +272,28 @@ class Devices:
         @return: the recovery code, to show once.
         """
         device = self.deviceIdFor(user)
+        ik, wireList, code, blob = await self._firstIdentity(user, device, key)
+        tail = (invite,) if invite else ()
+        await self.call(Op.REGISTER, user, password, ik, device, wireList[0], wireList[1], blob,
+                        *tail)
+        self._adopt(user, ThisDevice(device, ik), wireList)
+        return code
+
+    async def _firstIdentity(self, user, device, key):
+        """
+        What makes this device C{user}'s identity device (at registration or
+        an identity reset): C{key} is the identity key, list version 1 names
+        this device alone, and a new recovery code seals C{key}.
+
+        @return: C{(IK, (list text, signature, devices), recovery code,
+            recovery blob)}.
+        """
         ik = publicKeyDer(key)
         first = DeviceList.first(user, device, ik)
         code = devicecodes.newRecoveryCode()
         signature, blob = await self.runInThread(
             lambda: (first.sign(key), devicecodes.sealRecovery(code, user, key)))
-        tail = (invite,) if invite else ()
-        await self.call(Op.REGISTER, user, password, ik, device, first.text(), signature, blob,
-                        *tail)
-        self._adopt(user, ThisDevice(device, ik), (first.text(), signature, [(device, ik)]))
-        return code
+        return ik, (first.text(), signature, [(device, ik)]), code, blob
 
     def _adopt(self, user, device, wireList):
         """

@@ -50,6 +50,7 @@ class Trust:
 
     # What the object this is mixed into provides (for type checkers).
     _isMe: Any
+    _judgeWaitingList: Any
     _memberDevices: Any
     _openInOrder: Any
     _ourKey: Any
@@ -224,7 +225,7 @@ class Trust:
             raise ClientError("fingerprint does not match %s's key %s; nothing changed"
                               % (name, e2e.fingerprint(der)))
         if pinned is not None and pinned[0] != der:
-            self._forgetDevices(name)
+            self._forgetDevices(name, der)
         self._unblock(name)
         return e2e.fingerprint(der)
 
@@ -255,11 +256,16 @@ class Trust:
         """
         pinned = self.home.knownKeys.pinned(name)
         if pinned is not None and pinned[0] != der:
-            self._forgetDevices(name)
+            self._forgetDevices(name, der)
 
-    def _forgetDevices(self, name):
+    def _forgetDevices(self, name, der):
+        """
+        C{name}'s new identity key C{der} starts a new chain of lists: the
+        one held is dropped, and the list that came with the key is judged.
+        """
         self.deviceLists.forget(name)
         self.verdicts.pop(fold(name), None)
+        self._judgeWaitingList(name, der)
 
     def reject(self, user):
         """
