@@ -137,9 +137,10 @@ class ISession(Interface):
         @return: a L{Deferred}.
         """
 
-    def join(roomName, password):
+    def join(roomName, password, history=0):
         """
-        Join a room, creating it when it does not exist.
+        Join a room, creating it when it does not exist (with the history
+        setting C{history}, as L{create}'s; ignored when it exists).
 
         @return: a L{Deferred} firing with the members' C{(name, key)} pairs
             (a L{chatd.core.moderation.JoinAnswer}, which also has the room's

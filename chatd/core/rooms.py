@@ -62,9 +62,7 @@ class RoomRequests(SessionBase):
         if not isRoomName(roomName):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
-        if not 0 <= history <= MAX_HISTORY_SETTING:
-            raise BadRequest("a room's history setting is 0 to %d, not %d"
-                             % (MAX_HISTORY_SETTING, history))
+        self._checkHistory(history)
         if fold(roomName) in self.service.directory.rooms:
             raise Conflict("room exists: %s" % (roomName,))
         return Deferred.fromCoroutine(self._newRoom(user, roomName, password, history)
@@ -108,19 +106,28 @@ class RoomRequests(SessionBase):
         self.service.happened(created)
         return room
 
-    def join(self, roomName: str, password: str) -> "Deferred[JoinAnswer]":
+    def join(self, roomName: str, password: str, history: int = 0) -> "Deferred[JoinAnswer]":
         """
         Join a room, creating it (with C{password}) when it does not exist.
 
+        @param history: the history setting of the room if this join creates
+            it (as L{create}'s); ignored when the room exists.
         @return: a L{Deferred} firing with the members' C{(name, key)} pairs.
         """
         user = self._greeted()
         if not isRoomName(roomName):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
-        return Deferred.fromCoroutine(self._join(user, roomName, password))
+        self._checkHistory(history)
+        return Deferred.fromCoroutine(self._join(user, roomName, password, history))
 
-    async def _join(self, user: User, roomName: str, password: str) -> JoinAnswer:
+    def _checkHistory(self, history):
+        if not 0 <= history <= MAX_HISTORY_SETTING:
+            raise BadRequest("a room's history setting is 0 to %d, not %d"
+                             % (MAX_HISTORY_SETTING, history))
+
+    async def _join(self, user: User, roomName: str, password: str,
+                    history: int = 0) -> JoinAnswer:
         service = self.service
         await service.quotas.checkJoin(self._owner(user), self.address)
         room: Optional[Room] = service.directory.rooms.get(fold(roomName))
@@ -139,7 +146,7 @@ class RoomRequests(SessionBase):
         self._hasKey(user)
         if room is None:
             try:
-                room = await self._newRoom(user, roomName, password)
+                room = await self._newRoom(user, roomName, password, history)
             except Conflict:
                 # Another node stored the same new room first: join that one.
                 if await service.adoptStoredRoom(roomName) is None:

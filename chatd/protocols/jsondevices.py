@@ -15,6 +15,7 @@ which says what the server holds, not that it is true: clients verify the
 signature against the pinned identity key.
 """
 
+from chatd.core.rooms import MAX_HISTORY_SETTING
 from chatd.errors import BadRequest, Status
 from chatd.protocols import jsonrequests, jsonwire
 from chatd.protocols.devicewire import DeviceList
@@ -85,6 +86,9 @@ _KEYS = _Field("an object {encrypted_keys, key_ids}", lambda v: isinstance(v, di
 _SHARE = _objectOf("a share", {"id": (_STRING, REQUIRED), "keys": (_KEYS, REQUIRED)},
                    lambda id, keys: (id, keys))
 
+# A room's history setting (CREATE's; L{chatd.core.rooms.MAX_HISTORY_SETTING}).
+_HISTORY = _whole(MAX_HISTORY_SETTING)
+
 # The requests version 3 adds, and the fields it adds to login, authenticate
 # and register; the rest of L{jsonrequests.REQUESTS} is unchanged.
 REQUESTS = {
@@ -94,6 +98,8 @@ REQUESTS = {
     "authenticate": {**jsonrequests.REQUESTS["authenticate"], "device": (_STRING, OPTIONAL)},
     "register": {**jsonrequests.REQUESTS["register"], "device": (_STRING, OPTIONAL),
                  "list": (_LIST, OPTIONAL), "blob": (_base64("blob"), OPTIONAL)},
+    "join": {**jsonrequests.REQUESTS["join"], "history": (_HISTORY, OPTIONAL)},
+    "switch_room": {**jsonrequests.REQUESTS["switch_room"], "history": (_HISTORY, OPTIONAL)},
     "get_devices": {"userId": (_STRING, OPTIONAL)},
     "request_device": {"tag": (_base64("tag"), REQUIRED)},
     "publish_devices": {"text": (_base64("text"), REQUIRED),
@@ -115,7 +121,6 @@ TOGETHER = {
     "login": ("device", "deviceKey"),
     "register": ("device", "list"),
 }
-HISTORY = _whole(0xFFFF)
 
 
 def checkTogether(kind, fields):

@@ -12,8 +12,8 @@ C{envelope} the envelope object of section 6. Requests and their responses::
     -> register {userId, publicKey, password?, invite?} <- registered {userId}
     -> authenticate {userId, signature}       <- authenticated {userId}
     -> login {userId, password}               <- authenticated {userId}
-    -> join {roomId?, password?}              <- joined {roomId, members}
-    -> switch_room {roomId, password?}        <- joined {roomId, members}
+    -> join {roomId?, password?, history?}    <- joined {roomId, members}
+    -> switch_room {roomId, password?, history?} <- joined {roomId, members}
     -> leave {roomId}                         <- left {roomId}
     -> chat_message {roomId, envelope}        <- sent {roomId, timestamp}
     -> dm {to, envelope}                      <- sent {to, timestamp}
@@ -268,7 +268,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
         return self.call("login", userId, password).addCallback(
             lambda _: jsonwire.authenticated(session.name, requestId))
 
-    def _join(self, requestId, roomId=None, password=""):
+    def _join(self, requestId, roomId=None, password="", history=0):
         if roomId is None:
             roomId = self._live.name
         name = self._roomName(roomId)
@@ -277,9 +277,9 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
             self.activeRoom = name
             return jsonwire.joined(name, members, requestId, guests=self._guests(members),
                                    devices=self._lists(members))
-        return self.call("join", roomId, password).addCallback(joined)
+        return self.call("join", roomId, password, history).addCallback(joined)
 
-    def _switchRoom(self, requestId, roomId, password=""):
+    def _switchRoom(self, requestId, roomId, password="", history=0):
         name = self._roomName(roomId)
 
         def joined(members):
@@ -289,7 +289,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
             if old is None:
                 return response
             return self.call("leave", old).addCallback(lambda _: response)
-        return self.call("join", roomId, password).addCallback(joined)
+        return self.call("join", roomId, password, history).addCallback(joined)
 
     def _leave(self, requestId, roomId):
         if not roomId:

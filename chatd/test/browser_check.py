@@ -649,6 +649,9 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
     results.attempt("history for a new member: only what the signed setting covers is "
                     "re-wrapped, for verified devices; a wrong key fails the commitment",
                     browser_devices.historyShares, browser)
+    results.attempt("history shared with a newcomer: a share beyond the signed setting, a direct "
+                    "message or another room's is refused loudly; the join dialog sets history",
+                    browser_devices.forgedShares, browser)
 
     recovery = {}
     for page, name in ((alice, "alice"), (bob, "bob")):

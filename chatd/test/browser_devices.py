@@ -333,3 +333,89 @@ def historyShares(browser):
     expected = {"shared": [0, 3], "entryKeys": [["nina/n1", "nina/n2"]] * 2,
                 "opened": "shared, old enough", "signature": True, "wrongKey": "commitment"}
     return True if got == expected else "!%r" % (got,)
+
+
+# What a newcomer's page makes of history shared with it, served by a lying
+# server stubbed in the page: alice joined "share" after bob wrote; the
+# server forwards, as shares, a message beyond its signed history setting, a
+# direct message, another room's message and one its sender let nobody new
+# read. Each is refused with a warning line and never shown; the one the
+# signed setting admits is shown. The join dialog sends its history field.
+FORGED_SHARE_JS = """
+async () => {
+  const c = await import("/crypto.js");
+  const d = await import("/devices.js");
+  const t = await import("/devicetrust.js");
+  const { state } = await import("/state.js");
+  const { addRoom } = await import("/conversations.js");
+  const { loadHistory } = await import("/messaging.js");
+  const { submitJoin } = await import("/dialogs.js");
+  const { observeKey } = await import("/trust.js");
+  const [alice, bob] = await Promise.all([0, 1].map(() => c.generateIdentity()));
+  Object.assign(state, { me: "alice", identity: alice, ikSpki: alice.spki, device: null });
+  state.deviceLists.clear();
+  const text = await d.listText("bob", 1, "", [{ id: "desk", spki: bob.spki }]);
+  const bobList = { text: c.b64(text), signature: c.b64(await d.signList(bob.pss, text)),
+                    devices: [{ id: "desk", publicKey: c.derToPem(bob.spki) }] };
+  await observeKey("bob", bob.spki);
+  await t.observeList("bob", bobList);
+  const head = { v: 1, h: await d.listHash(text) };
+  const say = async (words, hist, to = ["room", "share"]) => ({ userId: "bob",
+    timestamp: new Date().toISOString(), envelope: await c.seal({
+      from: "bob", signingKey: bob.pss, to, plaintext: c.utf8(words),
+      recipients: new Map([["alice", alice.spki], ["bob/desk", bob.spki]]),
+      device: { dev: "desk", head, hist } }) });
+  const rows = [await say("beyond its window", 2), await say("a direct message", 0, ["user", "alice"]),
+                await say("another room's", 5, ["room", "other"]), await say("for members only", 0),
+                await say("may be read", 5)];
+  const sent = [];
+  state.conn = { request: async (type, fields) => {
+    sent.push([type, fields]);
+    if (type === "history") return { roomId: fields.roomId, messages: fields.roomId === "share" ? rows : [] };
+    if (type === "join") return { roomId: fields.roomId, members: [], history: fields.history ?? 0 };
+    return { members: [] };
+  } };
+  const room = addRoom("share");
+  room.members.set("bob", { name: "bob", spki: bob.spki });
+  room.joinedAt = Date.now() + 60000;
+  await loadHistory(room);
+  const out = {
+    shown: room.items.filter((i) => i.type === "msg").map((i) => i.text),
+    refused: room.items.filter((i) => i.bad).map((i) => i.text),
+  };
+  document.getElementById("join-room").value = "#fresh";
+  document.getElementById("join-history").value = "7";
+  await submitJoin({ preventDefault() {} });
+  out.joinSent = sent.filter(([type]) => type === "join").map(([, fields]) => fields);
+  return out;
+}
+"""
+
+
+def forgedShares(browser):
+    """
+    A newcomer's page refuses, loudly and without showing their text, shares
+    beyond the signed history setting, of a direct message, of another
+    room's message and of one not shareable; it shows the admitted one. Its
+    join dialog sends the history setting for a new room.
+    """
+    page = browser.page(browser.newContext(), "forged shares")
+    try:
+        got = page.evaluate(FORGED_SHARE_JS)
+    finally:
+        page.context.close()
+    wrong = {}
+    if got["shown"] != ["may be read"]:
+        wrong["shown"] = got["shown"]
+    refused = got["refused"]
+    reasons = ("only the latest 2", "a direct message, not this room's",
+               "sent to the room other", "did not let new members read it")
+    if len(refused) != 4 or not all(
+            any("shared with you as history was refused" in r and why in r for r in refused)
+            for why in reasons):
+        wrong["refused"] = refused
+    if any(words in r for r in refused for words in ("beyond its window", "for members only")):
+        wrong["leaked"] = refused
+    if got["joinSent"] != [{"roomId": "#fresh", "history": 7}]:
+        wrong["joinSent"] = got["joinSent"]
+    return "!%r" % (wrong,) if wrong else True

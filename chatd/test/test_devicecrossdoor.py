@@ -236,3 +236,23 @@ class CrossDoorDevicesTests(SynchronousTestCase):
         history = laptop.ok("CMD::/history #h")
         self.assertEqual([sorted(m["envelope"]["encrypted_keys"]) for m in history["messages"]],
                          [["bob/laptop"]])
+
+    def test_webSocketJoinSetsHistory(self):
+        """
+        A WebSocket C{join} that creates a room gives it the C{history} it
+        names (as does C{switch_room}); on an existing room C{history} is ignored; out of range (above
+        500) it is refused C{bad_request} and creates nothing.
+        """
+        phone = self.registerBinary("alice", "phone")
+        laptop = self.registerText("bob", "laptop")
+        browser = self.addBrowser(phone)
+        browser.take()
+        refused = browser.request("join", roomId="#w", history=501)
+        self.assertEqual(refused["code"], "bad_request")
+        self.assertNotIn("#w", self.service.directory.rooms)
+        self.assertEqual(browser.ok("join", roomId="#w", history=7)["history"], 7)
+        self.assertEqual(laptop.ok("CMD::/join #w")["history"], 7)
+        self.assertEqual(laptop.ok("CMD::/join #z")["history"], 0)
+        self.assertEqual(browser.ok("join", roomId="#z", history=9)["history"], 0)
+        self.assertEqual(browser.ok("switch_room", roomId="#s", history=3)["history"], 3)
+        self.assertEqual(laptop.ok("CMD::/join #s")["history"], 3)

@@ -136,10 +136,14 @@ export async function refreshRoom(room, history = true) {
   if (!state.active) select(room);
 }
 
-export async function joinRoom(name, password, switchFrom = null) {
+// history: the setting of a room this join creates (how many of its latest
+// messages new members may read); the server ignores it for an existing room.
+// rejoin: a room this browser was in before (not a new membership).
+export async function joinRoom(name, password, switchFrom = null, { history = 0, rejoin = false } = {}) {
   const fields = {};
   if (name !== null) fields.roomId = name;
   if (password) fields.password = password;
+  if (history > 0) fields.history = history;
   let reply;
   try {
     reply = await state.conn.request(switchFrom ? "switch_room" : "join", fields);
@@ -158,6 +162,8 @@ export async function joinRoom(name, password, switchFrom = null) {
     throw e;
   }
   const room = addRoom(reply.roomId);
+  // What the room said before we joined can only reach us shared (sharing.js).
+  if (!rejoin) room.joinedAt = Date.now();
   room.password = password || "";
   room.topic = reply.topic || "";
   room.historySetting = Number.isSafeInteger(reply.history) ? reply.history : 0;

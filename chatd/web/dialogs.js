@@ -12,6 +12,7 @@ export async function openJoin() {
   $("join-status").className = "status";
   $("join-room").value = "";
   $("join-pass").value = "";
+  $("join-history").value = "0";
   $("join-switch").checked = false;
   $("join-switch").parentElement.classList.toggle("hidden", !(state.active && state.active.kind === "room"));
   $("room-directory").replaceChildren();
@@ -33,9 +34,15 @@ export async function submitJoin(event) {
   event.preventDefault();
   const name = $("join-room").value.trim();
   const password = $("join-pass").value;
+  const history = Number($("join-history").value || 0);
   const status = $("join-status");
   if (!ROOM_RE.test(name)) {
     status.textContent = "Room names are 1–32 of A–Z a–z 0–9 _ . - (an optional # in front).";
+    status.className = "status error";
+    return;
+  }
+  if (!Number.isInteger(history) || history < 0 || history > 500) {
+    status.textContent = "New members may read 0 to 500 of the latest messages.";
     status.className = "status error";
     return;
   }
@@ -44,7 +51,7 @@ export async function submitJoin(event) {
   status.className = "status";
   $("join-submit").disabled = true;
   try {
-    await joinRoom(name, password, switching ? state.active : null);
+    await joinRoom(name, password, switching ? state.active : null, { history });
     $("join-dialog").close();
   } catch (e) {
     status.textContent = describeError(e);

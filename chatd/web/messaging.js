@@ -10,6 +10,7 @@ import { $, describeError, parseTime, toast } from "./dom.js";
 import { renderComposer, renderMessages } from "./render.js";
 import { fingerprintOf, fold, shownKey, state } from "./state.js";
 import { observeMember, ownEntry, readerFor, readersOf, sendingDevice, signingKey } from "./devicetrust.js";
+import { shareRanks, shareRefusal } from "./sharing.js";
 import { checkOwnKey, observeKey, senderKey } from "./trust.js";
 
 export const HISTORY_PAGE = 50;
@@ -31,12 +32,23 @@ export function dropped(conv, sender, why, live, reason) {
   return { outcome: "drop", reason };
 }
 
+// A message shared with us as history that fails a check: a loud line, never
+// its text.
+function refusedShare(conv, sender, why) {
+  console.warn(`chatd: refused a message from ${sender} shared as history: ${why}`);
+  systemNote(conv, `A message from ${sender} shared with you as history was refused: ${why}.`, true);
+  return { outcome: "drop", reason: "share" };
+}
+
 // Open one envelope and show it, hold it or drop it, in the order of the
 // shared rules: its shape, where it was sent, replays, the signature (before
 // anything is decrypted), then the decryption. `job`: { conv, sender,
-// envelope, history, retry }. Returns the outcome: { outcome: "show", sender,
-// text, ts }, { outcome: "hold" } or { outcome: "drop", reason }, or null
-// for history this page has already shown or cannot read.
+// envelope, history, retry, shareRank }; `shareRank`, for history shared
+// with us (sharing.js), is how many shared rows are newer: such a message
+// must also pass shareRefusal, checked once its signature is. Returns the
+// outcome: { outcome: "show", sender, text, ts }, { outcome: "hold" } or
+// { outcome: "drop", reason }, or null for history this page has already
+// shown or cannot read.
 export async function receive(job) {
   const { conv, sender, envelope, history } = job;
   const live = !history;
@@ -47,9 +59,13 @@ export async function receive(job) {
     return dropped(conv, sender, "it is malformed", live, "malformed");
   }
   if (env.from !== sender) return dropped(conv, sender, "its sender does not match", live, "binding");
+  const shared = history && Number.isInteger(job.shareRank);
   const [[toKind, toName]] = Object.entries(env.to);
   if (conv.kind === "room") {
-    if (toKind !== "room" || fold(toName) !== conv.key) return dropped(conv, sender, "it was sent to another room", live, "binding");
+    if (toKind !== "room" || fold(toName) !== conv.key) {
+      return shared ? refusedShare(conv, sender, shareRefusal(conv, env, 0))
+        : dropped(conv, sender, "it was sent to another room", live, "binding");
+    }
   } else {
     const peer = fold(sender) === fold(state.me) ? conv.key : fold(state.me);
     if (toKind !== "user" || fold(toName) !== peer) return dropped(conv, sender, "it was sent to someone else", live, "binding");
@@ -83,6 +99,8 @@ export async function receive(job) {
     return alert ? dropped(conv, sender, "it is signed with the new key you rejected", live, "rejected-key")
       : dropped(conv, sender, "its signature does not match the sender's pinned key", live, "signature");
   }
+  const refusal = shared && shareRefusal(conv, env, job.shareRank);
+  if (refusal) return refusedShare(conv, sender, refusal);
   let plaintext;
   try {
     plaintext = await e2e.decrypt(env, readerFor(env), state.identity.oaep);
@@ -136,8 +154,11 @@ export async function loadHistory(room, older = false) {
     room.hasOlder = rows.length > 0 && (older || rows.length >= HISTORY_PAGE);
     const scroller = $("messages");
     const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    const jobs = rows.map((row) => queueIncoming({
+    const shares = shareRanks(room, rows, older ? room.sharesNewer : 0);
+    room.sharesNewer = shares.newer;
+    const jobs = rows.map((row, i) => queueIncoming({
       conv: room, sender: row.userId, envelope: row.envelope, history: true,
+      shareRank: shares.ranks[i],
     }));
     await Promise.all(jobs);
     if (room.unreadable) {

@@ -120,7 +120,7 @@ export async function enterApp() {
   for (const name of await store.loadRooms(state.me)) {
     if (state.rooms.has(fold(name))) continue;
     try {
-      await joinRoom(name, "");
+      await joinRoom(name, "", null, { rejoin: true });
     } catch (e) {
       store.forgetRoom(state.me, name).catch(() => {});
       toast(`Could not rejoin ${name}: ${describeError(e)}`, "error");

@@ -54,6 +54,43 @@ export async function rewrap(room, newcomer, rows) {
   return entries;
 }
 
+// Whether a history row of `conv` (its checked envelope `env`) can only be
+// one shared with us: sent (its signed time) before this page joined the
+// room, and not one this browser received live (replay.js), as it may have in
+// an earlier membership. Rooms joined before this page loaded are taken as
+// received as a member.
+export function sharedWithUs(conv, env) {
+  return conv.kind === "room" && conv.joinedAt > 0 && env.ts < conv.joinedAt
+    && !state.replay.seen.has(`${fold(env.from)}\n${env.id}`);
+}
+
+// Why a message shared with us must be refused, or null: `env` has a verified
+// signature; `newer` is how many shared rows of the room are newer than it.
+export function shareRefusal(conv, env, newer) {
+  const [[toKind, toName]] = Object.entries(env.to);
+  if (toKind !== "room") return "it is a direct message, not this room's";
+  if (fold(toName) !== conv.key) return `it was sent to the room ${toName}`;
+  if (env.v !== 2 || !(env.hist > 0)) return "its sender did not let new members read it";
+  if (newer >= env.hist) return `its sender let new members read only the latest ${env.hist}`;
+  return null;
+}
+
+// How many shared rows are newer than each of `rows` (oldest first; null for
+// a row not shared with us), counting from `newer` more recent ones.
+export function shareRanks(conv, rows, newer) {
+  const ranks = new Array(rows.length).fill(null);
+  for (let i = rows.length - 1; i >= 0; i--) {
+    let env;
+    try {
+      env = e2e.checkEnvelope(rows[i].envelope);
+    } catch (e) {
+      continue; // receive() drops it
+    }
+    if (sharedWithUs(conv, env)) ranks[i] = newer++;
+  }
+  return { ranks, newer };
+}
+
 async function onShareWanted(message) {
   const room = state.rooms.get(fold(message.roomId));
   const newcomer = message.userId;

@@ -46,6 +46,8 @@ export class Conversation {
     this.unread = 0;
     this.historyState = "none"; // none | loading | loaded
     this.oldest = null; // server timestamp string of the oldest history row
+    this.joinedAt = 0; // when this page joined the room (ms), 0: joined before it
+    this.sharesNewer = 0; // shared history rows newer than the page loaded last (sharing.js)
     this.hasOlder = false;
     this.password = "";
     this.topic = ""; // rooms: shown under the name (moderation.js keeps it)
