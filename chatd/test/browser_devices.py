@@ -257,19 +257,23 @@ def quietlyAdded(bob, alice, room):
     return True
 
 
+# The page's modules the in-page history checks use.
+_MODULES = """  const c = await import("/crypto.js");
+  const d = await import("/devices.js");
+  const t = await import("/devicetrust.js");
+  const { state } = await import("/state.js");
+  const { addRoom } = await import("/conversations.js");
+  const { observeKey } = await import("/trust.js");
+"""
+
+
 # History for new members, in the page: what alice's page re-wraps for nina's
 # devices (only messages of that room whose signed history setting covers
 # them, for nina's verified devices), and what nina's device makes of a share:
 # the original signature still verifies, a wrong key fails the commitment.
 SHARE_JS = """
 async () => {
-  const c = await import("/crypto.js");
-  const d = await import("/devices.js");
-  const t = await import("/devicetrust.js");
-  const { state } = await import("/state.js");
-  const { addRoom } = await import("/conversations.js");
-  const { observeKey } = await import("/trust.js");
-  const { rewrap } = await import("/sharing.js");
+""" + _MODULES + """  const { rewrap } = await import("/sharing.js");
   const [alice, bob, nina1, nina2] = await Promise.all(
     [0, 1, 2, 3].map(() => c.generateIdentity()));
   Object.assign(state, { me: "alice", identity: alice, ikSpki: alice.spki, device: null });
@@ -343,14 +347,8 @@ def historyShares(browser):
 # signed setting admits is shown. The join dialog sends its history field.
 FORGED_SHARE_JS = """
 async () => {
-  const c = await import("/crypto.js");
-  const d = await import("/devices.js");
-  const t = await import("/devicetrust.js");
-  const { state } = await import("/state.js");
-  const { addRoom } = await import("/conversations.js");
-  const { loadHistory } = await import("/messaging.js");
+""" + _MODULES + """  const { loadHistory } = await import("/messaging.js");
   const { submitJoin } = await import("/dialogs.js");
-  const { observeKey } = await import("/trust.js");
   const [alice, bob] = await Promise.all([0, 1].map(() => c.generateIdentity()));
   Object.assign(state, { me: "alice", identity: alice, ikSpki: alice.spki, device: null });
   state.deviceLists.clear();
