@@ -363,14 +363,19 @@ async () => {
       from: "bob", signingKey: bob.pss, to, plaintext: c.utf8(words),
       recipients: new Map([["alice", alice.spki], ["bob/desk", bob.spki]]),
       device: { dev: "desk", head, hist } }) });
-  const rows = [await say("beyond its window", 2), await say("a direct message", 0, ["user", "alice"]),
+  const rows = [await say("beyond its window", 2),
+                await say("a direct message", 0, ["user", "alice"]),
                 await say("another room's", 5, ["room", "other"]), await say("for members only", 0),
                 await say("may be read", 5)];
   const sent = [];
   state.conn = { request: async (type, fields) => {
     sent.push([type, fields]);
-    if (type === "history") return { roomId: fields.roomId, messages: fields.roomId === "share" ? rows : [] };
-    if (type === "join") return { roomId: fields.roomId, members: [], history: fields.history ?? 0 };
+    if (type === "history") {
+      return { roomId: fields.roomId, messages: fields.roomId === "share" ? rows : [] };
+    }
+    if (type === "join") {
+      return { roomId: fields.roomId, members: [], history: fields.history ?? 0 };
+    }
     return { members: [] };
   } };
   const room = addRoom("share");

@@ -7,7 +7,9 @@ version-3 connection.
 """
 
 
+import base64
 import json
+import os
 
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.task import Clock
@@ -675,6 +677,41 @@ class DirectHistoryTests(RoomTestCase):
         self.assertEqual(shown[0][2], "to you")
         self.assertEqual([row[2] for row in shown[1:]], [None, None])
         self.assertIn("place", shown[1][3])
+
+
+class SharedHistoryTests(RoomTestCase):
+    """
+    History shared with this device as a newcomer: entries another member's
+    device re-wrapped for it after the message was sent. The server adds
+    them to the stored message, outside what the sender signed, so only the
+    key commitment tells a wrong key from the right one.
+    """
+
+    def shared(self, key):
+        """
+        A message bob sealed for his own device alone, with an entry for
+        alice/laptop added afterwards wrapping C{key}.
+        """
+        blob = e2e.seal("bob", privateKey("bob"), ("room", "lobby"), {"bob/pc": der("bob")},
+                        b"said before you came", device="pc",
+                        head=tuple(self.bobList.head), hist=20)
+        envelope = json.loads(blob)
+        wrapped = e2e.loadPublicKey(der("alice")).encrypt(key, e2e._OAEP)
+        envelope["encrypted_keys"]["alice/laptop"] = base64.b64encode(wrapped).decode("ascii")
+        envelope["key_ids"]["alice/laptop"] = e2e.keyId(der("alice"))
+        return ("bob", 0, json.dumps(envelope).encode("utf-8"))
+
+    def test_wrongKeyRefused(self):
+        """
+        A re-wrap of a key other than the message's is refused by the key
+        commitment: the row is shown as not opening, never as text.
+        """
+        self.laptop.protocol.answers[Op.HISTORY] = lambda room, limit, before: (
+            [self.shared(os.urandom(32))],)
+        _, shown = self.do(self.laptop.history("lobby"))
+        [row] = shown
+        self.assertIsNone(row[2])
+        self.assertIn("commitment", row[3])
 
 
 class CommandTests(DeviceClientTestCase):

@@ -240,8 +240,9 @@ class CrossDoorDevicesTests(SynchronousTestCase):
     def test_webSocketJoinSetsHistory(self):
         """
         A WebSocket C{join} that creates a room gives it the C{history} it
-        names (as does C{switch_room}); on an existing room C{history} is ignored; out of range (above
-        500) it is refused C{bad_request} and creates nothing.
+        names (as does C{switch_room}); on an existing room C{history} is
+        ignored; out of range (above 500) it is refused C{bad_request} and
+        creates nothing.
         """
         phone = self.registerBinary("alice", "phone")
         laptop = self.registerText("bob", "laptop")
