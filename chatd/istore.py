@@ -10,7 +10,7 @@ interfaces between the core, the doors and the fan-out are in
 L{chatd.interfaces}.
 """
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class IMessageStore(Interface):
@@ -21,6 +21,16 @@ class IMessageStore(Interface):
     were first written. Every method returns a L{Deferred}; a write has been
     committed when its L{Deferred} fires.
     """
+
+    numbering = Attribute(
+        """
+        Once open, the L{chatd.store.numbering.Numbering} that hands out the
+        timestamps and sequence numbers of room messages before they are
+        stored, on a store that alone writes its messages (in memory;
+        SQLite); L{None} on a store shared by several nodes (PostgreSQL),
+        which takes them inside the transaction that stores the message.
+        """
+    )
 
     def open():
         """
@@ -171,18 +181,25 @@ class IMessageStore(Interface):
             L{chatd.errors.NotFound} when there is no such room.
         """
 
-    def appendMessage(room, sender, timestamp, envelopeId, envelope, readers):
+    def appendMessage(room, sender, timestamp, envelopeId, envelope, readers, sequence=0):
         """
         Store one room message, encrypted at rest.
 
         @param envelopeId: the envelope's C{id}; the pair (sender, id) is unique.
         @param envelope: the whole envelope, UTF-8 JSON L{bytes}.
         @param readers: the names that have a key entry in it.
-        @param timestamp: the server timestamp asked for; when another message
-            of the room has it already (nodes of a cluster that cannot reach
-            their fan-out count on their own), the next free one is taken, so
-            that a room's timestamps stay unique.
-        @return: a L{Deferred} that fires with the timestamp stored once
+        @param timestamp: the server timestamp asked for. A room's timestamps
+            stay unique: on a store with a L{numbering}, one above the room's
+            latest is taken when the room has one as late; on a shared store,
+            when another message of the room has it already (nodes of a
+            cluster that cannot reach their fan-out count on their own), the
+            next free one.
+        @param sequence: a sequence number C{numbering} handed out with
+            C{timestamp} (L{chatd.store.numbering.Numbering.take}): the
+            message is then stored with exactly these two; 0 for the store to
+            take them.
+        @return: a L{Deferred} that fires with the timestamp stored (a
+            L{chatd.store.entries.Stamp}, carrying the sequence) once
             committed, or fails with L{chatd.errors.Conflict} when the sender's
             id is already stored.
         """

@@ -11,6 +11,7 @@ from chatd.core.waiting import parsedOrNone
 from chatd.errors import BadRequest, Conflict, NotFound, RateLimited, StaleRecipients, Unavailable
 from chatd.names import fold, isUserName
 from chatd.ratelimit import inWholeSeconds
+from chatd.store.entries import Stamp
 
 log = Logger()
 
@@ -48,7 +49,8 @@ class MessageRequests(SessionBase):
         Post an envelope to a room.
 
         @return: a L{Deferred} firing with the server timestamp once the message
-            is stored; it has been delivered to the other members by then.
+            is stored; it has been delivered to the other members by then (on
+            a store that numbers its own messages, before it was stored).
         """
         user = self._greeted()
         room = self.service.directory.room(roomName)
@@ -70,9 +72,7 @@ class MessageRequests(SessionBase):
         try:
             timestamp = await service.fanout.timestamp(room.name, service.now(),
                                                        room.lastTimestamp)
-            service.directory.advance(room, timestamp)
-            timestamp = await service.store.appendMessage(
-                room.name, user.name, timestamp, envelope.id, data, envelope.readers())
+            stamp = await self._storeAndDeliver(user, room, timestamp, data, envelope)
         except Conflict:
             raise
         except Unavailable:
@@ -84,12 +84,45 @@ class MessageRequests(SessionBase):
             log.failure("storing a message to {room}", room=room.name)
             raise BadRequest("the message could not be stored; try again")
         service.metrics.message("room")
-        sequence = getattr(timestamp, "sequence", 0)
-        service.happened(service.directory.roomMessage(
-            room, user.name, timestamp, data, envelope, sequence=sequence), self)
         # The sending device has it: it is not replayed to it.
-        service.devices.delivered(self, sequence)
-        return int(timestamp)
+        service.devices.delivered(self, stamp.sequence)
+        return int(stamp)
+
+    def _storeAndDeliver(self, user, room, timestamp, data, envelope) -> "Deferred[Stamp]":
+        """
+        Store a checked message and deliver it to the room.
+
+        On a store that numbers its own messages (L{IMessageStore.numbering})
+        the message is delivered at once, while its commit runs: the
+        recipients do not wait for the disk. Should the commit fail, the
+        sender is refused and retries with the same envelope id, which
+        clients that saw the first one drop; the number it had is never
+        handed out again (L{chatd.store.numbering}). A store shared by nodes
+        numbers messages in the commit, so they are delivered after it.
+
+        @return: a L{Deferred} firing with the L{Stamp} stored once committed.
+        """
+        service, store = self.service, self.service.store
+        numbering = store.numbering
+        if numbering is None:
+            service.directory.advance(room, timestamp)
+            stored = store.appendMessage(room.name, user.name, timestamp, envelope.id, data,
+                                         envelope.readers())
+            return stored.addCallback(self._deliverRoomMessage, user, room, data, envelope)
+        stamp = numbering.take(room.name, timestamp)
+        stored = store.appendMessage(room.name, user.name, int(stamp), envelope.id, data,
+                                     envelope.readers(), stamp.sequence)
+        if stored.called:
+            # Answered at once (in memory): deliver only what it kept.
+            return stored.addCallback(self._deliverRoomMessage, user, room, data, envelope)
+        self._deliverRoomMessage(stamp, user, room, data, envelope)
+        return stored
+
+    def _deliverRoomMessage(self, stamp, user, room, data, envelope):
+        service = self.service
+        service.happened(service.directory.roomMessage(
+            room, user.name, int(stamp), data, envelope, sequence=stamp.sequence), self)
+        return stamp
 
     def directMessage(self, userName: str, data: bytes) -> "Deferred[int]":
         """

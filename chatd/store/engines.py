@@ -67,6 +67,9 @@ class Engine:
     @ivar isUnavailable: whether an error of the module says the database
         cannot be reached or cannot work right now (a lost connection, a
         timeout, a full disk), rather than that a query is wrong.
+    @ivar numbersAhead: whether one chatd process alone writes the database,
+        so that its store numbers messages before their commit
+        (L{chatd.store.numbering}); not when the nodes of a cluster share it.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Engine:
     protectFiles: Optional[Callable[[object], None]] = None
     connectTimeoutKeyword: Optional[str] = None
     statementTimeoutStatement: Optional[str] = None
+    numbersAhead: bool = False
 
     def sql(self, query: str) -> str:
         """
@@ -301,6 +305,7 @@ SQLITE = Engine(
     remote=False,
     rowLock="",
     isUnavailable=_sqliteUnavailable,
+    numbersAhead=True,
 )
 
 # The key of the advisory lock chatd holds while it reads or upgrades the

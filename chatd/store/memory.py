@@ -27,7 +27,6 @@ from chatd.store.moderation import OWNER, moderation
 from chatd.store.operations import tokenHash
 from chatd.store.readers import readerKeys
 from chatd.store.seal import AtRestKeys, DamageReport, openRows
-from chatd.store.timestamps import nextFree
 
 _T = TypeVar("_T")
 
@@ -280,33 +279,34 @@ class MemoryStore(MemoryDevices):
         )
 
     def appendMessage(self, room: str, sender: str, timestamp: int, envelopeId: str,
-                      envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
+                      envelope: bytes, readers: Iterable[str],
+                      sequence: int = 0) -> "Deferred[Stamp]":
         roomKey = fold(room)
         senderKey = fold(sender)
         if (senderKey, envelopeId) in self._envelopeIds:
             return fail(Conflict("replayed envelope id"))
         if roomKey not in self._rooms:
             return fail(NotFound("no such room"))
+        if not sequence:
+            stamp = self.numbering.take(room, timestamp)
+            timestamp, sequence = int(stamp), stamp.sequence
         self._envelopeIds.add((senderKey, envelopeId))
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
         messages = self._messages[roomKey]
-        timestamp = nextFree(timestamp, sorted(
-            m.timestamp for m in messages if m.timestamp >= timestamp))
         keys = readerKeys(readers)
         if messages and messages[-1].readerKeys == keys:
             # One set for a run of messages to the same readers, as the SQL
             # store's reader sets: the room's size is not paid per message.
             keys = messages[-1].readerKeys
         messages.append(
-            _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys,
-                     self._nextSequence())
+            _Message(sender, senderKey, timestamp, envelopeId, keyId, body, keys, sequence)
         )
         if len(messages) > self._historyCap:
             # The oldest goes, and its id with it: the service's replay cache
             # still refuses it while its timestamp would be accepted.
             dropped = messages.pop(0)
             self._envelopeIds.discard((dropped.senderKey, dropped.envelopeId))
-        return succeed(Stamp(timestamp, self._sequence))
+        return succeed(Stamp(timestamp, sequence))
 
     def messagesAfter(self, room: str, after: int,
                       limit: int) -> "Deferred[List[HistoryRow]]":

@@ -15,6 +15,7 @@ from chatd.errors import ChatError, Conflict, NotFound
 from chatd.model import NO_DEVICES, DeviceList, HistoryRow, PendingDevice, StoredMessage
 from chatd.names import fold
 from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey, readingKeys
+from chatd.store.numbering import Numbering
 from chatd.store.seal import SealError
 
 
@@ -67,16 +68,14 @@ class MemoryDevices:
         self._removed: Dict[str, set] = {}
         self._pending: Dict[str, Dict[str, Any]] = {}
         self._recovery: Dict[str, bytes] = {}
-        self._sequence = 0
+        # Numbered at once (the store answers at once), as a store that
+        # numbers ahead of its commit does.
+        self.numbering = Numbering()
         self._directs: List[_Direct] = []
         self._directIds: set = set()
         # (room key, folded sender, envelope id) -> {entry key: (key, key id)}
         self._shares: Dict[Tuple[str, str, str], Dict[str, Tuple[str, str]]] = {}
         self._marks: Dict[Tuple[str, str], int] = {}
-
-    def _nextSequence(self) -> int:
-        self._sequence += 1
-        return self._sequence
 
     def _account(self, user):
         key = fold(user)
@@ -159,7 +158,7 @@ class MemoryDevices:
         self._directIds.add((fold(sender), envelopeId))
         pair = pairKey(sender, peer)
         keyId, body = self._keys.seal(envelope, pair, sender, envelopeId)
-        sequence = self._nextSequence()
+        sequence = self.numbering.takeSequence()
         self._directs.append(_Direct(sequence, pair, sender, fold(sender), peer, timestamp,
                                      envelopeId, keyId, body,
                                      frozenset(readerKey(r) for r in readers)))
@@ -276,7 +275,7 @@ class MemoryDevices:
         return succeed(added)
 
     def currentSequence(self) -> "Deferred[int]":
-        return succeed(self._sequence)
+        return succeed(self.numbering.sequence)
 
     def getMark(self, user: str, device: str) -> "Deferred[Optional[int]]":
         return succeed(self._marks.get((fold(user), device)))

@@ -20,10 +20,11 @@ from chatd.names import fold
 from chatd.store.engines import Engine
 from chatd.store.entries import Stamp
 from chatd.store.moderation import OWNER
+from chatd.store.numbering import Numbering
 from chatd.store.readers import storeReaderSet
 from chatd.store.seal import AtRestKeys, DamageReport, openRows
 from chatd.store.timestamps import nextFree
-from chatd.store.waiting import nextSequence, roomHistory
+from chatd.store.waiting import roomHistory, sequenceFor
 
 # How many taken timestamps one query reads while looking for a free one.
 _TAKEN_PAGE = 64
@@ -45,6 +46,7 @@ class RoomStore:
     _engine: Engine
     _keys: AtRestKeys
     _damage: DamageReport
+    numbering: Optional[Numbering]
 
     # Rooms and memberships
 
@@ -147,18 +149,30 @@ class RoomStore:
     # Room history
 
     def appendMessage(self, room: str, sender: str, timestamp: int, envelopeId: str,
-                      envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
+                      envelope: bytes, readers: Iterable[str],
+                      sequence: int = 0) -> "Deferred[Stamp]":
+        if not sequence and self.numbering is not None:
+            stamp = self.numbering.take(room, timestamp)
+            timestamp, sequence = int(stamp), stamp.sequence
         return self._write(
-            self._appendMessage, room, sender, timestamp, envelopeId, envelope, readers
+            self._appendMessage, room, sender, timestamp, envelopeId, envelope, readers,
+            sequence
         )
 
     def _appendMessage(self, txn, room, sender, timestamp, envelopeId, envelope,
-                       readers):
+                       readers, sequence):
+        """
+        @param sequence: the number the store's L{Numbering} handed out with
+            C{timestamp}, both then stored as they are; 0 to take the next
+            free timestamp and the next number here, under the locks that
+            keep the nodes sharing the database apart.
+        """
         roomKey = fold(room)
         keyId, body = self._keys.seal(envelope, roomKey, sender, envelopeId)
-        timestamp = self._freeTimestamp(txn, roomKey, timestamp)
+        if not sequence:
+            timestamp = self._freeTimestamp(txn, roomKey, timestamp)
         readersId = storeReaderSet(txn, self._execute, readers)
-        sequence = nextSequence(txn, self._execute)
+        sequence = sequenceFor(txn, self._execute, sequence)
         try:
             self._execute(
                 txn,

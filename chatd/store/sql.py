@@ -41,6 +41,7 @@ from chatd.store.devices import DeviceStore
 from chatd.store.engines import Engine
 from chatd.store.keycheck import checkStoredKeys
 from chatd.store.moderation import ModerationStore
+from chatd.store.numbering import SEQUENCE_SCHEMA, Numbering, readNumbering
 from chatd.store.rooms import RoomStore
 from chatd.store.seal import AtRestKeys, DamageReport
 from chatd.store.waiting import WaitingStore
@@ -102,6 +103,8 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
     @ivar _writing: whether a group-commit write is running.
     @ivar _idleWaiters: L{Deferred}s of L{close} calls waiting for the writes
         to finish.
+    @ivar numbering: once open, the L{Numbering} of a database this process
+        alone writes (L{Engine.numbersAhead}); L{None} otherwise.
     """
 
     _log = Logger()
@@ -142,6 +145,7 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         self._queue: List[Tuple[Callable[..., Any], tuple, Deferred]] = []
         self._writing = False
         self._idleWaiters: List[Deferred] = []
+        self.numbering: Optional[Numbering] = None
 
     # Plumbing
 
@@ -234,6 +238,8 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
             if await self._interact(self._migrate, version, script):
                 self._log.info("Applied schema version {version}.", version=version)
         await self._interact(checkStoredKeys, self._execute, self._keys)
+        if self._engine.numbersAhead and newest >= SEQUENCE_SCHEMA:
+            self.numbering = await self._interact(readNumbering, self._execute)
 
     def _lockSchema(self, txn):
         """

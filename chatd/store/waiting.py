@@ -19,6 +19,7 @@ from chatd.errors import Conflict
 from chatd.model import HistoryRow, StoredMessage
 from chatd.names import fold
 from chatd.store.entries import Stamp, mergeShares, pairKey, readerKey, readingKeys
+from chatd.store.numbering import Numbering, claimSequence
 from chatd.store.seal import AtRestKeys, DamageReport, SealError
 
 # Whether a reader may read message C{m}: its reader set (chatd.store.readers)
@@ -42,6 +43,18 @@ def nextSequence(txn, execute) -> int:
     return value
 
 
+def sequenceFor(txn, execute, handedOut: int) -> int:
+    """
+    The sequence number a message is stored with: C{handedOut}, taken before
+    the transaction from the store's L{chatd.store.numbering.Numbering} (and
+    now recorded in the counter), or, when 0, the counter's next.
+    """
+    if handedOut:
+        claimSequence(txn, execute, handedOut)
+        return handedOut
+    return nextSequence(txn, execute)
+
+
 def currentSequence(txn, execute) -> int:
     execute(txn, "SELECT value FROM message_sequence")
     [(value,)] = txn.fetchall()
@@ -49,9 +62,12 @@ def currentSequence(txn, execute) -> int:
 
 
 def appendDirect(txn, execute, keys: AtRestKeys, sender: str, peer: str, timestamp: int,
-                 envelopeId: str, envelope: bytes, readers: Sequence[str]) -> Stamp:
+                 envelopeId: str, envelope: bytes, readers: Sequence[str],
+                 sequence: int = 0) -> Stamp:
     """
     Store a direct message between two accounts, sealed at rest.
+
+    @param sequence: as L{sequenceFor}'s C{handedOut}.
 
     @raise Conflict: when the sender's envelope id is stored already.
     """
@@ -60,7 +76,7 @@ def appendDirect(txn, execute, keys: AtRestKeys, sender: str, peer: str, timesta
             (fold(sender), envelopeId))
     if txn.fetchall():
         raise Conflict("replayed envelope id")
-    sequence = nextSequence(txn, execute)
+    sequence = sequenceFor(txn, execute, sequence)
     keyId, body = keys.seal(envelope, pair, sender, envelopeId)
     execute(txn, "INSERT INTO direct_messages (seq, pair_key, sender, sender_key, peer,"
                  " peer_key, ts, envelope_id, key_id, body)"
@@ -269,6 +285,7 @@ class WaitingStore:
     _execute: Callable[..., None]
     _keys: AtRestKeys
     _damage: DamageReport
+    numbering: Optional[Numbering]
 
     def _readOpened(self, operation, *args):
         return self._interact(
@@ -277,8 +294,11 @@ class WaitingStore:
 
     def appendDirect(self, sender: str, peer: str, timestamp: int, envelopeId: str,
                      envelope: bytes, readers: Iterable[str]) -> "Deferred[Stamp]":
+        # Numbered here, when the store numbers ahead, so that it shares one
+        # counter with the room messages numbered before their transaction.
+        sequence = self.numbering.takeSequence() if self.numbering is not None else 0
         return self.run(appendDirect, self._keys, sender, peer, timestamp, envelopeId,
-                        envelope, list(readers))
+                        envelope, list(readers), sequence)
 
     def directHistory(self, user: str, peer: str, reader: str, limit: int,
                       before: int) -> "Deferred[List[HistoryRow]]":
@@ -302,6 +322,10 @@ class WaitingStore:
         return self.run(addShares, list(shares))
 
     def currentSequence(self) -> "Deferred[int]":
+        if self.numbering is not None:
+            # Numbers handed out may not be committed yet; a device that
+            # starts here is not owed their messages.
+            return succeed(self.numbering.sequence)
         return self._interact(lambda txn: currentSequence(txn, self._execute))
 
     def getMark(self, user: str, device: str) -> "Deferred[Optional[int]]":

@@ -33,6 +33,8 @@ class FreezableStore:
 
     def __getattr__(self, name):
         method = getattr(self.store, name)
+        if not callable(method):
+            return method
 
         def call(*args):
             if self.frozen:
