@@ -352,37 +352,35 @@ class Envelope:
         """
         cut = self._shared.get(user)
         if cut is None:
-            tail = b"".join((_KEYS_OPEN, *self._entry(self.encryptedKeys, user), _KEYS_BETWEEN,
-                             *self._entry(self.keyIds, user), _KEYS_CLOSE))
-            cut = self._shared[user] = Cut((self._common, tail),
-                                           len(self._common) + len(tail))
+            wrapped, keyId = self.encryptedKeys.get(user), self.keyIds.get(user)
+            quoted = _quotedName(user)
+            if wrapped is not None and keyId is not None:
+                # The common case, one reader with both entries: one f-string,
+                # the fastest way Python has to put the pieces together.
+                tail = (f',"encrypted_keys":{{{quoted}:"{wrapped}"}},'
+                        f'"key_ids":{{{quoted}:"{keyId}"}}}}').encode("ascii")
+            else:
+                tail = (f',"encrypted_keys":{{{_entry(quoted, wrapped)}}},'
+                        f'"key_ids":{{{_entry(quoted, keyId)}}}}}').encode("ascii")
+            cut = self._shared[user] = Cut((self._common, tail), len(self._common) + len(tail))
         return cut
 
-    @staticmethod
-    def _entry(mapping, user):
-        """
-        C{user}'s member of C{mapping} as JSON text, in pieces (none when it
-        has none).
-        """
-        value = mapping.get(user)
-        if value is None:
-            return ()
-        return (_quotedName(user), b':"', value.encode("ascii"), b'"')
 
-
-# The JSON around a cut's two entries (see Envelope.sharedCut).
-_KEYS_OPEN = b',"encrypted_keys":{'
-_KEYS_BETWEEN = b'},"key_ids":{'
-_KEYS_CLOSE = b"}}"
+def _entry(quoted, value):
+    """
+    One entry of a cut's map as JSON text: C{quoted} (a reader's name as a
+    JSON string) to C{value}, or nothing when it has no C{value}.
+    """
+    return "" if value is None else f'{quoted}:"{value}"'
 
 
 @lru_cache(maxsize=65536)
 def _quotedName(name):
     """
     C{name} as a JSON string, as L{json.dumps} writes it: a room's readers
-    come back with every message, so their names are encoded once.
+    come back with every message, so their names are quoted once.
     """
-    return json.dumps(name).encode("ascii")
+    return json.dumps(name)
 
 
 def _b64(data):

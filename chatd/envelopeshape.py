@@ -121,16 +121,44 @@ def _require(valid, field, what):
         raise EnvelopeError(f"envelope: {field} must be {what}")
 
 
-def _requireMap(value, field, isValid, what):
+def _requireMap(value, field, isValid, what, allValid=None):
     """
     Refuse the envelope unless C{value} is an object whose every value passes
     C{isValid}; the offending name goes into the message only on failure, so the
     common case builds no strings.
+
+    @param allValid: when given, a check of all the values at once that holds
+        exactly when C{isValid} holds for each (a room's maps have an entry per
+        reader, and this runs for every message): only when it fails are the
+        values looked at one by one, to name the first bad one.
     """
     _require(isinstance(value, dict), field, "an object")
+    if allValid is not None and allValid(value.values()):
+        return
     for name, entry in value.items():
         if not isValid(entry):
             raise EnvelopeError(f"envelope: {field}[{quote(name)}] must be {what}")
+
+
+def _allMatch(pattern, multiple):
+    """
+    A check that all of some values are strings C{pattern} matches entirely,
+    each non-empty and of a length that is a multiple of C{multiple}: the
+    patterns run from C, the lengths are looked at once per distinct length.
+    """
+    fullmatch = pattern.fullmatch
+
+    def allValid(values):
+        try:
+            return all(map(fullmatch, values)) and all(
+                length and not length % multiple for length in set(map(len, values)))
+        except TypeError:  # a value that is not a string
+            return False
+    return allValid
+
+
+_allBase64 = _allMatch(_B64, 4)
+_allKeyIds = _allMatch(_KEY_ID, 16)
 
 
 def _isHead(value):
@@ -207,8 +235,8 @@ def check(data, alg):
     _require(_isBase64(obj["encrypted_message"]), "encrypted_message",
              "non-empty base64")
     _requireMap(obj["encrypted_keys"], "encrypted_keys", _isBase64,
-                "non-empty base64")
-    _requireMap(obj["key_ids"], "key_ids", _isKeyId, "16 lowercase hex digits")
+                "non-empty base64", _allBase64)
+    _requireMap(obj["key_ids"], "key_ids", _isKeyId, "16 lowercase hex digits", _allKeyIds)
     _require(_isBase64(obj["signature"]), "signature", "non-empty base64")
     if version == 2:
         _checkDevices(obj)

@@ -152,47 +152,47 @@ class Telling:
         room = self.directory.rooms.get(fold(event.room))
         if room is None:
             return
-        envelope = event.parsed()
-        readers = envelope.encryptedKeys
-        args = (room.name, event.sender, event.timestamp)
-        told = 0
-        for member in room.members.values():
-            if member.sessions:
-                told += self._deliver(member.sessions, exclude, readers, "roomMessage",
-                                      event.sequence, args, envelope)
+        sessions = [session for member in room.members.values() for session in member.sessions]
+        told = self._deliver(sessions, exclude, "roomMessage", event.sequence,
+                             (room.name, event.sender, event.timestamp), event.parsed())
         if told:
             self.metrics.delivered("room", told)
 
-    def _deliver(self, sessions, exclude, readers, method, sequence, args, envelope):
+    def _deliver(self, sessions, exclude, method, sequence, args, envelope):
         """
         Give each of C{sessions} but C{exclude} its own cut of C{envelope} (by
         the entry it reads the envelope by, L{chatd.e2e.Envelope.entryFor}: a
-        device reads only its own entry of a version 2 envelope), when it has
-        one, and raise its device's mark.
+        device reads only its own entry of a version 2 envelope, every session
+        of a user the user's entry of a version 1 one), when it has one, and
+        raise its device's mark.
 
-        This is the fan-out's inner loop: a session costs its entry key, its
-        cut (kept by the envelope for the reader's other sessions), one call
-        into its door and its mark; no Deferred, no log line and no counter
-        per delivery (the caller counts once per message). A session whose
-        door fails is logged and disconnected, as L{broadcast} does.
+        This is the fan-out's inner loop, so L{chatd.e2e.Envelope.entryFor} is
+        spelled out in it rather than called: a session costs its entry key,
+        its cut (kept by the envelope for the reader's other sessions), one
+        call into its door and, for a device, its mark; no Deferred, no log
+        line and no counter per delivery (the caller counts once per message).
+        A session whose door fails is logged and disconnected, as
+        L{broadcast} does.
 
         @return: how many sessions were given it.
         """
         entryKeyOf, delivered = self.devices.entryKeyOf, self.devices.delivered
-        entryFor, cutFor = envelope.entryFor, envelope.sharedCut
+        cutFor, readers = envelope.sharedCut, envelope.encryptedKeys
+        byDevice = envelope.version == 2
         told = 0
         # A copy: a door that drops its too-slow reader takes it out of the list.
         for session in tuple(sessions):
             if session is exclude:
                 continue
-            entry = entryFor(entryKeyOf(session))
+            entry = entryKeyOf(session) if byDevice else session.user.name
             if entry not in readers:
                 continue
             try:
                 getattr(session.client, method)(*args, cutFor(entry))
             except Exception:
                 self._deliveryFailed(session, method)
-            delivered(session, sequence)
+            if sequence and session.device is not None:
+                delivered(session, sequence)
             told += 1
         return told
 
@@ -204,15 +204,14 @@ class Telling:
         sender, peer = self.directory.user(event.sender), self.directory.user(event.peer)
         assert sender is not None  # it sent the message here, or is known from its node
         envelope = event.parsed()
-        readers = envelope.encryptedKeys
         args = (sender.name, event.timestamp)
         told = 0
         if peer is not None:
-            told += self._deliver(peer.sessions, exclude, readers, "directMessage",
-                                  event.sequence, args, envelope)
+            told += self._deliver(peer.sessions, exclude, "directMessage", event.sequence,
+                                  args, envelope)
         if peer is not sender:
-            told += self._deliver(sender.sessions, exclude, readers, "directMessage",
-                                  event.sequence, args, envelope)
+            told += self._deliver(sender.sessions, exclude, "directMessage", event.sequence,
+                                  args, envelope)
         if told:
             self.metrics.delivered("direct", told)
 

@@ -107,7 +107,11 @@ class Outbox:
 
     def write(self, frame):
         if not self.paused:
-            self._hand(frame)
+            # The fan-out's last step for every reader: straight through.
+            if type(frame) is bytes:
+                self.transport.write(frame)
+            else:
+                self._hand(frame)
             return
         count = size(frame)
         if self.size + count > self.limit or not self.budget.take(count):

@@ -13,8 +13,9 @@ delivery together.
 """
 
 import struct
-from typing import Optional
+from typing import Dict
 
+from chatd.cut import Cut
 from chatd.protocols.layouts import encode
 from chatd.protocols.opcodes import EVENTS, MAGIC
 from chatd.protocols.outbox import chain
@@ -29,12 +30,17 @@ SHARED_ABOVE = 4096
 
 class _Head:
     """
-    The encoded fields before the envelope of the last message framed: the
-    readers of one message come one after another, so one entry is enough.
+    The last message framed: the readers of one message come one after
+    another, so one entry is enough. For it, the encoded fields before the
+    envelope, and per cut size the frame up to the reader's own entries
+    (readers whose names are as long share it).
     """
 
-    key: Optional[tuple] = None
+    op = 0
+    fields: tuple = ()
+    common = b""
     head = b""
+    prefixes: Dict[int, bytes] = {}
 
 
 _last = _Head()
@@ -49,16 +55,35 @@ def envelopeFrame(op, fields, envelope):
     @return: what L{chatd.protocols.outbox.chain} makes of the frame: one
         L{bytes} unless the envelope is over C{SHARED_ABOVE} bytes.
     """
-    key = (op, *fields)
     last = _last
-    if last.key != key:
-        last.head = MAGIC + bytes((op,)) + encode(EVENTS[op][:-1], fields)
-        last.key = key
-    head = last.head
-    size = len(envelope)
-    pieces = getattr(envelope, "pieces", None)
-    if pieces is None:
+    if type(envelope) is not Cut:
+        size = len(envelope)
+        head = _head(last, op, fields, None)
         return b"".join((_U32(len(head) + 4 + size), head, _U32(size), envelope))
+    common, tail = envelope.pieces
+    size = envelope.size
+    if last.common is not common or last.op != op or last.fields != fields:
+        _head(last, op, fields, common)
     if size > SHARED_ABOVE:
+        head = last.head
         return chain(_U32(len(head) + 4 + size) + head + _U32(size), envelope)
-    return b"".join((_U32(len(head) + 4 + size), head, _U32(size), *pieces))
+    prefix = last.prefixes.get(size)
+    if prefix is None:
+        head = last.head
+        prefix = last.prefixes[size] = b"".join(
+            (_U32(len(head) + 4 + size), head, _U32(size), common))
+    return prefix + tail
+
+
+def _head(last, op, fields, common):
+    """
+    Make C{last} the message of C{op}, C{fields} and shared part C{common}
+    (L{None} for an envelope that is not a cut, whose frame is not kept).
+
+    @return: the encoded fields before the envelope.
+    """
+    if last.op != op or last.fields != fields:
+        last.head = MAGIC + bytes((op,)) + encode(EVENTS[op][:-1], fields)
+        last.op, last.fields = op, fields
+    last.common, last.prefixes = common, {}
+    return last.head

@@ -9,8 +9,9 @@ message independent of the room's size: the old layout wrote one row per
 reader per message, which was most of a 200-member room's store CPU.
 """
 
+from functools import lru_cache
 from hashlib import sha256
-from typing import Iterable
+from typing import Iterable, Tuple
 
 from chatd.store.entries import readerKey
 
@@ -24,7 +25,19 @@ def readerKeys(readers: Iterable[str]) -> frozenset:
     The keys history is read by for C{readers}: each entry key with its
     user part folded (L{chatd.store.entries.readerKey}: device ids are exact).
     """
-    return frozenset(readerKey(reader) for reader in readers)
+    return _readerSet(frozenset(readers))[0]
+
+
+@lru_cache(maxsize=256)
+def _readerSet(readers: frozenset) -> Tuple[frozenset, str]:
+    """
+    L{readerKeys} and their L{readerSetDigest}, kept for the last few sets of
+    readers: a room's messages go to the same readers until its membership
+    changes, and folding each of them again for every message was a large
+    part of storing one in a big room.
+    """
+    keys = frozenset(readerKey(reader) for reader in readers)
+    return keys, readerSetDigest(keys)
 
 
 def readerSetDigest(keys: Iterable[str]) -> str:
@@ -48,8 +61,7 @@ def storeReaderSet(txn, execute, readers: Iterable[str]) -> int:
     @param execute: runs one query with C{?} placeholders on C{txn}.
     @return: the set's id, for the message's C{readers_id}.
     """
-    keys = readerKeys(readers)
-    digest = readerSetDigest(keys)
+    keys, digest = _readerSet(frozenset(readers))
     execute(txn, "SELECT id FROM reader_sets WHERE digest = ?", (digest,))
     found = txn.fetchall()
     if found:

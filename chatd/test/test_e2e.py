@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import e2e
+from chatd import e2e, envelopeshape
 from chatd.e2e import BadSignature, Envelope, EnvelopeError
 from chatd.errors import BadRequest, Forbidden, Status
 from chatd.test.robustness import checkEnvelope
@@ -467,6 +467,31 @@ class MalformedTests(SynchronousTestCase):
         ]
         for name, value in cases:
             self.assertMalformed(handWith(**{name: value}), name)
+
+    def test_badEntryAmongMany(self):
+        """
+        One bad entry in a room-sized map is refused, by its reader's name.
+        """
+        good = base64.b64encode(bytes(256)).decode("ascii")
+        keys = {f"u{n}": good for n in range(200)}
+        ids = {f"u{n}": "0123456789abcdef" for n in range(200)}
+        self.assertMalformed(handWith(encrypted_keys={**keys, "u150": good + "="},
+                                      key_ids=ids), "encrypted_keys['u150']")
+        self.assertMalformed(handWith(encrypted_keys=keys, key_ids={**ids, "u7": 7}),
+                             "key_ids['u7']")
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.one_of(st.text(alphabet="AB+/=a9\n \u00e9-_f0", max_size=18),
+                              st.integers()), max_size=4))
+    def test_wholeMapChecks(self, values):
+        """
+        The checks of a whole map's values at once accept exactly the maps
+        whose every value the one-at-a-time checks accept.
+        """
+        self.assertEqual(envelopeshape._allBase64(values),
+                         all(map(envelopeshape._isBase64, values)))
+        self.assertEqual(envelopeshape._allKeyIds(values),
+                         all(map(envelopeshape._isKeyId, values)))
 
     def test_emptyMapsAccepted(self):
         """

@@ -74,6 +74,28 @@ class SpliceTests(SynchronousTestCase):
         self.assertSameFrame(Op.ROOM_MSG, ("#a", "alice", 1), first, "alice")
         self.assertSameFrame(Op.ROOM_MSG, ("#a", "alice", 3), first, "alice")
 
+    def test_sameFieldsNextEnvelope(self):
+        """
+        Two envelopes framed with the same fields (two direct messages a
+        sender sent in one millisecond) each get their own frame.
+        """
+        first = e2e.Envelope.parse(sealed(readers=["alice", "Bob"]))
+        second = e2e.Envelope.parse(sealed(readers=["alice", "Bob"]))
+        self.assertSameFrame(Op.DM, ("alice", 7), first, "Bob")
+        self.assertSameFrame(Op.DM, ("alice", 7), second, "Bob")
+
+    def test_oneMapOnly(self):
+        """
+        A reader named in one of the two maps only (a version-1 envelope does
+        not have to key both alike) gets that one entry.
+        """
+        blob = json.loads(sealed(readers=["alice", "Bob", "carol"]))
+        del blob["encrypted_keys"]["Bob"]
+        del blob["key_ids"]["carol"]
+        envelope = e2e.Envelope.parse(json.dumps(blob).encode("ascii"))
+        for reader in ("alice", "Bob", "carol"):
+            self.assertSameFrame(Op.ROOM_MSG, ("#r", "alice", 5), envelope, reader)
+
     def test_smallIsOneBytes(self):
         """
         A small message's frame is one L{bytes}: one join, one write.
