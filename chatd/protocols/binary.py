@@ -236,8 +236,9 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
 
     def roomMessage(self, room, sender, timestamp, envelope):
         # Door._send, inlined: this runs once per reader of every message.
-        if not self._closing:
-            self.outbox.write(envelopeFrame(Op.ROOM_MSG, (room, sender, timestamp), envelope))
+        outbox = self.outbox
+        if not self._closing and outbox is not None:
+            outbox.write(envelopeFrame(Op.ROOM_MSG, (room, sender, timestamp), envelope))
 
     def directMessage(self, sender, timestamp, envelope):
         self._send(envelopeFrame(Op.DM, (sender, timestamp), envelope))
