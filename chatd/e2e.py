@@ -319,7 +319,7 @@ class Envelope:
             common["hist"] = self.hist
         common["encrypted_message"] = self.encryptedMessage
         common["signature"] = self.signature
-        return json.dumps(common, separators=(",", ":"))[:-1].encode("ascii")
+        return _COMPACT.encode(common)[:-1].encode("ascii")
 
     def cutFor(self, user):
         """
@@ -372,6 +372,10 @@ def _entry(quoted, value):
     JSON string) to C{value}, or nothing when it has no C{value}.
     """
     return "" if value is None else f'{quoted}:"{value}"'
+
+
+# Made once: json.dumps with separators would make an encoder every time.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 @lru_cache(maxsize=65536)

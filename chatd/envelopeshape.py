@@ -189,16 +189,16 @@ def _loads(data):
     The JSON object C{data} holds, refusing duplicate keys and non-JSON numbers.
     """
     try:
-        obj = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_uniquePairs,
-            parse_constant=_refuseConstant,
-        )
+        obj = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise EnvelopeError("envelope: not UTF-8 JSON")
     if not isinstance(obj, dict):
         raise EnvelopeError("envelope: not a JSON object")
     return obj
+
+
+# Made once: json.loads with hooks would make a decoder for every envelope.
+_DECODER = json.JSONDecoder(object_pairs_hook=_uniquePairs, parse_constant=_refuseConstant)
 
 
 def check(data, alg):
