@@ -144,7 +144,7 @@ def _allMatch(pattern, multiple):
     """
     A check that all of some values are strings C{pattern} matches entirely,
     each non-empty and of a length that is a multiple of C{multiple}: the
-    patterns run from C, the lengths are looked at once per distinct length.
+    pattern runs from C, the lengths are looked at once per distinct length.
     """
     fullmatch = pattern.fullmatch
 
@@ -157,7 +157,32 @@ def _allMatch(pattern, multiple):
     return allValid
 
 
-_allBase64 = _allMatch(_B64, 4)
+def _allBase64(values):
+    """
+    Whether every one of C{values} is what L{_isBase64} accepts, checked on
+    all of them at once by C's string methods, about three times as fast as
+    the pattern per value on a room's key entries: every character is of the
+    alphabet or C{=}, every C{=} is among a value's last two characters and
+    none is followed by another character, and every length is a non-zero
+    multiple of 4.
+    """
+    try:
+        joined = "".join(values)
+    except TypeError:  # a value that is not a string
+        return False
+    if not joined.isascii():
+        return False
+    padding = joined.encode("ascii").translate(None, _B64_ALPHABET)
+    if padding.strip(b"="):
+        return False
+    tails = [value[-2:] for value in values]
+    return (len(padding) == "".join(tails).count("=") and _BAD_TAILS.isdisjoint(tails)
+            and all(length and not length % 4 for length in set(map(len, values))))
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# The last two characters of a value with padding before its end.
+_BAD_TAILS = frozenset("=" + chr(c) for c in _B64_ALPHABET)
 _allKeyIds = _allMatch(_KEY_ID, 16)
 
 
