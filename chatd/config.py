@@ -30,6 +30,7 @@ from chatd.endpoints import DEFAULT_LISTENERS, DISABLED, parseEndpoints, withDat
 from chatd.redisurl import parseRedis
 from chatd.registration import parseRegistration
 from chatd.store.engines import engineForURL
+from chatd.tls import DEFAULT_GROUPS, knownGroups
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Settings:
     logFormat: str = "text"
     registration: str = "open"
     retentionDays: int = 0
+    tlsGroups: str = DEFAULT_GROUPS
 
 
 DEFAULTS = Settings()
@@ -294,6 +296,18 @@ def parseNetworks(value):
     return tuple(networks)
 
 
+def parseGroups(value):
+    """
+    The key-exchange groups of the TLS listeners, in order of preference,
+    separated by C{:} (see L{chatd.tls.knownGroups}); checked against this
+    OpenSSL now, so that a misspelt group stops the start rather than a
+    listener.
+    """
+    value = value.strip()
+    knownGroups(value)
+    return value
+
+
 LOG_FORMATS = ("text", "json")
 
 
@@ -355,6 +369,7 @@ FIELDS = {
     "log-format": ("logFormat", parseLogFormat),
     "registration": ("registration", parseRegistration),
     "retention-days": ("retentionDays", parseRetentionDays),
+    "tls-groups": ("tlsGroups", parseGroups),
 }
 
 

@@ -19,6 +19,7 @@ from chatd.config import (
     parseCount,
     parseDatabase,
     parseFileSize,
+    parseGroups,
     parseGuestRooms,
     parseLogFormat,
     parseNetworks,
@@ -391,6 +392,15 @@ class Options(usage.Options):
             "Delete room history older than this many days, at start and then "
             "daily; 0 keeps it forever [default: %d]." % (DEFAULTS.retentionDays,),
             parseRetentionDays,
+        ],
+        [
+            "tls-groups",
+            None,
+            None,
+            "Key-exchange groups of the TLS listeners, in order of preference, "
+            "separated by ':'; ?NAME is left out where OpenSSL does not know it "
+            "[default: %s]." % (DEFAULTS.tlsGroups,),
+            parseGroups,
         ],
     ]
 

@@ -211,7 +211,7 @@ def _buildService(settings, reactor, failedStart):
         "text": TextFactory(chat),
         "web": makeSite(chat, WEB_DIRECTORY, reactor, operatorPages=not settings.metrics),
     }
-    listening = RestrictedTLSReactor(reactor)
+    listening = RestrictedTLSReactor(reactor, settings.tlsGroups)
     for door, factory in doors.items():
         for description in getattr(settings, door):
             listeners.listen(door, description, serverEndpoint(listening, description),

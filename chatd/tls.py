@@ -9,27 +9,91 @@ list still offers CBC suites under TLS 1.2. So that listeners stay plain
 endpoint strings (wrapped in C{haproxy:} or not), the reactor the endpoints
 are parsed with is wrapped: every C{listenSSL} through it gets its context
 restricted first.
+
+The key-exchange groups are chatd's too (C{tls-groups}): X25519 first, then
+P-256 and P-384, and the post-quantum hybrid X25519MLKEM768 last, for clients
+that offer nothing else. OpenSSL 3.5 and later prefer the hybrid, and for
+the whole life of a connection keep the client's ML-KEM-768 public key it
+brought (about 6 KiB of the 42 KiB an idle TLS connection held; X25519's is
+32 bytes). Every client that offers the hybrid also sends an X25519 key
+share, so preferring X25519 costs no extra round trip. What the hybrid adds
+is protection of the transport against a quantum computer of the future
+decrypting traffic recorded today; the messages themselves are sealed end to
+end with RSA-OAEP, which no transport group makes post-quantum, so by
+default that protection would cover the metadata and passwords only. An
+operator who wants it anyway puts X25519MLKEM768 first.
 """
 
+from typing import Any
+
+from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 
 # ECDHE for forward secrecy, then only AEAD bulk ciphers; no static-RSA or
 # finite-field DHE key exchange, no CBC, no CCM.
 AEAD_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
+# The key-exchange groups in the server's order of preference. A name after
+# "?" is left out where this OpenSSL does not know it (the hybrid needs 3.5).
+DEFAULT_GROUPS = "X25519:P-256:P-384:?X25519MLKEM768"
 
-def restrict(contextFactory):
+# pyOpenSSL has no call for the groups list; cryptography's bindings, which
+# pyOpenSSL itself is built on, have SSL_CTX_set1_curves_list (the old name
+# of SSL_CTX_set1_groups_list, which takes every group, hybrids included).
+_lib = Binding().lib
+
+
+def _setGroups(context: SSL.Context, names: str) -> bool:
     """
-    Limit the protocol versions and TLS 1.2 suites of a server's context.
+    Give C{context} the key-exchange groups C{names} (separated by C{:}).
+
+    @return: whether OpenSSL took them all.
+    """
+    return _lib.SSL_CTX_set1_curves_list(context._context, names.encode("ascii")) == 1
+
+
+def knownGroups(description: str) -> str:
+    """
+    The groups of a C{tls-groups} setting that this OpenSSL knows, in order.
+
+    @param description: group names separated by C{:}; a name written
+        C{?NAME} is left out when this OpenSSL does not know it.
+    @return: the names as OpenSSL takes them, separated by C{:}.
+    @raise ValueError: for an unknown name without C{?}, or when no name is
+        left.
+    """
+    names = []
+    probe = SSL.Context(SSL.TLS_METHOD)
+    for part in description.split(":"):
+        part = part.strip()
+        name = part.lstrip("?")
+        if not name.isascii() or not name:
+            raise ValueError("%r is not a key-exchange group name" % (part,))
+        if _setGroups(probe, name):
+            names.append(name)
+        elif not part.startswith("?"):
+            raise ValueError("%r is not a key-exchange group this OpenSSL knows" % (name,))
+    if not names:
+        raise ValueError("none of %r is a key-exchange group this OpenSSL knows" % (description,))
+    return ":".join(names)
+
+
+def restrict(contextFactory: Any, groups: str = DEFAULT_GROUPS) -> Any:
+    """
+    Limit the protocol versions and TLS 1.2 suites of a server's context, and
+    give it its key-exchange groups.
 
     @param contextFactory: an L{IOpenSSLContextFactory} whose C{getContext}
         returns the context its connections are made from (as Twisted's
         C{CertificateOptions} does: it makes one and keeps it).
+    @param groups: the C{tls-groups} setting (see L{knownGroups}).
     @return: C{contextFactory}
     """
     context = contextFactory.getContext()
     context.set_min_proto_version(SSL.TLS1_2_VERSION)
     context.set_cipher_list(AEAD_CIPHERS)
+    if not _setGroups(context, knownGroups(groups)):
+        raise ValueError("OpenSSL refused the key-exchange groups %r" % (groups,))
     return contextFactory
 
 
@@ -39,12 +103,13 @@ class RestrictedTLSReactor:
     the context of the listener with L{restrict}.
     """
 
-    def __init__(self, reactor):
+    def __init__(self, reactor: Any, groups: str = DEFAULT_GROUPS) -> None:
         self._reactor = reactor
+        self._groups = groups
 
     def __getattr__(self, name):
         return getattr(self._reactor, name)
 
     def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
-        return self._reactor.listenSSL(port, factory, restrict(contextFactory), backlog,
-                                       interface)
+        return self._reactor.listenSSL(port, factory, restrict(contextFactory, self._groups),
+                                       backlog, interface)

@@ -28,6 +28,7 @@ from chatd.test.processes import (
     spawnChatd,
     waitFor,
 )
+from chatd.test.test_tls import groupName
 
 _SAN = ExtensionOID.SUBJECT_ALTERNATIVE_NAME
 
@@ -80,6 +81,9 @@ class TwistdTests(TestCase):
         certificate = protocol.transport.getPeerCertificate()
         self.assertIn(b"localhost", certificate.to_cryptography().extensions
                       .get_extension_for_oid(_SAN).value.public_bytes())
+        # The keys were agreed with X25519, not the hybrid a default client
+        # offers first (see chatd.tls).
+        self.assertEqual(groupName(protocol.transport.getHandle()), "x25519")
         protocol.transport.loseConnection()
 
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(data, "at-rest.key")).st_mode), 0o600)

@@ -30,6 +30,7 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, makeService
+from chatd.test.test_tls import groupName, handshake
 
 DEFAULT_SSL = (
     "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
@@ -699,6 +700,31 @@ class MakeServiceTests(SynchronousTestCase):
             names = SSL.Connection(contextFactory.getContext()).get_cipher_list()
             self.assertNotIn("ECDHE-ECDSA-AES128-SHA", names)
             self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", names)
+
+    def test_tlsGroups(self):
+        """
+        C{--tls-groups} sets the key-exchange groups of every TLS listener;
+        by default a client offering OpenSSL's default groups gets X25519.
+        """
+        for args, agreed in [((), "x25519"), (("--tls-groups", "P-256"), "secp256r1")]:
+            self.reactor = MemoryReactorClock()
+            service = self.makeService("--web", "none", *args)
+            service.startService()
+            self.assertEqual(len(self.reactor.sslServers), 2)
+            for _, _, contextFactory, _, _ in self.reactor.sslServers:
+                client = handshake(contextFactory.getContext(), SSL.Context(SSL.TLS_METHOD))
+                self.assertEqual(groupName(client), agreed)
+
+    def test_tlsGroupsParsed(self):
+        """
+        C{--tls-groups} is kept as given, checked against this OpenSSL: an
+        unknown group is refused, naming it.
+        """
+        self.assertEqual(parse().tlsGroups, "X25519:P-256:P-384:?X25519MLKEM768")
+        self.assertEqual(parse("--tls-groups", " P-384:?NO-SUCH:X25519 ").tlsGroups,
+                         "P-384:?NO-SUCH:X25519")
+        error = self.assertRaises(UsageError, parse, "--tls-groups", "X25519:NO-SUCH")
+        self.assertIn("NO-SUCH", str(error))
 
 
 class ClusterOptionsTests(SynchronousTestCase):

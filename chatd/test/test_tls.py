@@ -5,6 +5,7 @@ Tests for L{chatd.tls}.
 
 import os
 
+from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -12,7 +13,25 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.datadir import prepare
 from chatd.endpoints import defaultTLSEndpoint
-from chatd.tls import RestrictedTLSReactor
+from chatd.tls import DEFAULT_GROUPS, RestrictedTLSReactor, knownGroups
+
+_binding = Binding()
+
+
+def groupName(connection):
+    """
+    The key-exchange group a finished handshake used, as OpenSSL names it.
+    """
+    return _binding.ffi.string(_binding.lib.SSL_get0_group_name(connection._ssl)).decode()
+
+
+def withGroups(context, groups):
+    """
+    Give a client C{context} its own key-exchange groups, the way a client
+    that offers only those would.
+    """
+    assert _binding.lib.SSL_CTX_set1_curves_list(context._context, groups.encode()) == 1
+    return context
 
 
 def handshake(serverContext, clientContext):
@@ -53,14 +72,21 @@ class RestrictedTLSTests(SynchronousTestCase):
     """
 
     def setUp(self):
-        self.reactor = MemoryReactor()
+        self.context = self.serverContext()
+
+    def serverContext(self, *groups):
+        """
+        The context of an C{ssl:} listener made through
+        L{RestrictedTLSReactor}, given C{groups} if any.
+        """
+        reactor = MemoryReactor()
         dataDir = os.path.join(self.mktemp(), "data")
         prepare(dataDir)
-        endpoint = serverFromString(RestrictedTLSReactor(self.reactor),
+        endpoint = serverFromString(RestrictedTLSReactor(reactor, *groups),
                                     defaultTLSEndpoint(dataDir, 4017))
         endpoint.listen(None)
-        [(_, _, self.contextFactory, _, _)] = self.reactor.sslServers
-        self.context = self.contextFactory.getContext()
+        [(_, _, contextFactory, _, _)] = reactor.sslServers
+        return contextFactory.getContext()
 
     def client(self, version, ciphers=None):
         """
@@ -104,10 +130,78 @@ class RestrictedTLSTests(SynchronousTestCase):
         self.assertRaises(SSL.Error, handshake, self.context,
                           self.client(SSL.TLS1_2_VERSION, cbc))
 
+    def test_x25519Preferred(self):
+        """
+        A client that offers OpenSSL's default groups, the post-quantum
+        hybrid among them, agrees its keys with X25519 under TLS 1.3 and
+        TLS 1.2: the hybrid keeps the client's large ML-KEM key for the life
+        of the connection.
+        """
+        client = handshake(self.context, self.client(SSL.TLS1_3_VERSION))
+        self.assertEqual(groupName(client), "x25519")
+        client = handshake(self.context, self.client(SSL.TLS1_2_VERSION))
+        self.assertEqual(groupName(client), "x25519")
+
+    def test_otherGroupsStillServed(self):
+        """
+        A client that offers only P-256, only P-384 or, where this OpenSSL
+        has it, only the hybrid X25519MLKEM768 still gets a connection.
+        """
+        for offered, agreed in [("P-256", "secp256r1"), ("P-384", "secp384r1"),
+                                ("X25519MLKEM768", "X25519MLKEM768")]:
+            if offered not in knownGroups("?" + offered + ":X25519").split(":"):
+                continue
+            client = handshake(self.context,
+                               withGroups(self.client(SSL.TLS1_3_VERSION), offered))
+            self.assertEqual(groupName(client), agreed)
+
+    def test_configuredGroups(self):
+        """
+        The groups given to L{RestrictedTLSReactor} are the listener's, in
+        its order: with P-256 alone, a default client gets P-256 (after a
+        retry with the key share asked for), and a client that offers only
+        X25519 is refused.
+        """
+        context = self.serverContext("P-256")
+        client = handshake(context, self.client(SSL.TLS1_3_VERSION))
+        self.assertEqual(groupName(client), "secp256r1")
+        self.assertRaises(SSL.Error, handshake, context,
+                          withGroups(self.client(SSL.TLS1_3_VERSION), "X25519"))
+
     def test_otherCallsPassThrough(self):
         """
         Everything else is the wrapped reactor's.
         """
-        wrapper = RestrictedTLSReactor(self.reactor)
+        reactor = MemoryReactor()
+        wrapper = RestrictedTLSReactor(reactor)
         wrapper.listenTCP(4019, None)
-        self.assertEqual(self.reactor.tcpServers[0][0], 4019)
+        self.assertEqual(reactor.tcpServers[0][0], 4019)
+
+
+class KnownGroupsTests(SynchronousTestCase):
+    """
+    L{knownGroups} checks a C{tls-groups} setting against this OpenSSL.
+    """
+
+    def test_default(self):
+        """
+        The default lists X25519 first, and keeps every group OpenSSL knows.
+        """
+        names = knownGroups(DEFAULT_GROUPS).split(":")
+        self.assertEqual(names[:3], ["X25519", "P-256", "P-384"])
+
+    def test_optionalUnknownLeftOut(self):
+        """
+        An unknown group written C{?NAME} is left out.
+        """
+        self.assertEqual(knownGroups("?NO-SUCH-GROUP:X25519: P-256"), "X25519:P-256")
+
+    def test_unknownRefused(self):
+        """
+        An unknown group without C{?}, an empty name, or a list with no known
+        group left is refused, naming it.
+        """
+        error = self.assertRaises(ValueError, knownGroups, "X25519:NO-SUCH-GROUP")
+        self.assertIn("'NO-SUCH-GROUP'", str(error))
+        self.assertRaises(ValueError, knownGroups, "X25519::P-256")
+        self.assertRaises(ValueError, knownGroups, "?NO-SUCH-GROUP")
