@@ -87,9 +87,9 @@ class Metrics:
         for method in ("password", "key"):
             for outcome in ("ok", "failed"):
                 self.logins.labels(method, outcome)
-        for kind in ("room", "direct"):
-            self.messages.labels(kind)
-            self.deliveries.labels(kind)
+        # Kept, not looked up: every message moves these two.
+        self._messageKinds = {kind: self.messages.labels(kind) for kind in ("room", "direct")}
+        self._deliveryKinds = {kind: self.deliveries.labels(kind) for kind in ("room", "direct")}
 
     # -- hooks ------------------------------------------------------------
 
@@ -106,10 +106,10 @@ class Metrics:
         self.registrations.inc()
 
     def message(self, kind: str) -> None:
-        self.messages.labels(kind).inc()
+        self._messageKinds[kind].inc()
 
     def delivered(self, kind: str, sessions: int) -> None:
-        self.deliveries.labels(kind).inc(sessions)
+        self._deliveryKinds[kind].inc(sessions)
 
     def refused(self, door: str, status: Status) -> None:
         """
@@ -146,13 +146,18 @@ class TimedStore:
     def __init__(self, store, metrics, timer=time.monotonic):
         self._store = store
         self._histogram = metrics.storeLatency
+        # Each operation's child of the histogram, kept: looking it up again
+        # for every call was a visible part of a message's cost.
+        self._operations: dict = {}
         self._timer = timer
 
     def __getattr__(self, name):
         method = getattr(self._store, name)
         if name.startswith("_") or not callable(method):
             return method
-        histogram = self._histogram.labels(name)
+        histogram = self._operations.get(name)
+        if histogram is None:
+            histogram = self._operations[name] = self._histogram.labels(name)
 
         def timed(*args, **kwargs):
             start = self._timer()
