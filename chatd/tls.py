@@ -10,18 +10,16 @@ endpoint strings (wrapped in C{haproxy:} or not), the reactor the endpoints
 are parsed with is wrapped: every C{listenSSL} through it gets its context
 restricted first.
 
-The key-exchange groups are chatd's too (C{tls-groups}): X25519 first, then
-P-256 and P-384, and the post-quantum hybrid X25519MLKEM768 last, for clients
-that offer nothing else. OpenSSL 3.5 and later prefer the hybrid, and for
-the whole life of a connection keep the client's ML-KEM-768 public key it
-brought (about 6 KiB of the 42 KiB an idle TLS connection held; X25519's is
-32 bytes). Every client that offers the hybrid also sends an X25519 key
-share, so preferring X25519 costs no extra round trip. What the hybrid adds
-is protection of the transport against a quantum computer of the future
-decrypting traffic recorded today; the messages themselves are sealed end to
-end with RSA-OAEP, which no transport group makes post-quantum, so by
-default that protection would cover the metadata and passwords only. An
-operator who wants it anyway puts X25519MLKEM768 first.
+The key-exchange groups are chatd's too (C{tls-groups}): by default the
+post-quantum hybrid X25519MLKEM768 where this OpenSSL has it, then X25519,
+P-256 and P-384. The hybrid is what keeps traffic recorded today from being
+read by a quantum computer of the future: the envelopes inside it are sealed
+with RSA-OAEP, which such a computer would also break, so a transport it
+could decrypt would give away message contents as well as passwords and
+metadata. It costs memory: OpenSSL keeps the client's ML-KEM-768 public key
+(about 6 KiB) for the whole life of a connection, about 8 KiB of the 42 KiB
+an idle TLS connection holds. An operator who would rather save that, for
+many idle connections on a network no one records, puts X25519 first.
 """
 
 from typing import Any
@@ -35,7 +33,7 @@ AEAD_CIPHERS = b"ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 
 # The key-exchange groups in the server's order of preference. A name after
 # "?" is left out where this OpenSSL does not know it (the hybrid needs 3.5).
-DEFAULT_GROUPS = "X25519:P-256:P-384:?X25519MLKEM768"
+DEFAULT_GROUPS = "?X25519MLKEM768:X25519:P-256:P-384"
 
 # pyOpenSSL has no call for the groups list; cryptography's bindings, which
 # pyOpenSSL itself is built on, have SSL_CTX_set1_curves_list (the old name

@@ -31,6 +31,7 @@ from chatd.protocols.text import TextFactory
 from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, makeService
 from chatd.test.test_tls import groupName, handshake
+from chatd.tls import knownGroups
 
 DEFAULT_SSL = (
     "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
@@ -704,9 +705,13 @@ class MakeServiceTests(SynchronousTestCase):
     def test_tlsGroups(self):
         """
         C{--tls-groups} sets the key-exchange groups of every TLS listener;
-        by default a client offering OpenSSL's default groups gets X25519.
+        by default a client offering OpenSSL's default groups gets the
+        post-quantum hybrid (X25519 where this OpenSSL lacks it).
         """
-        for args, agreed in [((), "x25519"), (("--tls-groups", "P-256"), "secp256r1")]:
+        hybrid = "X25519MLKEM768" in knownGroups("?X25519MLKEM768:X25519").split(":")
+        default = "X25519MLKEM768" if hybrid else "x25519"
+        for args, agreed in [((), default), (("--tls-groups", "X25519:P-256"), "x25519"),
+                             (("--tls-groups", "P-256"), "secp256r1")]:
             self.reactor = MemoryReactorClock()
             service = self.makeService("--web", "none", *args)
             service.startService()
@@ -720,7 +725,7 @@ class MakeServiceTests(SynchronousTestCase):
         C{--tls-groups} is kept as given, checked against this OpenSSL: an
         unknown group is refused, naming it.
         """
-        self.assertEqual(parse().tlsGroups, "X25519:P-256:P-384:?X25519MLKEM768")
+        self.assertEqual(parse().tlsGroups, "?X25519MLKEM768:X25519:P-256:P-384")
         self.assertEqual(parse("--tls-groups", " P-384:?NO-SUCH:X25519 ").tlsGroups,
                          "P-384:?NO-SUCH:X25519")
         error = self.assertRaises(UsageError, parse, "--tls-groups", "X25519:NO-SUCH")

@@ -130,16 +130,25 @@ class RestrictedTLSTests(SynchronousTestCase):
         self.assertRaises(SSL.Error, handshake, self.context,
                           self.client(SSL.TLS1_2_VERSION, cbc))
 
-    def test_x25519Preferred(self):
+    def test_hybridPreferred(self):
         """
-        A client that offers OpenSSL's default groups, the post-quantum
-        hybrid among them, agrees its keys with X25519 under TLS 1.3 and
-        TLS 1.2: the hybrid keeps the client's large ML-KEM key for the life
-        of the connection.
+        A TLS 1.3 client that offers OpenSSL's default groups agrees its keys
+        with the post-quantum hybrid, where this OpenSSL has it; a TLS 1.2
+        client, which cannot use the hybrid, with X25519.
         """
+        hybrid = "X25519MLKEM768" in knownGroups("?X25519MLKEM768:X25519").split(":")
         client = handshake(self.context, self.client(SSL.TLS1_3_VERSION))
-        self.assertEqual(groupName(client), "x25519")
+        self.assertEqual(groupName(client), "X25519MLKEM768" if hybrid else "x25519")
         client = handshake(self.context, self.client(SSL.TLS1_2_VERSION))
+        self.assertEqual(groupName(client), "x25519")
+
+    def test_x25519WithoutHybrid(self):
+        """
+        A client that does not offer the hybrid (an older OpenSSL's default
+        groups) agrees its keys with X25519.
+        """
+        client = handshake(self.context, withGroups(self.client(SSL.TLS1_3_VERSION),
+                                                    "X25519:P-256:P-384"))
         self.assertEqual(groupName(client), "x25519")
 
     def test_otherGroupsStillServed(self):
@@ -185,10 +194,12 @@ class KnownGroupsTests(SynchronousTestCase):
 
     def test_default(self):
         """
-        The default lists X25519 first, and keeps every group OpenSSL knows.
+        The default lists the hybrid first where OpenSSL knows it, then
+        X25519, P-256 and P-384.
         """
         names = knownGroups(DEFAULT_GROUPS).split(":")
-        self.assertEqual(names[:3], ["X25519", "P-256", "P-384"])
+        self.assertEqual(names[-3:], ["X25519", "P-256", "P-384"])
+        self.assertIn(names[0], ("X25519MLKEM768", "X25519"))
 
     def test_optionalUnknownLeftOut(self):
         """
