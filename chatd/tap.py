@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 import chatd
 from chatd import datadir
+from chatd.collector import CollectorThresholds
 from chatd.core.service import ChatService
 from chatd.logs import LoggedService, certificateOf, jsonObserver, logListening
 from chatd.metrics import Metrics, TimedStore
@@ -206,6 +207,7 @@ def _buildService(settings, reactor, failedStart):
     listeners.setServiceParent(top)
     if settings.retentionDays:
         Retention(store, settings.retentionDays, reactor, chat.whenReady).setServiceParent(top)
+    CollectorThresholds().setServiceParent(top)
     doors = {
         "binary": BinaryFactory(chat),
         "text": TextFactory(chat),

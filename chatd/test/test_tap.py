@@ -22,6 +22,7 @@ from twisted.web.server import Site
 
 import chatd
 from chatd import config
+from chatd.collector import CollectorThresholds
 from chatd.config import Settings, readConfigFile
 from chatd.core.service import ChatService
 from chatd.datadir import prepare
@@ -624,13 +625,15 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_tree(self):
         """
-        The service holds the core first, then the listeners.
+        The service holds the core first, then the listeners, then the
+        collector's thresholds.
         """
         service = self.makeService("--binary", "tcp:0", "--text", "none", "--web", "none")
         self.assertTrue(IService.providedBy(service))
-        core, listeners = list(service)
+        core, listeners, collector = list(service)
         self.assertIsInstance(core, ChatService)
         self.assertIsInstance(listeners, ListenWhenReady)
+        self.assertIsInstance(collector, CollectorThresholds)
         self.assertEqual(core.settings, replace(
             Settings(), dataDir=self.dataDir, binary=("tcp:0",), db="memory:"))
 
