@@ -79,7 +79,11 @@ def decodeValue(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(encodeValue(value), separators=(",", ":"))
+    return _COMPACT.encode(encodeValue(value))
+
+
+# Made once: json.dumps with separators makes an encoder every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def _parse(text):

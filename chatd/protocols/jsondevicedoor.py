@@ -12,7 +12,6 @@ member objects and C{user_joined}/C{key_changed} carry device lists, so that a
 legacy session sees exactly what it saw before.
 """
 
-import json
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from chatd.errors import BadRequest
@@ -139,8 +138,7 @@ def _loads(text):
     @raise BadRequest: when it is not JSON.
     """
     try:
-        return json.loads(text, object_pairs_hook=jsonrequests._uniqueObject,
-                          parse_constant=jsonrequests._refuseConstant)
+        return jsonrequests.STRICT_DECODER.decode(text)
     except RecursionError:
         raise BadRequest("JSON nested too deeply") from None
     except ValueError as e:

@@ -51,6 +51,11 @@ def _refuseConstant(name):
     raise MalformedRequest("%s is not JSON" % (name,))
 
 
+# Made once: json.loads with hooks makes a decoder for every request.
+STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_uniqueObject,
+                                  parse_constant=_refuseConstant)
+
+
 class _Field:
     """
     How one request field is checked and converted.
@@ -230,8 +235,7 @@ def parseRequest(text, requests=REQUESTS):
     @raise MalformedRequest: saying what is wrong.
     """
     try:
-        obj = json.loads(text, object_pairs_hook=_uniqueObject,
-                         parse_constant=_refuseConstant)
+        obj = STRICT_DECODER.decode(text)
     except RecursionError:
         raise MalformedRequest("JSON nested too deeply") from None
     except ValueError as e:
