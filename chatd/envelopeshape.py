@@ -140,23 +140,6 @@ def _requireMap(value, field, isValid, what, allValid=None):
             raise EnvelopeError(f"envelope: {field}[{quote(name)}] must be {what}")
 
 
-def _allMatch(pattern, multiple):
-    """
-    A check that all of some values are strings C{pattern} matches entirely,
-    each non-empty and of a length that is a multiple of C{multiple}: the
-    pattern runs from C, the lengths are looked at once per distinct length.
-    """
-    fullmatch = pattern.fullmatch
-
-    def allValid(values):
-        try:
-            return all(map(fullmatch, values)) and all(
-                length and not length % multiple for length in set(map(len, values)))
-        except TypeError:  # a value that is not a string
-            return False
-    return allValid
-
-
 def _allBase64(values):
     """
     Whether every one of C{values} is what L{_isBase64} accepts, checked on
@@ -183,7 +166,17 @@ def _allBase64(values):
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # The last two characters of a value with padding before its end.
 _BAD_TAILS = frozenset("=" + chr(c) for c in _B64_ALPHABET)
-_allKeyIds = _allMatch(_KEY_ID, 16)
+
+
+def _allKeyIds(values):
+    """
+    Whether every one of C{values} is what L{_isKeyId} accepts, the pattern
+    run from C over all of them (it fixes the length too).
+    """
+    try:
+        return all(map(_KEY_ID.fullmatch, values))
+    except TypeError:  # a value that is not a string
+        return False
 
 
 def _isHead(value):

@@ -13,7 +13,7 @@ delivery together.
 """
 
 import struct
-from typing import Dict
+from typing import Dict, Optional
 
 from chatd.cut import Cut
 from chatd.protocols.layouts import encode
@@ -36,11 +36,12 @@ class _Head:
     (readers whose names are as long share it).
     """
 
-    op = 0
-    fields: tuple = ()
-    common = b""
-    head = b""
-    prefixes: Dict[int, bytes] = {}
+    def __init__(self) -> None:
+        self.op = 0
+        self.fields: tuple = ()
+        self.common: Optional[bytes] = None
+        self.head = b""
+        self.prefixes: Dict[int, bytes] = {}
 
 
 _last = _Head()
