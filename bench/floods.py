@@ -20,19 +20,17 @@ import time
 from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredList
 
-from bench.load import (
+from bench.benchclient import (
     BenchError,
-    atLeast,
     bounded,
     connect,
     heartbeats,
-    main,
     newKey,
     sendPipelined,
-    serverAddress,
-    serverRSS,
     setUpMember,
 )
+from bench.command import atLeast, main, serverAddress
+from bench.procstat import serverRSS
 from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op

@@ -27,20 +27,17 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from bench.load import (
+from bench.benchclient import (
     BenchClient,
     BenchError,
-    atLeast,
     bounded,
     connect,
     heartbeats,
-    main,
     newKey,
-    raiseOpenFileLimit,
-    serverAddress,
-    serverRSS,
     setUpMember,
 )
+from bench.command import atLeast, main, serverAddress
+from bench.procstat import raiseOpenFileLimit, serverRSS
 from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
