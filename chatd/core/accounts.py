@@ -11,8 +11,9 @@ from twisted.logger import Logger
 
 from chatd import e2e, registration
 from chatd.core.base import SessionBase
-from chatd.core.directory import ROOM, USER, User
+from chatd.core.directory import ROOM, USER
 from chatd.core.events import UserOffline
+from chatd.core.online import User
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited
 from chatd.model import Account
 from chatd.names import fold, isGuestName, isUserName

@@ -9,7 +9,7 @@ L{chatd.core.session.Session}.
 
 from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
 
-from chatd.core.directory import User
+from chatd.core.online import User
 from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden
 from chatd.names import fold
 

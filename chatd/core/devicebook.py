@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chatd import e2e
-from chatd.core.directory import User
+from chatd.core.online import User
 from chatd.model import NO_DEVICES, DeviceList
 from chatd.names import fold
 
@@ -93,7 +93,7 @@ class DeviceBook:
                        ) -> Tuple[Dict[str, Optional[str]], List[Tuple[str, Optional[bytes]]]]:
         """
         The key map a version 2 envelope must carry: entry key -> key id, for
-        C{users} (online L{chatd.core.directory.User}s) and the stored
+        C{users} (online L{chatd.core.online.User}s) and the stored
         C{accounts} (names) not among them.
 
         @return: (that map, the C{(name, key)} pairs of the members, sorted).

@@ -36,7 +36,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatd import e2e
-from chatd.core.directory import User
 from chatd.core.events import (
     FileAck,
     FileAnswer,
@@ -47,6 +46,7 @@ from chatd.core.events import (
     FileLeave,
     FileOffer,
 )
+from chatd.core.online import User
 from chatd.errors import BadRequest, Conflict, NotFound
 from chatd.interfaces import IFileClient
 from chatd.names import fold

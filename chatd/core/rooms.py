@@ -9,8 +9,8 @@ from typing import List, Optional
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from chatd.core.base import SessionBase
-from chatd.core.directory import Room, User
 from chatd.core.moderation import JoinAnswer
+from chatd.core.online import Room, User
 from chatd.core.waiting import readable
 from chatd.errors import BadRequest, Conflict, Forbidden, NotFound
 from chatd.names import fold, isRoomName, isUserName

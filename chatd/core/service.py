@@ -24,12 +24,13 @@ from chatd import e2e
 from chatd.config import Settings
 from chatd.core import remotefiles
 from chatd.core.devicebook import DeviceBook
-from chatd.core.directory import Directory, Room, User
+from chatd.core.directory import Directory
 from chatd.core.events import (
     Event,
     FileEvent,
     UserOffline,
 )
+from chatd.core.online import Room, User
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
 from chatd.core.telling import Telling

@@ -9,7 +9,8 @@ from typing import List, Optional
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from chatd.core.directory import Directory, User
+from chatd.core.directory import Directory
+from chatd.core.online import User
 from chatd.interfaces import IDirectoryView
 from chatd.istore import IMessageStore
 from chatd.model import HistoryRow, RoomRecord, RoomView, UserView

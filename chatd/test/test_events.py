@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Tuple, cast
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd.core.directory import Directory, User
+from chatd.core.directory import Directory
 from chatd.core.events import (
     KINDS,
     Approval,
@@ -42,6 +42,7 @@ from chatd.core.events import (
     UserOnline,
     fromWire,
 )
+from chatd.core.online import User
 from chatd.e2e import Envelope
 from chatd.test.fakes import publicDer
 
