@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.threads import deferToThread
 
-from chatd import e2e
+from chatd import loginsig
 
 
 class Credentials:
@@ -74,6 +74,6 @@ class Credentials:
             if self._dummyKey is None:
                 self._dummyKey = rsa.generate_private_key(65537, 3072).public_key().public_bytes(
                     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-            e2e.verifyAuth(self._dummyKey, challenge, user, signature, device)
+            loginsig.verifyAuth(self._dummyKey, challenge, user, signature, device)
             return False
-        return e2e.verifyAuth(publicKey, challenge, user, signature, device)
+        return loginsig.verifyAuth(publicKey, challenge, user, signature, device)

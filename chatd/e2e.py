@@ -38,8 +38,6 @@ MESSAGE_V2 = b"chatd-e2e-v2"
 FILE_V2 = b"chatd-file-v2"
 _V2_DOMAINS = {MESSAGE: MESSAGE_V2, FILE: FILE_V2}
 ALG = "RSA-OAEP-256/A256GCM/PS256"
-AUTH_PREFIX = b"chatd-auth-v1\0"
-AUTH_PREFIX_V2 = b"chatd-auth-v2\0"
 
 _COMMIT = b"chatd-commit-v1"
 _MIN_BITS = 2048
@@ -132,36 +130,6 @@ def entryKey(user: str, device: "str | None" = None) -> str:
     @param device: the device id; L{None} or C{""} for none.
     """
     return f"{user}/{device}" if device else user
-
-
-def authMessage(challenge, user, device=None):
-    """
-    The bytes a login signature covers; the prefix keeps them from ever being a
-    message or file header, so a login signature cannot be replayed as either.
-    A login naming a device (version 2 of these bytes) also covers the device,
-    so a signature for one device cannot log in as another.
-    """
-    if device is None:
-        return AUTH_PREFIX + challenge + user.encode("utf-8")
-    return AUTH_PREFIX_V2 + challenge + f"{user}\n{device}".encode("utf-8")
-
-
-def signAuth(privateKey, challenge, user, device=None):
-    """
-    Sign a login challenge for C{user} (and C{device}, when one is named).
-
-    @type privateKey: L{rsa.RSAPrivateKey}
-    @rtype: L{bytes}
-    """
-    return signBytes(privateKey, authMessage(challenge, user, device))
-
-
-def verifyAuth(publicKeyDer, challenge, user, signature, device=None):
-    """
-    Whether C{signature} answers C{challenge} for C{user} (and C{device}); never
-    raises, so that a login with a broken key or signature is simply refused.
-    """
-    return verifyBytes(publicKeyDer, signature, authMessage(challenge, user, device))
 
 
 def _header(domain, sender, toKind, toName, envelopeId, ts, nonce, kc, devices=None):

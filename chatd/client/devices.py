@@ -22,7 +22,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from chatd import devicecodes, e2e
+from chatd import devicecodes, e2e, loginsig
 from chatd.client import devicechain
 from chatd.client.devicestore import (
     DEVICE_LISTS_FILE,
@@ -347,7 +347,7 @@ class Devices:
         device = self.deviceIdFor(user)
         self.device = loadDevice(self.home, user) or ThisDevice(device, publicKeyDer(key))
         (challenge,) = await protocol.request(Op.CHALLENGE)
-        signature = await self.runInThread(e2e.signAuth, key, challenge, user, device)
+        signature = await self.runInThread(loginsig.signAuth, key, challenge, user, device)
         try:
             await protocol.request(Op.AUTH, user, device, signature)
         except BaseException:

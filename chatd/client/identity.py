@@ -9,7 +9,7 @@ this device holds (L{chatd.client.ownkey.OwnKey}).
 
 from typing import Any
 
-from chatd import e2e
+from chatd import loginsig
 from chatd.client.errors import ClientError
 from chatd.client.keystore import KeystoreError, publicKeyDer
 from chatd.names import fold
@@ -203,7 +203,7 @@ class Identity:
         if self.deviceSession(protocol):
             return await self._authDevice(protocol, user, key)
         (challenge,) = await protocol.request(Op.CHALLENGE)
-        signature = await self.runInThread(e2e.signAuth, key, challenge, user)
+        signature = await self.runInThread(loginsig.signAuth, key, challenge, user)
         await protocol.request(Op.AUTH, user, signature)
 
     def _notLoggedIn(self):

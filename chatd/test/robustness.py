@@ -21,7 +21,7 @@ from twisted.web.server import Site
 from wsproto.events import BytesMessage, TextMessage
 from zope.interface import provider
 
-from chatd import devicelist, e2e
+from chatd import devicelist, e2e, loginsig
 from chatd.protocols import devicewire, jsondevices, jsonrequests, jsonwire, opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.layouts import MalformedFrame
@@ -263,7 +263,7 @@ def checkPublicKey(der):
         e2e.loadPublicKey(der)
     except e2e.BadRequest:
         pass
-    assert not e2e.verifyAuth(der, b"challenge", "user", b"signature")
+    assert not loginsig.verifyAuth(der, b"challenge", "user", b"signature")
 
 
 # -- events from other nodes ----------------------------------------------

@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import e2e
+from chatd import e2e, loginsig
 from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
@@ -538,7 +538,7 @@ class GuestAndAccountTests(ProtocolTestCase):
         self.assertEqual(len(challenge), 32)
         self.assertEqual(wire.request(Op.AUTH, "alice", b"x" * 256)[0], FORBIDDEN)
         _, (challenge,) = wire.request(Op.CHALLENGE)
-        sig = e2e.signAuth(privateKey("alice"), challenge, "alice")
+        sig = loginsig.signAuth(privateKey("alice"), challenge, "alice")
         self.assertEqual(wire.request(Op.AUTH, "alice", sig)[0], OK)
         again = self.connect()
         again.hello()
@@ -546,7 +546,7 @@ class GuestAndAccountTests(ProtocolTestCase):
         self.assertEqual(again.request(Op.AUTH, "alice", sig)[0], FORBIDDEN)
         _, (challenge,) = again.request(Op.CHALLENGE)
         self.idle(again, 61)
-        sig = e2e.signAuth(privateKey("alice"), challenge, "alice")
+        sig = loginsig.signAuth(privateKey("alice"), challenge, "alice")
         self.assertEqual(again.request(Op.AUTH, "alice", sig)[0], FORBIDDEN)
 
     def test_failedLoginsRateLimited(self):

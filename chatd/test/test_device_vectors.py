@@ -11,7 +11,7 @@ import json
 from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import devicecodes, e2e
+from chatd import devicecodes, e2e, loginsig
 from chatd.devicelist import DeviceList, readServerList
 from chatd.test.vectors import make_devices
 
@@ -88,7 +88,7 @@ class EnvelopeVectorTests(SynchronousTestCase):
         The device login's signed bytes.
         """
         vector = VECTORS["auth"]
-        self.assertEqual(e2e.authMessage(b(vector["challenge"]), vector["user"],
+        self.assertEqual(loginsig.authMessage(b(vector["challenge"]), vector["user"],
                                          vector["device"]), b(vector["message"]))
 
 

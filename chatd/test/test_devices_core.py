@@ -3,7 +3,7 @@ Tests for L{chatd.core.devices}: device logins, the device list, pending
 devices and their approval, the recovery blob and an identity reset.
 """
 
-from chatd import devicelist, e2e
+from chatd import devicelist, loginsig
 from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden, NotFound
 from chatd.isession import ISession
 from chatd.model import NO_DEVICES
@@ -74,7 +74,7 @@ class DeviceLoginTests(DeviceCase):
         self.assertIn("log in with a device", e.message)
         challenge = session.challenge()
         e = self.refusal(session.auth, "alice",
-                         e2e.signAuth(privateKey("alice"), challenge, "alice"))
+                         loginsig.signAuth(privateKey("alice"), challenge, "alice"))
         self.assertIn("log in with a device", e.message)
 
     def test_legacyAccountLogsInAsDevice(self):
@@ -109,17 +109,17 @@ class DeviceLoginTests(DeviceCase):
         self.addDevice(alice, "alice", "phone")
         session = self.deviceSession()
         challenge = session.challenge()
-        self.result(session.authDevice, "alice", "phone", e2e.signAuth(
+        self.result(session.authDevice, "alice", "phone", loginsig.signAuth(
             deviceKey("alice", "phone"), challenge, "alice", "phone"))
         self.assertEqual((session.name, session.device), ("alice", "phone"))
         self.assertEqual(session.entryKey, "alice/phone")
         other = self.deviceSession()
         challenge = other.challenge()
-        self.assertIsInstance(self.refusal(other.authDevice, "alice", "laptop", e2e.signAuth(
+        self.assertIsInstance(self.refusal(other.authDevice, "alice", "laptop", loginsig.signAuth(
             deviceKey("alice", "phone"), challenge, "alice", "laptop")), Forbidden)
         self.pendingLogin("alice", "tablet")
         challenge = other.challenge()
-        self.assertIsInstance(self.refusal(other.authDevice, "alice", "tablet", e2e.signAuth(
+        self.assertIsInstance(self.refusal(other.authDevice, "alice", "tablet", loginsig.signAuth(
             deviceKey("alice", "tablet"), challenge, "alice", "tablet")), Forbidden)
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import e2e, envelopeshape
+from chatd import e2e, envelopeshape, loginsig
 from chatd.e2e import BadSignature, Envelope, EnvelopeError
 from chatd.errors import BadRequest, Forbidden, Status
 from chatd.test.robustness import checkEnvelope
@@ -643,15 +643,15 @@ class AuthTests(SynchronousTestCase):
         """
         The signed bytes are the prefix, the challenge and the UTF-8 user name.
         """
-        self.assertEqual(e2e.authMessage(b"\x01\x02", "zo\u00eb"),
+        self.assertEqual(loginsig.authMessage(b"\x01\x02", "zo\u00eb"),
                          b"chatd-auth-v1\x00\x01\x02zo\xc3\xab")
 
     def test_valid(self):
         """
         A signature by the user's key over its challenge verifies.
         """
-        signature = e2e.signAuth(privateKey("bob"), b"challenge", "bob")
-        self.assertTrue(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob",
+        signature = loginsig.signAuth(privateKey("bob"), b"challenge", "bob")
+        self.assertTrue(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob",
                                        signature))
 
     def test_invalid(self):
@@ -659,17 +659,17 @@ class AuthTests(SynchronousTestCase):
         Another key, challenge, user or signature does not verify, and nothing
         raises.
         """
-        signature = e2e.signAuth(privateKey("bob"), b"challenge", "bob")
-        self.assertFalse(e2e.verifyAuth(publicDer("carol"), b"challenge", "bob",
+        signature = loginsig.signAuth(privateKey("bob"), b"challenge", "bob")
+        self.assertFalse(loginsig.verifyAuth(publicDer("carol"), b"challenge", "bob",
                                         signature))
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"other", "bob", signature))
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"challenge", "carol",
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"other", "bob", signature))
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"challenge", "carol",
                                         signature))
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob",
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob",
                                         signature[:-1]))
-        self.assertFalse(e2e.verifyAuth(b"garbage", b"challenge", "bob", signature))
-        self.assertFalse(e2e.verifyAuth(publicDer("weak", 1024), b"challenge", "bob",
-                                        e2e.signAuth(privateKey("weak", 1024),
+        self.assertFalse(loginsig.verifyAuth(b"garbage", b"challenge", "bob", signature))
+        self.assertFalse(loginsig.verifyAuth(publicDer("weak", 1024), b"challenge", "bob",
+                                        loginsig.signAuth(privateKey("weak", 1024),
                                                      b"challenge", "bob")))
 
 

@@ -8,7 +8,7 @@ import json
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatd import e2e
+from chatd import e2e, loginsig
 from chatd.e2e import BadSignature, Envelope, EnvelopeError
 from chatd.test.test_e2e import HAND, HAND_HEADER, privateKey, publicDer
 
@@ -319,15 +319,15 @@ class AuthTests(SynchronousTestCase):
         The signed bytes are the version-2 prefix, the challenge, the user, a
         newline and the device.
         """
-        self.assertEqual(e2e.authMessage(b"\x01\x02", "zo\u00eb", "laptop"),
+        self.assertEqual(loginsig.authMessage(b"\x01\x02", "zo\u00eb", "laptop"),
                          b"chatd-auth-v2\x00\x01\x02zo\xc3\xab\nlaptop")
 
     def test_valid(self):
         """
         A device's signature over its challenge verifies for that device.
         """
-        signature = e2e.signAuth(privateKey("bob"), b"challenge", "bob", "phone")
-        self.assertTrue(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob", signature,
+        signature = loginsig.signAuth(privateKey("bob"), b"challenge", "bob", "phone")
+        self.assertTrue(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob", signature,
                                        "phone"))
 
     def test_otherDevice(self):
@@ -335,10 +335,10 @@ class AuthTests(SynchronousTestCase):
         A signature for one device does not log in another, nor as a login
         naming no device, and a version-1 signature does not log in a device.
         """
-        signature = e2e.signAuth(privateKey("bob"), b"challenge", "bob", "phone")
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob", signature,
+        signature = loginsig.signAuth(privateKey("bob"), b"challenge", "bob", "phone")
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob", signature,
                                         "desk"))
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob", signature))
-        legacy = e2e.signAuth(privateKey("bob"), b"challenge", "bob")
-        self.assertFalse(e2e.verifyAuth(publicDer("bob"), b"challenge", "bob", legacy,
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob", signature))
+        legacy = loginsig.signAuth(privateKey("bob"), b"challenge", "bob")
+        self.assertFalse(loginsig.verifyAuth(publicDer("bob"), b"challenge", "bob", legacy,
                                         "phone"))

@@ -6,7 +6,7 @@ valid login signature, and hold their slot before a password is checked.
 
 from twisted.internet.defer import maybeDeferred
 
-from chatd import e2e
+from chatd import loginsig
 from chatd.credentials import Credentials
 from chatd.errors import Forbidden, RateLimited
 from chatd.failures import FailureLimits
@@ -66,7 +66,8 @@ class LockOutTests(CoreTestCase):
         session = self.connect(address)
         session.hello(1)
         challenge = session.challenge()
-        self.result(session.auth, "alice", e2e.signAuth(privateKey("alice"), challenge, "alice"))
+        self.result(session.auth, "alice",
+                    loginsig.signAuth(privateKey("alice"), challenge, "alice"))
         return session
 
     def test_garbageAuthDoesNotLockTheOwnerOut(self):

@@ -12,7 +12,7 @@ from twisted.internet.interfaces import ITransport
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.trial.unittest import TestCase
 
-from chatd import e2e
+from chatd import loginsig
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey, publicDer
@@ -85,5 +85,5 @@ class LockOutTests(TestCase):
 
         owner = await connect("127.0.0.3")
         _, (challenge,) = await owner.request(Op.CHALLENGE)
-        signature = e2e.signAuth(privateKey("alice"), challenge, "alice")
+        signature = loginsig.signAuth(privateKey("alice"), challenge, "alice")
         self.assertEqual((await owner.request(Op.AUTH, "alice", signature))[0], OK)

@@ -209,11 +209,11 @@ class BanTests(RegistrationTestCase):
         """
         AUTH with a good signature over the challenge is refused too.
         """
-        from chatd import e2e
+        from chatd import loginsig
         from chatd.test.fakes import privateKey
         wire = Wire(BinaryFactory(self.service))
         wire.hello()
         status, (challenge,) = wire.request(Op.CHALLENGE)
-        signature = e2e.signAuth(privateKey("alice"), challenge, "alice")
+        signature = loginsig.signAuth(privateKey("alice"), challenge, "alice")
         status, values = wire.request(Op.AUTH, "alice", signature)
         self.assertEqual((status, values[0]), BANNED)

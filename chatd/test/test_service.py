@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from chatd import e2e
+from chatd import e2e, loginsig
 from chatd.config import Settings
 from chatd.core.directory import ROOM, USER
 from chatd.core.service import ChatService
@@ -1150,7 +1150,7 @@ class ChallengeTests(CoreTestCase):
         self.session.hello(1)
 
     def sign(self, challenge, name="alice", key="alice"):
-        return e2e.signAuth(privateKey(key), challenge, name)
+        return loginsig.signAuth(privateKey(key), challenge, name)
 
     def test_failedAuthUsesUpTheChallenge(self):
         """
@@ -1415,6 +1415,6 @@ class NoGuestTests(CoreTestCase):
         self.login("alice")
         other = self.connect()
         other.hello(1)
-        self.result(other.auth, "alice", e2e.signAuth(privateKey("alice"), other.challenge(),
+        self.result(other.auth, "alice", loginsig.signAuth(privateKey("alice"), other.challenge(),
                                                       "alice"))
         self.assertEqual(self.result(other.join, "#r", ""), [("alice", publicDer("alice"))])

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from chatd import e2e
+from chatd import e2e, loginsig
 from chatd.config import Settings
 from chatd.core.service import ChatService
 from chatd.credentials import Credentials
@@ -498,7 +498,7 @@ class CommandTests(TextTestCase):
         other = self.connect()
         challenge = base64.b64decode(other.ok("CMD::/challenge")["challenge"])
         self.assertEqual(len(challenge), 32)
-        signature = b64(e2e.signAuth(privateKey("alice"), challenge, "alice"))
+        signature = b64(loginsig.signAuth(privateKey("alice"), challenge, "alice"))
         self.assertEqual(other.ok("CMD::/auth alice " + signature),
                          {"type": "authenticated", "userId": "alice"})
         third = self.connect()

@@ -31,7 +31,7 @@ from wsproto.events import (
 )
 from zope.interface.verify import verifyObject
 
-from chatd import e2e
+from chatd import e2e, loginsig
 from chatd.config import Settings
 from chatd.core.service import ChatService
 from chatd.credentials import Credentials
@@ -229,7 +229,7 @@ class LoginTests(WebSocketTestCase):
         client = self.connect()
         challenge = base64.b64decode(client.ok("get_challenge")["challenge"])
         self.assertEqual(len(challenge), 32)
-        signature = base64.b64encode(e2e.signAuth(privateKey("alice"), challenge, "alice"))
+        signature = base64.b64encode(loginsig.signAuth(privateKey("alice"), challenge, "alice"))
         self.assertEqual(client.request("authenticate", userId="alice",
                                         signature=signature.decode()),
                          {"type": "authenticated", "userId": "alice"})
@@ -589,7 +589,7 @@ class RoomTests(WebSocketTestCase):
         self.alice.pump.flush()
         again = self.connect()
         challenge = base64.b64decode(again.ok("get_challenge")["challenge"])
-        signature = base64.b64encode(e2e.signAuth(privateKey("alice"), challenge, "alice"))
+        signature = base64.b64encode(loginsig.signAuth(privateKey("alice"), challenge, "alice"))
         again.ok("authenticate", userId="alice", signature=signature.decode())
         self.assertEqual(again.take(), [{"type": "user_joined", "userId": "alice", "roomId": "#a",
                                          "publicKey": pem("alice"), "guest": False}])

@@ -55,7 +55,7 @@ import sys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chatd import devicecodes, e2e
+from chatd import devicecodes, e2e, loginsig
 from chatd.devicelist import DeviceList, readServerList
 from chatd.test.vectors.make_clients import Keys
 
@@ -180,7 +180,7 @@ def build(keys):
         "lists": [listJSON(*entry) for entry in made],
         "envelope": envelope(keys, made[2][0].head),
         "auth": {"challenge": _b64(CHALLENGE), "user": "alice", "device": "laptop",
-                 "message": _b64(e2e.authMessage(CHALLENGE, "alice", "laptop"))},
+                 "message": _b64(loginsig.authMessage(CHALLENGE, "alice", "laptop"))},
         "approval": approval(keys, made),
         "recovery": recovery(keys),
     }
