@@ -15,7 +15,8 @@ from zope.interface import Attribute, Interface
 
 class IMessageStore(Interface):
     """
-    Persistent accounts, rooms, memberships and room history.
+    Persistent accounts, rooms, memberships and room history; devices and
+    the messages that wait for them.
 
     Names are unique ignoring ASCII case (L{chatd.names.fold}) and returned as they
     were first written. Every method returns a L{Deferred}; a write has been
@@ -52,11 +53,15 @@ class IMessageStore(Interface):
             name, or L{None}.
         """
 
-    def createAccount(name, passwordHash, publicKey, invite=None):
+    def createAccount(name, passwordHash, publicKey, invite=None, devices=None, recovery=b""):
         """
         @param passwordHash: L{bytes}, or L{None} for a key-only account.
         @param invite: an invite token to use up one registration of, in the
             same transaction, or L{None}.
+        @param devices: the first L{chatd.model.DeviceList} of an account
+            registered by a device (protocol version 3), stored in the same
+            transaction, or L{None} for none.
+        @param recovery: its recovery blob (L{getRecovery}), C{b""} for none.
         @return: a L{Deferred} that fires with L{None}, or fails with
             L{chatd.errors.Conflict} when the name is taken, or
             L{chatd.errors.Forbidden} when the invite is unknown, used up or
@@ -91,10 +96,12 @@ class IMessageStore(Interface):
             L{chatd.model.RoomRecord}.
         """
 
-    def createRoom(name, passwordHash, owner=None):
+    def createRoom(name, passwordHash, owner=None, history=0):
         """
         @param owner: the account that owns the new room (its creator), or
             L{None} for a room without owner (one a guest made).
+        @param history: how many of its latest messages a new member may be
+            given (SHARE_HISTORY; L{latestMessages}), 0 for none.
         @return: a L{Deferred} that fires with L{None}, or fails with
             L{chatd.errors.Conflict} when the room exists.
         """
@@ -221,4 +228,167 @@ class IMessageStore(Interface):
 
         @return: a L{Deferred} that fires with a list of
             L{chatd.model.HistoryRow}, oldest first.
+        """
+
+    # -- devices (protocol version 3) ------------------------------------
+
+    def getDevices(user):
+        """
+        @return: a L{Deferred} that fires with the account's current
+            L{chatd.model.DeviceList}, or L{chatd.model.NO_DEVICES} when it
+            has none (or there is no such account).
+        """
+
+    def removedDevices(user):
+        """
+        @return: a L{Deferred} that fires with the C{frozenset} of the key
+            hashes the account's lists have removed (a removed device is
+            never admitted again), empty when none.
+        """
+
+    def publishDevices(user, devices, prev, removed):
+        """
+        Store the account's next device list, if its list is still the one
+        C{prev} names, in one transaction: the pending requests of the devices
+        it names are answered (forgotten), and C{removed} joins the removed
+        key hashes.
+
+        @param devices: the new, checked L{chatd.model.DeviceList}.
+        @param prev: the C{(version, digest)} head of the list it follows
+            (L{chatd.model.DeviceList.head}; C{NO_DEVICES.head} for the first).
+        @param removed: the key hashes of the devices it drops.
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.devicelist.HeadConflict}, carrying the stored head, when
+            the list changed meanwhile (another node stored one).
+        """
+
+    def resetIdentity(user, publicKey, devices, recovery):
+        """
+        A new identity key and a list of version 1 for an account that lost
+        its identity device, in one transaction: its public key becomes
+        C{publicKey}, its list C{devices}, its recovery blob C{recovery}, and
+        its removed key hashes, pending devices and read marks are forgotten.
+
+        @return: a L{Deferred} that fires with L{None}, or fails with
+            L{chatd.errors.NotFound} when there is no such account.
+        """
+
+    def addPending(user, pending):
+        """
+        Remember a device waiting for the identity device's approval (a
+        L{chatd.model.PendingDevice}), replacing any of the same device id.
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    def pendingDevices(user):
+        """
+        The account's devices waiting for approval; the expired are forgotten
+        first.
+
+        @return: a L{Deferred} that fires with a list of
+            L{chatd.model.PendingDevice}, sorted by device id.
+        """
+
+    def getRecovery(user):
+        """
+        @return: a L{Deferred} that fires with the account's recovery blob
+            (opaque L{bytes}, sealed by its client), or C{b""} when none.
+        """
+
+    def setRecovery(user, blob):
+        """
+        Replace the account's recovery blob; C{b""} removes it.
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    # -- messages that wait --------------------------------------------------
+
+    def appendDirect(sender, peer, timestamp, envelopeId, envelope, readers):
+        """
+        Store a direct message between two accounts, sealed at rest, with the
+        next store-wide sequence number (shared with room messages, so that a
+        device catches up on both in one order).
+
+        @param envelope: the whole envelope, UTF-8 JSON L{bytes}.
+        @param readers: the entry keys (L{chatd.e2e.entryKey}) it has an
+            entry for.
+        @return: a L{Deferred} that fires with a L{chatd.store.entries.Stamp}
+            (the timestamp, carrying the sequence) once committed, or fails
+            with L{chatd.errors.Conflict} when the sender's envelope id is
+            already stored.
+        """
+
+    def directHistory(user, peer, reader, limit, before):
+        """
+        The newest C{limit} direct messages between C{user} and C{peer} that
+        C{reader} (an entry key) has an entry in, with timestamps below
+        C{before} (0: no bound). A stored message that does not open at rest
+        is left out (and logged once).
+
+        @return: a L{Deferred} that fires with a list of
+            L{chatd.model.HistoryRow}, oldest first; empty when C{limit} is
+            not positive.
+        """
+
+    def catchUp(user, reader, after, limit):
+        """
+        The oldest C{limit} stored messages with sequence numbers above
+        C{after}, of the rooms account C{user} is remembered in and of its
+        direct conversations, that C{reader} (an entry key) has an entry in,
+        shared entries (L{addShares}) merged in: what a device missed.
+
+        @return: a L{Deferred} that fires with a list of
+            L{chatd.model.StoredMessage} in sequence order; empty when
+            C{limit} is not positive.
+        """
+
+    def latestMessages(room, latest):
+        """
+        The latest C{latest} messages of C{room}, for SHARE_HISTORY.
+
+        @return: a L{Deferred} that fires with a dict of envelope id to
+            C{(message id, sender, envelope with its shares merged in)}; the
+            message id is the store's own, to be given back to L{addShares}
+            and nothing else. Empty when C{latest} is not positive.
+        """
+
+    def addShares(shares):
+        """
+        Add key entries that members wrapped for a newcomer to stored room
+        messages: C{(message id, entry key, encrypted key, key id)} each, the
+        message id as L{latestMessages} gave it. The first share of an entry
+        wins; later ones are ignored.
+
+        @return: a L{Deferred} that fires with how many were added.
+        """
+
+    def currentSequence():
+        """
+        @return: a L{Deferred} that fires with the latest store-wide sequence
+            number taken (on a store with a L{numbering}, also those handed out
+            and not yet committed): where a new device starts, owed nothing
+            before it.
+        """
+
+    def getMark(user, device):
+        """
+        @return: a L{Deferred} that fires with the sequence number up to which
+            the device has been given the stored messages, or L{None} for a
+            device never seen.
+        """
+
+    def setMarks(marks):
+        """
+        Raise each C{(user, device, sequence)} mark; a mark never goes back.
+
+        @return: a L{Deferred} that fires with L{None}.
+        """
+
+    def membersOf(room):
+        """
+        @return: a L{Deferred} that fires with the names (as written) of the
+            accounts remembered in C{room}, sorted ignoring case; empty for a
+            room with none or no such room.
         """

@@ -20,7 +20,7 @@ import sys
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable, List, Tuple, Type
+from typing import Any, Awaitable, Callable, FrozenSet, List, Tuple, Type
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred, gatherResults
@@ -220,11 +220,27 @@ class StoreTestsMixin(StoreFixture):
     Behaviours every L{IMessageStore} shares.
     """
 
+    # The public methods a store has beyond IMessageStore, for callers that
+    # know which store they hold (chatd.admin runs operations through an SQL
+    # store's run).
+    beyondInterface: FrozenSet[str] = frozenset()
+
     async def test_interface(self):
         """
         The store provides L{IMessageStore}.
         """
         self.assertTrue(verifyObject(IMessageStore, self.store))
+
+    def test_interfaceDeclaresEveryMethod(self):
+        """
+        Every public method of the store but those of C{beyondInterface} is
+        declared by L{IMessageStore} (the device and waiting-message methods
+        included), so that what the core calls on any store is what the
+        interface promises.
+        """
+        public = {name for name in dir(self.store)
+                  if not name.startswith("_") and callable(getattr(self.store, name))}
+        self.assertEqual(public - set(IMessageStore.names(all=True)), self.beyondInterface)
 
     async def test_noAccount(self):
         """
@@ -702,6 +718,7 @@ class SQLStoreTestsMixin(SQLFixture, StoreTestsMixin):
     """
 
     syntaxError: Type[Exception]
+    beyondInterface = frozenset({"run"})
 
     def withExtraTable(self):
         """
