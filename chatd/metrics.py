@@ -30,8 +30,10 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, maybe
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from chatd.errors import Status
+from chatd.istore import IMessageStore
 
 log = Logger()
 
@@ -134,6 +136,7 @@ class Metrics:
             self.redisConnected.set_function(lambda: 1 if connected() else 0)
 
 
+@implementer(IMessageStore)
 class TimedStore:
     """
     An L{chatd.istore.IMessageStore} that times each call of the store it

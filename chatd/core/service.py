@@ -40,6 +40,7 @@ from chatd.errors import BadRequest, ChatError, Conflict, Forbidden, StaleRecipi
 from chatd.failures import FailureLimits
 from chatd.fanout.local import LocalFanout
 from chatd.interfaces import IChatClient, IChatService, IFanout
+from chatd.istore import IMessageStore
 from chatd.metrics import Metrics
 from chatd.names import fold
 from chatd.observer import OneShotObserver
@@ -65,7 +66,7 @@ class ChatService(Telling, Service):
         default.
     """
 
-    def __init__(self, store, settings: Settings, clock: IReactorTime,
+    def __init__(self, store: IMessageStore, settings: Settings, clock: IReactorTime,
                  credentials: Optional[Credentials] = None,
                  randomBytes: Callable[[int], bytes] = os.urandom,
                  fanout: Optional[IFanout] = None, metrics: Optional[Metrics] = None) -> None:

@@ -15,8 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import getChildForRequest
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface.verify import verifyObject
 
 from chatd import e2e
+from chatd.istore import IMessageStore
 from chatd.metrics import HEALTH_DEADLINE, Metrics, TimedStore
 from chatd.options import Options
 from chatd.protocols.text import TextFactory
@@ -72,6 +74,13 @@ class MetricsTests(SynchronousTestCase):
         self.service = makeService(store=self.store, clock=self.clock, metrics=self.metrics)
         self.root = makeWebResource(self.service, operatorPages=self.clock)
         self.factory = TextFactory(self.service)
+
+    def test_timedStoreIsAStore(self):
+        """
+        A timed store provides L{IMessageStore}, so that the service takes
+        it where it takes any store.
+        """
+        self.assertTrue(verifyObject(IMessageStore, self.store))
 
     def test_countersMove(self):
         """
