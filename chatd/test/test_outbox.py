@@ -3,14 +3,21 @@ Tests for L{chatd.protocols.outbox}: the per-connection send queue, the send
 budget all connections share, and ciphertext shared between readers' queues.
 """
 
+import socket
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorSocket
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.testing import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import e2e
 from chatd.cut import Cut
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
-from chatd.protocols.outbox import Outbox, SendBudget, budgetOf, chain
+from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget, budgetOf, chain
 from chatd.protocols.text import TextFactory
 from chatd.test.fakes import privateKey
 from chatd.test.test_binary import OK, ProtocolTestCase
@@ -121,3 +128,150 @@ class SharedCiphertextTests(ProtocolTestCase):
         self.assertIs(binary.protocol.outbox.budget, text.outbox.budget)
         self.assertIs(text.outbox.budget, budgetOf(self.service))
         self.assertEqual(budgetOf(self.service).limit, 5_000_000)
+
+
+class _Collector(Protocol):
+    """
+    One end of a socket pair: keeps what it reads, and says when it has read
+    C{expected} bytes and when it is closed.
+    """
+
+    def __init__(self, expected=0):
+        self.expected = expected
+        self.received = b""
+        self.enough: Deferred[bytes] = Deferred()
+        self.closed: Deferred[None] = Deferred()
+
+    def dataReceived(self, data):
+        self.received += data
+        if len(self.received) >= self.expected and not self.enough.called:
+            self.enough.callback(self.received)
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.closed.callback(None)
+
+
+class _Recording:
+    """
+    A socket that keeps what is sent through it.
+    """
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.sent = []
+
+    def send(self, data):
+        count = self.sock.send(data)
+        self.sent.append(bytes(data[:count]))
+        return count
+
+
+class TurnEndTests(TestCase):
+    """
+    An outbox over an idle TCP-like transport gathers a turn's frames and
+    sends them together, straight on the socket, keeping the order of
+    everything Twisted holds for it. The transports are Twisted's, over a
+    UNIX socket pair: no network.
+    """
+
+    def adopt(self, sock: socket.socket, protocol: _Collector) -> Any:
+        """
+        Hand C{sock} to the reactor with C{protocol}; the test ends once the
+        connection has closed.
+
+        @return: the reactor's transport for it.
+        """
+        factory: Any = ServerFactory.forProtocol(lambda: protocol)
+        cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_UNIX,
+                                                            factory)
+        sock.close()  # the reactor holds its own copy
+        transport: Any = protocol.transport
+        self.addCleanup(lambda: protocol.closed)
+        self.addCleanup(transport.loseConnection)
+        return transport
+
+    def pair(self, expected, sendBuffer=None):
+        """
+        An outbox on one end of a socket pair whose sends are recorded, and a
+        reader of C{expected} bytes on the other.
+        """
+        ours, theirs = socket.socketpair()
+        if sendBuffer:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sendBuffer)
+        outbox = Outbox(self.adopt(ours, _Collector()), 10_000_000, lambda: None,
+                        SendBudget(10_000_000))
+        outbox._socket = _Recording(outbox._socket)
+        reader = _Collector(expected)
+        self.adopt(theirs, reader)
+        return outbox, reader
+
+    def test_oneSendAtTheTurnsEnd(self):
+        """
+        Frames written in one turn go in one send once the turn ends, and the
+        transport is never registered for writing.
+        """
+        outbox, reader = self.pair(len(b"one;two"))
+        outbox.write(b"one;")
+        outbox.write((b"tw", b"o"))
+        self.assertEqual(outbox._socket.sent, [])
+        self.assertNotIn(outbox.transport, reactor.getWriters())
+
+        def arrived(received):
+            self.assertEqual(received, b"one;two")
+            self.assertEqual(outbox._socket.sent, [b"one;two"])
+            self.assertNotIn(outbox.transport, reactor.getWriters())
+        return reader.enough.addCallback(arrived)
+
+    def test_queuesBehindWaitingBytes(self):
+        """
+        While the transport holds bytes of its own, a frame goes behind them.
+        """
+        outbox, reader = self.pair(len(b"first;second"))
+        outbox.transport.write(b"first;")
+        outbox.write(b"second")
+        self.assertIn(outbox.transport, reactor.getWriters())
+        return reader.enough.addCallback(self.assertEqual, b"first;second")
+
+    def test_largeFrameAtOnce(self):
+        """
+        A frame of L{GATHER_LIMIT} bytes is sent at once; what the socket does
+        not take is handed to the transport, and the next frame goes behind
+        it: the reader gets both whole, in order.
+        """
+        big = bytes(range(256)) * (GATHER_LIMIT // 64)
+        outbox, reader = self.pair(len(big) + 4, sendBuffer=4096)
+        outbox.write(big)
+        [sent] = outbox._socket.sent
+        self.assertTrue(0 < len(sent) < len(big))
+        self.assertEqual(outbox.transport._tempDataBuffer, [big[len(sent):]])
+        outbox.write(b"tail")
+        return reader.enough.addCallback(self.assertEqual, big + b"tail")
+
+    def test_closingSendsWhatWasGathered(self):
+        """
+        A door closing the connection the turn it wrote (resume, unregister,
+        lose, as L{chatd.protocols.door.Door} does) still sends the frame.
+        """
+        outbox, reader = self.pair(len(b"goodbye"))
+        outbox.write(b"goodbye")
+        outbox.resumeProducing()
+        outbox.transport.unregisterProducer()
+        outbox.transport.loseConnection()
+        return reader.closed.addCallback(lambda _: self.assertEqual(reader.received,
+                                                                    b"goodbye"))
+
+    def test_brokenSocketClosesTheConnection(self):
+        """
+        A socket whose peer is gone fails the send; the transport is told, and
+        the connection closes rather than the error reaching the caller.
+        """
+        ours, theirs = socket.socketpair()
+        protocol = _Collector()
+        transport = self.adopt(ours, protocol)
+        outbox = Outbox(transport, 100, lambda: None, SendBudget(100))
+        transport.stopReading()  # only the failed write may notice
+        theirs.close()
+        outbox.write(b"lost")
+        outbox.flush()
+        self.assertIn(outbox.transport, reactor.getWriters())
+        return protocol.closed
