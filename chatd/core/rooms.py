@@ -63,15 +63,24 @@ class RoomRequests(SessionBase):
             raise BadRequest("invalid room name %r" % (roomName,))
         self._checkRoomPassword(password)
         self._checkHistory(history)
-        if fold(roomName) in self.service.directory.rooms:
+        return Deferred.fromCoroutine(self._createAlone(user, roomName, password, history))
+
+    async def _createAlone(self, user: User, roomName: str, password: str,
+                           history: int) -> None:
+        creations = self.service.creations
+        if await creations.settled(roomName) is not None:
             raise Conflict("room exists: %s" % (roomName,))
-        return Deferred.fromCoroutine(self._newRoom(user, roomName, password, history)
-                                      ).addCallback(lambda _: None)
+        creations.begin(roomName)
+        try:
+            await self._newRoom(user, roomName, password, history)
+        finally:
+            creations.end(roomName)
 
     async def _newRoom(self, user: User, roomName: str, password: str,
                        history: int = 0) -> Room:
         """
-        Create a room under the create limits (see L{chatd.quotas}).
+        Create a room under the create limits (see L{chatd.quotas}); the
+        caller has begun it in the service's L{chatd.core.creations}.
         """
         quotas = self.service.quotas
         quotas.checkGuestCreate(user, password)
@@ -89,22 +98,18 @@ class RoomRequests(SessionBase):
         passwordHash = None
         if password:
             passwordHash = await self.service.credentials.hashPassword(password)
-        directory = self.service.directory
-        created = directory.createRoom(roomName, passwordHash, history)
+        # Its creator owns it; a guest holds no role, so a guest's room has no
+        # owner until the operator gives it one.
+        await self.service.store.createRoom(
+            roomName, passwordHash, user.name if user.account else None, history)
+        # Known here only once stored: until then a room of that name that
+        # another node announces (it stored it first, and this store write
+        # fails) is the one its members join, here too.
+        created = self.service.directory.createRoom(roomName, passwordHash, history)
         if not created:
             raise Conflict("room exists: %s" % (roomName,))
-        room = directory.rooms[fold(roomName)]
-        try:
-            # Its creator owns it; a guest holds no role, so a guest's room
-            # has no owner until the operator gives it one.
-            await self.service.store.createRoom(
-                roomName, passwordHash, user.name if user.account else None, history)
-        except Exception:
-            # Never stored, so never announced.
-            directory.dropRoom(room)
-            raise
         self.service.happened(created)
-        return room
+        return self.service.directory.rooms[fold(roomName)]
 
     def join(self, roomName: str, password: str, history: int = 0) -> "Deferred[JoinAnswer]":
         """
@@ -128,30 +133,63 @@ class RoomRequests(SessionBase):
 
     async def _join(self, user: User, roomName: str, password: str,
                     history: int = 0) -> JoinAnswer:
+        await self.service.quotas.checkJoin(self._owner(user), self.address)
+        # A room another session here is creating is joined once it is stored
+        # and its creator is in it; if that creation failed, this JOIN creates
+        # the room itself.
+        room = await self.service.creations.settled(roomName)
+        if room is None:
+            return await self._createAndEnter(user, roomName, password, history)
+        return await self._enter(user, room, await self._admit(user, room, password))
+
+    async def _admit(self, user: User, room: Room, password: str) -> Optional[str]:
+        """
+        Refuse C{user} entry to C{room}, which exists, unless it may join it
+        with C{password}.
+
+        @return: the room's topic, or L{None}.
+        """
         service = self.service
-        await service.quotas.checkJoin(self._owner(user), self.address)
-        room: Optional[Room] = service.directory.rooms.get(fold(roomName))
-        if room is not None and fold(user.name) in room.members:
+        if fold(user.name) in room.members:
             raise Conflict("already in %s" % (room.name,))
-        topic = None
-        if room is not None:
-            topic = await self._refuseBanned(user, room)
-        if room is not None and room.passwordHash is not None:
+        topic = await self._refuseBanned(user, room)
+        if room.passwordHash is not None:
             attempt = await service.failures.attempt("room:" + fold(room.name), self.address)
             if not await service.credentials.checkPassword(password, room.passwordHash):
                 raise Forbidden("wrong password for %s" % (room.name,))
             await attempt.succeeded()
-        elif room is not None and password:
+        elif password:
             raise Forbidden("%s has no password; join it without one" % (room.name,))
         self._hasKey(user)
-        if room is None:
+        return topic
+
+    async def _createAndEnter(self, user: User, roomName: str, password: str,
+                              history: int) -> JoinAnswer:
+        """
+        Create a room and join it, its creator first: requests here for the
+        room wait meanwhile. When another node of the cluster stored the same
+        new room first, join that room instead, as one that exists.
+        """
+        self._hasKey(user)
+        creations = self.service.creations
+        creations.begin(roomName)
+        try:
             try:
                 room = await self._newRoom(user, roomName, password, history)
             except Conflict:
-                # Another node stored the same new room first: join that one.
-                if await service.adoptStoredRoom(roomName) is None:
+                stored = await self.service.adoptStoredRoom(roomName)
+                if stored is None:
                     raise
-                return await self._join(user, roomName, password)
+                return await self._enter(user, stored, await self._admit(user, stored, password))
+            return await self._enter(user, room, None)
+        finally:
+            creations.end(roomName)
+
+    async def _enter(self, user: User, room: Room, topic: Optional[str]) -> JoinAnswer:
+        """
+        Put C{user} in C{room}, unless what the checks awaited changed it.
+        """
+        service = self.service
         if self.user is not user:
             raise BadRequest("the session closed meanwhile")
         if fold(user.name) in room.members:

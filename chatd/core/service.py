@@ -23,6 +23,7 @@ from zope.interface import implementer
 from chatd import e2e
 from chatd.config import Settings
 from chatd.core import remotefiles
+from chatd.core.creations import Creations
 from chatd.core.devicebook import DeviceBook
 from chatd.core.directory import Directory
 from chatd.core.events import (
@@ -79,6 +80,8 @@ class ChatService(Telling, Service):
         self.credentials = credentials or Credentials(settings.bcryptCost)
         self.randomBytes = randomBytes
         self.directory = Directory()
+        # The new rooms sessions here are storing, which others wait for.
+        self.creations = Creations(self.directory)
         # Accounts' device lists, pending devices, marks (chatd.core.devices).
         self.devices = DeviceBook(store, clock)
         # What the fan-out reads of the directory (and the store), read-only.
