@@ -1,4 +1,4 @@
-# -*- test-case-name: chatd.test.test_credentials -*-
+# -*- test-case-name: chatd.test.test_service,chatd.test.test_binary -*-
 """
 Password hashing and login-signature checks, kept off the reactor thread.
 
