@@ -21,8 +21,10 @@ class Held(ClientError):
 
 class Duplicate(ClientError):
     """
-    An envelope shown already, sent again by the catch-up after a login (the
-    server's mark of what this device got may lag): dropped without a word.
+    A message shown already, come again: the same envelope, from its
+    sender's retry (L{chatd.client.replay}), or sent again by the catch-up
+    after a login (the server's mark of what this device got may lag):
+    dropped without a word.
     """
 
 

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from chatd import e2e
 from chatd.client.connection import ServerError
 from chatd.client.errors import ClientError, Duplicate, Held
+from chatd.client.replay import signedDigest
 from chatd.names import fold
 from chatd.protocols.opcodes import Op
 
@@ -197,8 +198,9 @@ class Messaging:
                     raise
                 update(e.members)
                 continue
-            # Our own envelope, seen again from the server, is a replay.
-            self._remember(e2e.Envelope.parse(blob))
+            # Our own envelope, seen again from the server, is a replay (or,
+            # identical, nothing new: L{chatd.client.replay}).
+            self._remember(e2e.Envelope.parse(blob), domain)
             return result
 
     def _readers(self, members):
@@ -253,8 +255,9 @@ class Messaging:
         def refused(failure):
             where = "in room %s" % (to[1],) if to is not None else "(direct)"
             if failure.check(Duplicate):
-                # Catch-up after a login replays what the mark had not
-                # recorded yet: it was shown once already.
+                # Shown once already: the same envelope again, from its
+                # sender's retry or from the catch-up after a login (which
+                # replays what the mark had not recorded yet).
                 return
             if failure.check(Held):
                 self._held.setdefault(fold(sender), []).append((blob, sender, to, show))
@@ -283,7 +286,7 @@ class Messaging:
                            or not (self._isMe(sender) or self._isMe(envelope.toName))):
             raise ClientError("direct message addressed to %s %s"
                               % (envelope.toKind, envelope.toName))
-        self._refuseReplay(envelope)
+        self._refuseReplay(envelope, domain)
         self._checkRenamed([sender])
         key = self._trustedKey(sender)
         if key is None and envelope.version == 2 and self.verdicts.get(fold(sender)) is None:
@@ -299,13 +302,13 @@ class Messaging:
             raise ClientError("you rejected %s's new key" % (sender,))
         if fold(sender) in self.blocked:
             raise Held("%s's key changed and is not trusted yet" % (sender,))
-        self._refuseReplay(envelope)
+        self._refuseReplay(envelope, domain)
         if envelope.version == 2:
             key = await self._deviceKey(envelope)
         reader = self.entryKey() if envelope.version == 2 else self.user
         data = await self.runInThread(e2e.openEnvelope, envelope, reader, self.privateKey, key,
                                       domain)
-        self._remember(envelope)
+        self._remember(envelope, domain)
         self._checkHead(envelope)
         return envelope, data
 
@@ -343,16 +346,31 @@ class Messaging:
             d.addErrback(lambda f: log.failure("fetching {user}'s devices", f,
                                                user=envelope.sender))
 
-    def _refuseReplay(self, envelope):
+    def _refuseReplay(self, envelope, domain):
+        """
+        Raise L{Duplicate} for a message this run showed or sent, identical
+        (dropped without a word), L{ClientError} for a replay (the rule of
+        L{chatd.client.replay}).
+        """
+        same = None
+        if domain == e2e.MESSAGE:
+            same = self.seenEnvelopes.repeats(envelope.sender, envelope.id,
+                                              signedDigest(envelope, domain))
+            if same and not self.seenEnvelopes.older(envelope.ts):
+                raise Duplicate("message id %s was shown already" % (envelope.id,))
         replayed = self.seenEnvelopes.replayed(envelope.sender, envelope.id, envelope.ts)
         if replayed is not None:
-            if self.catchingUp and self.seenEnvelopes.seen(envelope.sender, envelope.id):
+            # The catch-up repeats what an earlier run showed, which it
+            # cannot compare; not what this run knows to differ.
+            if (self.catchingUp and same is None
+                    and self.seenEnvelopes.seen(envelope.sender, envelope.id)):
                 raise Duplicate(replayed)
             raise ClientError(replayed)
 
-    def _remember(self, envelope):
+    def _remember(self, envelope, domain):
+        digest = signedDigest(envelope, domain) if domain == e2e.MESSAGE else None
         self.seenEnvelopes.remember(envelope.sender, envelope.id, envelope.ts,
-                                    int(self.clock.seconds() * 1000))
+                                    int(self.clock.seconds() * 1000), digest)
 
     def _tell(self, f, *args):
         """

@@ -13,24 +13,40 @@ The rule, the same in the browser client (chatd/web/replay.js):
   5 minutes a server allows a sender's clock, so that an honest message
   never falls below it);
 - a signed time is counted as at most the client's own clock, so that one
-  envelope dated in the future cannot raise the horizon over honest ones.
+  envelope dated in the future cannot raise the horizon over honest ones;
+- but a message that repeats, identical, one this run has shown or sent
+  (and is not older than the horizon) is no replay: it is dropped without a
+  word. That is its sender's retry: a server that delivers before it
+  commits may have shown the members a message whose commit then failed,
+  and the sender sends the same envelope again (docs/protocol.rst, "What an
+  acknowledgement promises"). Identical means the same L{signedDigest}: the
+  bytes the signature covers (the header, built from the parsed values, and
+  the ciphertext) and the signature; not the bytes received, which the
+  server writes anew for each reader, with key maps no signature covers.
+  The same sender and id with other content (another signature: a sender
+  that signed two messages under one id, or a server that mixed them up)
+  is still a replay, and said; so is an id this run cannot compare (one
+  remembered from an earlier run: the file keeps no digest), and a file
+  offer (each is a transfer of its own, declined either way).
 
 An account's window lives in C{keys/NAME.seen} in the client's home, mode
 0600: one line per envelope, C{TS SENDER ID}, appended as it is seen (so that
 several clients sharing the home each add their own), and rewritten to one
 window of what it holds and what this client saw, with a C{horizon TS} line
-first, once it holds twice the window. Lines
-that cannot be read are skipped. A guest's window is kept in memory only, like
-its key.
+first, once it holds twice the window. Lines that cannot be read are skipped.
+A guest's window is kept in memory only, like its key; so are the digests,
+for the envelopes of the window that this run saw.
 """
 
+import hashlib
 import os
 import re
 from collections import OrderedDict
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from twisted.logger import Logger
 
+from chatd import e2e
 from chatd.client.privatefiles import makePrivateDirectory, writePrivately
 from chatd.names import fold, isUserName
 
@@ -40,6 +56,16 @@ SEEN_IDS = 4096
 SKEW_MS = 600_000
 
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def signedDigest(envelope: e2e.Envelope, domain: bytes = e2e.MESSAGE) -> bytes:
+    """
+    What tells a sender's retry from another envelope under the same id: the
+    SHA-256 of the bytes its signature covers (for C{domain}) and of the
+    signature, which chatd/web/replay.js computes alike.
+    """
+    signed = envelope.header(domain) + envelope.encryptedMessage.encode("ascii")
+    return hashlib.sha256(signed + b"\n" + envelope.signature.encode("ascii")).digest()
 
 
 class SeenEnvelopes:
@@ -53,6 +79,8 @@ class SeenEnvelopes:
     def __init__(self, window=SEEN_IDS):
         self._window = window
         self._seen = OrderedDict()
+        # (sender, id) to the signedDigest of what this run saw under it.
+        self._digests: Dict[Tuple[str, str], bytes] = {}
         self.horizon = 0
         self._path: Optional[str] = None
         self._lines = 0
@@ -63,10 +91,17 @@ class SeenEnvelopes:
         """
         if (fold(sender), envelopeId) in self._seen:
             return "replayed message id %s" % (envelopeId,)
-        if ts < self.horizon - SKEW_MS:
+        if self.older(ts):
             return ("message id %s is signed earlier than every message this device still "
                     "remembers: a replay" % (envelopeId,))
         return None
+
+    def older(self, ts):
+        """
+        Whether an envelope signed at C{ts} is older than every one still
+        remembered (signed more than L{SKEW_MS} before the horizon).
+        """
+        return ts < self.horizon - SKEW_MS
 
     def seen(self, sender, envelopeId):
         """
@@ -75,14 +110,29 @@ class SeenEnvelopes:
         """
         return (fold(sender), envelopeId) in self._seen
 
-    def remember(self, sender, envelopeId, ts, now):
+    def repeats(self, sender, envelopeId, digest) -> Optional[bool]:
+        """
+        Whether an envelope is one this run remembered, identical: C{True}
+        when its C{digest} (L{signedDigest}) is the one remembered under its
+        sender and id, C{False} when another is, L{None} when this run has
+        none to compare (not seen, seen in an earlier run, or a file offer).
+        """
+        known = self._digests.get((fold(sender), envelopeId))
+        return None if known is None else known == digest
+
+    def remember(self, sender, envelopeId, ts, now, digest=None):
         """
         Remember an envelope shown (or sent), signed at C{ts}, at time C{now}
         (both in ms), and write it down when attached.
+
+        @param digest: its L{signedDigest}, for L{repeats}; L{None} for one
+            whose repeat is never to pass in silence (a file offer).
         """
         ts = min(ts, now)
         if not self._add(fold(sender), envelopeId, ts):
             return
+        if digest is not None:
+            self._digests[(fold(sender), envelopeId)] = digest
         if self._path is None:
             return
         try:
@@ -109,7 +159,8 @@ class SeenEnvelopes:
             return False
         self._seen[key] = ts
         while len(self._seen) > self._window:
-            _, forgotten = self._seen.popitem(last=False)
+            forgottenKey, forgotten = self._seen.popitem(last=False)
+            self._digests.pop(forgottenKey, None)
             self.horizon = max(self.horizon, forgotten)
         return True
 

@@ -14,7 +14,9 @@ docs/protocol.rst, direct messages across doors, key-only login (the key kept
 in IndexedDB) and history, the key-change warning that blocks sending until the
 person trusts the new key, a lying server (its WebSocket rewritten in the
 page) that gives the person's own name another key and gets nothing sent, a
-direct message replayed after the page is loaded again (dropped) and the
+direct message delivered again as it was (dropped without a word) or under its
+id with another signature (dropped, with a note), replayed after the page is
+loaded again (dropped, with a note) and the
 signed time shown rather than the server's, file transfer (or that the page degrades gracefully
 where the server has none over WebSocket), and that the page fetches nothing
 from anywhere but its own server. Devices (browser_devices.py): the page's
@@ -347,6 +349,9 @@ async (vectors) => {
   const identity = {
     spki: spki(me), oaep: await key("RSA-OAEP", "decrypt"), pss: await key("RSA-PSS", "sign"),
   };
+  // What the person sees: a message dropped without a word (null) is no
+  // outcome.
+  const said = (outcomes) => outcomes.filter((o) => o !== null);
   const results = [];
   for (const c of vectors.cases) {
     Object.assign(state, { me, identity, held: [], active: null });
@@ -366,7 +371,7 @@ async (vectors) => {
         const job = incomingFor(step.kind === "room"
           ? { type: "chat_message", roomId: step.room, userId: step.sender, envelope }
           : { type: "dm", userId: step.sender, envelope });
-        got.push(job ? [await queueIncoming(job)] : [{ outcome: "ignored" }]);
+        got.push(job ? said([await queueIncoming(job)]) : [{ outcome: "ignored" }]);
       } else if (step.op === "keyChanged") {
         // What a key change lets out of waiting shows in the conversations.
         const shown = (conv) => conv.items.filter((i) => i.type === "msg");
@@ -377,7 +382,7 @@ async (vectors) => {
           .map((i) => ({ outcome: "show", sender: i.from, text: i.text, ts: i.time })));
       } else if (step.op === "accept") {
         const fp = state.alerts.get(fold(step.user)).fp;
-        got.push(await trustNewKey(step.user, fp.replace(/ /g, "").slice(-CONFIRM_CHARS)));
+        got.push(said(await trustNewKey(step.user, fp.replace(/ /g, "").slice(-CONFIRM_CHARS))));
       } else if (step.op === "reject") {
         got.push(rejectNewKey(step.user));
       }
@@ -986,6 +991,9 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                     "sent", lyingAboutOwnKey, liar, dave)
     results.attempt("a direct message shows the time its sender signed, not the server's",
                     signedTime, liar, alice, dave)
+    results.attempt("delivered again to dave's page as it was (alice's retry), it is dropped "
+                    "without a word; under its id with another signature, with a note",
+                    retryInPage, liar, dave)
     results.attempt("replayed after dave's page is loaded again, it is dropped",
                     replayAfterReload, liar, dave)
 
@@ -1380,6 +1388,29 @@ def signedTime(liar, alice, dave):
     if shown.get_attribute("datetime") != expected:
         return "!shows %s; signed %s" % (shown.get_attribute("datetime"), expected)
     return True
+
+
+def retryInPage(liar, dave):
+    """
+    The server delivers alice's direct message to dave's page again, the
+    same envelope (as when alice sends again a message whose commit failed):
+    nothing is said. Then it delivers the same id with another signature: a
+    replay, dropped with a note. The message shows once.
+    """
+    [event] = alicesDirectMessages(liar)
+    liar.inject(event)
+    other = json.loads(json.dumps(event))
+    signature = other["envelope"]["signature"]
+    other["envelope"]["signature"] = ("B" if signature[0] == "A" else "A") + signature[1:]
+    liar.inject(other)
+    # The page takes what comes in order: once the second is said, the first
+    # was dealt with.
+    notes = dave.locator("#messages .system", has_text="repeats a message already received")
+    notes.first.wait_for()
+    if notes.count() != 1:
+        return "!%d notes for one replay" % (notes.count(),)
+    shown = dave.locator("#messages .message .text", has_text=REPLAYED_DM).count()
+    return shown == 1 or "!the message is shown %d times" % (shown,)
 
 
 def replayAfterReload(liar, dave):

@@ -712,17 +712,17 @@ class EnvelopeTests(ClientTestCase):
         self.assertEqual(carolUI.take("message"), [("message", "lobby", "alice", "all of you")])
         self.assertEqual(bobUI.take("message"), [("message", "lobby", "alice", "all of you")])
 
-    def seal(self, sender, to, recipients, text, signer=None):
+    def seal(self, sender, to, recipients, text, signer=None, envelopeId=None):
         return e2e.seal(sender, privateKey(signer or sender), to,
                         {name: der(name) for name in recipients}, text.encode(),
-                        ts=int(self.clock.seconds() * 1000))
+                        ts=int(self.clock.seconds() * 1000), envelopeId=envelopeId)
 
     def test_forgedAndReplayedDropped(self):
         """
         An envelope signed by another key, one whose C{from} is not who the
         server says sent it, one addressed to another room or to someone else,
-        and one already shown are each dropped with a notice; a good one
-        is shown.
+        and another under the id of one already shown are each dropped with a
+        notice; a good one is shown.
         """
         alice, aliceUI = self.account("alice", "lobby")
         bob, bobUI = self.account("bob", "lobby")
@@ -739,7 +739,9 @@ class EnvelopeTests(ClientTestCase):
                     self.seal("bob", ("room", "lobby"), ["alice"], "wrong room"))
         self.inject(alice, Op.DM, "bob", now,
                     self.seal("bob", ("user", "carol"), ["alice", "carol"], "not for you"))
-        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, genuine)
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now,
+                    self.seal("bob", ("room", "lobby"), ["alice", "bob"], "genuine too",
+                              envelopeId=e2e.Envelope.parse(genuine).id))
         self.assertEqual(aliceUI.take(), [
             ("message", "lobby", "bob", "genuine"),
             ("dropped", "dropped a message from bob in room lobby: "

@@ -428,21 +428,44 @@ class SealingTests(RoomTestCase):
     def test_catchUpDeduplicated(self):
         """
         During the catch-up after a login, a message shown already is dropped
-        without a word; after CAUGHT_UP, a replay is said again.
+        without a word, as it is after CAUGHT_UP; another under its id is a
+        replay, said, during the catch-up as after it.
         """
-        blob = e2e.seal("bob", privateKey("bob"), ("room", "lobby"),
-                        {"alice/laptop": der("alice")}, b"once", device="pc",
-                        head=tuple(self.bobList.head), hist=20)
+        def seal(text, envelopeId=None):
+            return e2e.seal("bob", privateKey("bob"), ("room", "lobby"),
+                            {"alice/laptop": der("alice")}, text, device="pc",
+                            head=tuple(self.bobList.head), hist=20, envelopeId=envelopeId)
+        blob = seal(b"once")
+        other = seal(b"twice", e2e.Envelope.parse(blob).id)
         self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, blob))
         self.laptop.catchingUp = True
         self.ui.take()
         self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, blob))
         self.assertEqual(self.ui.take(), [])
+        self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, other))
+        self.assertIn("replayed", self.ui.take("dropped")[0][1])
         self.laptop._event(DeviceOp.CAUGHT_UP, (3,))
         self.assertEqual(self.ui.take(), [
             ("notice", "caught up: 3 messages arrived while this device was away")])
         self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, blob))
+        self.assertEqual(self.ui.take(), [])
+        self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, other))
         self.assertIn("replayed", self.ui.take("dropped")[0][1])
+
+    def test_catchUpEarlierRun(self):
+        """
+        The catch-up repeats, without a word, what an earlier run of this
+        device was shown (its window holds the id, not the content).
+        """
+        blob = e2e.seal("bob", privateKey("bob"), ("room", "lobby"),
+                        {"alice/laptop": der("alice")}, b"yesterday", device="pc",
+                        head=tuple(self.bobList.head), hist=20)
+        envelope = e2e.Envelope.parse(blob)
+        self.laptop.seenEnvelopes.remember("bob", envelope.id, envelope.ts, envelope.ts)
+        self.laptop.catchingUp = True
+        self.ui.take()
+        self.laptop._event(Op.ROOM_MSG, ("lobby", "bob", 0, blob))
+        self.assertEqual(self.ui.take(), [])
 
     def test_staleRecipientsWithDevices(self):
         """

@@ -4,6 +4,7 @@ the account's key so that a replay is dropped across restarts, and the signed
 time shown for each message.
 """
 
+import json
 import os
 import stat
 
@@ -11,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatd import e2e
 from chatd.client import chat
-from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes
+from chatd.client.replay import SEEN_IDS, SKEW_MS, SeenEnvelopes, signedDigest
 from chatd.protocols.opcodes import Op
 from chatd.test.fakes import privateKey
 from chatd.test.lying import serverEvent
@@ -83,6 +84,77 @@ class WindowTests(SynchronousTestCase):
         seen.remember("mallory", envelopeId(1), NOW + 365 * 24 * 60 * MINUTE, NOW)
         seen.remember("bob", envelopeId(2), NOW, NOW)
         self.assertEqual(seen.horizon, NOW)
+
+
+    def test_repeats(self):
+        """
+        An envelope remembered with its digest repeats it when its digest is
+        that one, and not when it is another; one remembered without a
+        digest, or not at all, cannot be compared.
+        """
+        seen = SeenEnvelopes()
+        seen.remember("Bob", envelopeId(1), NOW, NOW, b"first")
+        seen.remember("bob", envelopeId(2), NOW, NOW)
+        self.assertIs(seen.repeats("bob", envelopeId(1), b"first"), True)
+        self.assertIs(seen.repeats("bob", envelopeId(1), b"other"), False)
+        self.assertIsNone(seen.repeats("bob", envelopeId(2), b"first"))
+        self.assertIsNone(seen.repeats("carol", envelopeId(1), b"first"))
+
+    def test_repeatsForgotten(self):
+        """
+        An envelope forgotten to make room takes its digest with it, and
+        cannot be compared any more.
+        """
+        seen = SeenEnvelopes(window=1)
+        seen.remember("bob", envelopeId(1), NOW, NOW, b"first")
+        seen.remember("bob", envelopeId(2), NOW, NOW, b"second")
+        self.assertIsNone(seen.repeats("bob", envelopeId(1), b"first"))
+        self.assertIs(seen.repeats("bob", envelopeId(2), b"second"), True)
+
+
+class DigestTests(SynchronousTestCase):
+    """
+    L{signedDigest}: what tells a sender's retry from another envelope.
+    """
+
+    def seal(self, **kwargs):
+        return e2e.seal("bob", privateKey("bob"), ("room", "lobby"),
+                        {"alice": der("alice"), "bob": der("bob")}, b"hi", ts=NOW, **kwargs)
+
+    def test_cutsAlike(self):
+        """
+        The same envelope as each reader receives it (cut to its own key
+        entry, written anew by the server) has one digest.
+        """
+        envelope = e2e.Envelope.parse(self.seal())
+        cuts = [e2e.Envelope.parse(envelope.cutFor(reader)) for reader in ("alice", "bob")]
+        self.assertNotEqual(cuts[0].raw, cuts[1].raw)
+        self.assertEqual({signedDigest(e) for e in [envelope] + cuts},
+                         {signedDigest(envelope)})
+
+    def test_otherSignature(self):
+        """
+        The same id sealed again (another ciphertext, another signature) has
+        another digest; so has the same envelope read as a file envelope.
+        """
+        blob = self.seal(envelopeId=envelopeId(1))
+        again = self.seal(envelopeId=envelopeId(1))
+        self.assertNotEqual(signedDigest(e2e.Envelope.parse(blob)),
+                            signedDigest(e2e.Envelope.parse(again)))
+        self.assertNotEqual(signedDigest(e2e.Envelope.parse(blob)),
+                            signedDigest(e2e.Envelope.parse(blob), e2e.FILE))
+
+    def test_signatureCounts(self):
+        """
+        The same signed bytes under another signature (one a server swapped
+        in) have another digest.
+        """
+        blob = self.seal()
+        other = e2e.Envelope.parse(self.seal()).signature
+        swapped = json.loads(blob)
+        swapped["signature"] = other
+        self.assertNotEqual(signedDigest(e2e.Envelope.parse(blob)),
+                            signedDigest(e2e.Envelope.parse(json.dumps(swapped).encode())))
 
 
 class FileTests(SynchronousTestCase):
@@ -174,21 +246,83 @@ class TimedUI(RecordingUI):
 
 class RestartTests(ClientTestCase):
     """
-    A client that restarts remembers what it saw.
+    A client that restarts remembers what it saw; within one run, it tells
+    its sender's retry (the same envelope again: nothing said) from a replay.
     """
 
     def inject(self, client, op, *values):
         client.protocol.dataReceived(serverEvent(client.protocol, op, *values))
         self.flush()
 
-    def seal(self, text, ts, sender="bob", to=("room", "lobby")):
+    def seal(self, text, ts, sender="bob", to=("room", "lobby"), envelopeId=None):
         return e2e.seal(sender, privateKey(sender), to,
-                        {"alice": der("alice"), sender: der(sender)}, text.encode(), ts=ts)
+                        {"alice": der("alice"), sender: der(sender)}, text.encode(), ts=ts,
+                        envelopeId=envelopeId)
+
+    def test_retrySilent(self):
+        """
+        A message shown, delivered again as the same envelope (its sender's
+        retry after the server failed to store it), cut and written anew by
+        the server and with another server time, is shown once and nothing
+        is said; a direct message too.
+        """
+        alice, aliceUI = self.account("alice", "lobby")
+        self.account("bob", "lobby")
+        aliceUI.take()
+        now = int(self.clock.seconds() * 1000)
+        blob = self.seal("once", now)
+        direct = self.seal("psst", now, to=("user", "alice"))
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, blob)
+        self.inject(alice, Op.DM, "bob", now, direct)
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now + 1,
+                    e2e.Envelope.parse(blob).cutFor("alice"))
+        self.inject(alice, Op.DM, "bob", now + 1, direct)
+        self.assertEqual(aliceUI.take(), [("message", "lobby", "bob", "once"),
+                                          ("dm", "bob", "bob", "psst")])
+
+    def test_otherContentSaid(self):
+        """
+        Another envelope under the id of one shown (another text, another
+        signature) is a replay, said.
+        """
+        alice, aliceUI = self.account("alice", "lobby")
+        self.account("bob", "lobby")
+        aliceUI.take()
+        now = int(self.clock.seconds() * 1000)
+        blob = self.seal("pay carol 10", now)
+        envelopeId = e2e.Envelope.parse(blob).id
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, blob)
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now,
+                    self.seal("pay mallory 10", now, envelopeId=envelopeId))
+        self.assertEqual(aliceUI.take(), [
+            ("message", "lobby", "bob", "pay carol 10"),
+            ("dropped", "dropped a message from bob in room lobby: replayed message id %s"
+             % (envelopeId,))])
+
+    def test_retryBelowHorizonSaid(self):
+        """
+        The same envelope again, once the horizon has risen past the time it
+        was signed, is a replay, said: a repeat passes in silence only where
+        the window still covers it.
+        """
+        alice, aliceUI = self.account("alice", "lobby")
+        self.account("bob", "lobby")
+        aliceUI.take()
+        now = int(self.clock.seconds() * 1000)
+        blob = self.seal("once", now)
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, blob)
+        alice.seenEnvelopes.horizon = now + SKEW_MS + 1
+        self.inject(alice, Op.ROOM_MSG, "lobby", "bob", now, blob)
+        self.assertEqual(aliceUI.take(), [
+            ("message", "lobby", "bob", "once"),
+            ("dropped", "dropped a message from bob in room lobby: replayed message id %s"
+             % (e2e.Envelope.parse(blob).id,))])
 
     def test_replayAfterRestart(self):
         """
         An envelope alice was shown, replayed by the server after she starts
-        her client again, is dropped.
+        her client again, is dropped and said: that run cannot compare it
+        with the one shown.
         """
         home = TestHome(self.mktemp())
         alice, aliceUI = self.account("alice", "lobby", home=home)
@@ -211,7 +345,8 @@ class RestartTests(ClientTestCase):
 
     def test_ownMessageReplayed(self):
         """
-        alice's own message, handed back to her by the server, is a replay.
+        alice's own message, handed back to her by the server as it was, is
+        nothing new: neither shown nor said; another under its id is a replay.
         """
         alice, aliceUI = self.account("alice", "lobby")
         self.account("bob", "lobby")
@@ -225,10 +360,15 @@ class RestartTests(ClientTestCase):
         alice.protocol.request = recording
         self.do(alice.send("mine"))
         [blob] = sent
+        envelopeId = e2e.Envelope.parse(blob).id
         self.inject(alice, Op.ROOM_MSG, "lobby", "alice", 0, blob)
+        self.assertEqual(aliceUI.take("message", "dropped"), [])
+        self.inject(alice, Op.ROOM_MSG, "lobby", "alice", 0,
+                    self.seal("not mine", int(self.clock.seconds() * 1000), sender="alice",
+                              envelopeId=envelopeId))
         self.assertEqual(aliceUI.take("message", "dropped"), [
             ("dropped", "dropped a message from alice in room lobby: replayed message id %s"
-             % (e2e.Envelope.parse(blob).id,))])
+             % (envelopeId,))])
 
     def test_signedTimeShown(self):
         """

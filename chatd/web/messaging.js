@@ -10,6 +10,7 @@ import { $, describeError, parseTime, toast } from "./dom.js";
 import { renderComposer, renderMessages } from "./render.js";
 import { fingerprintOf, fold, shownKey, state } from "./state.js";
 import { observeMember, ownEntry, readerFor, readersOf, sendingDevice, signingKey } from "./devicetrust.js";
+import { signedDigest } from "./replay.js";
 import { shareRanks, shareRefusal } from "./sharing.js";
 import { checkOwnKey, observeKey, senderKey } from "./trust.js";
 
@@ -74,9 +75,15 @@ export async function receive(job) {
   // must be new to this account (replay.js), across page loads too.
   const seenKey = shownKey(env);
   if (history && state.shown.has(seenKey)) return null;
+  // A message this page showed or sent, come again identical (its sender's
+  // retry, replay.js): nothing new, dropped without a word.
+  const digest = await signedDigest(env);
+  const same = state.shown.has(seenKey) ? state.shown.get(seenKey) === digest : null;
+  if (same && !state.replay.older(env.ts)) return null;
   // A device catching up may be sent again what it showed before the server
-  // last marked it: dropped without a word.
-  if (state.catchingUp && (state.shown.has(seenKey) || state.replay.seen.has(`${fold(env.from)}\n${env.id}`))) return null;
+  // last marked it (on an earlier page, which kept no digest): dropped
+  // without a word.
+  if (state.catchingUp && same === null && state.replay.seen.has(`${fold(env.from)}\n${env.id}`)) return null;
   const replayed = state.shown.has(seenKey) ? "it repeats a message already received"
     : history ? null : state.replay.replayed(env.from, env.id, env.ts);
   if (replayed) return dropped(conv, sender, replayed, true, "replay");
@@ -108,7 +115,7 @@ export async function receive(job) {
     return dropped(conv, sender, e.message.replace(/^envelope: /, ""), live, e.reason);
   }
   if (state.shown.has(seenKey)) return null;
-  state.shown.add(seenKey);
+  state.shown.set(seenKey, digest);
   if (live) state.replay.remember(env.from, env.id, env.ts);
   let text;
   try {
@@ -240,8 +247,9 @@ export async function sealAndSend(conv, plaintext, domain, send) {
     const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain, device });
     try {
       const reply = await send(env);
-      // Our own envelope, seen again from the server, is a replay.
-      state.shown.add(shownKey(env));
+      // Our own envelope, seen again from the server, is a replay (or,
+      // identical, nothing new: replay.js).
+      state.shown.set(shownKey(env), await signedDigest(env, domain));
       state.replay.remember(env.from, env.id, env.ts);
       return { env, reply };
     } catch (e) {

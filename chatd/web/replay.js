@@ -10,8 +10,25 @@
 //   5 minutes a server allows a sender's clock, so that an honest message
 //   never falls below it);
 // - a signed time counts as at most the browser's own clock, so that one
-//   envelope dated in the future cannot raise the horizon over honest ones.
+//   envelope dated in the future cannot raise the horizon over honest ones;
+// - but a message that repeats, identical, one this page has shown (live or
+//   from history) or sent, and is not older than the horizon, is no replay:
+//   it is dropped without a word. That is its sender's retry: a server that
+//   delivers before it commits may have shown the members a message whose
+//   commit then failed, and the sender sends the same envelope again
+//   (docs/protocol.rst, "What an acknowledgement promises"). Identical means
+//   the same signedDigest: the bytes the signature covers (the header, built
+//   from the parsed values, and the ciphertext) and the signature; not the
+//   bytes received, which the server writes anew for each reader, with key
+//   maps no signature covers. The same sender and id with other content
+//   (another signature: a sender that signed two messages under one id, or a
+//   server that mixed them up) is still a replay, and said; so is an id this
+//   page cannot compare (one remembered from an earlier page: IndexedDB
+//   keeps no digest), and a file offer (each is a transfer of its own,
+//   declined either way). The digests are the page's (state.shown), never
+//   stored.
 
+import * as e2e from "./crypto.js";
 import * as store from "./store.js";
 
 export const SEEN_IDS = 4096;
@@ -31,8 +48,14 @@ export class SeenEnvelopes {
   // Why a live envelope is a replay, or null when it is not.
   replayed(sender, id, ts) {
     if (this.seen.has(`${fold(sender)}\n${id}`)) return "it repeats a message already received";
-    if (ts < this.horizon - SKEW_MS) return "it is signed earlier than every message this browser still remembers";
+    if (this.older(ts)) return "it is signed earlier than every message this browser still remembers";
     return null;
+  }
+
+  // Whether an envelope signed at `ts` is older than every one still
+  // remembered (signed more than SKEW_MS before the horizon).
+  older(ts) {
+    return ts < this.horizon - SKEW_MS;
   }
 
   // Remember an envelope shown (or sent), signed at `ts`, at time `now` (ms).
@@ -81,4 +104,12 @@ export class SeenEnvelopes {
     }
     if (forgotten.length) await store.saveSeen(owner, null, forgotten, this.horizon);
   }
+}
+
+// What tells a sender's retry from another envelope under the same id: the
+// SHA-256 of the bytes its signature covers (for `domain`) and of the
+// signature, as chatd/client/replay.py's signedDigest computes it.
+export async function signedDigest(env, domain = e2e.MESSAGE) {
+  const signed = e2e.concat(e2e.header(domain, env), e2e.utf8(env.encrypted_message));
+  return e2e.b64(await e2e.sha256(e2e.concat(signed, e2e.utf8(`\n${env.signature}`))));
 }

@@ -26,7 +26,7 @@ export const state = {
   dms: new Map(), // fold(user) -> conversation
   active: null, // a conversation
   replay: new SeenEnvelopes(), // envelopes seen, kept with the account (replay.js)
-  shown: new Set(), // envelopes shown in this page, live or from history
+  shown: new Map(), // shownKey -> signedDigest (replay.js) of what this page showed, live or from history, or sent
   held: [], // messages waiting for a key change to be trusted
   events: Promise.resolve(), // events are handled one at a time, in order
   incoming: Promise.resolve(), // so are the envelopes they carry

@@ -54,7 +54,9 @@ C{cases}
         C{{"outcome": "show", "sender": ..., "text": ..., "ts": ...}} (shown,
         with the signed time), C{{"outcome": "drop", "reason": ...}} (refused
         and said so) or C{{"outcome": "hold"}} (kept back, not shown, not
-        dropped). The ops:
+        dropped); an empty list when the client does nothing the person
+        sees (a message it has shown, come again identical: dropped without
+        a word). The ops:
 
         C{deliver}
             A live message arrives: C{kind} C{"room"} (with C{room}) or
@@ -82,7 +84,9 @@ C{binding}
     room it came in (room) or not C{me} (direct message, unless from C{me}).
 C{replay}
     Its sender and id were seen before, or it is signed more than C{skewMs}
-    before the horizon.
+    before the horizon. But the very envelope shown before (the same signed
+    bytes and signature, however the server wrote it), come again, is no
+    replay: it is its sender's retry, dropped without a word (no outcome).
 C{signature}
     Its signature does not verify with the sender's key (the pinned one; for
     C{me}, its own key). A message from a user whose key change is pending is
@@ -382,8 +386,33 @@ def cases(keys):
 
     def replay(m):
         e = m.envelope("bob", room_, "once")
-        return [room("bob", e, [show("bob", "once", e)]), room("bob", e, [drop("replay")])]
-    case("replay-same", "The same envelope twice: shown once, then a replay.", replay)
+        return [room("bob", e, [show("bob", "once", e)]), room("bob", e, [])]
+    case("replay-same",
+         "The same envelope twice (its sender's retry): shown once, then dropped without "
+         "a word.", replay)
+
+    def rewritten(m):
+        e = m.envelope("bob", room_, "once, however written")
+        again = json.dumps(json.loads(e), sort_keys=True, separators=(",", ":"))
+        return [room("bob", e, [show("bob", "once, however written", e)]),
+                room("bob", again, [])]
+    case("replay-same-rewritten",
+         "The same envelope written anew (as the server writes each reader's cut): "
+         "what is signed and the signature are what count, not the bytes.", rewritten)
+
+    def resigned(m):
+        e = m.envelope("bob", room_, "signed twice")
+        obj = json.loads(e)
+        signed = (e2e.Envelope.parse(e.encode("utf-8")).header()
+                  + obj["encrypted_message"].encode("ascii"))
+        # RSA-PSS is randomised: the same bytes signed again sign otherwise.
+        obj["signature"] = _b64(keys.private["bob"].sign(signed, e2e._PSS, hashes.SHA256()))
+        again = json.dumps(obj)
+        return [room("bob", e, [show("bob", "signed twice", e)]),
+                room("bob", again, [drop("replay")])]
+    case("replay-same-id-resigned",
+         "The same id and text under another signature: not the envelope shown, a replay.",
+         resigned)
 
     def replayId(m):
         first = m.envelope("bob", room_, "first")
@@ -450,10 +479,10 @@ def cases(keys):
         return [{"op": "keyChanged", "user": "bob", "key": "bob-new", "expect": []},
                 room("bob", e, [HOLD]),
                 room("bob", e, [HOLD]),
-                {"op": "accept", "user": "bob",
-                 "expect": [show("bob", "sent twice", e), drop("replay")]}]
+                {"op": "accept", "user": "bob", "expect": [show("bob", "sent twice", e)]}]
     case("key-change-held-replay",
-         "An envelope held twice is shown once when the key is accepted.", heldReplay)
+         "An envelope held twice is shown once when the key is accepted, and its repeat "
+         "dropped without a word.", heldReplay)
 
     return made
 
