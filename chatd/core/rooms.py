@@ -67,20 +67,20 @@ class RoomRequests(SessionBase):
 
     async def _createAlone(self, user: User, roomName: str, password: str,
                            history: int) -> None:
-        creations = self.service.creations
-        if await creations.settled(roomName) is not None:
+        settling = self.service.settling
+        if await settling.settled(roomName) is not None:
             raise Conflict("room exists: %s" % (roomName,))
-        creations.begin(roomName)
+        settling.begin(roomName)
         try:
             await self._newRoom(user, roomName, password, history)
         finally:
-            creations.end(roomName)
+            settling.end(roomName)
 
     async def _newRoom(self, user: User, roomName: str, password: str,
                        history: int = 0) -> Room:
         """
         Create a room under the create limits (see L{chatd.quotas}); the
-        caller has begun it in the service's L{chatd.core.creations}.
+        caller has begun it in the service's L{chatd.core.settling}.
         """
         quotas = self.service.quotas
         quotas.checkGuestCreate(user, password)
@@ -137,7 +137,7 @@ class RoomRequests(SessionBase):
         # A room another session here is creating is joined once it is stored
         # and its creator is in it; if that creation failed, this JOIN creates
         # the room itself.
-        room = await self.service.creations.settled(roomName)
+        room = await self.service.settling.settled(roomName)
         if room is None:
             return await self._createAndEnter(user, roomName, password, history)
         return await self._enter(user, room, await self._admit(user, room, password))
@@ -171,8 +171,8 @@ class RoomRequests(SessionBase):
         new room first, join that room instead, as one that exists.
         """
         self._hasKey(user)
-        creations = self.service.creations
-        creations.begin(roomName)
+        settling = self.service.settling
+        settling.begin(roomName)
         try:
             try:
                 room = await self._newRoom(user, roomName, password, history)
@@ -183,7 +183,7 @@ class RoomRequests(SessionBase):
                 return await self._enter(user, stored, await self._admit(user, stored, password))
             return await self._enter(user, room, None)
         finally:
-            creations.end(roomName)
+            settling.end(roomName)
 
     async def _enter(self, user: User, room: Room, topic: Optional[str]) -> JoinAnswer:
         """

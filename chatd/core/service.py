@@ -23,7 +23,6 @@ from zope.interface import implementer
 from chatd import e2e
 from chatd.config import Settings
 from chatd.core import remotefiles
-from chatd.core.creations import Creations
 from chatd.core.devicebook import DeviceBook
 from chatd.core.directory import Directory
 from chatd.core.events import (
@@ -34,6 +33,7 @@ from chatd.core.events import (
 from chatd.core.online import Room, User
 from chatd.core.replay import ReplayCache
 from chatd.core.session import Session
+from chatd.core.settling import Settling
 from chatd.core.telling import Telling
 from chatd.core.view import DirectoryView
 from chatd.credentials import Credentials
@@ -80,8 +80,8 @@ class ChatService(Telling, Service):
         self.credentials = credentials or Credentials(settings.bcryptCost)
         self.randomBytes = randomBytes
         self.directory = Directory()
-        # The new rooms sessions here are storing, which others wait for.
-        self.creations = Creations(self.directory)
+        # The rooms being created or dropped here, which requests wait for.
+        self.settling = Settling(self.directory)
         # Accounts' device lists, pending devices, marks (chatd.core.devices).
         self.devices = DeviceBook(store, clock)
         # What the fan-out reads of the directory (and the store), read-only.
@@ -239,16 +239,24 @@ class ChatService(Telling, Service):
         """
         if not local or room.members or room.passwordHash is not None or room.hasHistory:
             return
+        if self.settling.busy(room.name):
+            # A session here is creating it (its creator joins it next), or
+            # the store is deciding already.
+            return
+        # A JOIN here waits until the store has decided: the store may drop
+        # the room before this node hears so.
+        self.settling.begin(room.name)
 
         def deleted(gone):
             if not gone:
                 return
             if room.members:
-                # Someone joined while the store was deciding: the room lives on.
+                # Someone on another node joined while the store was
+                # deciding: the room lives on.
                 return self.store.createRoom(room.name, None)
             self.happened(self.directory.dropRoom(room))
-        self.store.deleteRoom(room.name).addCallback(deleted).addErrback(
-            self._notDeleted, room)
+        d = self.store.deleteRoom(room.name).addCallback(deleted)
+        d.addErrback(self._notDeleted, room).addBoth(lambda _: self.settling.end(room.name))
 
     def _notDeleted(self, failure, room):
         """

@@ -1,9 +1,10 @@
 """
-Tests for L{chatd.core.creations}: requests for a new room while a session is
-still creating it, on one node and on two, through the core and the doors.
+Tests for L{chatd.core.settling}: requests for a new room while a session is
+still creating it, on one node and on two, through the core and the doors, and
+for an emptied room while the store decides whether to drop it.
 
-The store's room creations wait until a test stores or fails each one, so the
-requests that arrive meanwhile are in the race by construction, not by timing.
+The store's answers wait until a test gives each, so the requests that arrive
+meanwhile are in the race by construction, not by timing.
 """
 
 import json
@@ -54,6 +55,30 @@ class HeldRoomStore(MemoryStore):
         """
         d, _ = self.creating.pop(0)
         d.errback(error)
+
+
+class LateDeleteStore(MemoryStore):
+    """
+    A L{MemoryStore} whose room deletions are carried out at once but answered
+    when the test says, like a database write that has committed while its
+    answer is still on its way from the thread.
+    """
+
+    def __init__(self):
+        MemoryStore.__init__(self, testKeys())
+        self.deleting: List[Tuple[Deferred, Deferred]] = []
+
+    def deleteRoom(self, name):
+        d: Deferred = Deferred()
+        self.deleting.append((MemoryStore.deleteRoom(self, name), d))
+        return d
+
+    def answer(self):
+        """
+        Answer the oldest deletion.
+        """
+        done, d = self.deleting.pop(0)
+        done.chainDeferred(d)
 
 
 def names(answer):
@@ -172,6 +197,46 @@ class SameNewRoomTests(CoreTestCase):
         self.store.store()
         self.assertIsNone(self.successResultOf(create))
         self.assertEqual(names(self.successResultOf(join)), ["bob"])
+
+
+class EmptiedRoomTests(CoreTestCase):
+    """
+    A JOIN of an emptied room while the store decides whether to drop it.
+    """
+
+    def buildService(self):
+        return makeService(store=LateDeleteStore())
+
+    def test_joinWhileTheStoreDrops(self):
+        """
+        A JOIN of a room the store has dropped before this node heard so waits
+        for the answer, then creates the room anew, rather than being told
+        there is no such room.
+        """
+        alice, bob = self.guest("alice"), self.guest("bob")
+        self.result(alice.join, "#r", "")
+        self.result(alice.leave, "#r")
+        self.assertEqual(len(self.store.deleting), 1)
+        join = bob.join("#r", "")
+        self.assertNoResult(join)
+        self.store.answer()
+        self.assertEqual(names(self.successResultOf(join)), ["bob"])
+        self.assertEqual([r.name for r in self.successResultOf(self.store.loadRooms())], ["#r"])
+
+    def test_joinWhileTheStoreKeeps(self):
+        """
+        A JOIN of an emptied room that the store keeps (for its topic) waits
+        for the answer, then joins the room with its topic.
+        """
+        alice, bob = self.account("alice"), self.guest("bob")
+        self.result(alice.join, "#r", "")
+        self.result(alice.setTopic, "#r", "kept")
+        self.result(alice.leave, "#r")
+        join = bob.join("#r", "")
+        self.assertNoResult(join)
+        self.store.answer()
+        answer = self.successResultOf(join)
+        self.assertEqual((names(answer), answer.topic), (["bob"], "kept"))
 
 
 class TwoNodesTests(SynchronousTestCase):
