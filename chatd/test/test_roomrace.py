@@ -293,7 +293,7 @@ class PostgreSQLNodesTests(PostgreSQLFixture, TestCase):
         await service.whenReady()
         return service
 
-    async def account(self, service, name):
+    async def register(self, service, name):
         session = service.connect(FakeChatClient(), "10.0.0.1")
         session.hello(1)
         await session.register(name, "correct horse", publicDer(name))
@@ -309,8 +309,8 @@ class PostgreSQLNodesTests(PostgreSQLFixture, TestCase):
         await other.open()
         self.addCleanup(other.close)
         a, b = await self.node(self.store, "A"), await self.node(other, "B")
-        alice = await self.account(a, "alice")
-        bob, carol = await self.account(b, "bob"), await self.account(b, "carol")
+        alice = await self.register(a, "alice")
+        bob, carol = await self.register(b, "bob"), await self.register(b, "carol")
         self.assertEqual(names(await alice.join("#p", "sesame")), ["alice"])
         self.assertNotIn("#p", b.directory.rooms)
         with self.assertRaises(Forbidden):
