@@ -376,8 +376,12 @@ class MultiNodeTests(TestCase):
         await dave1.call(Op.JOIN, room, "")
 
         async def everyoneIn():
-            (names,) = await dave2.call(Op.LIST_USERS, room)
-            return len(names) == 5  # dave counts once
+            # Each node, since the keys are read on n1 and the last JOIN is on n2.
+            for dave in (dave1, dave2):
+                (names,) = await dave.call(Op.LIST_USERS, room)
+                if len(names) != 5:  # dave counts once
+                    return False
+            return True
         async def roomKnown(peer):
             return room in (await peer.call(Op.LIST_ROOMS))[0]
         for peer in peers[2:]:  # dave2 is dave1's account, in the room already
