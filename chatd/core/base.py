@@ -7,11 +7,15 @@ type-checked, on its own, although all are mixed into one
 L{chatd.core.session.Session}.
 """
 
-from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Set, Tuple
+
+from twisted.logger import Logger
 
 from chatd.core.online import User
-from chatd.errors import AuthRequired, BadRequest, Conflict, Forbidden
+from chatd.errors import AuthRequired, BadRequest, ChatError, Conflict, Forbidden, Unavailable
 from chatd.names import fold
+
+log = Logger()
 
 if TYPE_CHECKING:
     from chatd.core.service import ChatService
@@ -85,6 +89,34 @@ class SessionBase:
     def _hasKey(self, user):
         if user.key is None:
             raise BadRequest("publish a public key first")
+
+    async def _stored(self, replayKey: Tuple[str, str], store: Callable[[], Awaitable[Any]],
+                      target: str) -> Any:
+        """
+        Store a checked message whose id is C{replayKey} (C{store()}), and say
+        why it failed if it did.
+
+        A message that could not be stored, for a reason that is no refusal
+        (a L{ChatError}) of its own, is refused with L{Unavailable}
+        (0x0a: try again later, as it is), never 0x01 (the request is
+        broken): its sender sends the same envelope again, which members
+        that got it ahead of the commit drop. Its id is forgotten, so that
+        the retry is taken; except on L{Conflict}, the database holding that
+        id already, which the retry must meet too.
+        """
+        try:
+            return await store()
+        except Conflict:
+            raise
+        except ChatError:
+            # A refusal of its own (the store's outage, Unavailable, is logged
+            # once, by the store, not per message).
+            self.service.replays.discard(replayKey)
+            raise
+        except Exception:
+            self.service.replays.discard(replayKey)
+            log.failure("storing a message to {target}", target=target)
+            raise Unavailable("the message could not be stored; try again")
 
     @staticmethod
     def _owner(user):

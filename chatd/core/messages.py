@@ -4,16 +4,13 @@ Requests that send envelopes: room and direct messages, under the message limit.
 """
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 
 from chatd.core.base import SessionBase
 from chatd.core.waiting import parsedOrNone
-from chatd.errors import BadRequest, Conflict, NotFound, RateLimited, StaleRecipients, Unavailable
+from chatd.errors import BadRequest, NotFound, RateLimited, StaleRecipients
 from chatd.names import fold, isUserName
 from chatd.ratelimit import inWholeSeconds
 from chatd.store.entries import Stamp
-
-log = Logger()
 
 
 class MessageRequests(SessionBase):
@@ -69,24 +66,17 @@ class MessageRequests(SessionBase):
             signer=self._signer(parsed)))
         replayKey = (fold(user.name), envelope.id)
         service.replays.add(replayKey)
-        try:
-            timestamp = await service.fanout.timestamp(room.name, service.now(),
-                                                       room.lastTimestamp)
-            stamp = await self._storeAndDeliver(user, room, timestamp, data, envelope)
-        except Conflict:
-            raise
-        except Unavailable:
-            # The store's outage is logged once, by the store, not per message.
-            service.replays.discard(replayKey)
-            raise
-        except Exception:
-            service.replays.discard(replayKey)
-            log.failure("storing a message to {room}", room=room.name)
-            raise BadRequest("the message could not be stored; try again")
+        stamp = await self._stored(
+            replayKey, lambda: self._timestampAndStore(user, room, data, envelope), room.name)
         service.metrics.message("room")
         # The sending device has it: it is not replayed to it.
         service.devices.delivered(self, stamp.sequence)
         return int(stamp)
+
+    async def _timestampAndStore(self, user, room, data, envelope):
+        timestamp = await self.service.fanout.timestamp(room.name, self.service.now(),
+                                                        room.lastTimestamp)
+        return await self._storeAndDeliver(user, room, timestamp, data, envelope)
 
     def _storeAndDeliver(self, user, room, timestamp, data, envelope) -> "Deferred[Stamp]":
         """

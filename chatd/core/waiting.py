@@ -140,12 +140,9 @@ class WaitingRequests(SessionBase):
             signer=self._signer(envelope)))
         replayKey = (fold(user.name), envelope.id)
         service.replays.add(replayKey)
-        try:
-            stamp = await service.store.appendDirect(user.name, peerName, service.now(),
-                                                     envelope.id, data, envelope.readers())
-        except Exception:
-            service.replays.discard(replayKey)
-            raise
+        stamp = await self._stored(replayKey, lambda: service.store.appendDirect(
+            user.name, peerName, service.now(), envelope.id, data, envelope.readers()),
+            "@" + peerName)
         service.metrics.message("direct")
         service.happened(service.directory.directMessage(
             user, peer, int(stamp), data, envelope, sequence=stamp.sequence,

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import e2e
 from chatd.core.devicebook import MARK_INTERVAL
-from chatd.errors import BadRequest, Conflict
+from chatd.errors import Conflict, Status, Unavailable
 from chatd.store.engines import POSTGRESQL, SQLITE
 from chatd.store.numbering import Numbering, NumberingConflict
 from chatd.store.sql import AdbapiStore
@@ -245,9 +245,10 @@ class AheadTests(DeviceCase):
 
     def test_failedCommit(self):
         """
-        A message whose commit fails is refused to its sender, whose mark
-        stays below it; the retry (same envelope) is taken, under a later
-        number, and a device marked at the failed number catches up on it.
+        A message whose commit fails is refused to its sender with 0x0a
+        (unavailable: try it again, as it is), whose mark stays below it; the
+        retry (same envelope) is taken, under a later number, and a device
+        marked at the failed number catches up on it.
         """
         blob = self.blob("hi")
         before = self.alice.mark
@@ -257,8 +258,9 @@ class AheadTests(DeviceCase):
         failed = self.bob.mark
         failHeld(self.threadpool, RuntimeError("the disk broke"))
         self.threadpool.release()
-        self.assertEqual(str(self.failureResultOf(answer, BadRequest).value),
-                         "the message could not be stored; try again")
+        refusal = self.failureResultOf(answer, Unavailable).value
+        self.assertEqual((refusal.status, str(refusal)),
+                         (Status.UNAVAILABLE, "the message could not be stored; try again"))
         self.assertEqual(self.alice.mark, before)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.bob.closed()
@@ -268,6 +270,27 @@ class AheadTests(DeviceCase):
         again = self.loginDevice("bob", "pc")
         [(_, sender, replayed, _)] = self.events(again, "roomMessage")
         self.assertEqual((sender, replayed), ("alice", timestamp))
+
+    def test_failedDirectCommit(self):
+        """
+        A stored direct message whose commit fails is refused with 0x0a, as
+        a room message is, and reaches nobody; the retry (same envelope) is
+        taken and delivered.
+        """
+        blob = self.sealFrom("alice", "first", ("user", "bob"), self.readers("alice", "bob"),
+                             "dm")
+        self.threadpool.hold()
+        answer = self.alice.directMessage("bob", blob)
+        failHeld(self.threadpool, RuntimeError("the disk broke"))
+        self.threadpool.release()
+        refusal = self.failureResultOf(answer, Unavailable).value
+        self.assertEqual((refusal.status, str(refusal)),
+                         (Status.UNAVAILABLE, "the message could not be stored; try again"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.events(self.bob, "directMessage"), [])
+        timestamp = self.result(self.alice.directMessage, "bob", blob)
+        [(sender, delivered, _)] = [event[:3] for event in self.events(self.bob, "directMessage")]
+        self.assertEqual((sender, delivered), ("alice", timestamp))
 
     def test_burst(self):
         """
