@@ -4,7 +4,9 @@ Sealing and sending, receiving and opening: the terminal client's end-to-end
 encrypted messages.
 
 Outgoing messages are sealed to the readers the client knows and sealed again
-when the server says those changed (0x09), up to L{SEND_ATTEMPTS} attempts.
+when the server says those changed (0x09), up to L{SEND_ATTEMPTS} attempts;
+sent again as they are when it could not store them (0x0a,
+L{chatd.client.resend}).
 Incoming envelopes are checked against who the server says sent them and
 where, the replay set, and the sender's pinned key (the signature before
 anything is decrypted), and opened one after another so that they are shown
@@ -21,6 +23,7 @@ from chatd import e2e
 from chatd.client.connection import ServerError
 from chatd.client.errors import ClientError, Duplicate, Held
 from chatd.client.replay import signedDigest
+from chatd.client.resend import sendUntilStored
 from chatd.names import fold
 from chatd.protocols.opcodes import Op
 
@@ -151,13 +154,21 @@ class Messaging:
 
     async def _post(self, op, target, to, recipients, update, text):
         """
+        Seal and send a message; the server may refuse it as stale (seal it
+        again) or as not stored (send the same envelope again:
+        L{chatd.client.resend}).
+
         @return: the signed time of the envelope the server took.
         """
         sent = []
 
+        def resending(pause):
+            self.ui.notice("the server could not store your message to %s %s; sending it "
+                           "again in %g s" % (to[0], to[1], pause))
+
         def request(blob):
             sent.append(blob)
-            return self.call(op, target, blob)
+            return sendUntilStored(lambda: self.call(op, target, blob), self.clock, resending)
         await self.sealAndCall(to, recipients, update, text.encode("utf-8"), request)
         return e2e.Envelope.parse(sent[-1]).ts
 
