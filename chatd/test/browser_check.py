@@ -24,6 +24,8 @@ device crypto against the Python reference, a lying server's devices refused,
 a second browser approved with the code it shows, messages on both, a quiet
 notice and no key-change block for the new device, a direct message waiting
 for someone with no page open, and an identity reset that is a loud key change.
+Resends (browser_resend.py): a message the server could not store sent again
+as it was sealed, by the page and on "retry", and shown once.
 
 Needs: C{pip install playwright} (its Python package only: the browser is
 Debian's C{chromium}, never a downloaded one). Every wait is bounded; every
@@ -52,6 +54,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import browser_devices  # noqa: E402  (beside this script, run as a script)
+import browser_resend  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = os.environ.get("CHATD_CHROMIUM", "/usr/bin/chromium")
@@ -996,6 +999,11 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                     retryInPage, liar, dave)
     results.attempt("replayed after dave's page is loaded again, it is dropped",
                     replayAfterReload, liar, dave)
+    results.attempt("a message the server could not store (unavailable) is sent again as it "
+                    "was sealed, by the page and on retry; shown once",
+                    browser_resend.resentAsSealed, liar, dave, alice)
+    results.attempt("a resend refused as a replayed id was stored after all: sent, shown once",
+                    browser_resend.storedAfterAll, liar, dave, alice)
 
     inviteOnly(results, work, browser, env, processes)
 
@@ -1260,8 +1268,13 @@ class LyingSocket:
     C{route_web_socket}): passes everything on, lies about C{user}'s key in
     JOIN answers while C{lying} is set, gives every message event another
     server time while C{skewTimes} is set, keeps the page's requests and the
-    server's events, and can replay an event to the page.
+    server's events, and can replay an event to the page, or refuse the
+    page's envelopes as a server that could not store them.
 
+    @ivar refuse: how to answer the page's next envelopes (chat_message, dm),
+        one each: C{"unavailable"} (not passed on; refused as not stored) or
+        C{"lost"} (passed on, and the server's answer replaced by that
+        refusal).
     @ivar sent: the page's requests, as dicts.
     @ivar received: the events the server sent the page, as dicts.
     @ivar lies: how many keys were replaced.
@@ -1276,6 +1289,8 @@ class LyingSocket:
         self.received = []
         self.lies = 0
         self.ws = None
+        self.refuse = []
+        self._unstored = set()
 
     def inject(self, event):
         """
@@ -1290,16 +1305,31 @@ class LyingSocket:
 
         def toServer(message):
             if isinstance(message, str):
-                self.sent.append(json.loads(message))
+                request = json.loads(message)
+                self.sent.append(request)
+                if self.refuse and request.get("type") in ("chat_message", "dm"):
+                    if self.refuse.pop(0) == "unavailable":
+                        ws.send(self.notStored(request["id"]))
+                        return
+                    self._unstored.add(request["id"])
             server.send(message)
 
         def toPage(message):
             if isinstance(message, str):
+                answered = json.loads(message).get("id")
+                if answered in self._unstored:
+                    self._unstored.discard(answered)
+                    message = self.notStored(answered)
                 message = self.rewrite(message)
             ws.send(message)
 
         ws.on_message(toServer)
         server.on_message(toPage)
+
+    @staticmethod
+    def notStored(requestId):
+        return json.dumps({"type": "error", "id": requestId, "code": "unavailable",
+                           "message": "the message could not be stored; try again"})
 
     def rewrite(self, message):
         event = json.loads(message)

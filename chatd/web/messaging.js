@@ -1,7 +1,8 @@
 // Messages in and out. Received envelopes are checked (shape, addressing,
 // replay, the sender's pinned key) one at a time, in order, before they are
 // shown; sent ones are sealed for exactly the members the server lists and
-// sealed again when it says the list is stale.
+// sealed again when it says the list is stale, or sent again as they are when
+// it could not store them.
 
 import * as e2e from "./crypto.js";
 import { ServerError } from "./connection.js";
@@ -16,6 +17,9 @@ import { checkOwnKey, observeKey, senderKey } from "./trust.js";
 
 export const HISTORY_PAGE = 50;
 export const SEND_ATTEMPTS = 4;
+// The pauses (seconds) before each resend of a message the server could not
+// store: the terminal client's too (docs/client.rst, "Sending").
+export const RESEND_PAUSES = [1, 2, 4];
 
 // -- receiving ----------------------------------------------------------------
 
@@ -237,14 +241,20 @@ export async function recipientsFor(conv) {
 
 // Seal `plaintext` for the conversation's members and hand it to `send`; when
 // the server answers stale_recipients, take its member list (pinning and
-// warning as usual) and seal again for it.
-export async function sealAndSend(conv, plaintext, domain, send) {
+// warning as usual) and seal again for it. `sealed`, when given, is sent
+// first instead of a new envelope: one the server could not store, which the
+// members may have already.
+export async function sealAndSend(conv, plaintext, domain, send, sealed = null) {
   for (let attempt = 1; ; attempt++) {
-    const recipients = await recipientsFor(conv);
-    const to = conv.kind === "room" ? ["room", conv.name] : ["user", conv.name];
-    const hist = conv.kind === "room" ? conv.historySetting || 0 : 0;
-    const device = state.device ? sendingDevice(hist) : undefined;
-    const env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain, device });
+    let env = sealed;
+    sealed = null;
+    if (!env) {
+      const recipients = await recipientsFor(conv);
+      const to = conv.kind === "room" ? ["room", conv.name] : ["user", conv.name];
+      const hist = conv.kind === "room" ? conv.historySetting || 0 : 0;
+      const device = state.device ? sendingDevice(hist) : undefined;
+      env = await e2e.seal({ from: state.me, signingKey: state.identity.pss, to, recipients, plaintext, domain, device });
+    }
     try {
       const reply = await send(env);
       // Our own envelope, seen again from the server, is a replay (or,
@@ -289,12 +299,16 @@ export function sendText(conv, text, item = null) {
 
 export async function sendNow(conv, item) {
   const plaintext = e2e.utf8(item.text);
+  const request = (envelope) => conv.kind === "room"
+    ? state.conn.request("chat_message", { roomId: conv.name, envelope })
+    : state.conn.request("dm", { to: conv.name, envelope });
   for (let attempt = 1; ; attempt++) {
     try {
-      const { env } = await sealAndSend(conv, plaintext, e2e.MESSAGE, (envelope) => conv.kind === "room"
-        ? state.conn.request("chat_message", { roomId: conv.name, envelope })
-        : state.conn.request("dm", { to: conv.name, envelope }));
+      const { env } = await sealAndSend(conv, plaintext, e2e.MESSAGE,
+        (envelope) => sendUntilStored(conv, item, envelope, request), item.unstored ? item.sealed : null);
       item.id = env.id;
+      item.sealed = null;
+      item.unstored = false;
       item.pending = false;
       item.waiting = null;
       conv.items.splice(conv.items.indexOf(item), 1);
@@ -321,6 +335,36 @@ export async function sendNow(conv, item) {
   }
 }
 
+// Send `env` (for `item`) until the server stores it: after an `unavailable`
+// answer the members may have it already (docs/protocol.rst, "What an
+// acknowledgement promises"), so the same envelope goes again, never a new
+// one, after RESEND_PAUSES; they drop the identical repeat. The item keeps
+// the envelope and whether it met `unavailable` (`unstored`), for the
+// person's "retry"; once it has, a `conflict` (replayed id) means it was
+// stored after all.
+async function sendUntilStored(conv, item, env, request) {
+  if (item.sealed !== env) {
+    item.sealed = env;
+    item.unstored = false;
+  }
+  for (let resent = 0; ; resent++) {
+    try {
+      return await request(env);
+    } catch (e) {
+      if (!(e instanceof ServerError)) throw e;
+      if (item.unstored && e.code === "conflict") return null;
+      if (e.code !== "unavailable") throw e;
+      item.unstored = true;
+      if (resent >= RESEND_PAUSES.length) throw e;
+    }
+    item.waiting = "the server could not store it: sending it again";
+    if (state.active === conv) renderMessages();
+    await new Promise((resolve) => setTimeout(resolve, RESEND_PAUSES[resent] * 1000));
+  }
+}
+
+// The person's "retry": a message that met `unavailable` goes again as it
+// was sealed (sendUntilStored); any other is sealed anew.
 export function retrySend(conv, item) {
   item.failed = null;
   item.pending = true;
