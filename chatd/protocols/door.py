@@ -172,16 +172,17 @@ class Door:
         passed on to L{_hangUp}. Only once: input that arrives after the close
         started must not unregister the outbox again.
 
-        The outbox is unregistered before hanging up: a TLS transport does not
-        start its shutdown while a producer is registered, so the connection
-        would otherwise stay open until the client hung up.
+        The outbox stays the producer until the transport has taken all of it
+        (more than the transport's own buffer may be waiting), and is
+        unregistered before hanging up: a TLS transport does not start its
+        shutdown while a producer is registered, so the connection would
+        otherwise stay open until the client hung up.
         """
         if self._closing:
             return
         self._closing = True
         assert self.outbox is not None, "closing before the connection opened"
-        self.outbox.resumeProducing()
-        self._hangUp(*how)
+        self.outbox.handOver(lambda: self._hangUp(*how))
 
     def _sendQExceeded(self):
         log.warn("send queue exceeded for {name}; aborting the connection",

@@ -28,7 +28,7 @@ the transport still pauses the outbox when it is full.
 """
 
 from collections import deque
-from typing import Any, Deque, cast
+from typing import Any, Callable, Deque, cast
 from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
@@ -124,6 +124,8 @@ class Outbox:
             self._turnEnd = turnEndOf(cast(IReactorTime, transport.reactor))
         self._gathered: "list[bytes] | None" = None
         self._gatheredSize = 0
+        # What to do once everything waiting is handed over (L{handOver}).
+        self._afterHandOver: "Callable[[], None] | None" = None
 
     def write(self, frame):
         gathered = self._gathered
@@ -187,6 +189,20 @@ class Outbox:
     def pauseProducing(self):
         self.paused = True
 
+    def handOver(self, then: "Callable[[], None]") -> None:
+        """
+        Hand every frame waiting here to the transport, then call C{then}: at
+        once when the transport takes them all now, else from
+        L{resumeProducing} once it has taken the rest. Until then the frames
+        stay here, counted under C{limit} and C{budget}: a connection that
+        closes while its reader does not read holds no more than before.
+        """
+        self.resumeProducing()
+        if self._queue:
+            self._afterHandOver = then
+        else:
+            then()
+
     def resumeProducing(self):
         self.paused = False
         self.flush()
@@ -195,8 +211,12 @@ class Outbox:
             self.size -= count
             self.budget.give(count)
             self._hand(frame)
+        if self._afterHandOver is not None and not self._queue:
+            then, self._afterHandOver = self._afterHandOver, None
+            then()
 
     def stopProducing(self):
+        self._afterHandOver = None
         self._gathered = None
         self._queue.clear()
         self.budget.give(self.size)

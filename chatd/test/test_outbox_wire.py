@@ -1,0 +1,120 @@
+"""
+Tests for L{chatd.protocols.outbox} and the doors' close over Twisted's own
+transports (a UNIX socket pair adopted by the reactor: no network), where
+Twisted pauses and resumes the outbox as its buffer fills and drains: what
+L{twisted.internet.testing.StringTransport}, which never pauses, cannot show.
+"""
+
+import socket
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.interfaces import IReactorSocket
+from twisted.internet.protocol import ServerFactory
+from twisted.trial.unittest import TestCase
+
+from chatd.protocols import opcodes
+from chatd.protocols.binary import BinaryFactory
+from chatd.protocols.opcodes import Op
+from chatd.protocols.outbox import GATHER_LIMIT
+from chatd.test.fakes import makeService
+from chatd.test.test_outbox import _Collector
+
+
+class WireTestCase(TestCase):
+    """
+    A reactor transport over one end of a socket pair whose other end is read,
+    or not, by a L{_Collector}.
+    """
+
+    def adopt(self, sock: socket.socket, protocol: Any) -> Any:
+        """
+        Hand C{sock} to the reactor with C{protocol}; the test ends once the
+        connection has closed.
+        """
+        factory: Any = ServerFactory.forProtocol(lambda: protocol)
+        closed = protocol.closed if isinstance(protocol, _Collector) else None
+        cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_UNIX,
+                                                            factory)
+        sock.close()
+        transport: Any = protocol.transport
+        if closed is not None:
+            self.addCleanup(lambda: closed)
+        self.addCleanup(transport.abortConnection)
+        return transport
+
+    def sockets(self):
+        """
+        A socket pair with small send and receive buffers, so that Twisted's
+        own buffer fills after a few kilobytes.
+        """
+        ours, theirs = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return ours, theirs
+
+    def silentReader(self, sock, expected=0):
+        """
+        A reader on C{sock} that reads nothing until resumed.
+        """
+        reader = _Collector(expected)
+        self.adopt(sock, reader).pauseProducing()
+        return reader
+
+
+class DoorCloseTests(WireTestCase):
+    """
+    A door that closes while its outbox holds more than Twisted's buffer
+    takes still sends everything it holds, and keeps it counted meanwhile.
+    """
+
+    def door(self):
+        """
+        A binary door over a socket pair whose other end reads nothing yet,
+        with a reader of everything the door writes.
+        """
+        service = makeService()
+        ours, theirs = self.sockets()
+        protocol = BinaryFactory(service).buildProtocol(None)
+        self.adopt(ours, protocol)
+        return protocol, self.silentReader(theirs)
+
+    def test_closeSendsEverythingQueued(self):
+        """
+        Warnings queued past Twisted's buffer, then a close (as the core asks
+        on a kick or an idle timeout): the reader gets every warning, the last
+        one too, and then the connection closes.
+        """
+        protocol, reader = self.door()
+        texts = [chr(65 + i % 26) * 10_000 for i in range(40)]
+        for text in texts:
+            protocol.warning(1, text)
+        expected = b"".join(opcodes.event(Op.WARNING, 1, text) for text in texts)
+        self.assertGreater(protocol.outbox.size, 0)
+        protocol.disconnect()
+        reader.transport.resumeProducing()
+
+        def closed(_):
+            self.assertEqual(len(reader.received), len(expected))
+            self.assertEqual(reader.received, expected)
+        return reader.closed.addCallback(closed)
+
+    def test_closingKeepsTheQueueCounted(self):
+        """
+        While a closing connection's reader reads nothing, what waits for it
+        stays in its outbox, under the send queue and the budget, rather than
+        being moved to Twisted's buffer where neither bounds it.
+        """
+        protocol, reader = self.door()
+        for _ in range(40):
+            protocol.warning(1, "w" * 10_000)
+        waiting = protocol.outbox.size
+        protocol.disconnect()
+        transport = protocol.transport
+        self.assertGreater(protocol.outbox.size, 0)
+        self.assertEqual(protocol.outbox.budget.used, protocol.outbox.size)
+        self.assertLessEqual(len(transport.dataBuffer) + transport._tempDataLen,
+                             transport.bufferSize + GATHER_LIMIT)
+        self.assertGreater(waiting, transport.bufferSize)
+        reader.transport.resumeProducing()
+        return reader.closed
