@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
-from chatd.protocols.outbox import GATHER_LIMIT
+from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget
 from chatd.test.fakes import makeService
 from chatd.test.test_outbox import _Collector
 
@@ -60,6 +60,72 @@ class WireTestCase(TestCase):
         reader = _Collector(expected)
         self.adopt(sock, reader).pauseProducing()
         return reader
+
+
+class OrderTests(WireTestCase):
+    """
+    A frame never goes onto the socket ahead of bytes Twisted holds.
+    """
+
+    def test_behindThePartlySentBuffer(self):
+        """
+        Once Twisted's write has sent part of a frame, the rest waits in its
+        C{dataBuffer}: a frame written then goes behind it, even when the
+        reader has since made room on the socket.
+        """
+        ours, theirs = self.sockets()
+        transport = self.adopt(ours, _Collector())
+        outbox = Outbox(transport, 10_000_000, lambda: None, SendBudget(10_000_000))
+        head = bytes(range(256)) * 256
+        transport.write(head)
+        transport.doWrite()
+        self.assertTrue(transport.dataBuffer)
+        self.assertFalse(transport._tempDataBuffer)
+        received = theirs.recv(len(head))
+        outbox.write(b"tail")
+        outbox.flush()
+        theirs.setblocking(False)
+        while len(received) < len(head) + 4:
+            transport.doWrite()
+            try:
+                received += theirs.recv(len(head))
+            except BlockingIOError:
+                pass
+        self.assertEqual(received, head + b"tail")
+        theirs.close()
+
+
+class LimitTests(WireTestCase):
+    """
+    Gathering does not loosen the send queue: a reader that never reads is
+    still dropped, and holds no more meanwhile.
+    """
+
+    def test_burstToSilentReader(self):
+        """
+        A burst written in one turn to a reader that reads nothing overflows
+        the send queue within that turn; until then Twisted holds at most its
+        buffer and one turn's gathered frames, and the outbox at most its
+        limit.
+        """
+        ours, theirs = self.sockets()
+        transport = self.adopt(ours, _Collector())
+        overflows = []
+        outbox = Outbox(transport, 200_000, lambda: overflows.append(True),
+                        SendBudget(10_000_000))
+        transport.registerProducer(outbox, True)
+        self.silentReader(theirs)
+        frame = b"x" * 5000
+        held = queued = 0
+        for _ in range(2000):
+            outbox.write(frame)
+            if overflows:
+                break
+            held = max(held, len(transport.dataBuffer) + transport._tempDataLen)
+            queued = max(queued, outbox.size)
+        self.assertEqual(overflows, [True])
+        self.assertLessEqual(held, transport.bufferSize + GATHER_LIMIT)
+        self.assertLessEqual(queued, 200_000)
 
 
 class DoorCloseTests(WireTestCase):
