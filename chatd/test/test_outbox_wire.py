@@ -9,16 +9,20 @@ import socket
 from typing import Any, cast
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorSocket
 from twisted.internet.protocol import ServerFactory
 from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
 
 from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget
+from chatd.protocols.website import makeWebResource
 from chatd.test.fakes import makeService
 from chatd.test.test_outbox import _Collector
+from chatd.test.test_websocket import WebSocketClient
 
 
 class WireTestCase(TestCase):
@@ -184,3 +188,61 @@ class DoorCloseTests(WireTestCase):
         self.assertGreater(waiting, transport.bufferSize)
         reader.transport.resumeProducing()
         return reader.closed
+
+
+class _WebSocketReader(WebSocketClient):
+    """
+    A WebSocket client that says when it is upgraded and when it is closed.
+    """
+
+    def __init__(self) -> None:
+        WebSocketClient.__init__(self)
+        self.upgraded: Deferred[None] = Deferred()
+        self.closed: Deferred[None] = Deferred()
+
+    def dataReceived(self, data):
+        WebSocketClient.dataReceived(self, data)
+        if self.accepted and not self.upgraded.called:
+            self.upgraded.callback(None)
+
+    def connectionLost(self, reason: object = None) -> None:
+        WebSocketClient.connectionLost(self)
+        self.closed.callback(None)
+
+
+class WebSocketCloseTests(WireTestCase):
+    """
+    The WebSocket door's close, over the connection Twisted's WebSocket runs
+    on, hands over what waits too.
+    """
+
+    def test_closeSendsEverythingQueued(self):
+        """
+        Warnings queued past Twisted's buffer, then a close: the reader gets
+        every warning, then the close frame.
+        """
+        service = makeService()
+        site: Any = Site(makeWebResource(service))
+        ours, theirs = self.sockets()
+        cast(IReactorSocket, reactor).adoptStreamConnection(ours.fileno(), socket.AF_UNIX,
+                                                            site)
+        ours.close()  # the server's end closes when the door hangs up
+        reader = _WebSocketReader()
+        transport = self.adopt(theirs, reader)
+        self.addCleanup(lambda: reader.closed)
+
+        def upgraded(_):
+            [session] = service.sessions._live
+            transport.pauseProducing()
+            for i in range(40):
+                session.client.warning(1, "%d;" % i + "w" * 10_000)
+            self.assertGreater(session.client.outbox.size, 0)
+            session.client.disconnect()
+            transport.resumeProducing()
+            return reader.closed
+
+        def closed(_):
+            self.assertEqual([m["message"][:3] for m in reader.messages],
+                             ["%d;w" % i for i in range(10)] + ["%d;" % i for i in range(10, 40)])
+            self.assertEqual(reader.closeCode, 1000)
+        return reader.upgraded.addCallback(upgraded).addCallback(closed)
