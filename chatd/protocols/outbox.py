@@ -196,12 +196,14 @@ class Outbox:
         L{resumeProducing} once it has taken the rest. Until then the frames
         stay here, counted under C{limit} and C{budget}: a connection that
         closes while its reader does not read holds no more than before.
+
+        While the transport has paused us, we wait for it to resume us rather
+        than resume ourselves: a TLS transport, paused once, does not pause
+        its producer again, and would take the whole queue at once.
         """
-        self.resumeProducing()
-        if self._queue:
-            self._afterHandOver = then
-        else:
-            then()
+        self._afterHandOver = then
+        if not self.paused:
+            self.resumeProducing()
 
     def resumeProducing(self):
         self.paused = False

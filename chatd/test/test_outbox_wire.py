@@ -5,13 +5,17 @@ Twisted pauses and resumes the outbox as its buffer fills and drains: what
 L{twisted.internet.testing.StringTransport}, which never pauses, cannot show.
 """
 
+import json
 import socket
 from typing import Any, cast
 
-from twisted.internet import reactor
+from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorSocket
 from twisted.internet.protocol import ServerFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.filepath import FilePath
+from twisted.test import __file__ as twistedTests
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
@@ -19,10 +23,19 @@ from chatd.protocols import opcodes
 from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.opcodes import Op
 from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget
+from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.test.fakes import makeService
 from chatd.test.test_outbox import _Collector
 from chatd.test.test_websocket import WebSocketClient
+
+
+def adopt(sock: socket.socket, factory: Any) -> None:
+    """
+    Hand C{sock} to the reactor, its protocol made by C{factory}.
+    """
+    cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_UNIX, factory)
+    sock.close()  # the reactor holds its own copy
 
 
 class WireTestCase(TestCase):
@@ -31,16 +44,18 @@ class WireTestCase(TestCase):
     or not, by a L{_Collector}.
     """
 
-    def adopt(self, sock: socket.socket, protocol: Any) -> Any:
+    def adopt(self, sock: socket.socket, protocol: Any, tls: Any = None) -> Any:
         """
-        Hand C{sock} to the reactor with C{protocol}; the test ends once the
-        connection has closed.
+        Hand C{sock} to the reactor with C{protocol}, as a TLS client with
+        C{tls} options if given; the test ends once the connection has closed.
+
+        @return: C{protocol}'s transport.
         """
         factory: Any = ServerFactory.forProtocol(lambda: protocol)
+        if tls is not None:
+            factory = TLSMemoryBIOFactory(tls, True, factory)
         closed = protocol.closed if isinstance(protocol, _Collector) else None
-        cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_UNIX,
-                                                            factory)
-        sock.close()
+        adopt(sock, factory)
         transport: Any = protocol.transport
         if closed is not None:
             self.addCleanup(lambda: closed)
@@ -224,9 +239,7 @@ class WebSocketCloseTests(WireTestCase):
         service = makeService()
         site: Any = Site(makeWebResource(service))
         ours, theirs = self.sockets()
-        cast(IReactorSocket, reactor).adoptStreamConnection(ours.fileno(), socket.AF_UNIX,
-                                                            site)
-        ours.close()  # the server's end closes when the door hangs up
+        adopt(ours, site)  # the server's end closes when the door hangs up
         reader = _WebSocketReader()
         transport = self.adopt(theirs, reader)
         self.addCleanup(lambda: reader.closed)
@@ -246,3 +259,45 @@ class WebSocketCloseTests(WireTestCase):
                              ["%d;w" % i for i in range(10)] + ["%d;" % i for i in range(10, 40)])
             self.assertEqual(reader.closeCode, 1000)
         return reader.upgraded.addCallback(upgraded).addCallback(closed)
+
+
+class TLSCloseTests(WireTestCase):
+    """
+    Over TLS, whose transport is not paused twice, a closing door's outbox
+    still waits to be resumed.
+    """
+
+    def test_closingKeepsTheQueueCounted(self):
+        """
+        Warnings queued for a TLS reader that reads nothing, then a close:
+        they stay counted in the outbox until the reader reads, then all
+        arrive, in order, and the connection closes.
+        """
+        service = makeService()
+        ours, theirs = self.sockets()
+        pem = FilePath(twistedTests).sibling("server.pem").getContent()
+        options = ssl.PrivateCertificate.loadPEM(pem).options()
+        adopt(ours, TLSMemoryBIOFactory(options, False, TextFactory(service)))
+        reader = _Collector(1)
+        transport = self.adopt(theirs, reader, tls=ssl.CertificateOptions())
+
+        def welcomed(_):
+            [session] = service.sessions._live
+            door = session.client
+            transport.transport.pauseProducing()
+            for i in range(40):
+                door.warning(1, "%d;" % i + "w" * 10_000)
+            self.assertGreater(door.outbox.size, 0)
+            door.disconnect()
+            self.assertGreater(door.outbox.size, transport.transport.bufferSize)
+            self.assertEqual(door.outbox.budget.used, door.outbox.size)
+            transport.transport.resumeProducing()
+            return reader.closed
+
+        def closed(_):
+            welcome, *lines, last = reader.received.split(b"\n")
+            events = [json.loads(line.removeprefix(b"EVT::")) for line in lines]
+            self.assertEqual([(e["type"], e["message"].split(";")[0]) for e in events],
+                             [("warning", str(i)) for i in range(40)])
+            self.assertEqual(last, b"")
+        return reader.enough.addCallback(welcomed).addCallback(closed)
