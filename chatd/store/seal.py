@@ -1,4 +1,4 @@
-# -*- test-case-name: chatd.test.test_seal -*-
+# -*- test-case-name: chatd.test.test_atrest -*-
 """
 The at-rest seal: how a store encrypts each envelope it keeps with the
 server's at-rest keys, and opens it again.
