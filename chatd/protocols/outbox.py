@@ -33,7 +33,10 @@ from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.tcp import Connection
+from twisted.logger import Logger
 from zope.interface import implementer
+
+log = Logger()
 
 
 def chain(*parts):
@@ -257,7 +260,11 @@ class TurnEnd:
     def flush(self) -> None:
         due, self.due = self.due, []
         for outbox in due:
-            outbox.flush()
+            # One connection's failure must not hold back the others' frames.
+            try:
+                outbox.flush()
+            except Exception:
+                log.failure("sending a connection's frames")
 
 
 _turnEnds: "WeakKeyDictionary[object, TurnEnd]" = WeakKeyDictionary()
