@@ -155,16 +155,18 @@ class Messaging:
     async def _post(self, op, target, to, recipients, update, text):
         """
         Seal and send a message; the server may refuse it as stale (seal it
-        again) or as not stored (send the same envelope again:
+        again) or as not stored, or not answer (send the same envelope again:
         L{chatd.client.resend}).
 
         @return: the signed time of the envelope the server took.
         """
         sent = []
 
-        def resending(pause):
-            self.ui.notice("the server could not store your message to %s %s; sending it "
-                           "again in %g s" % (to[0], to[1], pause))
+        def resending(pause, lost):
+            why = ("the connection was lost before the server answered" if lost
+                   else "the server could not store")
+            self.ui.notice("%s your message to %s %s; sending it again in %g s"
+                           % (why, to[0], to[1], pause))
 
         def request(blob):
             sent.append(blob)

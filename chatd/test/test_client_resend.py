@@ -4,9 +4,11 @@ server could not store (0x0a) again, the same envelope, after a pause.
 """
 
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.error import ConnectionLost
 
 from chatd import e2e
 from chatd.client.connection import ServerError
+from chatd.client.errors import ClientError
 from chatd.client.resend import RESEND_PAUSES
 from chatd.protocols.opcodes import Op
 from chatd.test.test_client import ClientTestCase
@@ -33,7 +35,10 @@ class ResendTests(ClientTestCase):
         members get it, alice is refused 0x0a, as after a failed commit on a
         server that delivers ahead of it), C{"lost"} (the server stores it,
         alice is refused 0x0a), C{"unavailable"} (only the refusal),
-        C{"replayed"} (a refusal with 0x07) or C{"pass"} (the server answers).
+        C{"replayed"} (a refusal with 0x07), C{"dropped"} (the server stores
+        it, the connection is lost before the answer comes), C{"cut"} (the
+        connection is lost before it reaches the server) or C{"pass"} (the
+        server answers).
         Each envelope sent is kept in C{self.sent}.
         """
         call = self.alice.call
@@ -51,10 +56,22 @@ class ResendTests(ClientTestCase):
             elif answer == "lost":
                 # Stored; the answer is what goes missing.
                 Deferred.fromCoroutine(call(op, *args))
+            elif answer == "dropped":
+                return Deferred.fromCoroutine(call(op, *args)).addBoth(self.lose)
+            elif answer == "cut":
+                return self.lose(None)
             elif answer == "replayed":
                 return fail(ServerError(0x07, "replayed message id"))
             return fail(ServerError(0x0A, NOT_STORED))
         self.patch(self.alice, "call", calling)
+
+    def lose(self, _):
+        """
+        Drop alice's connection, and fail her request as a lost connection
+        fails it.
+        """
+        self.alice.endpoint.drop()
+        return fail(ConnectionLost("dropped by the test"))
 
     def sending(self, coroutine):
         d = Deferred.fromCoroutine(coroutine)
@@ -150,3 +167,50 @@ class ResendTests(ClientTestCase):
         self.assertEqual(self.sent[0], self.sent[1])
         self.assertNotEqual(self.sent[1], self.sent[2])
         self.assertEqual(carolUI.take("message"), [("message", "lobby", "alice", "hello")])
+
+    def test_noAnswerStored(self):
+        """
+        When the connection is lost before the server's answer, the message
+        may be stored: once reconnected, the same envelope goes again, the
+        person told once; refused as a replayed id, it was stored after all:
+        sent, and shown once.
+        """
+        self.refuse(["dropped"])
+        d = self.sending(self.alice.send("hello"))
+        self.assertEqual(self.bobUI.take("message"), [("message", "lobby", "alice", "hello")])
+        self.assertNoResult(d)
+        self.assertIn(("notice", "the connection was lost before the server answered your "
+                                 "message to room lobby; sending it again in 1 s"),
+                      self.aliceUI.take("notice"))
+        self.advance(2)
+        timestamp, _ = self.successResultOf(d)
+        self.assertEqual(timestamp, e2e.Envelope.parse(self.sent[0]).ts)
+        self.assertEqual(self.sent, [self.sent[0]] * 2)
+        self.assertEqual(self.bobUI.take("message", "dropped"), [])
+
+    def test_noAnswerNotStored(self):
+        """
+        Lost before it reached the server, the same envelope goes once
+        reconnected, and the members get it once.
+        """
+        self.refuse(["cut"])
+        d = self.sending(self.alice.pm("bob", "psst"))
+        self.advance(2)
+        self.successResultOf(d)
+        self.assertEqual(self.sent, [self.sent[0]] * 2)
+        self.assertEqual(self.bobUI.take("dm"), [("dm", "alice", "alice", "psst")])
+
+    def test_noAnswerGivesUp(self):
+        """
+        Four tries without an answer, 1, 2 and 4 seconds apart: the error
+        says the message may not have been sent.
+        """
+        self.refuse(["cut"] * 4)
+        d = self.sending(self.alice.send("hello"))
+        for pause in RESEND_PAUSES:
+            self.assertNoResult(d)
+            self.advance(pause)
+        error = self.failureResultOf(d, ClientError).value
+        self.assertEqual(str(error), "perhaps not sent: the connection was lost before the "
+                                     "server answered, 4 times")
+        self.assertEqual(self.sent, [self.sent[0]] * 4)
