@@ -24,8 +24,9 @@ device crypto against the Python reference, a lying server's devices refused,
 a second browser approved with the code it shows, messages on both, a quiet
 notice and no key-change block for the new device, a direct message waiting
 for someone with no page open, and an identity reset that is a loud key change.
-Resends (browser_resend.py): a message the server could not store sent again
-as it was sealed, by the page and on "retry", and shown once.
+Resends (browser_resend.py): a message the server could not store, or whose
+answer never came (the connection lost), sent again as it was sealed, by the
+page and on "retry", and shown once.
 
 Needs: C{pip install playwright} (its Python package only: the browser is
 Debian's C{chromium}, never a downloaded one). Every wait is bounded; every
@@ -1004,6 +1005,9 @@ def conversation(results, args, work, browser, binaryPort, env, processes):
                     browser_resend.resentAsSealed, liar, dave, alice)
     results.attempt("a resend refused as a replayed id was stored after all: sent, shown once",
                     browser_resend.storedAfterAll, liar, dave, alice)
+    results.attempt("a message whose answer never came (the connection lost) is sent again "
+                    "as it was sealed on retry, once reconnected: sent, shown once",
+                    browser_resend.noAnswer, liar, dave, alice)
 
     inviteOnly(results, work, browser, env, processes)
 
@@ -1272,9 +1276,10 @@ class LyingSocket:
     page's envelopes as a server that could not store them.
 
     @ivar refuse: how to answer the page's next envelopes (chat_message, dm),
-        one each: C{"unavailable"} (not passed on; refused as not stored) or
+        one each: C{"unavailable"} (not passed on; refused as not stored),
         C{"lost"} (passed on, and the server's answer replaced by that
-        refusal).
+        refusal) or C{"dropped"} (passed on, and the connection closed in
+        place of the server's answer).
     @ivar sent: the page's requests, as dicts.
     @ivar received: the events the server sent the page, as dicts.
     @ivar lies: how many keys were replaced.
@@ -1291,6 +1296,7 @@ class LyingSocket:
         self.ws = None
         self.refuse = []
         self._unstored = set()
+        self._dropped = set()
 
     def inject(self, event):
         """
@@ -1308,15 +1314,21 @@ class LyingSocket:
                 request = json.loads(message)
                 self.sent.append(request)
                 if self.refuse and request.get("type") in ("chat_message", "dm"):
-                    if self.refuse.pop(0) == "unavailable":
+                    how = self.refuse.pop(0)
+                    if how == "unavailable":
                         ws.send(self.notStored(request["id"]))
                         return
-                    self._unstored.add(request["id"])
+                    (self._dropped if how == "dropped" else self._unstored).add(request["id"])
             server.send(message)
 
         def toPage(message):
             if isinstance(message, str):
                 answered = json.loads(message).get("id")
+                if answered in self._dropped:
+                    self._dropped.discard(answered)
+                    server.close()
+                    ws.close()
+                    return
                 if answered in self._unstored:
                     self._unstored.discard(answered)
                     message = self.notStored(answered)

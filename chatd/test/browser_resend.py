@@ -2,7 +2,8 @@
 The browser check's resend part, in a module of its own to keep
 browser_check.py from growing: a message the server could not store
 (``unavailable``) is sent again by the page as it was sealed, by itself and on
-the person's "retry", and shown once by its reader.
+the person's "retry", and shown once by its reader; so is one whose answer
+never came, on "retry" once the page has reconnected.
 
 Run by browser_check.py through its lying WebSocket (L{browser_check.LyingSocket},
 whose C{refuse} answers the page's envelopes); every function here returns
@@ -15,6 +16,7 @@ RESENDS_MS = 7000
 
 NEVER_STORED = "dave, this one the server could not store at first"
 STORED_AFTER_ALL = "dave, this one was stored although the server said not"
+NO_ANSWER = "dave, this one was stored but the connection dropped before the answer"
 
 
 def sentSince(liar, before):
@@ -77,3 +79,27 @@ def storedAfterAll(liar, dave, alice):
     if len(sent) != 2 or sent[0] != sent[1]:
         return "!sent %d envelopes, %d distinct" % (len(sent), len({e["id"] for e in sent}))
     return showsOnce(alice, "dm-list", "dave", STORED_AFTER_ALL)
+
+
+def noAnswer(liar, dave, alice):
+    """
+    The server stores dave's message, but the connection drops before its
+    answer: the page marks it perhaps not sent and reconnects; his "retry"
+    sends the same envelope, which the server refuses as a replayed id
+    (``conflict``): the page shows it as sent; alice shows it once.
+    """
+    before = len(liar.envelopesSent())
+    liar.refuse = ["dropped"]
+    typed(dave, NO_ANSWER)
+    failed = dave.locator("#messages .message.failed", has_text=NO_ANSWER)
+    failed.wait_for(timeout=WAIT_MS)
+    if "perhaps not sent" not in failed.inner_text():
+        return "!the failed message says %r" % (failed.inner_text(),)
+    dave.locator("#conn-status.online").wait_for(timeout=WAIT_MS)
+    failed.locator("button.retry").click()
+    dave.locator("#messages .message:not(.pending):not(.failed) .text",
+                 has_text=NO_ANSWER).wait_for(timeout=WAIT_MS)
+    sent = sentSince(liar, before)
+    if len(sent) != 2 or sent[0] != sent[1]:
+        return "!sent %d envelopes, %d distinct" % (len(sent), len({e["id"] for e in sent}))
+    return showsOnce(alice, "dm-list", "dave", NO_ANSWER)

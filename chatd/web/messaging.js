@@ -5,7 +5,7 @@
 // it could not store them.
 
 import * as e2e from "./crypto.js";
-import { ServerError } from "./connection.js";
+import { Disconnected, ServerError } from "./connection.js";
 import { addItem, refreshPeerKey, setMembers, systemNote } from "./conversations.js";
 import { $, describeError, parseTime, toast } from "./dom.js";
 import { renderComposer, renderMessages } from "./render.js";
@@ -326,7 +326,8 @@ export async function sendNow(conv, item) {
       item.pending = false;
       item.waiting = null;
       item.failed = e instanceof Blocked ? "not sent: key change not verified"
-        : e instanceof OwnKeyBlocked ? "not sent: the server changed your key" : `not sent: ${describeError(e)}`;
+        : e instanceof OwnKeyBlocked ? "not sent: the server changed your key"
+        : e instanceof Disconnected ? `perhaps not sent: ${describeError(e)}` : `not sent: ${describeError(e)}`;
       if (state.active === conv) renderMessages();
       if (!(e instanceof Blocked) && !(e instanceof OwnKeyBlocked) && !(e instanceof ServerError)) toast(describeError(e), "error");
       renderComposer();
@@ -339,9 +340,9 @@ export async function sendNow(conv, item) {
 // answer the members may have it already (docs/protocol.rst, "What an
 // acknowledgement promises"), so the same envelope goes again, never a new
 // one, after RESEND_PAUSES; they drop the identical repeat. The item keeps
-// the envelope and whether it met `unavailable` (`unstored`), for the
-// person's "retry"; once it has, a `conflict` (replayed id) means it was
-// stored after all.
+// the envelope and whether it met `unavailable` or no answer at all (the
+// connection lost: `unstored`), for the person's "retry" once reconnected;
+// once it has, a `conflict` (replayed id) means it was stored after all.
 async function sendUntilStored(conv, item, env, request) {
   if (item.sealed !== env) {
     item.sealed = env;
@@ -351,6 +352,7 @@ async function sendUntilStored(conv, item, env, request) {
     try {
       return await request(env);
     } catch (e) {
+      if (e instanceof Disconnected) item.unstored = true;
       if (!(e instanceof ServerError)) throw e;
       if (item.unstored && e.code === "conflict") return null;
       if (e.code !== "unavailable") throw e;
@@ -363,8 +365,8 @@ async function sendUntilStored(conv, item, env, request) {
   }
 }
 
-// The person's "retry": a message that met `unavailable` goes again as it
-// was sealed (sendUntilStored); any other is sealed anew.
+// The person's "retry": a message that met `unavailable` or no answer goes
+// again as it was sealed (sendUntilStored); any other is sealed anew.
 export function retrySend(conv, item) {
   item.failed = null;
   item.pending = true;
