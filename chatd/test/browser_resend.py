@@ -36,6 +36,19 @@ def showsOnce(page, listId, name, text):
     return shown == 1 or "!%r is shown %d times" % (text, shown)
 
 
+def sentTwiceAsSealed(liar, before, dave, alice, text):
+    """
+    Whether dave's page shows C{text} as sent, having sent one envelope twice
+    since C{before}, and alice's shows it once.
+    """
+    dave.locator("#messages .message:not(.pending):not(.failed) .text",
+                 has_text=text).wait_for(timeout=WAIT_MS)
+    sent = sentSince(liar, before)
+    if len(sent) != 2 or sent[0] != sent[1]:
+        return "!sent %d envelopes, %d distinct" % (len(sent), len({e["id"] for e in sent}))
+    return showsOnce(alice, "dm-list", "dave", text)
+
+
 def typed(page, text):
     page.fill("#composer-input", text)
     page.press("#composer-input", "Enter")
@@ -73,12 +86,7 @@ def storedAfterAll(liar, dave, alice):
     before = len(liar.envelopesSent())
     liar.refuse = ["lost"]
     typed(dave, STORED_AFTER_ALL)
-    dave.locator("#messages .message:not(.pending):not(.failed) .text",
-                 has_text=STORED_AFTER_ALL).wait_for(timeout=WAIT_MS)
-    sent = sentSince(liar, before)
-    if len(sent) != 2 or sent[0] != sent[1]:
-        return "!sent %d envelopes, %d distinct" % (len(sent), len({e["id"] for e in sent}))
-    return showsOnce(alice, "dm-list", "dave", STORED_AFTER_ALL)
+    return sentTwiceAsSealed(liar, before, dave, alice, STORED_AFTER_ALL)
 
 
 def noAnswer(liar, dave, alice):
@@ -97,9 +105,4 @@ def noAnswer(liar, dave, alice):
         return "!the failed message says %r" % (failed.inner_text(),)
     dave.locator("#conn-status.online").wait_for(timeout=WAIT_MS)
     failed.locator("button.retry").click()
-    dave.locator("#messages .message:not(.pending):not(.failed) .text",
-                 has_text=NO_ANSWER).wait_for(timeout=WAIT_MS)
-    sent = sentSince(liar, before)
-    if len(sent) != 2 or sent[0] != sent[1]:
-        return "!sent %d envelopes, %d distinct" % (len(sent), len({e["id"] for e in sent}))
-    return showsOnce(alice, "dm-list", "dave", NO_ANSWER)
+    return sentTwiceAsSealed(liar, before, dave, alice, NO_ANSWER)
