@@ -47,13 +47,20 @@ async def sendUntilStored(call: Callable[[], Awaitable[Any]], clock: IReactorTim
         of the one stored after all.
     @raise ServerError: any other refusal, or the last 0x0a one, which then
         says how many times the message was sent.
-    @raise ClientError: when the last try too lost its connection.
+    @raise ClientError: when the last try too lost its connection, or no
+        connection came back after a loss.
     """
     pauses = iter(RESEND_PAUSES)
-    resent = False
+    resent = lost = False
     while True:
         try:
             return await call()
+        except ClientError as e:
+            # No connection came back for the resend: still unknown.
+            if not lost:
+                raise
+            raise ClientError("perhaps not sent: the connection was lost before the server "
+                              "answered, and then %s" % (e,)) from e
         except ServerError as e:
             if resent and e.status == REPLAYED:
                 return None

@@ -214,3 +214,17 @@ class ResendTests(ClientTestCase):
         self.assertEqual(str(error), "perhaps not sent: the connection was lost before the "
                                      "server answered, 4 times")
         self.assertEqual(self.sent, [self.sent[0]] * 4)
+
+    def test_noAnswerNoReconnection(self):
+        """
+        When no connection comes back for the resend, the error says the
+        message may not have been sent.
+        """
+        self.refuse(["cut"])
+        self.alice.endpoint.refusing = True
+        d = self.sending(self.alice.send("hello"))
+        self.advance(2)
+        error = self.failureResultOf(d, ClientError).value
+        self.assertTrue(str(error).startswith(
+            "perhaps not sent: the connection was lost before the server answered, and then "
+            "cannot reach the server: "), str(error))
