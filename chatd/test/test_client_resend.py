@@ -78,6 +78,14 @@ class ResendTests(ClientTestCase):
         self.flush()
         return d
 
+    def throughEveryPause(self, d):
+        """
+        Let every resend pause pass, checking that C{d} waits through each.
+        """
+        for pause in RESEND_PAUSES:
+            self.assertNoResult(d)
+            self.advance(pause)
+
     def test_resentAsItWas(self):
         """
         After a failed commit whose message reached the members, the same
@@ -134,9 +142,7 @@ class ResendTests(ClientTestCase):
         """
         self.refuse(["unavailable"] * 4)
         d = self.sending(self.alice.send("hello"))
-        for pause in RESEND_PAUSES:
-            self.assertNoResult(d)
-            self.advance(pause)
+        self.throughEveryPause(d)
         error = self.failureResultOf(d, ServerError).value
         self.assertEqual((error.status, str(error)), (
             0x0A, "not sent: the server refused it 4 times (%s)" % (NOT_STORED,)))
@@ -207,9 +213,7 @@ class ResendTests(ClientTestCase):
         """
         self.refuse(["cut"] * 4)
         d = self.sending(self.alice.send("hello"))
-        for pause in RESEND_PAUSES:
-            self.assertNoResult(d)
-            self.advance(pause)
+        self.throughEveryPause(d)
         error = self.failureResultOf(d, ClientError).value
         self.assertEqual(str(error), "perhaps not sent: the connection was lost before the "
                                      "server answered, 4 times")
