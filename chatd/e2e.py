@@ -270,10 +270,10 @@ class Envelope:
         return frozenset(self.encryptedKeys)
 
     @cached_property
-    def _common(self):
+    def common(self):
         """
         Every field but the two maps, encoded once as an unfinished JSON object,
-        so that each cut only splices on its reader's entries.
+        so that each cut only splices on its reader's entries (L{tailFor}).
         """
         common = {
             "v": self.version, "alg": self.alg, "id": self.id, "from": self.sender,
@@ -309,29 +309,39 @@ class Envelope:
         """
         L{cutFor}, kept in pieces: the fields every reader gets, ciphertext and
         signature included, are one L{bytes} object shared by all the cuts of
-        this envelope, so that a message waiting for many slow readers is held
-        once, not once per reader; the other pieces are C{user}'s entries.
-
-        This is the fan-out's per-reader cost, so it encodes nothing twice: the
-        entries' values are validated base64 and hex, which JSON writes as they
-        are, and a reader's quoted name is kept across messages.
+        this envelope (L{common}), so that a message waiting for many slow
+        readers is held once, not once per reader; the other piece is
+        C{user}'s entries (L{tailFor}).
 
         @rtype: L{Cut}
         """
         cut = self._shared.get(user)
         if cut is None:
-            wrapped, keyId = self.encryptedKeys.get(user), self.keyIds.get(user)
-            quoted = _quotedName(user)
-            if wrapped is not None and keyId is not None:
-                # The common case, one reader with both entries: one f-string,
-                # the fastest way Python has to put the pieces together.
-                tail = (f',"encrypted_keys":{{{quoted}:"{wrapped}"}},'
-                        f'"key_ids":{{{quoted}:"{keyId}"}}}}').encode("ascii")
-            else:
-                tail = (f',"encrypted_keys":{{{_entry(quoted, wrapped)}}},'
-                        f'"key_ids":{{{_entry(quoted, keyId)}}}}}').encode("ascii")
-            cut = self._shared[user] = Cut((self._common, tail), len(self._common) + len(tail))
+            common, tail = self.common, self.tailFor(user)
+            cut = self._shared[user] = Cut((common, tail), len(common) + len(tail))
         return cut
+
+    def tailFor(self, user):
+        """
+        What follows L{common} in C{user}'s cut: its entries of both maps (or
+        empty maps) and the closing brace.
+
+        This is the fan-out's per-reader cost, so it encodes nothing twice: the
+        entries' values are validated base64 and hex, which JSON writes as they
+        are, and a reader's quoted name is kept across messages. Nothing is
+        kept of it: in a room, each reader asks once.
+
+        @rtype: L{bytes}
+        """
+        wrapped, keyId = self.encryptedKeys.get(user), self.keyIds.get(user)
+        quoted = _quotedName(user)
+        if wrapped is not None and keyId is not None:
+            # The common case, one reader with both entries: one f-string,
+            # the fastest way Python has to put the pieces together.
+            return (f',"encrypted_keys":{{{quoted}:"{wrapped}"}},'
+                    f'"key_ids":{{{quoted}:"{keyId}"}}}}').encode("ascii")
+        return (f',"encrypted_keys":{{{_entry(quoted, wrapped)}}},'
+                f'"key_ids":{{{_entry(quoted, keyId)}}}}}').encode("ascii")
 
 
 def _entry(quoted, value):

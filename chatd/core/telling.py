@@ -10,7 +10,7 @@ own module because telling sessions is one idea, and running the node
 (lifecycle, the cluster, transfers) is another.
 """
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from chatd.core import devicetell
 from chatd.core.devicebook import DeviceBook
@@ -33,6 +33,7 @@ from chatd.core.events import (
     TopicChanged,
     UserOffline,
 )
+from chatd.interfaces import ISplicingClient
 from chatd.metrics import Metrics
 from chatd.names import fold
 
@@ -158,7 +159,7 @@ class Telling:
         if told:
             self.metrics.delivered("room", told)
 
-    def _deliver(self, sessions, exclude, method, sequence, args, envelope):
+    def _deliver(self, sessions, exclude, method, sequence, fields, envelope):
         """
         Give each of C{sessions} but C{exclude} its own cut of C{envelope} (by
         the entry it reads the envelope by, L{chatd.e2e.Envelope.entryFor}: a
@@ -168,16 +169,18 @@ class Telling:
 
         This is the fan-out's inner loop, so L{chatd.e2e.Envelope.entryFor} is
         spelled out in it rather than called: a session costs its entry key,
-        its cut (kept by the envelope for the reader's other sessions), one
-        call into its door and, for a device, its mark; no Deferred, no log
-        line and no counter per delivery (the caller counts once per message).
-        A session whose door fails is logged and disconnected, as
-        L{broadcast} does.
+        one call into its door (which, an L{ISplicingClient}, makes the
+        reader's frame from the envelope and the entry, with no cut object in
+        between) and, for a device, its mark; no Deferred, no log line and no
+        counter per delivery (the caller counts once per message). A session
+        whose door fails is logged and disconnected, as L{broadcast} does.
 
+        @param fields: the event's fields before the envelope.
         @return: how many sessions were given it.
         """
         entryKeyOf, delivered = self.devices.entryKeyOf, self.devices.delivered
         cutFor, readers = envelope.sharedCut, envelope.encryptedKeys
+        splicerOf = _SPLICERS[method]
         byDevice = envelope.version == 2
         told = 0
         # A copy: a door that drops its too-slow reader takes it out of the list.
@@ -187,8 +190,13 @@ class Telling:
             entry = entryKeyOf(session) if byDevice else session.user.name
             if entry not in readers:
                 continue
+            client = session.client
             try:
-                getattr(session.client, method)(*args, cutFor(entry))
+                splice = splicerOf[type(client)]
+                if splice is None:
+                    getattr(client, method)(*fields, cutFor(entry))
+                else:
+                    splice(client, fields, envelope, entry)
             except Exception:
                 self._deliveryFailed(session, method)
             if sequence and session.device is not None:
@@ -224,3 +232,23 @@ class Telling:
         DevicesChanged: devicetell.devicesChanged, DevicePending: devicetell.devicePending,
         Approval: devicetell.approval, ShareWanted: devicetell.shareWanted,
     }
+
+
+class _Splicers(Dict[type, Optional[Callable[..., None]]]):
+    """
+    For each class of client, its L{ISplicingClient} method standing for one
+    L{IChatClient} method, or L{None} when it has none: looked up once per
+    class, not once per delivery.
+    """
+
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self._name = method + "For"
+
+    def __missing__(self, kind: type) -> Optional[Callable[..., None]]:
+        found = getattr(kind, self._name) if ISplicingClient.implementedBy(kind) else None
+        self[kind] = found
+        return found
+
+
+_SPLICERS = {method: _Splicers(method) for method in ("roomMessage", "directMessage")}

@@ -18,7 +18,6 @@ from typing import Dict, Optional
 from chatd.cut import Cut
 from chatd.protocols.layouts import encode
 from chatd.protocols.opcodes import EVENTS, MAGIC
-from chatd.protocols.outbox import chain
 
 _U32 = struct.Struct(">I").pack
 
@@ -44,7 +43,9 @@ class _Head:
         self.prefixes: Dict[int, bytes] = {}
 
 
-_last = _Head()
+# Read by the binary door's inner loop too (BinaryProtocol.roomMessageFor),
+# which takes a reader's frame from the prefixes without a call into here.
+lastMessage = _Head()
 
 
 def envelopeFrame(op, fields, envelope):
@@ -56,18 +57,27 @@ def envelopeFrame(op, fields, envelope):
     @return: what L{chatd.protocols.outbox.chain} makes of the frame: one
         L{bytes} unless the envelope is over C{SHARED_ABOVE} bytes.
     """
-    last = _last
-    if type(envelope) is not Cut:
-        size = len(envelope)
-        head = _head(last, op, fields, None)
-        return b"".join((_U32(len(head) + 4 + size), head, _U32(size), envelope))
-    common, tail = envelope.pieces
-    size = envelope.size
+    if type(envelope) is Cut:
+        return spliced(op, fields, *envelope.pieces)
+    size = len(envelope)
+    head = _head(lastMessage, op, fields, None)
+    return b"".join((_U32(len(head) + 4 + size), head, _U32(size), envelope))
+
+
+def spliced(op, fields, common, tail):
+    """
+    The event frame C{op} of C{fields} and the envelope cut C{common} +
+    C{tail} (L{chatd.e2e.Envelope.common} and a reader's
+    L{chatd.e2e.Envelope.tailFor}), as L{envelopeFrame} makes it: the part
+    up to C{tail} is made once per message and cut size.
+    """
+    last = lastMessage
     if last.common is not common or last.op != op or last.fields != fields:
         _head(last, op, fields, common)
+    size = len(common) + len(tail)
     if size > SHARED_ABOVE:
         head = last.head
-        return chain(_U32(len(head) + 4 + size) + head + _U32(size), envelope)
+        return (_U32(len(head) + 4 + size) + head + _U32(size), common, tail)
     prefix = last.prefixes.get(size)
     if prefix is None:
         head = last.head

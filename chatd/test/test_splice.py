@@ -36,14 +36,21 @@ def sealed(size=100, readers=READERS, room="#r"):
 
 class SpliceTests(SynchronousTestCase):
     """
-    L{splice.envelopeFrame} makes the frames L{opcodes.event} makes.
+    L{splice.envelopeFrame} and L{splice.spliced} make the frames
+    L{opcodes.event} makes.
     """
 
     def assertSameFrame(self, op, fields, envelope, reader):
-        frame = splice.envelopeFrame(op, fields, envelope.sharedCut(reader))
-        if not isinstance(frame, bytes):
-            frame = b"".join(frame)
-        self.assertEqual(frame, opcodes.event(op, *fields, referenceCut(envelope.raw, reader)))
+        """
+        Both ways to a reader's frame, from its cut and from the envelope's
+        common part and the reader's tail, make the encoder's frame.
+        """
+        expected = opcodes.event(op, *fields, referenceCut(envelope.raw, reader))
+        for frame in (splice.envelopeFrame(op, fields, envelope.sharedCut(reader)),
+                      splice.spliced(op, fields, envelope.common, envelope.tailFor(reader))):
+            if not isinstance(frame, bytes):
+                frame = b"".join(frame)
+            self.assertEqual(frame, expected)
 
     def test_roomMessage(self):
         """
