@@ -9,6 +9,7 @@ not grow that module past reading.
 
 import json
 import re
+from operator import itemgetter
 
 from chatd.errors import BadRequest
 
@@ -32,6 +33,7 @@ _NONCE = re.compile(r"[A-Za-z0-9+/]{16}")
 _KC = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
+_KEY_IDS = re.compile(r"[0-9a-f]{16}(?:\n[0-9a-f]{16})*")
 _NOT_IN_HEADER = re.compile("[\n\ud800-\udfff]")
 _HASH = re.compile(r"[0-9a-f]{64}")
 DEVICE_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -158,25 +160,31 @@ def _allBase64(values):
     padding = joined.encode("ascii").translate(None, _B64_ALPHABET)
     if padding.strip(b"="):
         return False
-    tails = [value[-2:] for value in values]
+    tails = list(map(_LAST_TWO, values))
     return (len(padding) == "".join(tails).count("=") and _BAD_TAILS.isdisjoint(tails)
             and all(length and not length % 4 for length in set(map(len, values))))
 
 
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_LAST_TWO = itemgetter(slice(-2, None))
 # The last two characters of a value with padding before its end.
 _BAD_TAILS = frozenset("=" + chr(c) for c in _B64_ALPHABET)
 
 
 def _allKeyIds(values):
     """
-    Whether every one of C{values} is what L{_isKeyId} accepts, the pattern
-    run from C over all of them (it fixes the length too).
+    Whether every one of C{values} is what L{_isKeyId} accepts: one match
+    over them all, joined by newlines (the newline count proves that no
+    value hid one of its own), rather than one match per value.
     """
+    if not values:
+        return True
     try:
-        return all(map(_KEY_ID.fullmatch, values))
+        joined = "\n".join(values)
     except TypeError:  # a value that is not a string
         return False
+    return (_KEY_IDS.fullmatch(joined) is not None
+            and joined.count("\n") == len(values) - 1)
 
 
 def _isHead(value):

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -490,6 +490,21 @@ class MalformedTests(SynchronousTestCase):
         """
         self.assertEqual(envelopeshape._allBase64(values),
                          all(map(envelopeshape._isBase64, values)))
+        self.assertEqual(envelopeshape._allKeyIds(values),
+                         all(map(envelopeshape._isKeyId, values)))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(st.one_of(st.text(alphabet="0af9\nA", min_size=15, max_size=34),
+                              st.sampled_from(["0123456789abcdef", "0123456789abcdef\n"])),
+                    max_size=3))
+    @example(["0123456789abcdef\n0123456789abcdef"])
+    @example(["0123456789abcdef", ""])
+    def test_wholeMapKeyIds(self, values):
+        """
+        The check of a whole map's key ids at once, on values near the right
+        length, newlines among them, accepts exactly what the one-at-a-time
+        check does.
+        """
         self.assertEqual(envelopeshape._allKeyIds(values),
                          all(map(envelopeshape._isKeyId, values)))
 
