@@ -6,10 +6,12 @@ that chatd and an IRC server are measured on the same shape.
 C guests connect to 127.0.0.1:PORT (plain TCP or, with C{--tls}, TLS), greet,
 take the names C{u0}, C{u1}... and join one room. S of them then each send M
 room messages of B bytes of plaintext, at full speed (at most C{--window}
-unacknowledged each) or at C{--rate} messages a second each. Every client
-reads everything; latency is the arrival time minus the send time of the
-envelope (one process, one clock). chatd does not echo a room message to its
-sender, so S x M x (C - 1) deliveries are expected, each exactly once.
+unacknowledged each) or at C{--rate} messages a second each (with
+C{--stagger}, spread evenly: L{bench.pacing}). Every client reads everything;
+latency is the arrival time (with C{--kernel-stamps}, the kernel's) minus the
+send time of the envelope (one process, one clock). chatd does not echo a room
+message to its sender, so S x M x (C - 1) deliveries are expected, each
+exactly once.
 
 Envelopes are sealed before the clock starts, in worker processes: an
 envelope's signature is real (the server checks it), but every guest shares
@@ -26,50 +28,23 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
 import ssl
 import struct
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from bench import pacing
 from chatd import e2e
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
 
-HOST = "127.0.0.1"  # never anywhere else
 _LENGTH = struct.Struct(">I")
 _ID_FIELD = b'"id":"'
-now_ns = time.perf_counter_ns
-
-
-def proc_cpu_s(pid):
-    """
-    The user and system CPU seconds process C{pid} has used, from C{/proc}.
-    """
-    if not pid:
-        return None
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(ordered, p):
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
-
-
-class Stats:
-    def __init__(self):
-        self.received = 0
-        self.latencies = []
-        self.sentAt = {}
-        self.lastDelivery = 0
-        self.errors = []
 
 
 class ChatClient(asyncio.Protocol):
@@ -81,7 +56,7 @@ class ChatClient(asyncio.Protocol):
         self.stats = stats
         self.buffer = b""
         self.answers = []
-        self.transport = None
+        self.transport: Any = None
         self.received = 0
         self.lost = asyncio.get_running_loop().create_future()
 
@@ -89,8 +64,7 @@ class ChatClient(asyncio.Protocol):
         self.transport = transport
 
     def connection_lost(self, exc):
-        if len(self.stats.errors) < 20:
-            self.stats.errors.append(f"connection lost: {exc!r}")
+        self.stats.error(f"connection lost: {exc!r}")
         for answer in self.answers:
             if not answer.done():
                 answer.set_exception(ConnectionError("connection lost"))
@@ -98,7 +72,9 @@ class ChatClient(asyncio.Protocol):
             self.lost.set_result(None)
 
     def data_received(self, data):
-        arrived = now_ns()
+        self.dataArrived(data, self.stats.clock.now())
+
+    def dataArrived(self, data, arrived):
         buffer = self.buffer + data if self.buffer else data
         offset, end = 0, len(buffer)
         stats = self.stats
@@ -178,7 +154,7 @@ def sealAll(privateDer, senders, room, readers, size, messages, processes):
                          min(batch, messages - first)))
             owners.append(sender)
     context = multiprocessing.get_context("spawn")
-    out = {sender: [] for sender in senders}
+    out: dict = {sender: [] for sender in senders}
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         for sender, sealed in zip(owners, pool.map(_seal, jobs)):
             out[sender].extend(sealed)
@@ -186,7 +162,6 @@ def sealAll(privateDer, senders, room, readers, size, messages, processes):
 
 
 async def connectAll(args, stats, names, der):
-    loop = asyncio.get_running_loop()
     context = None
     if args.tls:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -196,8 +171,8 @@ async def connectAll(args, stats, names, der):
 
     async def one(name):
         async with slots:
-            _, client = await loop.create_connection(
-                lambda: ChatClient(stats), HOST, args.port, ssl=context)
+            client = await pacing.connect(args.port, ChatClient(stats), stats.clock,
+                                          ssl=context)
             await client.ok(Op.HELLO)
             await client.ok(Op.NICK, name)
             await client.ok(Op.SET_KEY, der)
@@ -207,22 +182,22 @@ async def connectAll(args, stats, names, der):
     return await asyncio.gather(*[one(name) for name in names])
 
 
-async def sendAll(client, frames, ids, stats, args):
+async def sendAll(client, frames, ids, stats, args, due=None):
     """
-    Send one sender's frames at C{--rate} a second, or as fast as a window
-    of C{--window} unacknowledged messages lets them go.
+    Send one sender's frames at the C{due} times (L{pacing.dueTimes}: at
+    C{--rate}), or as fast as a window of C{--window} unacknowledged messages
+    lets them go.
     """
     refused = 0
-    if args.rate:
-        period = 1e9 / args.rate
-        start = now_ns()
+    now = stats.clock.now
+    if due is not None:
         pending = []
-        for n, (frame, envelopeId) in enumerate(zip(frames, ids)):
-            delay = (start + n * period - now_ns()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            stats.sentAt[envelopeId] = now_ns()
-            pending.append(client.send(frame))
+
+        def send(n):
+            stats.sentAt[ids[n]] = now()
+            pending.append(client.send(frames[n]))
+
+        await pacing.paced(due, send, now)
         answers = await asyncio.gather(*pending)
     else:
         window = asyncio.Semaphore(args.window)
@@ -234,7 +209,7 @@ async def sendAll(client, frames, ids, stats, args):
         pending = []
         for frame, envelopeId in zip(frames, ids):
             await window.acquire()
-            stats.sentAt[envelopeId] = now_ns()
+            stats.sentAt[envelopeId] = now()
             answer = client.send(frame)
             answer.add_done_callback(done)
             pending.append(answer)
@@ -242,13 +217,12 @@ async def sendAll(client, frames, ids, stats, args):
     for payload in answers:
         if payload[0] != 0:
             refused += 1
-            if len(stats.errors) < 20:
-                stats.errors.append(f"refused: {payload[1:80]!r}")
+            stats.error(f"refused: {payload[1:80]!r}")
     return refused
 
 
 async def run(args):
-    stats = Stats()
+    stats = pacing.Stats(pacing.Clock(args.kernel_stamps))
     names = [f"u{n}" for n in range(args.clients)]
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     der = key.public_key().public_bytes(serialization.Encoding.DER,
@@ -271,51 +245,18 @@ async def run(args):
                        for envelope in envelopes])
         ids.append([json.loads(envelope)["id"].encode() for envelope in envelopes])
     expected = args.senders * args.messages * (args.clients - 1)
-    usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    server0 = proc_cpu_s(args.server_pid)
-    first = now_ns()
-    senders = [asyncio.ensure_future(sendAll(client, frames[n], ids[n], stats, args))
-               for n, client in enumerate(clients[:args.senders])]
-    deadline = time.monotonic() + args.timeout
-    timedOut = False
-    while stats.received < expected:
-        if time.monotonic() > deadline:
-            timedOut = True
-            break
-        await asyncio.sleep(0.005)
-    server1 = proc_cpu_s(args.server_pid)
-    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+
+    def startSenders(first, due):
+        return [asyncio.ensure_future(sendAll(client, frames[n], ids[n], stats, args, due[n]))
+                for n, client in enumerate(clients[:args.senders])]
+
+    result, senders, timedOut = await pacing.measure(args, stats, clients, expected,
+                                                     startSenders)
     refused = sum(await asyncio.gather(*senders)) if not timedOut else -1
-    wall = (stats.lastDelivery - first) / 1e9 if stats.received else float("nan")
-    latencies = sorted(stats.latencies)
-    perClient = [client.received for client in clients]
-    result = {
-        "ok": not timedOut and stats.received == expected and refused == 0,
-        "port": args.port, "tls": args.tls, "clients": args.clients,
-        "senders": args.senders, "messages": args.messages, "bytes": args.bytes,
-        "rate": args.rate, "expected": expected, "received": stats.received,
-        "refused": refused, "timed_out": timedOut, "wall_s": round(wall, 4),
-        "deliveries_per_s": round(stats.received / wall, 1) if wall > 0 else 0,
-        "lat_p50_ms": round(percentile(latencies, 50) / 1e6, 3),
-        "lat_p99_ms": round(percentile(latencies, 99) / 1e6, 3),
-        "lat_max_ms": round(latencies[-1] / 1e6, 3) if latencies else None,
-        "min_per_client": min(perClient), "max_per_client": max(perClient),
-        "seal_s": round(sealing, 2), "setup_s": round(setup, 2),
-        "client_cpu_s": round(usage1.ru_utime + usage1.ru_stime
-                              - usage0.ru_utime - usage0.ru_stime, 3),
-        "errors": stats.errors[:5],
-    }
-    if server0 is not None:
-        result["server_cpu_s"] = round(server1 - server0, 3)
-        if stats.received:
-            result["server_cpu_ms_per_1000_deliveries"] = round(
-                (server1 - server0) * 1e6 / stats.received, 3)
-    print(f"clients={args.clients} senders={args.senders} msgs={args.messages}"
-          f" bytes={args.bytes} rate={args.rate or 'unthrottled'} tls={args.tls}")
-    print(f"deliveries: expected {expected} received {stats.received}"
-          f"{' (TIMED OUT)' if timedOut else ''}; refused {refused}")
-    print(f"latency ms: p50 {result['lat_p50_ms']} p99 {result['lat_p99_ms']}")
-    print("RESULT " + json.dumps(result))
+    result.update(ok=result["ok"] and refused == 0, tls=args.tls, refused=refused,
+                  seal_s=round(sealing, 2), setup_s=round(setup, 2),
+                  errors=stats.errors[:5])
+    pacing.report(result, f" tls={args.tls} refused={refused}")
     for client in clients:
         client.transport.close()
     return 0 if result["ok"] else 1
@@ -333,21 +274,21 @@ def parseArguments(argv=None):
                         help="messages/s per sender; 0 = as fast as --window lets")
     parser.add_argument("--window", type=int, default=32,
                         help="unacknowledged messages per sender at full speed")
+    pacing.addPacingArguments(parser)
     parser.add_argument("--room", default="bench")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="worker processes sealing envelopes")
     parser.add_argument("--server-pid", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    pacing.checkKernelStamps(parser, args)
+    return args
 
 
 def main(argv=None):
     args = parseArguments(argv)
-    needed = args.clients + 64
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(needed, soft)), hard))
+    pacing.raiseFileLimit(args.clients + 64)
     return asyncio.run(run(args))
 
 

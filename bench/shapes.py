@@ -6,7 +6,10 @@ each shape run C{--runs} times, each run on a fresh server.
 
 chatd's load is L{bench.chatload}; the IRC peer's is the lead's C{ircload.py}
 and twisted.words is started from the lead's C{twisted_words_bench.tac}, both
-by path (C{--ircload}, C{--words-tac}), never copied here. Each load generator
+by path (C{--ircload}, C{--words-tac}), never copied here. Shapes with a
+pacing (C{lat50e}, C{lat1e}, C{NAME+stagger}, C{NAME+stamps}: L{bench.pacing})
+run the IRC peer with L{bench.ircpace} instead, which takes the same pacing
+options as L{bench.chatload}, so both systems get the same. Each load generator
 reads the server's CPU time from C{/proc} over the send phase, so "server CPU
 per delivery" is the same figure for every system. Absolute times on a shared
 machine drift: compare within one run, and read the load average printed
@@ -32,16 +35,23 @@ import time
 HOST = "127.0.0.1"
 
 # clients, senders, messages per sender, plaintext bytes, messages/s per
-# sender (0: as fast as the window lets), idle connections beside the room.
+# sender (0: as fast as the window lets), idle connections beside the room,
+# the pacing options given to both load generators (bench.pacing).
 SHAPES = {
-    "a": (50, 5, 200, 100, 0, 0),
-    "b": (200, 10, 100, 100, 0, 0),
-    "c": (500, 2, 100, 100, 0, 0),
-    "d": (200, 10, 1000, 100, 0, 0),
+    "a": (50, 5, 200, 100, 0, 0, ()),
+    "b": (200, 10, 100, 100, 0, 0, ()),
+    "c": (500, 2, 100, 100, 0, 0, ()),
+    "d": (200, 10, 1000, 100, 0, 0, ()),
     # A 50-member room offered 200 messages a second, and one sender at 5.
-    "lat50": (50, 10, 100, 100, 20, 0),
-    "lat1": (50, 1, 50, 100, 5, 0),
+    "lat50": (50, 10, 100, 100, 20, 0, ()),
+    "lat1": (50, 1, 50, 100, 5, 0, ()),
+    # The same, the senders' messages evenly spaced (one every 5 ms in
+    # lat50) and each delivery timed by the kernel's receive stamp.
+    "lat50e": (50, 10, 100, 100, 20, 0, ("--stagger", "--kernel-stamps")),
+    "lat1e": (50, 1, 50, 100, 5, 0, ("--stagger", "--kernel-stamps")),
 }
+# NAME+MODIFIER: a shape with one more pacing option.
+PACINGS = {"stagger": "--stagger", "stamps": "--kernel-stamps"}
 
 
 def parseShape(text):
@@ -49,25 +59,46 @@ def parseShape(text):
     A shape by name, or one of them with 1/K of its messages (C{d/5}), or
     C{room:N} (N clients, one sender at 20 messages a
     second, 300 messages) or C{conns:N} (the lat50 room beside N idle
-    connections), or C{C,S,M,B,RATE}.
+    connections), or C{C,S,M,B,RATE}; any of them followed by C{+stagger}
+    or C{+stamps} (L{PACINGS}) to add that pacing option.
+    """
+    base, *modifiers = text.split("+")
+    if any(modifier not in PACINGS for modifier in modifiers):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: after + comes one of {', '.join(sorted(PACINGS))}")
+    shape = _baseShape(base)
+    if shape is None:
+        raise argparse.ArgumentTypeError(f"unknown shape {text!r}")
+    options = list(shape[6])
+    for modifier in modifiers:
+        if PACINGS[modifier] not in options:
+            options.append(PACINGS[modifier])
+    if "--stagger" in options and not shape[4]:
+        raise argparse.ArgumentTypeError(f"{text!r}: +stagger needs a rate")
+    return text, shape[:6] + (tuple(options),)
+
+
+def _baseShape(text):
+    """
+    The shape C{text} names without its C{+} modifiers, or C{None}.
     """
     if text in SHAPES:
-        return text, SHAPES[text]
+        return SHAPES[text]
     name, _, divisor = text.partition("/")
     if name in SHAPES and divisor.isdigit() and int(divisor) > 0:
         # A named shape with fewer messages per sender, to fit a busy machine.
-        c, s, m, b, rate, idle = SHAPES[name]
-        return text, (c, s, max(1, m // int(divisor)), b, rate, idle)
+        c, s, m, b, rate, idle, options = SHAPES[name]
+        return (c, s, max(1, m // int(divisor)), b, rate, idle, options)
     kind, _, number = text.partition(":")
     if kind == "room" and number.isdigit():
-        return text, (int(number), 1, 300, 100, 20, 0)
+        return (int(number), 1, 300, 100, 20, 0, ())
     if kind == "conns" and number.isdigit():
-        return text, SHAPES["lat50"][:5] + (int(number),)
+        return SHAPES["lat50"][:5] + (int(number), ())
     fields = text.split(",")
     if len(fields) == 5 and all(field.replace(".", "").isdigit() for field in fields):
         c, s, m, b, rate = fields
-        return text, (int(c), int(s), int(m), int(b), float(rate), 0)
-    raise argparse.ArgumentTypeError(f"unknown shape {text!r}")
+        return (int(c), int(s), int(m), int(b), float(rate), 0, ())
+    return None
 
 
 def parseChatd(text):
@@ -173,10 +204,18 @@ def load(command, timeout):
     Run a load generator; its C{RESULT} line as a dict.
     """
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    for line in done.stdout.splitlines():
+    return parseResult(done.stdout, done.stderr)
+
+
+def parseResult(stdout, stderr=""):
+    """
+    The C{RESULT {json}} line a load generator printed, as a dict; or a
+    failed run saying what it printed last.
+    """
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    return {"ok": False, "error": (done.stderr or done.stdout)[-400:]}
+    return {"ok": False, "error": (stderr or stdout)[-400:]}
 
 
 def idleConnections(kind, port, count):
@@ -204,9 +243,12 @@ def runOne(system, shape, args, scratch):
     One run of C{shape} on a fresh server of C{system}.
     """
     kind, label, detail = system
-    clients, senders, messages, size, rate, idle = shape
+    clients, senders, messages, size, rate, idle, options = shape
     python = sys.executable
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if kind == "chatd" and detail[2] and "--kernel-stamps" in options:
+        return {"ok": False, "error": "--kernel-stamps reads the socket itself:"
+                " plain TCP only, not TLS"}
     if kind == "words":
         server = wordsServer(args.words_tac, scratch, python)
     else:
@@ -216,7 +258,10 @@ def runOne(system, shape, args, scratch):
         held = idleConnections(kind, server.port, idle) if idle and not (
             kind == "chatd" and detail[2]) else []
         try:
-            if kind == "words":
+            if kind == "words" and options:
+                command = [python, "-m", "bench.ircpace", "--port", str(server.port),
+                           "--password", "bench"]
+            elif kind == "words":
                 command = [python, args.ircload, "--port", str(server.port),
                            "--password", "bench"]
             else:
@@ -227,7 +272,7 @@ def runOne(system, shape, args, scratch):
             command += ["--clients", str(clients), "--senders", str(senders),
                         "--messages", str(messages), "--bytes", str(size),
                         "--rate", str(rate), "--timeout", str(args.timeout),
-                        "--server-pid", str(server.process.pid)]
+                        "--server-pid", str(server.process.pid), *options]
             result = load(command, args.timeout * 3)
             result["rss_kib"] = server.rss()
         finally:
@@ -238,7 +283,7 @@ def runOne(system, shape, args, scratch):
 
 
 def systems(args):
-    found = []
+    found: list = []
     for label, tree, stores in args.chatd:
         for store in stores or args.store:
             for tls in ([False, True] if args.tls else [False]):
@@ -297,11 +342,12 @@ def parseArguments(argv=None):
     parser.add_argument("--tls", action="store_true",
                         help="measure each chatd over TLS too")
     parser.add_argument("--words-tac", help="twisted_words_bench.tac, by path")
-    parser.add_argument("--ircload", help="ircload.py, by path (with --words-tac)")
+    parser.add_argument("--ircload", help="ircload.py, by path (with --words-tac, for"
+                        " the shapes without a pacing)")
     parser.add_argument("--shape", type=parseShape, action="append",
-                        help="a, b, c, d, lat50, lat1 (NAME/K: 1/K of the messages), room:N,"
-                        " conns:N or C,S,M,B,RATE"
-                        " [all six named shapes]")
+                        help="a, b, c, d, lat50, lat1, lat50e, lat1e (NAME/K: 1/K of the"
+                        " messages), room:N, conns:N or C,S,M,B,RATE; +stagger, +stamps"
+                        " add a pacing [all the named shapes]")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
@@ -311,8 +357,11 @@ def parseArguments(argv=None):
         args.chatd = [parseChatd("chatd=.")]
     args.store = args.store or ["sqlite"]
     args.shape = args.shape or [parseShape(name) for name in SHAPES]
-    if bool(args.words_tac) != bool(args.ircload):
-        parser.error("--words-tac and --ircload go together")
+    if args.ircload and not args.words_tac:
+        parser.error("--ircload goes with --words-tac")
+    if args.words_tac and not args.ircload and any(
+            not shape[6] for _, shape in args.shape):
+        parser.error("--words-tac needs --ircload for the shapes without a pacing")
     return args
 
 
@@ -321,7 +370,7 @@ def main(argv=None):
     # Stopped from outside, stop the server being measured too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     scratch = tempfile.mkdtemp(prefix="chatd-shapes-")
-    results = {}
+    results: dict = {}
     try:
         for run in range(1, args.runs + 1):
             for shapeName, shape in args.shape:
