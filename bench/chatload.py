@@ -264,32 +264,19 @@ async def run(args):
 
 def parseArguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, required=True)
+    pacing.addLoadArguments(parser, "as fast as --window lets")
     parser.add_argument("--tls", action="store_true", help="connect with TLS")
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--senders", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=200, help="messages per sender")
-    parser.add_argument("--bytes", type=int, default=100, help="plaintext bytes a message")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="messages/s per sender; 0 = as fast as --window lets")
     parser.add_argument("--window", type=int, default=32,
                         help="unacknowledged messages per sender at full speed")
-    pacing.addPacingArguments(parser)
     parser.add_argument("--room", default="bench")
-    parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="worker processes sealing envelopes")
-    parser.add_argument("--server-pid", type=int, default=0)
-    args = parser.parse_args(argv)
-    pacing.checkKernelStamps(parser, args)
-    return args
+    return pacing.parseLoadArguments(parser, argv)
 
 
 def main(argv=None):
-    args = parseArguments(argv)
-    pacing.raiseFileLimit(args.clients + 64)
-    return asyncio.run(run(args))
+    return pacing.runLoad(parseArguments(argv), run)
 
 
 if __name__ == "__main__":

@@ -235,30 +235,15 @@ async def run(args):
 
 def parseArguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, required=True)
+    pacing.addLoadArguments(parser, "as fast as the socket takes them")
     parser.add_argument("--password", help="sent with PASS before NICK")
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--senders", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=200, help="messages per sender")
-    parser.add_argument("--bytes", type=int, default=100, help="bytes of text a message")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="messages/s per sender; 0 = as fast as the socket takes them")
-    pacing.addPacingArguments(parser)
     parser.add_argument("--channel", help="default: a new #pace<tag> for each run")
-    parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--connect-concurrency", type=int, default=20)
-    parser.add_argument("--server-pid", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.clients < 2 or not 0 < args.senders <= args.clients:
-        parser.error("need at least 2 clients and 1 to --clients senders")
-    pacing.checkKernelStamps(parser, args)
-    return args
+    return pacing.parseLoadArguments(parser, argv)
 
 
 def main(argv=None):
-    args = parseArguments(argv)
-    pacing.raiseFileLimit(args.clients + 64)
-    return asyncio.run(run(args))
+    return pacing.runLoad(parseArguments(argv), run)
 
 
 if __name__ == "__main__":

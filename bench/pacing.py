@@ -220,22 +220,49 @@ async def connect(port, protocol, clock, ssl=None):
     return protocol
 
 
-def checkKernelStamps(parser, args):
+def parseLoadArguments(parser, argv):
     """
-    Refuse C{--kernel-stamps} where it cannot work: off Linux, or over TLS.
+    Parse C{argv}, refusing what cannot run: fewer than two clients, more
+    senders than clients, and C{--kernel-stamps} off Linux or over TLS.
     """
-    if not args.kernel_stamps:
-        return
-    if not sys.platform.startswith("linux"):
+    args = parser.parse_args(argv)
+    if args.clients < 2 or not 0 < args.senders <= args.clients:
+        parser.error("need at least 2 clients and 1 to --clients senders")
+    if args.kernel_stamps and not sys.platform.startswith("linux"):
         parser.error("--kernel-stamps needs Linux's SO_TIMESTAMPNS")
-    if getattr(args, "tls", False):
+    if args.kernel_stamps and getattr(args, "tls", False):
         parser.error("--kernel-stamps reads the socket itself: plain TCP only")
+    return args
 
 
-def addPacingArguments(parser):
+def runLoad(args, run):
     """
-    The pacing options both generators take, with the same meaning.
+    Run the generator's C{run(args)} on a fresh asyncio loop, with a
+    descriptor for each connection.
+
+    @return: its exit status
     """
+    raiseFileLimit(args.clients + 64)
+    return asyncio.run(run(args))
+
+
+def addLoadArguments(parser, fullSpeed):
+    """
+    The options both generators take, with the same meaning: the room's
+    shape, its pacing (C{fullSpeed} says what rate 0 means), the bound and
+    the server's process.
+    """
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--senders", type=int, default=5)
+    parser.add_argument("--messages", type=int, default=200, help="messages per sender")
+    parser.add_argument("--bytes", type=int, default=100, help="bytes of text a message")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help=f"messages/s per sender; 0 = {fullSpeed}")
+    parser.add_argument("--timeout", type=float, default=120.0,
+                        help="seconds for the setup, and again for the measurement")
+    parser.add_argument("--server-pid", type=int, default=0,
+                        help="read this local process's CPU time from /proc")
     parser.add_argument("--stagger", action="store_true",
                         help="with --rate: sender k of S starts k/S of a period later,"
                         " so the senders' messages come evenly spaced, not together")
