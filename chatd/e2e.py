@@ -423,7 +423,8 @@ def seal(senderName, signingKey, to, recipients, plaintext, domain=MESSAGE,
         "key_ids": {name: keyId(der) for name, der in recipients.items()},
         "signature": _b64(signature),
     })
-    return json.dumps(envelope).encode("utf-8")
+    # Compact, as the server's own parser reads fastest (envelopeshape._loads).
+    return _COMPACT.encode(envelope).encode("utf-8")
 
 
 def openEnvelope(envelope, readerName, readerPrivateKey, senderPublicKeyDer,

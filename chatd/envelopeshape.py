@@ -11,6 +11,8 @@ import json
 import re
 from operator import itemgetter
 
+import orjson
+
 from chatd.errors import BadRequest
 
 # The fields of each version, in the order an envelope's JSON gives them.
@@ -213,11 +215,24 @@ def _requireEntryKeys(encryptedKeys, keyIds):
 def _loads(data):
     """
     The JSON object C{data} holds, refusing duplicate keys and non-JSON numbers.
+
+    An envelope is mostly its key maps, one entry per reader: in a large
+    room, parsing it was the largest part of what a message costs before it
+    is delivered. orjson parses it in about a third of the time, but keeps
+    the last of two values under one key rather than refusing them. So its
+    result is taken only when C{data} is byte for byte what orjson writes for
+    that result, which clients write (compact JSON) and which no repeated key
+    survives; the standard parser, which refuses repeats, reads anything else.
     """
     try:
-        obj = _DECODER.decode(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise EnvelopeError("envelope: not UTF-8 JSON")
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        obj = None
+    if type(obj) is not dict or orjson.dumps(obj) != data:
+        try:
+            obj = _DECODER.decode(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise EnvelopeError("envelope: not UTF-8 JSON")
     if not isinstance(obj, dict):
         raise EnvelopeError("envelope: not a JSON object")
     return obj
