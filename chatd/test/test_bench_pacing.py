@@ -2,8 +2,7 @@
 """
 Tests for the latency shapes' load generators (C{bench/}: the shared pacing,
 chatd's C{chatload} and the IRC generator C{ircpace}) and for how
-C{bench.shapes} reads them. C{bench/} lives beside the package in a source
-tree only: from an installed copy these tests are skipped.
+C{bench.shapes} reads them; L{chatd.test.benchtree} finds C{bench/}.
 """
 
 import asyncio
@@ -17,18 +16,18 @@ from twisted.cred import credentials, error, portal
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.words import service as words
 from zope.interface import implementer
 
-import chatd
+from chatd.test.benchtree import benchModule, benchRoot
 from chatd.test.processes import spawn, waitFor
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__)))
-if os.path.isdir(os.path.join(ROOT, "bench")):
-    from bench import chatload, pacing, shapes
-else:  # an installed copy, as CI tests: bench/ is not beside it
-    skip = "bench/ is only in a source tree"
+try:
+    ROOT = benchRoot()
+    chatload, pacing, shapes = map(benchModule, ("chatload", "pacing", "shapes"))
+except SkipTest as noTree:
+    skip = str(noTree)
 
 
 def runAsyncio(coroutine):

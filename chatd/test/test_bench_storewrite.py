@@ -1,22 +1,20 @@
 # -*- test-case-name: chatd.test.test_bench_storewrite -*-
 """
-Tests for C{bench.storewrite}, the SQLite store's CPU per stored message.
-C{bench/} lives beside the package in a source tree only: from an installed
-copy these tests are skipped.
+Tests for C{bench.storewrite}, the SQLite store's CPU per stored message;
+L{chatd.test.benchtree} finds C{bench/}.
 """
 
 import os
 import sqlite3
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-import chatd
+from chatd.test.benchtree import benchModule
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(chatd.__file__)))
-if os.path.isdir(os.path.join(ROOT, "bench")):
-    from bench.storewrite import runOnce
-else:  # an installed copy, as CI tests: bench/ is not beside it
-    skip = "bench/ is only in a source tree"
+try:
+    runOnce = benchModule("storewrite").runOnce
+except SkipTest as noTree:
+    skip = str(noTree)
 
 
 class RunOnceTests(SynchronousTestCase):

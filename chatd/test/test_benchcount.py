@@ -4,30 +4,12 @@ that the instruction counts are taken on delivers what a real server does,
 for chatd and twisted.words alike.
 """
 
-import importlib
 import os
-import sys
 import tempfile
-from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-
-def _bench(name):
-    """
-    The module C{bench.name} of the source tree these tests run in.
-
-    bench/ is not installed with chatd: the test command runs the installed
-    package's tests from the source tree (trial works in a directory below it),
-    so the tree is the first directory up from here that holds bench/.
-    """
-    here = Path.cwd().resolve()
-    for root in (here, *here.parents):
-        if (root / "bench" / "instructions.py").is_file():
-            if str(root) not in sys.path:
-                sys.path.append(str(root))
-            return importlib.import_module("bench." + name)
-    raise SkipTest("no bench/ in the directories above " + str(here))
+from chatd.test.benchtree import benchModule as _bench
 
 
 class InProcessRoomTests(SynchronousTestCase):
