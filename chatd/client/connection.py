@@ -25,7 +25,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chatd.protocols import devicewire, noDelay, opcodes
+from chatd.protocols import devicewire, opcodes, tuneSocket
 from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
 
@@ -108,7 +108,7 @@ class ClientProtocol(Int32StringReceiver):
         self._timer = None
 
     def connectionMade(self):
-        noDelay(self.transport)
+        tuneSocket(self.transport)
         if self.checkPeer is None:
             self._start()
 

@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from chatd.errors import BadRequest, TooLarge
 from chatd.interfaces import IDeviceClient, IFileClient, ISplicingClient
-from chatd.protocols import DoorFactory, devicewire, noDelay, opcodes
+from chatd.protocols import DoorFactory, devicewire, opcodes, tuneSocket
 from chatd.protocols.devicedoor import REQUESTS_V3, BinaryDevices
 from chatd.protocols.door import Door, Final
 from chatd.protocols.layouts import MalformedFrame
@@ -91,7 +91,7 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         self.MAX_LENGTH = service.settings.maxFrame
 
     def connectionMade(self):
-        noDelay(self.transport)
+        tuneSocket(self.transport)
         peer = self.transport.getPeer()
         self.open(self.transport, getattr(peer, "host", str(peer)))
 

@@ -229,8 +229,9 @@ class Outbox:
 
 
 # Gathered frames are sent once this many bytes are waiting, without waiting
-# for the turn's end: Twisted's own buffer size, past which it pauses its
-# producer, so an outbox holds no more than Twisted would.
+# for the turn's end: a larger send costs hardly less a byte, and so a turn
+# holds little per connection (Twisted's default buffer size; chatd's
+# transports buffer up to four times as much, see chatd.protocols.tuneSocket).
 GATHER_LIMIT = 65536
 
 

@@ -75,7 +75,7 @@ from chatd.core.directory import ROOM, USER
 from chatd.errors import AuthRequired, BadRequest, ChatError, Status, TooLarge
 from chatd.interfaces import IChatClient, IDeviceClient
 from chatd.names import fold
-from chatd.protocols import DoorFactory, jsondevicedoor, jsondevices, jsonwire, noDelay
+from chatd.protocols import DoorFactory, jsondevicedoor, jsondevices, jsonwire, tuneSocket
 from chatd.protocols.door import Door, Final
 from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
@@ -182,7 +182,7 @@ class TextProtocol(JSONDevices, JSONModeration, JSONDoor, Door, LineReceiver):
         self.activeRoom = None
 
     def connectionMade(self):
-        noDelay(self.transport)
+        tuneSocket(self.transport)
         peer = self.transport.getPeer()
         if self.open(self.transport, getattr(peer, "host", str(peer))):
             self._send(b"OK::" + jsonwire.welcome(self.call("hello", 1)))

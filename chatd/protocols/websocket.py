@@ -82,7 +82,7 @@ from chatd.core.directory import ROOM, USER
 from chatd.errors import AuthRequired, BadRequest, TooLarge
 from chatd.interfaces import IDeviceClient, IFileClient
 from chatd.names import fold
-from chatd.protocols import jsondevicedoor, jsondevices, jsonrequests, jsonwire
+from chatd.protocols import jsondevicedoor, jsondevices, jsonrequests, jsonwire, tuneSocket
 from chatd.protocols.door import NO_CONTEXT, Door
 from chatd.protocols.jsondevicedoor import JSONDevices
 from chatd.protocols.jsondoor import JSONDoor, then
@@ -142,6 +142,7 @@ class WebSocketChatProtocol(JSONDevices, JSONModeration, JSONDoor, Door):
     # -- WebSocketProtocol ------------------------------------------------
 
     def negotiationStarted(self, transport):
+        tuneSocket(transport)
         self.wire = transport
         self.guard = MessageSizeGuard(transport._wsconn, self.maxMessage, self.received,
                                        self._messageTooLarge, self._closeReceived)

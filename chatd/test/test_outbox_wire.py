@@ -191,7 +191,8 @@ class DoorCloseTests(WireTestCase):
         being moved to Twisted's buffer where neither bounds it.
         """
         protocol, reader = self.door()
-        for _ in range(40):
+        # Over twice what the door's transport buffers (BUFFER_SIZE).
+        for _ in range(80):
             protocol.warning(1, "w" * 10_000)
         waiting = protocol.outbox.size
         protocol.disconnect()
