@@ -30,11 +30,13 @@ from chatd.test.test_outbox import _Collector
 from chatd.test.test_websocket import WebSocketClient
 
 
-def adopt(sock: socket.socket, factory: Any) -> None:
+def adopt(sock: socket.socket, factory: Any,
+          family: socket.AddressFamily = socket.AF_UNIX) -> None:
     """
-    Hand C{sock} to the reactor, its protocol made by C{factory}.
+    Hand C{sock} (of address C{family}) to the reactor, its protocol made by
+    C{factory}.
     """
-    cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), socket.AF_UNIX, factory)
+    cast(IReactorSocket, reactor).adoptStreamConnection(sock.fileno(), family, factory)
     sock.close()  # the reactor holds its own copy
 
 

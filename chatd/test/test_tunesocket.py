@@ -6,7 +6,7 @@ the socket under their transport, through TLS and WebSocket layers too.
 import socket
 from typing import Any
 
-from twisted.internet import reactor, ssl
+from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.testing import StringTransport
@@ -21,7 +21,7 @@ from chatd.protocols.binary import BinaryFactory
 from chatd.protocols.text import TextFactory
 from chatd.protocols.website import makeWebResource
 from chatd.test.fakes import makeService
-from chatd.test.test_outbox_wire import WireTestCase, _WebSocketReader
+from chatd.test.test_outbox_wire import WireTestCase, _WebSocketReader, adopt
 
 
 def _noDelay(transport: Any) -> int:
@@ -71,9 +71,7 @@ class DoorSocketTests(WireTestCase):
             connectionLost(reason)
             lost.callback(None)
         protocol.connectionLost = noteLost
-        factory = wrap(ServerFactory.forProtocol(lambda: protocol))
-        reactor.adoptStreamConnection(sock.fileno(), socket.AF_INET, factory)
-        sock.close()
+        adopt(sock, wrap(ServerFactory.forProtocol(lambda: protocol)), socket.AF_INET)
         self.addCleanup(lambda: lost)
         self.addCleanup(protocol.transport.abortConnection)
 
@@ -107,8 +105,7 @@ class DoorSocketTests(WireTestCase):
         site: Any = Site(makeWebResource(service))
         ours, theirs = self.sockets()
         # A UNIX socket pair: no Nagle to turn off, but reads as large.
-        reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, site)
-        ours.close()
+        adopt(ours, site)
         reader = _WebSocketReader()
         self.adopt(theirs, reader)
 
@@ -149,8 +146,8 @@ class ReadSizeTests(TestCase):
                 if sum(reads) == 150_000:
                     allRead.callback(None)
 
-        factory: Any = ServerFactory.forProtocol(Reader)
-        transport: Any = reactor.adoptStreamConnection(ours.fileno(), socket.AF_UNIX, factory)
-        ours.close()
-        self.addCleanup(lambda: transport and transport.abortConnection())
+        reader = Reader()
+        adopt(ours, ServerFactory.forProtocol(lambda: reader))
+        transport: Any = reader.transport
+        self.addCleanup(transport.abortConnection)
         return allRead.addCallback(lambda _: self.assertEqual(reads, [150_000]))
