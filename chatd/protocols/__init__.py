@@ -32,7 +32,7 @@ def tuneSocket(transport: object) -> None:
         came in less than a message a turn, so every turn's end wrote a
         message or two to each reader. Reading more lets one turn take
         several queued messages of each sender, which the outboxes then send
-        to each reader together: a quarter of the sends, and 13 to 16 % less
+        to each reader together: a quarter of the sends, and 8 to 29 % less
         server CPU a delivery under load (bench/README.rst, "Reading more a
         turn"). A socket with less waiting gives what it has, so a quiet
         connection waits no longer.
