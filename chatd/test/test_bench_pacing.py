@@ -198,9 +198,12 @@ class KernelStampTests(SynchronousTestCase):
             server = await asyncio.start_server(answer, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
             client = await pacing.connect(port, Reader(), pacing.Clock(True))
-            for _ in range(100):
+            for asked in range(1, 101):
                 client.transport.write(b"?")
-                while len(reads) < len(written) or not written:
+                # Wait for this question's own answer: comparing the reads
+                # with the peer's writes let a question not yet read by the
+                # peer pass for answered, and the loop ran on unanswered.
+                while len(reads) < asked:
                     await asyncio.sleep(0.01)
                 if client.transport.unstamped < len(reads):
                     break
