@@ -1,6 +1,8 @@
 """
-Tests for L{chatd.protocols.tuneSocket}: each door, and the client, set up
-the socket under their transport, through TLS and WebSocket layers too.
+Tests for L{chatd.protocols.tuneSocket}: each door sets up the socket under
+its transport, through TLS and WebSocket layers too, and a tuned socket
+gives what waits on it in larger reads. (The client calls the same function
+on its transport.)
 """
 
 import socket
