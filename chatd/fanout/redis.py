@@ -53,10 +53,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Optional
 
 import txredisapi
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatd.config import DEFAULTS
@@ -125,6 +126,10 @@ class RedisFanout:
         self._sequence = 0
         self.beating: Optional[LoopingCall] = None
         self._recovering: Optional[Deferred] = None
+        # The wait for subscribers after the command connection came up
+        # (L{_release}); stopping cancels it, so what it holds goes out
+        # before the goodbye and no timer outlives the node.
+        self._releasing: Optional[Deferred] = None
 
     def attach(self, service: "ChatService") -> None:
         """
@@ -174,6 +179,8 @@ class RedisFanout:
         connections.stopping = True
         if self.beating is not None and self.beating.running:
             self.beating.stop()
+        if self._releasing is not None:
+            self._releasing.cancel()
         commands = connections.commands
         if commands is not None:
             bye = json.dumps(dict(self._source, c="bye"))
@@ -199,8 +206,8 @@ class RedisFanout:
         """
         self.outbox.hold()
         self.presence.writeAll()
-        Deferred.fromCoroutine(self._release(protocol)).addErrback(
-            lambda f: log.failure("resuming publishing", f))
+        self._releasing = Deferred.fromCoroutine(self._release(protocol))
+        self._releasing.addErrback(_releaseFailed)
 
     async def _release(self, protocol: CommandProtocol) -> None:
         """
@@ -346,6 +353,11 @@ class RedisFanout:
 
     def timestamp(self, room: str, now: int, last: int) -> "Deferred[int]":
         return timestamp(self.connections, self.outage, room, now, last)
+
+
+def _releaseFailed(failure: Failure) -> None:
+    if not failure.check(CancelledError):
+        log.failure("resuming publishing", failure)
 
 
 def _deliver(service: "ChatService", node: str, event: dict) -> None:

@@ -1059,6 +1059,34 @@ class FailureTests(FakeMode, TestCase):
         await self.advance(10)
         self.assertEqual(alice.takeEvents(Op.ROOM_MSG), [])
 
+    async def test_stopWhileWaitingForSubscribers(self):
+        """
+        A node that stops while its new command connection waits for the
+        other nodes to listen again publishes what it held before it says
+        goodbye: the other node's member still gets the message that was
+        acknowledged meanwhile, and the node leaves no timer behind.
+        """
+        a, b, alice, bob, members = await self.pair()
+        fanout = a.service.fanout
+        for pump in self.endpoints["A"].pumps:
+            protocol = getattr(pump.client, "_protocol", pump.client)
+            if isinstance(protocol, SubscriberProtocol):
+                pump.clientIO.loseConnection()
+        await self.quiet()
+        # As if the command connection had just come back: it waits for A's
+        # own subscriber, which is not back yet.
+        fanout._commandsUp(fanout.connections.commands)
+        await self.quiet()
+        await self.post(alice, members, "held")
+        self.assertEqual(bob.takeEvents(Op.ROOM_MSG), [])
+        pending = set(self.clock.getDelayedCalls())
+        await self.wait(fanout.stop())
+        self.assertEqual(await self.texts(bob, 1), ["held"])
+        self.assertEqual(len(fanout.outbox), 0)
+        left = [call for call in self.clock.getDelayedCalls() if call in pending]
+        self.assertEqual([call for call in left if call.getTime() - self.clock.seconds() <= 0.05],
+                         [])
+
     async def test_resentPublishNotDeliveredTwice(self):
         """
         A publish that reached Redis but whose reply was lost with the
