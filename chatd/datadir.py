@@ -6,7 +6,7 @@ Layout, all created on first start::
 
     <data-dir>/              mode 0700; refused when open to other users
         at-rest.key          mode 0600: at-rest keys, one per line, newest first
-        chatd.sqlite         mode 0600, with its -wal and -shm: the default
+        chatd.sqlite         mode 0600, with its -journal: the default
                              SQLite store (made by L{chatd.store})
         tls/                 mode 0700
             server.key       mode 0600: the listener's private key (EC P-256, PEM)
@@ -144,7 +144,7 @@ def _prepare(path, keyFile):
 def _checkPrivateDirectory(path):
     """
     Refuse a data directory that other users may enter, list or write: the
-    database, its WAL and the TLS key inside it would be theirs to read or
+    database, its journal and the TLS key inside it would be theirs to read or
     replace, whatever the mode of each file.
     """
     mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -188,10 +188,11 @@ class Engine:
 def _protectSQLiteFiles(cursor):
     """
     Take every permission but the owner's off the database file and, when they
-    exist, its C{-wal} and C{-shm} files.
+    exist, its C{-journal} file (and the C{-wal} and C{-shm} files an older
+    chatd, which wrote ahead, left).
 
-    SQLite creates C{-wal} and C{-shm} with the mode of the database file, so
-    once the database file is C{0600} they are born C{0600} too. This runs as
+    SQLite creates these files with the mode of the database file, so once
+    the database file is C{0600} they are born C{0600} too. This runs as
     soon as the file is opened, before anything is written to it (its
     directory, refused when open to others, keeps it from anyone else in the
     meantime), and also tightens files an older chatd left readable.
@@ -200,7 +201,7 @@ def _protectSQLiteFiles(cursor):
     for _, schema, path in cursor.fetchall():
         if schema != "main" or not path:
             continue
-        for name in (path, path + "-wal", path + "-shm"):
+        for name in (path, path + "-journal", path + "-wal", path + "-shm"):
             try:
                 mode = stat.S_IMODE(os.stat(name).st_mode)
                 if mode & 0o077:
@@ -285,7 +286,15 @@ SQLITE = Engine(
         "isolation_level": None,
     },
     connectStatements=(
-        "PRAGMA journal_mode=WAL",
+        # A rollback journal rather than a write-ahead log: a message's
+        # envelope goes onto new pages, which a rollback journal does not
+        # copy, so its bytes are written once; a write-ahead log writes them
+        # twice (into the log, then into the database at each checkpoint),
+        # which cost about a sixth of the server's CPU per delivery in a
+        # 200-member room (bench/README.rst, "The rollback journal"). A
+        # database an older chatd left in WAL mode is turned back when no
+        # other connection holds it; until then it keeps working in WAL mode.
+        "PRAGMA journal_mode=TRUNCATE",
         "PRAGMA synchronous=FULL",
         "PRAGMA busy_timeout=5000",
         "PRAGMA foreign_keys=ON",

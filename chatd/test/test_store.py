@@ -827,8 +827,8 @@ class SQLiteFixture(SQLFixture):
     async def persistedBytes(self):
         await self.store.close()
         stored = FilePath(self.path).getContent()
-        if os.path.exists(self.path + "-wal"):
-            stored += FilePath(self.path + "-wal").getContent()
+        if os.path.exists(self.path + "-journal"):
+            stored += FilePath(self.path + "-journal").getContent()
         return stored
 
 
@@ -852,11 +852,11 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
 
     def test_pragmas(self):
         """
-        Connections write ahead, sync fully, wait for locks and enforce foreign
-        keys.
+        Connections keep a rollback journal, sync fully, wait for locks and
+        enforce foreign keys.
         """
         self.assertEqual(self.successResultOf(self.query("PRAGMA journal_mode")),
-                         [("wal",)])
+                         [("truncate",)])
         self.assertEqual(self.successResultOf(self.query("PRAGMA synchronous")),
                          [(2,)])
         self.assertEqual(self.successResultOf(self.query("PRAGMA busy_timeout")),
@@ -866,18 +866,48 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
 
     def test_filesPrivate(self):
         """
-        The database file and its WAL and shared-memory files are readable and
-        writable by their owner only, whatever the umask, and a database left
-        readable by others is tightened when opened.
+        The database file and its journal are readable and writable by their
+        owner only, whatever the umask, and a database left readable by others
+        is tightened when opened.
         """
         self.successResultOf(self.room())
-        for name in (self.path, self.path + "-wal", self.path + "-shm"):
+        for name in (self.path, self.path + "-journal"):
             self.assertEqual(stat.S_IMODE(os.stat(name).st_mode), 0o600, name)
         self.successResultOf(self.store.close())
         os.chmod(self.path, 0o644)
         self.store = self.createStore()
         self.successResultOf(self.store.open())
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+
+    def test_writeAheadDatabaseTurnedBack(self):
+        """
+        A database an older chatd left in write-ahead mode, with rows in its
+        log only, is opened with a rollback journal: what the log held is in
+        the database, and the log is gone.
+        """
+        self.successResultOf(self.room())
+        self.successResultOf(self.store.close())
+        older = sqlite3.connect(self.path, isolation_level=None)
+        self.addCleanup(older.close)
+        self.assertEqual(older.execute("PRAGMA journal_mode=WAL").fetchall(), [("wal",)])
+        older.execute("PRAGMA wal_autocheckpoint=0")
+        older.execute("INSERT INTO rooms (name_key, name, created_ms) "
+                      "VALUES ('#older', '#older', 0)")
+        # The older chatd dies with the row in its log only: the files as
+        # they are now are what it leaves (a clean close would merge the log).
+        left = {name: FilePath(name).getContent()
+                for name in (self.path, self.path + "-wal")}
+        self.assertTrue(left[self.path + "-wal"])
+        older.close()
+        for name, content in left.items():
+            FilePath(name).setContent(content)
+        self.store = self.createStore()
+        self.successResultOf(self.store.open())
+        self.assertEqual(self.successResultOf(self.query("PRAGMA journal_mode")),
+                         [("truncate",)])
+        self.assertEqual(self.successResultOf(self.query(
+            "SELECT name FROM rooms WHERE name_key = '#older'")), [("#older",)])
+        self.assertFalse(os.path.exists(self.path + "-wal"))
 
     def test_groupCommit(self):
         """
