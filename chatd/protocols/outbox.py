@@ -17,9 +17,9 @@ transport takes them.
 
 On a TCP (or UNIX socket) transport with nothing waiting, the frames of one
 reactor turn are gathered and go onto the socket together at the turn's end,
-in one C{send} (L{TurnEnd}). Twisted's C{write} would buffer them too, but
-then registers the socket for writing (an C{epoll_ctl}), sends from the next
-poll through its dispatch, and unregisters it (another C{epoll_ctl}): at low
+in one C{send} (L{chatd.turn.TurnEnd}). Twisted's C{write} would buffer them
+too, but then registers the socket for writing (an C{epoll_ctl}), sends from
+the next poll through its dispatch, and unregisters it (another C{epoll_ctl}): at low
 rates a quarter to a third of the server's CPU per delivery (bench/README.rst).
 Twisted has no such write of its own, so it is written here, keeping to the
 buffers' meaning: what the socket does not take goes to the transport's
@@ -33,10 +33,9 @@ from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.tcp import Connection
-from twisted.logger import Logger
 from zope.interface import implementer
 
-log = Logger()
+from chatd.turn import TurnEnd, turnEndOf
 
 
 def chain(*parts):
@@ -241,44 +240,6 @@ def _idle(transport: Connection) -> bool:
     """
     return not (transport.dataBuffer or transport._tempDataBuffer
                 or transport.disconnecting or not transport.connected)
-
-
-class TurnEnd:
-    """
-    The outboxes with frames gathered this reactor turn, flushed together by
-    one call at the turn's end.
-    """
-
-    def __init__(self, reactor: IReactorTime) -> None:
-        self.reactor = reactor
-        self.due: "list[Outbox]" = []
-
-    def add(self, outbox: "Outbox") -> None:
-        if not self.due:
-            self.reactor.callLater(0, self.flush)
-        self.due.append(outbox)
-
-    def flush(self) -> None:
-        due, self.due = self.due, []
-        for outbox in due:
-            # One connection's failure must not hold back the others' frames.
-            try:
-                outbox.flush()
-            except Exception:
-                log.failure("sending a connection's frames")
-
-
-_turnEnds: "WeakKeyDictionary[object, TurnEnd]" = WeakKeyDictionary()
-
-
-def turnEndOf(reactor: IReactorTime) -> TurnEnd:
-    """
-    The one L{TurnEnd} of C{reactor}.
-    """
-    turnEnd = _turnEnds.get(reactor)
-    if turnEnd is None:
-        turnEnd = _turnEnds[reactor] = TurnEnd(reactor)
-    return turnEnd
 
 
 _budgets: "WeakKeyDictionary[object, SendBudget]" = WeakKeyDictionary()

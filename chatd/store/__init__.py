@@ -12,6 +12,7 @@ from chatd.store.guard import GuardedStore
 from chatd.store.memory import MemoryStore
 from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore
+from chatd.turn import turnEndOf
 
 
 def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
@@ -24,8 +25,9 @@ def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
         C{postgresql://user:password@host:port/database}.
     @param keys: the L{chatd.store.seal.AtRestKeys} envelopes are sealed
         with at rest.
-    @param reactor: the reactor the SQL store's thread pool reports to, and
-        that keeps the deadlines, or L{None} for the global one.
+    @param reactor: the reactor the SQL store's thread pool reports to, at
+        whose turn's end (L{chatd.turn}) its writes start, and that keeps the
+        deadlines; L{None} for the global one.
     @param timeout: seconds each call has to answer (a L{GuardedStore} sees
         to it, and PostgreSQL's connect and statement timeouts are set to it);
         L{None} for no deadline.
@@ -35,18 +37,19 @@ def makeStore(url: str, keys: AtRestKeys, reactor: Optional[Any] = None,
     @raise ValueError: when the URL is not one of those forms, or names
         PostgreSQL while psycopg is not installed.
     """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+        reactor = globalReactor
     store: IMessageStore
     if url == "memory:":
         store = MemoryStore(keys, reactor, memoryHistory)
     else:
         engine, connectionArgs = engineForURL(url)
         pool = engine.connectionPool(connectionArgs, reactor, timeout=timeout)
-        store = AdbapiStore(engine, connectionArgs, keys, pool=pool, reactor=reactor)
+        store = AdbapiStore(engine, connectionArgs, keys, pool=pool, reactor=reactor,
+                            afterTurn=turnEndOf(reactor).later)
     if timeout is None:
         return store
-    if reactor is None:
-        from twisted.internet import reactor as globalReactor
-        reactor = globalReactor
     return GuardedStore(store, reactor, timeout)
 
 

@@ -112,7 +112,8 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
     def __init__(
         self, engine: Engine, connectionArgs: Sequence[str], keys: AtRestKeys,
         pool: Optional[ConnectionPool] = None, reactor: Optional[Any] = None,
-        migrations: Optional[List[Tuple[int, str]]] = None
+        migrations: Optional[List[Tuple[int, str]]] = None,
+        afterTurn: Optional[Callable[[Callable[[], object]], None]] = None,
     ) -> None:
         """
         @param engine: the L{chatd.store.engines.Engine} of the database.
@@ -127,6 +128,10 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
             of accounts and rooms; L{None} for the global one.
         @param migrations: (version, script) pairs numbered from 1, or
             L{None} for the schema files shipped with chatd for C{engine}.
+        @param afterTurn: what a write queued while none runs is started
+            through: L{chatd.turn.TurnEnd.later}, so that the transaction
+            begins once the turn's deliveries are sent (L{makeStore} passes
+            it); L{None} to begin at once.
         """
         if reactor is None:
             from twisted.internet import reactor as globalReactor
@@ -144,6 +149,7 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         self._migrations = migrations
         self._queue: List[Tuple[Callable[..., Any], tuple, Deferred]] = []
         self._writing = False
+        self._afterTurn = afterTurn
         self._idleWaiters: List[Deferred] = []
         self.numbering: Optional[Numbering] = None
 
@@ -323,7 +329,11 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         committed: Deferred = Deferred()
         self._queue.append((write, args, committed))
         if not self._writing:
-            self._writeQueued()
+            if self._afterTurn is None:
+                self._writeQueued()
+            else:
+                self._writing = True
+                self._afterTurn(self._writeQueued)
         return committed
 
     def _writeQueued(self):
@@ -335,6 +345,7 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         batch = [entry for entry in self._queue if not entry[2].called]
         self._queue = []
         if not batch:
+            self._writing = False
             self._idle()
             return
         self._writing = True

@@ -10,7 +10,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorSocket
 from twisted.internet.protocol import Protocol, ServerFactory
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -18,7 +17,7 @@ from chatd import e2e
 from chatd.cut import Cut
 from chatd.protocols import opcodes
 from chatd.protocols.opcodes import Op
-from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget, TurnEnd, budgetOf, chain
+from chatd.protocols.outbox import GATHER_LIMIT, Outbox, SendBudget, budgetOf, chain
 from chatd.protocols.text import TextFactory
 from chatd.test.fakes import privateKey
 from chatd.test.test_binary import OK, ProtocolTestCase
@@ -276,34 +275,3 @@ class TurnEndTests(TestCase):
         outbox.flush()
         self.assertIn(outbox.transport, reactor.getWriters())
         return protocol.closed
-
-
-class TurnEndFlushTests(SynchronousTestCase):
-    """
-    The turn's end flushes every outbox that gathered frames in it.
-    """
-
-    def test_oneFailureDoesNotHoldTheOthers(self):
-        """
-        An outbox whose flush raises is logged; those after it are flushed.
-        """
-        clock = Clock()
-        turnEnd = TurnEnd(clock)
-        flushed = []
-
-        class Broken:
-            def flush(self):
-                raise RuntimeError("broken")
-
-        class Fine:
-            def flush(self):
-                flushed.append(self)
-
-        fine = Fine()
-        turnEnd.add(Broken())  # type: ignore[arg-type]
-        turnEnd.add(fine)  # type: ignore[arg-type]
-        self.assertEqual(len(clock.getDelayedCalls()), 1)
-        clock.advance(0)
-        self.assertEqual(flushed, [fine])
-        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        self.assertEqual(turnEnd.due, [])

@@ -41,6 +41,7 @@ from chatd.store.seal import AtRestKeys
 from chatd.store.sql import AdbapiStore, loadMigrations
 from chatd.store.timestamps import nextFree
 from chatd.test.mixin import TestCaseMixin
+from chatd.turn import TurnEnd
 
 try:
     import psycopg
@@ -807,10 +808,10 @@ class SQLiteFixture(SQLFixture):
         self.path = self.mktemp()
         return SQLFixture.setUp(self)
 
-    def createStore(self, migrations=None):
+    def createStore(self, migrations=None, afterTurn=None):
         """
         A store on C{self.path} whose pool (C{self.pool}) runs without threads,
-        in C{self.threadpool}.
+        in C{self.threadpool}; its writes start through C{afterTurn}.
         """
         reactor = _ThreadlessReactor()
         self.threadpool = _HeldThreadPool()
@@ -821,7 +822,7 @@ class SQLiteFixture(SQLFixture):
         self.addCleanup(self.pool.close)
         return AdbapiStore(
             SQLITE, (self.path,), self.keys, pool=self.pool, reactor=reactor,
-            migrations=migrations,
+            migrations=migrations, afterTurn=afterTurn,
         )
 
     async def persistedBytes(self):
@@ -930,6 +931,38 @@ class SQLiteStoreTests(SQLiteFixture, SQLStoreTestsMixin, TestCase):
             self.successResultOf(Deferred.fromCoroutine(self.history())),
             [b"envelope e1", b"envelope e2", b"envelope e3", b"envelope e4"],
         )
+
+    def test_writeStartsAtTheTurnsEnd(self):
+        """
+        A write queued while none runs starts at the reactor turn's end,
+        after the turn's frames are sent, and every message of the turn is
+        in its one transaction.
+        """
+        self.successResultOf(self.room())
+        self.successResultOf(self.store.close())
+        clock = Clock()
+        turnEnd = TurnEnd(clock)
+        self.store = self.createStore(afterTurn=turnEnd.later)
+        self.successResultOf(self.store.open())
+        threadpool = self.threadpool
+        threadpool.hold()
+        startedBeforeTheSends = []
+
+        class Outbox:
+            def flush(self):
+                startedBeforeTheSends.append(len(threadpool.held))
+
+        first = self.append(100, "e1")
+        turnEnd.add(Outbox())  # type: ignore[arg-type]
+        second = self.append(200, "e2")
+        self.assertEqual(threadpool.held, [])
+        clock.advance(0)
+        self.assertEqual((startedBeforeTheSends, len(threadpool.held)), ([0], 1))
+        threadpool.runHeld()
+        self.assertEqual((threadpool.held, first.called, second.called), ([], True, True))
+        threadpool.release()
+        self.assertEqual(self.successResultOf(Deferred.fromCoroutine(self.history())),
+                         [b"envelope e1", b"envelope e2"])
 
     def test_cancelledWriteDropped(self):
         """
