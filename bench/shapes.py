@@ -142,10 +142,12 @@ class Server:
 
     def __init__(self, command, env, port, cwd):
         self.command, self.env, self.port, self.cwd = command, env, port, cwd
+        self.cpus = None
 
     def __enter__(self):
         self.process = subprocess.Popen(self.command, env=self.env, cwd=self.cwd,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=onCPUs(self.cpus))
         waitForPort(self.port, self.process)
         return self
 
@@ -199,11 +201,36 @@ def wordsServer(tac, scratch, python):
     return Server(command, dict(os.environ, WORDS_PORT=str(port)), port, scratch)
 
 
-def load(command, timeout):
+def onCPUs(cpus):
     """
-    Run a load generator; its C{RESULT} line as a dict.
+    What a child process runs before its program when it is to run on
+    C{cpus} only (a set of CPU numbers): L{None} for anywhere.
     """
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def pinning(pin):
+    """
+    The CPUs of the server and of the load generator: with C{pin}, the
+    server has CPU 0 to itself and the generator the others, as when the
+    clients are other machines; else both may run anywhere.
+    """
+    if not pin:
+        return None, None
+    everything = sorted(os.sched_getaffinity(0))
+    if len(everything) < 2:
+        raise SystemExit("--pin needs two CPUs or more")
+    return {everything[0]}, set(everything[1:])
+
+
+def load(command, timeout, cpus=None):
+    """
+    Run a load generator (on C{cpus}, when given); its C{RESULT} line as a dict.
+    """
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=onCPUs(cpus))
     return parseResult(done.stdout, done.stderr)
 
 
@@ -254,6 +281,7 @@ def runOne(system, shape, args, scratch):
     else:
         tree, store, tls = detail
         server = chatdServer(tree, store, tls, scratch, python)
+    server.cpus, generatorCPUs = pinning(args.pin)
     with server:
         held = idleConnections(kind, server.port, idle) if idle and not (
             kind == "chatd" and detail[2]) else []
@@ -273,7 +301,7 @@ def runOne(system, shape, args, scratch):
                         "--messages", str(messages), "--bytes", str(size),
                         "--rate", str(rate), "--timeout", str(args.timeout),
                         "--server-pid", str(server.process.pid), *options]
-            result = load(command, args.timeout * 3)
+            result = load(command, args.timeout * 3, generatorCPUs)
             result["rss_kib"] = server.rss()
         finally:
             for connection in held:
@@ -351,6 +379,9 @@ def parseArguments(argv=None):
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=180)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--pin", action="store_true",
+                        help="run each server on the first CPU alone and the load"
+                        " generator on the others")
     parser.add_argument("--json", help="write every run's result here")
     args = parser.parse_args(argv)
     if not args.chatd:

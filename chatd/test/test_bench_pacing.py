@@ -264,6 +264,48 @@ class ShapeTests(SynchronousTestCase):
 
 
 @implementer(ICredentialsChecker)
+class PinTests(SynchronousTestCase):
+    """
+    With C{--pin}, each server runs on a CPU of its own and the load
+    generator on the others.
+    """
+
+    def test_pinning(self):
+        """
+        The server gets the first CPU this process may use, the generator
+        every other one; without C{--pin}, neither is placed.
+        """
+        self.patch(shapes.os, "sched_getaffinity", lambda pid: {3, 1, 2})
+        self.assertEqual(shapes.pinning(True), ({1}, {2, 3}))
+        self.assertEqual(shapes.pinning(False), (None, None))
+
+    def test_oneCPU(self):
+        """
+        One CPU cannot be shared out: the command stops and says so.
+        """
+        self.patch(shapes.os, "sched_getaffinity", lambda pid: {0})
+        self.assertRaises(SystemExit, shapes.pinning, True)
+
+    def test_childOnItsCPUs(self):
+        """
+        A child started with L{shapes.onCPUs} runs on those CPUs only.
+        """
+        cpu = max(os.sched_getaffinity(0))
+        shown = shapes.subprocess.run(
+            [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+            capture_output=True, text=True, check=True, preexec_fn=shapes.onCPUs({cpu}))
+        self.assertEqual(shown.stdout.strip(), str([cpu]))
+        self.assertIsNone(shapes.onCPUs(None))
+
+    def test_option(self):
+        """
+        C{--pin} is off unless asked for.
+        """
+        tree = ["--chatd", "here=" + ROOT]
+        self.assertFalse(shapes.parseArguments(tree).pin)
+        self.assertTrue(shapes.parseArguments(tree + ["--pin"]).pin)
+
+
 class AnyNick:
     """
     Any nick logs in with the password C{bench}.
