@@ -19,12 +19,12 @@ On a TCP (or UNIX socket) transport with nothing waiting, the frames of one
 reactor turn are gathered and go onto the socket together at the turn's end,
 in one C{send} (L{chatd.turn.TurnEnd}). Twisted's C{write} would buffer them
 too, but then registers the socket for writing (an C{epoll_ctl}), sends from
-the next poll through its dispatch, and unregisters it (another C{epoll_ctl}): at low
-rates a quarter to a third of the server's CPU per delivery (bench/README.rst).
-Twisted has no such write of its own, so it is written here, keeping to the
-buffers' meaning: what the socket does not take goes to the transport's
-C{write}, and everything later queues behind it, so the order is kept and
-the transport still pauses the outbox when it is full.
+the next poll through its dispatch, and unregisters it (another
+C{epoll_ctl}): at low rates a quarter to a third of the server's CPU per
+delivery (bench/README.rst). Twisted has no such write of its own, so it is
+written here, keeping to the buffers' meaning: what the socket does not take
+goes to the transport's C{write}, and everything later queues behind it, so
+the order is kept and the transport still pauses the outbox when it is full.
 """
 
 from collections import deque
