@@ -12,7 +12,8 @@ import sys
 
 import bcrypt
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import datadir
@@ -282,6 +283,38 @@ class BackupTests(AdminTestCase):
         await self.admin("restore", copy)
         names = [u["name"] for u in (await self.admin("users")).value]
         self.assertEqual(names, ["alice"])
+
+    async def test_backupWhileTheServerWrites(self):
+        """
+        A backup taken while the server's store commits messages fails
+        neither: the copy and the commits wait for each other's locks, every
+        message is stored, and the copy is a whole database holding those
+        committed before it.
+        """
+        self.passwords.append(PASSWORD)
+        await self.admin("create-user", "alice")
+        copy = self.mktemp() + "-backup.sqlite"
+
+        async def writeAround(store):
+            await store.createRoom("#r", None)
+            def append(n):
+                return store.appendMessage("#r", "alice", n, "e%d" % (n,), b"%d" % (n,),
+                                           ["alice"])
+            appended = [append(n) for n in range(1, 21)]
+            # The reactor's turn ends: the store's thread is committing them
+            # while the copy is taken.
+            await deferLater(reactor, 0)
+            await self.admin("backup", copy)
+            appended += [append(n) for n in range(21, 41)]
+            await gatherResults(appended)
+            return [row.envelope for row in await store.history("#r", "alice", 100, 0)]
+
+        stored = await self.withStore(writeAround)
+        self.assertEqual(sorted(stored), sorted(b"%d" % (n,) for n in range(1, 41)))
+        check = sqlite3.connect(copy)
+        self.addCleanup(check.close)
+        self.assertEqual(check.execute("PRAGMA integrity_check").fetchall(), [("ok",)])
+        self.assertLessEqual(check.execute("SELECT COUNT(*) FROM messages").fetchone()[0], 20)
 
     async def test_restoreRefusesOthers(self):
         """

@@ -263,7 +263,6 @@ class ShapeTests(SynchronousTestCase):
         self.assertRaises(SystemExit, shapes.parseArguments, tac + ["--shape", "lat1"])
 
 
-@implementer(ICredentialsChecker)
 class PinTests(SynchronousTestCase):
     """
     With C{--pin}, each server runs on a CPU of its own and the load
@@ -306,6 +305,7 @@ class PinTests(SynchronousTestCase):
         self.assertTrue(shapes.parseArguments(tree + ["--pin"]).pin)
 
 
+@implementer(ICredentialsChecker)
 class AnyNick:
     """
     Any nick logs in with the password C{bench}.
