@@ -214,8 +214,9 @@ def onCPUs(cpus):
 def pinning(pin):
     """
     The CPUs of the server and of the load generator: with C{pin}, the
-    server has CPU 0 to itself and the generator the others, as when the
-    clients are other machines; else both may run anywhere.
+    server has the first CPU this process may use to itself and the
+    generator the others, as when the clients are other machines; else both
+    may run anywhere.
     """
     if not pin:
         return None, None

@@ -42,11 +42,11 @@ class TurnEnd:
         self.reactor = reactor
         self.due: "List[Outbox]" = []
         self.after: List[Callable[[], object]] = []
-        self._scheduled = False
 
     def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
+        # Nothing waiting yet (or the turn's end has taken it all): this
+        # turn has no call of its own.
+        if not (self.due or self.after):
             self.reactor.callLater(0, self.flush)
 
     def add(self, outbox: "Outbox") -> None:
@@ -64,7 +64,6 @@ class TurnEnd:
         self.after.append(work)
 
     def flush(self) -> None:
-        self._scheduled = False
         due, self.due = self.due, []
         after, self.after = self.after, []
         for outbox in due:

@@ -92,6 +92,10 @@ def loadMigrations(dialect: str, directory: Optional[Any] = None) -> List[Tuple[
     return [(version, found[version]) for version in versions]
 
 
+def _atOnce(work: Callable[[], object]) -> None:
+    work()
+
+
 @implementer(IMessageStore)
 class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
     """
@@ -149,7 +153,7 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         self._migrations = migrations
         self._queue: List[Tuple[Callable[..., Any], tuple, Deferred]] = []
         self._writing = False
-        self._afterTurn = afterTurn
+        self._afterTurn = afterTurn or _atOnce
         self._idleWaiters: List[Deferred] = []
         self.numbering: Optional[Numbering] = None
 
@@ -329,11 +333,8 @@ class AdbapiStore(RoomStore, ModerationStore, DeviceStore, WaitingStore):
         committed: Deferred = Deferred()
         self._queue.append((write, args, committed))
         if not self._writing:
-            if self._afterTurn is None:
-                self._writeQueued()
-            else:
-                self._writing = True
-                self._afterTurn(self._writeQueued)
+            self._writing = True
+            self._afterTurn(self._writeQueued)
         return committed
 
     def _writeQueued(self):
