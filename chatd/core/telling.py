@@ -167,13 +167,14 @@ class Telling:
         of a user the user's entry of a version 1 one), when it has one, and
         raise its device's mark.
 
-        This is the fan-out's inner loop, so L{chatd.e2e.Envelope.entryFor} is
-        spelled out in it rather than called: a session costs its entry key,
-        one call into its door (which, an L{ISplicingClient}, makes the
-        reader's frame from the envelope and the entry, with no cut object in
-        between) and, for a device, its mark; no Deferred, no log line and no
-        counter per delivery (the caller counts once per message). A session
-        whose door fails is logged and disconnected, as L{broadcast} does.
+        This is the fan-out's loop, so L{chatd.e2e.Envelope.entryFor} is
+        spelled out in it rather than called. The sessions of an
+        L{ISplicingClient} door are gathered with their entry keys and handed
+        to their door's class in one call, which makes each reader's frame
+        from the envelope and the entry (no cut object in between); any other
+        client is given its cut. No Deferred, no log line and no counter per
+        delivery (the caller counts once per message). A session whose door
+        fails is logged and disconnected, as L{broadcast} does.
 
         @param fields: the event's fields before the envelope.
         @return: how many sessions were given it.
@@ -182,26 +183,37 @@ class Telling:
         cutFor, readers = envelope.sharedCut, envelope.encryptedKeys
         splicerOf = _SPLICERS[method]
         byDevice = envelope.version == 2
+        batches: Dict[Callable[..., None], list] = {}
         told = 0
         # A copy: a door that drops its too-slow reader takes it out of the list.
-        for session in tuple(sessions):
+        sessions = tuple(sessions)
+        for session in sessions:
             if session is exclude:
                 continue
             entry = entryKeyOf(session) if byDevice else session.user.name
             if entry not in readers:
                 continue
             client = session.client
-            try:
-                splice = splicerOf[type(client)]
-                if splice is None:
+            splice = splicerOf[type(client)]
+            if splice is None:
+                try:
                     getattr(client, method)(*fields, cutFor(entry))
-                else:
-                    splice(client, fields, envelope, entry)
-            except Exception:
-                self._deliveryFailed(session, method)
+                except Exception:
+                    self._deliveryFailed(session, method)
+            else:
+                batch = batches.get(splice)
+                if batch is None:
+                    batch = batches[splice] = []
+                batch.append((client, entry))
             if sequence and session.device is not None:
                 delivered(session, sequence)
             told += 1
+        if batches:
+            def failed(client):
+                self._deliveryFailed(
+                    next(session for session in sessions if session.client is client), method)
+            for splice, batch in batches.items():
+                splice(batch, fields, envelope, failed)
         return told
 
     def _toldDirect(self, event, exclude, local):
@@ -243,7 +255,7 @@ class _Splicers(Dict[type, Optional[Callable[..., None]]]):
 
     def __init__(self, method: str) -> None:
         super().__init__()
-        self._name = method + "For"
+        self._name = method + "sFor"
 
     def __missing__(self, kind: type) -> Optional[Callable[..., None]]:
         found = getattr(kind, self._name) if ISplicingClient.implementedBy(kind) else None

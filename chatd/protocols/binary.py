@@ -35,9 +35,9 @@ from chatd.protocols.devicedoor import REQUESTS_V3, BinaryDevices
 from chatd.protocols.door import Door, Final
 from chatd.protocols.layouts import MalformedFrame
 from chatd.protocols.opcodes import Op
-from chatd.protocols.splice import envelopeFrame, lastMessage, spliced
+from chatd.protocols.splice import envelopeFrame, prefixesFor
 
-_ROOM_MSG = Op.ROOM_MSG
+_ROOM_MSG, _DM = Op.ROOM_MSG, Op.DM
 
 # A HISTORY response frame holds magic, opcode, status and row count besides rows.
 _HISTORY_FRAME_OVERHEAD = 2 + 1 + 1 + 2
@@ -242,26 +242,15 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     def directMessage(self, sender, timestamp, envelope):
         self._send(envelopeFrame(Op.DM, (sender, timestamp), envelope))
 
-    # -- ISplicingClient: the fan-out's inner step ---------------------------
+    # -- ISplicingClient: the fan-out's inner loop ---------------------------
 
-    def roomMessageFor(self, fields, envelope, entry):
-        # Door._send and, for every reader after a message's first of each
-        # cut size, splice.spliced inlined: this runs once per reader of every
-        # message, where each call costs more than the splice itself.
-        outbox = self.outbox
-        if self._closing or outbox is None:
-            return
-        common, tail = envelope.common, envelope.tailFor(entry)
-        size = len(common) + len(tail)
-        last = lastMessage
-        prefix = None
-        if last.common is common and last.op == _ROOM_MSG and last.fields == fields:
-            prefix = last.prefixes.get(size)
-        outbox.write(spliced(_ROOM_MSG, fields, common, tail) if prefix is None
-                     else prefix + tail)
+    @staticmethod
+    def roomMessagesFor(deliveries, fields, envelope, failed):
+        _spliceAll(_ROOM_MSG, deliveries, fields, envelope, failed)
 
-    def directMessageFor(self, fields, envelope, entry):
-        self._send(spliced(Op.DM, fields, envelope.common, envelope.tailFor(entry)))
+    @staticmethod
+    def directMessagesFor(deliveries, fields, envelope, failed):
+        _spliceAll(_DM, deliveries, fields, envelope, failed)
 
     def userJoined(self, room, user, publicKey):
         self._userEvent(Op.JOINED, user, room, user, publicKey)
@@ -323,6 +312,31 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
 
     def fileCancelled(self, transferId, reason):
         self._send(opcodes.event(Op.CANCEL, transferId, reason))
+
+
+def _spliceAll(op, deliveries, fields, envelope, failed):
+    """
+    The fan-out's inner loop for the binary door: each C{(protocol, entry)}
+    of C{deliveries} is written its frame C{op} of C{fields} and its cut of
+    C{envelope}. The frame up to the reader's own entries is made once per
+    message and tail length (L{chatd.protocols.splice.Prefixes}), so a
+    reader costs its tail, a lookup and a write of the two into its outbox,
+    and no call or attribute lookup more than those: this runs for every
+    reader of every message.
+
+    @param failed: called, in the C{except} clause, with a protocol that
+        could not take its frame.
+    """
+    common, tailFor = envelope.common, envelope.tailFor
+    prefixes = prefixesFor(op, fields, common)
+    for protocol, entry in deliveries:
+        if protocol._closing:
+            continue
+        try:
+            tail = tailFor(entry)
+            protocol.outbox.writeSpliced(prefixes[len(tail)], tail)
+        except Exception:
+            failed(protocol)
 
 
 class BinaryFactory(DoorFactory):

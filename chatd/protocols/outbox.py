@@ -57,6 +57,15 @@ def chain(*parts):
     return tuple(pieces)
 
 
+def framed(prefix, tail):
+    """
+    The frame of a message's shared C{prefix} (L{bytes}, or a L{tuple} of
+    pieces; L{chatd.protocols.splice.Prefixes}) and a reader's C{tail}, as
+    L{chain} makes frames.
+    """
+    return prefix + tail if type(prefix) is bytes else (*prefix, tail)
+
+
 def size(frame):
     """
     The bytes a frame of L{chain} will take on the wire.
@@ -159,6 +168,28 @@ class Outbox:
             return
         self._queue.append((frame, count))
         self.size += count
+
+    def writeSpliced(self, prefix, tail):
+        """
+        Write the frame of a message's shared C{prefix} and a reader's own
+        C{tail} (L{chatd.protocols.splice.framed}): the fan-out's step for
+        every reader. While this turn's frames gather, the two go in as they
+        are, to be joined with the rest once, at the turn's end; so the
+        prefix is not copied per reader here.
+        """
+        gathered = self._gathered
+        if gathered is None:
+            self.write(framed(prefix, tail))
+            return
+        if type(prefix) is bytes:
+            gathered.append(prefix)
+            self._gatheredSize += len(prefix) + len(tail)
+        else:
+            gathered.extend(prefix)
+            self._gatheredSize += size(prefix) + len(tail)
+        gathered.append(tail)
+        if self._gatheredSize >= GATHER_LIMIT:
+            self.flush()
 
     def _hand(self, frame):
         if isinstance(frame, bytes):

@@ -13,11 +13,12 @@ delivery together.
 """
 
 import struct
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from chatd.cut import Cut
 from chatd.protocols.layouts import encode
-from chatd.protocols.opcodes import EVENTS, MAGIC
+from chatd.protocols.opcodes import EVENTS, MAGIC, Op
+from chatd.protocols.outbox import framed
 
 _U32 = struct.Struct(">I").pack
 
@@ -27,25 +28,52 @@ _U32 = struct.Struct(">I").pack
 SHARED_ABOVE = 4096
 
 
-class _Head:
+class Prefixes(Dict[int, Any]):
     """
-    The last message framed: the readers of one message come one after
-    another, so one entry is enough. For it, the encoded fields before the
-    envelope, and per cut size the frame up to the reader's own entries
-    (readers whose names are as long share it).
+    One message's frames up to each reader's own entries, keyed by the
+    length of the reader's tail (L{chatd.e2e.Envelope.tailFor}), made on
+    first use: every reader whose tail is as long (whose name is as long)
+    shares one, so a reader costs a lookup here and its tail.
+
+    A prefix is L{bytes}: the frame's lengths, its fields and the envelope's
+    common part, up to the tail. For an envelope over C{SHARED_ABOVE} bytes
+    it is the L{tuple} of the lengths and fields, and the common part as it
+    is, which a large message's frames then keep as a piece of their own.
     """
 
-    def __init__(self) -> None:
-        self.op = 0
-        self.fields: tuple = ()
-        self.common: Optional[bytes] = None
-        self.head = b""
-        self.prefixes: Dict[int, bytes] = {}
+    def __init__(self, op: Op, fields: tuple, common: bytes) -> None:
+        super().__init__()
+        self.op, self.fields, self.common = op, fields, common
+        self._head = MAGIC + bytes((op,)) + encode(EVENTS[op][:-1], fields)
+
+    def __missing__(self, tailLength: int) -> Any:
+        common = self.common
+        size = len(common) + tailLength
+        lengthsAndFields = _U32(len(self._head) + 4 + size) + self._head + _U32(size)
+        if size > SHARED_ABOVE:
+            prefix: Any = (lengthsAndFields, common)
+        else:
+            prefix = lengthsAndFields + common
+        self[tailLength] = prefix
+        return prefix
 
 
-# Read by the binary door's inner loop too (BinaryProtocol.roomMessageFor),
-# which takes a reader's frame from the prefixes without a call into here.
-lastMessage = _Head()
+# The last message framed: its readers come one after another, so one is
+# enough to make each prefix once per message.
+_last: Optional[Prefixes] = None
+
+
+def prefixesFor(op: Op, fields: tuple, common: bytes) -> Prefixes:
+    """
+    The L{Prefixes} of the event frame C{op} of C{fields} and an envelope
+    whose cuts start with C{common}: the last one made, when it is this
+    message's.
+    """
+    global _last
+    last = _last
+    if last is None or last.common is not common or last.op != op or last.fields != fields:
+        last = _last = Prefixes(op, fields, common)
+    return last
 
 
 def envelopeFrame(op, fields, envelope):
@@ -53,15 +81,14 @@ def envelopeFrame(op, fields, envelope):
     The event frame C{op} (ROOM_MSG or DM) of C{fields} and C{envelope}.
 
     @param fields: the fields before the envelope, in the event's layout.
-    @param envelope: a L{chatd.cut.Cut} (or L{bytes}).
+    @param envelope: a L{chatd.cut.Cut} (or L{bytes}, made one L{bytes} frame).
     @return: what L{chatd.protocols.outbox.chain} makes of the frame: one
         L{bytes} unless the envelope is over C{SHARED_ABOVE} bytes.
     """
     if type(envelope) is Cut:
         return spliced(op, fields, *envelope.pieces)
-    size = len(envelope)
-    head = _head(lastMessage, op, fields, None)
-    return b"".join((_U32(len(head) + 4 + size), head, _U32(size), envelope))
+    frame = spliced(op, fields, b"", envelope)
+    return frame if type(frame) is bytes else b"".join(frame)
 
 
 def spliced(op, fields, common, tail):
@@ -69,32 +96,6 @@ def spliced(op, fields, common, tail):
     The event frame C{op} of C{fields} and the envelope cut C{common} +
     C{tail} (L{chatd.e2e.Envelope.common} and a reader's
     L{chatd.e2e.Envelope.tailFor}), as L{envelopeFrame} makes it: the part
-    up to C{tail} is made once per message and cut size.
+    up to C{tail} is made once per message and tail length.
     """
-    last = lastMessage
-    if last.common is not common or last.op != op or last.fields != fields:
-        _head(last, op, fields, common)
-    size = len(common) + len(tail)
-    if size > SHARED_ABOVE:
-        head = last.head
-        return (_U32(len(head) + 4 + size) + head + _U32(size), common, tail)
-    prefix = last.prefixes.get(size)
-    if prefix is None:
-        head = last.head
-        prefix = last.prefixes[size] = b"".join(
-            (_U32(len(head) + 4 + size), head, _U32(size), common))
-    return prefix + tail
-
-
-def _head(last, op, fields, common):
-    """
-    Make C{last} the message of C{op}, C{fields} and shared part C{common}
-    (L{None} for an envelope that is not a cut, whose frame is not kept).
-
-    @return: the encoded fields before the envelope.
-    """
-    if last.op != op or last.fields != fields:
-        last.head = MAGIC + bytes((op,)) + encode(EVENTS[op][:-1], fields)
-        last.op, last.fields = op, fields
-    last.common, last.prefixes = common, {}
-    return last.head
+    return framed(prefixesFor(op, fields, common)[len(tail)], tail)

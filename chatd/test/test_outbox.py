@@ -76,6 +76,25 @@ class OutboxTests(SynchronousTestCase):
         outbox.stopProducing()
         self.assertEqual(budget.used, 0)
 
+    def test_splicedWhilePaused(self):
+        """
+        A spliced frame that must wait is queued whole: one L{bytes} for a
+        small message; for a large one, pieces that keep the message's
+        shared part as it is.
+        """
+        budget = SendBudget(1000)
+        outbox, transport, _ = self.outbox(budget, limit=1000)
+        shared = b"common"
+        outbox.writeSpliced(b"pre;", b"tail;")
+        outbox.writeSpliced((b"head;", shared), b";tail")
+        [(small, _), (large, _)] = outbox._queue
+        self.assertEqual(small, b"pre;tail;")
+        self.assertEqual(large, (b"head;", shared, b";tail"))
+        self.assertIs(large[1], shared)
+        self.assertEqual(budget.used, 25)
+        outbox.resumeProducing()
+        self.assertEqual(transport.value(), b"pre;tail;head;common;tail")
+
     def test_chain(self):
         """
         L{chain} joins L{bytes} and keeps the pieces of anything else.
@@ -220,6 +239,26 @@ class TurnEndTests(TestCase):
             self.assertEqual(received, b"one;two")
             self.assertEqual(outbox._socket.sent, [b"one;two"])
             self.assertNotIn(outbox.transport, reactor.getWriters())
+        return reader.enough.addCallback(arrived)
+
+    def test_splicedGatheredAsPieces(self):
+        """
+        Spliced frames join the turn's other frames as their pieces, the
+        shared prefix not copied, and go in the same one send.
+        """
+        outbox, reader = self.pair(len(b"one;pre;tail;head;common;tail"))
+        prefix, shared = b"pre;", b"common"
+        outbox.write(b"one;")
+        outbox.writeSpliced(prefix, b"tail;")
+        outbox.writeSpliced((b"head;", shared), b";tail")
+        gathered = outbox._gathered
+        self.assertEqual(gathered, [b"one;", prefix, b"tail;", b"head;", shared, b";tail"])
+        self.assertIs(gathered[1], prefix)
+        self.assertIs(gathered[4], shared)
+
+        def arrived(received):
+            self.assertEqual(received, b"one;pre;tail;head;common;tail")
+            self.assertEqual(len(outbox._socket.sent), 1)
         return reader.enough.addCallback(arrived)
 
     def test_queuesBehindWaitingBytes(self):

@@ -103,6 +103,21 @@ class SpliceTests(SynchronousTestCase):
         for reader in ("alice", "Bob", "carol"):
             self.assertSameFrame(Op.ROOM_MSG, ("#r", "alice", 5), envelope, reader)
 
+    def test_prefixesOfOneMessage(self):
+        """
+        A message's readers share its L{splice.Prefixes}, and readers whose
+        tails are as long share one prefix; the next message has its own.
+        """
+        fields = ("#r", "alice", 1)
+        envelope = e2e.Envelope.parse(sealed())
+        prefixes = splice.prefixesFor(Op.ROOM_MSG, fields, envelope.common)
+        self.assertIs(splice.prefixesFor(Op.ROOM_MSG, fields, envelope.common), prefixes)
+        length = len(envelope.tailFor("Bob"))
+        self.assertIs(prefixes[length], prefixes[length])
+        self.assertEqual(list(prefixes), [length])
+        later = e2e.Envelope.parse(sealed())
+        self.assertIsNot(splice.prefixesFor(Op.ROOM_MSG, fields, later.common), prefixes)
+
     def test_smallIsOneBytes(self):
         """
         A small message's frame is one L{bytes}: one join, one write.

@@ -4,6 +4,8 @@ the parsed envelope and the reader's entry and makes the frame itself; any
 other L{IChatClient} is given the reader's L{chatd.cut.Cut}.
 """
 
+import sys
+
 from zope.interface import implementer
 
 from chatd import e2e
@@ -26,16 +28,24 @@ class SplicingClient(FakeChatClient):
 
     broken = False
 
-    def roomMessageFor(self, fields, envelope, entry):
-        self._spliced("roomMessageFor", fields, envelope, entry)
+    @staticmethod
+    def roomMessagesFor(deliveries, fields, envelope, failed):
+        SplicingClient._spliced("roomMessagesFor", deliveries, fields, envelope, failed)
 
-    def directMessageFor(self, fields, envelope, entry):
-        self._spliced("directMessageFor", fields, envelope, entry)
+    @staticmethod
+    def directMessagesFor(deliveries, fields, envelope, failed):
+        SplicingClient._spliced("directMessagesFor", deliveries, fields, envelope, failed)
 
-    def _spliced(self, name, fields, envelope, entry):
-        if self.broken:
-            raise RuntimeError("this client is broken")
-        self.events.append((name, fields + (envelope.common + envelope.tailFor(entry),)))
+    @staticmethod
+    def _spliced(name, deliveries, fields, envelope, failed):
+        for client, entry in deliveries:
+            try:
+                if client.broken:
+                    raise RuntimeError("this client is broken")
+                client.events.append(
+                    (name, fields + (envelope.common + envelope.tailFor(entry),)))
+            except Exception:
+                failed(client)
 
 
 class CoreSplicingTests(CoreTestCase):
@@ -62,7 +72,7 @@ class CoreSplicingTests(CoreTestCase):
         blob = self.seal("alice", ("room", "#r"), keys("alice", "bob", "carol"))
         timestamp = self.result(alice.roomMessage, "#r", blob)
         self.assertEqual(bob.client.take(),
-                         [("roomMessageFor", ("#r", "alice", timestamp, cut(blob, "bob")))])
+                         [("roomMessagesFor", ("#r", "alice", timestamp, cut(blob, "bob")))])
         self.assertEqual(carol.client.take(),
                          [("roomMessage", ("#r", "alice", timestamp, cut(blob, "carol")))])
         self.assertEqual(alice.client.take(), [])
@@ -75,7 +85,7 @@ class CoreSplicingTests(CoreTestCase):
         blob = self.seal("alice", ("user", "bob"), keys("alice", "bob"))
         timestamp = self.result(alice.directMessage, "bob", blob)
         self.assertEqual(bob.client.take(),
-                         [("directMessageFor", ("alice", timestamp, cut(blob, "bob")))])
+                         [("directMessagesFor", ("alice", timestamp, cut(blob, "bob")))])
 
     def test_failingSplicer(self):
         """
@@ -94,7 +104,7 @@ class CoreSplicingTests(CoreTestCase):
 
 class DoorSplicingTests(ProtocolTestCase):
     """
-    The binary door's L{BinaryProtocol.roomMessageFor} writes, for every
+    The binary door's L{BinaryProtocol.roomMessagesFor} writes, for every
     reader, the frame the event encoder makes of the reader's cut, also when
     it takes the frame's start from the prefix kept for an earlier reader.
     """
@@ -129,6 +139,28 @@ class DoorSplicingTests(ProtocolTestCase):
             "alice", privateKey("alice"), ("room", "#r"), {"bob": publicDer("bob")}, b"x"))
         before = wire.transport.value()
         protocol._closing = True
-        protocol.roomMessageFor(("#r", "alice", 1), envelope, "bob")
+        BinaryProtocol.roomMessagesFor([(protocol, "bob")], ("#r", "alice", 1), envelope,
+                                       self.fail)
         self.assertEqual(wire.transport.value(), before)
+
+    def test_failingReader(self):
+        """
+        A reader whose outbox raises is handed to C{failed}, in the
+        C{except} clause; the readers after it still get their frames.
+        """
+        bob, carol = self.guest("bob"), self.guest("carol")
+        envelope = e2e.Envelope.parse(e2e.seal(
+            "alice", privateKey("alice"), ("room", "#r"),
+            {"bob": publicDer("bob"), "carol": publicDer("carol")}, b"x"))
+
+        def broken(prefix, tail):
+            raise RuntimeError("this outbox is broken")
+        bob.protocol.outbox.writeSpliced = broken
+        failures = []
+        BinaryProtocol.roomMessagesFor(
+            [(bob.protocol, "bob"), (carol.protocol, "carol")], ("#r", "alice", 1), envelope,
+            lambda protocol: failures.append((protocol, sys.exc_info()[0])))
+        self.assertEqual(failures, [(bob.protocol, RuntimeError)])
+        self.assertTrue(carol.transport.value().endswith(opcodes.event(
+            Op.ROOM_MSG, "#r", "alice", 1, envelope.cutFor("carol"))))
 
