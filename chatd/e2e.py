@@ -326,22 +326,31 @@ class Envelope:
         What follows L{common} in C{user}'s cut: its entries of both maps (or
         empty maps) and the closing brace.
 
-        This is the fan-out's per-reader cost, so it encodes nothing twice: the
-        entries' values are validated base64 and hex, which JSON writes as they
-        are, and a reader's quoted name is kept across messages. Nothing is
-        kept of it: in a room, each reader asks once.
-
         @rtype: L{bytes}
         """
-        wrapped, keyId = self.encryptedKeys.get(user), self.keyIds.get(user)
-        quoted = _quotedName(user)
-        if wrapped is not None and keyId is not None:
-            # The common case, one reader with both entries: one f-string,
-            # the fastest way Python has to put the pieces together.
-            return (f',"encrypted_keys":{{{quoted}:"{wrapped}"}},'
-                    f'"key_ids":{{{quoted}:"{keyId}"}}}}').encode("ascii")
-        return (f',"encrypted_keys":{{{_entry(quoted, wrapped)}}},'
-                f'"key_ids":{{{_entry(quoted, keyId)}}}}}').encode("ascii")
+        return self.tailsFor((user,))[0]
+
+    def tailsFor(self, users):
+        """
+        L{tailFor} each of C{users}, in one pass.
+
+        This is the fan-out's per-reader cost, so it encodes nothing twice and
+        calls nothing per reader: the entries' values are validated base64 and
+        hex, which JSON writes as they are, a reader's quoted name is kept
+        across messages, and one f-string, the fastest way Python has to put
+        the pieces together, makes the common case of a reader with both
+        entries. Nothing is kept of them: in a room, each reader asks once.
+
+        @rtype: L{list} of L{bytes}
+        """
+        wrapped, keyIds = self.encryptedKeys, self.keyIds
+        return [
+            (f',"encrypted_keys":{{{quoted}:"{wrapped[user]}"}},'
+             f'"key_ids":{{{quoted}:"{keyIds[user]}"}}}}').encode("ascii")
+            if user in wrapped and user in keyIds else
+            (f',"encrypted_keys":{{{_entry(quoted, wrapped.get(user))}}},'
+             f'"key_ids":{{{_entry(quoted, keyIds.get(user))}}}}}').encode("ascii")
+            for user, quoted in zip(users, map(_quotedName, users))]
 
 
 def _entry(quoted, value):

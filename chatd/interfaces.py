@@ -198,12 +198,13 @@ class ISplicingClient(IChatClient):
     instructions per delivery in a 200-member room, bench/README.rst).
     """
 
-    def roomMessagesFor(deliveries, fields, envelope, failed):
+    def roomMessagesFor(clients, entries, fields, envelope, failed):
         """
-        L{IChatClient.roomMessage}, for each of C{deliveries}.
+        L{IChatClient.roomMessage}, for each of C{clients}.
 
-        @param deliveries: a L{list} of C{(client, entry)}: a client of this
-            class and the key of its reader's entries in the envelope.
+        @param clients: a L{list} of clients of this class.
+        @param entries: a L{list} as long: the key of each client's reader's
+            entries in the envelope.
         @param fields: C{(room, sender, timestamp)}, one L{tuple} shared by
             every reader of the message.
         @param envelope: the message's L{chatd.e2e.Envelope}; a reader's
@@ -213,7 +214,7 @@ class ISplicingClient(IChatClient):
             whose delivery raised; the others are still given theirs.
         """
 
-    def directMessagesFor(deliveries, fields, envelope, failed):
+    def directMessagesFor(clients, entries, fields, envelope, failed):
         """
         L{IChatClient.directMessage}, as L{roomMessagesFor}.
 

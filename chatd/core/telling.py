@@ -10,7 +10,7 @@ own module because telling sessions is one idea, and running the node
 (lifecycle, the cluster, transfers) is another.
 """
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from chatd.core import devicetell
 from chatd.core.devicebook import DeviceBook
@@ -183,7 +183,7 @@ class Telling:
         cutFor, readers = envelope.sharedCut, envelope.encryptedKeys
         splicerOf = _SPLICERS[method]
         byDevice = envelope.version == 2
-        batches: Dict[Callable[..., None], list] = {}
+        batches: Dict[Callable[..., None], Tuple[list, list]] = {}
         told = 0
         # A copy: a door that drops its too-slow reader takes it out of the list.
         sessions = tuple(sessions)
@@ -203,8 +203,9 @@ class Telling:
             else:
                 batch = batches.get(splice)
                 if batch is None:
-                    batch = batches[splice] = []
-                batch.append((client, entry))
+                    batch = batches[splice] = ([], [])
+                batch[0].append(client)
+                batch[1].append(entry)
             if sequence and session.device is not None:
                 delivered(session, sequence)
             told += 1
@@ -212,8 +213,8 @@ class Telling:
             def failed(client):
                 self._deliveryFailed(
                     next(session for session in sessions if session.client is client), method)
-            for splice, batch in batches.items():
-                splice(batch, fields, envelope, failed)
+            for splice, (clients, entries) in batches.items():
+                splice(clients, entries, fields, envelope, failed)
         return told
 
     def _toldDirect(self, event, exclude, local):

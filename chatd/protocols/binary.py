@@ -245,12 +245,12 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
     # -- ISplicingClient: the fan-out's inner loop ---------------------------
 
     @staticmethod
-    def roomMessagesFor(deliveries, fields, envelope, failed):
-        _spliceAll(_ROOM_MSG, deliveries, fields, envelope, failed)
+    def roomMessagesFor(protocols, entries, fields, envelope, failed):
+        _spliceAll(_ROOM_MSG, protocols, entries, fields, envelope, failed)
 
     @staticmethod
-    def directMessagesFor(deliveries, fields, envelope, failed):
-        _spliceAll(_DM, deliveries, fields, envelope, failed)
+    def directMessagesFor(protocols, entries, fields, envelope, failed):
+        _spliceAll(_DM, protocols, entries, fields, envelope, failed)
 
     def userJoined(self, room, user, publicKey):
         self._userEvent(Op.JOINED, user, room, user, publicKey)
@@ -314,26 +314,25 @@ class BinaryProtocol(BinaryDevices, Door, Int32StringReceiver):
         self._send(opcodes.event(Op.CANCEL, transferId, reason))
 
 
-def _spliceAll(op, deliveries, fields, envelope, failed):
+def _spliceAll(op, protocols, entries, fields, envelope, failed):
     """
-    The fan-out's inner loop for the binary door: each C{(protocol, entry)}
-    of C{deliveries} is written its frame C{op} of C{fields} and its cut of
-    C{envelope}. The frame up to the reader's own entries is made once per
+    The fan-out's inner loop for the binary door: each of C{protocols} is
+    written its frame C{op} of C{fields} and its cut of C{envelope}, by its
+    entry key in C{entries}. The readers' tails are made in one pass
+    (L{chatd.e2e.Envelope.tailsFor}) and the frame up to them once per
     message and tail length (L{chatd.protocols.splice.Prefixes}), so a
-    reader costs its tail, a lookup and a write of the two into its outbox,
-    and no call or attribute lookup more than those: this runs for every
-    reader of every message.
+    reader costs a lookup and a write of the two into its outbox, and no
+    call or attribute lookup more: this runs for every reader of every
+    message.
 
     @param failed: called, in the C{except} clause, with a protocol that
         could not take its frame.
     """
-    common, tailFor = envelope.common, envelope.tailFor
-    prefixes = prefixesFor(op, fields, common)
-    for protocol, entry in deliveries:
+    prefixes = prefixesFor(op, fields, envelope.common)
+    for protocol, tail in zip(protocols, envelope.tailsFor(entries)):
         if protocol._closing:
             continue
         try:
-            tail = tailFor(entry)
             protocol.outbox.writeSpliced(prefixes[len(tail)], tail)
         except Exception:
             failed(protocol)

@@ -103,6 +103,20 @@ class SpliceTests(SynchronousTestCase):
         for reader in ("alice", "Bob", "carol"):
             self.assertSameFrame(Op.ROOM_MSG, ("#r", "alice", 5), envelope, reader)
 
+    def test_tailsInOnePass(self):
+        """
+        L{e2e.Envelope.tailsFor} gives each reader, in order, what follows
+        the common part in its cut: its entries, or none for a reader
+        without them.
+        """
+        blob = json.loads(sealed())
+        del blob["key_ids"]["Bob"]
+        raw = json.dumps(blob).encode("ascii")
+        envelope = e2e.Envelope.parse(raw)
+        readers = READERS + ["nobody"]
+        self.assertEqual([envelope.common + tail for tail in envelope.tailsFor(readers)],
+                         [referenceCut(raw, reader) for reader in readers])
+
     def test_prefixesOfOneMessage(self):
         """
         A message's readers share its L{splice.Prefixes}, and readers whose

@@ -29,16 +29,16 @@ class SplicingClient(FakeChatClient):
     broken = False
 
     @staticmethod
-    def roomMessagesFor(deliveries, fields, envelope, failed):
-        SplicingClient._spliced("roomMessagesFor", deliveries, fields, envelope, failed)
+    def roomMessagesFor(clients, entries, fields, envelope, failed):
+        SplicingClient._spliced("roomMessagesFor", clients, entries, fields, envelope, failed)
 
     @staticmethod
-    def directMessagesFor(deliveries, fields, envelope, failed):
-        SplicingClient._spliced("directMessagesFor", deliveries, fields, envelope, failed)
+    def directMessagesFor(clients, entries, fields, envelope, failed):
+        SplicingClient._spliced("directMessagesFor", clients, entries, fields, envelope, failed)
 
     @staticmethod
-    def _spliced(name, deliveries, fields, envelope, failed):
-        for client, entry in deliveries:
+    def _spliced(name, clients, entries, fields, envelope, failed):
+        for client, entry in zip(clients, entries):
             try:
                 if client.broken:
                     raise RuntimeError("this client is broken")
@@ -139,7 +139,7 @@ class DoorSplicingTests(ProtocolTestCase):
             "alice", privateKey("alice"), ("room", "#r"), {"bob": publicDer("bob")}, b"x"))
         before = wire.transport.value()
         protocol._closing = True
-        BinaryProtocol.roomMessagesFor([(protocol, "bob")], ("#r", "alice", 1), envelope,
+        BinaryProtocol.roomMessagesFor([protocol], ["bob"], ("#r", "alice", 1), envelope,
                                        self.fail)
         self.assertEqual(wire.transport.value(), before)
 
@@ -158,7 +158,7 @@ class DoorSplicingTests(ProtocolTestCase):
         bob.protocol.outbox.writeSpliced = broken
         failures = []
         BinaryProtocol.roomMessagesFor(
-            [(bob.protocol, "bob"), (carol.protocol, "carol")], ("#r", "alice", 1), envelope,
+            [bob.protocol, carol.protocol], ["bob", "carol"], ("#r", "alice", 1), envelope,
             lambda protocol: failures.append((protocol, sys.exc_info()[0])))
         self.assertEqual(failures, [(bob.protocol, RuntimeError)])
         self.assertTrue(carol.transport.value().endswith(opcodes.event(
