@@ -117,7 +117,7 @@ class Directory:
         """
         The sessions here of C{room}'s members.
         """
-        return [s for u in room.members.values() for s in u.sessions if s is not exclude]
+        return [s for s in room.sessions() if s is not exclude]
 
     # -- changes ---------------------------------------------------------
 
@@ -140,6 +140,8 @@ class Directory:
         """
         first = not user.sessions
         user.sessions.append(session)
+        for room in user.rooms.values():
+            room.sessionsChanged()
         self.users[fold(user.name)] = user
         return [UserOnline(user.name, user.key, user.account)] if first else []
 
@@ -150,6 +152,8 @@ class Directory:
         it: see L{forget}).
         """
         user.sessions.remove(session)
+        for room in user.rooms.values():
+            room.sessionsChanged()
         return [] if user.sessions else [UserOffline(user.name)]
 
     def forget(self, user: User) -> List[Event]:

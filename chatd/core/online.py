@@ -64,6 +64,7 @@ class Room:
         # change is not kept.
         self.storedAccounts: Optional[List[str]] = None
         self.generation = 0
+        self._sessions: Optional[Tuple[Any, ...]] = None
 
     @property
     def hasHistory(self) -> bool:
@@ -78,6 +79,23 @@ class Room:
             self._keyIds = {u.name: u.keyId for u in self.members.values()}
         return self._keyIds
 
+    def sessions(self) -> Tuple[Any, ...]:
+        """
+        The sessions here of its members, member by member: each of its
+        messages goes to all of them. Cached until membership changes or a
+        member's session comes or goes (L{changed}, L{sessionsChanged}).
+        """
+        if self._sessions is None:
+            self._sessions = tuple(
+                session for member in self.members.values() for session in member.sessions)
+        return self._sessions
+
+    def sessionsChanged(self) -> None:
+        """
+        A member's session came or went.
+        """
+        self._sessions = None
+
     def changed(self) -> None:
         """
         Its members changed: what was worked out from them is forgotten,
@@ -85,6 +103,7 @@ class Room:
         their devices, chatd.core.waiting).
         """
         self._keyIds = None
+        self._sessions = None
         self.storedAccounts = None
         self.generation += 1
 

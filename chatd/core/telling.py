@@ -153,8 +153,7 @@ class Telling:
         room = self.directory.rooms.get(fold(event.room))
         if room is None:
             return
-        sessions = [session for member in room.members.values() for session in member.sessions]
-        told = self._deliver(sessions, exclude, "roomMessage", event.sequence,
+        told = self._deliver(room.sessions(), exclude, "roomMessage", event.sequence,
                              (room.name, event.sender, event.timestamp), event.parsed())
         if told:
             self.metrics.delivered("room", told)

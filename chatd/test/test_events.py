@@ -207,6 +207,30 @@ class DirectoryTests(SynchronousTestCase):
         self.assertEqual(self.directory.dropRoom(room), [RoomDropped("#R")])
         self.assertEqual(self.directory.dropRoom(room), [])
 
+    def test_roomSessions(self):
+        """
+        A room's sessions, kept between messages, follow its members' sessions
+        coming and going and its members joining and leaving.
+        """
+        other, bobSession = Session(), Session()
+        bob = User("bob")
+        self.directory.createRoom("#r", None)
+        room = self.directory.room("#r")
+        self.directory.attach(self.session, self.alice)
+        self.directory.join(room, self.alice)
+        self.assertEqual(room.sessions(), (self.session,))
+        self.assertIs(room.sessions(), room.sessions())
+        self.directory.attach(other, self.alice)
+        self.assertEqual(room.sessions(), (self.session, other))
+        self.directory.attach(bobSession, bob)
+        self.directory.join(room, bob)
+        self.assertEqual(room.sessions(), (self.session, other, bobSession))
+        self.directory.detach(self.session, self.alice)
+        self.assertEqual(room.sessions(), (other, bobSession))
+        self.directory.leave(room, bob)
+        self.assertEqual(room.sessions(), (other,))
+        self.assertEqual(self.directory.roomSessions(room, exclude=other), [])
+
     def test_rename(self):
         """
         A rename moves the user under its new name, in the directory and in
