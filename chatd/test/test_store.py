@@ -17,6 +17,7 @@ import os
 import sqlite3
 import stat
 import sys
+import threading
 import uuid
 from functools import partial
 from pathlib import Path
@@ -1398,6 +1399,29 @@ class EngineTests(SynchronousTestCase):
     """
     Tests for L{chatd.store.engines}.
     """
+
+    def test_poolThreadRunsLower(self):
+        """
+        A SQLite connection set up in a thread of its own (the pool's)
+        lowers that thread's CPU priority by the engine's C{threadNiceness};
+        one set up in the main thread leaves it as it is.
+        """
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("threads have priorities of their own on Linux")
+        path = self.mktemp()
+        main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen = []
+
+        def connect():
+            SQLITE.onConnect(sqlite3.connect(path, isolation_level=None))
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        thread = threading.Thread(target=connect)
+        thread.start()
+        thread.join()
+        self.assertEqual(seen, [min(19, main + SQLITE.threadNiceness)])
+        SQLITE.onConnect(sqlite3.connect(path, isolation_level=None))
+        self.assertEqual(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), main)
+        self.assertEqual((SQLITE.threadNiceness, POSTGRESQL.threadNiceness), (10, 0))
 
     def test_splitStatements(self):
         """
