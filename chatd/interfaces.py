@@ -194,8 +194,8 @@ class ISplicingClient(IChatClient):
     door's class, once per message with every reader of that class, instead
     of L{IChatClient.roomMessage} and L{IChatClient.directMessage} per
     reader. That spares every delivery the cut's object, a call and the
-    call's argument tuple (together about a sixth of the server's
-    instructions per delivery in a 200-member room, bench/README.rst).
+    call's argument tuple (bench/README.rst, "The fan-out in one call per
+    door").
     """
 
     def roomMessagesFor(clients, entries, fields, envelope, failed):

@@ -321,9 +321,8 @@ def _spliceAll(op, protocols, entries, fields, envelope, failed):
     entry key in C{entries}. The readers' tails are made in one pass
     (L{chatd.e2e.Envelope.tailsFor}) and the frame up to them once per
     message and tail length (L{chatd.protocols.splice.Prefixes}), so a
-    reader costs a lookup and a write of the two into its outbox, and no
-    call or attribute lookup more: this runs for every reader of every
-    message.
+    reader costs a lookup and one call into its outbox with the two: this
+    runs for every reader of every message.
 
     @param failed: called, in the C{except} clause, with a protocol that
         could not take its frame.

@@ -5,11 +5,11 @@ message and spliced per reader.
 
 A room message goes to every member's sessions one after another, and all
 that differs between their frames is the reader's own key entry (see
-L{chatd.e2e.Envelope.sharedCut}) and so the two lengths. So the fields
-before the envelope are encoded once, for the first reader, and every reader
-costs one join of the pieces and one write: this is the fan-out's inner
-loop, where an encoder run per reader cost more than the rest of the
-delivery together.
+L{chatd.e2e.Envelope.sharedCut}) and so the two lengths. So the frame up to
+the reader's entries is made once per message and length of those entries
+(L{Prefixes}), and every reader costs a lookup and one write of that prefix
+and its entries: this is the fan-out's inner loop, where an encoder run per
+reader cost more than the rest of the delivery together.
 """
 
 import struct
@@ -22,9 +22,9 @@ from chatd.protocols.outbox import framed
 
 _U32 = struct.Struct(">I").pack
 
-# An envelope longer than this stays pieces in each reader's frame rather
-# than being copied into it: what one copy per reader of a large message
-# would cost a room of slow readers in memory outweighs the join it saves.
+# An envelope longer than this stays a piece of its own in each reader's
+# frame rather than being copied into the prefix of each length of entries:
+# what those copies of a large message would cost outweighs the join it saves.
 SHARED_ABOVE = 4096
 
 
