@@ -213,7 +213,13 @@ class Telling:
                 self._deliveryFailed(
                     next(session for session in sessions if session.client is client), method)
             for splice, (clients, entries) in batches.items():
-                splice(clients, entries, fields, envelope, failed)
+                try:
+                    splice(clients, entries, fields, envelope, failed)
+                except Exception:
+                    # The door's loop itself broke: none of its readers is
+                    # known to have the message, so each goes as one that failed.
+                    for client in clients:
+                        failed(client)
         return told
 
     def _toldDirect(self, event, exclude, local):

@@ -172,9 +172,10 @@ class Outbox:
     def writeSpliced(self, prefix, tail):
         """
         Write the frame of a message's shared C{prefix} and a reader's own
-        C{tail} (L{framed}): the fan-out's step for every reader. While this turn's frames gather, the two go in as they
-        are, to be joined with the rest once, at the turn's end; so the
-        prefix is not copied per reader here.
+        C{tail} (L{framed}): the fan-out's step for every reader. While this
+        turn's frames gather, the two go in as they are, to be joined with
+        the rest once, at the turn's end; so the prefix is not copied per
+        reader here.
         """
         gathered = self._gathered
         if gathered is None:

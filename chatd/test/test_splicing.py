@@ -48,6 +48,20 @@ class SplicingClient(FakeChatClient):
                 failed(client)
 
 
+@implementer(ISplicingClient)
+class BrokenDoorClient(FakeChatClient):
+    """
+    A splicing client whose class's loop breaks before it gives anyone
+    anything.
+    """
+
+    @staticmethod
+    def roomMessagesFor(clients, entries, fields, envelope, failed):
+        raise RuntimeError("this door is broken")
+
+    directMessagesFor = roomMessagesFor
+
+
 class CoreSplicingTests(CoreTestCase):
     """
     The core picks each session's way by its client's class.
@@ -55,8 +69,8 @@ class CoreSplicingTests(CoreTestCase):
 
     settings = NO_IDLE
 
-    def splicing(self, name):
-        session = self.connect(client=SplicingClient())
+    def splicing(self, name, client=None):
+        session = self.connect(client=client or SplicingClient())
         session.hello(1)
         self.result(session.nick, name)
         self.result(session.setKey, publicDer(name))
@@ -99,6 +113,21 @@ class CoreSplicingTests(CoreTestCase):
         self.assertTrue(bob.client.disconnected)
         self.assertEqual([event[0] for event in carol.client.take()], ["roomMessage"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertGreater(timestamp, 0)
+
+    def test_brokenDoor(self):
+        """
+        A door class whose loop raises has each of its readers logged and
+        disconnected; the other doors' readers still get the message, and the
+        sender's answer is the timestamp.
+        """
+        alice, carol = self.guest("alice"), self.guest("carol")
+        bob, dan = (self.splicing(name, BrokenDoorClient()) for name in ("bob", "dan"))
+        self.joinAll("#r", alice, bob, carol, dan)
+        timestamp = self.post(alice, "#r")
+        self.assertTrue(bob.client.disconnected and dan.client.disconnected)
+        self.assertEqual([event[0] for event in carol.client.take()], ["roomMessage"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
         self.assertGreater(timestamp, 0)
 
 
