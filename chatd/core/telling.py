@@ -255,13 +255,13 @@ class Telling:
 class _Splicers(Dict[type, Optional[Callable[..., None]]]):
     """
     For each class of client, its L{ISplicingClient} method standing for one
-    L{IChatClient} method, or L{None} when it has none: looked up once per
-    class, not once per delivery.
+    L{IChatClient} method (C{splicing}), or L{None} when it has none: looked
+    up once per class, not once per delivery.
     """
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, splicing: str) -> None:
         super().__init__()
-        self._name = method + "sFor"
+        self._name = splicing
 
     def __missing__(self, kind: type) -> Optional[Callable[..., None]]:
         found = getattr(kind, self._name) if ISplicingClient.implementedBy(kind) else None
@@ -269,4 +269,5 @@ class _Splicers(Dict[type, Optional[Callable[..., None]]]):
         return found
 
 
-_SPLICERS = {method: _Splicers(method) for method in ("roomMessage", "directMessage")}
+_SPLICERS = {"roomMessage": _Splicers("roomMessagesFor"),
+             "directMessage": _Splicers("directMessagesFor")}
