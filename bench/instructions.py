@@ -67,7 +67,7 @@ def _count(on: bool) -> None:
 # stosb}, and callgrind counts every byte such an instruction moves as one
 # instruction, where the vector loop used below that size moves 32 bytes in
 # two: a server that copies more bytes (chatd's envelopes are tens of KB)
-# looked up to 7 % more expensive than it is. Past these thresholds glibc
+# looked about 10 % more expensive than it is. Past these thresholds glibc
 # keeps to the vector loop, whose count is near what the copy costs.
 _VECTOR_COPIES = ("glibc.cpu.x86_rep_movsb_threshold=2147483647:"
                   "glibc.cpu.x86_rep_stosb_threshold=2147483647")
