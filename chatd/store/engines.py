@@ -348,8 +348,8 @@ SQLITE = Engine(
     isUnavailable=_sqliteUnavailable,
     numbersAhead=True,
     # The database's work is done in the pool's thread, on the server's
-    # cores: deliveries go first (bench/README.rst, "The store's thread
-    # below the reactor").
+    # cores: deliveries go first (bench/README.rst, "The fan-out in one call
+    # per door").
     threadNiceness=10,
 )
 
