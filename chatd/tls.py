@@ -16,16 +16,19 @@ P-256 and P-384. The hybrid is what keeps traffic recorded today from being
 read by a quantum computer of the future: the envelopes inside it are sealed
 with RSA-OAEP, which such a computer would also break, so a transport it
 could decrypt would give away message contents as well as passwords and
-metadata. It costs memory: OpenSSL keeps the client's ML-KEM-768 public key
-(about 6 KiB) for the whole life of a connection, about 8 KiB of the 42 KiB
-an idle TLS connection holds. An operator who would rather save that, for
-many idle connections on a network no one records, puts X25519 first.
+metadata. It costs memory only during the handshake: OpenSSL keeps the
+client's ML-KEM-768 public key (about 6 KiB) as long as it carries the
+connection, and every listener made here hands its TLS 1.3 connections to
+chatd's own record layer once the handshake is done, which frees that with the
+rest of OpenSSL's state for the connection (L{chatd.tlshandoff}).
 """
 
 from typing import Any
 
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
+
+from chatd.tlshandoff import HandingOffTLSFactory, keyLogged
 
 # ECDHE for forward secrecy, then only AEAD bulk ciphers; no static-RSA or
 # finite-field DHE key exchange, no CBC, no CCM.
@@ -78,8 +81,9 @@ def knownGroups(description: str) -> str:
 
 def restrict(contextFactory: Any, groups: str = DEFAULT_GROUPS) -> Any:
     """
-    Limit the protocol versions and TLS 1.2 suites of a server's context, and
-    give it its key-exchange groups.
+    Limit the protocol versions and TLS 1.2 suites of a server's context,
+    give it its key-exchange groups, and have it log each connection's
+    secrets to the connection's L{chatd.tlshandoff.HandingOffTLS}.
 
     @param contextFactory: an L{IOpenSSLContextFactory} whose C{getContext}
         returns the context its connections are made from (as Twisted's
@@ -92,13 +96,16 @@ def restrict(contextFactory: Any, groups: str = DEFAULT_GROUPS) -> Any:
     context.set_cipher_list(AEAD_CIPHERS)
     if not _setGroups(context, knownGroups(groups)):
         raise ValueError("OpenSSL refused the key-exchange groups %r" % (groups,))
+    context.set_keylog_callback(keyLogged)
     return contextFactory
 
 
 class RestrictedTLSReactor:
     """
-    A reactor like the one it wraps, except that C{listenSSL} first restricts
-    the context of the listener with L{restrict}.
+    A reactor like the one it wraps, except that C{listenSSL} restricts the
+    context of the listener with L{restrict} and listens with a
+    L{HandingOffTLSFactory}, where the reactor's own would use Twisted's
+    C{TLSMemoryBIOFactory}.
     """
 
     def __init__(self, reactor: Any, groups: str = DEFAULT_GROUPS) -> None:
@@ -109,5 +116,5 @@ class RestrictedTLSReactor:
         return getattr(self._reactor, name)
 
     def listenSSL(self, port, factory, contextFactory, backlog=50, interface=""):
-        return self._reactor.listenSSL(port, factory, restrict(contextFactory, self._groups),
-                                       backlog, interface)
+        tls = HandingOffTLSFactory(restrict(contextFactory, self._groups), factory)
+        return self._reactor.listenTCP(port, tls, backlog, interface)

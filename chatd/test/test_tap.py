@@ -33,6 +33,7 @@ from chatd.store.seal import AtRestKeys, generateKey
 from chatd.tap import ListenWhenReady, makeService
 from chatd.test.test_tls import groupName, handshake
 from chatd.tls import knownGroups
+from chatd.tlshandoff import HandingOffTLSFactory
 
 DEFAULT_SSL = (
     "ssl:4017:privateKey=chatd-data/tls/server.key:certKey=chatd-data/tls/server.crt"
@@ -68,6 +69,14 @@ EVERY_OPTION = Settings(
     maxFileSize=1000000,
     maxTransfers=2,
 )
+
+
+def tlsContexts(reactor):
+    """
+    The context factories of the TLS listeners C{reactor} was given.
+    """
+    return [factory.contextFactory for _, factory, _, _ in reactor.tcpServers
+            if isinstance(factory, HandingOffTLSFactory)]
 
 
 def parse(*args):
@@ -682,11 +691,14 @@ class MakeServiceTests(SynchronousTestCase):
         """
         service = self.makeService()
         service.startService()
-        [(webPort, site, _, webInterface)] = self.reactor.tcpServers
+        [(port, tls, _, interface), (textPort, textTLS, _, _),
+         (webPort, site, _, webInterface)] = self.reactor.tcpServers
         self.assertEqual((webPort, webInterface), (8017, "127.0.0.1"))
         self.assertIsInstance(site, Site)
-        [(port, factory, contextFactory, _, interface),
-         (textPort, textFactory, _, _, _)] = self.reactor.sslServers
+        assert isinstance(tls, HandingOffTLSFactory)
+        assert isinstance(textTLS, HandingOffTLSFactory)
+        factory, contextFactory = tls.wrappedFactory, tls.contextFactory
+        textFactory = textTLS.wrappedFactory
         self.assertEqual((port, interface, textPort), (4017, "", 4018))
         self.assertIsInstance(factory, BinaryFactory)
         self.assertIsInstance(textFactory, TextFactory)
@@ -700,7 +712,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         service = self.makeService("--web", "none")
         service.startService()
-        for _, _, contextFactory, _, _ in self.reactor.sslServers:
+        for contextFactory in tlsContexts(self.reactor):
             names = SSL.Connection(contextFactory.getContext()).get_cipher_list()
             self.assertNotIn("ECDHE-ECDSA-AES128-SHA", names)
             self.assertIn("ECDHE-ECDSA-AES128-GCM-SHA256", names)
@@ -718,8 +730,8 @@ class MakeServiceTests(SynchronousTestCase):
             self.reactor = MemoryReactorClock()
             service = self.makeService("--web", "none", *args)
             service.startService()
-            self.assertEqual(len(self.reactor.sslServers), 2)
-            for _, _, contextFactory, _, _ in self.reactor.sslServers:
+            self.assertEqual(len(tlsContexts(self.reactor)), 2)
+            for contextFactory in tlsContexts(self.reactor):
                 client = handshake(contextFactory.getContext(), SSL.Context(SSL.TLS_METHOD))
                 self.assertEqual(groupName(client), agreed)
 

@@ -4,16 +4,20 @@ Tests for L{chatd.tls}.
 """
 
 import os
+from typing import cast
 
 from cryptography.hazmat.bindings.openssl.binding import Binding
 from OpenSSL import SSL
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatd.datadir import prepare
 from chatd.endpoints import defaultTLSEndpoint
 from chatd.tls import DEFAULT_GROUPS, RestrictedTLSReactor, knownGroups
+from chatd.tlshandoff import HandingOffTLSFactory
 
 _binding = Binding()
 
@@ -85,8 +89,8 @@ class RestrictedTLSTests(SynchronousTestCase):
         endpoint = serverFromString(RestrictedTLSReactor(reactor, *groups),
                                     defaultTLSEndpoint(dataDir, 4017))
         endpoint.listen(None)
-        [(_, _, contextFactory, _, _)] = reactor.sslServers
-        return contextFactory.getContext()
+        [(_, factory, _, _)] = reactor.tcpServers
+        return cast(HandingOffTLSFactory, factory).contextFactory.getContext()
 
     def client(self, version, ciphers=None):
         """
@@ -176,6 +180,21 @@ class RestrictedTLSTests(SynchronousTestCase):
         self.assertEqual(groupName(client), "secp256r1")
         self.assertRaises(SSL.Error, handshake, context,
                           withGroups(self.client(SSL.TLS1_3_VERSION), "X25519"))
+
+    def test_listensWithHandOff(self):
+        """
+        C{listenSSL} listens on TCP with a L{HandingOffTLSFactory} around the
+        given factory, on the given port, backlog and interface.
+        """
+        reactor = MemoryReactor()
+        wrapped = Factory()
+        contextFactory = CertificateOptions()
+        RestrictedTLSReactor(reactor).listenSSL(4017, wrapped, contextFactory, 7, "127.0.0.2")
+        [(port, factory, backlog, interface)] = reactor.tcpServers
+        self.assertEqual((port, backlog, interface), (4017, 7, "127.0.0.2"))
+        assert isinstance(factory, HandingOffTLSFactory)
+        self.assertIs(factory.wrappedFactory, wrapped)
+        self.assertIs(factory.contextFactory, contextFactory)
 
     def test_otherCallsPassThrough(self):
         """
