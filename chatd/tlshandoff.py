@@ -30,7 +30,7 @@ from typing import Any, Dict, Optional
 from OpenSSL import SSL
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import connectionDone
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, _NullAggregator
 from twisted.python.failure import Failure
 
 from chatd.tlsrecord import (
@@ -128,8 +128,27 @@ class HandingOffTLS(BufferingTLSTransport):
             taken = self._toRecordEnd(data)
             super().dataReceived(data[:taken])
             data = data[taken:]
+            if self._handshakeDone and isinstance(self._tlsConnection, RecordLayer):
+                self._writeAtOnce()
         if data and not self._lostTLSConnection:
             super().dataReceived(data)
+
+    def _writeAtOnce(self) -> None:
+        """
+        From now on, seal each write at once, without Twisted's gathering of
+        small writes until the next turn of the reactor.
+
+        That gathering saves OpenSSL calls; a record here costs no more than
+        its cipher, and chatd's doors gather a turn's writes themselves
+        (L{chatd.protocols.outbox}), so it would only cost a delayed call per
+        write and hold each one a turn longer. What it holds is sent first.
+        """
+        self._aggregator.close()
+        self._aggregator = _NullAggregator()
+        del self.write
+
+    def writeSequence(self, sequence: Any) -> None:
+        self.write(b"".join(sequence))
 
     def _toRecordEnd(self, data: bytes) -> int:
         """

@@ -151,6 +151,25 @@ class HandOffMixin(TestCaseMixin):
         self.assertIsInstance(connection.layer(), RecordLayer)
         self.assertEqual(b"".join(connection.app.received), b"at once")
 
+    def test_writesInOrder(self):
+        """
+        What the application wrote during the handshake (buffered by
+        Twisted, or still gathered for the next turn) goes first, in order;
+        after the hand-off each write is sealed at once.
+        """
+        connection = self.connected()
+        connection.client.handshake()
+        connection.toServer()
+        connection.tls.write(b"one ")
+        connection.toClient()
+        connection.tls.writeSequence([b"two", b" "])
+        self.assertTrue(connection.client.handshake())
+        connection.toServer()
+        connection.tls.write(b"three")
+        self.assertEqual(connection.clock.getDelayedCalls(), [])
+        connection.client.receive(connection.transport.value())
+        self.assertEqual(connection.client.read(), b"one two three")
+
     def test_openSSLFreed(self):
         """
         OpenSSL's connection is let go after the hand-off.
