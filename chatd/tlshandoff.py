@@ -139,9 +139,10 @@ class HandingOffTLS(BufferingTLSTransport):
         small writes until the next turn of the reactor.
 
         That gathering saves OpenSSL calls; a record here costs no more than
-        its cipher, and chatd's doors gather a turn's writes themselves
-        (L{chatd.protocols.outbox}), so it would only cost a delayed call per
-        write and hold each one a turn longer. What it holds is sent first.
+        its cipher, and chatd's doors gather a turn's frames themselves and
+        write them together at the turn's end (L{chatd.protocols.outbox}),
+        so it would only cost a delayed call per write and hold each one a
+        turn longer. What it holds is sent first.
         """
         self._aggregator.close()
         self._aggregator = _NullAggregator()

@@ -25,6 +25,11 @@ delivery (bench/README.rst). Twisted has no such write of its own, so it is
 written here, keeping to the buffers' meaning: what the socket does not take
 goes to the transport's C{write}, and everything later queues behind it, so
 the order is kept and the transport still pauses the outbox when it is full.
+
+On a TLS transport over TCP, the turn's frames are gathered the same way and
+go to the TLS transport's C{write} together at the turn's end: one record
+for the turn, sealed once (L{chatd.tlshandoff}), where a write a frame would
+make a record each.
 """
 
 from collections import deque
@@ -33,6 +38,7 @@ from weakref import WeakKeyDictionary
 
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.tcp import Connection
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from chatd.turn import TurnEnd, turnEndOf
@@ -133,6 +139,9 @@ class Outbox:
         if isinstance(transport, Connection):
             self._socket = transport.socket
             self._turnEnd = turnEndOf(cast(IReactorTime, transport.reactor))
+        elif isinstance(transport, TLSMemoryBIOProtocol) and isinstance(transport.transport,
+                                                                         Connection):
+            self._turnEnd = turnEndOf(cast(IReactorTime, transport.transport.reactor))
         self._gathered: "list[bytes] | None" = None
         self._gatheredSize = 0
         # What to do once everything waiting is handed over (L{handOver}).
@@ -151,13 +160,14 @@ class Outbox:
             return
         if not self.paused:
             transport = self.transport
-            if type(frame) is bytes and self._socket is not None and _idle(transport):
+            if type(frame) is bytes and self._turnEnd is not None and (
+                    self._socket is None or _idle(transport)):
                 self._gathered = [frame]
                 self._gatheredSize = len(frame)
                 if len(frame) >= GATHER_LIMIT:
                     self.flush()
                 else:
-                    self._turnEnd.add(self)  # type: ignore[union-attr]
+                    self._turnEnd.add(self)
             else:
                 self._hand(frame)
             return
@@ -199,15 +209,16 @@ class Outbox:
 
     def flush(self) -> None:
         """
-        Send the frames gathered this turn: straight onto the socket while the
-        transport holds nothing, the rest through the transport's C{write}.
+        Send the frames gathered this turn: straight onto a TCP socket while
+        the transport holds nothing, the rest (and everything on TLS) through
+        the transport's C{write}.
         """
         gathered, self._gathered = self._gathered, None
         if gathered is None:
             return
         data = gathered[0] if len(gathered) == 1 else b"".join(gathered)
         transport = self.transport
-        if _idle(transport):
+        if self._socket is not None and _idle(transport):
             try:
                 sent = self._socket.send(data)
             except OSError:

@@ -10,7 +10,10 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorSocket
 from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import Clock
+from twisted.internet.tcp import Connection
 from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from chatd import e2e
@@ -314,3 +317,29 @@ class TurnEndTests(TestCase):
         outbox.flush()
         self.assertIn(outbox.transport, reactor.getWriters())
         return protocol.closed
+
+
+class TLSGatheringTests(SynchronousTestCase):
+    """
+    An outbox over a TLS transport on TCP gathers a turn's frames too, and
+    writes them to the TLS transport together at the turn's end: one record.
+    """
+
+    def test_oneWriteAtTheTurnsEnd(self):
+        clock = Clock()
+        tcp: Any = Connection.__new__(Connection)
+        tcp.reactor = clock
+        tls: Any = TLSMemoryBIOProtocol.__new__(TLSMemoryBIOProtocol)
+        tls.transport = tcp
+        written: "list[bytes]" = []
+        tls.write = written.append
+        outbox = Outbox(tls, 10_000_000, lambda: None, SendBudget(10_000_000))
+        outbox.write(b"one;")
+        outbox.write((b"tw", b"o;"))
+        outbox.writeSpliced(b"pre;", b"tail")
+        self.assertEqual(written, [])
+        clock.advance(0)
+        self.assertEqual(written, [b"one;two;pre;tail"])
+        outbox.write(b"next")
+        clock.advance(0)
+        self.assertEqual(written, [b"one;two;pre;tail", b"next"])
