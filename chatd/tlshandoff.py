@@ -4,7 +4,9 @@ TLS listeners that let OpenSSL do the handshake and then carry TLS 1.3
 records themselves (L{chatd.tlsrecord}), so that an idle connection holds no
 OpenSSL state.
 
-The protocol is Twisted's own TLS protocol with three changes:
+The protocol is Twisted's own TLS protocol (it relies on that protocol's
+private attributes, as tested with the Twisted chatd installs) with four
+changes:
 
  - Until the handshake is done, received bytes reach OpenSSL one record at a
    time. So when the client's Finished has been read, no later record is in
@@ -18,6 +20,8 @@ The protocol is Twisted's own TLS protocol with three changes:
    opening them with the server's application keys; the count is the
    sequence number of the next record. Then the C{SSL.Connection} is
    replaced by a L{RecordLayer} and freed.
+ - From then on each write is sealed at once (see
+   L{HandingOffTLS._writeAtOnce}).
 
 A connection stays with OpenSSL, as before, when it is TLS 1.2, when its
 suite is not one L{chatd.tlsrecord.SUITES} knows, or when the count cannot be
