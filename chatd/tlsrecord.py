@@ -160,11 +160,15 @@ class Direction:
         """
         self._aead = None
 
+    def _current(self) -> bytes:
+        # The nonce of the record at this sequence number (section 5.3).
+        return (self.iv ^ self.sequence).to_bytes(12, "big")
+
     def nonce(self) -> bytes:
         """
         The next record's nonce (section 5.3); each is used once.
         """
-        nonce = (self.iv ^ self.sequence).to_bytes(12, "big")
+        nonce = self._current()
         self.sequence += 1
         return nonce
 
@@ -182,9 +186,8 @@ class Direction:
         The inner plaintext of a record, or C{None} if it was not sealed with
         these keys at this sequence number (which is then not used up).
         """
-        nonce = (self.iv ^ self.sequence).to_bytes(12, "big")
         try:
-            inner = self.aead.decrypt(nonce, sealed, header)
+            inner = self.aead.decrypt(self._current(), sealed, header)
         except InvalidTag:
             return None
         self.sequence += 1
@@ -375,7 +378,9 @@ class RecordLayer:
             if self._ended:
                 raise SSL.SysCallError(-1, "Unexpected EOF")
             raise SSL.WantReadError()
-        header, sealed = bytes(buffer[:HEADER]), bytes(buffer[HEADER:end])
+        # One copy each: a slice of the bytearray itself would be a second.
+        with memoryview(buffer) as view:
+            header, sealed = bytes(view[:HEADER]), bytes(view[HEADER:end])
         del buffer[:end]
         inner = self._read.open(header, sealed)
         if inner is None:
