@@ -493,6 +493,39 @@ class MalformedTests(SynchronousTestCase):
         self.assertEqual(envelopeshape._allKeyIds(values),
                          all(map(envelopeshape._isKeyId, values)))
 
+    @settings(max_examples=600, deadline=None)
+    @given(st.integers(min_value=0, max_value=3).flatmap(lambda quads: st.lists(
+        st.text(alphabet="AB+/=a9\n\u00e9-", min_size=4 * quads, max_size=4 * quads),
+        max_size=4)))
+    @example(["AAAA\nAAA", "AAAAAAAA"])
+    @example(["AAAAAA", "AA"])
+    @example(["AAA=AAA=", "AAAAAAA="])
+    @example(["AAAAAA==", "AAAAAAA="])
+    @example(["AAAAAA=A", "AAAAAA=A"])
+    def test_wholeMapOneLength(self, values):
+        """
+        Values of one length, which the whole map's base64 check reads as
+        one text, are accepted exactly when each is on its own: newlines,
+        padding within or out of place and stray characters included.
+        """
+        self.assertEqual(envelopeshape._allBase64(values),
+                         all(map(envelopeshape._isBase64, values)))
+        if envelopeshape._uniformBase64(values):
+            self.assertTrue(all(map(envelopeshape._isBase64, values)))
+
+    def test_oneLengthReadAsOneText(self):
+        """
+        A room's entries, of one length and padding (none, one or two), are
+        accepted by the check of them as one text, without the check of each;
+        padding out of place there is left to the check of each.
+        """
+        for size in (255, 256, 257):
+            values = [base64.b64encode(bytes([n]) * size).decode("ascii")
+                      for n in range(200)]
+            self.assertTrue(envelopeshape._uniformBase64(values), size)
+        self.assertFalse(envelopeshape._uniformBase64(["AA==", "AAAA"]))
+        self.assertTrue(envelopeshape._allBase64(["AA==", "AAAA"]))
+
     @settings(max_examples=400, deadline=None)
     @given(st.lists(st.one_of(st.text(alphabet="0af9\nA", min_size=15, max_size=34),
                               st.sampled_from(["0123456789abcdef", "0123456789abcdef\n"])),
