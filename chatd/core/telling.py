@@ -10,7 +10,7 @@ own module because telling sessions is one idea, and running the node
 (lifecycle, the cluster, transfers) is another.
 """
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from chatd.core import devicetell
 from chatd.core.devicebook import DeviceBook
@@ -184,6 +184,11 @@ class Telling:
         byDevice = envelope.version == 2
         batches: Dict[Callable[..., None], Tuple[list, list]] = {}
         told = 0
+        # The batch readers were last added to: a room's sessions are nearly
+        # all of one door, so its lists' appends are looked up once.
+        current: Optional[Callable[..., None]] = None
+        addClient: Callable[[Any], None]
+        addEntry: Callable[[str], None]
         # A copy: a door that drops its too-slow reader takes it out of the list.
         sessions = tuple(sessions)
         for session in sessions:
@@ -200,11 +205,13 @@ class Telling:
                 except Exception:
                     self._deliveryFailed(session, method)
             else:
-                batch = batches.get(splice)
-                if batch is None:
-                    batch = batches[splice] = ([], [])
-                batch[0].append(client)
-                batch[1].append(entry)
+                if splice is not current:
+                    current, batch = splice, batches.get(splice)
+                    if batch is None:
+                        batch = batches[splice] = ([], [])
+                    addClient, addEntry = batch[0].append, batch[1].append
+                addClient(client)
+                addEntry(entry)
             if sequence and session.device is not None:
                 delivered(session, sequence)
             told += 1

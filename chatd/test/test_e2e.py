@@ -315,6 +315,18 @@ class CutTests(SynchronousTestCase):
         envelope = Envelope.parse(handWith())
         self.assertIs(envelope.cutFor("bob"), envelope.cutFor("bob"))
 
+    def test_quotedNamesBounded(self):
+        """
+        Readers' names are kept quoted as JSON writes them, and no more of
+        them than the bound: past it, the kept ones are forgotten.
+        """
+        self.patch(e2e, "_QUOTED_NAMES", 2)
+        quoted = e2e._QuotedNames()
+        for name in ["bob", "zo\u00eb", 'say "hi"', "bob"]:
+            self.assertEqual(quoted[name], json.dumps(name))
+            self.assertLessEqual(len(quoted), 2)
+        self.assertEqual(set(quoted), {'say "hi"', "bob"})
+
 
 class HeaderTests(SynchronousTestCase):
     """
