@@ -156,10 +156,10 @@ def _allBase64(values):
 
 def _uniformBase64(values):
     """
-    Whether C{values} are all of one non-zero length, a multiple of 4, with
-    the same padding, and base64: joined, with their padding made C{A}, they
-    are then one base64 text, which pybase64's strict decoder checks at
-    memory speed (a quarter of what L{_eachBase64} costs on 200 entries).
+    Whether C{values}, all of one non-zero length that is a multiple of 4,
+    are base64: joined, with the padding that every one of them has made
+    C{A}, they are one base64 text, which pybase64's strict decoder checks
+    at memory speed (a quarter of what L{_eachBase64} costs on 200 entries).
 
     The lengths are proven alike without a call per value: joined by
     newlines, which base64 has none of, the values hold one at every

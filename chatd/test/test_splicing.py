@@ -48,6 +48,18 @@ class SplicingClient(FakeChatClient):
                 failed(client)
 
 
+class OtherDoorClient(SplicingClient):
+    """
+    A splicing client of another door class: its readers are a batch of
+    their own.
+    """
+
+    @staticmethod
+    def roomMessagesFor(clients, entries, fields, envelope, failed):
+        SplicingClient._spliced("otherRoomMessagesFor", clients, entries, fields, envelope,
+                                failed)
+
+
 @implementer(ISplicingClient)
 class BrokenDoorClient(FakeChatClient):
     """
@@ -90,6 +102,23 @@ class CoreSplicingTests(CoreTestCase):
         self.assertEqual(carol.client.take(),
                          [("roomMessage", ("#r", "alice", timestamp, cut(blob, "carol")))])
         self.assertEqual(alice.client.take(), [])
+
+    def test_doorsInTurn(self):
+        """
+        Members of two splicing door classes, in turn in the room, each get
+        their own cut once, from their own door's loop.
+        """
+        alice = self.guest("alice")
+        bob, erin = self.splicing("bob"), self.splicing("erin")
+        dan, fay = (self.splicing(name, OtherDoorClient()) for name in ("dan", "fay"))
+        self.joinAll("#r", alice, bob, dan, erin, fay)
+        blob = self.seal("alice", ("room", "#r"), keys("alice", "bob", "dan", "erin", "fay"))
+        timestamp = self.result(alice.roomMessage, "#r", blob)
+        for session, name in [(bob, "roomMessagesFor"), (dan, "otherRoomMessagesFor"),
+                              (erin, "roomMessagesFor"), (fay, "otherRoomMessagesFor")]:
+            reader = session.user.name
+            self.assertEqual(session.client.take(),
+                             [(name, ("#r", "alice", timestamp, cut(blob, reader)))])
 
     def test_directMessage(self):
         """
